@@ -132,6 +132,10 @@ class _Reader:
             raise _CLIError(f"{self._url}{path}: HTTP {response.status_code}: {response.text}")
         return response.json()
 
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
     def runs(self) -> list[dict[str, Any]]:
         if self._store is not None:
             return list(self._store.list_runs())
@@ -159,7 +163,11 @@ class _Reader:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    runs = _Reader(args.db, args.url, args.api_key).runs()
+    reader = _Reader(args.db, args.url, args.api_key)
+    try:
+        runs = reader.runs()
+    finally:
+        reader.close()
     if not runs:
         print("no runs")
         return 0
@@ -202,6 +210,7 @@ def _export(args: argparse.Namespace) -> int:
                          ("Infinity" if value > 0 else "-Infinity")}
                 out.write(json.dumps(p, allow_nan=False) + "\n")
     finally:
+        reader.close()
         if out is not sys.stdout:
             out.close()
     return 0

@@ -13,7 +13,8 @@ Rules mirrored from ``google/protobuf/json_format.py`` (including its quirks):
 - a field may be named by its JSON name or its proto name; unknown names are errors;
 - ``null`` clears a field (it is skipped); ``null`` inside a list is an error;
 - two members of one oneof are an error;
-- integers: int (not bool), integral float, or a str ``int()`` accepts without spaces, in range;
+- integers: int (not bool), integral float, or a str without spaces that ``int()`` or, failing
+  that, ``float()`` reads as an integer, in range;
 - doubles: any finite number, bool, or a str ``float()`` accepts, plus "NaN", "Infinity",
   "-Infinity" (but not "nan"); non-finite JSON numbers are errors;
 - enums: a value name, or an integer (unknown numbers allowed: proto3 enums are open);
@@ -68,7 +69,14 @@ def _make_int(lo: int, hi: int) -> Converter:
             try:
                 number = int(value)
             except ValueError:
-                raise ValidationError(f"{path}: couldn't parse integer {value!r}") from None
+                # json_format then tries an integer-valued float spelling ("1e3", "2.0").
+                try:
+                    as_float = float(value)
+                except ValueError:
+                    raise ValidationError(f"{path}: couldn't parse integer {value!r}") from None
+                if not as_float.is_integer():
+                    raise ValidationError(f"{path}: non-integer string {value!r}") from None
+                number = int(as_float)
         elif kind is int:
             number = value
         elif kind is float:

@@ -1,0 +1,104 @@
+"""Batcher: groups points by series into per-lane batches of at most 10,000 points.
+
+A series belongs to one lane (one dispatcher) for its whole life, so its points reach the
+service in order. A batch is cut when it is full, or when its oldest point has waited
+``max_age`` seconds, so a slow trickle is still delivered promptly.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+
+from .step_counter import SeriesState
+
+__all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher"]
+
+MAX_BATCH_POINTS = 10_000
+
+
+@attrs.define
+class Batch:
+    """Points of one lane: series state → ``[(step, major, value, ts_ns), ...]``."""
+
+    series: dict[SeriesState, list[tuple[int, int | None, float, int]]]
+    count: int
+
+
+class Batcher:
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[list[Any]],
+        lanes: list[trio.MemorySendChannel[Batch]],
+        *,
+        max_points: int = MAX_BATCH_POINTS,
+        max_age: float = 0.2,
+    ) -> None:
+        self._receive = receive
+        self._lanes = lanes
+        self._max_points = max_points
+        self._max_age = max_age
+        self._pending: list[dict[SeriesState, list[Any]]] = [{} for _ in lanes]
+        self._counts = [0] * len(lanes)
+        self._since = [math.inf] * len(lanes)
+
+    @property
+    def queued(self) -> int:
+        return sum(self._counts)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with AsyncExitStack() as stack:
+            for lane in self._lanes:
+                await stack.enter_async_context(lane)
+            await stack.enter_async_context(self._receive)
+            task_status.started()
+            while True:
+                chunk = None
+                # Only the receive may be interrupted by the age deadline: a cut batch being
+                # handed to a dispatcher must never be cancelled half-way.
+                with trio.move_on_at(min(self._since) + self._max_age):
+                    try:
+                        chunk = await self._receive.receive()
+                    except trio.EndOfChannel:
+                        break
+                if chunk is None:
+                    await self._cut_expired()
+                else:
+                    await self._add(chunk)
+            for lane in range(len(self._lanes)):
+                await self._cut(lane)
+
+    async def _add(self, chunk: list[Any]) -> None:
+        pending, counts, since = self._pending, self._counts, self._since
+        limit = self._max_points
+        now = trio.current_time()
+        for state, step, major, value, ts in chunk:
+            lane = state.lane
+            points = pending[lane].get(state)
+            if points is None:
+                points = pending[lane][state] = []
+            points.append((step, major, value, ts))
+            counts[lane] += 1
+            if since[lane] == math.inf:
+                since[lane] = now
+            if counts[lane] >= limit:
+                await self._cut(lane)
+
+    async def _cut_expired(self) -> None:
+        deadline = trio.current_time() - self._max_age
+        for lane, since in enumerate(self._since):
+            if since <= deadline:
+                await self._cut(lane)
+
+    async def _cut(self, lane: int) -> None:
+        if not self._counts[lane]:
+            return
+        batch = Batch(self._pending[lane], self._counts[lane])
+        self._pending[lane] = {}
+        self._counts[lane] = 0
+        self._since[lane] = math.inf
+        await self._lanes[lane].send(batch)

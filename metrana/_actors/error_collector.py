@@ -1,0 +1,96 @@
+"""ErrorCollector: the only place that knows the error strategy."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+
+import trio
+
+from .._enums import ErrorStrategy
+from .._stats import Counters
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
+
+__all__ = ["ErrorCollector"]
+
+_KEEP = 100  # errors kept for RaiseOnLog / RaiseOnClose; more are counted, not kept
+
+
+class ErrorCollector:
+    """Receives errors from the actors and surfaces them per the error strategy.
+
+    Silent ignores them, Warn prints each kind once, RaiseOnLog raises them from the next
+    ``log()`` and RaiseOnClose from ``close()``, as an ExceptionGroup of the real errors.
+    """
+
+    def __init__(
+        self,
+        strategy: ErrorStrategy,
+        counters: Counters,
+        warn: Callable[[str], None],
+        maxsize: int = 0,
+    ) -> None:
+        self.strategy = strategy
+        self._counters = counters
+        self._warn = warn
+        self._send, self._receive = trio.open_memory_channel[BaseException](
+            maxsize if maxsize else float("inf")
+        )
+        self._seen: set[tuple[type[BaseException], object]] = set()
+        self._held: list[BaseException] = []
+        self._held_lock = threading.Lock()
+        self.overflow = 0
+        self.raise_pending = False
+
+    def report(self, error: BaseException) -> None:
+        """Queue an error without waiting (any actor, in the engine's thread)."""
+        try:
+            self._send.send_nowait(error)
+        except trio.WouldBlock:
+            self.overflow += 1
+        except trio.ClosedResourceError:
+            self._handle(error)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._receive:
+            task_status.started()
+            async for error in self._receive:
+                self._handle(error)
+
+    async def aclose(self) -> None:
+        """No more errors will come; the run loop finishes what is queued and returns."""
+        await self._send.aclose()
+
+    def _handle(self, error: BaseException) -> None:
+        self._counters.errors += 1
+        if self.strategy is ErrorStrategy.Silent:
+            return
+        if self.strategy is ErrorStrategy.Warn:
+            kind = (type(error), getattr(error, "status", None))
+            if kind not in self._seen:
+                self._seen.add(kind)
+                self._warn(f"{error} (further errors of this kind are counted in get_metrics())")
+            return
+        with self._held_lock:
+            if len(self._held) < _KEEP:
+                self._held.append(error)
+            else:
+                self.overflow += 1
+            self.raise_pending = self.strategy is ErrorStrategy.RaiseOnLog
+
+    def take(self) -> ExceptionGroup[Exception] | None:
+        """The errors held so far as one group (and forget them), or None."""
+        with self._held_lock:
+            held, self._held = self._held, []
+            overflow, self.overflow = self.overflow, 0
+            self.raise_pending = False
+        if not held:
+            return None
+        more = f" (and {overflow} more)" if overflow else ""
+        return ExceptionGroup(
+            f"metrana: {len(held)} error(s) in the background{more}",
+            [e if isinstance(e, Exception) else RuntimeError(repr(e)) for e in held],
+        )

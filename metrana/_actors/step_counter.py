@@ -1,0 +1,103 @@
+"""StepCounter: assigns automatic steps and checks manual ones, per series, in arrival order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from .._exceptions import MetranaMetricStepError
+from .._series import SeriesKey
+from .._stats import Counters
+from .error_collector import ErrorCollector
+
+__all__ = ["SeriesState", "StepCounter"]
+
+_UNSET, _AUTO, _MANUAL = 0, 1, 2
+
+
+@attrs.define(eq=False)
+class SeriesState:
+    """Per-series bookkeeping; compared by identity so it is a cheap dict key."""
+
+    key: SeriesKey
+    lane: int
+    mode: int = _UNSET
+    next_step: int = 0
+    last_major: int = -1
+    header: str | None = None
+
+    @property
+    def manual(self) -> bool:
+        return self.mode == _MANUAL
+
+
+class StepCounter:
+    """Inbox chunks of ``(key, step|None, major|None, value, ts)`` in; chunks of
+    ``(state, step, major, value, ts)`` out. Bad steps go to the ErrorCollector, not the wire."""
+
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[list[Any]],
+        send: trio.MemorySendChannel[list[Any]],
+        errors: ErrorCollector,
+        counters: Counters,
+        lanes: int,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._errors = errors
+        self._counters = counters
+        self._lanes = lanes
+        self.states: dict[SeriesKey, SeriesState] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._send, self._receive:
+            task_status.started()
+            async for chunk in self._receive:
+                out = self.assign(chunk)
+                if out:
+                    await self._send.send(out)
+
+    def assign(self, chunk: list[Any]) -> list[Any]:
+        states = self.states
+        out = []
+        append = out.append
+        for key, step, major, value, ts in chunk:
+            state = states.get(key)
+            if state is None:
+                state = states[key] = SeriesState(key, len(states) % self._lanes)
+            if major is not None and major < state.last_major:
+                self._reject(state, f"rl_step {major} is lower than the previous {state.last_major}")
+                continue
+            if step is None:
+                if state.mode == _MANUAL:
+                    self._reject(state, "mixes automatic steps into a series with manual steps")
+                    continue
+                state.mode = _AUTO
+                step = state.next_step
+                state.next_step = step + 1
+            else:
+                if state.mode == _AUTO:
+                    self._reject(state, f"got manual step {step} in a series with automatic steps")
+                    continue
+                if step < state.next_step:
+                    self._reject(
+                        state,
+                        f"step {step} does not increase (last step was {state.next_step - 1}); "
+                        "manual steps must strictly increase",
+                    )
+                    continue
+                state.mode = _MANUAL
+                state.next_step = step + 1
+            if major is not None:
+                state.last_major = major
+            append((state, step, major, value, ts))
+        return out
+
+    def _reject(self, state: SeriesState, reason: str) -> None:
+        self._counters.invalid += 1
+        self._errors.report(
+            MetranaMetricStepError(f"series {state.key.describe()}: {reason}; point dropped")
+        )

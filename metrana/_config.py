@@ -1,0 +1,224 @@
+"""Resolving ``init()`` arguments and environment variables into one validated Settings.
+
+An explicit argument wins over its environment variable, which wins over the default. Every
+bad value is a :class:`MetranaConfigError` that names the argument or variable and the choices.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ._enums import (
+    AggregationFn,
+    BackpressureStrategy,
+    CloseStrategy,
+    ErrorStrategy,
+    LogLevel,
+    ResumeStrategy,
+    StandardMetricScale,
+    parse_choice,
+)
+from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
+
+__all__ = ["AggregationRule", "Settings", "resolve_settings"]
+
+HOSTED_INGESTION_URL = "https://ingestion.development.metrana.ai"
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class AggregationRule(BaseModel):
+    """How the service derives new series from existing ones (declared at run creation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_scale: str
+    output_scale: str
+    fns: list[AggregationFn] = Field(min_length=1)
+    metric_name: str | None = None
+    aggregate_over_labels: list[str] = Field(default_factory=list)
+    output_metric_name: str | None = None
+    output_name_suffix: str | None = None
+
+    @field_validator("source_scale", "output_scale", mode="before")
+    @classmethod
+    def _scale(cls, value: Any) -> str:
+        if isinstance(value, StandardMetricScale):
+            return value.value
+        if not isinstance(value, str) or not value:
+            raise ValueError("a scale is a non-empty string such as 'EPISODE'")
+        return value
+
+    @field_validator("fns", mode="before")
+    @classmethod
+    def _fns(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [parse_choice(AggregationFn, v, "AggregationRule.fns") for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _output_name_needs_metric(self) -> AggregationRule:
+        if self.output_metric_name is not None and self.metric_name is None:
+            raise ValueError("output_metric_name is only valid when metric_name is set")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "sourceScale": self.source_scale,
+            "outputScale": self.output_scale,
+            "fns": [fn.value for fn in self.fns],
+        }
+        if self.metric_name is not None:
+            body["metricName"] = self.metric_name
+        if self.aggregate_over_labels:
+            body["aggregateOverLabels"] = list(self.aggregate_over_labels)
+        if self.output_metric_name is not None:
+            body["outputMetricName"] = self.output_metric_name
+        if self.output_name_suffix is not None:
+            body["outputNameSuffix"] = self.output_name_suffix
+        return body
+
+
+class Settings(BaseModel):
+    """Everything a logger needs, validated once. The API key never appears in its repr."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    api_key: SecretStr | None
+    workspace_name: str = Field(min_length=1)
+    project_name: str = Field(min_length=1)
+    run_name: str = Field(min_length=1)
+    experiment_name: str | None = None
+    resume_strategy: ResumeStrategy = ResumeStrategy.Allow
+    backpressure_strategy: BackpressureStrategy = BackpressureStrategy.DropNew
+    error_strategy: ErrorStrategy = ErrorStrategy.Warn
+    close_strategy: CloseStrategy = CloseStrategy.CompletePending
+    log_level: LogLevel = LogLevel.Success
+    aggregation_rules: tuple[AggregationRule, ...] = ()
+    config: Mapping[str, Any] | None = None
+    num_dispatch_workers: int = Field(default=4, ge=1, le=64)
+    ingestion_url: str = HOSTED_INGESTION_URL
+    event_queue_max_size: int = Field(default=0, ge=0)
+    dispatch_queue_max_size: int = Field(default=0, ge=0)
+    error_queue_max_size: int = Field(default=0, ge=0)
+    close_timeout: float = Field(default=DEFAULT_CLOSE_TIMEOUT, gt=0)
+
+    @property
+    def api_url(self) -> str:
+        """``<ingestion_url>/v1`` with no doubled slash."""
+        return self.ingestion_url.rstrip("/") + "/v1"
+
+
+_ENV = {
+    "api_key": "METRANA_API_KEY",
+    "backpressure_strategy": "METRANA_BACKPRESSURE_STRATEGY",
+    "error_strategy": "METRANA_ERROR_MODES",
+    "resume_strategy": "METRANA_RESUME_STRATEGY",
+    "close_strategy": "METRANA_CLOSE_STRATEGY",
+    "log_level": "METRANA_LOG_LEVEL",
+    "event_queue_max_size": "METRANA_EVENT_QUEUE_MAX_SIZE",
+    "dispatch_queue_max_size": "METRANA_DISPATCH_QUEUE_MAX_SIZE",
+    "error_queue_max_size": "METRANA_ERROR_QUEUE_MAX_SIZE",
+    "ingestion_url": "METRANA_INGESTION_URL",
+    "close_timeout": "METRANA_CLOSE_TIMEOUT",
+}
+_CHOICES: dict[str, Any] = {
+    "backpressure_strategy": BackpressureStrategy,
+    "error_strategy": ErrorStrategy,
+    "resume_strategy": ResumeStrategy,
+    "close_strategy": CloseStrategy,
+    "log_level": LogLevel,
+}
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge explicit ``init()`` arguments (``None`` = not given) with environment variables."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, value in arguments.items():
+        source = name
+        if value is None and name in _ENV and env.get(_ENV[name], "") != "":
+            value, source = env[_ENV[name]], _ENV[name]
+        if value is None:
+            continue
+        if name in _CHOICES:
+            value = parse_choice(_CHOICES[name], value, source)
+        elif name.endswith("_max_size") or name == "num_dispatch_workers":
+            value = _as_int(value, source)
+        elif name == "close_timeout":
+            value = _as_float(value, source)
+        elif name == "aggregation_rules":
+            value = tuple(_as_rule(rule) for rule in value)
+        values[name] = value
+    url = values.get("ingestion_url")
+    if url is not None:
+        parts = urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise MetranaConfigError(
+                f"ingestion_url={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
+            )
+    if values.get("api_key") is None and not _is_local(str(url or HOSTED_INGESTION_URL)):
+        raise NoMetranaApiKeyError(
+            "no API key: pass api_key= or set METRANA_API_KEY for the Metrana service; "
+            "to log without an account run `metrana serve` and set "
+            "METRANA_INGESTION_URL=http://127.0.0.1:8787 (a loopback server needs no key)"
+        )
+    if values.get("api_key") is not None:
+        values["api_key"] = SecretStr(str(values["api_key"]))
+    else:
+        values["api_key"] = None
+    for name in ("workspace_name", "project_name", "run_name"):
+        if not isinstance(values.get(name), str) or not values[name]:
+            raise MetranaConfigError(f"{name} must be a non-empty string, got {values.get(name)!r}")
+    try:
+        return Settings(**values)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise MetranaConfigError(f"invalid metrana settings: {exc}") from None
+
+
+def _as_int(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MetranaConfigError(f"{source}={value!r} must be an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise MetranaConfigError(f"{source}={value!r} must be an integer") from None
+    if number < 0:
+        raise MetranaConfigError(f"{source}={value!r} must be >= 0 (0 means unbounded)")
+    return number
+
+
+def _as_float(value: Any, source: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MetranaConfigError(f"{source}={value!r} must be a number of seconds") from None
+    if not number > 0:
+        raise MetranaConfigError(f"{source}={value!r} must be > 0 seconds")
+    return number
+
+
+def _as_rule(rule: Any) -> AggregationRule:
+    if isinstance(rule, AggregationRule):
+        return rule
+    if isinstance(rule, Mapping):
+        try:
+            return AggregationRule(**rule)
+        except ValueError as exc:
+            raise MetranaConfigError(f"invalid aggregation rule {dict(rule)!r}: {exc}") from None
+    raise MetranaConfigError(f"aggregation_rules items must be AggregationRule, got {rule!r}")

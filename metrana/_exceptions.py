@@ -1,0 +1,95 @@
+"""Every error metrana raises derives from :class:`MetranaError`.
+
+::
+
+    MetranaError
+    ├── MetranaConfigError          bad init() argument or environment variable (also ValueError)
+    ├── NoMetranaApiKeyError        no API key for a service that needs one
+    ├── MetranaNotInitializedError  log() before init()
+    ├── MetranaLoggerClosedError    log() after close()
+    ├── MetranaRunAlreadyExistsError  resume_strategy=Never and the run exists
+    ├── MetranaEventQueueFullError  backpressure_strategy=Raise and the queue is full
+    ├── MetranaMetricNameError      empty name or a name with whitespace (also ValueError)
+    ├── MetranaMetricStepError      a step that goes backwards or mixes manual and automatic
+    ├── MetranaApiError             the service refused a request (status and body attached)
+    ├── MetranaConnectionError      the service could not be reached within the retry budget
+    └── MetranaFlushTimeoutError    flush() did not finish in time (nothing is dropped)
+
+``TypeError`` (not a MetranaError) is raised for values and labels of the wrong type.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MetranaApiError",
+    "MetranaConfigError",
+    "MetranaConnectionError",
+    "MetranaError",
+    "MetranaEventQueueFullError",
+    "MetranaFlushTimeoutError",
+    "MetranaLoggerClosedError",
+    "MetranaMetricNameError",
+    "MetranaMetricStepError",
+    "MetranaNotInitializedError",
+    "MetranaRunAlreadyExistsError",
+    "NoMetranaApiKeyError",
+]
+
+
+class MetranaError(Exception):
+    """Base class of every metrana error."""
+
+
+class MetranaConfigError(MetranaError, ValueError):
+    """An init() argument or environment variable has an invalid value."""
+
+
+class NoMetranaApiKeyError(MetranaError):
+    """No API key was given for a service that needs one."""
+
+
+class MetranaNotInitializedError(MetranaError):
+    """A logging call was made before ``metrana.init()``."""
+
+
+class MetranaLoggerClosedError(MetranaError):
+    """A logging call was made after ``close()``."""
+
+
+class MetranaRunAlreadyExistsError(MetranaError):
+    """The run exists and ``resume_strategy`` is ``Never``."""
+
+
+class MetranaEventQueueFullError(MetranaError):
+    """The event queue is full and ``backpressure_strategy`` is ``Raise``."""
+
+
+class MetranaMetricNameError(MetranaError, ValueError):
+    """A metric name is empty or contains whitespace."""
+
+
+class MetranaMetricStepError(MetranaError, ValueError):
+    """A step is not strictly increasing, or a series mixes manual and automatic steps."""
+
+
+class MetranaApiError(MetranaError):
+    """The ingestion service refused a request; the batch was not stored."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "",
+                 points: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.points = points
+
+
+class MetranaConnectionError(MetranaError):
+    """The ingestion service could not be reached within the retry budget."""
+
+    def __init__(self, message: str, *, points: int = 0) -> None:
+        super().__init__(message)
+        self.points = points
+
+
+class MetranaFlushTimeoutError(MetranaError, TimeoutError):
+    """``flush()`` timed out; the points are still queued, nothing was dropped."""

@@ -1,0 +1,154 @@
+"""Series identity and the cheap call-site checks behind ``log()``.
+
+Everything here runs in the caller's thread, so the common case (a known metric name, a
+float value) must be a couple of dict lookups and type checks; the slow paths raise errors a
+user can act on.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._enums import StandardMetricScale
+from ._exceptions import MetranaMetricNameError
+
+__all__ = [
+    "SeriesKey",
+    "check_int",
+    "check_name",
+    "check_timestamp",
+    "coerce_value",
+    "label_tuple",
+    "resolve_scale",
+]
+
+_SCALES = {s.value: s.value for s in StandardMetricScale}
+_SCALES.update({s.value.lower(): s.value for s in StandardMetricScale})
+_MAX_TIMESTAMP_NS = 253_402_300_800 * 10**9  # year 10000, the protobuf Timestamp limit
+_WHITESPACE = re.compile(r"\s")
+
+
+@attrs.frozen(cache_hash=True)
+class SeriesKey:
+    """Identity of one series. Standard: (name, scale, labels). RL adds env id and episode."""
+
+    rl: bool
+    name: str
+    scale: str
+    labels: tuple[tuple[str, str], ...]
+    env_id: str = ""
+    episode: int | None = None
+
+    def describe(self) -> str:
+        parts = [self.name, self.scale]
+        if self.labels:
+            parts.append(",".join(f"{k}={v}" for k, v in self.labels))
+        if self.env_id:
+            parts.append(f"env={self.env_id}")
+        if self.episode is not None:
+            parts.append(f"episode={self.episode}")
+        return "/".join(parts)
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"metric name must be a str, got {type(name).__name__}: {name!r}")
+    if not name:
+        raise MetranaMetricNameError("metric name must not be empty")
+    if _WHITESPACE.search(name):
+        fixed = _WHITESPACE.sub("_", name.strip())
+        raise MetranaMetricNameError(
+            f"metric name {name!r} contains whitespace; use {fixed!r} instead"
+        )
+    return name
+
+
+def resolve_scale(scale: object) -> str:
+    if scale is None:
+        return "ML_STEP"
+    if isinstance(scale, StandardMetricScale):
+        return scale.value
+    if isinstance(scale, str) and scale in _SCALES:
+        return _SCALES[scale]
+    raise ValueError(
+        f"scale {scale!r} is not one of {', '.join(s.value for s in StandardMetricScale)}"
+    )
+
+
+def label_tuple(labels: Mapping[str, str] | None, evaluation: bool) -> tuple[tuple[str, str], ...]:
+    """Sorted label pairs; ``evaluation=True`` adds evaluation=true unless already set."""
+    if labels is None:
+        return (("evaluation", "true"),) if evaluation else ()
+    if not isinstance(labels, Mapping):
+        raise TypeError(f"labels must be a dict of str to str, got {type(labels).__name__}")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"labels must map str to str; got {key!r}: {value!r} "
+                f"({type(key).__name__}: {type(value).__name__}); convert values with str()"
+            )
+    if evaluation and "evaluation" not in labels:
+        labels = {**labels, "evaluation": "true"}
+    return tuple(sorted(labels.items()))
+
+
+def coerce_value(value: Any, name: str) -> float:
+    """A metric value as float: int, float, bool, numpy/torch scalars. NaN and ±inf are fine."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int or kind is bool:
+        try:
+            return float(value)
+        except OverflowError:
+            raise TypeError(f"value for {name!r} is too large for a float64: {value}") from None
+    if value is None or isinstance(value, (str, bytes, Mapping, list, tuple, set)):
+        raise TypeError(
+            f"value for {name!r} must be a number (int, float, bool, numpy or torch scalar), "
+            f"got {kind.__name__}: {value!r:.80}"
+        )
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) not in ((), (1,)):
+        raise TypeError(
+            f"value for {name!r} is an array of shape {tuple(shape)}; log a scalar "
+            "(e.g. .item() or .mean().item())"
+        )
+    if getattr(kind, "__float__", None) is None:
+        raise TypeError(f"value for {name!r} must be a number, got {kind.__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"value for {name!r} cannot be read as a number: {exc}") from None
+
+
+def check_int(value: Any, what: str) -> int:
+    """A non-negative integer (int or numpy integer, not bool)."""
+    if type(value) is int and value >= 0:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got bool")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}: {value!r:.80}") from None
+    if number < 0:
+        raise ValueError(f"{what} must be >= 0, got {number}")
+    if number >= 2**63:
+        raise ValueError(f"{what} must be < 2**63, got {number}")
+    return number
+
+
+def check_timestamp(value: Any) -> int:
+    if isinstance(value, float):
+        raise TypeError(
+            "timestamp is Unix time in integer nanoseconds (e.g. time.time_ns()), got a float"
+        )
+    ns = check_int(value, "timestamp")
+    if ns >= _MAX_TIMESTAMP_NS:
+        raise ValueError(f"timestamp {ns} is past year 9999; it must be Unix nanoseconds")
+    return ns

@@ -1,0 +1,469 @@
+"""Session objects: the ``log*`` methods users call, over one engine.
+
+:class:`Session` runs its engine on a background thread (``metrana.init()`` and
+``with metrana.session(...)``); :class:`TrioSession` runs it in the caller's trio nursery
+(``async with metrana.open_session(...)``). Both share the synchronous, cheap ``log*`` path.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import trio
+
+from ._actors.dispatcher import RetryPolicy
+from ._config import Settings
+from ._engine import Engine
+from ._enums import CloseStrategy, ErrorStrategy
+from ._exceptions import MetranaError, MetranaLoggerClosedError
+from ._inbox import Inbox
+from ._log import say
+from ._series import (
+    SeriesKey,
+    check_int,
+    check_name,
+    check_timestamp,
+    coerce_value,
+    label_tuple,
+    resolve_scale,
+)
+from ._stats import Counters, Metrics
+
+__all__ = ["Session", "TrioSession", "live_sessions"]
+
+DEFAULT_INIT_TIMEOUT = 10.0
+_EXIT_GRACE = 5.0
+
+
+class State(enum.Enum):
+    OPEN = "open"  # accepting points
+    CLOSING = "closing"  # close() is running; log() raises
+    CLOSED = "closed"  # finished; log() raises MetranaLoggerClosedError
+    FORKED = "forked"  # this object was inherited by a forked child; restarts on first use
+
+
+live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+_time_ns = time.time_ns
+
+
+class Session:
+    """A run being logged. Thread-safe; every ``log*`` call is cheap and never waits on I/O."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        attributes: list[dict[str, Any]] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        batch_max_age: float | None = None,
+        in_trio: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._attributes = attributes or []
+        self._engine_options: dict[str, Any] = {"transport": transport, "retry": retry}
+        if batch_max_age is not None:
+            self._engine_options["batch_max_age"] = batch_max_age
+        self._in_trio = in_trio
+        self._keys: dict[str, SeriesKey] = {}
+        self._eval_keys: dict[str, SeriesKey] = {}
+        self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
+        self._close_lock = threading.Lock()
+        self._final: Metrics | None = None
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._build_engine()
+
+    def _build_engine(self) -> None:
+        s = self.settings
+        self._counters = Counters()
+        self._inbox = Inbox(
+            self._counters,
+            maxsize=s.event_queue_max_size,
+            strategy=s.backpressure_strategy,
+            can_block=not self._in_trio,
+        )
+        self._engine = Engine(
+            s, self._inbox, self._counters, say=self._say, attributes=self._attributes,
+            **self._engine_options,
+        )
+        self._errors = self._engine.errors
+        self._state = State.OPEN
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"<metrana.Session {s.workspace_name}/{s.project_name}/{s.run_name} "
+                f"{self._state.value} at {s.ingestion_url}>")
+
+    @property
+    def run_name(self) -> str:
+        return self.settings.run_name
+
+    @property
+    def resumed(self) -> bool:
+        """True when the run existed and this session resumed it."""
+        return self._engine.resumed
+
+    def _say(self, level: str, message: str) -> None:
+        say(self.settings.log_level, level, message)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start_thread(self, init_timeout: float = DEFAULT_INIT_TIMEOUT) -> None:
+        """Start the engine thread; wait (bounded) for the run to be created."""
+        started = threading.Event()
+        created = threading.Event()
+        crashed: list[BaseException] = []
+        engine = self._engine
+
+        async def main() -> None:
+            token = trio.lowlevel.current_trio_token()
+            self._token = token
+
+            def wake() -> None:
+                try:
+                    token.run_sync_soon(engine.wake)
+                except trio.RunFinishedError:
+                    pass
+
+            self._inbox.wake = wake
+            engine.on_creation = created.set
+            async with trio.open_nursery() as nursery:
+                await nursery.start(engine.run)
+                started.set()
+
+        def target() -> None:
+            try:
+                trio.run(main)
+            except BaseException as exc:  # noqa: BLE001 - handed to init() below
+                crashed.append(exc)
+            finally:
+                started.set()
+                created.set()
+
+        name = f"metrana-{self.settings.run_name}"
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+        self._thread.start()
+        started.wait()
+        if crashed:
+            raise MetranaError(f"metrana's engine failed to start: {crashed[0]!r}") from crashed[0]
+        if not created.wait(init_timeout):
+            self._say(
+                "WARNING",
+                f"{self.settings.ingestion_url} has not answered within {init_timeout:g}s; "
+                "logging continues and points are sent once it answers",
+            )
+        elif engine.creation_error is not None:
+            self._thread.join(timeout=_EXIT_GRACE)
+            self._state = State.CLOSED
+            raise engine.creation_error
+        live_sessions.add(self)
+
+    def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
+        """Stop logging and deal with undelivered points per the close strategy.
+
+        Args:
+            timeout: seconds to wait for delivery (default ``close_timeout``, 30 s).
+            strategy: override the configured close strategy for this call.
+
+        Returns:
+            The final counters: how many points were delivered, discarded, rejected...
+
+        Raises:
+            ExceptionGroup: with ``error_strategy=RaiseOnClose``, the errors collected.
+        """
+        if self._in_trio:
+            raise RuntimeError("in a trio program use `await session.aclose()`")
+        with self._close_lock:
+            if self._final is None:
+                if self._state is State.FORKED:
+                    self._state = State.CLOSED
+                    self._final = self._counters.snapshot()
+                    return self._final
+                self._state = State.CLOSING
+                closing = self._close_plan(timeout, strategy)
+                token, thread = self._token, self._thread
+                if token is not None and thread is not None:
+                    try:
+                        trio.from_thread.run_sync(self._engine.request_close, *closing,
+                                                  trio_token=token)
+                    except trio.RunFinishedError:
+                        pass
+                    thread.join(closing[1] + _EXIT_GRACE)
+                    if thread.is_alive():
+                        self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
+                self._finish()
+        return self._checked_final()
+
+    def _close_plan(self, timeout: float | None, strategy: Any) -> tuple[CloseStrategy, float]:
+        from ._enums import parse_choice
+
+        chosen = (self.settings.close_strategy if strategy is None
+                  else parse_choice(CloseStrategy, strategy, "close(strategy=...)"))
+        return chosen, self.settings.close_timeout if timeout is None else float(timeout)
+
+    def _finish(self) -> None:
+        self._state = State.CLOSED
+        live_sessions.discard(self)
+        self._final = self._counters.snapshot()
+        final = self._final
+        level = "SUCCESS"
+        if final.dropped or final.pending:
+            level = "WARNING"
+        self._say(level, f"closed run {self.settings.run_name}: {final.summary()}")
+
+    def _checked_final(self) -> Metrics:
+        assert self._final is not None
+        if self._errors.strategy is ErrorStrategy.RaiseOnClose:
+            group = self._errors.take()
+            if group is not None:
+                raise group
+        return self._final
+
+    def get_metrics(self) -> Metrics:
+        """A snapshot of this session's counters."""
+        return self._final if self._final is not None else self._counters.snapshot()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is not None and self._errors.strategy is ErrorStrategy.RaiseOnClose:
+            # The body's exception is the one the user needs to see; ours are logged.
+            try:
+                self.close()
+            except Exception as close_error:  # noqa: BLE001
+                self._say("ERROR", f"errors while closing after an exception: {close_error!r}")
+            return
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        """Called in a forked child: the engine thread did not survive the fork."""
+        self._state = State.FORKED
+        self._close_lock = threading.Lock()
+
+    def _restart_in_child(self) -> None:
+        from ._config import ResumeStrategy
+
+        self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
+        self._attributes = []
+        self._final = None
+        self._build_engine()
+        self._start_thread()
+
+    # -------------------------------------------------------------- logging
+
+    def _not_open(self) -> None:
+        if self._state is State.FORKED:
+            self._restart_in_child()
+            return
+        raise MetranaLoggerClosedError(
+            f"the logger is {self._state.value}; call metrana.init() to start another run"
+        )
+
+    def _raise_held(self) -> None:
+        group = self._errors.take()
+        if group is not None:
+            raise group
+
+    def _key(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
+        """Slow path of series lookup: validate, build, cache."""
+        check_name(name)
+        scale_name = resolve_scale(scale)
+        label_pairs = label_tuple(labels, evaluation)
+        key = SeriesKey(False, name, scale_name, label_pairs)
+        if labels is None:
+            if scale is None:
+                (self._eval_keys if evaluation else self._keys)[name] = key
+            else:
+                self._other_keys[(name, scale, evaluation)] = key
+        return key
+
+    def log(
+        self,
+        metric_name: str | Mapping[str, Any],
+        value: Any = None,
+        scale: Any = None,
+        step: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one value (``log("loss", 0.5)``) or several (``log({"loss": 0.5, "acc": 0.9})``).
+
+        Raises:
+            TypeError: the value or labels have the wrong type.
+            MetranaMetricNameError: the name is empty or has whitespace.
+            MetranaEventQueueFullError: the queue is full and backpressure is Raise.
+        """
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        if labels is None and scale is None:
+            key = (
+                (self._eval_keys if evaluation else self._keys).get(metric_name)
+                if type(metric_name) is str
+                else None
+            )
+            if key is None:
+                if isinstance(metric_name, Mapping):
+                    self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
+                    return
+                key = self._key(metric_name, scale, labels, evaluation)
+        else:
+            if isinstance(metric_name, Mapping):
+                self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
+                return
+            key = self._other_keys.get((metric_name, scale, evaluation)) if labels is None else None
+            if key is None:
+                key = self._key(metric_name, scale, labels, evaluation)
+        if type(value) is not float:
+            value = coerce_value(value, key.name)
+        if step is not None:
+            step = check_int(step, "step")
+        self._inbox.put(
+            (key, step, None, value, _time_ns() if timestamp is None else check_timestamp(timestamp))
+        )
+
+    def _log_many(
+        self,
+        values: Mapping[str, Any],
+        value: Any,
+        scale: Any,
+        step: int | None,
+        labels: Mapping[str, str] | None,
+        evaluation: bool,
+        timestamp: int | None,
+    ) -> None:
+        if value is not None:
+            raise TypeError("log(dict) takes no separate value; put the values in the dict")
+        if step is not None:
+            step = check_int(step, "step")
+        ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
+        items = []
+        cache = (self._eval_keys if evaluation else self._keys) if labels is None and scale is None else None
+        for name, raw in values.items():
+            key = cache.get(name) if cache is not None else None
+            if key is None:
+                key = self._key(name, scale, labels, evaluation)
+            items.append((key, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
+        # All values are checked before any is queued: a bad one loses nothing else.
+        self._inbox.put_many(items)
+
+    def log_rl_step(
+        self,
+        metric_name: str,
+        value: Any,
+        evaluation: bool = False,
+        step: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """A per-gradient-update metric (scale ML_STEP)."""
+        self.log(metric_name, value, None, step, labels, evaluation, timestamp)
+
+    def _rl_key(self, name: Any, scale: str, env_id: Any, episode: int | None, labels: Any,
+                evaluation: bool) -> SeriesKey:
+        cache_key = (name, scale, env_id, episode, evaluation)
+        key = self._other_keys.get(cache_key) if labels is None else None
+        if key is None:
+            check_name(name)
+            if env_id is None:
+                env = ""
+            elif isinstance(env_id, str):
+                env = env_id
+            elif isinstance(env_id, int) and not isinstance(env_id, bool):
+                env = str(env_id)
+            else:
+                raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
+            key = SeriesKey(True, name, scale, label_tuple(labels, evaluation), env, episode)
+            if labels is None:
+                self._other_keys[cache_key] = key
+        return key
+
+    def log_rl_episode(
+        self,
+        metric_name: str,
+        value: Any,
+        rl_step: int,
+        evaluation: bool = False,
+        episode: int | None = None,
+        env_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
+        rl_step = check_int(rl_step, "rl_step")
+        if episode is not None:
+            episode = check_int(episode, "episode")
+        if type(value) is not float:
+            value = coerce_value(value, metric_name)
+        self._inbox.put(
+            (key, episode, rl_step, value,
+             _time_ns() if timestamp is None else check_timestamp(timestamp))
+        )
+
+    def log_rl_environment_step(
+        self,
+        metric_name: str,
+        value: Any,
+        rl_step: int,
+        evaluation: bool = False,
+        env_step: int | None = None,
+        episode: int | None = None,
+        env_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """A per-environment-interaction metric (scale ENVIRONMENT_STEP); ``env_step`` is the
+        step, auto-incremented per (metric, env, episode, labels) series."""
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        if episode is not None:
+            episode = check_int(episode, "episode")
+        key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels, evaluation)
+        rl_step = check_int(rl_step, "rl_step")
+        if env_step is not None:
+            env_step = check_int(env_step, "env_step")
+        if type(value) is not float:
+            value = coerce_value(value, metric_name)
+        self._inbox.put(
+            (key, env_step, rl_step, value,
+             _time_ns() if timestamp is None else check_timestamp(timestamp))
+        )
+
+
+class TrioSession(Session):
+    """A session whose engine runs in the caller's trio nursery (``open_session``)."""
+
+    async def aclose(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
+        """Close per the close strategy, waiting in trio (see :meth:`Session.close`)."""
+        if self._final is None and self._state is not State.CLOSING:
+            self._state = State.CLOSING
+            self._engine.request_close(*self._close_plan(timeout, strategy))
+            await self._engine.finished.wait()
+            self._finish()
+        elif self._final is None:
+            await self._engine.finished.wait()
+        return self._checked_final()
+
+    async def wait_for_room(self) -> None:
+        """With a bounded queue: wait until ``log()`` would not hit backpressure."""
+        while not self._inbox.has_room():
+            self._engine.wake()
+            await trio.sleep(0.005)
+

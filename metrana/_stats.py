@@ -1,0 +1,76 @@
+"""Counters of what happened to every point, and the snapshot users see."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Counters", "Metrics"]
+
+
+@attrs.frozen
+class Metrics:
+    """A snapshot of the logger's counters (``metrana.get_metrics()``, ``close()``'s result).
+
+    Every point ``log()`` accepted ends in exactly one of: ``sent``, ``rejected`` (the service
+    refused its batch), ``failed`` (unreachable within the retry budget), ``invalid`` (a step
+    error), ``discarded`` (dropped by an Immediate/CompletePending close or a timeout), or is
+    still ``pending``. ``dropped_backpressure`` points were never accepted (DropNew).
+    """
+
+    logged: int
+    sent: int
+    pending: int
+    dropped_backpressure: int
+    discarded: int
+    rejected: int
+    failed: int
+    invalid: int
+    requests: int
+    retries: int
+    errors: int
+
+    @property
+    def dropped(self) -> int:
+        """Points that did not reach the service, for any reason."""
+        return (self.dropped_backpressure + self.discarded + self.rejected + self.failed
+                + self.invalid)
+
+    def summary(self) -> str:
+        return (
+            f"{self.sent:,} of {self.logged:,} points delivered; "
+            f"{self.discarded:,} discarded at close, {self.dropped_backpressure:,} dropped "
+            f"(queue full), {self.rejected:,} rejected, {self.failed:,} failed, "
+            f"{self.invalid:,} invalid; {self.requests:,} requests, {self.retries:,} retries"
+        )
+
+
+@attrs.define
+class Counters:
+    """Mutable counters, written by the engine's trio thread (and, for drops, the inbox lock)."""
+
+    accepted: int = 0
+    sent: int = 0
+    dropped_backpressure: int = 0
+    discarded: int = 0
+    rejected: int = 0
+    failed: int = 0
+    invalid: int = 0
+    requests: int = 0
+    retries: int = 0
+    errors: int = 0
+
+    def snapshot(self) -> Metrics:
+        settled = self.sent + self.discarded + self.rejected + self.failed + self.invalid
+        return Metrics(
+            logged=self.accepted + self.dropped_backpressure,
+            sent=self.sent,
+            pending=max(self.accepted - settled, 0),
+            dropped_backpressure=self.dropped_backpressure,
+            discarded=self.discarded,
+            rejected=self.rejected,
+            failed=self.failed,
+            invalid=self.invalid,
+            requests=self.requests,
+            retries=self.retries,
+            errors=self.errors,
+        )

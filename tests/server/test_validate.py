@@ -1,0 +1,227 @@
+"""The fast validator accepts and rejects exactly the bodies ``json_format.ParseDict`` does."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from metrana_protobuf.ingestion.v1.svc import api_pb2
+from metrana_protobuf.ingestion.v1.types import updates_pb2
+
+from metrana.server.validate import ValidationError, compile_message, parse_timestamp_ns
+
+parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
+parse_create = compile_message(api_pb2.CreateRunRequest.DESCRIPTOR)
+
+
+def protobuf_accepts(body: Any, message_type: Any) -> bool:
+    try:
+        json_format.ParseDict(body, message_type(), ignore_unknown_fields=False)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def ours_accepts(body: Any, parser: Any) -> bool:
+    try:
+        parser(copy.deepcopy(body), "body")
+    except ValidationError:
+        return False
+    return True
+
+
+def random_timestamp(rng: random.Random) -> str:
+    seconds = rng.randrange(0, 4_000_000_000)
+    nanos = rng.choice([0, rng.randrange(10**9), rng.randrange(1000) * 10**6])
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    return Timestamp(seconds=seconds, nanos=nanos).ToJsonString()
+
+
+def random_labels(rng: random.Random) -> dict[str, str]:
+    return {f"k{rng.randrange(5)}": rng.choice(["a", "", "ü", "x y"]) for _ in range(rng.randrange(3))}
+
+
+def random_update_message(rng: random.Random) -> api_pb2.UpdateRunsRequest:
+    msg = api_pb2.UpdateRunsRequest(session_id=rng.randrange(2**64))
+    for _ in range(rng.randrange(1, 3)):
+        ru = msg.run_updates.add(workspace="ws", project="p", run_name=f"r{rng.randrange(9)}")
+        for _ in range(rng.randrange(3)):
+            s = ru.series.add(metric_name=f"m{rng.randrange(9)}", scale=rng.choice(
+                ["ML_STEP", "EPISODE", "ENVIRONMENT_STEP"]), ordering=rng.randrange(3))
+            s.labels.update(random_labels(rng))
+            for _ in range(rng.randrange(4)):
+                p = s.points.add(step=rng.choice([0, rng.randrange(2**63)]))
+                if rng.random() < 0.8:
+                    p.timestamp.FromJsonString(random_timestamp(rng))
+                if rng.random() < 0.9:
+                    p.float_value = rng.choice(
+                        [0.0, -0.0, 1.5, math.nan, math.inf, -math.inf, rng.uniform(-1e300, 1e300)]
+                    )
+        for _ in range(rng.randrange(3)):
+            s = ru.rl_series.add(metric_name="reward", environment_id=rng.choice(["", "env-1"]),
+                                 scale=rng.choice(["EPISODE", "ENVIRONMENT_STEP"]), ordering=1)
+            if rng.random() < 0.5:
+                s.episode = rng.randrange(3)
+            s.labels.update(random_labels(rng))
+            for _ in range(rng.randrange(4)):
+                p = s.points.add(major_step=rng.randrange(100), minor_step=rng.randrange(100))
+                p.timestamp.FromJsonString(random_timestamp(rng))
+                p.float_value = rng.uniform(-5, 5)
+        for _ in range(rng.randrange(3)):
+            a = ru.attributes.add(path=f"config/k{rng.randrange(9)}")
+            kind = rng.randrange(5)
+            if kind == 0:
+                a.bool_value = rng.random() < 0.5
+            elif kind == 1:
+                a.string_value = "s"
+            elif kind == 2:
+                a.float_value = rng.uniform(-1, 1)
+            elif kind == 3:
+                a.int_value = rng.randrange(-(2**63), 2**63)
+            else:
+                a.string_set_value.values.extend(["a", "b"])
+    return msg
+
+
+JUNK = [None, True, False, 0, -1, 1.5, 2**64, -(2**63) - 1, 1e20, "", " 1", "1 ", "1_0", "+3",
+        "0x10", "1.0", "1e3", "NaN", "nan", "Infinity", "-Infinity", "inf", "abc", [], [1], {},
+        {"x": 1}, "2026-11-26T09:49:01Z", "2026-11-26T09:49:01.1234567891Z",
+        "2026-11-26t09:49:01Z", "2026-11-26T09:49:01+01:00", "2026-13-26T09:49:01Z",
+        "ORDERING_MODE_RELATIVE_ORDERED", "BOGUS", 7, 2**31]
+
+
+def leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.extend(leaves(v, (*path, k)))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out.extend(leaves(v, (*path, i)))
+    return out
+
+
+def mutate(body: Any, rng: random.Random) -> Any:
+    body = copy.deepcopy(body)
+    paths = [p for p in leaves(body) if p]
+    if not paths:
+        return body
+    path = rng.choice(paths)
+    parent = body
+    for key in path[:-1]:
+        parent = parent[key]
+    action = rng.random()
+    if action < 0.7:
+        parent[path[-1]] = copy.deepcopy(rng.choice(JUNK))
+    elif action < 0.85 and isinstance(parent, dict):
+        parent[rng.choice(["bogusField", "step", "run_name", "float_value", "labels"])] = (
+            copy.deepcopy(rng.choice(JUNK)))
+    elif isinstance(parent, dict):
+        del parent[path[-1]]
+    return body
+
+
+def test_randomized_valid_bodies_are_accepted_and_read_identically() -> None:
+    """Every body MessageToDict produces is accepted, with the same values protobuf reads."""
+    rng = random.Random(1234)
+    for _ in range(300):
+        msg = random_update_message(rng)
+        body = json_format.MessageToDict(msg)
+        ours = parse_update(body, "body")
+        assert protobuf_accepts(body, api_pb2.UpdateRunsRequest)
+        assert ours.get("session_id", 0) == msg.session_id
+        for ru, our_ru in zip(msg.run_updates, ours.get("run_updates", [])):
+            for s, our_s in zip(ru.series, our_ru.get("series", [])):
+                assert our_s.get("labels", {}) == dict(s.labels)
+                for p, our_p in zip(s.points, our_s.get("points", [])):
+                    assert our_p.get("step", 0) == p.step
+                    if p.HasField("timestamp"):
+                        assert our_p["timestamp"] == p.timestamp.ToNanoseconds()
+                    if p.HasField("float_value"):
+                        got = our_p["float_value"]
+                        assert got == p.float_value or (math.isnan(got) and math.isnan(p.float_value))
+            for a, our_a in zip(ru.attributes, our_ru.get("attributes", [])):
+                assert our_a["path"] == a.path
+
+
+def test_randomly_corrupted_bodies_get_the_same_verdict_as_protobuf() -> None:
+    """Mutated bodies (junk values, unknown or duplicate fields, removals) match ParseDict."""
+    rng = random.Random(99)
+    checked = rejected = 0
+    for _ in range(400):
+        body = json_format.MessageToDict(random_update_message(rng))
+        for _ in range(5):
+            bad = mutate(body, rng)
+            expected = protobuf_accepts(copy.deepcopy(bad), api_pb2.UpdateRunsRequest)
+            assert ours_accepts(bad, parse_update) == expected, json.dumps(bad, default=str)[:2000]
+            checked += 1
+            rejected += not expected
+    assert rejected > checked // 4  # the corpus really exercises rejection
+
+
+MALFORMED = [
+    {"runUpdates": {}},
+    {"runUpdates": [None]},
+    {"runUpdates": [{"series": [{"points": [{"step": True}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"step": "-1"}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"step": str(2**64)}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"step": 1.5}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"floatValue": "nan"}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"floatValue": float("nan")}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"floatValue": "1.5x"}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"timestamp": 5}]}]}]},
+    {"runUpdates": [{"series": [{"points": [{"timestamp": "2026-11-26 09:49:01Z"}]}]}]},
+    {"runUpdates": [{"series": [{"labels": {"a": 1}}]}]},
+    {"runUpdates": [{"series": [{"labels": ["a"]}]}]},
+    {"runUpdates": [{"series": [{"ordering": "SIDEWAYS"}]}]},
+    {"runUpdates": [{"attributes": [{"path": "a", "boolValue": True, "stringValue": "x"}]}]},
+    {"runUpdates": [{"attributes": [{"path": "a", "intValue": "1", "int_value": 2}]}]},
+    {"runUpdates": [{"metricName": "loss"}]},
+    {"sessionId": "abc"},
+    {"session_id": -1},
+    {"extra": 1},
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_corpus_gets_the_same_verdict_as_protobuf(body: Any) -> None:
+    """Hand-picked tricky bodies: our verdict equals ParseDict's."""
+    assert ours_accepts(body, parse_update) == protobuf_accepts(
+        copy.deepcopy(body), api_pb2.UpdateRunsRequest
+    )
+
+
+def test_create_run_bodies_match_protobuf() -> None:
+    """CreateRunRequest validation, including aggregation rules, matches ParseDict."""
+    rng = random.Random(5)
+    good = {
+        "run": {"workspace": "ws", "project": "p", "runName": "r", "experiment": "e"},
+        "createProjectIfMissing": True,
+        "aggregationRules": [{"metricName": "reward", "sourceScale": "EPISODE",
+                              "outputScale": "EPISODE", "fns": ["AGGREGATION_FN_MIN"],
+                              "aggregateOverLabels": ["environment_id"],
+                              "outputMetricName": "reward/final", "outputNameSuffix": "/x"}],
+    }
+    assert ours_accepts(good, parse_create) and protobuf_accepts(good, api_pb2.CreateRunRequest)
+    for _ in range(500):
+        bad = mutate(good, rng)
+        assert ours_accepts(bad, parse_create) == protobuf_accepts(
+            copy.deepcopy(bad), api_pb2.CreateRunRequest), bad
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-26T09:49:01Z", "2026-11-26T09:49:01.5Z", "2026-11-26T09:49:01.123456789Z",
+     "1970-01-01T00:00:00Z", "2026-11-26T09:49:01.5+02:30", "2026-1-2T3:4:5Z"],
+)
+def test_timestamp_fast_path_equals_protobuf(text: str) -> None:
+    """Timestamps parse to the same nanoseconds as protobuf's own parser."""
+    point = updates_pb2.Point()
+    point.timestamp.FromJsonString(text)
+    assert parse_timestamp_ns(text) == point.timestamp.ToNanoseconds()
