@@ -295,13 +295,15 @@ def _after_fork_in_child() -> None:
 def _close_at_exit() -> None:
     for live in list(live_sessions):
         if live._state is State.OPEN and not live._in_trio:
+            timeout = min(live.settings.close_timeout, 30.0)
             warnings.warn(
-                f"metrana: run {live.run_name!r} was not closed; closing it at exit with "
-                f"{live.settings.close_strategy.value} (call metrana.close() to choose)",
+                f"metrana: run {live.run_name!r} was not closed; delivering what is queued "
+                f"(up to {timeout:g}s) before exit — call metrana.close() yourself to choose",
                 stacklevel=1,
             )
             try:
-                live.close(timeout=min(live.settings.close_timeout, 30.0))
+                # The user did not choose to discard anything: deliver all, bounded in time.
+                live.close(timeout=timeout, strategy="CompleteAll")
             except Exception as exc:  # noqa: BLE001 - never turn exit into a traceback
                 warnings.warn(f"metrana: closing at exit failed: {exc!r}", stacklevel=1)
 

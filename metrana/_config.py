@@ -150,7 +150,8 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     """Merge explicit ``init()`` arguments (``None`` = not given) with environment variables."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for name, value in arguments.items():
+    for name in {**dict.fromkeys(_ENV), **arguments}:
+        value = arguments.get(name)
         source = name
         if value is None and name in _ENV and env.get(_ENV[name], "") != "":
             value, source = env[_ENV[name]], _ENV[name]

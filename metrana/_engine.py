@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,7 @@ class Engine:
         self.creation_error: BaseException | None = None
         self.resumed = False
         self._close_requested = trio.Event()
+        self.closing = threading.Event()  # visible from any thread once close has begun
         self._close_strategy = settings.close_strategy
         self._close_timeout = settings.close_timeout
         self._wake_event = trio.Event()
@@ -93,6 +95,7 @@ class Engine:
             self._close_timeout = timeout
             self.inbox.close()
             self._close_requested.set()
+            self.closing.set()
             self._wake_event.set()
 
     def wake(self) -> None:

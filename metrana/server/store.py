@@ -237,17 +237,18 @@ class Store:
         return stored
 
     def _collect_points(self, run_id: int, update: dict[str, Any], rows: list[Any]) -> None:
-        append = rows.append
-        nan_check = math.isnan
         for series in update.get("series", []):
             series_id = self._series_id(run_id, "standard", series, "", None)
-            for point in series.get("points", []):
-                value = point.get("float_value")
-                kind = 2 if value is None else (1 if nan_check(value) else 0)
-                step = point.get("step", 0)
-                if step > _MAX_STEP:
-                    _check_step(step, "step")
-                append((series_id, step, 0, point.get("timestamp"), value, kind))
+            points = series.get("points", [])
+            batch = [
+                (series_id, p.get("step", 0), 0, p.get("timestamp"), v,
+                 2 if v is None else (1 if v != v else 0))
+                for p in points
+                for v in (p.get("float_value"),)
+            ]
+            if batch and max(row[1] for row in batch) > _MAX_STEP:
+                _check_step(max(row[1] for row in batch), "step")
+            rows.extend(batch)
         for series in update.get("rl_series", []):
             episode = series.get("episode")
             if episode is not None:
@@ -255,12 +256,16 @@ class Store:
             series_id = self._series_id(
                 run_id, "rl", series, series.get("environment_id", ""), episode
             )
-            for point in series.get("points", []):
-                value = point.get("float_value")
-                kind = 2 if value is None else (1 if nan_check(value) else 0)
-                major = _check_step(point.get("major_step", 0), "majorStep")
-                minor = _check_step(point.get("minor_step", 0), "minorStep")
-                append((series_id, major, minor, point.get("timestamp"), value, kind))
+            batch = [
+                (series_id, p.get("major_step", 0), p.get("minor_step", 0), p.get("timestamp"), v,
+                 2 if v is None else (1 if v != v else 0))
+                for p in series.get("points", [])
+                for v in (p.get("float_value"),)
+            ]
+            if batch:
+                _check_step(max(row[1] for row in batch), "majorStep")
+                _check_step(max(row[2] for row in batch), "minorStep")
+            rows.extend(batch)
 
     def _series_id(
         self, run_id: int, kind: str, series: dict[str, Any], env: str, episode: int | None

@@ -35,10 +35,27 @@ __all__ = ["ValidationError", "compile_message", "parse_timestamp_ns"]
 
 
 class ValidationError(ValueError):
-    """A body does not match the schema; the message names the offending path."""
+    """A body does not match the schema; the message names the offending path.
+
+    The path is assembled while the error propagates (each enclosing message adds its field
+    name), so valid bodies pay nothing for error reporting.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str] = []
+
+    def __str__(self) -> str:
+        where = "".join(self.path)
+        return f"{where}: {self.reason}" if where else self.reason
 
 
-Converter = Callable[[Any, str], Any]
+def _fail(reason: str) -> ValidationError:
+    return ValidationError(reason)
+
+
+Converter = Callable[[Any], Any]
 
 _INT_RANGES = {
     _d.FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
@@ -56,16 +73,16 @@ _FLOAT32_MAX = 3.4028234663852886e38
 _UNPAIRED_SURROGATE = re.compile(
     "[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]"
 )
-_CANONICAL_TS = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z\Z")
+_CANONICAL_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
 _SECONDS_CACHE: dict[str, int] = {}
 
 
 def _make_int(lo: int, hi: int) -> Converter:
-    def convert(value: Any, path: str) -> int:
+    def convert(value: Any) -> int:
         kind = type(value)
         if kind is str:
             if " " in value:
-                raise ValidationError(f"{path}: couldn't parse integer {value!r}")
+                raise _fail(f"couldn't parse integer {value!r}")
             try:
                 number = int(value)
             except ValueError:
@@ -73,43 +90,41 @@ def _make_int(lo: int, hi: int) -> Converter:
                 try:
                     as_float = float(value)
                 except ValueError:
-                    raise ValidationError(f"{path}: couldn't parse integer {value!r}") from None
+                    raise _fail(f"couldn't parse integer {value!r}") from None
                 if not as_float.is_integer():
-                    raise ValidationError(f"{path}: non-integer string {value!r}") from None
+                    raise _fail(f"non-integer string {value!r}") from None
                 number = int(as_float)
         elif kind is int:
             number = value
         elif kind is float:
             if not value.is_integer():
-                raise ValidationError(f"{path}: couldn't parse integer {value!r}")
+                raise _fail(f"couldn't parse integer {value!r}")
             number = int(value)
         elif kind is bool:
-            raise ValidationError(f"{path}: bool is not acceptable for an integer field")
+            raise _fail("bool is not acceptable for an integer field")
         else:
-            raise ValidationError(f"{path}: expected an integer, got {type(value).__name__}")
+            raise _fail(f"expected an integer, got {type(value).__name__}")
         if not lo <= number <= hi:
-            raise ValidationError(f"{path}: integer {number} out of range")
+            raise _fail(f"integer {number} out of range")
         return number
 
     return convert
 
 
 def _make_float(is_float32: bool) -> Converter:
-    def convert(value: Any, path: str) -> float:
+    def convert(value: Any) -> float:
         kind = type(value)
         if kind is float:
-            if value != value or value in (math.inf, -math.inf):
-                raise ValidationError(
-                    f'{path}: non-finite JSON number; use "NaN", "Infinity" or "-Infinity"'
-                )
+            if value - value != 0.0:  # NaN or ±inf
+                raise _fail('non-finite JSON number; use "NaN", "Infinity" or "-Infinity"')
             if is_float32 and not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
-                raise ValidationError(f"{path}: float value out of range")
-            return value
+                raise _fail("float value out of range")
+            return value  # type: ignore[no-any-return]
         if kind is int or kind is bool:
             return float(value)
         if kind is str:
             if value == "nan":
-                raise ValidationError(f'{path}: couldn\'t parse "nan", use "NaN"')
+                raise _fail('couldn\'t parse "nan", use "NaN"')
             try:
                 return float(value)
             except ValueError:
@@ -119,23 +134,23 @@ def _make_float(is_float32: bool) -> Converter:
                     return math.inf
                 if value == "-Infinity":
                     return -math.inf
-                raise ValidationError(f"{path}: couldn't parse float {value!r}") from None
-        raise ValidationError(f"{path}: expected a number, got {type(value).__name__}")
+                raise _fail(f"couldn't parse float {value!r}") from None
+        raise _fail(f"expected a number, got {type(value).__name__}")
 
     return convert
 
 
-def _convert_bool(value: Any, path: str) -> bool:
+def _convert_bool(value: Any) -> bool:
     if type(value) is not bool:
-        raise ValidationError(f"{path}: expected true or false without quotes")
+        raise _fail("expected true or false without quotes")
     return bool(value)
 
 
-def _convert_str(value: Any, path: str) -> str:
+def _convert_str(value: Any) -> str:
     if type(value) is not str:
-        raise ValidationError(f"{path}: expected a string, got {type(value).__name__}")
+        raise _fail(f"expected a string, got {type(value).__name__}")
     if _UNPAIRED_SURROGATE.search(value):
-        raise ValidationError(f"{path}: unpaired surrogate")
+        raise _fail("unpaired surrogate")
     return value
 
 
@@ -143,51 +158,52 @@ def _make_enum(enum: _d.EnumDescriptor) -> Converter:
     by_name = {v.name: v.number for v in enum.values}
     closed = bool(getattr(enum, "is_closed", False))
 
-    def convert(value: Any, path: str) -> int:
+    def convert(value: Any) -> int:
         if type(value) is str and value in by_name:
             return by_name[value]
         try:
             number = int(value)
         except (ValueError, TypeError):
-            raise ValidationError(
-                f"{path}: invalid value {value!r} for enum {enum.full_name}"
-            ) from None
+            raise _fail(f"invalid value {value!r} for enum {enum.full_name}") from None
         if closed and number not in enum.values_by_number:
-            raise ValidationError(f"{path}: invalid value {value!r} for enum {enum.full_name}")
+            raise _fail(f"invalid value {value!r} for enum {enum.full_name}")
         if not -(2**31) <= number < 2**31:
-            raise ValidationError(f"{path}: enum value {number} out of range")
+            raise _fail(f"enum value {number} out of range")
         return number
 
     return convert
 
 
-def parse_timestamp_ns(value: Any, path: str = "timestamp") -> int:
+def parse_timestamp_ns(value: Any) -> int:
     """RFC 3339 string → integer nanoseconds since the epoch, exactly as protobuf parses it.
 
-    The canonical ``...Z`` form takes a fast path that caches the whole-seconds prefix (points
-    of one batch share it); anything else goes through protobuf's own parser.
+    The canonical ``YYYY-MM-DDTHH:MM:SS[.fraction]Z`` form takes a fast path that caches the
+    whole-seconds prefix (points of one batch share it); anything else goes through protobuf's
+    own parser.
     """
-    if type(value) is str:
-        match = _CANONICAL_TS.match(value)
-        if match is not None:
-            prefix, frac = match.groups()
-            seconds = _SECONDS_CACHE.get(prefix)
-            if seconds is None:
-                seconds = _slow_timestamp_ns(prefix + "Z", path) // 1_000_000_000
-                if len(_SECONDS_CACHE) > 100_000:
-                    _SECONDS_CACHE.clear()
-                _SECONDS_CACHE[prefix] = seconds
-            nanos = round(float("0." + frac) * 1e9) if frac else 0
-            return seconds * 1_000_000_000 + nanos
-    return _slow_timestamp_ns(value, path)
+    if type(value) is str and value[-1:] == "Z":
+        seconds = _SECONDS_CACHE.get(value[:19])
+        if seconds is None and _CANONICAL_PREFIX.match(value[:19]):
+            seconds = _slow_timestamp_ns(value[:19] + "Z") // 1_000_000_000
+            if len(_SECONDS_CACHE) > 100_000:
+                _SECONDS_CACHE.clear()
+            _SECONDS_CACHE[value[:19]] = seconds
+        if seconds is not None:
+            frac = value[19:-1]
+            if not frac:
+                return seconds * 1_000_000_000
+            digits = frac[1:]
+            if frac[0] == "." and 0 < len(digits) <= 9 and digits.isascii() and digits.isdigit():
+                return seconds * 1_000_000_000 + round(float("0" + frac) * 1e9)
+    return _slow_timestamp_ns(value)
 
 
-def _slow_timestamp_ns(value: Any, path: str) -> int:
+def _slow_timestamp_ns(value: Any) -> int:
     ts = Timestamp()
     try:
         ts.FromJsonString(value)
     except (ValueError, TypeError) as exc:
-        raise ValidationError(f"{path}: {exc}") from None
+        raise _fail(str(exc)) from None
     return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
 
 
@@ -211,12 +227,12 @@ def _scalar_converter(field: _d.FieldDescriptor) -> Converter:
 def _map_key_converter(field: _d.FieldDescriptor) -> Converter:
     if field.type == _d.FieldDescriptor.TYPE_BOOL:
 
-        def convert(value: Any, path: str) -> bool:
+        def convert(value: Any) -> bool:
             if value == "true":
                 return True
             if value == "false":
                 return False
-            raise ValidationError(f'{path}: expected "true" or "false"')
+            raise _fail('expected "true" or "false"')
 
         return convert
     return _scalar_converter(field)
@@ -229,9 +245,22 @@ def _is_repeated(field: _d.FieldDescriptor) -> bool:
     return bool(flag)
 
 
-def compile_message(desc: _d.Descriptor) -> Converter:
-    """Return a converter for ``desc``: JSON value → dict keyed by proto field names."""
-    return _Compiler().message(desc)
+def compile_message(desc: _d.Descriptor) -> Callable[[Any, str], Any]:
+    """Return ``parse(body, name)``: JSON value → dict keyed by proto field names.
+
+    Raises ValidationError whose message starts with the path of the offending value
+    (``name.runUpdates[0].series[1].points[7].step: ...``).
+    """
+    convert = _Compiler().message(desc)
+
+    def parse(body: Any, name: str) -> Any:
+        try:
+            return convert(body)
+        except ValidationError as exc:
+            exc.path.insert(0, name)
+            raise
+
+    return parse
 
 
 class _Compiler:
@@ -245,20 +274,20 @@ class _Compiler:
             return self._done[desc.full_name]
         fields: dict[str, tuple[str, str | None, Converter]] = {}
 
-        def convert(value: Any, path: str) -> dict[str, Any]:
+        def convert(value: Any) -> dict[str, Any]:
             if type(value) is not dict:
                 # json_format iterates the value's keys; an empty list or string has none and
                 # yields an empty message, anything else fails.
                 if value == [] or value == "":
                     return {}
-                raise ValidationError(f"{path}: expected an object for {desc.full_name}")
+                raise _fail(f"expected an object for {desc.full_name}")
             out: dict[str, Any] = {}
             oneofs: set[str] | None = None
             for key, item in value.items():
                 spec = fields.get(key)
                 if spec is None:
-                    raise ValidationError(
-                        f'{path}: message {desc.full_name} has no field named "{key}"; '
+                    raise _fail(
+                        f'message {desc.full_name} has no field named "{key}"; '
                         f"known fields: {sorted(f.json_name for f in desc.fields)}"
                     )
                 name, oneof, conv = spec
@@ -269,9 +298,13 @@ class _Compiler:
                     if oneofs is None:
                         oneofs = set()
                     if oneof in oneofs:
-                        raise ValidationError(f'{path}: more than one field of oneof "{oneof}"')
+                        raise _fail(f'more than one field of oneof "{oneof}"')
                     oneofs.add(oneof)
-                out[name] = conv(item, f"{path}.{key}")
+                try:
+                    out[name] = conv(item)
+                except ValidationError as exc:
+                    exc.path.insert(0, "." + key)
+                    raise
             return out
 
         # Register before filling so recursive message types terminate.
@@ -291,14 +324,20 @@ class _Compiler:
         if not _is_repeated(field):
             return single
 
-        def convert_list(value: Any, path: str) -> list[Any]:
+        def convert_list(value: Any) -> list[Any]:
             if type(value) is not list and type(value) is not tuple:
-                raise ValidationError(f"{path}: repeated field must be a list")
+                raise _fail("repeated field must be a list")
             out = []
-            for index, item in enumerate(value):
-                if item is None:
-                    raise ValidationError(f"{path}[{index}]: null is not allowed in a list")
-                out.append(single(item, path + "[" + str(index) + "]"))
+            append = out.append
+            index = 0
+            try:
+                for index, item in enumerate(value):  # noqa: B007 - used on the error path
+                    if item is None:
+                        raise _fail("null is not allowed in a list")
+                    append(single(item))
+            except ValidationError as exc:
+                exc.path.insert(0, f"[{index}]")
+                raise
             return out
 
         return convert_list
@@ -312,9 +351,16 @@ class _Compiler:
         else:
             value_conv = _scalar_converter(value_field)
 
-        def convert_map(value: Any, path: str) -> dict[Any, Any]:
+        def convert_map(value: Any) -> dict[Any, Any]:
             if type(value) is not dict:
-                raise ValidationError(f"{path}: map field must be an object")
-            return {key_conv(k, path + ".key"): value_conv(v, f"{path}[{k}]") for k, v in value.items()}
+                raise _fail("map field must be an object")
+            out = {}
+            for key, item in value.items():
+                try:
+                    out[key_conv(key)] = value_conv(item)
+                except ValidationError as exc:
+                    exc.path.insert(0, f"[{key!r}]")
+                    raise
+            return out
 
         return convert_map

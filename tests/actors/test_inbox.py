@@ -1,0 +1,91 @@
+"""The Inbox applies backpressure in the caller's thread: DropNew, Block, Raise."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import metrana
+from metrana._enums import BackpressureStrategy
+from metrana._inbox import Inbox
+from metrana._stats import Counters
+
+
+def inbox(strategy: BackpressureStrategy, maxsize: int = 3) -> tuple[Inbox, Counters]:
+    counters = Counters()
+    return Inbox(counters, maxsize=maxsize, strategy=strategy), counters
+
+
+def test_drop_new_discards_and_counts() -> None:
+    """With a full queue the new point is dropped and counted, the queued ones kept."""
+    box, counters = inbox(BackpressureStrategy.DropNew)
+    for i in range(5):
+        box.put(i)
+    assert box.drain() == [0, 1, 2]
+    assert (counters.accepted, counters.dropped_backpressure) == (3, 2)
+
+
+def test_raise_raises_and_keeps_the_queue() -> None:
+    """Raise: MetranaEventQueueFullError naming the bound; nothing queued is lost."""
+    box, counters = inbox(BackpressureStrategy.Raise)
+    for i in range(3):
+        box.put(i)
+    with pytest.raises(metrana.MetranaEventQueueFullError, match="3 points"):
+        box.put(3)
+    assert box.drain() == [0, 1, 2] and counters.dropped_backpressure == 0
+
+
+def test_block_waits_until_the_engine_drains() -> None:
+    """Block: put() waits in the caller's thread and returns once there is room."""
+    box, counters = inbox(BackpressureStrategy.Block, maxsize=2)
+    woken = threading.Event()
+    box.wake = woken.set
+    box.put(0)
+    box.put(1)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (box.put(2), done.set()))
+    thread.start()
+    assert woken.wait(5)  # the blocked caller asked the engine to drain
+    assert not done.is_set()
+    assert box.drain() == [0, 1]
+    thread.join(5)
+    assert done.is_set() and box.drain() == [2]
+    assert counters.accepted == 3
+
+
+def test_close_releases_blocked_callers_with_a_clear_error() -> None:
+    """A caller blocked on a full queue is released by close() with LoggerClosedError."""
+    box, _ = inbox(BackpressureStrategy.Block, maxsize=1)
+    box.put(0)
+    errors: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            box.put(1)
+        except metrana.MetranaLoggerClosedError as exc:
+            errors.append(exc)
+
+    woken = threading.Event()
+    box.wake = woken.set
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    assert woken.wait(5)
+    box.close()
+    thread.join(5)
+    assert len(errors) == 1
+
+
+def test_many_threads_lose_nothing() -> None:
+    """Concurrent puts from 8 threads are all queued, each thread's in its own order."""
+    box, counters = inbox(BackpressureStrategy.DropNew, maxsize=0)
+    threads = [threading.Thread(target=lambda t=t: [box.put((t, i)) for i in range(5000)])
+               for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    items = box.drain()
+    assert counters.accepted == len(items) == 40_000
+    for t in range(8):
+        assert [i for tt, i in items if tt == t] == list(range(5000))

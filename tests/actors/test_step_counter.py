@@ -1,0 +1,85 @@
+"""StepCounter: automatic steps from 0, manual steps strictly increasing, no mixing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import metrana
+from metrana._actors.step_counter import StepCounter
+from metrana._series import SeriesKey
+from metrana._stats import Counters
+
+LOSS = SeriesKey(False, "loss", "ML_STEP", ())
+ACC = SeriesKey(False, "acc", "ML_STEP", ())
+REWARD = SeriesKey(True, "reward", "EPISODE", (), "env-1")
+
+
+class Errors:
+    def __init__(self) -> None:
+        self.reported: list[BaseException] = []
+
+    def report(self, error: BaseException) -> None:
+        self.reported.append(error)
+
+
+def counter(lanes: int = 4) -> tuple[StepCounter, Errors, Counters]:
+    errors, counters = Errors(), Counters()
+    return StepCounter(None, None, errors, counters, lanes), errors, counters  # type: ignore[arg-type]
+
+
+def steps(out: list[Any]) -> list[tuple[str, int, Any]]:
+    return [(state.key.name, step, major) for state, step, major, _v, _t in out]
+
+
+def test_automatic_steps_start_at_zero_per_series() -> None:
+    """Each series counts its own steps from 0, interleaving freely."""
+    sc, errors, _ = counter()
+    out = sc.assign([(LOSS, None, None, 1.0, 0), (ACC, None, None, 1.0, 0),
+                     (LOSS, None, None, 1.0, 0)])
+    out += sc.assign([(LOSS, None, None, 1.0, 0)])
+    assert steps(out) == [("loss", 0, None), ("acc", 0, None), ("loss", 1, None), ("loss", 2, None)]
+    assert not errors.reported
+
+
+def test_manual_steps_must_strictly_increase() -> None:
+    """5, 7 ok; 7 again or 6 refused with a step error; the series continues after 7."""
+    sc, errors, counters = counter()
+    out = sc.assign([(LOSS, 5, None, 1.0, 0), (LOSS, 7, None, 1.0, 0), (LOSS, 7, None, 1.0, 0),
+                     (LOSS, 6, None, 1.0, 0), (LOSS, 8, None, 1.0, 0)])
+    assert steps(out) == [("loss", 5, None), ("loss", 7, None), ("loss", 8, None)]
+    assert counters.invalid == 2
+    assert all(isinstance(e, metrana.MetranaMetricStepError) for e in errors.reported)
+    assert "step 6 does not increase (last step was 7)" in str(errors.reported[1])
+    assert out[0][0].manual
+
+
+@pytest.mark.parametrize("first,second", [(None, 3), (3, None)])
+def test_manual_and_automatic_steps_do_not_mix(first: int | None, second: int | None) -> None:
+    """A series is automatic or manual for life; the other kind is refused."""
+    sc, errors, counters = counter()
+    out = sc.assign([(LOSS, first, None, 1.0, 0), (LOSS, second, None, 1.0, 0)])
+    assert len(out) == 1 and counters.invalid == 1
+    assert "series loss/ML_STEP" in str(errors.reported[0])
+
+
+def test_rl_step_may_not_decrease_and_minor_steps_auto_increment() -> None:
+    """Episodes number 0,1,2 per series; a lower rl_step is refused without using a number."""
+    sc, errors, _ = counter()
+    out = sc.assign([(REWARD, None, 10, 1.0, 0), (REWARD, None, 10, 1.0, 0),
+                     (REWARD, None, 9, 1.0, 0), (REWARD, None, 12, 1.0, 0)])
+    assert steps(out) == [("reward", 0, 10), ("reward", 1, 10), ("reward", 2, 12)]
+    assert "rl_step 9 is lower than the previous 10" in str(errors.reported[0])
+
+
+def test_series_keep_one_lane_and_spread_over_lanes() -> None:
+    """Every point of a series goes to the same dispatcher; series are spread round-robin."""
+    sc, _, _ = counter(lanes=2)
+    keys = [SeriesKey(False, f"m{i}", "ML_STEP", ()) for i in range(4)]
+    out = sc.assign([(k, None, None, 0.0, 0) for k in keys * 3])
+    lanes: dict[str, set[int]] = {}
+    for state, *_ in out:
+        lanes.setdefault(state.key.name, set()).add(state.lane)
+    assert all(len(v) == 1 for v in lanes.values())
+    assert {next(iter(v)) for v in lanes.values()} == {0, 1}

@@ -1,0 +1,256 @@
+"""Backpressure, close and error strategies, end to end through a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+import metrana
+from metrana._actors.dispatcher import RetryPolicy
+from metrana.server import ServerInfo, Store
+
+from faults import FaultProxy
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for an observable condition (not for a guessed duration)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def stored_count(info: ServerInfo, run: str) -> int:
+    store = Store(info.db_path)
+    try:
+        return sum(r["point_count"] for r in store.list_runs() if r["run"] == run)
+    finally:
+        store.close()
+
+
+def open_run(proxy: FaultProxy, retry: RetryPolicy, **kwargs: object) -> metrana.Session:
+    options = {"workspace_name": "ws", "project_name": "proj",
+               "run_name": f"run-{uuid.uuid4().hex[:8]}", "ingestion_url": proxy.url,
+               "retry": retry, "log_level": "Warn", **kwargs}
+    return metrana.session(**options)  # type: ignore[arg-type]
+
+
+def close_in_thread(run: metrana.Session, **kwargs: object) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+
+    def target() -> None:
+        try:
+            result.append(run.close(**kwargs))  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001
+            result.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, result
+
+
+def start_in_flight(run: metrana.Session, proxy: FaultProxy, count: int = 50) -> None:
+    """Log ``count`` points and wait until their request is held at the proxy (in flight)."""
+    proxy.hold()
+    for i in range(count):
+        run.log("loss", float(i))
+    assert proxy.arrived.wait(10)
+
+
+# ------------------------------------------------------------------ close strategies
+
+def test_complete_all_delivers_in_flight_and_queued(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                                    live_server: ServerInfo) -> None:
+    """CompleteAll: the held request and everything queued behind it arrive."""
+    run = open_run(proxy, fast_retry, close_strategy="CompleteAll")
+    start_in_flight(run, proxy)
+    for i in range(50, 100):
+        run.log("loss", float(i))
+    thread, result = close_in_thread(run)
+    assert run._engine.closing.wait(10)
+    proxy.release()
+    thread.join(30)
+    metrics = result[0]
+    assert isinstance(metrics, metrana.Metrics)
+    assert (metrics.sent, metrics.discarded) == (100, 0)
+    assert stored_count(live_server, run.run_name) == 100
+
+
+def test_complete_pending_finishes_in_flight_and_discards_queued(
+        proxy: FaultProxy, fast_retry: RetryPolicy, live_server: ServerInfo) -> None:
+    """CompletePending: the in-flight request completes; points still queued are discarded
+    and counted, so the user is told."""
+    run = open_run(proxy, fast_retry, close_strategy="CompletePending")
+    start_in_flight(run, proxy)
+    for i in range(50, 100):
+        run.log("loss", float(i))
+    thread, result = close_in_thread(run)
+    assert run._engine.closing.wait(10)
+    proxy.release()
+    thread.join(30)
+    metrics = result[0]
+    assert isinstance(metrics, metrana.Metrics)
+    assert metrics.sent >= 1 and metrics.discarded >= 50
+    assert metrics.sent + metrics.discarded == 100
+    assert stored_count(live_server, run.run_name) == metrics.sent
+
+
+def test_immediate_cancels_in_flight_and_discards_everything(proxy: FaultProxy,
+                                                             fast_retry: RetryPolicy) -> None:
+    """Immediate: close returns without waiting for the held request; all is discarded."""
+    run = open_run(proxy, fast_retry, close_strategy="Immediate")
+    start_in_flight(run, proxy)
+    for i in range(50, 100):
+        run.log("loss", float(i))
+    metrics = run.close()  # returns although the proxy still holds the request
+    proxy.release()
+    assert (metrics.sent, metrics.discarded) == (0, 100)
+
+
+def test_close_honours_its_timeout_when_the_server_hangs(proxy: FaultProxy,
+                                                         fast_retry: RetryPolicy) -> None:
+    """A hung service cannot hang close(): it returns after the timeout and counts the loss."""
+    run = open_run(proxy, fast_retry, close_strategy="CompleteAll")
+    start_in_flight(run, proxy)
+    thread, result = close_in_thread(run, timeout=0.3)
+    thread.join(15)
+    assert not thread.is_alive()
+    metrics = result[0]
+    assert isinstance(metrics, metrana.Metrics)
+    assert (metrics.sent, metrics.discarded) == (0, 50)
+
+
+# ------------------------------------------------------------- backpressure strategies
+
+def stall(proxy: FaultProxy, run: metrana.Session) -> None:
+    proxy.hold()
+    run.log("warmup", 0.0)
+    assert proxy.arrived.wait(10)
+
+
+def test_drop_new_drops_and_counts_when_the_queue_is_full(proxy: FaultProxy,
+                                                          fast_retry: RetryPolicy) -> None:
+    """DropNew: with the pipeline stalled, excess points are dropped and counted; the rest
+    arrive once the service answers."""
+    run = open_run(proxy, fast_retry, backpressure_strategy="DropNew", event_queue_max_size=100,
+                   dispatch_queue_max_size=1, close_strategy="CompleteAll")
+    stall(proxy, run)
+    for i in range(100_000):
+        run.log("loss", float(i))
+    proxy.release()
+    metrics = run.close()
+    assert metrics.dropped_backpressure > 0
+    assert metrics.sent + metrics.dropped_backpressure == metrics.logged == 100_001
+
+
+def test_raise_raises_when_the_queue_is_full(proxy: FaultProxy, fast_retry: RetryPolicy) -> None:
+    """Raise: log() raises MetranaEventQueueFullError; everything accepted still arrives."""
+    run = open_run(proxy, fast_retry, backpressure_strategy="raise", event_queue_max_size=100,
+                   dispatch_queue_max_size=1, close_strategy="CompleteAll")
+    stall(proxy, run)
+    with pytest.raises(metrana.MetranaEventQueueFullError, match="100 points"):
+        for i in range(200_000):
+            run.log("loss", float(i))
+    proxy.release()
+    metrics = run.close()
+    assert metrics.sent == metrics.logged and metrics.dropped_backpressure == 0
+
+
+def test_block_waits_and_loses_nothing(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                       live_server: ServerInfo) -> None:
+    """Block: log() waits for room; every point arrives."""
+    run = open_run(proxy, fast_retry, backpressure_strategy="Block", event_queue_max_size=50,
+                   close_strategy="CompleteAll")
+    for i in range(20_000):
+        run.log("loss", float(i))
+    metrics = run.close()
+    assert metrics.sent == 20_000 and metrics.dropped_backpressure == 0
+    assert stored_count(live_server, run.run_name) == 20_000
+
+
+# ------------------------------------------------------------------ error strategies
+
+def test_transient_503s_are_retried_until_points_arrive(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                                        live_server: ServerInfo) -> None:
+    """A service answering 503 for a while: retried with backoff, every point arrives."""
+    run = open_run(proxy, fast_retry, close_strategy="CompleteAll")
+    proxy.fail_next(4, 503, {"Retry-After": "0"})
+    for i in range(1000):
+        run.log("loss", float(i))
+    metrics = run.close()
+    assert metrics.sent == 1000 and metrics.retries >= 4
+    assert stored_count(live_server, run.run_name) == 1000
+
+
+def test_400_is_not_retried_and_warns_once(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                           loguru_messages: list[str]) -> None:
+    """Warn: a rejected batch is counted, not retried, and warned about once per kind."""
+    run = open_run(proxy, fast_retry, close_strategy="CompleteAll", error_strategy="Warn")
+    proxy.reject_status = 400
+    for i in range(30):
+        run.log(f"m{i}", 1.0)
+    metrics = run.close()
+    assert metrics.rejected == 30 and metrics.sent == 0 and metrics.retries == 0
+    assert proxy.count("/v1/runs:update", 400) == metrics.requests - 1  # minus the create
+    warnings = [m for m in loguru_messages if m.startswith("WARNING") and "HTTP 400" in m]
+    assert len(warnings) == 1 and "injected fault" in warnings[0]
+
+
+def test_raise_on_log_raises_from_the_next_log(proxy: FaultProxy, fast_retry: RetryPolicy) -> None:
+    """RaiseOnLog: the next log() raises an ExceptionGroup holding the MetranaApiError."""
+    run = open_run(proxy, fast_retry, error_strategy="raise_on_log", close_strategy="CompleteAll")
+    proxy.reject_status = 400
+    run.log("loss", 1.0)
+    wait_until(lambda: run._errors.raise_pending)
+    with pytest.raises(ExceptionGroup) as group:
+        run.log("loss", 2.0)
+    error = group.value.exceptions[0]
+    assert isinstance(error, metrana.MetranaApiError) and error.status == 400
+    run.log("loss", 3.0)  # raised once; logging goes on
+    run.close()
+
+
+def test_raise_on_close_raises_from_close(proxy: FaultProxy, fast_retry: RetryPolicy) -> None:
+    """RaiseOnClose: close() raises the collected errors after finishing."""
+    run = open_run(proxy, fast_retry, error_strategy="RaiseOnClose", close_strategy="CompleteAll")
+    proxy.reject_status = 422
+    run.log("loss", 1.0)
+    with pytest.raises(ExceptionGroup) as group:
+        run.close()
+    assert [e.status for e in group.value.exceptions] == [422]  # type: ignore[attr-defined]
+    assert run.get_metrics().rejected == 1
+
+
+def test_silent_says_nothing_but_counts(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                        loguru_messages: list[str]) -> None:
+    """Silent: no message at all; the counters still tell."""
+    run = open_run(proxy, fast_retry, error_strategy="Silent", close_strategy="CompleteAll",
+                   log_level="Off")
+    proxy.reject_status = 400
+    run.log("loss", 1.0)
+    metrics = run.close()
+    assert metrics.rejected == 1 and metrics.errors == 1
+    assert not [m for m in loguru_messages if "metrana" in m]
+
+
+def test_step_errors_follow_the_error_strategy(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                               live_server: ServerInfo) -> None:
+    """A step going backwards is a MetranaMetricStepError via the error strategy; the good
+    points of the series still arrive."""
+    run = open_run(proxy, fast_retry, error_strategy="RaiseOnClose", close_strategy="CompleteAll")
+    run.log("loss", 1.0, step=10)
+    run.log("loss", 2.0, step=5)
+    run.log("loss", 3.0, step=11)
+    run.log("acc", 1.0)
+    run.log("acc", 2.0, step=1)
+    with pytest.raises(ExceptionGroup) as group:
+        run.close()
+    messages = [str(e) for e in group.value.exceptions]
+    assert any("step 5 does not increase (last step was 10)" in m for m in messages)
+    assert any("manual step 1 in a series with automatic steps" in m for m in messages)
+    assert run.get_metrics().invalid == 2
+    assert stored_count(live_server, run.run_name) == 3

@@ -1,0 +1,99 @@
+"""Our hand-written JSON is exactly what the protobuf JSON mapping means (wire contract)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+from google.protobuf import json_format
+from metrana_protobuf.ingestion.v1.svc import api_pb2
+
+from metrana._series import SeriesKey
+from metrana._wire import encode_update, series_header, timestamp_json
+
+VALUES = [0.0, -0.0, 1.0, 0.1, -2.5e-308, 1e16, 1.7976931348623157e308, math.nan, math.inf,
+          -math.inf, 123456789.123456789]
+
+
+def expected_message(session_id, run, series_list, attributes):  # type: ignore[no-untyped-def]
+    """The same request built the slow, obviously-correct way with protobuf messages."""
+    msg = api_pb2.UpdateRunsRequest(session_id=session_id)
+    ru = msg.run_updates.add(workspace=run[0], project=run[1], run_name=run[2])
+    for key, manual, points in series_list:
+        ordering = 2 if manual else 1
+        if key.rl:
+            s = ru.rl_series.add(metric_name=key.name, scale=key.scale,
+                                 environment_id=key.env_id, ordering=ordering)
+            if key.episode is not None:
+                s.episode = key.episode
+            s.labels.update(dict(key.labels))
+            for minor, major, value, ts in points:
+                p = s.points.add(major_step=major, minor_step=minor, float_value=value)
+                p.timestamp.FromNanoseconds(ts)
+        else:
+            s = ru.series.add(metric_name=key.name, scale=key.scale, ordering=ordering)
+            s.labels.update(dict(key.labels))
+            for step, _major, value, ts in points:
+                p = s.points.add(step=step, float_value=value)
+                p.timestamp.FromNanoseconds(ts)
+    for attribute in attributes:
+        json_format.ParseDict(attribute, ru.attributes.add())
+    return msg
+
+
+def random_key(rng: random.Random) -> SeriesKey:
+    labels = tuple(sorted({f"k{rng.randrange(4)}": rng.choice(["v", "ü", 'q"uote', "a\\b", ""])
+                           for _ in range(rng.randrange(3))}.items()))
+    name = rng.choice(["loss", "eval/acc", "ü-metric", 'we"ird'])
+    if rng.random() < 0.5:
+        return SeriesKey(False, name, rng.choice(["ML_STEP", "EPISODE"]), labels)
+    return SeriesKey(True, name, rng.choice(["EPISODE", "ENVIRONMENT_STEP"]), labels,
+                     rng.choice(["", "env-1", "7"]), rng.choice([None, 0, 3, 2**62]))
+
+
+def random_ts(rng: random.Random) -> int:
+    seconds = rng.randrange(0, 253_402_300_799)
+    nanos = rng.choice([0, rng.randrange(1000) * 10**6, rng.randrange(10**6) * 1000,
+                        rng.randrange(10**9)])
+    return seconds * 10**9 + nanos
+
+
+def test_encoded_updates_parse_into_the_protobuf_built_message() -> None:
+    """Randomized series, labels, steps, values and timestamps: ParseDict(ours) == protobuf."""
+    rng = random.Random(2026)
+    for _ in range(400):
+        series_list = []
+        for _ in range(rng.randrange(1, 4)):
+            key = random_key(rng)
+            manual = rng.random() < 0.3
+            points = [(rng.choice([0, rng.randrange(2**63)]), rng.randrange(2**40), rng.choice(VALUES),
+                       random_ts(rng)) for _ in range(rng.randrange(1, 5))]
+            series_list.append((key, manual, points))
+        attributes = [{"path": "config/x", "intValue": str(rng.randrange(-(2**63), 2**63))}] \
+            if rng.random() < 0.2 else []
+        session_id = rng.choice([1, rng.randrange(2**64)])
+        run = ("ws", "proj ü", "run-1")
+        body = encode_update(session_id, *run,
+                             [(series_header(k, m), k.rl, p) for k, m, p in series_list], attributes)
+        parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
+                                       ignore_unknown_fields=False)
+        assert parsed == expected_message(session_id, run, series_list, attributes), body[:500]
+
+
+def test_canonical_json_details() -> None:
+    """step 0 omitted, episode 0 sent, 0.0 sent, shortest exact fraction digits, NaN spelt."""
+    key = SeriesKey(True, "r", "ENVIRONMENT_STEP", (), "", 0)
+    body = json.loads(encode_update(5, "w", "p", "r", [
+        (series_header(key, False), True, [(0, 0, 0.0, 1_500_000_000)])]))
+    series = body["runUpdates"][0]["rlSeries"][0]
+    assert series["episode"] == "0"
+    assert series["points"] == [{"timestamp": "1970-01-01T00:00:01.500Z", "floatValue": 0.0}]
+    assert timestamp_json(1_000_000_000) == '"1970-01-01T00:00:01Z"'
+    assert timestamp_json(1_000_001_000) == '"1970-01-01T00:00:01.000001Z"'
+    assert timestamp_json(1_000_000_001) == '"1970-01-01T00:00:01.000000001Z"'
+    std = json.loads(encode_update(5, "w", "p", "r", [(series_header(
+        SeriesKey(False, "l", "ML_STEP", ()), True), False, [(3, None, math.nan, 0)])]))
+    assert std["runUpdates"][0]["series"][0]["points"][0] == {
+        "step": "3", "timestamp": "1970-01-01T00:00:00Z", "floatValue": "NaN"}
+    assert std["runUpdates"][0]["series"][0]["ordering"] == "ORDERING_MODE_ABSOLUTE_UNORDERED"
