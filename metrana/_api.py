@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,6 +19,9 @@ from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
 from ._session import Session, State, TrioSession, live_sessions
 from ._stats import Metrics
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "close",
@@ -212,20 +216,31 @@ async def open_session(
     )
     assert isinstance(run, TrioSession)
     engine = run._engine
-    async with trio.open_nursery() as nursery:
-        run._inbox.wake = engine.wake
-        await nursery.start(engine.run)
-        with trio.move_on_after(init_timeout):
-            await engine.creation_done.wait()
-        if engine.creation_error is not None:
-            await engine.finished.wait()
-            run._state = State.CLOSED
-            raise engine.creation_error
-        try:
-            yield run
-        finally:
-            with trio.CancelScope(shield=True):
-                await run.aclose()
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            run._inbox.wake = engine.wake
+            await nursery.start(engine.run)
+            with trio.move_on_after(init_timeout):
+                await engine.creation_done.wait()
+            if engine.creation_error is not None:
+                await engine.finished.wait()
+                run._state = State.CLOSED
+                body_error = engine.creation_error
+                raise body_error
+            try:
+                yield run
+            except BaseException as exc:
+                body_error = exc
+                raise
+            finally:
+                with trio.CancelScope(shield=True):
+                    await run.aclose()
+    except BaseExceptionGroup as group:
+        # The nursery wraps what the body raised; hand the user their own exception back.
+        if body_error is not None and list(group.exceptions) == [body_error]:
+            raise body_error from None
+        raise
 
 
 def _current() -> Session:

@@ -179,7 +179,7 @@ def _runs(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
     return 0
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import trio
-from loguru import logger
 
 from ._actors.batcher import Batch, Batcher
 from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_retries

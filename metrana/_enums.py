@@ -25,7 +25,7 @@ __all__ = [
 
 class _Choice(str, enum.Enum):
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
 class BackpressureStrategy(_Choice):
@@ -99,7 +99,7 @@ def _fold(text: str) -> str:
     return text.replace("_", "").replace("-", "").lower()
 
 
-_ALIASES = {LogLevel: {"warning": "Warn"}}
+_ALIASES: dict[type[_Choice], dict[str, str]] = {LogLevel: {"warning": "Warn"}}
 
 
 def parse_choice(kind: type[E], value: object, source: str) -> E:
@@ -111,7 +111,7 @@ def parse_choice(kind: type[E], value: object, source: str) -> E:
         for member in kind:
             if _fold(member.value) == folded:
                 return member
-        alias = _ALIASES.get(kind, {}).get(folded)  # type: ignore[call-overload]
+        alias = _ALIASES.get(kind, {}).get(folded)
         if alias is not None:
             return kind(alias)
     choices = ", ".join(m.value for m in kind)

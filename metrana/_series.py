@@ -129,7 +129,7 @@ def coerce_value(value: Any, name: str) -> float:
 def check_int(value: Any, what: str) -> int:
     """A non-negative integer (int or numpy integer, not bool)."""
     if type(value) is int and value >= 0:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool):
         raise TypeError(f"{what} must be an int, got bool")
     try:

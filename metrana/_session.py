@@ -249,7 +249,7 @@ class Session:
         self._close_lock = threading.Lock()
 
     def _restart_in_child(self) -> None:
-        from ._config import ResumeStrategy
+        from ._enums import ResumeStrategy
 
         self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
         self._attributes = []
@@ -372,7 +372,8 @@ class Session:
     def _rl_key(self, name: Any, scale: str, env_id: Any, episode: int | None, labels: Any,
                 evaluation: bool) -> SeriesKey:
         cache_key = (name, scale, env_id, episode, evaluation)
-        key = self._other_keys.get(cache_key) if labels is None else None
+        cacheable = labels is None and type(name) is str and (env_id is None or type(env_id) is str)
+        key = self._other_keys.get(cache_key) if cacheable else None
         if key is None:
             check_name(name)
             if env_id is None:
@@ -384,7 +385,7 @@ class Session:
             else:
                 raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
             key = SeriesKey(True, name, scale, label_tuple(labels, evaluation), env, episode)
-            if labels is None:
+            if cacheable:
                 self._other_keys[cache_key] = key
         return key
 

@@ -70,7 +70,10 @@ def series_header(key: SeriesKey, manual: bool) -> str:
     return "".join(parts)
 
 
-def _points_std(points: Sequence[tuple[int, int, float, int]]) -> str:
+Point = tuple[int, "int | None", float, int]
+
+
+def _points_std(points: Sequence[Point]) -> str:
     out = []
     for step, _major, value, ts in points:
         stamp = timestamp_json(ts)
@@ -81,7 +84,7 @@ def _points_std(points: Sequence[tuple[int, int, float, int]]) -> str:
     return ",".join(out)
 
 
-def _points_rl(points: Sequence[tuple[int, int, float, int]]) -> str:
+def _points_rl(points: Sequence[Point]) -> str:
     out = []
     for minor, major, value, ts in points:
         head = '{"majorStep":"%d",' % major if major else "{"
@@ -96,7 +99,7 @@ def encode_update(
     workspace: str,
     project: str,
     run_name: str,
-    series: Iterable[tuple[str, bool, Sequence[tuple[int, int, float, int]]]],
+    series: Iterable[tuple[str, bool, Sequence[Point]]],
     attributes: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     """An ``UpdateRunsRequest`` for one run.

@@ -2,8 +2,9 @@
 
 Each repetition times a tight loop of calls in bursts of 1,000 (the engine thread runs and
 ships the points meanwhile, as in a real job); the table shows, as the median over
-repetitions, the median burst's µs per call and the overall mean, next to a same-run baseline (appending a tuple to a list under a lock, about
-the least any thread-safe logger can do) so noisy-machine numbers stay comparable.
+repetitions, the median burst's µs per call and the overall mean, next to a same-run
+baseline (appending a tuple to a list under a lock, about the least any thread-safe logger
+can do) so noisy-machine numbers stay comparable.
 
     python scripts/bench_log.py [--calls 200000] [--repeat 7]
 """
@@ -24,7 +25,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_server import start_server  # noqa: E402
 
 import metrana  # noqa: E402
-
 
 BURST = 1000
 
@@ -69,7 +69,7 @@ def main() -> int:
 
             def scalar(n: int) -> None:
                 log = run.log
-                for i in range(n):
+                for _ in range(n):
                     log("loss", 0.5)
 
             values = {f"metric_{k}": 0.5 for k in range(8)}

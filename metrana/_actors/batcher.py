@@ -69,8 +69,8 @@ class Batcher:
                     await self._cut_expired()
                 else:
                     await self._add(chunk)
-            for lane in range(len(self._lanes)):
-                await self._cut(lane)
+            for index in range(len(self._lanes)):
+                await self._cut(index)
 
     async def _add(self, chunk: list[Any]) -> None:
         pending, counts, since = self._pending, self._counts, self._since

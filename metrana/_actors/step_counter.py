@@ -62,7 +62,7 @@ class StepCounter:
 
     def assign(self, chunk: list[Any]) -> list[Any]:
         states = self.states
-        out = []
+        out: list[Any] = []
         append = out.append
         for key, step, major, value, ts in chunk:
             state = states.get(key)

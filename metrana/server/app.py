@@ -248,9 +248,11 @@ class IngestApp:
             return {"runs": await trio.to_thread.run_sync(self.store.list_runs)}
         try:
             if len(parts) == 3:
-                return await trio.to_thread.run_sync(self.store.get_run, *parts)
+                workspace, project, run_name = parts
+                return await trio.to_thread.run_sync(self.store.get_run, workspace, project, run_name)
             if len(parts) == 6 and parts[3] == "series" and parts[5] == "points":
-                run = await trio.to_thread.run_sync(self.store.get_run, *parts[:3])
+                workspace, project, run_name = parts[:3]
+                run = await trio.to_thread.run_sync(self.store.get_run, workspace, project, run_name)
                 series_id = _int(parts[4], "series id")
                 if series_id not in {s["id"] for s in run["series"]}:
                     raise HTTPError(404, f"run {'/'.join(parts[:3])} has no series {series_id}")

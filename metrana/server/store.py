@@ -223,7 +223,7 @@ class Store:
             rows: list[tuple[Any, ...]] = []
             before = self._conn.total_changes
             with self._transaction():
-                for run_id, update in zip(run_ids, updates):
+                for run_id, update in zip(run_ids, updates, strict=True):
                     self._collect_points(run_id, update, rows)
                     for attribute in update.get("attributes", []):
                         self._set_attribute(run_id, attribute)

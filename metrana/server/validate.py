@@ -160,7 +160,7 @@ def _make_enum(enum: _d.EnumDescriptor) -> Converter:
 
     def convert(value: Any) -> int:
         if type(value) is str and value in by_name:
-            return by_name[value]
+            return int(by_name[value])
         try:
             number = int(value)
         except (ValueError, TypeError):
@@ -327,7 +327,7 @@ class _Compiler:
         def convert_list(value: Any) -> list[Any]:
             if type(value) is not list and type(value) is not tuple:
                 raise _fail("repeated field must be a list")
-            out = []
+            out: list[Any] = []
             append = out.append
             index = 0
             try:

@@ -32,7 +32,7 @@ async def test_transient_statuses_are_retried_until_success(autojump_clock: trio
         response = await post_with_retries(client, "/runs:update", b"{}", RetryPolicy(), counters)
     assert response.status_code == 200
     assert (counters.requests, counters.retries) == (5, 4)
-    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
     policy = RetryPolicy()
     for attempt, gap in enumerate(gaps):
         full = policy.initial * policy.multiplier ** attempt

@@ -10,11 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo
-
-from conftest import read_points
 
 
 def run_name() -> str:
@@ -210,10 +209,14 @@ def test_million_points_complete_all_every_point_exactly_once(live_server: Serve
     assert metrics.sent == metrics.logged == 1_000_000
     from metrana.server import Store
 
-    runs = {r["run"]: r for r in Store(live_server.db_path).list_runs()}
-    assert runs[run.run_name]["point_count"] == 1_000_000
-    stored = read_points(live_server, run.run_name)
-    for m in range(16):
-        points = stored[f"metric_{m}"]
-        assert [p["step"] for p in points] == list(range(62_500))
-        assert values(points) == [float(i * 16 + m) for i in range(62_500)]
+    store = Store(live_server.db_path)
+    try:
+        detail = store.get_run("ws", "proj", run.run_name)
+        assert sum(s["point_count"] for s in detail["series"]) == 1_000_000
+        for series in detail["series"]:
+            m = int(series["metric_name"].removeprefix("metric_"))
+            points = store.get_points(series["id"])
+            assert [p["step"] for p in points] == list(range(62_500))
+            assert [p["value"] for p in points] == [float(i * 16 + m) for i in range(62_500)]
+    finally:
+        store.close()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
+from faults import FaultProxy
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo, Store
-
-from faults import FaultProxy
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

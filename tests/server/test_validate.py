@@ -136,17 +136,17 @@ def test_randomized_valid_bodies_are_accepted_and_read_identically() -> None:
         ours = parse_update(body, "body")
         assert protobuf_accepts(body, api_pb2.UpdateRunsRequest)
         assert ours.get("session_id", 0) == msg.session_id
-        for ru, our_ru in zip(msg.run_updates, ours.get("run_updates", [])):
-            for s, our_s in zip(ru.series, our_ru.get("series", [])):
+        for ru, our_ru in zip(msg.run_updates, ours.get("run_updates", []), strict=True):
+            for s, our_s in zip(ru.series, our_ru.get("series", []), strict=True):
                 assert our_s.get("labels", {}) == dict(s.labels)
-                for p, our_p in zip(s.points, our_s.get("points", [])):
+                for p, our_p in zip(s.points, our_s.get("points", []), strict=True):
                     assert our_p.get("step", 0) == p.step
                     if p.HasField("timestamp"):
                         assert our_p["timestamp"] == p.timestamp.ToNanoseconds()
                     if p.HasField("float_value"):
                         got = our_p["float_value"]
                         assert got == p.float_value or (math.isnan(got) and math.isnan(p.float_value))
-            for a, our_a in zip(ru.attributes, our_ru.get("attributes", [])):
+            for a, our_a in zip(ru.attributes, our_ru.get("attributes", []), strict=True):
                 assert our_a["path"] == a.path
 
 
