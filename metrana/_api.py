@@ -17,7 +17,7 @@ import trio
 from ._config import AggregationRule, resolve_settings
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
-from ._session import Session, State, TrioSession, live_sessions
+from ._session import DEFAULT_INIT_TIMEOUT, Session, State, TrioSession, live_sessions
 from ._stats import Metrics
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -25,6 +25,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 __all__ = [
     "close",
+    "flush",
     "get_metrics",
     "init",
     "log",
@@ -39,89 +40,21 @@ _session: Session | None = None
 _lock = threading.Lock()
 
 
-def _build(
-    api_key: str | None,
-    workspace_name: str,
-    project_name: str,
-    run_name: str,
-    experiment_name: str | None,
-    resume_strategy: Any,
-    backpressure_strategy: Any,
-    error_strategy: Any,
-    close_strategy: Any,
-    log_level: Any,
-    aggregation_rules: Sequence[AggregationRule | Mapping[str, Any]] | None,
-    config: Mapping[str, Any] | None,
-    num_dispatch_workers: int | None,
-    ingestion_url: str | None,
-    event_queue_max_size: int | None,
-    dispatch_queue_max_size: int | None,
-    error_queue_max_size: int | None,
-    close_timeout: float | None,
-    options: dict[str, Any],
-    cls: type[Session],
-) -> Session:
-    settings = resolve_settings({
-        "api_key": api_key,
-        "workspace_name": workspace_name,
-        "project_name": project_name,
-        "run_name": run_name,
-        "experiment_name": experiment_name,
-        "resume_strategy": resume_strategy,
-        "backpressure_strategy": backpressure_strategy,
-        "error_strategy": error_strategy,
-        "close_strategy": close_strategy,
-        "log_level": log_level,
-        "aggregation_rules": aggregation_rules,
-        "num_dispatch_workers": num_dispatch_workers,
-        "ingestion_url": ingestion_url,
-        "event_queue_max_size": event_queue_max_size,
-        "dispatch_queue_max_size": dispatch_queue_max_size,
-        "error_queue_max_size": error_queue_max_size,
-        "close_timeout": close_timeout,
-    })
+_SESSION_OPTIONS = ("transport", "retry", "batch_max_age")  # test and benchmark hooks
+
+
+def _build(arguments: dict[str, Any], cls: type[Session]) -> tuple[Session, float]:
+    """Validate init()-style arguments into a (not yet started) session."""
+    arguments = dict(arguments)
+    options = arguments.pop("options", {}) or {}
+    unknown = set(options) - set(_SESSION_OPTIONS) - {"init_timeout"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    init_timeout = float(options.pop("init_timeout", DEFAULT_INIT_TIMEOUT))
+    config = arguments.pop("config", None)
+    settings = resolve_settings(arguments)
     attributes = flatten_config(config) if config is not None else []
-    return cls(settings, attributes, in_trio=cls is TrioSession, **options)
-
-
-def session(
-    api_key: str | None = None,
-    workspace_name: str = "",
-    project_name: str = "",
-    run_name: str = "",
-    experiment_name: str | None = None,
-    resume_strategy: Any = None,
-    backpressure_strategy: Any = None,
-    error_strategy: Any = None,
-    close_strategy: Any = None,
-    log_level: Any = None,
-    aggregation_rules: Sequence[AggregationRule | Mapping[str, Any]] | None = None,
-    config: Mapping[str, Any] | None = None,
-    num_dispatch_workers: int | None = None,
-    ingestion_url: str | None = None,
-    *,
-    event_queue_max_size: int | None = None,
-    dispatch_queue_max_size: int | None = None,
-    error_queue_max_size: int | None = None,
-    close_timeout: float | None = None,
-    **options: Any,
-) -> Session:
-    """Start a run and return its :class:`Session`; use it as ``with metrana.session(...) as run``.
-
-    Arguments are those of :func:`init`. The block's exit closes the run (also on an exception).
-    """
-    init_timeout = options.pop("init_timeout", None)
-    created = _build(
-        api_key, workspace_name, project_name, run_name, experiment_name, resume_strategy,
-        backpressure_strategy, error_strategy, close_strategy, log_level, aggregation_rules,
-        config, num_dispatch_workers, ingestion_url, event_queue_max_size,
-        dispatch_queue_max_size, error_queue_max_size, close_timeout, options, Session,
-    )
-    if init_timeout is None:
-        created._start_thread()
-    else:
-        created._start_thread(init_timeout)
-    return created
+    return cls(settings, attributes, in_trio=cls is TrioSession, **options), init_timeout
 
 
 def init(
@@ -144,12 +77,20 @@ def init(
     dispatch_queue_max_size: int | None = None,
     error_queue_max_size: int | None = None,
     close_timeout: float | None = None,
+    spool_dir: str | os.PathLike[str] | None = ...,  # type: ignore[assignment]
+    spool_max_bytes: int | None = None,
+    mode: str | None = None,
     **options: Any,
 ) -> Session:
     """Start logging a run; every argument left as None is read from its environment variable.
 
     Returns the global :class:`Session` (the module functions log to it). Calling ``init()``
     again while a run is open warns and keeps the first run.
+
+    ``spool_dir`` (default ``~/.metrana/spool``, env ``METRANA_SPOOL_DIR``) is where points wait
+    on disk when the service cannot take them; ``None`` or ``"off"`` switches the spool off.
+    ``mode="offline"`` (env ``METRANA_MODE``) sends nothing: every point goes to the spool, for
+    ``metrana sync`` to deliver later.
 
     Raises:
         MetranaConfigError: a strategy, size or URL is invalid (the message lists the choices).
@@ -159,6 +100,7 @@ def init(
         MetranaApiError: the service refused to create the run (e.g. HTTP 401).
     """
     global _session
+    arguments = dict(locals())
     with _lock:
         current = _session
         if current is not None and current._state in (State.OPEN, State.CLOSING):
@@ -168,53 +110,43 @@ def init(
                 stacklevel=2,
             )
             return current
-        _session = session(
-            api_key, workspace_name, project_name, run_name, experiment_name, resume_strategy,
-            backpressure_strategy, error_strategy, close_strategy, log_level, aggregation_rules,
-            config, num_dispatch_workers, ingestion_url,
-            event_queue_max_size=event_queue_max_size,
-            dispatch_queue_max_size=dispatch_queue_max_size,
-            error_queue_max_size=error_queue_max_size, close_timeout=close_timeout, **options,
-        )
-        return _session
+        created, init_timeout = _build(arguments, Session)
+        created._start_thread(init_timeout)
+        _session = created
+        return created
+
+
+def session(**arguments: Any) -> Session:
+    """Start a run and return its :class:`Session`: ``with metrana.session(...) as run:``.
+
+    Takes the keyword arguments of :func:`init`. The block's exit closes the run (also when
+    the body raises). Independent of the global run of :func:`init`.
+    """
+    created, init_timeout = _build(_with_options(arguments), Session)
+    created._start_thread(init_timeout)
+    return created
+
+
+def _with_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    known = set(init.__code__.co_varnames[: init.__code__.co_argcount
+                                           + init.__code__.co_kwonlyargcount])
+    out = {name: value for name, value in arguments.items() if name in known}
+    out.setdefault("spool_dir", ...)
+    out["options"] = {name: value for name, value in arguments.items() if name not in known}
+    return out
 
 
 @asynccontextmanager
-async def open_session(
-    api_key: str | None = None,
-    workspace_name: str = "",
-    project_name: str = "",
-    run_name: str = "",
-    experiment_name: str | None = None,
-    resume_strategy: Any = None,
-    backpressure_strategy: Any = None,
-    error_strategy: Any = None,
-    close_strategy: Any = None,
-    log_level: Any = None,
-    aggregation_rules: Sequence[AggregationRule | Mapping[str, Any]] | None = None,
-    config: Mapping[str, Any] | None = None,
-    num_dispatch_workers: int | None = None,
-    ingestion_url: str | None = None,
-    *,
-    event_queue_max_size: int | None = None,
-    dispatch_queue_max_size: int | None = None,
-    error_queue_max_size: int | None = None,
-    close_timeout: float | None = None,
-    **options: Any,
-) -> AsyncIterator[TrioSession]:
+async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
     """In a trio program: ``async with metrana.open_session(...) as run:``.
 
-    The engine runs in this task's nursery (no thread); ``run.log(...)`` stays synchronous.
-    Leaving the block closes the run per the close strategy, also when the body raises.
+    Takes the keyword arguments of :func:`init`. The engine runs in this task's nursery (no
+    thread); ``run.log(...)`` stays synchronous. Leaving the block closes the run per the close
+    strategy, also when the body raises.
     """
-    init_timeout = options.pop("init_timeout", 10.0)
-    run = _build(
-        api_key, workspace_name, project_name, run_name, experiment_name, resume_strategy,
-        backpressure_strategy, error_strategy, close_strategy, log_level, aggregation_rules,
-        config, num_dispatch_workers, ingestion_url, event_queue_max_size,
-        dispatch_queue_max_size, error_queue_max_size, close_timeout, options, TrioSession,
-    )
-    assert isinstance(run, TrioSession)
+    built, init_timeout = _build(_with_options(arguments), TrioSession)
+    assert isinstance(built, TrioSession)
+    run = built
     engine = run._engine
     body_error: BaseException | None = None
     try:
@@ -295,6 +227,15 @@ def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluati
 def close(timeout: float | None = None, *, strategy: Any = None) -> Metrics:
     """Close the run started by :func:`init`. See :meth:`Session.close`."""
     return _current().close(timeout, strategy=strategy)
+
+
+def flush(timeout: float | None = None) -> None:
+    """Wait until every point logged so far is acknowledged or durable in the spool.
+
+    Raises:
+        MetranaFlushTimeoutError: not done within ``timeout`` seconds; nothing is dropped.
+    """
+    _current().flush(timeout)
 
 
 def get_metrics() -> Metrics:

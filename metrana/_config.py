@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,10 +26,12 @@ from ._enums import (
     parse_choice,
 )
 from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
+from ._spool import DEFAULT_SPOOL_MAX_BYTES, run_spool_dir
 
 __all__ = ["AggregationRule", "Settings", "resolve_settings"]
 
 HOSTED_INGESTION_URL = "https://ingestion.development.metrana.ai"
+DEFAULT_SPOOL_DIR = Path.home() / ".metrana" / "spool"
 DEFAULT_CLOSE_TIMEOUT = 30.0
 
 
@@ -107,6 +110,15 @@ class Settings(BaseModel):
     dispatch_queue_max_size: int = Field(default=0, ge=0)
     error_queue_max_size: int = Field(default=0, ge=0)
     close_timeout: float = Field(default=DEFAULT_CLOSE_TIMEOUT, gt=0)
+    spool_dir: Path | None = DEFAULT_SPOOL_DIR
+    spool_max_bytes: int = Field(default=DEFAULT_SPOOL_MAX_BYTES, gt=0)
+    offline: bool = False
+
+    def run_spool_dir(self) -> Path | None:
+        """Where this run's points wait when they cannot be delivered (None: no spool)."""
+        if self.spool_dir is None:
+            return None
+        return run_spool_dir(self.spool_dir, self.workspace_name, self.project_name, self.run_name)
 
     @property
     def api_url(self) -> str:
@@ -126,6 +138,9 @@ _ENV = {
     "error_queue_max_size": "METRANA_ERROR_QUEUE_MAX_SIZE",
     "ingestion_url": "METRANA_INGESTION_URL",
     "close_timeout": "METRANA_CLOSE_TIMEOUT",
+    "spool_dir": "METRANA_SPOOL_DIR",
+    "spool_max_bytes": "METRANA_SPOOL_MAX_BYTES",
+    "mode": "METRANA_MODE",
 }
 _CHOICES: dict[str, Any] = {
     "backpressure_strategy": BackpressureStrategy,
@@ -147,11 +162,16 @@ def _is_local(url: str) -> bool:
 
 
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
-    """Merge explicit ``init()`` arguments (``None`` = not given) with environment variables."""
+    """Merge explicit ``init()`` arguments (``None`` = not given) with environment variables.
+
+    ``spool_dir`` is the exception: ``...`` means not given and ``None`` switches the spool off.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name in {**dict.fromkeys(_ENV), **arguments}:
         value = arguments.get(name)
+        if value is ...:  # spool_dir's "not given" (None there means "no spool")
+            value = None
         source = name
         if value is None and name in _ENV and env.get(_ENV[name], "") != "":
             value, source = env[_ENV[name]], _ENV[name]
@@ -159,8 +179,13 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
             continue
         if name in _CHOICES:
             value = parse_choice(_CHOICES[name], value, source)
-        elif name.endswith("_max_size") or name == "num_dispatch_workers":
+        elif name.endswith("_max_size") or name in ("num_dispatch_workers", "spool_max_bytes"):
             value = _as_int(value, source)
+        elif name == "mode":
+            value = _as_mode(value, source)
+            name = "offline"
+        elif name == "spool_dir":
+            value = _as_spool_dir(value)
         elif name == "close_timeout":
             value = _as_float(value, source)
         elif name == "aggregation_rules":
@@ -173,7 +198,12 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
             raise MetranaConfigError(
                 f"ingestion_url={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
             )
-    if values.get("api_key") is None and not _is_local(str(url or HOSTED_INGESTION_URL)):
+    if arguments.get("spool_dir", ...) is None:
+        values["spool_dir"] = None  # spool_dir=None in code switches the spool off
+    if values.get("offline") and values.get("spool_dir", DEFAULT_SPOOL_DIR) is None:
+        raise MetranaConfigError("mode='offline' writes every point to the spool; it needs a spool_dir")
+    if (values.get("api_key") is None and not values.get("offline")
+            and not _is_local(str(url or HOSTED_INGESTION_URL))):
         raise NoMetranaApiKeyError(
             "no API key: pass api_key= or set METRANA_API_KEY for the Metrana service; "
             "to log without an account run `metrana serve` and set "
@@ -202,6 +232,19 @@ def _as_int(value: Any, source: str) -> int:
     if number < 0:
         raise MetranaConfigError(f"{source}={value!r} must be >= 0 (0 means unbounded)")
     return number
+
+
+def _as_mode(value: Any, source: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("offline", "online"):
+        return text == "offline"
+    raise MetranaConfigError(f"{source}={value!r} is not a valid mode; choose one of: online, offline")
+
+
+def _as_spool_dir(value: Any) -> Path | None:
+    if isinstance(value, str) and value.strip().lower() in ("off", "none", "false", "0", ""):
+        return None
+    return Path(value).expanduser()
 
 
 def _as_float(value: Any, source: str) -> float:

@@ -1,11 +1,17 @@
 """The engine: one trio task tree that owns every actor of one logger.
 
 It runs either on a background thread (``init()``, ``session()``) or inside the caller's own
-nursery (``open_session()``). Closing is a cancellation policy over three nested scopes:
+nursery (``open_session()``). Closing is a cancellation policy over nested scopes:
 
 - intake (pump, StepCounter, Batcher) — cancelled at once by CompletePending;
-- dispatch (the Dispatchers and the run creator) — given ``close_timeout`` to finish;
+- dispatch (the Dispatchers, the run creator, Recovery) — given ``close_timeout`` to finish;
+  with a spool, CompleteAll then writes what is left to disk instead of dropping it;
 - the ErrorCollector — closed last, so nothing reported during shutdown is lost.
+
+With a spool, a batch that exhausts its retries starts an *outage*: it and every later batch go
+to disk, and the Recovery actor replays the spool, oldest first, as soon as the service
+answers; only when the spool is empty do batches go straight to the network again. That keeps
+each series in order through any outage.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,16 +29,21 @@ import trio
 from ._actors.batcher import Batch, Batcher
 from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_retries
 from ._actors.error_collector import ErrorCollector
+from ._actors.flush import FlushMarker
+from ._actors.recovery import deliver, replay_directory
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
 from ._config import Settings
 from ._enums import CloseStrategy, ResumeStrategy
 from ._exceptions import (
     MetranaApiError,
+    MetranaConnectionError,
     MetranaError,
     MetranaRunAlreadyExistsError,
+    MetranaSpoolError,
 )
 from ._inbox import Inbox
+from ._spool import SpoolWriter, encode_record, is_locked, segments, write_manifest
 from ._stats import Counters
 from ._wire import encode_update
 
@@ -39,10 +51,8 @@ __all__ = ["Engine"]
 
 POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes it
 BATCH_MAX_AGE = 0.2
-
-
-class _Control:
-    discard_queued = False
+SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
+_JSON = {"Content-Type": "application/json"}
 
 
 class Engine:
@@ -67,11 +77,23 @@ class Engine:
         self._retry = retry or RetryPolicy()
         self._batch_max_age = batch_max_age
         self.session_id = random.getrandbits(64) or 1
+        self.target = RunTarget(self.session_id, settings.workspace_name, settings.project_name,
+                                settings.run_name)
         self.errors = ErrorCollector(
             settings.error_strategy, counters, lambda m: say("WARNING", m),
             settings.error_queue_max_size,
         )
+        spool_dir = settings.run_spool_dir()
+        self.spool_dir: Path | None = spool_dir
+        self.spool = SpoolWriter(spool_dir, settings.spool_max_bytes) if spool_dir else None
+        self._manifest_written = False
+        self.offline = settings.offline
+        self.outage = False
+        self.forced = False  # close ran out of time: everything left goes to disk
+        self.discard_queued = False
         self.run_ready = trio.Event()
+        self._sendable = trio.Event()
+        self._recovery_wake = trio.Event()
         self.creation_done = trio.Event()
         self.creation_error: BaseException | None = None
         self.resumed = False
@@ -80,12 +102,21 @@ class Engine:
         self._close_strategy = settings.close_strategy
         self._close_timeout = settings.close_timeout
         self._wake_event = trio.Event()
-        self._control = _Control()
+        self._dispatchers: list[Dispatcher] = []
+        self._dispatchers_left = 0
+        self._recovery_scope = trio.CancelScope()
         self.crashed: BaseException | None = None
         self.finished = trio.Event()
         self.on_creation: Callable[[], None] = lambda: None
 
     # ------------------------------------------------------------- control
+
+    @property
+    def spool_only(self) -> bool:
+        return self.offline or self.outage or self.forced
+
+    def can_spool(self) -> bool:
+        return self.spool is not None
 
     def request_close(self, strategy: CloseStrategy, timeout: float) -> None:
         """Begin closing (engine thread). Intake stops at once."""
@@ -97,8 +128,63 @@ class Engine:
             self.closing.set()
             self._wake_event.set()
 
+    def spool_now(self) -> None:
+        """Stop waiting for the service: write everything still undelivered to the spool."""
+        if self.spool is None:
+            self.request_close(CloseStrategy.Immediate, 0)
+            return
+        self.request_close(CloseStrategy.CompleteAll, 0)
+        self.force_spool()
+
+    def force_spool(self) -> None:
+        self.forced = True
+        self._sendable.set()
+        self._recovery_scope.cancel()
+        for dispatcher in self._dispatchers:
+            if dispatcher.request_scope is not None:
+                dispatcher.request_scope.cancel()
+
     def wake(self) -> None:
         self._wake_event.set()
+
+    async def wait_sendable(self) -> None:
+        await self._sendable.wait()
+
+    def enter_outage(self, reason: str) -> None:
+        if not self.outage and self.spool is not None:
+            self.outage = True
+            self._sendable.set()
+            self._recovery_wake.set()
+            self._say("WARNING", f"the service is unreachable ({reason}); points are spooled to "
+                                 f"{self.spool_dir} and sent when it answers")
+
+    def spool_batch(self, batch: Batch) -> None:
+        """Write a batch durably to the spool, or count it as failed and say why."""
+        series = [(state.key, state.manual, points) for state, points in batch.series.items()]
+        if self.spool is None:
+            self.counters.failed += batch.count
+            return
+        try:
+            if not self._manifest_written:
+                self._write_manifest()
+            self.spool.append(encode_record(self.session_id, series))
+        except OSError as exc:
+            self.counters.failed += batch.count
+            self.errors.report(MetranaSpoolError(
+                f"{batch.count:,} points could be neither delivered nor spooled: {exc}"))
+            return
+        self.counters.spooled += batch.count
+
+    def _write_manifest(self) -> None:
+        s = self.settings
+        assert self.spool_dir is not None
+        write_manifest(self.spool_dir, {
+            "workspace": s.workspace_name, "project": s.project_name, "run_name": s.run_name,
+            "experiment": s.experiment_name, "ingestion_url": s.ingestion_url,
+            "aggregation_rules": [rule.to_wire() for rule in s.aggregation_rules],
+            "attributes": self._attributes,
+        })
+        self._manifest_written = True
 
     def _crash(self, error: BaseException) -> None:
         if self.crashed is None:
@@ -122,55 +208,105 @@ class Engine:
                 timeout=httpx.Timeout(30.0, connect=10.0), limits=limits,
             ) as client, trio.open_nursery() as root:
                 await root.start(self.errors.run)
-                await self._run_pipeline(client, lanes, task_status)
+                await self._run_pipeline(client, lanes, root, task_status)
                 await self.errors.aclose()
         finally:
+            if self.spool is not None:
+                self.spool.close()
             self._settle()
+            self.inbox.release_markers()
             self.finished.set()
 
     async def _run_pipeline(
-        self, client: httpx.AsyncClient, lanes: int, task_status: trio.TaskStatus[None]
+        self, client: httpx.AsyncClient, lanes: int, root: trio.Nursery,
+        task_status: trio.TaskStatus[None],
     ) -> None:
         dispatch_size = self.settings.dispatch_queue_max_size or float("inf")
-        lane_channels = [trio.open_memory_channel[Batch](dispatch_size) for _ in range(lanes)]
-        raw_send, raw_receive = trio.open_memory_channel[list[Any]](4)
-        step_send, step_receive = trio.open_memory_channel[list[Any]](4)
+        lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
+        raw_send, raw_receive = trio.open_memory_channel[Any](4)
+        step_send, step_receive = trio.open_memory_channel[Any](4)
         step_counter = StepCounter(raw_receive, step_send, self.errors, self.counters, lanes)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
                           max_age=self._batch_max_age)
-        target = RunTarget(self.session_id, self.settings.workspace_name,
-                           self.settings.project_name, self.settings.run_name)
+        self._start_offline_or_resume()
+        watchdog = trio.CancelScope()
         with trio.CancelScope() as dispatch_scope:
             async with trio.open_nursery() as dispatch:
-                dispatch.start_soon(supervised("run creator", self._create_run_actor(client),
-                                               self._crash))
+                if not self.offline:
+                    dispatch.start_soon(supervised("run creator", self._creator(client),
+                                                   self._crash))
+                    if self.spool is not None:
+                        dispatch.start_soon(supervised("recovery", self._recovery(client),
+                                                       self._crash))
+                self._dispatchers_left = lanes
                 for index, (_, receive) in enumerate(lane_channels):
-                    dispatcher = Dispatcher(receive, client, target, self.errors, self.counters,
-                                            self._retry, self.run_ready, self._control)
-                    await dispatch.start(supervised(f"dispatcher {index}", dispatcher.run,
-                                                    self._crash))
+                    dispatcher = Dispatcher(receive, client, self.target, self.errors,
+                                            self.counters, self._retry, self)
+                    self._dispatchers.append(dispatcher)
+                    await dispatch.start(supervised(f"dispatcher {index}",
+                                                    self._counted(dispatcher.run), self._crash))
                 with trio.CancelScope() as intake_scope:
                     async with trio.open_nursery() as intake:
                         await intake.start(supervised("batcher", batcher.run, self._crash))
-                        await intake.start(supervised("step counter", step_counter.run, self._crash))
+                        await intake.start(supervised("step counter", step_counter.run,
+                                                      self._crash))
                         await intake.start(supervised("inbox pump", self._pump(raw_send),
                                                       self._crash))
                         task_status.started()
                         await self._close_requested.wait()
-                        # Why here and in this order: intake has already stopped (the inbox is
-                        # closed), so what remains is to decide how much of the pipeline may
-                        # still finish before cancellation takes the rest.
+                        # Intake has already stopped (the inbox is closed); what remains is how
+                        # much of the pipeline may still finish before cancellation takes it.
                         strategy = self._close_strategy
+                        deadline = trio.current_time() + self._close_timeout
                         if strategy is CloseStrategy.Immediate:
                             dispatch_scope.cancel()
                         elif strategy is CloseStrategy.CompletePending:
-                            self._control.discard_queued = True
+                            self.discard_queued = True
                             intake_scope.cancel()
-                            dispatch_scope.deadline = trio.current_time() + self._close_timeout
+                            dispatch_scope.deadline = deadline
+                        elif self.spool is None:
+                            dispatch_scope.deadline = deadline
                         else:
-                            dispatch_scope.deadline = trio.current_time() + self._close_timeout
+                            root.start_soon(self._spool_at, deadline, dispatch_scope, watchdog)
+        watchdog.cancel()
 
-    def _pump(self, send: trio.MemorySendChannel[list[Any]]) -> Callable[..., Any]:
+    async def _spool_at(self, deadline: float, dispatch_scope: trio.CancelScope,
+                        watchdog: trio.CancelScope) -> None:
+        """CompleteAll with a spool: at the deadline, put what is left on disk, not in the bin."""
+        with watchdog:
+            await trio.sleep_until(deadline)
+            if not self.finished.is_set():
+                self._say("WARNING", f"close timed out after {self._close_timeout:g}s; writing "
+                                     f"undelivered points to the spool at {self.spool_dir}")
+                self.force_spool()
+                dispatch_scope.deadline = trio.current_time() + SPOOL_GRACE
+
+    def _counted(self, run: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await run(task_status=task_status)
+            finally:
+                self._dispatchers_left -= 1
+                if self._dispatchers_left == 0:
+                    self._recovery_wake.set()  # recovery may finish once the spool is empty
+
+        return counted
+
+    def _start_offline_or_resume(self) -> None:
+        if self.offline:
+            self._write_manifest()
+            self.run_ready.set()
+            self._sendable.set()
+            self.creation_done.set()
+            self.on_creation()
+            return
+        if self.spool_dir is not None and any(not is_locked(p) for p in segments(self.spool_dir)):
+            # An earlier session left points on disk: they go first, ours queue behind them.
+            self._say("INFO", f"found spooled points from an earlier session in "
+                              f"{self.spool_dir}; delivering them first")
+            self.enter_outage("an earlier session's spool is waiting")
+
+    def _pump(self, send: trio.MemorySendChannel[Any]) -> Callable[..., Any]:
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             async with send:
                 task_status.started()
@@ -178,34 +314,66 @@ class Engine:
                     with trio.move_on_after(POLL_INTERVAL):
                         await self._wake_event.wait()
                     self._wake_event = trio.Event()
-                    items = self.inbox.drain()
-                    if items:
+                    items, markers = self.inbox.drain_with_markers()
+                    if markers:
+                        await self._send_split(send, items)
+                    elif items:
                         await send.send(items)
                     elif not self.inbox.open:
                         return  # closed and empty: end of stream travels downstream
 
         return run
 
-    def _create_run_actor(self, client: httpx.AsyncClient) -> Callable[..., Any]:
+    @staticmethod
+    async def _send_split(send: trio.MemorySendChannel[Any], items: list[Any]) -> None:
+        chunk: list[Any] = []
+        for item in items:
+            if type(item) is FlushMarker:
+                if chunk:
+                    await send.send(chunk)
+                    chunk = []
+                await send.send(item)
+            else:
+                chunk.append(item)
+        if chunk:
+            await send.send(chunk)
+
+    def _creator(self, client: httpx.AsyncClient) -> Callable[..., Any]:
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             task_status.started()
             try:
-                await self._create_run(client)
+                await self._create_run(client, forever=False)
+            except MetranaConnectionError as exc:
+                if self.spool is None:
+                    self._fail_creation(exc)
+                else:
+                    # Unreachable for the whole retry budget: spool until it answers; Recovery
+                    # creates the run before replaying.
+                    self.enter_outage(str(exc))
             except MetranaError as exc:
-                self.creation_error = exc
-                self.errors.report(exc)
-                self._crash_quietly(exc)
+                self._fail_creation(exc)
             finally:
                 self.creation_done.set()
                 self.on_creation()
 
         return run
 
-    def _crash_quietly(self, error: BaseException) -> None:
+    def _fail_creation(self, error: BaseException) -> None:
+        self.creation_error = error
+        self.errors.report(error)
         self.inbox.fail(error)
         self.request_close(CloseStrategy.Immediate, 0)
 
-    async def _create_run(self, client: httpx.AsyncClient) -> None:
+    async def _post(self, client: httpx.AsyncClient, path: str, body: bytes,
+                    forever: bool) -> httpx.Response:
+        if forever:
+            return await deliver(client, path, body, self._retry, self.counters)
+        return await post_with_retries(client, path, body, self._retry, self.counters,
+                                       headers=_JSON)
+
+    async def _create_run(self, client: httpx.AsyncClient, *, forever: bool) -> None:
+        if self.run_ready.is_set():
+            return
         s = self.settings
         run: dict[str, Any] = {"workspace": s.workspace_name, "project": s.project_name,
                                "runName": s.run_name}
@@ -214,10 +382,7 @@ class Engine:
         body: dict[str, Any] = {"run": run, "createProjectIfMissing": True}
         if s.aggregation_rules:
             body["aggregationRules"] = [rule.to_wire() for rule in s.aggregation_rules]
-        response = await post_with_retries(
-            client, "/runs", json.dumps(body).encode(), self._retry, self.counters,
-            headers={"Content-Type": "application/json"},
-        )
+        response = await self._post(client, "/runs", json.dumps(body).encode(), forever)
         if response.status_code == 409:
             if s.resume_strategy is ResumeStrategy.Never:
                 raise MetranaRunAlreadyExistsError(
@@ -231,32 +396,66 @@ class Engine:
                 f"{response.status_code}: {response.text[:500]}",
                 status=response.status_code, body=response.text[:2000],
             )
-        if self._attributes:
-            attributes = self._attributes
-            for start in range(0, len(attributes), 1000):
-                chunk = attributes[start:start + 1000]
-                body_bytes = encode_update(self.session_id, s.workspace_name, s.project_name,
-                                           s.run_name, (), chunk)
-                response = await post_with_retries(
-                    client, "/runs:update", body_bytes, self._retry, self.counters,
-                    headers={"Content-Type": "application/json"},
+        for start in range(0, len(self._attributes), 1000):
+            chunk = self._attributes[start:start + 1000]
+            body_bytes = encode_update(self.session_id, s.workspace_name, s.project_name,
+                                       s.run_name, (), chunk)
+            response = await self._post(client, "/runs:update", body_bytes, forever)
+            if not 200 <= response.status_code < 300:
+                raise MetranaApiError(
+                    f"sending the run config failed with HTTP {response.status_code}: "
+                    f"{response.text[:500]}", status=response.status_code,
                 )
-                if not 200 <= response.status_code < 300:
-                    raise MetranaApiError(
-                        f"sending the run config failed with HTTP {response.status_code}: "
-                        f"{response.text[:500]}", status=response.status_code,
-                    )
         self.run_ready.set()
+        self._sendable.set()
         self._say("DEBUG", f"run {s.workspace_name}/{s.project_name}/{s.run_name} "
                            f"{'resumed' if self.resumed else 'created'} at {s.ingestion_url}")
 
+    def _recovery(self, client: httpx.AsyncClient) -> Callable[..., Any]:
+        async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            with self._recovery_scope:
+                while True:
+                    await self._recovery_wake.wait()
+                    self._recovery_wake = trio.Event()
+                    if self.outage:
+                        await self._replay_until_empty(client)
+                    if self._dispatchers_left == 0 and not self.outage:
+                        return
+
+        return run
+
+    async def _replay_until_empty(self, client: httpx.AsyncClient) -> None:
+        assert self.spool is not None and self.spool_dir is not None
+        try:
+            await self._create_run(client, forever=True)
+        except MetranaError as exc:
+            self._fail_creation(exc)
+            return
+        replayed = 0
+        while True:
+            result = await replay_directory(client, self.spool_dir, self.target, self._retry,
+                                            self.counters, self.errors.report,
+                                            own_session=self.session_id)
+            replayed += result.delivered
+            # No await between this check and the switch: a batch spooled meanwhile would
+            # otherwise be overtaken by the next one sent straight to the network.
+            if self.spool.active_records == 0 and not [
+                p for p in segments(self.spool_dir) if not is_locked(p)
+            ]:
+                self.outage = False
+                self._say("INFO", f"the service answers again; {replayed:,} spooled points "
+                                  "delivered, sending directly again")
+                return
+            self.spool.rotate()
+
     def _settle(self) -> None:
         """Everything accepted that did not reach an end is discarded: count it."""
+        self.inbox.drain()  # whatever is left was counted in counters.accepted when put
         c = self.counters
-        self.inbox.drain()  # whatever is left was counted in c.accepted when it was put
-        settled = c.sent + c.rejected + c.failed + c.invalid + c.discarded
-        if c.accepted > settled:
-            c.discarded += c.accepted - settled
+        unsettled = c.accepted - c.settled()
+        if unsettled > 0:
+            c.discarded += unsettled
 
     @property
     def close_strategy(self) -> CloseStrategy:

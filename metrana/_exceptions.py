@@ -13,6 +13,7 @@
     ├── MetranaMetricStepError      a step that goes backwards or mixes manual and automatic
     ├── MetranaApiError             the service refused a request (status and body attached)
     ├── MetranaConnectionError      the service could not be reached within the retry budget
+    ├── MetranaSpoolError           the disk spool is full, unwritable, or a segment is damaged
     └── MetranaFlushTimeoutError    flush() did not finish in time (nothing is dropped)
 
 ``TypeError`` (not a MetranaError) is raised for values and labels of the wrong type.
@@ -32,6 +33,7 @@ __all__ = [
     "MetranaMetricStepError",
     "MetranaNotInitializedError",
     "MetranaRunAlreadyExistsError",
+    "MetranaSpoolError",
     "NoMetranaApiKeyError",
 ]
 
@@ -89,6 +91,10 @@ class MetranaConnectionError(MetranaError):
     def __init__(self, message: str, *, points: int = 0) -> None:
         super().__init__(message)
         self.points = points
+
+
+class MetranaSpoolError(MetranaError):
+    """The spool could not take points (full or unwritable), or a segment is damaged."""
 
 
 class MetranaFlushTimeoutError(MetranaError, TimeoutError):

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._actors.flush import FlushMarker
 from ._enums import BackpressureStrategy
 from ._exceptions import MetranaEventQueueFullError, MetranaLoggerClosedError
 from ._stats import Counters
@@ -42,6 +43,8 @@ class Inbox:
         self._can_block = can_block
         self._wake_at = min(WAKE_AT, maxsize) if maxsize else WAKE_AT
         self._waiting = 0
+        self._new_markers = 0
+        self.markers: list[FlushMarker] = []
         self.open = True
         self.failure: BaseException | None = None  # the engine stopped: drop, don't raise
         self.wake: Callable[[], None] = lambda: None  # set by the engine once it runs
@@ -125,12 +128,34 @@ class Inbox:
 
     def drain(self) -> list[Any]:
         """Everything queued, in order (engine side)."""
+        return self.drain_with_markers()[0]
+
+    def drain_with_markers(self) -> tuple[list[Any], bool]:
+        """Everything queued, and whether flush markers are among it."""
         with self._lock:
             items = list(self._queue)
             self._queue.clear()
+            markers, self._new_markers = self._new_markers, 0
             if self._waiting:
                 self._space.notify_all()
-        return items
+        return items, bool(markers)
+
+    def put_marker(self, marker: FlushMarker) -> None:
+        """Queue a flush barrier behind every point put so far (ignores the bound)."""
+        with self._lock:
+            if not self.open:
+                raise MetranaLoggerClosedError("the logger is closed; nothing to flush")
+            self._queue.append(marker)
+            self._new_markers += 1
+            self.markers.append(marker)
+        self.wake()
+
+    def release_markers(self) -> None:
+        """The engine stopped: nobody will settle the outstanding flushes."""
+        with self._lock:
+            markers, self.markers = self.markers, []
+        for marker in markers:
+            marker.release(aborted=True)
 
     def close(self) -> None:
         """Stop intake; wake callers blocked on a full queue."""

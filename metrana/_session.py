@@ -19,9 +19,10 @@ import trio
 
 from ._actors.dispatcher import RetryPolicy
 from ._config import Settings
-from ._engine import Engine
+from ._actors.flush import FlushMarker
+from ._engine import SPOOL_GRACE, Engine
 from ._enums import CloseStrategy, ErrorStrategy
-from ._exceptions import MetranaError, MetranaLoggerClosedError
+from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerClosedError
 from ._inbox import Inbox
 from ._log import say
 from ._series import (
@@ -39,6 +40,7 @@ __all__ = ["Session", "TrioSession", "live_sessions"]
 
 DEFAULT_INIT_TIMEOUT = 10.0
 _EXIT_GRACE = 5.0
+_PROGRESS_EVERY = 2.0  # seconds between progress messages while close() drains
 
 
 class State(enum.Enum):
@@ -188,18 +190,73 @@ class Session:
                     return self._final
                 self._state = State.CLOSING
                 closing = self._close_plan(timeout, strategy)
-                token, thread = self._token, self._thread
-                if token is not None and thread is not None:
-                    try:
-                        trio.from_thread.run_sync(self._engine.request_close, *closing,
-                                                  trio_token=token)
-                    except trio.RunFinishedError:
-                        pass
-                    thread.join(closing[1] + _EXIT_GRACE)
-                    if thread.is_alive():
-                        self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
+                interrupted = self._stop_engine(*closing)
                 self._finish()
+                if interrupted:
+                    raise KeyboardInterrupt
         return self._checked_final()
+
+    def _call_engine(self, fn: Any, *args: Any) -> None:
+        if self._token is not None:
+            try:
+                trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+
+    def _stop_engine(self, strategy: CloseStrategy, timeout: float) -> bool:
+        """Ask the engine to close and wait for it, reporting progress on long drains.
+
+        A KeyboardInterrupt while waiting switches to "spool what is left and stop now";
+        returns True so close() can re-raise it once the engine has stopped.
+        """
+        thread = self._thread
+        if thread is None:
+            return False
+        self._call_engine(self._engine.request_close, strategy, timeout)
+        deadline = time.monotonic() + timeout + SPOOL_GRACE + _EXIT_GRACE
+        interrupted = False
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                thread.join(min(_PROGRESS_EVERY, max(deadline - time.monotonic(), 0)))
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                self._say("WARNING", "interrupted: writing undelivered points to the spool "
+                                     "and stopping (interrupt again to abandon them)")
+                self._call_engine(self._engine.spool_now)
+                deadline = time.monotonic() + SPOOL_GRACE + _EXIT_GRACE
+                continue
+            if thread.is_alive():
+                m = self._counters.snapshot()
+                self._say("INFO", f"closing run {self.run_name}: {m.sent:,} of {m.logged:,} "
+                                  f"points delivered, {m.pending:,} still pending")
+        if thread.is_alive():
+            self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
+        return interrupted
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every point logged before the call is acknowledged by the service or
+        durable in the spool (or counted as rejected/failed).
+
+        Raises:
+            MetranaFlushTimeoutError: not done within ``timeout`` seconds. Nothing is dropped:
+                the points stay queued.
+            MetranaLoggerClosedError: the logger is closed.
+        """
+        if self._in_trio:
+            raise RuntimeError("in a trio program use `await session.aflush()`")
+        if self._state is not State.OPEN:
+            self._not_open()
+        marker = FlushMarker()
+        self._inbox.put_marker(marker)
+        if not marker.done.wait(timeout):
+            raise MetranaFlushTimeoutError(
+                f"flush did not finish within {timeout:g}s; the points are still queued "
+                f"({self._counters.snapshot().pending:,} pending) and nothing was dropped"
+            )
+        if marker.aborted:
+            raise MetranaLoggerClosedError("the logger stopped before the flush completed")
 
     def _close_plan(self, timeout: float | None, strategy: Any) -> tuple[CloseStrategy, float]:
         from ._enums import parse_choice
@@ -213,10 +270,13 @@ class Session:
         live_sessions.discard(self)
         self._final = self._counters.snapshot()
         final = self._final
-        level = "SUCCESS"
-        if final.dropped or final.pending:
-            level = "WARNING"
-        self._say(level, f"closed run {self.settings.run_name}: {final.summary()}")
+        message = f"closed run {self.settings.run_name}: {final.summary()}"
+        level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
+        if final.spooled:
+            message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
+                        f"delivered by the next init() of this run, or by `metrana sync "
+                        f"{self._engine.spool_dir}`")
+        self._say(level, message)
 
     def _checked_final(self) -> Metrics:
         assert self._final is not None
@@ -461,6 +521,16 @@ class TrioSession(Session):
         elif self._final is None:
             await self._engine.finished.wait()
         return self._checked_final()
+
+    async def aflush(self) -> None:
+        """Wait until every point logged so far is acknowledged or durable in the spool."""
+        if self._state is not State.OPEN:
+            self._not_open()
+        marker = FlushMarker()
+        self._inbox.put_marker(marker)
+        await marker.trio_done.wait()
+        if marker.aborted:
+            raise MetranaLoggerClosedError("the logger stopped before the flush completed")
 
     async def wait_for_room(self) -> None:
         """With a bounded queue: wait until ``log()`` would not hit backpressure."""

@@ -11,15 +11,20 @@ __all__ = ["Counters", "Metrics"]
 class Metrics:
     """A snapshot of the logger's counters (``metrana.get_metrics()``, ``close()``'s result).
 
-    Every point ``log()`` accepted ends in exactly one of: ``sent``, ``rejected`` (the service
-    refused its batch), ``failed`` (unreachable within the retry budget), ``invalid`` (a step
-    error), ``discarded`` (dropped by an Immediate/CompletePending close or a timeout), or is
-    still ``pending``. ``dropped_backpressure`` points were never accepted (DropNew).
+    Every point ``log()`` accepted is, at any moment, in exactly one of: ``sent``
+    (acknowledged by the service), ``spooled`` (durable on disk, waiting to be replayed),
+    ``rejected`` (the service refused its batch), ``failed`` (could be neither delivered nor
+    spooled), ``invalid`` (a step error), ``discarded`` (dropped by an Immediate or
+    CompletePending close, or a close timeout without a spool), or ``pending`` (in memory).
+    ``dropped_backpressure`` points were never accepted (DropNew). ``replayed`` counts points
+    delivered from the spool, including those an earlier process left there.
     """
 
     logged: int
     sent: int
     pending: int
+    spooled: int
+    replayed: int
     dropped_backpressure: int
     discarded: int
     rejected: int
@@ -37,7 +42,7 @@ class Metrics:
 
     def summary(self) -> str:
         return (
-            f"{self.sent:,} of {self.logged:,} points delivered; "
+            f"{self.sent:,} of {self.logged:,} points delivered, {self.spooled:,} spooled; "
             f"{self.discarded:,} discarded at close, {self.dropped_backpressure:,} dropped "
             f"(queue full), {self.rejected:,} rejected, {self.failed:,} failed, "
             f"{self.invalid:,} invalid; {self.requests:,} requests, {self.retries:,} retries"
@@ -50,6 +55,8 @@ class Counters:
 
     accepted: int = 0
     sent: int = 0
+    spooled: int = 0
+    replayed: int = 0
     dropped_backpressure: int = 0
     discarded: int = 0
     rejected: int = 0
@@ -59,12 +66,18 @@ class Counters:
     retries: int = 0
     errors: int = 0
 
+    def settled(self) -> int:
+        return (self.sent + self.spooled + self.discarded + self.rejected + self.failed
+                + self.invalid)
+
     def snapshot(self) -> Metrics:
-        settled = self.sent + self.discarded + self.rejected + self.failed + self.invalid
+        settled = self.settled()
         return Metrics(
             logged=self.accepted + self.dropped_backpressure,
             sent=self.sent,
             pending=max(self.accepted - settled, 0),
+            spooled=self.spooled,
+            replayed=self.replayed,
             dropped_backpressure=self.dropped_backpressure,
             discarded=self.discarded,
             rejected=self.rejected,

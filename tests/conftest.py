@@ -100,9 +100,16 @@ def read_points(info: ServerInfo, run: str, workspace: str = "ws", project: str 
     return out
 
 
+@pytest.fixture
+def spool_root(tmp_path: Path) -> Path:
+    """The test's own spool directory (METRANA_SPOOL_DIR), never the user's ~/.metrana."""
+    return tmp_path / "spool"
+
+
 @pytest.fixture(autouse=True)
-def clean_metrana(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No METRANA_* variable leaks into a test, and no global run outlives it."""
+def clean_metrana(monkeypatch: pytest.MonkeyPatch, spool_root: Path) -> Iterator[None]:
+    """No METRANA_* variable leaks into a test, spools stay in the test's directory, and no
+    global run outlives the test."""
     import os
 
     import metrana._api as api
@@ -110,6 +117,7 @@ def clean_metrana(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("METRANA_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("METRANA_SPOOL_DIR", str(spool_root))
     yield
     current = api._session
     if current is not None and current._final is None:

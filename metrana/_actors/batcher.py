@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import trio
 
+from .flush import FlushMarker
 from .step_counter import SeriesState
 
 __all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher"]
@@ -33,7 +34,7 @@ class Batcher:
     def __init__(
         self,
         receive: trio.MemoryReceiveChannel[list[Any]],
-        lanes: list[trio.MemorySendChannel[Batch]],
+        lanes: list[trio.MemorySendChannel[Any]],
         *,
         max_points: int = MAX_BATCH_POINTS,
         max_age: float = 0.2,
@@ -67,6 +68,11 @@ class Batcher:
                         break
                 if chunk is None:
                     await self._cut_expired()
+                elif type(chunk) is FlushMarker:
+                    chunk.arm(len(self._lanes))
+                    for index, lane in enumerate(self._lanes):
+                        await self._cut(index)
+                        await lane.send(chunk)
                 else:
                     await self._add(chunk)
             for index in range(len(self._lanes)):

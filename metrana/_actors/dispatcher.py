@@ -6,7 +6,7 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import httpx
@@ -17,6 +17,7 @@ from .._stats import Counters
 from .._wire import encode_update, series_header
 from .batcher import Batch
 from .error_collector import ErrorCollector
+from .flush import FlushMarker
 
 __all__ = ["Dispatcher", "RetryPolicy", "is_transient", "post_with_retries"]
 
@@ -103,17 +104,31 @@ class RunTarget:
     run_name: str
 
 
+class DispatchControl(Protocol):
+    """What a dispatcher needs from the engine that owns it."""
+
+    discard_queued: bool  # CompletePending's "drop what is still queued"
+    spool_only: bool  # offline, an outage, or a close that ran out of time: write to disk
+
+    def can_spool(self) -> bool: ...
+
+    def spool_batch(self, batch: Batch) -> None: ...
+
+    def enter_outage(self, reason: str) -> None: ...
+
+    async def wait_sendable(self) -> None: ...
+
+
 class Dispatcher:
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[Batch],
+        receive: trio.MemoryReceiveChannel[Any],
         client: httpx.AsyncClient,
         target: RunTarget,
         errors: ErrorCollector,
         counters: Counters,
         policy: RetryPolicy,
-        run_ready: trio.Event,
-        control: Any,
+        control: DispatchControl,
     ) -> None:
         self._receive = receive
         self._client = client
@@ -121,17 +136,20 @@ class Dispatcher:
         self._errors = errors
         self._counters = counters
         self._policy = policy
-        self._run_ready = run_ready
-        self._control = control  # .discard_queued: CompletePending's "drop what is queued"
+        self._control = control
+        self.request_scope: trio.CancelScope | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._receive:
             task_status.started()
-            async for batch in self._receive:
+            async for item in self._receive:
+                if type(item) is FlushMarker:
+                    item.ack()  # every earlier batch of this lane is settled
+                    continue
                 if self._control.discard_queued:
                     continue  # counted as discarded when the engine settles its books
-                await self._run_ready.wait()
-                await self.send(batch)
+                await self._control.wait_sendable()
+                await self.send(item)
 
     def encode(self, batch: Batch) -> bytes:
         target = self._target
@@ -145,18 +163,36 @@ class Dispatcher:
         )
 
     async def send(self, batch: Batch) -> None:
+        control = self._control
+        if control.spool_only:
+            control.spool_batch(batch)
+            return
         body = self.encode(batch)
-        try:
-            response = await post_with_retries(
-                self._client, "/runs:update", body, self._policy, self._counters,
-                headers={"Content-Type": "application/json"},
-            )
-        except MetranaConnectionError as exc:
-            self._counters.failed += batch.count
-            self._errors.report(
-                MetranaConnectionError(f"{batch.count:,} points not delivered: {exc}",
-                                       points=batch.count)
-            )
+        response = None
+        with trio.CancelScope() as scope:
+            self.request_scope = scope
+            try:
+                response = await post_with_retries(
+                    self._client, "/runs:update", body, self._policy, self._counters,
+                    headers={"Content-Type": "application/json"},
+                )
+            except MetranaConnectionError as exc:
+                if control.can_spool():
+                    # Later batches of this lane queue behind this one on disk: order holds.
+                    control.enter_outage(str(exc))
+                    control.spool_batch(batch)
+                    return
+                self._counters.failed += batch.count
+                self._errors.report(
+                    MetranaConnectionError(f"{batch.count:,} points not delivered: {exc}",
+                                           points=batch.count)
+                )
+                return
+            finally:
+                self.request_scope = None
+        if response is None:
+            # The engine cancelled this request to spool everything (close ran out of time).
+            control.spool_batch(batch)
             return
         if 200 <= response.status_code < 300:
             self._counters.sent += batch.count

@@ -11,6 +11,7 @@ from .._exceptions import MetranaMetricStepError
 from .._series import SeriesKey
 from .._stats import Counters
 from .error_collector import ErrorCollector
+from .flush import FlushMarker
 
 __all__ = ["SeriesState", "StepCounter"]
 
@@ -56,6 +57,9 @@ class StepCounter:
         async with self._send, self._receive:
             task_status.started()
             async for chunk in self._receive:
+                if type(chunk) is FlushMarker:
+                    await self._send.send(chunk)
+                    continue
                 out = self.assign(chunk)
                 if out:
                     await self._send.send(out)

@@ -114,17 +114,20 @@ def test_immediate_cancels_in_flight_and_discards_everything(proxy: FaultProxy,
     assert (metrics.sent, metrics.discarded) == (0, 100)
 
 
-def test_close_honours_its_timeout_when_the_server_hangs(proxy: FaultProxy,
-                                                         fast_retry: RetryPolicy) -> None:
-    """A hung service cannot hang close(): it returns after the timeout and counts the loss."""
-    run = open_run(proxy, fast_retry, close_strategy="CompleteAll")
+@pytest.mark.parametrize("spool", [True, False])
+def test_close_honours_its_timeout_when_the_server_hangs(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                                         spool: bool) -> None:
+    """A hung service cannot hang close(): it returns after the timeout; the points go to the
+    spool (or, with the spool off, are counted as discarded)."""
+    options = {} if spool else {"spool_dir": None}
+    run = open_run(proxy, fast_retry, close_strategy="CompleteAll", **options)
     start_in_flight(run, proxy)
     thread, result = close_in_thread(run, timeout=0.3)
-    thread.join(15)
+    thread.join(30)
     assert not thread.is_alive()
     metrics = result[0]
     assert isinstance(metrics, metrana.Metrics)
-    assert (metrics.sent, metrics.discarded) == (0, 50)
+    assert (metrics.sent, metrics.spooled, metrics.discarded) == ((0, 50, 0) if spool else (0, 0, 50))
 
 
 # ------------------------------------------------------------- backpressure strategies

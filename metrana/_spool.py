@@ -1,0 +1,237 @@
+"""The disk spool: where points go when the service cannot take them, so none is lost.
+
+Layout: ``<spool_dir>/<workspace>/<project>/<run>/`` holds ``run.json`` (what is needed to
+create the run and send its config) and segment files ``<time_ns>-<pid>-<seq>.seg``, appended
+by one writer each and replayed in name order (oldest first, so per-series order holds across
+processes too).
+
+A segment is a sequence of records, each ``length (4 bytes, big endian) | crc32 (4 bytes) |
+payload (JSON)``, written with one ``write`` and ``fsync``'d before the write counts as
+durable. A reader that meets a torn or corrupt record reports it and skips it (a bad checksum)
+or the rest of that segment (a bad length); it never fails and never blocks other segments.
+A writer holds an exclusive ``flock`` on its open segment so another process replaying the
+same run leaves it alone until the writer is gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._series import SeriesKey
+
+__all__ = [
+    "DEFAULT_SPOOL_MAX_BYTES",
+    "Damage",
+    "SpoolFullError",
+    "SpoolWriter",
+    "decode_record",
+    "encode_record",
+    "read_manifest",
+    "read_segment",
+    "run_spool_dir",
+    "segments",
+    "write_manifest",
+]
+
+DEFAULT_SPOOL_MAX_BYTES = 4 * 1024**3
+SEGMENT_BYTES = 64 * 1024**2
+_HEADER = struct.Struct(">II")
+_MAX_RECORD = 512 * 1024**2
+MANIFEST = "run.json"
+
+Point = tuple[int, "int | None", float, int]
+SeriesPoints = tuple[SeriesKey, bool, Sequence[Point]]
+
+
+class SpoolFullError(OSError):
+    """Writing would exceed ``spool_max_bytes``; nothing on disk was changed."""
+
+
+@attrs.frozen
+class Damage:
+    """A record that could not be read back: where, and why."""
+
+    path: Path
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"spool segment {self.path} is damaged at byte {self.offset}: {self.reason}"
+
+
+def _safe(part: str) -> str:
+    """A path component that cannot escape the spool directory."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.=" else "%%%02X" % ord(c) for c in part)
+    return cleaned if cleaned not in ("", ".", "..") else f"%{cleaned}"
+
+
+def run_spool_dir(root: Path, workspace: str, project: str, run_name: str) -> Path:
+    return root / _safe(workspace) / _safe(project) / _safe(run_name)
+
+
+def encode_record(session_id: int, series: Sequence[SeriesPoints]) -> bytes:
+    payload = {
+        "session": session_id,
+        "series": [
+            [key.rl, key.name, key.scale, [list(p) for p in key.labels], key.env_id, key.episode,
+             manual, [list(point) for point in points]]
+            for key, manual, points in series
+        ],
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def decode_record(payload: bytes) -> tuple[int, list[SeriesPoints]]:
+    data = json.loads(payload)
+    series: list[SeriesPoints] = []
+    for rl, name, scale, labels, env_id, episode, manual, points in data["series"]:
+        key = SeriesKey(bool(rl), name, scale, tuple((k, v) for k, v in labels), env_id, episode)
+        series.append((key, bool(manual), [tuple(p) for p in points]))  # type: ignore[misc]
+    return int(data["session"]), series
+
+
+def segments(directory: Path) -> list[Path]:
+    """Segment files of one run directory, oldest first."""
+    try:
+        return sorted(p for p in directory.iterdir() if p.suffix == ".seg")
+    except FileNotFoundError:
+        return []
+
+
+def is_locked(path: Path) -> bool:
+    """True when a live writer (another process, or another writer here) holds the segment."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe lock
+    return False
+
+
+def read_segment(path: Path) -> Iterator[bytes | Damage]:
+    """Yield each intact record's payload, and a Damage for what cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield Damage(path, 0, f"cannot read: {exc}")
+        return
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < _HEADER.size:
+            yield Damage(path, offset, "torn record header (the writer stopped mid-write)")
+            return
+        length, checksum = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        if length > _MAX_RECORD or start + length > len(data):
+            yield Damage(path, offset, "torn or corrupt record (length runs past the end)")
+            return
+        payload = data[start:start + length]
+        if zlib.crc32(payload) != checksum:
+            yield Damage(path, offset, "checksum mismatch; record skipped")
+        else:
+            yield payload
+        offset = start + length
+
+
+class SpoolWriter:
+    """Appends records to this process's segments of one run directory."""
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._records = 0
+        self._seq = 0
+
+    @property
+    def active(self) -> Path | None:
+        return self._path
+
+    @property
+    def active_records(self) -> int:
+        return self._records
+
+    def used_bytes(self) -> int:
+        total = 0
+        for path in segments(self.directory):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def append(self, payload: bytes) -> None:
+        """Write one record durably. Raises SpoolFullError or OSError; never half-counts."""
+        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        if self.used_bytes() + len(record) > self.max_bytes:
+            raise SpoolFullError(
+                f"the spool at {self.directory} would exceed spool_max_bytes={self.max_bytes:,}"
+            )
+        if self._fd is None or self._size >= SEGMENT_BYTES:
+            self.rotate()
+            self._open()
+        assert self._fd is not None
+        written = os.write(self._fd, record)
+        if written != len(record):
+            raise OSError(f"short write to {self._path} ({written} of {len(record)} bytes)")
+        os.fsync(self._fd)
+        self._size += len(record)
+        self._records += 1
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        path = self.directory / f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.seg"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd, self._path, self._size, self._records = fd, path, 0, 0
+
+    def rotate(self) -> None:
+        """Close the open segment (so it can be replayed); an empty one is removed."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        if self._records == 0 and self._path is not None:
+            self._path.unlink(missing_ok=True)
+        self._fd, self._path, self._size, self._records = None, None, 0, 0
+
+    def close(self) -> None:
+        self.rotate()
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{MANIFEST}.{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, directory / MANIFEST)
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((directory / MANIFEST).read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def run_directories(root: Path) -> list[Path]:
+    """Every run directory under ``root`` (or ``root`` itself), found by its manifest."""
+    if (root / MANIFEST).exists():
+        return [root]
+    return sorted(p.parent for p in root.rglob(MANIFEST))
