@@ -1,4 +1,4 @@
-"""The ``metrana`` command: ``serve``, ``runs``, ``export`` and ``demo``."""
+"""The ``metrana`` command: ``serve``, ``runs``, ``export``, ``sync`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd.add_argument("--format", choices=("csv", "jsonl"), default="csv")
             cmd.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")
 
+    sync = sub.add_parser("sync", help="deliver spooled points (offline runs, outages)")
+    sync.add_argument("path", nargs="?", default=None,
+                      help="a run's spool directory or one above (default: the spool root)")
+    sync.add_argument("--url", default=None, help="service URL (default METRANA_INGESTION_URL)")
+    sync.add_argument("--api-key", default=None, help=argparse.SUPPRESS)
+
     demo = sub.add_parser("demo", help="log an ML and an RL run and print what was stored")
     demo.add_argument("--url", default=None, help="server to use (default: start a local one)")
 
@@ -59,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "sync":
+            return _sync(args)
         if args.command == "demo":
             from ._demo import run_demo
 
@@ -71,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _CLIError(Exception):
     pass
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from ._exceptions import MetranaError
+    from ._sync import sync
+
+    try:
+        report = sync(args.path, ingestion_url=args.url, api_key=args.api_key)
+    except MetranaError as exc:
+        raise _CLIError(str(exc)) from None
+    print(f"synced {report.runs} run(s): {report.delivered:,} points delivered, "
+          f"{report.rejected:,} rejected, {report.damaged_records} damaged record(s) skipped, "
+          f"{report.segments_in_use} segment(s) in use by a running logger")
+    for error in report.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 0 if not report.errors else 1
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ class Engine:
         self._dispatchers: list[Dispatcher] = []
         self._dispatchers_left = 0
         self._recovery_scope = trio.CancelScope()
+        self._creator_scope = trio.CancelScope()
+        self._dispatch_scope: trio.CancelScope | None = None
         self.crashed: BaseException | None = None
         self.finished = trio.Event()
         self.on_creation: Callable[[], None] = lambda: None
@@ -138,6 +140,10 @@ class Engine:
 
     def force_spool(self) -> None:
         self.forced = True
+        self._creator_scope.cancel()  # nothing more will be sent; stop waiting on the service
+        if self._dispatch_scope is not None:
+            grace = trio.current_time() + SPOOL_GRACE
+            self._dispatch_scope.deadline = min(self._dispatch_scope.deadline, grace)
         self._sendable.set()
         self._recovery_scope.cancel()
         for dispatcher in self._dispatchers:
@@ -231,6 +237,7 @@ class Engine:
         self._start_offline_or_resume()
         watchdog = trio.CancelScope()
         with trio.CancelScope() as dispatch_scope:
+            self._dispatch_scope = dispatch_scope
             async with trio.open_nursery() as dispatch:
                 if not self.offline:
                     dispatch.start_soon(supervised("run creator", self._creator(client),
@@ -279,7 +286,6 @@ class Engine:
                 self._say("WARNING", f"close timed out after {self._close_timeout:g}s; writing "
                                      f"undelivered points to the spool at {self.spool_dir}")
                 self.force_spool()
-                dispatch_scope.deadline = trio.current_time() + SPOOL_GRACE
 
     def _counted(self, run: Callable[..., Any]) -> Callable[..., Any]:
         async def counted(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -342,7 +348,8 @@ class Engine:
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             task_status.started()
             try:
-                await self._create_run(client, forever=False)
+                with self._creator_scope:
+                    await self._create_run(client, forever=False)
             except MetranaConnectionError as exc:
                 if self.spool is None:
                     self._fail_creation(exc)

@@ -18,8 +18,8 @@ import httpx
 import trio
 
 from ._actors.dispatcher import RetryPolicy
-from ._config import Settings
 from ._actors.flush import FlushMarker
+from ._config import Settings
 from ._engine import SPOOL_GRACE, Engine
 from ._enums import CloseStrategy, ErrorStrategy
 from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerClosedError
@@ -79,6 +79,7 @@ class Session:
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._thread: threading.Thread | None = None
+        self._stopped: threading.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._build_engine()
 
@@ -121,6 +122,7 @@ class Session:
         """Start the engine thread; wait (bounded) for the run to be created."""
         started = threading.Event()
         created = threading.Event()
+        self._stopped = stopped = threading.Event()
         crashed: list[BaseException] = []
         engine = self._engine
 
@@ -148,6 +150,7 @@ class Session:
             finally:
                 started.set()
                 created.set()
+                stopped.set()
 
         name = f"metrana-{self.settings.run_name}"
         self._thread = threading.Thread(target=target, name=name, daemon=True)
@@ -209,15 +212,19 @@ class Session:
         A KeyboardInterrupt while waiting switches to "spool what is left and stop now";
         returns True so close() can re-raise it once the engine has stopped.
         """
-        thread = self._thread
-        if thread is None:
+        # An Event, not Thread.join(): a KeyboardInterrupt that lands inside join() can leave
+        # CPython's Thread believing it has stopped while it still runs.
+        stopped = self._stopped
+        if stopped is None:
             return False
-        self._call_engine(self._engine.request_close, strategy, timeout)
         deadline = time.monotonic() + timeout + SPOOL_GRACE + _EXIT_GRACE
-        interrupted = False
-        while thread.is_alive() and time.monotonic() < deadline:
+        interrupted = requested = False
+        while not stopped.is_set() and time.monotonic() < deadline:
             try:
-                thread.join(min(_PROGRESS_EVERY, max(deadline - time.monotonic(), 0)))
+                if not requested:
+                    requested = True
+                    self._call_engine(self._engine.request_close, strategy, timeout)
+                stopped.wait(min(_PROGRESS_EVERY, max(deadline - time.monotonic(), 0)))
             except KeyboardInterrupt:
                 if interrupted:
                     raise
@@ -227,11 +234,11 @@ class Session:
                 self._call_engine(self._engine.spool_now)
                 deadline = time.monotonic() + SPOOL_GRACE + _EXIT_GRACE
                 continue
-            if thread.is_alive():
+            if not stopped.is_set():
                 m = self._counters.snapshot()
                 self._say("INFO", f"closing run {self.run_name}: {m.sent:,} of {m.logged:,} "
                                   f"points delivered, {m.pending:,} still pending")
-        if thread.is_alive():
+        if not stopped.is_set():
             self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
         return interrupted
 

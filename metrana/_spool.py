@@ -71,7 +71,7 @@ class Damage:
 
 def _safe(part: str) -> str:
     """A path component that cannot escape the spool directory."""
-    cleaned = "".join(c if c.isalnum() or c in "-_.=" else "%%%02X" % ord(c) for c in part)
+    cleaned = "".join(c if c.isalnum() or c in "-_.=" else f"%{ord(c):02X}" for c in part)
     return cleaned if cleaned not in ("", ".", "..") else f"%{cleaned}"
 
 
@@ -96,7 +96,7 @@ def decode_record(payload: bytes) -> tuple[int, list[SeriesPoints]]:
     series: list[SeriesPoints] = []
     for rl, name, scale, labels, env_id, episode, manual, points in data["series"]:
         key = SeriesKey(bool(rl), name, scale, tuple((k, v) for k, v in labels), env_id, episode)
-        series.append((key, bool(manual), [tuple(p) for p in points]))  # type: ignore[misc]
+        series.append((key, bool(manual), [tuple(p) for p in points]))
     return int(data["session"]), series
 
 
@@ -104,7 +104,7 @@ def segments(directory: Path) -> list[Path]:
     """Segment files of one run directory, oldest first."""
     try:
         return sorted(p for p in directory.iterdir() if p.suffix == ".seg")
-    except FileNotFoundError:
+    except OSError:  # missing, not a directory, unreadable: nothing to replay from here
         return []
 
 

@@ -33,7 +33,7 @@ class Batch:
 class Batcher:
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[list[Any]],
+        receive: trio.MemoryReceiveChannel[Any],
         lanes: list[trio.MemorySendChannel[Any]],
         *,
         max_points: int = MAX_BATCH_POINTS,

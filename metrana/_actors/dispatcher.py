@@ -108,7 +108,9 @@ class DispatchControl(Protocol):
     """What a dispatcher needs from the engine that owns it."""
 
     discard_queued: bool  # CompletePending's "drop what is still queued"
-    spool_only: bool  # offline, an outage, or a close that ran out of time: write to disk
+
+    @property
+    def spool_only(self) -> bool: ...  # offline, an outage, or a close out of time: to disk
 
     def can_spool(self) -> bool: ...
 

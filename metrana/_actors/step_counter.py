@@ -40,8 +40,8 @@ class StepCounter:
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[list[Any]],
-        send: trio.MemorySendChannel[list[Any]],
+        receive: trio.MemoryReceiveChannel[Any],
+        send: trio.MemorySendChannel[Any],
         errors: ErrorCollector,
         counters: Counters,
         lanes: int,

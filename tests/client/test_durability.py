@@ -1,0 +1,360 @@
+"""Nothing lost: outages, crashes, offline runs, the spool and metrana sync — over real
+sockets, real processes and real files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import metrana
+from metrana._actors.dispatcher import RetryPolicy
+from metrana._cli import main as cli
+from metrana._spool import read_segment, segments
+from metrana.server import ServerInfo, Store
+
+from conftest import read_points
+from faults import FaultProxy
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for an observable condition (not for a guessed duration)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def new_run() -> str:
+    return f"run-{uuid.uuid4().hex[:8]}"
+
+
+def stored_steps(info: ServerInfo, run: str, series: str = "loss") -> list[int]:
+    return [p["step"] for p in read_points(info, run).get(series, [])]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def late_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[], ServerInfo]]]:
+    """A URL with nothing listening yet, and a function that starts the server there."""
+    port = free_port()
+    procs: list[subprocess.Popen[str]] = []
+
+    def start() -> ServerInfo:
+        db = tmp_path / "late.sqlite3"
+        proc = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", str(port),
+                                 "--db", str(db)], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "listening on" in line:
+                break
+        return ServerInfo(url=f"http://127.0.0.1:{port}", db_path=db)
+
+    yield f"http://127.0.0.1:{port}", start
+    for proc in procs:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_server_down_at_start_then_up_every_point_arrives_in_order(
+        late_server: tuple[str, Callable[[], ServerInfo]], fast_retry: RetryPolicy) -> None:
+    """Nothing listens at init(): points are spooled; once the server starts, the run is
+    created and every point arrives, in order."""
+    url, start = late_server
+    name = new_run()
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                          ingestion_url=url, close_strategy="CompleteAll", retry=fast_retry,
+                          init_timeout=0.2, log_level="Warn")
+    for i in range(500):
+        run.log("loss", float(i))
+    wait_until(lambda: run.get_metrics().spooled > 0)
+    for i in range(500, 1000):
+        run.log("loss", float(i))
+    info = start()
+    metrics = run.close()
+    assert (metrics.sent, metrics.spooled, metrics.discarded) == (1000, 0, 0)
+    assert metrics.replayed == 1000
+    assert stored_steps(info, name) == list(range(1000))
+    assert [p["value"] for p in read_points(info, name)["loss"]] == [float(i) for i in range(1000)]
+
+
+def test_outage_longer_than_the_retry_budget_loses_nothing(
+        proxy: FaultProxy, live_server: ServerInfo, fast_retry: RetryPolicy) -> None:
+    """The service answers 503 for longer than the retry budget mid-run, then recovers:
+    every point arrives once, each series in order."""
+    name = new_run()
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                          ingestion_url=proxy.url, close_strategy="CompleteAll",
+                          retry=fast_retry, log_level="Warn")
+    for i in range(1000):
+        run.log("loss", float(i))
+        run.log("acc", float(i))
+    run.flush()
+    proxy.fail_next(10_000, 503)  # the service goes away
+    for i in range(1000, 2000):
+        run.log("loss", float(i))
+    wait_until(lambda: run.get_metrics().spooled > 0)
+    for i in range(2000, 3000):
+        run.log("loss", float(i))
+        run.log("acc", float(i - 1000))
+    proxy.answers.clear()  # ...and comes back
+    metrics = run.close()
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.failed) == (5000, 0, 0, 0)
+    assert stored_steps(live_server, name, "loss") == list(range(3000))
+    assert [p["value"] for p in read_points(live_server, name)["loss"]] == [
+        float(i) for i in range(3000)]
+    assert stored_steps(live_server, name, "acc") == list(range(2000))
+
+
+def test_flush_waits_for_acknowledgement_and_times_out_without_loss(
+        proxy: FaultProxy, live_server: ServerInfo, fast_retry: RetryPolicy) -> None:
+    """flush() returns once the server has the points; with the service stuck it times out,
+    keeps the points, and they arrive later."""
+    name = new_run()
+    with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                         ingestion_url=proxy.url, close_strategy="CompleteAll",
+                         retry=fast_retry) as run:
+        for i in range(100):
+            run.log("loss", float(i))
+        run.flush()
+        assert stored_steps(live_server, name) == list(range(100))  # no waiting needed
+        proxy.hold()
+        run.log("loss", 100.0)
+        with pytest.raises(metrana.MetranaFlushTimeoutError, match="nothing was dropped"):
+            run.flush(timeout=0.2)
+        proxy.release()
+        run.flush()
+    assert stored_steps(live_server, name) == list(range(101))
+
+
+CHILD = """
+import sys, metrana
+from metrana._actors.dispatcher import RetryPolicy
+metrana.init(workspace_name="ws", project_name="proj", run_name={name!r},
+             ingestion_url={url!r}, retry=RetryPolicy(0.01, 1.5, 0.05, 4), init_timeout=1)
+for i in range(100_000):
+    metrana.log("loss", float(i))
+metrana.flush()
+print("flushed", metrana.get_metrics().spooled, flush=True)
+i = 100_000
+while True:
+    metrana.log("loss", float(i))
+    i += 1
+"""
+
+
+def test_sigkill_after_flush_loses_nothing_flushed(
+        proxy: FaultProxy, live_server: ServerInfo, spool_root: Path, tmp_path: Path) -> None:
+    """A child logs 100,000 points during an outage, flushes (so they are durable on disk),
+    keeps logging, and is SIGKILLed. The next init() of the run delivers the spool."""
+    name = new_run()
+    proxy.reject_status = None
+    proxy.fail_next(1_000_000, 503)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(name=name, url=proxy.url))
+    env = {**os.environ, "METRANA_SPOOL_DIR": str(spool_root), "METRANA_LOG_LEVEL": "Off"}
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             env=env)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    assert line.startswith("flushed")
+    # Durable before the kill: every flushed point is in an intact spool record.
+    directory = spool_root / "ws" / "proj" / name
+    on_disk = set()
+    from metrana._spool import decode_record
+    for segment in segments(directory):
+        for record in read_segment(segment):
+            if isinstance(record, bytes):
+                for _key, _manual, points in decode_record(record)[1]:
+                    on_disk.update(p[0] for p in points)
+    assert set(range(100_000)) <= on_disk
+    proxy.answers.clear()
+    with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                         ingestion_url=live_server.url, close_strategy="CompleteAll") as run:
+        pass
+    assert run.get_metrics().replayed >= 100_000
+    assert stored_steps(live_server, name)[:100_000] == list(range(100_000))
+    assert segments(directory) == []
+
+
+def offline_run(spool_root: Path, points: int, flush_every: int | None = None) -> Path:
+    name = new_run()
+    with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                         mode="offline", close_strategy="CompleteAll") as run:
+        for i in range(points):
+            run.log("loss", float(i))
+            if flush_every and (i + 1) % flush_every == 0:
+                run.flush()
+    metrics = run.get_metrics()
+    assert (metrics.spooled, metrics.sent, metrics.requests) == (points, 0, 0)
+    return spool_root / "ws" / "proj" / name
+
+
+def test_offline_run_then_sync_twice_stores_each_point_once(
+        spool_root: Path, live_server: ServerInfo) -> None:
+    """mode=offline needs no key and no network; `metrana sync` twice (and again after a
+    simulated crash mid-sync) stores every point exactly once."""
+    directory = offline_run(spool_root, 100_000)
+    backup = spool_root.parent / "backup"
+    shutil.copytree(directory, backup)
+    assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0
+    assert segments(directory) == []
+    assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0  # nothing left: no-op
+    shutil.rmtree(directory)
+    shutil.copytree(backup, directory)  # as if the first sync had crashed before deleting
+    shutil.rmtree(backup)
+    report = metrana.sync(directory, ingestion_url=live_server.url)
+    assert report.delivered == 100_000
+    assert stored_steps(live_server, directory.name) == list(range(100_000))
+
+
+def test_damaged_segment_delivers_intact_records_and_reports(
+        spool_root: Path, live_server: ServerInfo) -> None:
+    """A flipped byte skips that record; a torn tail skips the rest; the others arrive."""
+    directory = offline_run(spool_root, 1000, flush_every=100)  # ten records of 100 points
+    (segment,) = segments(directory)
+    data = bytearray(segment.read_bytes())
+    offsets = [m.start() for m in re.finditer(rb'\{"session"', bytes(data))]
+    assert len(offsets) == 10
+    data[offsets[3] + 20] ^= 0x01  # corrupt the 4th record's payload
+    segment.write_bytes(bytes(data[: offsets[9] + 30]))  # tear the last record
+    report = metrana.sync(directory, ingestion_url=live_server.url)
+    assert report.delivered == 800 and report.damaged_records == 2
+    assert any("checksum" in e for e in report.errors)
+    assert any("torn" in e for e in report.errors)
+    steps = stored_steps(live_server, directory.name)
+    assert steps == [s for s in range(900) if not 300 <= s < 400]
+
+
+def test_spool_full_is_reported_and_the_loop_goes_on(
+        proxy: FaultProxy, fast_retry: RetryPolicy, spool_root: Path) -> None:
+    """Past spool_max_bytes: the error strategy is told, later batches count as failed, what
+    is already on disk is untouched, and log() never raises."""
+    proxy.fail_next(1_000_000, 503)
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
+                          ingestion_url=proxy.url, retry=fast_retry, spool_max_bytes=20_000,
+                          error_strategy="RaiseOnClose", close_strategy="CompleteAll",
+                          close_timeout=1, init_timeout=0.1, log_level="Off")
+    for i in range(200):
+        run.log("loss", float(i))
+    run.flush()
+    directory = spool_root / "ws" / "proj" / run.run_name
+    before = {p: p.read_bytes() for p in segments(directory)}
+    for i in range(200, 20_000):
+        run.log("loss", float(i))
+    run.flush()
+    assert {p: p.read_bytes() for p in segments(directory) if p in before} == before
+    with pytest.raises(ExceptionGroup) as group:
+        run.close()
+    assert any(isinstance(e, metrana.MetranaSpoolError) and "spool_max_bytes" in str(e)
+               for e in group.value.exceptions)
+    metrics = run.get_metrics()
+    assert metrics.spooled == 200 and metrics.failed == 19_800
+
+
+def test_unwritable_spool_is_reported_and_the_loop_goes_on(
+        proxy: FaultProxy, fast_retry: RetryPolicy, tmp_path: Path,
+        loguru_messages: list[str]) -> None:
+    """A spool directory that cannot be created: a clear warning, points counted as failed."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    proxy.fail_next(1_000_000, 503)
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
+                          ingestion_url=proxy.url, retry=fast_retry,
+                          spool_dir=blocker / "spool", close_strategy="CompleteAll",
+                          close_timeout=1, init_timeout=0.1)
+    for i in range(100):
+        run.log("loss", float(i))
+    metrics = run.close()
+    assert metrics.failed == 100 and metrics.spooled == 0
+    assert any("could be neither delivered nor spooled" in m for m in loguru_messages)
+
+
+def test_close_summary_says_where_spooled_points_wait(
+        late_server: tuple[str, Callable[[], ServerInfo]], fast_retry: RetryPolicy,
+        loguru_messages: list[str]) -> None:
+    """A close that leaves points on disk warns with the directory and how to deliver them."""
+    url, _ = late_server
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
+                          ingestion_url=url, retry=fast_retry, init_timeout=0.1,
+                          close_strategy="CompleteAll", close_timeout=0.5)
+    run.log("loss", 1.0)
+    metrics = run.close()
+    assert metrics.spooled == 1
+    summary = [m for m in loguru_messages if "closed run" in m][0]
+    assert summary.startswith("WARNING") and "metrana sync" in summary
+
+
+def test_close_reports_progress_while_draining(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                               loguru_messages: list[str]) -> None:
+    """A close that takes more than ~2 s says how far it has got."""
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
+                          ingestion_url=proxy.url, retry=fast_retry, log_level="Info",
+                          close_strategy="CompleteAll")
+    proxy.hold()
+    run.log("loss", 1.0)
+    done = threading.Event()
+    threading.Thread(target=lambda: (run.close(), done.set())).start()
+    wait_until(lambda: any("still pending" in m for m in loguru_messages))
+    proxy.release()
+    assert done.wait(20)
+
+
+INTERRUPTED = """
+import os, signal, socket, threading, metrana
+from metrana._actors.dispatcher import RetryPolicy
+hole = socket.socket(); hole.bind(("127.0.0.1", 0)); hole.listen(64)  # accepts, never answers
+url = "http://127.0.0.1:%d" % hole.getsockname()[1]
+run = metrana.init(workspace_name="ws", project_name="proj", run_name="interrupted",
+                   ingestion_url=url, init_timeout=0.2, close_strategy="CompleteAll",
+                   log_level="Off")
+for i in range(1000):
+    metrana.log("loss", float(i))
+threading.Thread(target=lambda: (run._engine.closing.wait(), os.kill(os.getpid(), signal.SIGINT))).start()
+try:
+    metrana.close(timeout=120)
+except KeyboardInterrupt:
+    print("interrupted", run.get_metrics().spooled, flush=True)
+"""
+
+
+def test_ctrl_c_during_close_spools_and_stops(tmp_path: Path, spool_root: Path,
+                                              live_server: ServerInfo) -> None:
+    """Ctrl-C while close() waits on a hung service: what is queued goes to the spool, close
+    stops promptly and re-raises KeyboardInterrupt; sync delivers the points later."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent(INTERRUPTED))
+    env = {**os.environ, "METRANA_SPOOL_DIR": str(spool_root)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.stdout.strip() == "interrupted 1000", done.stderr
+    report = metrana.sync(spool_root, ingestion_url=live_server.url)
+    assert report.delivered == 1000
+    store = Store(live_server.db_path)
+    try:
+        assert store.get_run("ws", "proj", "interrupted")["series"][0]["point_count"] == 1000
+    finally:
+        store.close()
