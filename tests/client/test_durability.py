@@ -18,15 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import read_points
+from faults import FaultProxy
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._cli import main as cli
 from metrana._spool import read_segment, segments
 from metrana.server import ServerInfo, Store
-
-from conftest import read_points
-from faults import FaultProxy
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
