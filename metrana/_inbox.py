@@ -1,11 +1,14 @@
 """The Inbox: the one structure that crosses from the caller's threads to the engine.
 
-``put()`` is a lock, a length check and a deque append. It never wakes the engine per event
-(waking a trio thread costs tens of microseconds): the engine drains on its own short timer,
-and is woken early only when the queue holds a whole batch, is full, or someone is waiting
-(flush, close, Block backpressure).
+The common case — an open logger with an unbounded queue — costs one ``deque.append``, which
+the GIL makes atomic: no lock, no wake-up. (Waking a trio thread costs tens of microseconds;
+the engine drains on its own short timer instead, and is woken early only when someone waits:
+a flush, a close, a caller blocked by backpressure.) Everything else — a bounded queue and its
+backpressure strategy, a closed or failed logger — takes :meth:`Inbox.put`, under a lock, in the
+caller's thread, so the caller feels backpressure immediately.
 
-Backpressure is applied here, in the caller's thread, so the caller feels it immediately.
+A point appended by one thread while another closes the logger can land after the engine's
+final drain; it is then counted as discarded when the engine settles, never silently lost.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ from ._enums import BackpressureStrategy
 from ._exceptions import MetranaEventQueueFullError, MetranaLoggerClosedError
 from ._stats import Counters
 
-__all__ = ["Inbox", "WAKE_AT"]
-
-WAKE_AT = 10_000  # one full batch
+__all__ = ["Inbox"]
 
 
 class Inbox:
@@ -35,60 +36,48 @@ class Inbox:
         can_block: bool = True,
     ) -> None:
         self._queue: deque[Any] = deque()
+        self.append = self._queue.append  # the lock-free fast path (open and unbounded)
+        self.extend = self._queue.extend
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._counters = counters
         self._maxsize = maxsize
         self._strategy = strategy
         self._can_block = can_block
-        self._wake_at = min(WAKE_AT, maxsize) if maxsize else WAKE_AT
         self._waiting = 0
         self._new_markers = 0
         self.markers: list[FlushMarker] = []
         self.open = True
         self.failure: BaseException | None = None  # the engine stopped: drop, don't raise
-        self.wake: Callable[[], None] = lambda: None  # set by the engine once it runs
+        self.wake: Callable[[], None] = lambda: None  # set by whoever runs the engine
+        self.on_change: Callable[[], None] = lambda: None  # open/closed: the session's fast path
 
     def __len__(self) -> int:
         return len(self._queue)
 
+    @property
+    def bounded(self) -> bool:
+        return self._maxsize > 0
+
     def put(self, item: Any) -> None:
-        queue = self._queue
+        """The general path: closed/failed checks and backpressure, under the lock."""
         with self._lock:
             if not self.open:
                 self._closed()
                 return
-            if self._maxsize and len(queue) >= self._maxsize:
-                self._full()  # returns only once there is room, or raises
+            if self._maxsize and len(self._queue) >= self._maxsize:
+                if self._strategy is BackpressureStrategy.DropNew:
+                    self._counters.dropped_backpressure += 1
+                    return
+                self._full()  # returns once there is room (Block), or raises
                 if not self.open:
                     raise MetranaLoggerClosedError("the logger was closed while log() waited for room")
-                if self._maxsize and len(queue) >= self._maxsize:
-                    return  # DropNew: counted in _full
-            queue.append(item)
-            self._counters.accepted += 1
-            length = len(queue)
-        if length == self._wake_at:
-            self.wake()
+            self._queue.append(item)
 
     def put_many(self, items: list[Any]) -> None:
-        """Several items under one lock acquisition (dict-form ``log()``)."""
-        queue = self._queue
-        with self._lock:
-            if not self.open:
-                self._closed(len(items))
-                return
-            for item in items:
-                if self._maxsize and len(queue) >= self._maxsize:
-                    self._full()
-                    if not self.open:
-                        raise MetranaLoggerClosedError("the logger was closed while log() waited")
-                    if len(queue) >= self._maxsize:
-                        continue
-                queue.append(item)
-                self._counters.accepted += 1
-            length = len(queue)
-        if length >= self._wake_at:
-            self.wake()
+        """Several items, each subject to the bound (dict-form ``log()``)."""
+        for item in items:
+            self.put(item)
 
     def _closed(self, count: int = 1) -> None:
         if self.failure is None:
@@ -98,19 +87,9 @@ class Inbox:
         self._counters.accepted += count
         self._counters.discarded += count
 
-    def fail(self, error: BaseException) -> None:
-        with self._lock:
-            self.failure = error
-            self.open = False
-            self._space.notify_all()
-
     def _full(self) -> None:
-        """Called with the lock held when the queue is at its bound."""
-        strategy = self._strategy
-        if strategy is BackpressureStrategy.DropNew:
-            self._counters.dropped_backpressure += 1
-            return
-        if strategy is BackpressureStrategy.Raise or not self._can_block:
+        """Called with the lock held when the queue is at its bound (Raise or Block)."""
+        if self._strategy is BackpressureStrategy.Raise or not self._can_block:
             hint = "" if self._can_block else " (in a trio program use `await run.wait_for_room()`)"
             raise MetranaEventQueueFullError(
                 f"event queue is full ({self._maxsize:,} points waiting to be sent){hint}"
@@ -131,13 +110,23 @@ class Inbox:
         return self.drain_with_markers()[0]
 
     def drain_with_markers(self) -> tuple[list[Any], bool]:
-        """Everything queued, and whether flush markers are among it."""
-        with self._lock:
-            items = list(self._queue)
-            self._queue.clear()
-            markers, self._new_markers = self._new_markers, 0
-            if self._waiting:
+        """Everything queued, and whether flush markers are among it.
+
+        ``popleft`` is atomic, so callers may keep appending while this runs; what they add
+        after the length was read waits for the next drain.
+        """
+        queue = self._queue
+        popleft = queue.popleft
+        items = [popleft() for _ in range(len(queue))]
+        markers = 0
+        if self._new_markers:
+            markers = sum(1 for item in items if type(item) is FlushMarker)
+            with self._lock:
+                self._new_markers -= markers
+        if self._waiting:
+            with self._lock:
                 self._space.notify_all()
+        self._counters.accepted += len(items) - markers
         return items, bool(markers)
 
     def put_marker(self, marker: FlushMarker) -> None:
@@ -145,9 +134,9 @@ class Inbox:
         with self._lock:
             if not self.open:
                 raise MetranaLoggerClosedError("the logger is closed; nothing to flush")
-            self._queue.append(marker)
             self._new_markers += 1
             self.markers.append(marker)
+            self._queue.append(marker)
         self.wake()
 
     def release_markers(self) -> None:
@@ -162,3 +151,11 @@ class Inbox:
         with self._lock:
             self.open = False
             self._space.notify_all()
+        self.on_change()
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            self.failure = error
+            self.open = False
+            self._space.notify_all()
+        self.on_change()

@@ -97,7 +97,20 @@ class Session:
             **self._engine_options,
         )
         self._errors = self._engine.errors
+        self._append = self._inbox.append
+        self._extend = self._inbox.extend
+        self._inbox.on_change = self._refresh_fast
+        self._errors.on_pending = self._refresh_fast
         self._state = State.OPEN
+
+    @property
+    def _state(self) -> State:
+        return self._lifecycle
+
+    @_state.setter
+    def _state(self, value: State) -> None:
+        self._lifecycle = value
+        self._refresh_fast()
 
     def __repr__(self) -> str:
         s = self.settings
@@ -189,7 +202,7 @@ class Session:
             if self._final is None:
                 if self._state is State.FORKED:
                     self._state = State.CLOSED
-                    self._final = self._counters.snapshot()
+                    self._final = self._snapshot()
                     return self._final
                 self._state = State.CLOSING
                 closing = self._close_plan(timeout, strategy)
@@ -235,7 +248,7 @@ class Session:
                 deadline = time.monotonic() + SPOOL_GRACE + _EXIT_GRACE
                 continue
             if not stopped.is_set():
-                m = self._counters.snapshot()
+                m = self._snapshot()
                 self._say("INFO", f"closing run {self.run_name}: {m.sent:,} of {m.logged:,} "
                                   f"points delivered, {m.pending:,} still pending")
         if not stopped.is_set():
@@ -260,7 +273,7 @@ class Session:
         if not marker.done.wait(timeout):
             raise MetranaFlushTimeoutError(
                 f"flush did not finish within {timeout:g}s; the points are still queued "
-                f"({self._counters.snapshot().pending:,} pending) and nothing was dropped"
+                f"({self._snapshot().pending:,} pending) and nothing was dropped"
             )
         if marker.aborted:
             raise MetranaLoggerClosedError("the logger stopped before the flush completed")
@@ -275,7 +288,7 @@ class Session:
     def _finish(self) -> None:
         self._state = State.CLOSED
         live_sessions.discard(self)
-        self._final = self._counters.snapshot()
+        self._final = self._snapshot()
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
@@ -295,7 +308,7 @@ class Session:
 
     def get_metrics(self) -> Metrics:
         """A snapshot of this session's counters."""
-        return self._final if self._final is not None else self._counters.snapshot()
+        return self._final if self._final is not None else self._snapshot()
 
     def __enter__(self) -> Session:
         return self
@@ -326,6 +339,26 @@ class Session:
 
     # -------------------------------------------------------------- logging
 
+    def _snapshot(self) -> Metrics:
+        return self._counters.snapshot(len(self._inbox))
+
+    def _refresh_fast(self) -> None:
+        """Recompute the one flag the hot path reads (see :meth:`log`)."""
+        self._fast = (
+            self._lifecycle is State.OPEN
+            and self._inbox.open
+            and not self._inbox.bounded
+            and not self._errors.raise_pending
+        )
+
+    def _put(self, item: Any) -> None:
+        """The general path: state checks, held errors, backpressure."""
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        self._inbox.put(item)
+
     def _not_open(self) -> None:
         if self._state is State.FORKED:
             self._restart_in_child()
@@ -336,6 +369,7 @@ class Session:
 
     def _raise_held(self) -> None:
         group = self._errors.take()
+        self._refresh_fast()
         if group is not None:
             raise group
 
@@ -369,35 +403,29 @@ class Session:
             MetranaMetricNameError: the name is empty or has whitespace.
             MetranaEventQueueFullError: the queue is full and backpressure is Raise.
         """
-        if self._state is not State.OPEN:
-            self._not_open()
-        if self._errors.raise_pending:
-            self._raise_held()
-        if labels is None and scale is None:
-            key = (
-                (self._eval_keys if evaluation else self._keys).get(metric_name)
-                if type(metric_name) is str
-                else None
-            )
-            if key is None:
-                if isinstance(metric_name, Mapping):
-                    self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
-                    return
-                key = self._key(metric_name, scale, labels, evaluation)
-        else:
+        # The common call — a known name, a float, no step — is two dict/type checks, a clock
+        # read and one deque append; everything unusual branches off to a slow path.
+        key = None
+        if labels is None and scale is None and type(metric_name) is str:
+            key = (self._eval_keys if evaluation else self._keys).get(metric_name)
+        if key is None:
             if isinstance(metric_name, Mapping):
                 self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
                 return
-            key = self._other_keys.get((metric_name, scale, evaluation)) if labels is None else None
+            if labels is None and type(metric_name) is str:
+                key = self._other_keys.get((metric_name, scale, evaluation))
             if key is None:
                 key = self._key(metric_name, scale, labels, evaluation)
         if type(value) is not float:
             value = coerce_value(value, key.name)
         if step is not None:
             step = check_int(step, "step")
-        self._inbox.put(
-            (key, step, None, value, _time_ns() if timestamp is None else check_timestamp(timestamp))
-        )
+        item = (key, step, None, value,
+                _time_ns() if timestamp is None else check_timestamp(timestamp))
+        if self._fast:
+            self._append(item)
+        else:
+            self._put(item)
 
     def _log_many(
         self,
@@ -415,14 +443,19 @@ class Session:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
         items = []
-        cache = (self._eval_keys if evaluation else self._keys) if labels is None and scale is None else None
+        cache = ((self._eval_keys if evaluation else self._keys)
+                 if labels is None and scale is None else None)
         for name, raw in values.items():
-            key = cache.get(name) if cache is not None else None
+            key = cache.get(name) if cache is not None and type(name) is str else None
             if key is None:
                 key = self._key(name, scale, labels, evaluation)
             items.append((key, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
         # All values are checked before any is queued: a bad one loses nothing else.
-        self._inbox.put_many(items)
+        if self._fast:
+            self._extend(items)
+        else:
+            for item in items:
+                self._put(item)
 
     def log_rl_step(
         self,
@@ -468,20 +501,19 @@ class Session:
         timestamp: int | None = None,
     ) -> None:
         """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
-        if self._state is not State.OPEN:
-            self._not_open()
-        if self._errors.raise_pending:
-            self._raise_held()
         key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
-        rl_step = check_int(rl_step, "rl_step")
+        if type(rl_step) is not int or rl_step < 0:
+            rl_step = check_int(rl_step, "rl_step")
         if episode is not None:
             episode = check_int(episode, "episode")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        self._inbox.put(
-            (key, episode, rl_step, value,
-             _time_ns() if timestamp is None else check_timestamp(timestamp))
-        )
+        item = (key, episode, rl_step, value,
+                _time_ns() if timestamp is None else check_timestamp(timestamp))
+        if self._fast:
+            self._append(item)
+        else:
+            self._put(item)
 
     def log_rl_environment_step(
         self,
@@ -497,22 +529,21 @@ class Session:
     ) -> None:
         """A per-environment-interaction metric (scale ENVIRONMENT_STEP); ``env_step`` is the
         step, auto-incremented per (metric, env, episode, labels) series."""
-        if self._state is not State.OPEN:
-            self._not_open()
-        if self._errors.raise_pending:
-            self._raise_held()
-        if episode is not None:
+        if episode is not None and (type(episode) is not int or episode < 0):
             episode = check_int(episode, "episode")
         key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels, evaluation)
-        rl_step = check_int(rl_step, "rl_step")
+        if type(rl_step) is not int or rl_step < 0:
+            rl_step = check_int(rl_step, "rl_step")
         if env_step is not None:
             env_step = check_int(env_step, "env_step")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        self._inbox.put(
-            (key, env_step, rl_step, value,
-             _time_ns() if timestamp is None else check_timestamp(timestamp))
-        )
+        item = (key, env_step, rl_step, value,
+                _time_ns() if timestamp is None else check_timestamp(timestamp))
+        if self._fast:
+            self._append(item)
+        else:
+            self._put(item)
 
 
 class TrioSession(Session):

@@ -70,12 +70,14 @@ class Counters:
         return (self.sent + self.spooled + self.discarded + self.rejected + self.failed
                 + self.invalid)
 
-    def snapshot(self) -> Metrics:
+    def snapshot(self, queued: int = 0) -> Metrics:
+        """``queued``: points still in the inbox, not yet taken by the engine."""
         settled = self.settled()
+        accepted = self.accepted + queued
         return Metrics(
-            logged=self.accepted + self.dropped_backpressure,
+            logged=accepted + self.dropped_backpressure,
             sent=self.sent,
-            pending=max(self.accepted - settled, 0),
+            pending=max(accepted - settled, 0),
             spooled=self.spooled,
             replayed=self.replayed,
             dropped_backpressure=self.dropped_backpressure,

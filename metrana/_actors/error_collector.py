@@ -44,6 +44,7 @@ class ErrorCollector:
         self._held_lock = threading.Lock()
         self.overflow = 0
         self.raise_pending = False
+        self.on_pending: Callable[[], None] = lambda: None  # tells the session's fast path
 
     def report(self, error: BaseException) -> None:
         """Queue an error without waiting (any actor, in the engine's thread)."""
@@ -80,6 +81,8 @@ class ErrorCollector:
             else:
                 self.overflow += 1
             self.raise_pending = self.strategy is ErrorStrategy.RaiseOnLog
+        if self.raise_pending:
+            self.on_pending()
 
     def take(self) -> ExceptionGroup[Exception] | None:
         """The errors held so far as one group (and forget them), or None."""
