@@ -166,7 +166,7 @@ class Engine:
 
     def spool_batch(self, batch: Batch) -> None:
         """Write a batch durably to the spool, or count it as failed and say why."""
-        series = [(state.key, state.manual, points) for state, points in batch.series.items()]
+        series = [(state.key, state.manual, batch.points(state)) for state in batch.series]
         if self.spool is None:
             self.counters.failed += batch.count
             return

@@ -22,23 +22,31 @@ _ORDERING = ("ORDERING_MODE_RELATIVE_ORDERED", "ORDERING_MODE_ABSOLUTE_UNORDERED
 _SECOND_PREFIX: dict[int, str] = {}
 
 
-def timestamp_json(ns: int) -> str:
-    """A quoted RFC 3339 UTC string with 0, 3, 6 or 9 fractional digits (shortest exact)."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
+def _prefix(seconds: int) -> str:
+    """``"YYYY-MM-DDTHH:MM:SS`` (with the opening quote) for whole Unix seconds, cached."""
     prefix = _SECOND_PREFIX.get(seconds)
     if prefix is None:
         if len(_SECOND_PREFIX) > 4096:
             _SECOND_PREFIX.clear()
-        prefix = _SECOND_PREFIX[seconds] = time.strftime(
-            '"%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)
-        )
-    if nanos == 0:
-        return prefix + 'Z"'
-    if nanos % 1_000_000 == 0:
-        return "%s.%03dZ\"" % (prefix, nanos // 1_000_000)
-    if nanos % 1000 == 0:
-        return "%s.%06dZ\"" % (prefix, nanos // 1000)
-    return "%s.%09dZ\"" % (prefix, nanos)
+        prefix = _SECOND_PREFIX[seconds] = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))
+    return prefix
+
+
+def _fraction(nanos: int) -> str:
+    """0, 3, 6 or 9 fractional digits, whichever is shortest and exact."""
+    if nanos % 1000:
+        return ".%09d" % nanos
+    if nanos % 1_000_000:
+        return ".%06d" % (nanos // 1000)
+    if nanos:
+        return ".%03d" % (nanos // 1_000_000)
+    return ""
+
+
+def timestamp_json(ns: int) -> str:
+    """A quoted RFC 3339 UTC string with 0, 3, 6 or 9 fractional digits (shortest exact)."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return _prefix(seconds) + _fraction(nanos) + 'Z"'
 
 
 def _float(value: float) -> str:
@@ -70,27 +78,45 @@ def series_header(key: SeriesKey, manual: bool) -> str:
     return "".join(parts)
 
 
-Point = tuple[int, "int | None", float, int]
-
-
-def _points_std(points: Sequence[Point]) -> str:
-    out = []
-    for step, _major, value, ts in points:
-        stamp = timestamp_json(ts)
-        if step:
-            out.append('{"step":"%d","timestamp":%s,"floatValue":%s}' % (step, stamp, _float(value)))
-        else:
-            out.append('{"timestamp":%s,"floatValue":%s}' % (stamp, _float(value)))
-    return ",".join(out)
-
-
-def _points_rl(points: Sequence[Point]) -> str:
-    out = []
-    for minor, major, value, ts in points:
+def _point_slow(rl: bool, step: int, major: int | None, value: float, prefix: str,
+                nanos: int) -> str:
+    stamp = '"timestamp":%s%sZ","floatValue":%s}' % (prefix, _fraction(nanos), _float(value))
+    if rl:
         head = '{"majorStep":"%d",' % major if major else "{"
-        if minor:
-            head += '"minorStep":"%d",' % minor
-        out.append('%s"timestamp":%s,"floatValue":%s}' % (head, timestamp_json(ts), _float(value)))
+        return head + ('"minorStep":"%d",' % step if step else "") + stamp
+    return ('{"step":"%d",' % step if step else "{") + stamp
+
+
+def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
+    """Points of one series. ``runs``: ``(first step or None, items)``; an item is an inbox
+    record ``(key, step, major, value, ts_ns)`` whose step is used when ``first`` is None.
+
+    The overwhelmingly common point — a finite value, a timestamp with nanosecond digits — is
+    one %-format; everything else takes :func:`_point_slow`.
+    """
+    out: list[str] = []
+    append = out.append
+    last_second = -1
+    prefix = ""
+    for first, items in runs:
+        step = first if first is not None else 0
+        for item in items:
+            seconds, nanos = divmod(item[4], 1_000_000_000)
+            if seconds != last_second:
+                last_second = seconds
+                prefix = _prefix(seconds)
+            value = item[3]
+            if first is None:
+                step = item[1]
+            if not nanos % 1000 or value - value != 0.0 or not step or (rl and not item[2]):
+                append(_point_slow(rl, step, item[2], value, prefix, nanos))
+            elif rl:
+                append('{"majorStep":"%d","minorStep":"%d","timestamp":%s.%09dZ","floatValue":%r}'
+                       % (item[2], step, prefix, nanos, value))
+            else:
+                append('{"step":"%d","timestamp":%s.%09dZ","floatValue":%r}'
+                       % (step, prefix, nanos, value))
+            step += 1
     return ",".join(out)
 
 
@@ -99,21 +125,18 @@ def encode_update(
     workspace: str,
     project: str,
     run_name: str,
-    series: Iterable[tuple[str, bool, Sequence[Point]]],
+    series: Iterable[tuple[str, bool, Sequence[tuple[int | None, Sequence[Any]]]]],
     attributes: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     """An ``UpdateRunsRequest`` for one run.
 
-    ``series`` yields ``(header, is_rl, points)``; a point is ``(step, major, value, ts_ns)``
-    where for RL series ``step`` is the minor step.
+    ``series`` yields ``(header, is_rl, runs)`` (see :func:`_points`); for RL series the step
+    is the minor step and the item's major is the major step.
     """
     std: list[str] = []
     rl: list[str] = []
-    for header, is_rl, points in series:
-        if is_rl:
-            rl.append(header + _points_rl(points) + "]}")
-        else:
-            std.append(header + _points_std(points) + "]}")
+    for header, is_rl, runs in series:
+        (rl if is_rl else std).append(header + _points(runs, is_rl) + "]}")
     run = ['{"workspace":', _s(workspace), ',"project":', _s(project), ',"runName":', _s(run_name)]
     if std:
         run += [',"series":[', ",".join(std), "]"]

@@ -24,10 +24,19 @@ MAX_BATCH_POINTS = 10_000
 
 @attrs.define
 class Batch:
-    """Points of one lane: series state → ``[(step, major, value, ts_ns), ...]``."""
+    """Points of one lane: series state → runs of ``(first step or None, inbox items)``."""
 
-    series: dict[SeriesState, list[tuple[int, int | None, float, int]]]
+    series: dict[SeriesState, list[tuple[int | None, list[Any]]]]
     count: int
+
+    def points(self, state: SeriesState) -> list[tuple[int, int | None, float, int]]:
+        """One series' points as ``(step, major, value, ts)`` (for the spool)."""
+        out = []
+        for first, items in self.series[state]:
+            for index, item in enumerate(items):
+                step = item[1] if first is None else first + index
+                out.append((step, item[2], item[3], item[4]))
+        return out
 
 
 class Batcher:
@@ -82,17 +91,25 @@ class Batcher:
         pending, counts, since = self._pending, self._counts, self._since
         limit = self._max_points
         now = trio.current_time()
-        for state, step, major, value, ts in chunk:
+        for state, first, items in chunk:
             lane = state.lane
-            points = pending[lane].get(state)
-            if points is None:
-                points = pending[lane][state] = []
-            points.append((step, major, value, ts))
-            counts[lane] += 1
             if since[lane] == math.inf:
                 since[lane] = now
-            if counts[lane] >= limit:
-                await self._cut(lane)
+            while items:
+                room = limit - counts[lane]
+                if len(items) > room:  # split: a request carries at most `limit` points
+                    head, items = items[:room], items[room:]
+                    pending[lane].setdefault(state, []).append((first, head))
+                    counts[lane] += room
+                    first = None if first is None else first + room
+                else:
+                    pending[lane].setdefault(state, []).append((first, items))
+                    counts[lane] += len(items)
+                    items = []
+                if counts[lane] >= limit:
+                    await self._cut(lane)
+                    if items:
+                        since[lane] = now
 
     async def _cut_expired(self) -> None:
         deadline = trio.current_time() - self._max_age

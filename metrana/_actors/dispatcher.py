@@ -156,10 +156,10 @@ class Dispatcher:
     def encode(self, batch: Batch) -> bytes:
         target = self._target
         series = []
-        for state, points in batch.series.items():
+        for state, runs in batch.series.items():
             if state.header is None:
                 state.header = series_header(state.key, state.manual)
-            series.append((state.header, state.key.rl, points))
+            series.append((state.header, state.key.rl, runs))
         return encode_update(
             target.session_id, target.workspace, target.project, target.run_name, series
         )

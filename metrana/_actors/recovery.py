@@ -70,7 +70,8 @@ async def replay_directory(
             count = sum(len(points) for _, _, points in series)
             body = encode_update(
                 session, target.workspace, target.project, target.run_name,
-                [(series_header(key, manual), key.rl, points) for key, manual, points in series],
+                [(series_header(key, manual), key.rl, [(None, [(None, *p) for p in points])])
+                 for key, manual, points in series],
             )
             response = await deliver(client, "/runs:update", body, policy, counters)
             own = session == own_session

@@ -13,7 +13,7 @@ from .._stats import Counters
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 
-__all__ = ["SeriesState", "StepCounter"]
+__all__ = ["Segment", "SeriesState", "StepCounter"]
 
 _UNSET, _AUTO, _MANUAL = 0, 1, 2
 
@@ -34,9 +34,14 @@ class SeriesState:
         return self.mode == _MANUAL
 
 
+# A run of one series' points: (state, first step or None, inbox items). With a first step,
+# item i has step first + i; with None, each item carries its own step at index 1.
+Segment = tuple[SeriesState, "int | None", list[Any]]
+
+
 class StepCounter:
-    """Inbox chunks of ``(key, step|None, major|None, value, ts)`` in; chunks of
-    ``(state, step, major, value, ts)`` out. Bad steps go to the ErrorCollector, not the wire."""
+    """Inbox chunks of ``(key, step|None, major|None, value, ts)`` in; lists of segments out.
+    Bad steps go to the ErrorCollector, not the wire."""
 
     def __init__(
         self,
@@ -64,14 +69,40 @@ class StepCounter:
                 if out:
                     await self._send.send(out)
 
-    def assign(self, chunk: list[Any]) -> list[Any]:
+    def assign(self, chunk: list[Any]) -> list[Segment]:
+        """Group a chunk by series and number its points.
+
+        The common case — a standard series with automatic steps — numbers a whole group with
+        one addition; manual steps and RL series check point by point.
+        """
+        groups: dict[SeriesKey, list[Any]] = {}
+        get = groups.get
+        for item in chunk:
+            group = get(item[0])
+            if group is None:
+                groups[item[0]] = [item]
+            else:
+                group.append(item)
         states = self.states
-        out: list[Any] = []
-        append = out.append
-        for key, step, major, value, ts in chunk:
+        out: list[Segment] = []
+        for key, items in groups.items():
             state = states.get(key)
             if state is None:
                 state = states[key] = SeriesState(key, len(states) % self._lanes)
+            if not key.rl and state.mode != _MANUAL and all(i[1] is None for i in items):
+                first = state.next_step
+                state.mode = _AUTO
+                state.next_step = first + len(items)
+                out.append((state, first, items))
+            else:
+                checked = self._assign_each(state, items)
+                if checked:
+                    out.append((state, None, checked))
+        return out
+
+    def _assign_each(self, state: SeriesState, items: list[Any]) -> list[Any]:
+        out = []
+        for key, step, major, value, ts in items:
             if major is not None and major < state.last_major:
                 self._reject(state, f"rl_step {major} is lower than the previous {state.last_major}")
                 continue
@@ -97,7 +128,7 @@ class StepCounter:
                 state.next_step = step + 1
             if major is not None:
                 state.last_major = major
-            append((state, step, major, value, ts))
+            out.append((key, step, major, value, ts))
         return out
 
     def _reject(self, state: SeriesState, reason: str) -> None:

@@ -42,6 +42,17 @@ def expected_message(session_id, run, series_list, attributes):  # type: ignore[
     return msg
 
 
+def as_runs(points, rng: random.Random):  # type: ignore[no-untyped-def]
+    """Points as the engine hands them over: items with their own steps, or runs numbered
+    from a first step (when the steps are consecutive)."""
+    items = [(None, step, major, value, ts) for step, major, value, ts in points]
+    steps = [p[0] for p in points]
+    consecutive = steps == list(range(steps[0], steps[0] + len(steps)))
+    if consecutive and rng.random() < 0.5:
+        return [(steps[0], items)]
+    return [(None, items)]
+
+
 def random_key(rng: random.Random) -> SeriesKey:
     labels = tuple(sorted({f"k{rng.randrange(4)}": rng.choice(["v", "ü", 'q"uote', "a\\b", ""])
                            for _ in range(rng.randrange(3))}.items()))
@@ -67,15 +78,18 @@ def test_encoded_updates_parse_into_the_protobuf_built_message() -> None:
         for _ in range(rng.randrange(1, 4)):
             key = random_key(rng)
             manual = rng.random() < 0.3
-            points = [(rng.choice([0, rng.randrange(2**63)]), rng.randrange(2**40), rng.choice(VALUES),
-                       random_ts(rng)) for _ in range(rng.randrange(1, 5))]
+            first = rng.choice([0, 1, rng.randrange(2**62)])
+            points = [(rng.choice([first + i, rng.randrange(2**63)]),
+                       rng.choice([0, rng.randrange(2**40)]), rng.choice(VALUES), random_ts(rng))
+                      for i in range(rng.randrange(1, 5))]
             series_list.append((key, manual, points))
         attributes = [{"path": "config/x", "intValue": str(rng.randrange(-(2**63), 2**63))}] \
             if rng.random() < 0.2 else []
         session_id = rng.choice([1, rng.randrange(2**64)])
         run = ("ws", "proj ü", "run-1")
         body = encode_update(session_id, *run,
-                             [(series_header(k, m), k.rl, p) for k, m, p in series_list], attributes)
+                             [(series_header(k, m), k.rl, as_runs(p, rng)) for k, m, p in series_list],
+                             attributes)
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
         assert parsed == expected_message(session_id, run, series_list, attributes), body[:500]
@@ -85,7 +99,7 @@ def test_canonical_json_details() -> None:
     """step 0 omitted, episode 0 sent, 0.0 sent, shortest exact fraction digits, NaN spelt."""
     key = SeriesKey(True, "r", "ENVIRONMENT_STEP", (), "", 0)
     body = json.loads(encode_update(5, "w", "p", "r", [
-        (series_header(key, False), True, [(0, 0, 0.0, 1_500_000_000)])]))
+        (series_header(key, False), True, [(0, [(key, None, 0, 0.0, 1_500_000_000)])])]))
     series = body["runUpdates"][0]["rlSeries"][0]
     assert series["episode"] == "0"
     assert series["points"] == [{"timestamp": "1970-01-01T00:00:01.500Z", "floatValue": 0.0}]
@@ -93,7 +107,7 @@ def test_canonical_json_details() -> None:
     assert timestamp_json(1_000_001_000) == '"1970-01-01T00:00:01.000001Z"'
     assert timestamp_json(1_000_000_001) == '"1970-01-01T00:00:01.000000001Z"'
     std = json.loads(encode_update(5, "w", "p", "r", [(series_header(
-        SeriesKey(False, "l", "ML_STEP", ()), True), False, [(3, None, math.nan, 0)])]))
+        SeriesKey(False, "l", "ML_STEP", ()), True), False, [(None, [(None, 3, None, math.nan, 0)])])]))
     assert std["runUpdates"][0]["series"][0]["points"][0] == {
         "step": "3", "timestamp": "1970-01-01T00:00:00Z", "floatValue": "NaN"}
     assert std["runUpdates"][0]["series"][0]["ordering"] == "ORDERING_MODE_ABSOLUTE_UNORDERED"

@@ -1,0 +1,107 @@
+"""One benchmark workload, run in its own process by ``scripts/bench.py``.
+
+Kept free of anything but the ``metrana`` API the seed client also has (``init``, ``log``,
+``log_rl_environment_step``, ``close``), so the very same file measures our client and the seed
+client (``metrana==0.2.1``) from another virtualenv. Prints one JSON object.
+
+    python bench_workload.py cost URL
+    python bench_workload.py e2e URL --points N --metrics M [--queue Q]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+import uuid
+
+import metrana
+
+BURST = 1000
+
+
+def start(url: str, **extra: object) -> None:
+    metrana.init(api_key="bench", workspace_name="bench", project_name="bench",
+                 run_name=f"bench-{uuid.uuid4().hex[:10]}", ingestion_url=url,
+                 close_strategy="CompleteAll", log_level="Error", **extra)
+
+
+def median_cost(fn, calls: int, per_call: int = 1) -> float:  # type: ignore[no-untyped-def]
+    samples = []
+    for _ in range(max(calls // BURST, 1)):
+        t0 = time.perf_counter()
+        fn(BURST)
+        samples.append((time.perf_counter() - t0) / BURST * 1e6 * per_call)
+    return statistics.median(samples)
+
+
+def cost(url: str, calls: int) -> dict[str, object]:
+    start(url)
+    log = metrana.log
+    values = {f"metric_{k}": 0.5 for k in range(8)}
+    env_log = metrana.log_rl_environment_step
+    rl_step = [0]
+
+    def scalar(n: int) -> None:
+        for _ in range(n):
+            log("loss", 0.5)
+
+    def dict8(n: int) -> None:
+        for _ in range(n // 8):
+            log(values)
+
+    def env(n: int) -> None:
+        step = rl_step[0]
+        for _ in range(n):
+            env_log("reward", 1.0, rl_step=step, env_id="env-0", episode=0)
+        rl_step[0] = step + 1
+
+    result = {
+        "log": median_cost(scalar, calls),
+        "log_dict8": median_cost(dict8, calls, per_call=8),
+        "log_rl_environment_step": median_cost(env, calls),
+    }
+    metrana.close()
+    return result
+
+
+def e2e(url: str, points: int, metrics: int, queue: int | None) -> dict[str, object]:
+    names = [f"metric_{m}" for m in range(metrics)]
+    extra: dict[str, object] = {}
+    if queue:
+        extra = {"event_queue_max_size": queue, "backpressure_strategy": "Block"}
+    start(url, **extra)
+    log = metrana.log
+    t0 = time.perf_counter()
+    for i in range(points):
+        log(names[i % metrics], float(i))
+    logged = time.perf_counter() - t0
+    metrana.close()
+    total = time.perf_counter() - t0
+    return {"points": points, "log_seconds": logged, "total_seconds": total,
+            "rate": points / total,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=("cost", "e2e"))
+    parser.add_argument("url")
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--metrics", type=int, default=16)
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--queue", type=int, default=0)
+    args = parser.parse_args()
+    if args.what == "cost":
+        out = cost(args.url, args.calls)
+    else:
+        out = e2e(args.url, args.points, args.metrics, args.queue or None)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
