@@ -33,9 +33,14 @@ _MAX_TIMESTAMP_NS = 253_402_300_800 * 10**9  # year 10000, the protobuf Timestam
 _WHITESPACE = re.compile(r"\s")
 
 
-@attrs.frozen(cache_hash=True)
+@attrs.define(eq=False)
 class SeriesKey:
-    """Identity of one series. Standard: (name, scale, labels). RL adds env id and episode."""
+    """Identity of one series. Standard: (name, scale, labels). RL adds env id and episode.
+
+    Compared and hashed by identity — a C-level hash, where a value hash would cost a Python
+    call per point in the engine — so a session must hand out one object per series: see
+    :meth:`Session._intern`.
+    """
 
     rl: bool
     name: str
@@ -43,6 +48,13 @@ class SeriesKey:
     labels: tuple[tuple[str, str], ...]
     env_id: str = ""
     episode: int | None = None
+    # Set (in the caller's thread, before the point is queued) once a point of this series
+    # carried its own step; the StepCounter then checks points one by one.
+    manual_seen: bool = False
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        return (self.rl, self.name, self.scale, self.labels, self.env_id, self.episode)
 
     def describe(self) -> str:
         parts = [self.name, self.scale]

@@ -76,6 +76,7 @@ class Session:
         self._keys: dict[str, SeriesKey] = {}
         self._eval_keys: dict[str, SeriesKey] = {}
         self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
+        self._interned: dict[tuple[Any, ...], SeriesKey] = {}
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._thread: threading.Thread | None = None
@@ -373,12 +374,16 @@ class Session:
         if group is not None:
             raise group
 
+    def _intern(self, key: SeriesKey) -> SeriesKey:
+        """The one SeriesKey object of this series (keys compare by identity)."""
+        return self._interned.setdefault(key.identity, key)
+
     def _key(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
         """Slow path of series lookup: validate, build, cache."""
         check_name(name)
         scale_name = resolve_scale(scale)
         label_pairs = label_tuple(labels, evaluation)
-        key = SeriesKey(False, name, scale_name, label_pairs)
+        key = self._intern(SeriesKey(False, name, scale_name, label_pairs))
         if labels is None:
             if scale is None:
                 (self._eval_keys if evaluation else self._keys)[name] = key
@@ -420,6 +425,7 @@ class Session:
             value = coerce_value(value, key.name)
         if step is not None:
             step = check_int(step, "step")
+            key.manual_seen = True
         item = (key, step, None, value,
                 _time_ns() if timestamp is None else check_timestamp(timestamp))
         if self._fast:
@@ -450,6 +456,9 @@ class Session:
             if key is None:
                 key = self._key(name, scale, labels, evaluation)
             items.append((key, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
+        if step is not None:
+            for item in items:
+                item[0].manual_seen = True
         # All values are checked before any is queued: a bad one loses nothing else.
         if self._fast:
             self._extend(items)
@@ -484,7 +493,8 @@ class Session:
                 env = str(env_id)
             else:
                 raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
-            key = SeriesKey(True, name, scale, label_tuple(labels, evaluation), env, episode)
+            key = self._intern(
+                SeriesKey(True, name, scale, label_tuple(labels, evaluation), env, episode))
             if cacheable:
                 self._other_keys[cache_key] = key
         return key

@@ -89,7 +89,7 @@ class StepCounter:
             state = states.get(key)
             if state is None:
                 state = states[key] = SeriesState(key, len(states) % self._lanes)
-            if not key.rl and state.mode != _MANUAL and all(i[1] is None for i in items):
+            if not key.rl and not key.manual_seen:
                 first = state.next_step
                 state.mode = _AUTO
                 state.next_step = first + len(items)

@@ -11,9 +11,10 @@ from metrana._actors.step_counter import StepCounter
 from metrana._series import SeriesKey
 from metrana._stats import Counters
 
-LOSS = SeriesKey(False, "loss", "ML_STEP", ())
-ACC = SeriesKey(False, "acc", "ML_STEP", ())
-REWARD = SeriesKey(True, "reward", "EPISODE", (), "env-1")
+
+def keys() -> tuple[SeriesKey, SeriesKey, SeriesKey]:
+    return (SeriesKey(False, "loss", "ML_STEP", ()), SeriesKey(False, "acc", "ML_STEP", ()),
+            SeriesKey(True, "reward", "EPISODE", (), "env-1"))
 
 
 class Errors:
@@ -22,6 +23,14 @@ class Errors:
 
     def report(self, error: BaseException) -> None:
         self.reported.append(error)
+
+
+def points(*items: tuple[SeriesKey, Any, Any, float, int]) -> list[Any]:
+    """Inbox items as Session.log makes them: a key that got a manual step says so."""
+    for key, step, *_ in items:
+        if step is not None:
+            key.manual_seen = True
+    return list(items)
 
 
 def counter(lanes: int = 4) -> tuple[StepCounter, Errors, Counters]:
@@ -41,9 +50,10 @@ def steps(out: list[Any]) -> list[tuple[str, int, Any]]:
 def test_automatic_steps_start_at_zero_per_series() -> None:
     """Each series counts its own steps from 0, interleaving freely."""
     sc, errors, _ = counter()
-    out = sc.assign([(LOSS, None, None, 1.0, 0), (ACC, None, None, 1.0, 0),
-                     (LOSS, None, None, 1.0, 0)])
-    out += sc.assign([(LOSS, None, None, 1.0, 0)])
+    LOSS, ACC, REWARD = keys()
+    out = sc.assign(points((LOSS, None, None, 1.0, 0), (ACC, None, None, 1.0, 0),
+                     (LOSS, None, None, 1.0, 0)))
+    out += sc.assign(points((LOSS, None, None, 1.0, 0)))
     assert sorted(steps(out)) == [("acc", 0, None), ("loss", 0, None), ("loss", 1, None),
                                   ("loss", 2, None)]
     assert not errors.reported
@@ -52,8 +62,9 @@ def test_automatic_steps_start_at_zero_per_series() -> None:
 def test_manual_steps_must_strictly_increase() -> None:
     """5, 7 ok; 7 again or 6 refused with a step error; the series continues after 7."""
     sc, errors, counters = counter()
-    out = sc.assign([(LOSS, 5, None, 1.0, 0), (LOSS, 7, None, 1.0, 0), (LOSS, 7, None, 1.0, 0),
-                     (LOSS, 6, None, 1.0, 0), (LOSS, 8, None, 1.0, 0)])
+    LOSS, ACC, REWARD = keys()
+    out = sc.assign(points((LOSS, 5, None, 1.0, 0), (LOSS, 7, None, 1.0, 0), (LOSS, 7, None, 1.0, 0),
+                     (LOSS, 6, None, 1.0, 0), (LOSS, 8, None, 1.0, 0)))
     assert steps(out) == [("loss", 5, None), ("loss", 7, None), ("loss", 8, None)]
     assert counters.invalid == 2
     assert all(isinstance(e, metrana.MetranaMetricStepError) for e in errors.reported)
@@ -65,7 +76,8 @@ def test_manual_steps_must_strictly_increase() -> None:
 def test_manual_and_automatic_steps_do_not_mix(first: int | None, second: int | None) -> None:
     """A series is automatic or manual for life; the other kind is refused."""
     sc, errors, counters = counter()
-    out = sc.assign([(LOSS, first, None, 1.0, 0), (LOSS, second, None, 1.0, 0)])
+    LOSS, ACC, REWARD = keys()
+    out = sc.assign(points((LOSS, first, None, 1.0, 0), (LOSS, second, None, 1.0, 0)))
     assert len(steps(out)) == 1 and counters.invalid == 1
     assert "series loss/ML_STEP" in str(errors.reported[0])
 
@@ -73,8 +85,9 @@ def test_manual_and_automatic_steps_do_not_mix(first: int | None, second: int | 
 def test_rl_step_may_not_decrease_and_minor_steps_auto_increment() -> None:
     """Episodes number 0,1,2 per series; a lower rl_step is refused without using a number."""
     sc, errors, _ = counter()
-    out = sc.assign([(REWARD, None, 10, 1.0, 0), (REWARD, None, 10, 1.0, 0),
-                     (REWARD, None, 9, 1.0, 0), (REWARD, None, 12, 1.0, 0)])
+    LOSS, ACC, REWARD = keys()
+    out = sc.assign(points((REWARD, None, 10, 1.0, 0), (REWARD, None, 10, 1.0, 0),
+                     (REWARD, None, 9, 1.0, 0), (REWARD, None, 12, 1.0, 0)))
     assert steps(out) == [("reward", 0, 10), ("reward", 1, 10), ("reward", 2, 12)]
     assert "rl_step 9 is lower than the previous 10" in str(errors.reported[0])
 
@@ -83,7 +96,7 @@ def test_series_keep_one_lane_and_spread_over_lanes() -> None:
     """Every point of a series goes to the same dispatcher; series are spread round-robin."""
     sc, _, _ = counter(lanes=2)
     keys = [SeriesKey(False, f"m{i}", "ML_STEP", ()) for i in range(4)]
-    out = sc.assign([(k, None, None, 0.0, 0) for k in keys * 3])
+    out = sc.assign(points(*((k, None, None, 0.0, 0) for k in keys * 3)))
     lanes: dict[str, set[int]] = {}
     for state, _first, _items in out:
         lanes.setdefault(state.key.name, set()).add(state.lane)
