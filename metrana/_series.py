@@ -51,6 +51,8 @@ class SeriesKey:
     # Set (in the caller's thread, before the point is queued) once a point of this series
     # carried its own step; the StepCounter then checks points one by one.
     manual_seen: bool = False
+    # Set once a Block (vectorized call) of this series was queued: the engine expands them.
+    vector_seen: bool = False
 
     @property
     def identity(self) -> tuple[object, ...]:

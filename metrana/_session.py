@@ -35,6 +35,7 @@ from ._series import (
     resolve_scale,
 )
 from ._stats import Counters, Metrics
+from ._vector import Block, as_values, is_vector, per_env, rows, steps_for
 
 __all__ = ["Session", "TrioSession", "live_sessions"]
 
@@ -422,6 +423,9 @@ class Session:
             if key is None:
                 key = self._key(metric_name, scale, labels, evaluation)
         if type(value) is not float:
+            if is_vector(value):
+                self._log_block(key, value, step, timestamp)
+                return
             value = coerce_value(value, key.name)
         if step is not None:
             step = check_int(step, "step")
@@ -432,6 +436,27 @@ class Session:
             self._append(item)
         else:
             self._put(item)
+
+    def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
+        """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
+        floats = as_values(values, key.name)
+        steps = steps_for(step, len(floats), "step")
+        self._put_blocks([self._block(key, steps, None, floats, timestamp)], len(floats))
+
+    def _block(self, key: SeriesKey, steps: Any, major: int | None, floats: list[float],
+               timestamp: int | None) -> Block:
+        if steps is not None:
+            key.manual_seen = True
+        key.vector_seen = True
+        return Block(key, steps, major, floats,
+                     _time_ns() if timestamp is None else check_timestamp(timestamp))
+
+    def _put_blocks(self, blocks: list[Block], points: int) -> None:
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        self._inbox.put_blocks(blocks, points)
 
     def _log_many(
         self,
@@ -538,7 +563,16 @@ class Session:
         timestamp: int | None = None,
     ) -> None:
         """A per-environment-interaction metric (scale ENVIRONMENT_STEP); ``env_step`` is the
-        step, auto-incremented per (metric, env, episode, labels) series."""
+        step, auto-incremented per (metric, env, episode, labels) series.
+
+        Vectorized: ``env_id=[...]`` (M environments) with ``value`` of shape ``[M]`` or
+        ``[M, T]`` (T consecutive steps per environment), ``episode`` an int or M ints; or one
+        ``env_id`` with a 1-D ``value`` of T steps. ``env_step`` is then the first step.
+        """
+        if is_vector(env_id) or is_vector(value):
+            self._log_env_steps(metric_name, value, rl_step, evaluation, env_step, episode,
+                                env_id, labels, timestamp)
+            return
         if episode is not None and (type(episode) is not int or episode < 0):
             episode = check_int(episode, "episode")
         key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels, evaluation)
@@ -554,6 +588,27 @@ class Session:
             self._append(item)
         else:
             self._put(item)
+
+
+    def _log_env_steps(self, name: str, values: Any, rl_step: Any, evaluation: bool,
+                       env_step: Any, episode: Any, env_id: Any, labels: Any,
+                       timestamp: int | None) -> None:
+        rl_step = check_int(rl_step, "rl_step")
+        if is_vector(env_id):
+            envs = env_id.tolist() if hasattr(env_id, "tolist") else list(env_id)
+            value_rows = rows(values, len(envs), name)
+            episodes = per_env(episode, len(envs), "episode")
+        else:
+            envs, value_rows, episodes = [env_id], [as_values(values, name)], [episode]
+        blocks = []
+        points = 0
+        for env, ep, floats in zip(envs, episodes, value_rows, strict=True):
+            ep = None if ep is None else check_int(ep, "episode")
+            key = self._rl_key(name, "ENVIRONMENT_STEP", env, ep, labels, evaluation)
+            steps = steps_for(env_step, len(floats), "env_step")
+            blocks.append(self._block(key, steps, rl_step, floats, timestamp))
+            points += len(floats)
+        self._put_blocks(blocks, points)
 
 
 class TrioSession(Session):

@@ -10,6 +10,7 @@ import trio
 from .._exceptions import MetranaMetricStepError
 from .._series import SeriesKey
 from .._stats import Counters
+from .._vector import Block
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 
@@ -89,7 +90,7 @@ class StepCounter:
             state = states.get(key)
             if state is None:
                 state = states[key] = SeriesState(key, len(states) % self._lanes)
-            if not key.rl and not key.manual_seen:
+            if not key.rl and not key.manual_seen and not key.vector_seen:
                 first = state.next_step
                 state.mode = _AUTO
                 state.next_step = first + len(items)
@@ -101,6 +102,14 @@ class StepCounter:
         return out
 
     def _assign_each(self, state: SeriesState, items: list[Any]) -> list[Any]:
+        if state.key.vector_seen:
+            expanded: list[Any] = []
+            for item in items:
+                if type(item) is Block:
+                    expanded.extend(item.expand())
+                else:
+                    expanded.append(item)
+            items = expanded
         out = []
         for key, step, major, value, ts in items:
             if major is not None and major < state.last_major:

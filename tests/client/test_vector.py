@@ -1,0 +1,70 @@
+"""Vectorized logging: many points per call, stored exactly like the scalar calls would."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from conftest import read_points
+
+import metrana
+from metrana.server import ServerInfo
+
+
+def open_run(info: ServerInfo) -> metrana.Session:
+    return metrana.session(workspace_name="ws", project_name="proj",
+                           run_name=f"vec-{uuid.uuid4().hex[:8]}", ingestion_url=info.url,
+                           close_strategy="CompleteAll")
+
+
+def test_log_a_sequence_or_array_of_values(live_server: ServerInfo) -> None:
+    """log(name, values) logs consecutive steps; step= gives the first step or every step."""
+    with open_run(live_server) as run:
+        run.log("auto", [0.5, 1.5])
+        run.log("auto", np.array([2.5, 3.5], dtype=np.float32))
+        run.log("auto", 4.5)
+        run.log("from_ten", (1, 2, 3), step=10)
+        run.log("explicit", np.array([7.0, 8.0]), step=np.array([3, 9]))
+    stored = read_points(live_server, run.run_name)
+    assert [(p["step"], p["value"]) for p in stored["auto"]] == [
+        (0, 0.5), (1, 1.5), (2, 2.5), (3, 3.5), (4, 4.5)]
+    assert [(p["step"], p["value"]) for p in stored["from_ten"]] == [(10, 1.0), (11, 2.0), (12, 3.0)]
+    assert [(p["step"], p["value"]) for p in stored["explicit"]] == [(3, 7.0), (9, 8.0)]
+    assert run.get_metrics().sent == run.get_metrics().logged == 10
+
+
+def test_env_arrays_log_one_series_per_environment(live_server: ServerInfo) -> None:
+    """env_id=[...] with values [M] or [M, T]: each env its own series, steps per env."""
+    envs = ["env-0", "env-1", "env-2"]
+    with open_run(live_server) as run:
+        run.log_rl_environment_step("reward", np.arange(6.0).reshape(3, 2), rl_step=5,
+                                    env_id=envs, episode=[0, 0, 1])
+        run.log_rl_environment_step("reward", [10.0, 11.0, 12.0], rl_step=6, env_id=envs,
+                                    episode=[0, 0, 1])
+        run.log_rl_environment_step("reward", [1.0, 2.0], rl_step=7, env_id="solo", episode=3,
+                                    env_step=100)
+    stored = read_points(live_server, run.run_name)
+    assert [(p["step"], p["minor_step"], p["value"]) for p in stored["reward@env-1/0"]] == [
+        (5, 0, 2.0), (5, 1, 3.0), (6, 2, 11.0)]
+    assert [(p["step"], p["minor_step"], p["value"]) for p in stored["reward@env-2/1"]] == [
+        (5, 0, 4.0), (5, 1, 5.0), (6, 2, 12.0)]
+    assert [(p["step"], p["minor_step"]) for p in stored["reward@solo/3"]] == [(7, 100), (7, 101)]
+    assert run.get_metrics().sent == 11
+
+
+def test_vector_arguments_are_checked_at_the_call_site(live_server: ServerInfo) -> None:
+    """Wrong shapes, lengths and element types fail in the call, and nothing is queued."""
+    with open_run(live_server) as run:
+        with pytest.raises(ValueError, match="3 rows for 2 envs"):
+            run.log_rl_environment_step("r", np.zeros((3, 4)), rl_step=0, env_id=["a", "b"])
+        with pytest.raises(ValueError, match="episode has 3 entries for 2 envs"):
+            run.log_rl_environment_step("r", [1.0, 2.0], rl_step=0, env_id=["a", "b"],
+                                        episode=[0, 1, 2])
+        with pytest.raises(TypeError, match="1-D"):
+            run.log("loss", np.zeros((2, 2)))
+        with pytest.raises(TypeError):
+            run.log("loss", [1.0, "x"])
+        with pytest.raises(ValueError, match="step has 1 entries for 2 values"):
+            run.log("loss", [1.0, 2.0], step=[4])
+    assert run.get_metrics().logged == 0
