@@ -37,7 +37,7 @@ class Block:
         key, major, ts, steps = self.key, self.major, self.ts, self.steps
         if steps is None:
             return [(key, None, major, v, ts) for v in self.values]
-        if type(steps) is int:
+        if isinstance(steps, int):
             return [(key, steps + i, major, v, ts) for i, v in enumerate(self.values)]
         return [(key, s, major, v, ts) for s, v in zip(steps, self.values, strict=True)]
 
