@@ -227,7 +227,9 @@ class Engine:
         self, client: httpx.AsyncClient, lanes: int, root: trio.Nursery,
         task_status: trio.TaskStatus[None],
     ) -> None:
-        dispatch_size = self.settings.dispatch_queue_max_size or float("inf")
+        # A bounded event queue bounds memory only if the lanes behind it are bounded too.
+        s = self.settings
+        dispatch_size = s.dispatch_queue_max_size or (4 if s.event_queue_max_size else float("inf"))
         lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
         raw_send, raw_receive = trio.open_memory_channel[Any](4)
         step_send, step_receive = trio.open_memory_channel[Any](4)

@@ -415,7 +415,7 @@ class Session:
         if labels is None and scale is None and type(metric_name) is str:
             key = (self._eval_keys if evaluation else self._keys).get(metric_name)
         if key is None:
-            if isinstance(metric_name, Mapping):
+            if type(metric_name) is dict or isinstance(metric_name, Mapping):
                 self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
                 return
             if labels is None and type(metric_name) is str:
@@ -470,6 +470,18 @@ class Session:
     ) -> None:
         if value is not None:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
+        if step is None and labels is None and scale is None and timestamp is None and self._fast:
+            cache = self._eval_keys if evaluation else self._keys
+            ts = _time_ns()
+            try:
+                items = [(cache[name], None, None,
+                          raw if type(raw) is float else coerce_value(raw, name), ts)
+                         for name, raw in values.items()]
+            except (KeyError, TypeError):
+                pass  # a new or bad name: the general path below explains
+            else:
+                self._extend(items)
+                return
         if step is not None:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
@@ -536,7 +548,11 @@ class Session:
         timestamp: int | None = None,
     ) -> None:
         """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
-        key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
+        key = None
+        if labels is None and (env_id is None or type(env_id) is str):
+            key = self._other_keys.get((metric_name, "EPISODE", env_id, None, evaluation))
+        if key is None:
+            key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
         if type(rl_step) is not int or rl_step < 0:
             rl_step = check_int(rl_step, "rl_step")
         if episode is not None:
@@ -569,13 +585,20 @@ class Session:
         ``[M, T]`` (T consecutive steps per environment), ``episode`` an int or M ints; or one
         ``env_id`` with a 1-D ``value`` of T steps. ``env_step`` is then the first step.
         """
-        if is_vector(env_id) or is_vector(value):
-            self._log_env_steps(metric_name, value, rl_step, evaluation, env_step, episode,
-                                env_id, labels, timestamp)
-            return
-        if episode is not None and (type(episode) is not int or episode < 0):
-            episode = check_int(episode, "episode")
-        key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels, evaluation)
+        key = None
+        if (labels is None and type(value) is float and (env_id is None or type(env_id) is str)
+                and (episode is None or type(episode) is int)):
+            key = self._other_keys.get((metric_name, "ENVIRONMENT_STEP", env_id, episode,
+                                        evaluation))
+        if key is None:
+            if is_vector(env_id) or is_vector(value):
+                self._log_env_steps(metric_name, value, rl_step, evaluation, env_step, episode,
+                                    env_id, labels, timestamp)
+                return
+            if episode is not None:
+                episode = check_int(episode, "episode")
+            key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels,
+                               evaluation)
         if type(rl_step) is not int or rl_step < 0:
             rl_step = check_int(rl_step, "rl_step")
         if env_step is not None:

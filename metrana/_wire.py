@@ -96,15 +96,18 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
     """
     out: list[str] = []
     append = out.append
-    last_second = -1
+    second_start = second_end = 0  # [start, end) of the whole second `prefix` spells
     prefix = ""
     for first, items in runs:
         step = first if first is not None else 0
         for item in items:
-            seconds, nanos = divmod(item[4], 1_000_000_000)
-            if seconds != last_second:
-                last_second = seconds
+            ts = item[4]
+            if not second_start <= ts < second_end:
+                seconds = ts // 1_000_000_000
+                second_start = seconds * 1_000_000_000
+                second_end = second_start + 1_000_000_000
                 prefix = _prefix(seconds)
+            nanos = ts - second_start
             value = item[3]
             if first is None:
                 step = item[1]

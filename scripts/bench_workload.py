@@ -23,10 +23,11 @@ import metrana
 BURST = 1000
 
 
-def start(url: str, **extra: object) -> None:
-    metrana.init(api_key="bench", workspace_name="bench", project_name="bench",
-                 run_name=f"bench-{uuid.uuid4().hex[:10]}", ingestion_url=url,
-                 close_strategy="CompleteAll", log_level="Error", **extra)
+def start(url: str, **extra: object) -> str:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    metrana.init(api_key="bench", workspace_name="bench", project_name="bench", run_name=name,
+                 ingestion_url=url, close_strategy="complete_all", log_level="error", **extra)
+    return name
 
 
 def median_cost(fn, calls: int, per_call: int = 1) -> float:  # type: ignore[no-untyped-def]
@@ -73,7 +74,7 @@ def e2e(url: str, points: int, metrics: int, queue: int | None) -> dict[str, obj
     extra: dict[str, object] = {}
     if queue:
         extra = {"event_queue_max_size": queue, "backpressure_strategy": "Block"}
-    start(url, **extra)
+    name = start(url, **extra)
     log = metrana.log
     t0 = time.perf_counter()
     for i in range(points):
@@ -81,14 +82,32 @@ def e2e(url: str, points: int, metrics: int, queue: int | None) -> dict[str, obj
     logged = time.perf_counter() - t0
     metrana.close()
     total = time.perf_counter() - t0
-    return {"points": points, "log_seconds": logged, "total_seconds": total,
+    return {"run": name, "points": points, "log_seconds": logged, "total_seconds": total,
             "rate": points / total,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def vector(url: str, points: int) -> dict[str, object]:
+    """RL env-step points as [64 envs x 1000 steps] blocks (our client only)."""
+    import numpy as np
+
+    name = start(url)
+    envs = [f"env-{e}" for e in range(64)]
+    block = np.random.default_rng(0).random((64, 1000))
+    blocks = max(points // block.size, 1)
+    t0 = time.perf_counter()
+    for k in range(blocks):
+        metrana.log_rl_environment_step("reward", block, rl_step=k, env_id=envs, episode=0)
+    logged = time.perf_counter() - t0
+    metrana.close()
+    total = time.perf_counter() - t0
+    n = blocks * block.size
+    return {"run": name, "points": n, "client_rate": n / logged, "rate": n / total}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("cost", "e2e"))
+    parser.add_argument("what", choices=("cost", "e2e", "vector"))
     parser.add_argument("url")
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--metrics", type=int, default=16)
@@ -97,6 +116,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.what == "cost":
         out = cost(args.url, args.calls)
+    elif args.what == "vector":
+        out = vector(args.url, args.points)
     else:
         out = e2e(args.url, args.points, args.metrics, args.queue or None)
     print(json.dumps(out), flush=True)
