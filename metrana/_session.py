@@ -471,21 +471,21 @@ class Session:
         if value is not None:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
         if step is None and labels is None and scale is None and timestamp is None and self._fast:
-            cache = self._eval_keys if evaluation else self._keys
-            ts = _time_ns()
+            known = self._eval_keys if evaluation else self._keys
+            now = _time_ns()
             try:
-                items = [(cache[name], None, None,
-                          raw if type(raw) is float else coerce_value(raw, name), ts)
+                ready = [(known[name], None, None,
+                          raw if type(raw) is float else coerce_value(raw, name), now)
                          for name, raw in values.items()]
             except (KeyError, TypeError):
                 pass  # a new or bad name: the general path below explains
             else:
-                self._extend(items)
+                self._extend(ready)
                 return
         if step is not None:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
-        items = []
+        items: list[tuple[SeriesKey, int | None, None, float, int]] = []
         cache = ((self._eval_keys if evaluation else self._keys)
                  if labels is None and scale is None else None)
         for name, raw in values.items():

@@ -122,9 +122,10 @@ def main() -> int:
             to_serve = e2e(sys.executable, serve_url, args.points, served_count)
             for label, results in (("e2e -> counting sink", to_sink),
                                    ("e2e -> metrana serve", to_serve)):
+                stored = [r["stored"] for r in results]
                 rows.append((label, f"{median(results, 'rate'):,.0f}",
                              f"points/s ({args.points:,} pts, {args.metrics} metrics; stored "
-                             f"{min(r['stored'] for r in results):,}..{max(r['stored'] for r in results):,})"))
+                             f"{min(stored):,}..{max(stored):,})"))
             vector = [workload(sys.executable, env, "vector", sink_url, "--points", args.points)
                       for _ in range(args.repeat)]
             rows.append(("vectorized env-step, client", f"{median(vector, 'client_rate'):,.0f}",
