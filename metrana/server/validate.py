@@ -282,7 +282,8 @@ class _Compiler:
                     return {}
                 raise _fail(f"expected an object for {desc.full_name}")
             out: dict[str, Any] = {}
-            oneofs: set[str] | None = None
+            first_oneof: str | None = None  # most messages have one oneof: no set per message
+            more_oneofs: set[str] | None = None
             for key, item in value.items():
                 spec = fields.get(key)
                 if spec is None:
@@ -295,11 +296,13 @@ class _Compiler:
                     out.pop(name, None)
                     continue
                 if oneof is not None:
-                    if oneofs is None:
-                        oneofs = set()
-                    if oneof in oneofs:
+                    if first_oneof is None:
+                        first_oneof = oneof
+                    elif oneof == first_oneof or (more_oneofs is not None and oneof in more_oneofs):
                         raise _fail(f'more than one field of oneof "{oneof}"')
-                    oneofs.add(oneof)
+                    else:
+                        more_oneofs = more_oneofs or set()
+                        more_oneofs.add(oneof)
                 try:
                     out[name] = conv(item)
                 except ValidationError as exc:

@@ -89,3 +89,30 @@ def test_many_threads_lose_nothing() -> None:
     assert counters.accepted == len(items) == 40_000
     for t in range(8):
         assert [i for tt, i in items if tt == t] == list(range(5000))
+
+
+def test_lock_free_appends_and_concurrent_drains_lose_nothing() -> None:
+    """The fast path (deque append) from 8 threads while the engine drains: every item once,
+    each thread's in order, and the accepted count exact."""
+    box, counters = inbox(BackpressureStrategy.DropNew, maxsize=0)
+    drained: list[object] = []
+    stop = threading.Event()
+
+    def engine() -> None:
+        while not stop.is_set():
+            drained.extend(box.drain())
+        drained.extend(box.drain())
+
+    drainer = threading.Thread(target=engine)
+    drainer.start()
+    threads = [threading.Thread(target=lambda t=t: [box.append((t, i)) for i in range(20_000)])
+               for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    drainer.join()
+    assert len(drained) == counters.accepted == 160_000
+    for t in range(8):
+        assert [i for tt, i in drained if tt == t] == list(range(20_000))  # type: ignore[misc]
