@@ -43,6 +43,7 @@ from ._exceptions import (
     MetranaSpoolError,
 )
 from ._inbox import Inbox
+from ._series import SeriesKey
 from ._spool import SpoolWriter, encode_record, is_locked, segments, write_manifest
 from ._stats import Counters
 from ._wire import encode_update
@@ -61,6 +62,7 @@ class Engine:
         settings: Settings,
         inbox: Inbox,
         counters: Counters,
+        series: list[SeriesKey],
         *,
         say: Callable[[str, str], None],
         attributes: list[dict[str, Any]] | None = None,
@@ -71,6 +73,7 @@ class Engine:
         self.settings = settings
         self.inbox = inbox
         self.counters = counters
+        self.series = series
         self._say = say
         self._attributes = attributes or []
         self._transport = transport
@@ -233,7 +236,8 @@ class Engine:
         lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
         raw_send, raw_receive = trio.open_memory_channel[Any](4)
         step_send, step_receive = trio.open_memory_channel[Any](4)
-        step_counter = StepCounter(raw_receive, step_send, self.errors, self.counters, lanes)
+        step_counter = StepCounter(raw_receive, step_send, self.errors, self.counters, lanes,
+                                   self.series)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
                           max_age=self._batch_max_age)
         self._start_offline_or_resume()

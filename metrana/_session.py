@@ -78,6 +78,7 @@ class Session:
         self._eval_keys: dict[str, SeriesKey] = {}
         self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
         self._interned: dict[tuple[Any, ...], SeriesKey] = {}
+        self._series: list[SeriesKey] = []  # shared with the engine: index -> key
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._thread: threading.Thread | None = None
@@ -95,8 +96,8 @@ class Session:
             can_block=not self._in_trio,
         )
         self._engine = Engine(
-            s, self._inbox, self._counters, say=self._say, attributes=self._attributes,
-            **self._engine_options,
+            s, self._inbox, self._counters, self._series, say=self._say,
+            attributes=self._attributes, **self._engine_options,
         )
         self._errors = self._engine.errors
         self._append = self._inbox.append
@@ -376,8 +377,14 @@ class Session:
             raise group
 
     def _intern(self, key: SeriesKey) -> SeriesKey:
-        """The one SeriesKey object of this series (keys compare by identity)."""
-        return self._interned.setdefault(key.identity, key)
+        """The one SeriesKey object of this series, numbered in the series table."""
+        known = self._interned.get(key.identity)
+        if known is not None:
+            return known
+        key.index = len(self._series)
+        self._series.append(key)  # before it can be queued: the engine looks it up by index
+        self._interned[key.identity] = key
+        return key
 
     def _key(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
         """Slow path of series lookup: validate, build, cache."""
@@ -430,7 +437,7 @@ class Session:
         if step is not None:
             step = check_int(step, "step")
             key.manual_seen = True
-        item = (key, step, None, value,
+        item = (key.index, step, None, value,
                 _time_ns() if timestamp is None else check_timestamp(timestamp))
         if self._fast:
             self._append(item)
@@ -474,7 +481,7 @@ class Session:
             known = self._eval_keys if evaluation else self._keys
             now = _time_ns()
             try:
-                ready = [(known[name], None, None,
+                ready = [(known[name].index, None, None,
                           raw if type(raw) is float else coerce_value(raw, name), now)
                          for name, raw in values.items()]
             except (KeyError, TypeError):
@@ -485,17 +492,17 @@ class Session:
         if step is not None:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
-        items: list[tuple[SeriesKey, int | None, None, float, int]] = []
+        items: list[tuple[int, int | None, None, float, int]] = []
         cache = ((self._eval_keys if evaluation else self._keys)
                  if labels is None and scale is None else None)
         for name, raw in values.items():
             key = cache.get(name) if cache is not None and type(name) is str else None
             if key is None:
                 key = self._key(name, scale, labels, evaluation)
-            items.append((key, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
+            items.append((key.index, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
         if step is not None:
             for item in items:
-                item[0].manual_seen = True
+                self._series[item[0]].manual_seen = True
         # All values are checked before any is queued: a bad one loses nothing else.
         if self._fast:
             self._extend(items)
@@ -559,7 +566,7 @@ class Session:
             episode = check_int(episode, "episode")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        item = (key, episode, rl_step, value,
+        item = (key.index, episode, rl_step, value,
                 _time_ns() if timestamp is None else check_timestamp(timestamp))
         if self._fast:
             self._append(item)
@@ -605,7 +612,7 @@ class Session:
             env_step = check_int(env_step, "env_step")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        item = (key, env_step, rl_step, value,
+        item = (key.index, env_step, rl_step, value,
                 _time_ns() if timestamp is None else check_timestamp(timestamp))
         if self._fast:
             self._append(item)

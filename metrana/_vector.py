@@ -30,11 +30,11 @@ class Block:
 
     def __getitem__(self, index: int) -> Any:  # the StepCounter groups items by item[0]
         if index == 0:
-            return self.key
+            return self.key.index
         raise IndexError(index)
 
-    def expand(self) -> list[tuple[SeriesKey, int | None, int | None, float, int]]:
-        key, major, ts, steps = self.key, self.major, self.ts, self.steps
+    def expand(self) -> list[tuple[int, int | None, int | None, float, int]]:
+        key, major, ts, steps = self.key.index, self.major, self.ts, self.steps
         if steps is None:
             return [(key, None, major, v, ts) for v in self.values]
         if isinstance(steps, int):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,14 @@ def proxy(live_server: ServerInfo) -> Iterator[FaultProxy]:
 def fast_retry() -> RetryPolicy:
     """Short backoff so failure tests take milliseconds, not the production seconds."""
     return RetryPolicy(initial=0.01, multiplier=1.5, max_delay=0.05, max_attempts=6)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for an observable condition (not for a guessed duration)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
 
 
 def read_points(info: ServerInfo, run: str, workspace: str = "ws", project: str = "proj"

@@ -51,13 +51,15 @@ class StepCounter:
         errors: ErrorCollector,
         counters: Counters,
         lanes: int,
+        series: list[SeriesKey],
     ) -> None:
         self._receive = receive
         self._send = send
         self._errors = errors
         self._counters = counters
         self._lanes = lanes
-        self.states: dict[SeriesKey, SeriesState] = {}
+        self._series = series  # index -> key, filled by the session before items are queued
+        self.states: dict[int, SeriesState] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._send, self._receive:
@@ -76,7 +78,7 @@ class StepCounter:
         The common case — a standard series with automatic steps — numbers a whole group with
         one addition; manual steps and RL series check point by point.
         """
-        groups: dict[SeriesKey, list[Any]] = {}
+        groups: dict[int, list[Any]] = {}
         get = groups.get
         for item in chunk:
             group = get(item[0])
@@ -86,10 +88,12 @@ class StepCounter:
                 group.append(item)
         states = self.states
         out: list[Segment] = []
-        for key, items in groups.items():
-            state = states.get(key)
+        for index, items in groups.items():
+            state = states.get(index)
             if state is None:
-                state = states[key] = SeriesState(key, len(states) % self._lanes)
+                key = self._series[index]
+                state = states[index] = SeriesState(key, len(states) % self._lanes)
+            key = state.key
             if not key.rl and not key.manual_seen and not key.vector_seen:
                 first = state.next_step
                 state.mode = _AUTO

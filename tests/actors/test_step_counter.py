@@ -25,17 +25,27 @@ class Errors:
         self.reported.append(error)
 
 
+TABLE: list[SeriesKey] = []
+
+
 def points(*items: tuple[SeriesKey, Any, Any, float, int]) -> list[Any]:
-    """Inbox items as Session.log makes them: a key that got a manual step says so."""
-    for key, step, *_ in items:
+    """Inbox items as Session.log makes them: the key's index in the series table, and a key
+    that got a manual step says so."""
+    out = []
+    for key, step, *rest in items:
+        if key.index < 0:
+            key.index = len(TABLE)
+            TABLE.append(key)
         if step is not None:
             key.manual_seen = True
-    return list(items)
+        out.append((key.index, step, *rest))
+    return out
 
 
 def counter(lanes: int = 4) -> tuple[StepCounter, Errors, Counters]:
     errors, counters = Errors(), Counters()
-    return StepCounter(None, None, errors, counters, lanes), errors, counters  # type: ignore[arg-type]
+    sc = StepCounter(None, None, errors, counters, lanes, TABLE)  # type: ignore[arg-type]
+    return sc, errors, counters
 
 
 def steps(out: list[Any]) -> list[tuple[str, int, Any]]:

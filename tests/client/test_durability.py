@@ -12,13 +12,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import read_points
+from conftest import read_points, wait_until
 from faults import FaultProxy
 
 import metrana
@@ -29,14 +28,6 @@ from metrana.server import ServerInfo, Store
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait for an observable condition (not for a guessed duration)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 def new_run() -> str:

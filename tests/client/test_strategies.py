@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
+from conftest import wait_until
 from faults import FaultProxy
 
 if sys.version_info < (3, 11):
@@ -17,14 +16,6 @@ if sys.version_info < (3, 11):
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo, Store
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for an observable condition (not for a guessed duration)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 def stored_count(info: ServerInfo, run: str) -> int:
