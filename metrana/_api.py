@@ -40,7 +40,9 @@ _session: Session | None = None
 _lock = threading.Lock()
 
 
-_SESSION_OPTIONS = ("transport", "retry", "batch_max_age")  # test and benchmark hooks
+# Keyword arguments beyond init()'s: test and benchmark hooks, plus ``compress`` (gzip request
+# bodies: True, False, or None = only for non-loopback services).
+_SESSION_OPTIONS = ("transport", "retry", "batch_max_age", "compress")
 
 
 def _build(arguments: dict[str, Any], cls: type[Session]) -> tuple[Session, float]:

@@ -151,7 +151,7 @@ _CHOICES: dict[str, Any] = {
 }
 
 
-def _is_local(url: str) -> bool:
+def is_local_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -203,7 +203,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     if values.get("offline") and values.get("spool_dir", DEFAULT_SPOOL_DIR) is None:
         raise MetranaConfigError("mode='offline' writes every point to the spool; it needs a spool_dir")
     if (values.get("api_key") is None and not values.get("offline")
-            and not _is_local(str(url or HOSTED_INGESTION_URL))):
+            and not is_local_url(str(url or HOSTED_INGESTION_URL))):
         raise NoMetranaApiKeyError(
             "no API key: pass api_key= or set METRANA_API_KEY for the Metrana service; "
             "to log without an account run `metrana serve` and set "

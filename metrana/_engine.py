@@ -33,7 +33,7 @@ from ._actors.flush import FlushMarker
 from ._actors.recovery import deliver, replay_directory
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
-from ._config import Settings
+from ._config import Settings, is_local_url
 from ._enums import CloseStrategy, ResumeStrategy
 from ._exceptions import (
     MetranaApiError,
@@ -69,6 +69,7 @@ class Engine:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         batch_max_age: float = BATCH_MAX_AGE,
+        compress: bool | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
@@ -79,6 +80,8 @@ class Engine:
         self._transport = transport
         self._retry = retry or RetryPolicy()
         self._batch_max_age = batch_max_age
+        # gzip pays on a real network and costs CPU for nothing on loopback.
+        self._compress = not is_local_url(settings.ingestion_url) if compress is None else compress
         self.session_id = random.getrandbits(64) or 1
         self.target = RunTarget(self.session_id, settings.workspace_name, settings.project_name,
                                 settings.run_name)
@@ -255,6 +258,7 @@ class Engine:
                 for index, (_, receive) in enumerate(lane_channels):
                     dispatcher = Dispatcher(receive, client, self.target, self.errors,
                                             self.counters, self._retry, self)
+                    dispatcher.compress = self._compress
                     self._dispatchers.append(dispatcher)
                     await dispatch.start(supervised(f"dispatcher {index}",
                                                     self._counted(dispatcher.run), self._crash))

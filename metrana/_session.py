@@ -66,11 +66,13 @@ class Session:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         batch_max_age: float | None = None,
+        compress: bool | None = None,
         in_trio: bool = False,
     ) -> None:
         self.settings = settings
         self._attributes = attributes or []
-        self._engine_options: dict[str, Any] = {"transport": transport, "retry": retry}
+        self._engine_options: dict[str, Any] = {"transport": transport, "retry": retry,
+                                                "compress": compress}
         if batch_max_age is not None:
             self._engine_options["batch_max_age"] = batch_max_age
         self._in_trio = in_trio
@@ -252,8 +254,9 @@ class Session:
                 continue
             if not stopped.is_set():
                 m = self._snapshot()
-                self._say("INFO", f"closing run {self.run_name}: {m.sent:,} of {m.logged:,} "
-                                  f"points delivered, {m.pending:,} still pending")
+                self._say("WARNING", f"closing run {self.run_name} is taking a while: "
+                                     f"{m.sent:,} of {m.logged:,} points delivered, "
+                                     f"{m.spooled:,} spooled, {m.pending:,} still pending")
         if not stopped.is_set():
             self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
         return interrupted

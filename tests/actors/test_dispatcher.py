@@ -70,3 +70,36 @@ def test_backoff_is_capped() -> None:
     policy = RetryPolicy()
     assert max(policy.delay(n, None) for n in range(40)) <= policy.max_delay
     assert policy.delay(0, 1000.0) == policy.max_retry_after
+
+
+async def test_bodies_are_gzipped_for_remote_services_only() -> None:
+    """A non-loopback service gets gzip bodies (and says so); loopback gets plain JSON."""
+    import gzip
+    import json
+
+    import metrana
+    from metrana._config import resolve_settings
+    from metrana._session import TrioSession
+
+    seen: list[tuple[str | None, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers.get("content-encoding"), request.content))
+        return httpx.Response(200, json={})
+
+    for url in ("https://metrics.example.com", "http://127.0.0.1:9"):
+        settings = resolve_settings({"workspace_name": "w", "project_name": "p", "run_name": "r",
+                                     "ingestion_url": url, "api_key": "k",
+                                     "close_strategy": "CompleteAll"}, environ={})
+        run = TrioSession(settings, transport=httpx.MockTransport(handler), in_trio=True)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run._engine.run)
+            run.log("loss", 1.0)
+            assert (await run.aclose()).sent == 1
+        assert isinstance(run, metrana.Session)
+    (remote_encoding, remote_body), (local_encoding, local_body) = [
+        s for s in seen if b"loss" in (gzip.decompress(s[1]) if s[0] == "gzip" else s[1])]
+    assert remote_encoding == "gzip" and local_encoding is None
+    for body in (json.loads(gzip.decompress(remote_body)), json.loads(local_body)):
+        (series,) = body["runUpdates"][0]["series"]
+        assert (series["metricName"], series["points"][0]["floatValue"]) == ("loss", 1.0)

@@ -302,13 +302,13 @@ def test_close_reports_progress_while_draining(proxy: FaultProxy, fast_retry: Re
                                                loguru_messages: list[str]) -> None:
     """A close that takes more than ~2 s says how far it has got."""
     run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
-                          ingestion_url=proxy.url, retry=fast_retry, log_level="Info",
-                          close_strategy="CompleteAll")
+                          ingestion_url=proxy.url, retry=fast_retry, close_strategy="CompleteAll")
     proxy.hold()
     run.log("loss", 1.0)
     done = threading.Event()
     threading.Thread(target=lambda: (run.close(), done.set())).start()
-    wait_until(lambda: any("still pending" in m for m in loguru_messages))
+    wait_until(lambda: any("still pending" in m and m.startswith("WARNING")
+                           for m in loguru_messages))
     proxy.release()
     assert done.wait(20)
 

@@ -221,3 +221,11 @@ def test_million_points_complete_all_every_point_exactly_once(live_server: Serve
             assert [p["value"] for p in points] == [float(i * 16 + m) for i in range(62_500)]
     finally:
         store.close()
+
+
+def test_gzip_bodies_reach_the_real_server(live_server: ServerInfo) -> None:
+    """compress=True sends gzip bodies; our server stores them like plain ones."""
+    with open_run(live_server, compress=True) as run:
+        for i in range(1000):
+            run.log("loss", float(i))
+    assert [p["step"] for p in read_points(live_server, run.run_name)["loss"]] == list(range(1000))
