@@ -51,6 +51,7 @@ from ._wire import encode_update
 __all__ = ["Engine"]
 
 POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes it
+CHUNK = 10_000  # items the pump moves at a time: memory behind the inbox stays small
 BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
 _JSON = {"Content-Type": "application/json"}
@@ -235,10 +236,10 @@ class Engine:
     ) -> None:
         # A bounded event queue bounds memory only if the lanes behind it are bounded too.
         s = self.settings
-        dispatch_size = s.dispatch_queue_max_size or (4 if s.event_queue_max_size else float("inf"))
+        dispatch_size = s.dispatch_queue_max_size or (2 if s.event_queue_max_size else float("inf"))
         lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
-        raw_send, raw_receive = trio.open_memory_channel[Any](4)
-        step_send, step_receive = trio.open_memory_channel[Any](4)
+        raw_send, raw_receive = trio.open_memory_channel[Any](1)
+        step_send, step_receive = trio.open_memory_channel[Any](1)
         step_counter = StepCounter(raw_receive, step_send, self.errors, self.counters, lanes,
                                    self.series)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
@@ -327,10 +328,11 @@ class Engine:
             async with send:
                 task_status.started()
                 while True:
-                    with trio.move_on_after(POLL_INTERVAL):
-                        await self._wake_event.wait()
-                    self._wake_event = trio.Event()
-                    items, markers = self.inbox.drain_with_markers()
+                    if len(self.inbox) < CHUNK:  # with a backlog, go straight on
+                        with trio.move_on_after(POLL_INTERVAL):
+                            await self._wake_event.wait()
+                        self._wake_event = trio.Event()
+                    items, markers = self.inbox.drain_with_markers(CHUNK)
                     if markers:
                         await self._send_split(send, items)
                     elif items:

@@ -131,15 +131,17 @@ class Inbox:
         """Everything queued, in order (engine side)."""
         return self.drain_with_markers()[0]
 
-    def drain_with_markers(self) -> tuple[list[Any], bool]:
-        """Everything queued, and whether flush markers are among it.
+    def drain_with_markers(self, limit: int | None = None) -> tuple[list[Any], bool]:
+        """What is queued (at most ``limit`` items), in order, and whether flush markers are
+        among it.
 
         ``popleft`` is atomic, so callers may keep appending while this runs; what they add
         after the length was read waits for the next drain.
         """
         queue = self._queue
         popleft = queue.popleft
-        items = [popleft() for _ in range(len(queue))]
+        count = len(queue) if limit is None else min(len(queue), limit)
+        items = [popleft() for _ in range(count)]
         markers = 0
         if self._new_markers:
             markers = sum(1 for item in items if type(item) is FlushMarker)
