@@ -1,8 +1,8 @@
 """The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API.
 
 Kept framework-free on purpose: four routes do not need a router, and every byte of the
-request path is ours to measure. Parsing and storage run in worker threads so a large batch
-never stalls the event loop that accepts the next request.
+request path is ours to measure. Reads run in worker threads; writes run on the loop (see
+``_update_runs``).
 """
 
 from __future__ import annotations
@@ -227,15 +227,17 @@ class IngestApp:
         return 200, {"operationId": str(uuid.uuid4())}
 
     async def _update_runs(self, body: Any) -> tuple[int, Any]:
-        def parse_and_store() -> int:
+        # Parsing and storing run on the event loop itself, one request at a time: the work is
+        # CPU-bound and single-writer, and handing it to a worker thread made the two threads
+        # fight over the GIL (measured: ~95k vs ~113k points/s end to end). A request holds
+        # the loop for ~0.1 s at the 10,000-point batch size clients send.
+        try:
             request = _parse_update(body, "UpdateRunsRequest")
-            return self.store.update_runs(request)
-
+        except ValidationError as exc:
+            raise HTTPError(400, str(exc)) from None
         async with self._write_lock:
             try:
-                await trio.to_thread.run_sync(parse_and_store)
-            except ValidationError as exc:
-                raise HTTPError(400, str(exc)) from None
+                self.store.update_runs(request)
             except NotFound as exc:
                 raise HTTPError(404, str(exc)) from None
             except Unprocessable as exc:
