@@ -475,7 +475,3 @@ class Engine:
         unsettled = c.accepted - c.settled()
         if unsettled > 0:
             c.discarded += unsettled
-
-    @property
-    def close_strategy(self) -> CloseStrategy:
-        return self._close_strategy

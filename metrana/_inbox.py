@@ -96,11 +96,6 @@ class Inbox:
         if points > 10_000:
             self.wake()
 
-    def put_many(self, items: list[Any]) -> None:
-        """Several items, each subject to the bound (dict-form ``log()``)."""
-        for item in items:
-            self.put(item)
-
     def _closed(self, count: int = 1) -> None:
         if self.failure is None:
             raise MetranaLoggerClosedError("the logger is closed; call init() to start a new run")

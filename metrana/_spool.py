@@ -161,10 +161,6 @@ class SpoolWriter:
         self._seq = 0
 
     @property
-    def active(self) -> Path | None:
-        return self._path
-
-    @property
     def active_records(self) -> int:
         return self._records
 
