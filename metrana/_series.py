@@ -136,6 +136,8 @@ def coerce_value(value: Any, name: str) -> float:
             f"value for {name!r} is an array of shape {tuple(shape)}; log a scalar "
             "(e.g. .item() or .mean().item())"
         )
+    if shape is not None and tuple(shape) == (1,) and callable(getattr(value, "item", None)):
+        return coerce_value(value.item(), name)  # float() of a 1-element array is deprecated
     if getattr(kind, "__float__", None) is None:
         raise TypeError(f"value for {name!r} must be a number, got {kind.__name__}")
     try:
