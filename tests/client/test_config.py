@@ -127,3 +127,21 @@ def test_aggregation_rules_validate_and_encode() -> None:
                                 fns=["AGGREGATION_FN_MIN"], output_metric_name="x")
     with pytest.raises(ValueError):
         metrana.AggregationRule(source_scale="EPISODE", output_scale="EPISODE", fns=[])
+
+
+def test_init_reads_its_configuration_from_the_environment(
+        live_server: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only names in code, URL, strategies and sizes come from METRANA_* variables."""
+    monkeypatch.setenv("METRANA_INGESTION_URL", live_server.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("METRANA_CLOSE_STRATEGY", "complete_all")
+    monkeypatch.setenv("METRANA_BACKPRESSURE_STRATEGY", "block")
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "64")
+    monkeypatch.setenv("METRANA_ERROR_MODES", "RAISE_ON_CLOSE")
+    monkeypatch.setenv("METRANA_LOG_LEVEL", "off")
+    run = metrana.init(workspace_name="ws", project_name="proj", run_name="from-env")
+    s = run.settings
+    assert (s.close_strategy, s.backpressure_strategy, s.error_strategy, s.log_level,
+            s.event_queue_max_size) == ("CompleteAll", "Block", "RaiseOnClose", "Off", 64)
+    for i in range(5000):
+        metrana.log("loss", float(i))
+    assert metrana.close().sent == 5000  # Block with a 64-point queue: nothing dropped

@@ -8,6 +8,7 @@ import time
 import uuid
 import warnings
 
+import httpx
 import numpy as np
 import pytest
 from conftest import read_points
@@ -33,9 +34,12 @@ def values(points: list[dict[str, object]]) -> list[object]:
 def test_module_api_logs_and_closes(live_server: ServerInfo) -> None:
     """init / log / log(dict) / close: every value stored in order with steps from 0."""
     name = run_name()
+    rule = metrana.AggregationRule(source_scale="EPISODE", output_scale="EPISODE",
+                                   fns=["AGGREGATION_FN_MEAN"], aggregate_over_labels=["env"])
     metrana.init(workspace_name="ws", project_name="proj", run_name=name,
                  ingestion_url=live_server.url, close_strategy="CompleteAll",
-                 config={"lr": 0.1, "arch": {"layers": [64, 64]}}, experiment_name="exp")
+                 config={"lr": 0.1, "arch": {"layers": [64, 64]}}, experiment_name="exp",
+                 aggregation_rules=[rule])
     for i in range(100):
         metrana.log("loss", 1.0 / (i + 1))
         metrana.log({"acc": i / 100, "lr": np.float32(0.5)})
@@ -45,6 +49,16 @@ def test_module_api_logs_and_closes(live_server: ServerInfo) -> None:
     assert values(stored["loss"]) == [1.0 / (i + 1) for i in range(100)]
     assert [p["step"] for p in stored["acc"]] == list(range(100))
     assert values(stored["lr"]) == [0.5] * 100
+    detail = httpx.get(f"{live_server.url}/api/runs/ws/proj/{name}").json()
+    assert detail["experiment"] == "exp"
+    assert detail["aggregation_rules"] == [{"source_scale": "EPISODE", "output_scale": "EPISODE",
+                                            "fns": ["AGGREGATION_FN_MEAN"],
+                                            "aggregate_over_labels": ["env"]}]
+    assert detail["attributes"] == {
+        "config/lr": {"kind": "float", "value": 0.1},
+        "config/arch/layers/0": {"kind": "int", "value": 64},
+        "config/arch/layers/1": {"kind": "int", "value": 64},
+    }
 
 
 def test_values_of_every_supported_type_arrive(live_server: ServerInfo) -> None:
