@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from loguru import logger
 
 from .._exceptions import MetranaError
 
@@ -25,7 +24,8 @@ def supervised(
         try:
             await actor(task_status=task_status)
         except Exception as exc:  # noqa: BLE001 - cancellation is a BaseException and passes
-            logger.opt(exception=exc).debug("metrana: actor {} crashed", name)
-            on_crash(MetranaError(f"metrana's {name} stopped unexpectedly: {exc!r}"))
+            error = MetranaError(f"metrana's {name} stopped unexpectedly: {exc!r}")
+            error.__cause__ = exc  # the traceback travels with what the error strategy raises
+            on_crash(error)
 
     return run
