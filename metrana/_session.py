@@ -81,6 +81,7 @@ class Session:
         self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
         self._interned: dict[tuple[Any, ...], SeriesKey] = {}
         self._series: list[SeriesKey] = []  # shared with the engine: index -> key
+        self._plain_index: dict[str, int] = {}  # name -> index, default scale, no labels
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._thread: threading.Thread | None = None
@@ -398,6 +399,8 @@ class Session:
         if labels is None:
             if scale is None:
                 (self._eval_keys if evaluation else self._keys)[name] = key
+                if not evaluation:
+                    self._plain_index[name] = key.index
             else:
                 self._other_keys[(name, scale, evaluation)] = key
         return key
@@ -421,6 +424,20 @@ class Session:
         """
         # The common call — a known name, a float, no step — is two dict/type checks, a clock
         # read and one deque append; everything unusual branches off to a slow path.
+        if type(metric_name) is dict:
+            if (value is None and scale is None and step is None and labels is None
+                    and timestamp is None and not evaluation and self._fast):
+                index = self._plain_index
+                now = _time_ns()
+                try:
+                    self._extend([(index[name], None, None,
+                                   raw if type(raw) is float else coerce_value(raw, name), now)
+                                  for name, raw in metric_name.items()])
+                    return
+                except (KeyError, TypeError):
+                    pass  # a new or bad name: the general path says what is wrong
+            self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
+            return
         key = None
         if labels is None and scale is None and type(metric_name) is str:
             key = (self._eval_keys if evaluation else self._keys).get(metric_name)
@@ -480,18 +497,6 @@ class Session:
     ) -> None:
         if value is not None:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
-        if step is None and labels is None and scale is None and timestamp is None and self._fast:
-            known = self._eval_keys if evaluation else self._keys
-            now = _time_ns()
-            try:
-                ready = [(known[name].index, None, None,
-                          raw if type(raw) is float else coerce_value(raw, name), now)
-                         for name, raw in values.items()]
-            except (KeyError, TypeError):
-                pass  # a new or bad name: the general path below explains
-            else:
-                self._extend(ready)
-                return
         if step is not None:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
