@@ -422,8 +422,16 @@ class Session:
             MetranaMetricNameError: the name is empty or has whitespace.
             MetranaEventQueueFullError: the queue is full and backpressure is Raise.
         """
-        # The common call — a known name, a float, no step — is two dict/type checks, a clock
-        # read and one deque append; everything unusual branches off to a slow path.
+        # The common call — a known name, a float, nothing else — is a few identity checks, one
+        # dict lookup, a clock read and one deque append. Everything else takes the general
+        # path below, which validates, explains errors and applies backpressure.
+        if (type(value) is float and scale is None and labels is None and step is None
+                and timestamp is None and not evaluation and self._fast):
+            try:
+                self._append((self._plain_index[metric_name], None, None, value, _time_ns()))
+                return
+            except (KeyError, TypeError):
+                pass  # a name seen for the first time (or not a name): the general path
         if type(metric_name) is dict:
             if (value is None and scale is None and step is None and labels is None
                     and timestamp is None and not evaluation and self._fast):
