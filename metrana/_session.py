@@ -81,7 +81,7 @@ class Session:
         self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
         self._interned: dict[tuple[Any, ...], SeriesKey] = {}
         self._series: list[SeriesKey] = []  # shared with the engine: index -> key
-        self._plain_index: dict[str, int] = {}  # name -> index, default scale, no labels
+        self._plain_index: dict[Any, int] = {}  # name -> index, default scale, no labels
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._thread: threading.Thread | None = None
