@@ -134,7 +134,7 @@ def clean_metrana(monkeypatch: pytest.MonkeyPatch, spool_root: Path) -> Iterator
             current.close(timeout=5, strategy="Immediate")
         except Exception:  # noqa: BLE001 - the test already reported what matters
             pass
-    api._session = None
+    api._reset()
 
 
 @pytest.fixture

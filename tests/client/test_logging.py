@@ -243,3 +243,25 @@ def test_gzip_bodies_reach_the_real_server(live_server: ServerInfo) -> None:
         for i in range(1000):
             run.log("loss", float(i))
     assert [p["step"] for p in read_points(live_server, run.run_name)["loss"]] == list(range(1000))
+
+
+def test_module_log_before_init_after_close_and_across_runs(live_server: ServerInfo) -> None:
+    """metrana.log follows the global run: not initialized, then the run, then closed, then
+    the next run; `from metrana import log` behaves the same."""
+    from metrana import log as imported_log
+
+    for call in (metrana.log, imported_log):
+        with pytest.raises(metrana.MetranaNotInitializedError):
+            call("loss", 1.0)
+    names = [run_name(), run_name()]
+    for name in names:
+        metrana.init(workspace_name="ws", project_name="proj", run_name=name,
+                     ingestion_url=live_server.url, close_strategy="CompleteAll")
+        metrana.log("loss", 1.0)
+        imported_log("loss", 2.0)
+        metrana.close()
+        for call in (metrana.log, imported_log):
+            with pytest.raises(metrana.MetranaLoggerClosedError):
+                call("loss", 3.0)
+    for name in names:
+        assert values(read_points(live_server, name)["loss"]) == [1.0, 2.0]
