@@ -151,14 +151,18 @@ _CHOICES: dict[str, Any] = {
 }
 
 
-def is_local_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (IPv6 may come in brackets)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_local_url(url: str) -> bool:
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import sys
@@ -16,10 +15,11 @@ from pathlib import Path
 import attrs
 import trio
 
+from .._config import is_loopback_host
 from .app import DEFAULT_MAX_BODY_BYTES, IngestApp
 from .store import Store
 
-__all__ = ["DEFAULT_DB_PATH", "ServerInfo", "background_server", "is_loopback", "serve"]
+__all__ = ["DEFAULT_DB_PATH", "ServerInfo", "background_server", "serve", "warn_if_public"]
 
 DEFAULT_DB_PATH = Path.home() / ".metrana" / "metrana.sqlite3"
 
@@ -28,15 +28,6 @@ DEFAULT_DB_PATH = Path.home() / ".metrana" / "metrana.sqlite3"
 class ServerInfo:
     url: str
     db_path: Path
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(
@@ -135,7 +126,7 @@ def background_server(
 
 
 def warn_if_public(host: str, api_key: str | None) -> None:
-    if not is_loopback(host) and not api_key:
+    if not is_loopback_host(host) and not api_key:
         print(
             f"WARNING: listening on {host}, which is reachable from other machines, without "
             "--api-key: anyone who can reach it can write to and read this database.",
