@@ -100,7 +100,7 @@ class Settings(BaseModel):
     resume_strategy: ResumeStrategy = ResumeStrategy.Allow
     backpressure_strategy: BackpressureStrategy = BackpressureStrategy.DropNew
     error_strategy: ErrorStrategy = ErrorStrategy.Warn
-    close_strategy: CloseStrategy = CloseStrategy.CompletePending
+    close_strategy: CloseStrategy = CloseStrategy.CompleteAll
     log_level: LogLevel = LogLevel.Success
     aggregation_rules: tuple[AggregationRule, ...] = ()
     config: Mapping[str, Any] | None = None

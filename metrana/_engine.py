@@ -26,11 +26,12 @@ from typing import Any
 import httpx
 import trio
 
-from ._actors.batcher import Batch, Batcher
-from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_retries
+from ._actors.batcher import Batcher
+from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_retries, url_of
 from ._actors.error_collector import ErrorCollector
 from ._actors.flush import FlushMarker
-from ._actors.recovery import deliver, replay_directory
+from ._actors.parcel import Parcel, run_points
+from ._actors.recovery import probe, replay_directory
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
 from ._config import Settings, is_local_url
@@ -46,7 +47,7 @@ from ._inbox import Inbox
 from ._series import SeriesKey
 from ._spool import SpoolWriter, encode_record, is_locked, segments, write_manifest
 from ._stats import Counters
-from ._wire import encode_update
+from ._wire import JSON_HEADERS, encode_update, is_ok
 
 __all__ = ["Engine"]
 
@@ -54,7 +55,9 @@ POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes 
 CHUNK = 10_000  # items the pump moves at a time: memory behind the inbox stays small
 BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
-_JSON = {"Content-Type": "application/json"}
+PROBE_TIMEOUT = 2.0  # at close, during an outage: how long to ask whether the service is back
+# Statuses of POST /v1/runs that mean "this URL is not a Metrana ingestion service".
+_NOT_METRANA = (404, 405, 501)
 
 
 class Engine:
@@ -101,8 +104,9 @@ class Engine:
         self.run_ready = trio.Event()
         self._sendable = trio.Event()
         self._recovery_wake = trio.Event()
-        self.creation_done = trio.Event()
+        self.creation_done = trio.Event()  # init() may stop waiting
         self.creation_error: BaseException | None = None
+        self.unreachable: str | None = None  # why the service could not be reached, if so
         self.resumed = False
         self._close_requested = trio.Event()
         self.closing = threading.Event()  # visible from any thread once close has begun
@@ -163,30 +167,33 @@ class Engine:
     async def wait_sendable(self) -> None:
         await self._sendable.wait()
 
-    def enter_outage(self, reason: str) -> None:
+    def enter_outage(self, reason: str, *, announce: bool = True) -> None:
+        """From now on every batch goes to the spool until Recovery has replayed it all."""
         if not self.outage and self.spool is not None:
             self.outage = True
             self._sendable.set()
             self._recovery_wake.set()
-            self._say("WARNING", f"the service is unreachable ({reason}); points are spooled to "
-                                 f"{self.spool_dir} and sent when it answers")
+            if announce:
+                self._say("WARNING", f"the service is unreachable ({reason}); points are "
+                                     f"spooled to {self.spool_dir} and sent when it answers")
 
-    def spool_batch(self, batch: Batch) -> None:
-        """Write a batch durably to the spool, or count it as failed and say why."""
-        series = [(state.key, state.manual, batch.points(state)) for state in batch.series]
+    def spool_parcels(self, parcels: list[Parcel], count: int) -> None:
+        """Write points durably to the spool (one record), or count them as failed and say why."""
+        series = [(state.key, state.manual, run_points(runs))
+                  for parcel in parcels for state, runs in parcel]
         if self.spool is None:
-            self.counters.failed += batch.count
+            self.counters.failed += count
             return
         try:
             if not self._manifest_written:
                 self._write_manifest()
             self.spool.append(encode_record(self.session_id, series))
         except OSError as exc:
-            self.counters.failed += batch.count
+            self.counters.failed += count
             self.errors.report(MetranaSpoolError(
-                f"{batch.count:,} points could be neither delivered nor spooled: {exc}"))
+                f"{count:,} points could be neither delivered nor spooled: {exc}"))
             return
-        self.counters.spooled += batch.count
+        self.counters.spooled += count
 
     def _write_manifest(self) -> None:
         s = self.settings
@@ -245,7 +252,9 @@ class Engine:
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
                           max_age=self._batch_max_age)
         self._start_offline_or_resume()
-        watchdog = trio.CancelScope()
+        # Close-time helpers (the spool deadline, the reachability probe) live in the root
+        # nursery; each registers its cancel scope here so the engine's end stops them.
+        self._helpers: list[trio.CancelScope] = []
         with trio.CancelScope() as dispatch_scope:
             self._dispatch_scope = dispatch_scope
             async with trio.open_nursery() as dispatch:
@@ -258,8 +267,8 @@ class Engine:
                 self._dispatchers_left = lanes
                 for index, (_, receive) in enumerate(lane_channels):
                     dispatcher = Dispatcher(receive, client, self.target, self.errors,
-                                            self.counters, self._retry, self)
-                    dispatcher.compress = self._compress
+                                            self.counters, self._retry, self,
+                                            compress=self._compress)
                     self._dispatchers.append(dispatcher)
                     await dispatch.start(supervised(f"dispatcher {index}",
                                                     self._counted(dispatcher.run), self._crash))
@@ -276,7 +285,11 @@ class Engine:
                         # much of the pipeline may still finish before cancellation takes it.
                         strategy = self._close_strategy
                         deadline = trio.current_time() + self._close_timeout
-                        if strategy is CloseStrategy.Immediate:
+                        if self.offline:
+                            # The disk is the destination: everything accepted is written to
+                            # it, whatever the strategy; there is no network to wait for.
+                            pass
+                        elif strategy is CloseStrategy.Immediate:
                             dispatch_scope.cancel()
                         elif strategy is CloseStrategy.CompletePending:
                             self.discard_queued = True
@@ -285,13 +298,33 @@ class Engine:
                         elif self.spool is None:
                             dispatch_scope.deadline = deadline
                         else:
-                            root.start_soon(self._spool_at, deadline, dispatch_scope, watchdog)
-        watchdog.cancel()
+                            root.start_soon(self._spool_at, deadline)
+                            if self.outage or not self.run_ready.is_set():
+                                root.start_soon(self._spool_if_unreachable, client)
+        for helper in self._helpers:
+            helper.cancel()
 
-    async def _spool_at(self, deadline: float, dispatch_scope: trio.CancelScope,
-                        watchdog: trio.CancelScope) -> None:
+    def _helper_scope(self) -> trio.CancelScope:
+        scope = trio.CancelScope()
+        self._helpers.append(scope)
+        return scope
+
+    async def _spool_if_unreachable(self, client: httpx.AsyncClient) -> None:
+        """Closing while the service is away: if it still does not answer, do not make the
+        user wait out the close timeout — spool what is left now."""
+        with self._helper_scope():
+            reachable = False
+            with trio.move_on_after(PROBE_TIMEOUT):
+                reachable = await probe(client, self.target, self._retry)
+            if not reachable and not self.finished.is_set():
+                self._say("WARNING", f"{self.settings.ingestion_url} still does not answer; "
+                                     f"writing undelivered points to the spool at "
+                                     f"{self.spool_dir}")
+                self.force_spool()
+
+    async def _spool_at(self, deadline: float) -> None:
         """CompleteAll with a spool: at the deadline, put what is left on disk, not in the bin."""
-        with watchdog:
+        with self._helper_scope():
             await trio.sleep_until(deadline)
             if not self.finished.is_set():
                 self._say("WARNING", f"close timed out after {self._close_timeout:g}s; writing "
@@ -314,14 +347,13 @@ class Engine:
             self._write_manifest()
             self.run_ready.set()
             self._sendable.set()
-            self.creation_done.set()
-            self.on_creation()
+            self._release_init()
             return
         if self.spool_dir is not None and any(not is_locked(p) for p in segments(self.spool_dir)):
             # An earlier session left points on disk: they go first, ours queue behind them.
             self._say("INFO", f"found spooled points from an earlier session in "
                               f"{self.spool_dir}; delivering them first")
-            self.enter_outage("an earlier session's spool is waiting")
+            self.enter_outage("an earlier session's spool is waiting", announce=False)
 
     def _pump(self, send: trio.MemorySendChannel[Any]) -> Callable[..., Any]:
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -361,21 +393,41 @@ class Engine:
             task_status.started()
             try:
                 with self._creator_scope:
-                    await self._create_run(client, forever=False)
+                    await self._create_run(client, persistent=False)
             except MetranaConnectionError as exc:
                 if self.spool is None:
                     self._fail_creation(exc)
                 else:
                     # Unreachable for the whole retry budget: spool until it answers; Recovery
                     # creates the run before replaying.
-                    self.enter_outage(str(exc))
+                    self.enter_outage(self.unreachable or str(exc))
             except MetranaError as exc:
                 self._fail_creation(exc)
             finally:
-                self.creation_done.set()
-                self.on_creation()
+                self._release_init()
 
         return run
+
+    def _release_init(self) -> None:
+        """init() stops waiting: the run exists, was refused, or cannot be reached for now."""
+        if not self.creation_done.is_set():
+            self.creation_done.set()
+            self.on_creation()
+
+    def _heard_failure(self, attempt: int, reason: str, unreachable: bool) -> None:
+        """The first failed attempt to create the run: say at once what is wrong."""
+        if self.unreachable is not None or self.run_ready.is_set():
+            return
+        url = self.settings.ingestion_url
+        if unreachable:
+            self.unreachable = reason
+            hint = (" — is `metrana serve` running? (start it with `metrana serve`)"
+                    if is_local_url(url) else "")
+            kept = (f"points are kept and spooled to {self.spool_dir}" if self.spool is not None
+                    else "points are kept in memory")
+            self._say("WARNING", f"cannot reach {url} ({reason}){hint}; {kept} and sent "
+                                 "when it answers")
+            self._release_init()  # no point making init() wait for a service that is not there
 
     def _fail_creation(self, error: BaseException) -> None:
         self.creation_error = error
@@ -384,13 +436,18 @@ class Engine:
         self.request_close(CloseStrategy.Immediate, 0)
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: bytes,
-                    forever: bool) -> httpx.Response:
-        if forever:
-            return await deliver(client, path, body, self._retry, self.counters)
-        return await post_with_retries(client, path, body, self._retry, self.counters,
-                                       headers=_JSON)
+                    persistent: bool) -> httpx.Response:
+        while True:
+            try:
+                return await post_with_retries(client, path, body, self._retry, self.counters,
+                                               headers=JSON_HEADERS,
+                                               on_failure=self._heard_failure)
+            except MetranaConnectionError:
+                if not persistent:
+                    raise
+                # however long the service is away: the backoff inside paces the probing
 
-    async def _create_run(self, client: httpx.AsyncClient, *, forever: bool) -> None:
+    async def _create_run(self, client: httpx.AsyncClient, *, persistent: bool) -> None:
         if self.run_ready.is_set():
             return
         s = self.settings
@@ -401,34 +458,48 @@ class Engine:
         body: dict[str, Any] = {"run": run, "createProjectIfMissing": True}
         if s.aggregation_rules:
             body["aggregationRules"] = [rule.to_wire() for rule in s.aggregation_rules]
-        response = await self._post(client, "/runs", json.dumps(body).encode(), forever)
+        name = f"{s.workspace_name}/{s.project_name}/{s.run_name}"
+        response = await self._post(client, "/runs", json.dumps(body).encode(), persistent)
         if response.status_code == 409:
             if s.resume_strategy is ResumeStrategy.Never:
                 raise MetranaRunAlreadyExistsError(
-                    f"run {s.workspace_name}/{s.project_name}/{s.run_name} already exists and "
-                    "resume_strategy is Never; choose another run_name or resume_strategy='Allow'"
+                    f"run {name} already exists and resume_strategy is Never; choose another "
+                    "run_name or resume_strategy='Allow'"
                 )
             self.resumed = True
-        elif not 200 <= response.status_code < 300:
+        elif response.status_code in _NOT_METRANA:
             raise MetranaApiError(
-                f"creating run {s.workspace_name}/{s.project_name}/{s.run_name} failed with HTTP "
-                f"{response.status_code}: {response.text[:500]}",
+                f"{url_of(client, '/runs')} answered HTTP {response.status_code}: this URL does "
+                f"not look like a Metrana ingestion service. Check ingestion_url (the local "
+                f"server is `metrana serve`, at http://127.0.0.1:8787 by default; give the "
+                f"server's base URL, without /v1)",
+                status=response.status_code, body=response.text[:2000],
+            )
+        elif not is_ok(response.status_code):
+            raise MetranaApiError(
+                f"creating run {name} failed with HTTP {response.status_code}: "
+                f"{response.text[:500]}",
                 status=response.status_code, body=response.text[:2000],
             )
         for start in range(0, len(self._attributes), 1000):
             chunk = self._attributes[start:start + 1000]
             body_bytes = encode_update(self.session_id, s.workspace_name, s.project_name,
                                        s.run_name, (), chunk)
-            response = await self._post(client, "/runs:update", body_bytes, forever)
-            if not 200 <= response.status_code < 300:
+            response = await self._post(client, "/runs:update", body_bytes, persistent)
+            if not is_ok(response.status_code):
                 raise MetranaApiError(
                     f"sending the run config failed with HTTP {response.status_code}: "
                     f"{response.text[:500]}", status=response.status_code,
                 )
+        self.unreachable = None
         self.run_ready.set()
         self._sendable.set()
-        self._say("DEBUG", f"run {s.workspace_name}/{s.project_name}/{s.run_name} "
-                           f"{'resumed' if self.resumed else 'created'} at {s.ingestion_url}")
+        if self.resumed:
+            self._say("SUCCESS", f"resuming run {name}, which already exists at "
+                                 f"{s.ingestion_url}: new points of its series are stored after "
+                                 "the ones it has (resume_strategy='Never' refuses instead)")
+        else:
+            self._say("DEBUG", f"run {name} created at {s.ingestion_url}")
 
     def _recovery(self, client: httpx.AsyncClient) -> Callable[..., Any]:
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -447,15 +518,17 @@ class Engine:
     async def _replay_until_empty(self, client: httpx.AsyncClient) -> None:
         assert self.spool is not None and self.spool_dir is not None
         try:
-            await self._create_run(client, forever=True)
+            await self._create_run(client, persistent=True)
         except MetranaError as exc:
             self._fail_creation(exc)
             return
         replayed = 0
         while True:
-            result = await replay_directory(client, self.spool_dir, self.target, self._retry,
-                                            self.counters, self.errors.report,
-                                            own_session=self.session_id)
+            result = await replay_directory(
+                client, self.spool_dir, self.target, self._retry, self.counters,
+                self.errors.report, own_session=self.session_id, persistent=True,
+                lanes=self.settings.num_dispatch_workers,
+            )
             replayed += result.delivered
             # No await between this check and the switch: a batch spooled meanwhile would
             # otherwise be overtaken by the next one sent straight to the network.
@@ -472,6 +545,6 @@ class Engine:
         """Everything accepted that did not reach an end is discarded: count it."""
         self.inbox.drain()  # whatever is left was counted in counters.accepted when put
         c = self.counters
-        unsettled = c.accepted - c.settled()
+        unsettled = c.total_accepted() - c.settled()
         if unsettled > 0:
             c.discarded += unsettled

@@ -86,11 +86,16 @@ class MetranaApiError(MetranaError):
 
 
 class MetranaConnectionError(MetranaError):
-    """The ingestion service could not be reached within the retry budget."""
+    """The ingestion service could not be reached within the retry budget.
 
-    def __init__(self, message: str, *, points: int = 0) -> None:
+    ``unreachable`` is True when nothing answered at all (e.g. connection refused), False when
+    the service answered with transient errors (5xx, 429, 408) until the budget ran out.
+    """
+
+    def __init__(self, message: str, *, points: int = 0, unreachable: bool = False) -> None:
         super().__init__(message)
         self.points = points
+        self.unreachable = unreachable
 
 
 class MetranaSpoolError(MetranaError):

@@ -21,7 +21,7 @@ from typing import Any
 from ._actors.flush import FlushMarker
 from ._enums import BackpressureStrategy
 from ._exceptions import MetranaEventQueueFullError, MetranaLoggerClosedError
-from ._stats import Counters
+from ._stats import Counters, Metrics
 
 __all__ = ["Inbox"]
 
@@ -92,7 +92,7 @@ class Inbox:
                         raise MetranaLoggerClosedError("the logger was closed while log() waited")
                 self._queue.append(block)
                 kept += 1
-            self._counters.accepted += points - kept  # the drain counts one per block
+            self._counters.intake_accepted += points - kept  # the drain counts one per block
         if points > 10_000:
             self.wake()
 
@@ -101,8 +101,8 @@ class Inbox:
             raise MetranaLoggerClosedError("the logger is closed; call init() to start a new run")
         # The engine failed (reported through the error strategy): the training loop goes on,
         # and the points are counted as discarded rather than raising from every log().
-        self._counters.accepted += count
-        self._counters.discarded += count
+        self._counters.intake_accepted += count
+        self._counters.intake_discarded += count
 
     def _full(self) -> None:
         """Called with the lock held when the queue is at its bound (Raise or Block)."""
@@ -130,23 +130,29 @@ class Inbox:
         """What is queued (at most ``limit`` items), in order, and whether flush markers are
         among it.
 
-        ``popleft`` is atomic, so callers may keep appending while this runs; what they add
-        after the length was read waits for the next drain.
+        Callers may keep appending while this runs (``popleft`` and ``append`` are atomic);
+        what they add after the length was read waits for the next drain. The lock makes
+        "popped and counted" one step as far as :meth:`snapshot` can see.
         """
         queue = self._queue
         popleft = queue.popleft
-        count = len(queue) if limit is None else min(len(queue), limit)
-        items = [popleft() for _ in range(count)]
-        markers = 0
-        if self._new_markers:
-            markers = sum(1 for item in items if type(item) is FlushMarker)
-            with self._lock:
+        with self._lock:
+            count = len(queue) if limit is None else min(len(queue), limit)
+            items = [popleft() for _ in range(count)]
+            markers = 0
+            if self._new_markers:
+                markers = sum(1 for item in items if type(item) is FlushMarker)
                 self._new_markers -= markers
-        if self._waiting:
-            with self._lock:
+            self._counters.accepted += len(items) - markers
+            if self._waiting:
                 self._space.notify_all()
-        self._counters.accepted += len(items) - markers
         return items, bool(markers)
+
+    def snapshot(self) -> Metrics:
+        """The counters with what is still queued here counted as pending, consistently."""
+        with self._lock:
+            queued = len(self._queue) - self._new_markers
+            return self._counters.snapshot(queued)
 
     def put_marker(self, marker: FlushMarker) -> None:
         """Queue a flush barrier behind every point put so far (ignores the bound)."""

@@ -166,6 +166,11 @@ class Session:
                 trio.run(main)
             except BaseException as exc:  # noqa: BLE001 - handed to init() below
                 crashed.append(exc)
+                if started.is_set():
+                    # A bug in the engine itself, after start-up: never silent.
+                    self._say("ERROR", f"metrana's engine stopped with an internal error: "
+                                       f"{exc!r}; points not yet delivered are counted as "
+                                       "discarded")
             finally:
                 started.set()
                 created.set()
@@ -347,7 +352,7 @@ class Session:
     # -------------------------------------------------------------- logging
 
     def _snapshot(self) -> Metrics:
-        return self._counters.snapshot(len(self._inbox))
+        return self._inbox.snapshot()
 
     def _refresh_fast(self) -> None:
         """Recompute the one flag the hot path reads (see :meth:`log`)."""

@@ -16,6 +16,7 @@ same run leaves it alone until the writer is gone.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import struct
@@ -69,14 +70,23 @@ class Damage:
         return f"spool segment {self.path} is damaged at byte {self.offset}: {self.reason}"
 
 
-def _safe(part: str) -> str:
-    """A path component that cannot escape the spool directory."""
-    cleaned = "".join(c if c.isalnum() or c in "-_.=" else f"%{ord(c):02X}" for c in part)
-    return cleaned if cleaned not in ("", ".", "..") else f"%{cleaned}"
+_PREFIX_CHARS = 40
+
+
+def _component(name: str) -> str:
+    """A directory name for ``name``: a readable prefix and a hash of the exact name.
+
+    One-to-one (two names share a directory only if their 80-bit hashes collide) and bounded
+    (at most 61 bytes, whatever the name); the exact names are kept in ``run.json``.
+    """
+    prefix = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_"
+                     for c in name[:_PREFIX_CHARS]).strip(".") or "_"
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+    return f"{prefix}-{digest}"
 
 
 def run_spool_dir(root: Path, workspace: str, project: str, run_name: str) -> Path:
-    return root / _safe(workspace) / _safe(project) / _safe(run_name)
+    return root / _component(workspace) / _component(project) / _component(run_name)
 
 
 def encode_record(session_id: int, series: Sequence[SeriesPoints]) -> bytes:
@@ -174,7 +184,13 @@ class SpoolWriter:
         return total
 
     def append(self, payload: bytes) -> None:
-        """Write one record durably. Raises SpoolFullError or OSError; never half-counts."""
+        """Write one record durably, or leave the segment as it was and raise.
+
+        Raises SpoolFullError or OSError. A failed write (a full disk, a file size limit) may
+        have left part of the record behind: it is cut off again, so records appended later
+        stay readable; if even that fails, the segment is abandoned and the next record
+        starts a new one. The record counts only once it is written whole and fsync'd.
+        """
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         if self.used_bytes() + len(record) > self.max_bytes:
             raise SpoolFullError(
@@ -184,12 +200,26 @@ class SpoolWriter:
             self.rotate()
             self._open()
         assert self._fd is not None
-        written = os.write(self._fd, record)
-        if written != len(record):
-            raise OSError(f"short write to {self._path} ({written} of {len(record)} bytes)")
-        os.fsync(self._fd)
+        try:
+            written = os.write(self._fd, record)
+            if written != len(record):
+                raise OSError(f"short write to {self._path} ({written} of {len(record)} bytes)")
+            os.fsync(self._fd)
+        except OSError:
+            self._repair()
+            raise
         self._size += len(record)
         self._records += 1
+
+    def _repair(self) -> None:
+        """After a failed write: back to the last whole record, or give up on the segment."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+            os.fsync(self._fd)
+        except OSError:
+            os.close(self._fd)  # keep what is whole in it; later records go to a new segment
+            self._fd, self._path, self._size, self._records = None, None, 0, 0
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

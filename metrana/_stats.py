@@ -13,9 +13,14 @@ class Metrics:
 
     Every point ``log()`` accepted is, at any moment, in exactly one of: ``sent``
     (acknowledged by the service), ``spooled`` (durable on disk, waiting to be replayed),
-    ``rejected`` (the service refused its batch), ``failed`` (could be neither delivered nor
+    ``rejected`` (the service refused it), ``failed`` (could be neither delivered nor
     spooled), ``invalid`` (a step error), ``discarded`` (dropped by an Immediate or
-    CompletePending close, or a close timeout without a spool), or ``pending`` (in memory).
+    CompletePending close), ``in_doubt`` (its request was cut off by an Immediate close: the
+    service may or may not have stored it), or ``pending`` (in memory). So at every snapshot::
+
+        logged == sent + spooled + pending + dropped_backpressure + discarded + in_doubt
+                  + rejected + failed + invalid
+
     ``dropped_backpressure`` points were never accepted (DropNew). ``replayed`` counts points
     delivered from the spool, including those an earlier process left there.
     """
@@ -33,59 +38,78 @@ class Metrics:
     requests: int
     retries: int
     errors: int
+    in_doubt: int = 0
 
     @property
     def dropped(self) -> int:
-        """Points that did not reach the service, for any reason."""
+        """Points that did not (for sure) reach the service, for any reason."""
         return (self.dropped_backpressure + self.discarded + self.rejected + self.failed
-                + self.invalid)
+                + self.invalid + self.in_doubt)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.sent:,} of {self.logged:,} points delivered, {self.spooled:,} spooled; "
             f"{self.discarded:,} discarded at close, {self.dropped_backpressure:,} dropped "
             f"(queue full), {self.rejected:,} rejected, {self.failed:,} failed, "
-            f"{self.invalid:,} invalid; {self.requests:,} requests, {self.retries:,} retries"
+            f"{self.invalid:,} invalid"
         )
+        if self.in_doubt:
+            text += f", {self.in_doubt:,} in doubt (cut off in flight)"
+        return text + f"; {self.requests:,} requests, {self.retries:,} retries"
 
 
 @attrs.define
 class Counters:
-    """Mutable counters, written by the engine's trio thread (and, for drops, the inbox lock)."""
+    """Mutable counters. Each field has one writer, so no increment is ever lost:
+
+    - the engine's trio thread writes everything but the three ``intake_*``-side fields;
+    - callers' threads write ``intake_accepted``, ``intake_discarded`` and
+      ``dropped_backpressure``, always under the inbox lock.
+
+    The inbox takes the same lock to drain (pop + ``accepted``) and to snapshot, so a
+    snapshot never sees a point both in the queue and in ``accepted``, or in neither.
+    """
 
     accepted: int = 0
     sent: int = 0
     spooled: int = 0
     replayed: int = 0
-    dropped_backpressure: int = 0
     discarded: int = 0
+    in_doubt: int = 0
     rejected: int = 0
     failed: int = 0
     invalid: int = 0
     requests: int = 0
     retries: int = 0
     errors: int = 0
+    intake_accepted: int = 0
+    intake_discarded: int = 0
+    dropped_backpressure: int = 0
 
     def settled(self) -> int:
-        return (self.sent + self.spooled + self.discarded + self.rejected + self.failed
-                + self.invalid)
+        return (self.sent + self.spooled + self.discarded + self.intake_discarded
+                + self.in_doubt + self.rejected + self.failed + self.invalid)
+
+    def total_accepted(self) -> int:
+        return self.accepted + self.intake_accepted
 
     def snapshot(self, queued: int = 0) -> Metrics:
         """``queued``: points still in the inbox, not yet taken by the engine."""
         settled = self.settled()
-        accepted = self.accepted + queued
+        accepted = self.total_accepted() + queued
         return Metrics(
             logged=accepted + self.dropped_backpressure,
             sent=self.sent,
-            pending=max(accepted - settled, 0),
+            pending=accepted - settled,
             spooled=self.spooled,
             replayed=self.replayed,
             dropped_backpressure=self.dropped_backpressure,
-            discarded=self.discarded,
+            discarded=self.discarded + self.intake_discarded,
             rejected=self.rejected,
             failed=self.failed,
             invalid=self.invalid,
             requests=self.requests,
             retries=self.retries,
             errors=self.errors,
+            in_doubt=self.in_doubt,
         )

@@ -16,7 +16,14 @@ from typing import Any
 
 from ._series import SeriesKey
 
-__all__ = ["encode_update", "timestamp_json", "series_header"]
+__all__ = ["JSON_HEADERS", "encode_update", "is_ok", "timestamp_json", "series_header"]
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def is_ok(status: int) -> bool:
+    """Any 2xx is an acceptance (the body carries nothing the client needs)."""
+    return 200 <= status < 300
 
 _ORDERING = ("ORDERING_MODE_RELATIVE_ORDERED", "ORDERING_MODE_ABSOLUTE_UNORDERED")
 _SECOND_PREFIX: dict[int, str] = {}

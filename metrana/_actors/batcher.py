@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from .flush import FlushMarker
+from .parcel import Parcel
 from .step_counter import SeriesState
 
 __all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher"]
@@ -22,21 +23,12 @@ __all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher"]
 MAX_BATCH_POINTS = 10_000
 
 
-@attrs.define
+@attrs.frozen
 class Batch:
-    """Points of one lane: series state → runs of ``(first step or None, inbox items)``."""
+    """Points of one lane as a parcel: ``[(series state, runs)]`` (see :mod:`.parcel`)."""
 
-    series: dict[SeriesState, list[tuple[int | None, list[Any]]]]
+    parcel: Parcel
     count: int
-
-    def points(self, state: SeriesState) -> list[tuple[int, int | None, float, int]]:
-        """One series' points as ``(step, major, value, ts)`` (for the spool)."""
-        out = []
-        for first, items in self.series[state]:
-            for index, item in enumerate(items):
-                step = item[1] if first is None else first + index
-                out.append((step, item[2], item[3], item[4]))
-        return out
 
 
 class Batcher:
@@ -55,10 +47,6 @@ class Batcher:
         self._pending: list[dict[SeriesState, list[Any]]] = [{} for _ in lanes]
         self._counts = [0] * len(lanes)
         self._since = [math.inf] * len(lanes)
-
-    @property
-    def queued(self) -> int:
-        return sum(self._counts)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with AsyncExitStack() as stack:
@@ -120,7 +108,7 @@ class Batcher:
     async def _cut(self, lane: int) -> None:
         if not self._counts[lane]:
             return
-        batch = Batch(self._pending[lane], self._counts[lane])
+        batch = Batch(list(self._pending[lane].items()), self._counts[lane])
         self._pending[lane] = {}
         self._counts[lane] = 0
         self._since[lane] = math.inf

@@ -5,8 +5,9 @@ from __future__ import annotations
 import email.utils
 import gzip
 import random
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -15,12 +16,13 @@ import trio
 
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._stats import Counters
-from .._wire import encode_update, series_header
+from .._wire import JSON_HEADERS, encode_update, series_header
 from .batcher import Batch
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
+from .parcel import Delivery, InFlight, Parcel, deliver_isolating, parcel_count
 
-__all__ = ["Dispatcher", "RetryPolicy", "is_transient", "post_with_retries"]
+__all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_transient", "post_with_retries"]
 
 
 @attrs.frozen
@@ -59,6 +61,43 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes, and what exception groups among them hold."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo += list(getattr(current, "exceptions", ()) or ())
+        for nxt in (current.__cause__, current.__context__):
+            if nxt is not None:
+                todo.append(nxt)
+    return seen
+
+
+def describe_failure(exc: httpx.TransportError) -> str:
+    """What went wrong on the wire, in words a user can act on."""
+    causes = _causes(exc)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "host name not found"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for an answer"
+    text = str(exc)
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({text})" if text else "cannot connect"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def url_of(client: httpx.AsyncClient, path: str) -> str:
+    return str(client.base_url).rstrip("/") + path
+
+
 async def post_with_retries(
     client: httpx.AsyncClient,
     path: str,
@@ -67,33 +106,45 @@ async def post_with_retries(
     counters: Counters,
     *,
     headers: dict[str, str] | None = None,
-    accept: Callable[[int], bool] = lambda status: 200 <= status < 300,
-    on_retry: Callable[[str], Awaitable[None] | None] | None = None,
+    flight: InFlight | None = None,
+    on_failure: Callable[[int, str, bool], None] | None = None,
 ) -> httpx.Response:
     """POST until a non-transient answer. Raises MetranaConnectionError when the budget is spent.
 
     Returns the response whether it was accepted or refused; callers decide what a refusal
-    means. Transient = connection errors, timeouts, 408, 429, 5xx.
+    means. Transient = connection errors, timeouts, 408, 429, 5xx. ``flight.outstanding`` is
+    True exactly while a request is on the wire; ``on_failure(attempt, reason, unreachable)``
+    hears of every failed attempt (``unreachable``: nothing answered at all).
     """
     last = ""
+    unreachable = False
     for attempt in range(policy.max_attempts):
         retry_after = None
         counters.requests += 1
+        if flight is not None:
+            flight.outstanding = True
         try:
-            response = await client.post(path, content=body, headers=headers)
+            response = await client.post(path, content=body, headers=headers or JSON_HEADERS)
         except httpx.TransportError as exc:
-            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            last = describe_failure(exc)
+            unreachable = isinstance(exc, httpx.ConnectError)
         else:
-            if accept(response.status_code) or not is_transient(response.status_code):
+            if not is_transient(response.status_code):
                 return response
             last = f"HTTP {response.status_code}"
+            unreachable = False
             retry_after = _retry_after(response)
+        finally:
+            if flight is not None:
+                flight.outstanding = False
+        if on_failure is not None:
+            on_failure(attempt, last, unreachable)
         if attempt + 1 < policy.max_attempts:
             counters.retries += 1
             await trio.sleep(policy.delay(attempt, retry_after))
     raise MetranaConnectionError(
-        f"{client.base_url}{path} did not accept the request after {policy.max_attempts} "
-        f"attempts (last: {last})"
+        f"{url_of(client, path)} did not accept the request after {policy.max_attempts} "
+        f"attempts (last: {last})", unreachable=unreachable,
     )
 
 
@@ -103,6 +154,25 @@ class RunTarget:
     workspace: str
     project: str
     run_name: str
+
+
+def encode_parcel(target: RunTarget, parcel: Parcel) -> bytes:
+    """An UpdateRunsRequest carrying a parcel's points."""
+    series = []
+    for state, runs in parcel:
+        if state.header is None:
+            state.header = series_header(state.key, state.manual)
+        series.append((state.header, state.key.rl, runs))
+    return encode_update(target.session_id, target.workspace, target.project, target.run_name,
+                         series)
+
+
+def refusal_error(count: int, response: httpx.Response, what: str = "points") -> MetranaApiError:
+    return MetranaApiError(
+        f"the service refused {count:,} {what} with HTTP {response.status_code}: "
+        f"{response.text[:500]}",
+        status=response.status_code, body=response.text[:2000], points=count,
+    )
 
 
 class DispatchControl(Protocol):
@@ -115,7 +185,7 @@ class DispatchControl(Protocol):
 
     def can_spool(self) -> bool: ...
 
-    def spool_batch(self, batch: Batch) -> None: ...
+    def spool_parcels(self, parcels: list[Parcel], count: int) -> None: ...
 
     def enter_outage(self, reason: str) -> None: ...
 
@@ -132,6 +202,8 @@ class Dispatcher:
         counters: Counters,
         policy: RetryPolicy,
         control: DispatchControl,
+        *,
+        compress: bool = False,
     ) -> None:
         self._receive = receive
         self._client = client
@@ -140,8 +212,8 @@ class Dispatcher:
         self._counters = counters
         self._policy = policy
         self._control = control
+        self._compress = compress
         self.request_scope: trio.CancelScope | None = None
-        self.compress = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._receive:
@@ -156,63 +228,58 @@ class Dispatcher:
                 await self.send(item)
 
     def encode(self, batch: Batch) -> bytes:
-        target = self._target
-        series = []
-        for state, runs in batch.series.items():
-            if state.header is None:
-                state.header = series_header(state.key, state.manual)
-            series.append((state.header, state.key.rl, runs))
-        return encode_update(
-            target.session_id, target.workspace, target.project, target.run_name, series
-        )
+        return encode_parcel(self._target, batch.parcel)
+
+    async def _post(self, parcel: Parcel, flight: InFlight) -> httpx.Response:
+        body = encode_parcel(self._target, parcel)
+        headers = JSON_HEADERS
+        if self._compress:
+            # Level 1: most of gzip's saving on this repetitive JSON for a fraction of its CPU.
+            body = gzip.compress(body, compresslevel=1)
+            headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+        return await post_with_retries(self._client, "/runs:update", body, self._policy,
+                                       self._counters, headers=headers, flight=flight)
+
+    def _sent(self, count: int) -> None:
+        self._counters.sent += count
+
+    def _refused(self, count: int, response: httpx.Response) -> None:
+        self._counters.rejected += count
+        self._errors.report(refusal_error(count, response))
 
     async def send(self, batch: Batch) -> None:
         control = self._control
         if control.spool_only:
-            control.spool_batch(batch)
+            control.spool_parcels([batch.parcel], batch.count)
             return
-        body = self.encode(batch)
-        headers = {"Content-Type": "application/json"}
-        if self.compress:
-            # Level 1: most of gzip's saving on this repetitive JSON for a fraction of its CPU.
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        response = None
+        delivery = Delivery()
         with trio.CancelScope() as scope:
             self.request_scope = scope
             try:
-                response = await post_with_retries(
-                    self._client, "/runs:update", body, self._policy, self._counters,
-                    headers=headers,
-                )
-            except MetranaConnectionError as exc:
-                if control.can_spool():
-                    # Later batches of this lane queue behind this one on disk: order holds.
-                    control.enter_outage(str(exc))
-                    control.spool_batch(batch)
-                    return
-                self._counters.failed += batch.count
-                self._errors.report(
-                    MetranaConnectionError(f"{batch.count:,} points not delivered: {exc}",
-                                           points=batch.count)
-                )
-                return
+                await deliver_isolating(batch.parcel, self._post, delivery, on_sent=self._sent,
+                                        on_refused=self._refused,
+                                        stop=lambda: control.spool_only)
+            except trio.Cancelled:
+                # An Immediate close: a request on the wire may or may not have been stored.
+                # What was never sent is counted as discarded when the engine settles.
+                if delivery.flight.outstanding:
+                    self._counters.in_doubt += delivery.current_count
+                raise
             finally:
                 self.request_scope = None
-        if response is None:
-            # The engine cancelled this request to spool everything (close ran out of time).
-            control.spool_batch(batch)
+        rest = delivery.remaining()
+        if not rest:
             return
-        if 200 <= response.status_code < 300:
-            self._counters.sent += batch.count
+        count = sum(parcel_count(part) for part in rest)
+        if delivery.error is not None and not control.can_spool():
+            self._counters.failed += count
+            self._errors.report(MetranaConnectionError(
+                f"{count:,} points not delivered: {delivery.error}", points=count))
             return
-        self._counters.rejected += batch.count
-        self._errors.report(
-            MetranaApiError(
-                f"the service refused {batch.count:,} points with HTTP {response.status_code}: "
-                f"{response.text[:500]}",
-                status=response.status_code,
-                body=response.text[:2000],
-                points=batch.count,
-            )
-        )
+        if delivery.error is not None:
+            # Later batches of this lane queue behind these on disk: order holds.
+            control.enter_outage(str(delivery.error))
+        # Unreachable, or the engine cut the request off to spool everything (close ran out
+        # of time): a request cut off in flight may have been stored; the replay of the same
+        # session is idempotent on the server.
+        control.spool_parcels(rest, count)

@@ -1,28 +1,48 @@
-"""Recovery: replaying spooled points once the service answers again.
+"""Replaying spooled points: the Recovery actor of a running logger, and ``metrana sync``.
 
-The same replay loop serves a running logger (its Recovery actor, which delivers the spool
-before any newer point of the run) and ``metrana sync`` (which delivers spools left on disk).
-Segments are replayed oldest first and deleted only once every record in them was answered,
-so a crash mid-replay re-sends at most one segment, which the server stores once.
+Segments are replayed oldest first; consecutive records of one session are merged into
+full-size requests (up to 10,000 points), whose series are spread over the lanes and sent
+concurrently — each series in one lane, its requests one after another, so per-series order
+holds. A segment is deleted only once every record in it was answered, so a crash mid-replay
+re-sends at most one segment, which the server stores once (a session's replay is idempotent).
+
+A refused request is split until the refused points are isolated (see :mod:`.parcel`); only
+those count as rejected. A transient failure is handled by who is replaying:
+
+- the Recovery actor (``persistent``) waits for the service, however long it is away — unless
+  the service answers a probe while failing this one request over and over with 5xx: then the
+  request is poison, its points are rejected and reported, and replay moves on;
+- ``metrana sync`` stops at the first request it cannot deliver, keeps that segment and the
+  ones after it, and reports the failure (a non-zero exit): it always terminates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
+import trio
 
 from .._exceptions import MetranaApiError, MetranaConnectionError, MetranaSpoolError
+from .._series import SeriesKey
 from .._spool import Damage, decode_record, is_locked, read_segment, segments
 from .._stats import Counters
-from .._wire import encode_update, series_header
-from .dispatcher import RetryPolicy, RunTarget, post_with_retries
+from .._wire import encode_update
+from .batcher import MAX_BATCH_POINTS
+from .dispatcher import (
+    RetryPolicy,
+    RunTarget,
+    encode_parcel,
+    is_transient,
+    post_with_retries,
+    refusal_error,
+)
+from .parcel import Delivery, InFlight, Parcel, deliver_isolating, parcel_count
 
-__all__ = ["ReplayResult", "deliver", "replay_directory"]
-
-_JSON = {"Content-Type": "application/json"}
+__all__ = ["ReplayResult", "probe", "replay_directory"]
 
 
 @attrs.define
@@ -32,17 +52,175 @@ class ReplayResult:
     damaged: int = 0
     segments: int = 0
     skipped_in_use: int = 0
+    stopped: MetranaConnectionError | None = None  # sync only: why it stopped early
 
 
-async def deliver(
-    client: httpx.AsyncClient, path: str, body: bytes, policy: RetryPolicy, counters: Counters
-) -> httpx.Response:
-    """POST until the service gives a non-transient answer, however long it is away."""
-    while True:
-        try:
-            return await post_with_retries(client, path, body, policy, counters, headers=_JSON)
-        except MetranaConnectionError:
-            continue  # the backoff inside post_with_retries paces the probing
+@attrs.define(eq=False)
+class SpooledSeries:
+    """A series as a spool record names it; quacks like the StepCounter's SeriesState."""
+
+    key: SeriesKey
+    manual: bool
+    header: str | None = None
+
+
+async def probe(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> bool:
+    """True when the service answers a request (an update with nothing in it) at all."""
+    body = encode_update(target.session_id, target.workspace, target.project, target.run_name, ())
+    try:
+        response = await post_with_retries(client, "/runs:update", body,
+                                           attrs.evolve(policy, max_attempts=1), Counters())
+    except MetranaConnectionError:
+        return False
+    return not is_transient(response.status_code)
+
+
+def merge_records(records: list[tuple[int, list[Any]]], max_points: int = MAX_BATCH_POINTS
+                  ) -> list[tuple[int, Parcel]]:
+    """Consecutive records of one session as parcels of at most ``max_points`` points."""
+    out: list[tuple[int, Parcel]] = []
+    current: dict[tuple[Any, ...], tuple[SpooledSeries, list[Any]]] = {}
+    current_session: int | None = None
+    size = 0
+
+    def close_current() -> None:
+        nonlocal current, size
+        if current:
+            assert current_session is not None
+            out.append((current_session, [(series, [(None, items)])
+                                          for series, items in current.values()]))
+        current, size = {}, 0
+
+    for session, series_list in records:
+        count = sum(len(points) for _, _, points in series_list)
+        if session != current_session or size + count > max_points:
+            close_current()
+            current_session = session
+        for key, manual, points in series_list:
+            ident = (*key.identity, manual)
+            entry = current.get(ident)
+            if entry is None:
+                entry = current[ident] = (SpooledSeries(key, manual), [])
+            entry[1].extend((None, *point) for point in points)
+        size += count
+    close_current()
+    return out
+
+
+def spread(parcel: Parcel, lanes: int) -> list[Parcel]:
+    """A parcel's series over at most ``lanes`` parcels (a series stays whole)."""
+    groups: list[Parcel] = [[] for _ in range(max(1, min(lanes, len(parcel))))]
+    for index, entry in enumerate(parcel):
+        groups[index % len(groups)].append(entry)
+    return [group for group in groups if group]
+
+
+@attrs.define
+class Replayer:
+    client: httpx.AsyncClient
+    target: RunTarget
+    policy: RetryPolicy
+    counters: Counters
+    report: Callable[[BaseException], None]
+    own_session: int | None = None
+    persistent: bool = False
+    lanes: int = 1
+    result: ReplayResult = attrs.field(factory=ReplayResult)
+
+    def _sent(self, session: int, count: int) -> None:
+        self.result.delivered += count
+        self.counters.replayed += count
+        if session == self.own_session:
+            self.counters.spooled -= count
+            self.counters.sent += count
+
+    def _refused(self, session: int, count: int, error: MetranaApiError) -> None:
+        self.result.rejected += count
+        if session == self.own_session:
+            self.counters.spooled -= count
+            self.counters.rejected += count
+        self.report(error)
+
+    async def _deliver_lane(self, session: int, parcel: Parcel) -> MetranaConnectionError | None:
+        """Deliver one lane's part; None when every point was answered."""
+        target = attrs.evolve(self.target, session_id=session)
+        last_status: list[int] = []
+
+        async def post(part: Parcel, flight: InFlight) -> httpx.Response:
+            def heard(attempt: int, reason: str, unreachable: bool) -> None:
+                last_status.append(0 if unreachable or not reason.startswith("HTTP ")
+                                   else int(reason[5:]))
+
+            return await post_with_retries(self.client, "/runs:update",
+                                           encode_parcel(target, part), self.policy,
+                                           self.counters, flight=flight, on_failure=heard)
+
+        todo = [parcel]
+        while todo:
+            part = todo.pop(0)
+            delivery = Delivery()
+            await deliver_isolating(
+                part, post, delivery, on_sent=lambda n: self._sent(session, n),
+                on_refused=lambda n, r: self._refused(session, n,
+                                                      refusal_error(n, r, "spooled points")),
+            )
+            if delivery.error is None:
+                continue
+            rest = delivery.remaining()
+            if not self.persistent:
+                return delivery.error
+            if last_status and last_status[-1] >= 500 and await probe(self.client, target,
+                                                                       self.policy):
+                # The service works but fails on exactly this request, every time: poison.
+                count = sum(parcel_count(p) for p in rest)
+                self._refused(session, count, MetranaApiError(
+                    f"the service failed {count:,} spooled points with HTTP {last_status[-1]} "
+                    f"on every attempt while answering other requests; they are rejected so "
+                    f"the rest of the spool can be delivered", status=last_status[-1],
+                    points=count))
+                continue
+            todo = rest + todo  # the service is away: try the same points again
+        return None
+
+    async def deliver(self, session: int, parcel: Parcel) -> MetranaConnectionError | None:
+        errors: list[MetranaConnectionError] = []
+
+        async def lane(part: Parcel) -> None:
+            error = await self._deliver_lane(session, part)
+            if error is not None:
+                errors.append(error)
+
+        parts = spread(parcel, self.lanes)
+        if len(parts) == 1:
+            await lane(parts[0])
+        else:
+            async with trio.open_nursery() as nursery:
+                for part in parts:
+                    nursery.start_soon(lane, part)
+        return errors[0] if errors else None
+
+    async def replay_segment(self, segment: Path) -> bool:
+        """Deliver one segment; True when every record was answered (it is then deleted)."""
+        records: list[tuple[int, list[Any]]] = []
+        for item in read_segment(segment):
+            if isinstance(item, Damage):
+                self.result.damaged += 1
+                self.report(MetranaSpoolError(f"{item}; the intact records are delivered"))
+                continue
+            try:
+                records.append(decode_record(item))
+            except (ValueError, KeyError, TypeError) as exc:
+                self.result.damaged += 1
+                self.report(MetranaSpoolError(f"spool segment {segment} holds an unreadable "
+                                              f"record ({exc!r}); skipped"))
+        for session, parcel in merge_records(records):
+            error = await self.deliver(session, parcel)
+            if error is not None:
+                self.result.stopped = error
+                return False
+        segment.unlink(missing_ok=True)
+        self.result.segments += 1
+        return True
 
 
 async def replay_directory(
@@ -54,42 +232,15 @@ async def replay_directory(
     report: Callable[[BaseException], None],
     *,
     own_session: int | None = None,
+    persistent: bool = False,
+    lanes: int = 1,
 ) -> ReplayResult:
     """Deliver every complete segment of ``directory`` not held by a live writer."""
-    result = ReplayResult()
+    replayer = Replayer(client, target, policy, counters, report, own_session, persistent, lanes)
     for segment in segments(directory):
         if is_locked(segment):
-            result.skipped_in_use += 1
+            replayer.result.skipped_in_use += 1
             continue
-        for item in read_segment(segment):
-            if isinstance(item, Damage):
-                result.damaged += 1
-                report(MetranaSpoolError(f"{item}; the intact records are delivered"))
-                continue
-            session, series = decode_record(item)
-            count = sum(len(points) for _, _, points in series)
-            body = encode_update(
-                session, target.workspace, target.project, target.run_name,
-                [(series_header(key, manual), key.rl, [(None, [(None, *p) for p in points])])
-                 for key, manual, points in series],
-            )
-            response = await deliver(client, "/runs:update", body, policy, counters)
-            own = session == own_session
-            if 200 <= response.status_code < 300:
-                result.delivered += count
-                counters.replayed += count
-                if own:
-                    counters.spooled -= count
-                    counters.sent += count
-            else:
-                result.rejected += count
-                if own:
-                    counters.spooled -= count
-                    counters.rejected += count
-                report(MetranaApiError(
-                    f"the service refused {count:,} spooled points with HTTP "
-                    f"{response.status_code}: {response.text[:500]}",
-                    status=response.status_code, body=response.text[:2000], points=count))
-        segment.unlink(missing_ok=True)
-        result.segments += 1
-    return result
+        if not await replayer.replay_segment(segment):
+            break
+    return replayer.result

@@ -7,6 +7,7 @@ from typing import Any
 import trio
 
 from metrana._actors.batcher import Batcher
+from metrana._actors.parcel import run_points
 from metrana._actors.step_counter import SeriesState
 from metrana._series import SeriesKey
 
@@ -49,7 +50,7 @@ async def test_batches_never_exceed_the_cap_and_keep_order(autojump_clock: trio.
     received = await run_batcher([[(loss, 0, items(25_000))]])
     batches = [batch for _, batch in received[0]]
     assert [b.count for b in batches] == [10_000, 10_000, 5_000]
-    steps = [p[0] for b in batches for p in b.points(loss)]
+    steps = [p[0] for b in batches for state_, runs in b.parcel for p in run_points(runs)]
     assert steps == list(range(25_000))
 
 

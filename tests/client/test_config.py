@@ -30,11 +30,12 @@ def snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-def test_defaults_are_the_seed_readme_defaults() -> None:
-    """DropNew, Warn, Allow, CompletePending, Success; unbounded queues."""
+def test_defaults_are_the_seed_readme_defaults_but_complete_all() -> None:
+    """DropNew, Warn, Allow, Success, unbounded queues as in the seed; CompleteAll on close
+    (the seed's CompletePending discards the last batch window: every point of a short run)."""
     s = resolve_settings(BASE, environ={})
     assert (s.backpressure_strategy, s.error_strategy, s.resume_strategy, s.close_strategy,
-            s.log_level) == ("DropNew", "Warn", "Allow", "CompletePending", "Success")
+            s.log_level) == ("DropNew", "Warn", "Allow", "CompleteAll", "Success")
     assert (s.event_queue_max_size, s.dispatch_queue_max_size, s.error_queue_max_size) == (0, 0, 0)
     assert s.num_dispatch_workers == 4
 

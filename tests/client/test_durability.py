@@ -23,7 +23,7 @@ from faults import FaultProxy
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._cli import main as cli
-from metrana._spool import read_segment, segments
+from metrana._spool import read_segment, run_spool_dir, segments
 from metrana.server import ServerInfo, Store
 
 if sys.version_info < (3, 11):
@@ -172,7 +172,7 @@ def test_sigkill_after_flush_loses_nothing_flushed(
     child.communicate(timeout=30)
     assert line.startswith("flushed")
     # Durable before the kill: every flushed point is in an intact spool record.
-    directory = spool_root / "ws" / "proj" / name
+    directory = run_spool_dir(spool_root, "ws", "proj", name)
     on_disk = set()
     from metrana._spool import decode_record
     for segment in segments(directory):
@@ -200,7 +200,7 @@ def offline_run(spool_root: Path, points: int, flush_every: int | None = None) -
                 run.flush()
     metrics = run.get_metrics()
     assert (metrics.spooled, metrics.sent, metrics.requests) == (points, 0, 0)
-    return spool_root / "ws" / "proj" / name
+    return run_spool_dir(spool_root, "ws", "proj", name)
 
 
 def test_offline_run_then_sync_twice_stores_each_point_once(
@@ -251,7 +251,7 @@ def test_spool_full_is_reported_and_the_loop_goes_on(
     for i in range(200):
         run.log("loss", float(i))
     run.flush()
-    directory = spool_root / "ws" / "proj" / run.run_name
+    directory = run_spool_dir(spool_root, "ws", "proj", run.run_name)
     before = {p: p.read_bytes() for p in segments(directory)}
     for i in range(200, 20_000):
         run.log("loss", float(i))

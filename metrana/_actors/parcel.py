@@ -1,0 +1,160 @@
+"""Parcels: the points of one request, and delivering them so a refusal costs only bad points.
+
+A parcel is a list of ``(series, runs)``; ``runs`` are ``(first step or None, items)`` as the
+StepCounter made them (with a first step, item ``i`` has step ``first + i``; with None each
+item carries its own step). The dispatcher sends a lane's batch as one parcel, the recovery
+actor and ``metrana sync`` send merged spool records as parcels.
+
+When the service refuses a parcel for its content (400, 413, 422), the parcel is split — by
+series first, then by points — and the halves are sent again, until the refused points are
+isolated: one bad timestamp costs one point, not the 9,999 others of its batch. The number of
+extra requests is bounded, so a parcel whose every point is refused (a bad series name) costs a
+few dozen requests, not thousands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import httpx
+
+from .._exceptions import MetranaConnectionError
+from .._wire import is_ok
+
+__all__ = [
+    "Delivery",
+    "InFlight",
+    "Parcel",
+    "Runs",
+    "deliver_isolating",
+    "parcel_count",
+    "run_points",
+    "split_parcel",
+]
+
+Runs = list[tuple["int | None", list[Any]]]
+Parcel = list[tuple[Any, Runs]]
+
+# Refusals about the content of the request: a part of it may be acceptable.
+SPLITTABLE = frozenset({400, 413, 422})
+
+
+def runs_count(runs: Runs) -> int:
+    return sum(len(items) for _, items in runs)
+
+
+def parcel_count(parcel: Parcel) -> int:
+    return sum(runs_count(runs) for _, runs in parcel)
+
+
+def run_points(runs: Runs) -> list[tuple[int, int | None, float, int]]:
+    """One series' points as ``(step, major, value, ts)`` (the spool's layout)."""
+    out = []
+    for first, items in runs:
+        for index, item in enumerate(items):
+            step = item[1] if first is None else first + index
+            out.append((step, item[2], item[3], item[4]))
+    return out
+
+
+def _split_runs(runs: Runs, keep: int) -> tuple[Runs, Runs]:
+    """The first ``keep`` points of a series and the rest, each still in step order."""
+    head: Runs = []
+    tail: Runs = []
+    for first, items in runs:
+        if keep >= len(items):
+            head.append((first, items))
+            keep -= len(items)
+        elif keep <= 0:
+            tail.append((first, items))
+        else:
+            head.append((first, items[:keep]))
+            tail.append((None if first is None else first + keep, items[keep:]))
+            keep = 0
+    return head, tail
+
+
+def split_parcel(parcel: Parcel) -> tuple[Parcel, Parcel]:
+    """Two non-empty halves of a parcel of two or more points, earlier points first."""
+    if len(parcel) > 1:
+        total = parcel_count(parcel)
+        running = 0
+        for index, (_, runs) in enumerate(parcel):
+            running += runs_count(runs)
+            if running * 2 >= total or index == len(parcel) - 2:
+                return parcel[:index + 1], parcel[index + 1:]
+    series, runs = parcel[0]
+    head, tail = _split_runs(runs, runs_count(runs) // 2)
+    return [(series, head)], [(series, tail)]
+
+
+@attrs.define
+class InFlight:
+    """Whether a request is on the wire right now: its points are in doubt if it is cut off
+    (the service may have stored them), not when it is cut off between attempts."""
+
+    outstanding: bool = False
+
+
+@attrs.define
+class Delivery:
+    """Progress of one :func:`deliver_isolating` call, readable after it was cancelled."""
+
+    todo: list[Parcel] = attrs.field(factory=list)  # a stack: the next part is at the end
+    current: Parcel | None = None  # the part being posted
+    current_count: int = 0
+    error: MetranaConnectionError | None = None
+    flight: InFlight = attrs.field(factory=InFlight)
+
+    def remaining(self) -> list[Parcel]:
+        """What was not delivered or refused, in order (the part in flight first)."""
+        head = [self.current] if self.current is not None else []
+        return head + list(reversed(self.todo))
+
+
+def split_budget(count: int) -> int:
+    """Extra requests allowed to isolate refused points of a parcel of ``count`` points."""
+    return max(16, 8 * math.ceil(math.log2(count + 1)))
+
+
+async def deliver_isolating(
+    parcel: Parcel,
+    post: Callable[[Parcel, InFlight], Awaitable[httpx.Response]],
+    delivery: Delivery,
+    *,
+    on_sent: Callable[[int], None],
+    on_refused: Callable[[int, httpx.Response], None],
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Send ``parcel``; on a content refusal, split and resend until the bad points are alone.
+
+    ``post`` raises :class:`MetranaConnectionError` when the service cannot be reached: the
+    call then returns with ``delivery.error`` set and :meth:`Delivery.remaining` holding what
+    was not delivered, in order, for the caller to keep. ``stop()`` is asked before each
+    request; True hands the rest back the same way (without an error).
+    """
+    delivery.todo = [parcel]
+    budget = split_budget(parcel_count(parcel))
+    while delivery.todo:
+        if stop():
+            return
+        part = delivery.todo.pop()
+        count = parcel_count(part)
+        delivery.current, delivery.current_count = part, count
+        try:
+            response = await post(part, delivery.flight)
+        except MetranaConnectionError as exc:
+            delivery.error = exc
+            return
+        delivery.current, delivery.current_count = None, 0
+        if is_ok(response.status_code):
+            on_sent(count)
+        elif response.status_code in SPLITTABLE and count > 1 and budget >= 2:
+            budget -= 2
+            left, right = split_parcel(part)
+            delivery.todo += [right, left]
+        else:
+            on_refused(count, response)
