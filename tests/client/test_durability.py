@@ -23,7 +23,7 @@ from faults import FaultProxy
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._cli import main as cli
-from metrana._spool import read_segment, run_spool_dir, segments
+from metrana._spool import read_manifest, read_segment, run_spool_dir, segments
 from metrana.server import ServerInfo, Store
 
 if sys.version_info < (3, 11):
@@ -190,6 +190,12 @@ def test_sigkill_after_flush_loses_nothing_flushed(
     assert segments(directory) == []
 
 
+def run_name_of(directory: Path) -> str:
+    manifest = read_manifest(directory)
+    assert manifest is not None
+    return str(manifest["run_name"])
+
+
 def offline_run(spool_root: Path, points: int, flush_every: int | None = None) -> Path:
     name = new_run()
     with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
@@ -218,7 +224,7 @@ def test_offline_run_then_sync_twice_stores_each_point_once(
     shutil.rmtree(backup)
     report = metrana.sync(directory, ingestion_url=live_server.url)
     assert report.delivered == 100_000
-    assert stored_steps(live_server, directory.name) == list(range(100_000))
+    assert stored_steps(live_server, run_name_of(directory)) == list(range(100_000))
 
 
 def test_damaged_segment_delivers_intact_records_and_reports(
@@ -235,7 +241,7 @@ def test_damaged_segment_delivers_intact_records_and_reports(
     assert report.delivered == 800 and report.damaged_records == 2
     assert any("checksum" in e for e in report.errors)
     assert any("torn" in e for e in report.errors)
-    steps = stored_steps(live_server, directory.name)
+    steps = stored_steps(live_server, run_name_of(directory))
     assert steps == [s for s in range(900) if not 300 <= s < 400]
 
 
