@@ -272,18 +272,7 @@ def _after_fork_in_child() -> None:
 
 def _close_at_exit() -> None:
     for live in list(live_sessions):
-        if live._state is State.OPEN and not live._in_trio:
-            timeout = min(live.settings.close_timeout, 30.0)
-            warnings.warn(
-                f"metrana: run {live.run_name!r} was not closed; delivering what is queued "
-                f"(up to {timeout:g}s) before exit — call metrana.close() yourself to choose",
-                stacklevel=1,
-            )
-            try:
-                # The user did not choose to discard anything: deliver all, bounded in time.
-                live.close(timeout=timeout, strategy="CompleteAll")
-            except Exception as exc:  # noqa: BLE001 - never turn exit into a traceback
-                warnings.warn(f"metrana: closing at exit failed: {exc!r}", stacklevel=1)
+        live._close_at_exit()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import MetranaConfigError
+from ._series import check_text
 
 __all__ = ["MAX_CONFIG_LEAVES", "flatten_config"]
 
@@ -68,7 +69,10 @@ def _leaf(value: Any, path: str) -> dict[str, Any]:
     if isinstance(value, float):
         return {"floatValue": _float_json(value)}
     if isinstance(value, str):
-        return {"stringValue": value}
+        try:
+            return {"stringValue": check_text(value, f"config value at {path}")}
+        except ValueError as exc:
+            raise MetranaConfigError(str(exc)) from None
     if isinstance(value, (datetime.datetime, datetime.date)):
         return {"stringValue": str(value)}
     item = getattr(value, "item", None)

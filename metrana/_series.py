@@ -18,7 +18,10 @@ from ._enums import StandardMetricScale
 from ._exceptions import MetranaMetricNameError
 
 __all__ = [
+    "MAX_STEP",
+    "PLAUSIBLE_NS",
     "SeriesKey",
+    "check_text",
     "check_int",
     "check_name",
     "check_timestamp",
@@ -29,7 +32,8 @@ __all__ = [
 
 _SCALES = {s.value: s.value for s in StandardMetricScale}
 _SCALES.update({s.value.lower(): s.value for s in StandardMetricScale})
-_MAX_TIMESTAMP_NS = 253_402_300_800 * 10**9  # year 10000, the protobuf Timestamp limit
+MAX_STEP = 2**63 - 1  # steps and timestamps are stored as signed 64-bit integers
+PLAUSIBLE_NS = 10**17  # 1973-03-03 in nanoseconds; smaller is likely seconds or milliseconds
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -73,6 +77,19 @@ class SeriesKey:
         return "/".join(parts)
 
 
+def check_text(text: str, what: str) -> str:
+    """A str that can be sent: valid UTF-8, so no lone surrogate (e.g. from a bad decode)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{what} {text!r} is not valid UTF-8 text (a lone surrogate at position "
+                f"{exc.start}, as a wrongly decoded byte string leaves); clean it first"
+            ) from None
+    return text
+
+
 def check_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"metric name must be a str, got {type(name).__name__}: {name!r}")
@@ -83,7 +100,10 @@ def check_name(name: object) -> str:
         raise MetranaMetricNameError(
             f"metric name {name!r} contains whitespace; use {fixed!r} instead"
         )
-    return name
+    try:
+        return check_text(name, "metric name")
+    except ValueError as exc:
+        raise MetranaMetricNameError(str(exc)) from None
 
 
 def resolve_scale(scale: object) -> str:
@@ -110,6 +130,8 @@ def label_tuple(labels: Mapping[str, str] | None, evaluation: bool) -> tuple[tup
                 f"labels must map str to str; got {key!r}: {value!r} "
                 f"({type(key).__name__}: {type(value).__name__}); convert values with str()"
             )
+        check_text(key, "label key")
+        check_text(value, f"label {key!r} value")
     if evaluation and "evaluation" not in labels:
         labels = {**labels, "evaluation": "true"}
     return tuple(sorted(labels.items()))
@@ -147,8 +169,8 @@ def coerce_value(value: Any, name: str) -> float:
 
 
 def check_int(value: Any, what: str) -> int:
-    """A non-negative integer (int or numpy integer, not bool)."""
-    if type(value) is int and value >= 0:
+    """An integer in [0, 2**63-1] (int or numpy integer, not bool): what the service stores."""
+    if type(value) is int and 0 <= value <= MAX_STEP:
         return value
     if isinstance(value, bool):
         raise TypeError(f"{what} must be an int, got bool")
@@ -158,8 +180,8 @@ def check_int(value: Any, what: str) -> int:
         raise TypeError(f"{what} must be an int, got {type(value).__name__}: {value!r:.80}") from None
     if number < 0:
         raise ValueError(f"{what} must be >= 0, got {number}")
-    if number >= 2**63:
-        raise ValueError(f"{what} must be < 2**63, got {number}")
+    if number > MAX_STEP:
+        raise ValueError(f"{what} must be at most 2**63-1, got {number}")
     return number
 
 
@@ -168,7 +190,10 @@ def check_timestamp(value: Any) -> int:
         raise TypeError(
             "timestamp is Unix time in integer nanoseconds (e.g. time.time_ns()), got a float"
         )
-    ns = check_int(value, "timestamp")
-    if ns >= _MAX_TIMESTAMP_NS:
-        raise ValueError(f"timestamp {ns} is past year 9999; it must be Unix nanoseconds")
-    return ns
+    try:
+        return check_int(value, "timestamp")
+    except ValueError:
+        raise ValueError(
+            f"timestamp {value} is outside what int64 nanoseconds hold (1970 to 2262); it must be "
+            "Unix time in integer nanoseconds, e.g. time.time_ns()"
+        ) from None

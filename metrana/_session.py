@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import enum
+import multiprocessing.util as _mp_util
 import threading
 import time
 import weakref
@@ -26,9 +27,12 @@ from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerCl
 from ._inbox import Inbox
 from ._log import say
 from ._series import (
+    MAX_STEP,
+    PLAUSIBLE_NS,
     SeriesKey,
     check_int,
     check_name,
+    check_text,
     check_timestamp,
     coerce_value,
     label_tuple,
@@ -52,7 +56,40 @@ class State(enum.Enum):
 
 
 live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def _close_at_process_exit(ref: weakref.ref[Session]) -> None:
+    session = ref()
+    if session is not None:
+        session._close_at_exit()
 _time_ns = time.time_ns
+
+
+def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None) -> list[str]:
+    """For every kind of drop in ``final``: why it happened and which setting keeps it."""
+    out = []
+    if final.discarded:
+        if strategy in (CloseStrategy.Immediate, CloseStrategy.CompletePending):
+            out.append(f"{final.discarded:,} points were discarded by close_strategy="
+                       f"'{strategy.value}'; close_strategy='CompleteAll' (the default) "
+                       "delivers them")
+        else:
+            out.append(f"{final.discarded:,} points were discarded: close_timeout="
+                       f"{settings.close_timeout:g}s ran out with no spool to keep them; a longer "
+                       "close_timeout, or a spool_dir, keeps them")
+    if final.in_doubt:
+        out.append(f"{final.in_doubt:,} points were cut off in flight by close_strategy="
+                   "'Immediate' (the service may have stored them); close_strategy='CompleteAll' "
+                   "waits for their answer")
+    if final.dropped_backpressure:
+        out.append(f"{final.dropped_backpressure:,} points were dropped because the queue was "
+                   f"full (event_queue_max_size={settings.event_queue_max_size:,}); a larger "
+                   "event_queue_max_size or backpressure_strategy='Block' keeps them")
+    if final.failed:
+        where = ("the spool is off (spool_dir)" if settings.spool_dir is None
+                 else "the spool was full or unwritable (spool_max_bytes, spool_dir)")
+        out.append(f"{final.failed:,} points could be neither delivered nor spooled: {where}")
+    return out
 
 
 class Session:
@@ -82,8 +119,13 @@ class Session:
         self._interned: dict[tuple[Any, ...], SeriesKey] = {}
         self._series: list[SeriesKey] = []  # shared with the engine: index -> key
         self._plain_index: dict[Any, int] = {}  # name -> index, default scale, no labels
+        self._series_lock = threading.Lock()
+        self._warned_timestamp = False
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
+        self._closed_with: CloseStrategy | None = None
+        self._exit_finalizer: _mp_util.Finalize | None = None
+        self._forked = False  # this object was inherited by a forked child
         self._thread: threading.Thread | None = None
         self._stopped: threading.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -193,6 +235,11 @@ class Session:
             self._state = State.CLOSED
             raise engine.creation_error
         live_sessions.add(self)
+        # A process that ends without close() still delivers: atexit covers the main program
+        # and spawned children; multiprocessing's finalizers cover forked workers (Pool,
+        # Process), which leave through os._exit and never run atexit.
+        self._exit_finalizer = _mp_util.Finalize(
+            None, _close_at_process_exit, args=(weakref.ref(self),), exitpriority=10)
 
     def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
         """Stop logging and deal with undelivered points per the close strategy.
@@ -295,15 +342,21 @@ class Session:
 
         chosen = (self.settings.close_strategy if strategy is None
                   else parse_choice(CloseStrategy, strategy, "close(strategy=...)"))
+        self._closed_with = chosen
         return chosen, self.settings.close_timeout if timeout is None else float(timeout)
 
     def _finish(self) -> None:
         self._state = State.CLOSED
         live_sessions.discard(self)
+        if self._exit_finalizer is not None:
+            self._exit_finalizer.cancel()
+            self._exit_finalizer = None
         self._final = self._snapshot()
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
+        for advice in close_advice(final, self.settings, self._closed_with):
+            message += f". {advice}"
         if final.spooled:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
                         f"delivered by the next init() of this run, or by `metrana sync "
@@ -335,8 +388,25 @@ class Session:
             return
         self.close()
 
+    def _close_at_exit(self) -> None:
+        """The process is ending and nobody closed this run: deliver, bounded, and say so."""
+        if self._state is not State.OPEN or self._thread is None:
+            return
+        timeout = min(self.settings.close_timeout, 30.0)
+        if not self._forked:
+            self._say("WARNING", f"run {self.run_name!r} was not closed; delivering what is "
+                                 f"queued (up to {timeout:g}s) before exit — call metrana.close()"
+                                 " yourself to choose")
+        try:
+            # The user did not choose to discard anything: deliver all, bounded in time.
+            self.close(timeout=timeout, strategy="CompleteAll")
+        except Exception as exc:  # noqa: BLE001 - never turn exit into a traceback
+            self._say("ERROR", f"closing run {self.run_name!r} at exit failed: {exc!r}")
+
     def _after_fork_in_child(self) -> None:
         """Called in a forked child: the engine thread did not survive the fork."""
+        self._forked = True
+        self._exit_finalizer = None  # the parent's; multiprocessing forgets it in the child
         self._state = State.FORKED
         self._close_lock = threading.Lock()
 
@@ -386,14 +456,30 @@ class Session:
             raise group
 
     def _intern(self, key: SeriesKey) -> SeriesKey:
-        """The one SeriesKey object of this series, numbered in the series table."""
-        known = self._interned.get(key.identity)
-        if known is not None:
-            return known
-        key.index = len(self._series)
-        self._series.append(key)  # before it can be queued: the engine looks it up by index
-        self._interned[key.identity] = key
-        return key
+        """The one SeriesKey object of this series, numbered in the series table.
+
+        Under a lock: two threads using a new name at once must get one series (one step
+        counter), not two that collide on the server.
+        """
+        with self._series_lock:
+            known = self._interned.get(key.identity)
+            if known is not None:
+                return known
+            key.index = len(self._series)
+            self._series.append(key)  # before it can be queued: the engine looks it up by index
+            self._interned[key.identity] = key
+            return key
+
+    def _timestamp(self, value: Any) -> int:
+        """A given timestamp, checked; one that looks like seconds or milliseconds warns once."""
+        ns = check_timestamp(value)
+        if ns < PLAUSIBLE_NS and not self._warned_timestamp:
+            self._warned_timestamp = True
+            self._say("WARNING", f"timestamp {ns} is before 1973 as Unix nanoseconds: it looks "
+                                 "like seconds or milliseconds. Timestamps are integer "
+                                 "nanoseconds (time.time_ns(), or int(seconds * 1e9)); it is "
+                                 "stored as given")
+        return ns
 
     def _key(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
         """Slow path of series lookup: validate, build, cache."""
@@ -471,7 +557,7 @@ class Session:
             step = check_int(step, "step")
             key.manual_seen = True
         item = (key.index, step, None, value,
-                _time_ns() if timestamp is None else check_timestamp(timestamp))
+                _time_ns() if timestamp is None else self._timestamp(timestamp))
         if self._fast:
             self._append(item)
         else:
@@ -489,7 +575,7 @@ class Session:
             key.manual_seen = True
         key.vector_seen = True
         return Block(key, steps, major, floats,
-                     _time_ns() if timestamp is None else check_timestamp(timestamp))
+                     _time_ns() if timestamp is None else self._timestamp(timestamp))
 
     def _put_blocks(self, blocks: list[Block], points: int) -> None:
         if self._state is not State.OPEN:
@@ -512,7 +598,7 @@ class Session:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
         if step is not None:
             step = check_int(step, "step")
-        ts = _time_ns() if timestamp is None else check_timestamp(timestamp)
+        ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
         items: list[tuple[int, int | None, None, float, int]] = []
         cache = ((self._eval_keys if evaluation else self._keys)
                  if labels is None and scale is None else None)
@@ -553,7 +639,7 @@ class Session:
             if env_id is None:
                 env = ""
             elif isinstance(env_id, str):
-                env = env_id
+                env = check_text(env_id, "env_id")
             elif isinstance(env_id, int) and not isinstance(env_id, bool):
                 env = str(env_id)
             else:
@@ -581,14 +667,14 @@ class Session:
             key = self._other_keys.get((metric_name, "EPISODE", env_id, None, evaluation))
         if key is None:
             key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
-        if type(rl_step) is not int or rl_step < 0:
+        if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
         if episode is not None:
             episode = check_int(episode, "episode")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
         item = (key.index, episode, rl_step, value,
-                _time_ns() if timestamp is None else check_timestamp(timestamp))
+                _time_ns() if timestamp is None else self._timestamp(timestamp))
         if self._fast:
             self._append(item)
         else:
@@ -627,14 +713,14 @@ class Session:
                 episode = check_int(episode, "episode")
             key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels,
                                evaluation)
-        if type(rl_step) is not int or rl_step < 0:
+        if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
         if env_step is not None:
             env_step = check_int(env_step, "env_step")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
         item = (key.index, env_step, rl_step, value,
-                _time_ns() if timestamp is None else check_timestamp(timestamp))
+                _time_ns() if timestamp is None else self._timestamp(timestamp))
         if self._fast:
             self._append(item)
         else:
