@@ -27,7 +27,7 @@ DEFAULT_DB_PATH = Path.home() / ".metrana" / "metrana.sqlite3"
 @attrs.frozen
 class ServerInfo:
     url: str
-    db_path: Path
+    db_path: Path | str  # a SQLite file, or the PostgreSQL URL without its password
 
 
 async def serve(
@@ -68,7 +68,7 @@ async def serve(
             binds = await nursery.start(
                 partial(hypercorn_serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
             )
-            task_status.started(ServerInfo(url=binds[0], db_path=store.path))
+            task_status.started(ServerInfo(url=binds[0], db_path=store.path or store.location))
             await shutdown.wait()
             # Let hypercorn finish in-flight requests (each is one committed transaction).
             nursery.cancel_scope.deadline = trio.current_time() + 10

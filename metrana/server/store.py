@@ -1,83 +1,57 @@
-"""SQLite storage for the local ingestion server.
+"""The store: runs, series and points on SQLite or PostgreSQL, the same way on both.
 
-Why SQLite in WAL mode: one file a user can copy, readers that never block the writer, and
-transactions so a request is stored whole or not at all. Every point is keyed by its series and
-step (RL: major and minor step), so a batch the client retries after a lost response is stored
-once (``INSERT OR IGNORE``: the first write of a key wins).
+What it guarantees, on either database:
 
-All methods are synchronous and thread-safe; the ASGI app calls them from worker threads.
+- **A request is stored whole or not at all** (one transaction), and what cannot be stored is
+  refused before anything is written (:mod:`.ingest`).
+- **Idempotent.** A point is identified by its series, its session and its step, so a retried,
+  replayed or synced request stores nothing twice — also when two servers receive the same
+  request at once: a series' row is locked while its points are written (PostgreSQL), and rows
+  are always locked in id order, so two requests cannot deadlock.
+- **Session-relative steps** (``ORDERING_MODE_RELATIVE_ORDERED``). Each session numbers a
+  series' points from 0; the first time a session writes to a series it gets a *base* one past
+  the series' last step, and its points are stored at ``base + step``. A resumed run therefore
+  appends, a second process never overwrites the first, and a replay of the same session lands
+  on the same points. Manual (absolute) steps are stored as given. Sessions never share an
+  identity, so nothing one session logs can make the server drop another's point.
+- **No state but the database.** Several servers can share one PostgreSQL database.
+
+Points live in chunks (:mod:`.chunks`); per-series aggregates (count, min, max, sum, last) are
+kept up to date on every write, so listing runs and series never scans points.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
+import numpy as np
 
-__all__ = ["Conflict", "NotFound", "Store", "Unprocessable"]
+from .buckets import aggregate, bucket_points, needs_points
+from .chunks import (
+    BLOCK_POINTS,
+    CHUNK_POINTS,
+    Blocks,
+    Columns,
+    decode_blocks,
+    decode_columns,
+    encode_blocks,
+    encode_columns,
+)
+from .database import Database, Tx, open_database
+from .errors import Conflict, NotFound, SchemaError, Unprocessable
+from .ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_update
+from .schema import ensure_schema
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projects (
-    id INTEGER PRIMARY KEY,
-    workspace TEXT NOT NULL,
-    project TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    UNIQUE (workspace, project)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects (id),
-    run_name TEXT NOT NULL,
-    experiment TEXT,
-    created_ns INTEGER NOT NULL,
-    aggregation_rules TEXT NOT NULL,
-    UNIQUE (project_id, run_name)
-);
-CREATE TABLE IF NOT EXISTS attributes (
-    run_id INTEGER NOT NULL REFERENCES runs (id),
-    path TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (run_id, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs (id),
-    kind TEXT NOT NULL CHECK (kind IN ('standard', 'rl')),
-    metric_name TEXT NOT NULL,
-    scale TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    environment_id TEXT NOT NULL,
-    has_episode INTEGER NOT NULL,
-    episode INTEGER NOT NULL,
-    ordering TEXT NOT NULL,
-    UNIQUE (run_id, kind, metric_name, scale, labels, environment_id, has_episode, episode)
-);
--- value_kind: 0 = floatValue in `value`, 1 = NaN (SQLite stores NaN as NULL), 2 = no value.
-CREATE TABLE IF NOT EXISTS points (
-    series_id INTEGER NOT NULL REFERENCES series (id),
-    step INTEGER NOT NULL,
-    minor_step INTEGER NOT NULL,
-    timestamp_ns INTEGER,
-    value REAL,
-    value_kind INTEGER NOT NULL,
-    PRIMARY KEY (series_id, step, minor_step)
-) WITHOUT ROWID;
-"""
+__all__ = ["Conflict", "NotFound", "SchemaError", "Store", "Unprocessable"]
 
-_ORDERING_NAMES = {
-    0: "ORDERING_MODE_UNDEFINED",
-    1: "ORDERING_MODE_RELATIVE_ORDERED",
-    2: "ORDERING_MODE_ABSOLUTE_UNORDERED",
-    3: "ORDERING_MODE_ABSOLUTE_ORDERED",
-}
+MERGE_BELOW = 1024  # a session's last chunk smaller than this takes the next points in
+LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
+_ATTR_KINDS = ("bool_value", "string_value", "float_value", "int_value", "timestamp_value")
 _AGG_FN_NAMES = {
     0: "AGGREGATION_FN_UNSPECIFIED",
     1: "AGGREGATION_FN_MEAN",
@@ -87,79 +61,135 @@ _AGG_FN_NAMES = {
     5: "AGGREGATION_FN_STD_DEV",
     6: "AGGREGATION_FN_COUNT",
 }
-_MAX_STEP = 2**63 - 1  # SQLite integers are signed 64-bit
-# Parts of RunUpdate that are valid protobuf but that this server does not store. Accepting and
-# dropping them would lose data silently, so they are refused with 422.
-_UNSUPPORTED = (
-    "env_attr_updates",
-    "histogram_series",
-    "scatter_series",
-    "series_declarations",
-    "streaming_series",
-    "streaming_rl_series",
-)
-_ATTR_KINDS = ("bool_value", "string_value", "float_value", "int_value", "timestamp_value")
+_SERIES_KEY = ("run_id = ? AND kind = ? AND metric_name = ? AND scale = ? AND labels = ? AND "
+               "environment_id = ? AND has_episode = ? AND episode = ?")
+_SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
+                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
+                   "vsum, last_x, last_minor, last_t, last_value, last_kind, last_activity_ns")
 
 
-class NotFound(LookupError):
-    """The request names a run or project that does not exist (HTTP 404)."""
+def _nullable(value: float) -> float | None:
+    """SQLite stores NaN as NULL anyway; say so explicitly on both databases."""
+    return None if value != value else value
 
 
-class Conflict(Exception):
-    """The run to create already exists (HTTP 409)."""
+def _key_after(x: int, minor: int, last_x: int | None, last_minor: int | None) -> bool:
+    return last_x is None or (x, minor) > (last_x, last_minor or 0)
 
 
-class Unprocessable(ValueError):
-    """Valid protobuf that the local server cannot store faithfully (HTTP 422)."""
+def _strictly_increasing(columns: Columns) -> bool:
+    if columns.n < 2:
+        return True
+    dx = np.diff(columns.x)
+    return bool(np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) > 0))))
 
 
-@attrs.frozen
-class RunKey:
-    workspace: str
-    project: str
-    run_name: str
+def _new_points(tx: Tx, session_ref: int, columns: Columns) -> Columns:
+    """The points not stored yet by this session (a retry, a replay, or a gap filled),
+    in step order; the first of several equal steps in one request wins."""
+    order = np.lexsort((columns.minor, columns.x))
+    columns = columns.take(order)
+    keep = np.ones(columns.n, dtype=bool)
+    keep[1:] = (np.diff(columns.x) != 0) | (np.diff(columns.minor) != 0)
+    lo, hi = int(columns.x[0]), int(columns.x[-1])
+    existing: set[tuple[int, int]] = set()
+    for (blob,) in tx.all("SELECT data FROM chunks WHERE session_ref = ? AND x_first <= ? "
+                          "AND x_last >= ?", (session_ref, hi, lo)):
+        stored = decode_columns(blob)
+        existing.update(zip(stored.x.tolist(), stored.minor.tolist(), strict=True))
+    if existing:
+        keep &= np.fromiter(((x, m) not in existing for x, m in
+                             zip(columns.x.tolist(), columns.minor.tolist(), strict=True)),
+                            bool, columns.n)
+    return columns.take(keep)
 
-    def __str__(self) -> str:
-        return f"{self.workspace}/{self.project}/{self.run_name}"
+def _store_points(tx: Tx, series_id: int, session_ref: int, columns: Columns, rl: bool,
+                  tail_chunk: int | None) -> list[tuple[int, int]]:
+    """Write points as chunks (the first topping up a small tail chunk); [(id, n)]."""
+    written: list[tuple[int, int]] = []
+    if tail_chunk is not None:
+        tail = tx.one("SELECT data FROM chunks WHERE id = ?", (tail_chunk,))
+        if tail is not None:
+            previous = decode_columns(tail[0])
+            room = CHUNK_POINTS - previous.n
+            merged = Columns.concat([previous, columns.take(slice(0, room))])
+            columns = columns.take(slice(room, None))
+            _write_chunk(tx, series_id, session_ref, merged, rl, tail_chunk)
+            written.append((tail_chunk, merged.n))
+    for start in range(0, columns.n, CHUNK_POINTS):
+        part = columns.take(slice(start, start + CHUNK_POINTS))
+        written.append((_write_chunk(tx, series_id, session_ref, part, rl), part.n))
+    return written
 
+def _write_chunk(tx: Tx, series_id: int, session_ref: int, part: Columns, rl: bool,
+                 replace: int | None = None) -> int:
+    values = (part.n, int(part.x[0]), int(part.x[-1]), int(part.t.min()), int(part.t.max()),
+              encode_blocks(Blocks.of_points(part)), encode_columns(part, rl))
+    if replace is not None:
+        tx.run("UPDATE chunks SET n = ?, x_first = ?, x_last = ?, t_first = ?, t_last = ?, "
+               "blocks = ?, data = ? WHERE id = ?", (*values, replace))
+        return replace
+    row = tx.one("INSERT INTO chunks (series_id, session_ref, n, x_first, x_last, t_first, "
+                 "t_last, blocks, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 (series_id, session_ref, *values))
+    assert row is not None
+    return int(row[0])
 
-def _labels_key(labels: dict[str, str]) -> str:
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _check_step(value: int, what: str) -> int:
-    if value > _MAX_STEP:
-        raise Unprocessable(f"{what} {value} is larger than the local server stores (2**63-1)")
-    return value
+def _update_aggregates(tx: Tx, series_id: int, columns: Columns, now: int,
+                       before: tuple[Any, ...]) -> None:
+    count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x, last_minor = before
+    ok = ~(np.isnan(columns.v) | columns.missing)
+    new_valid = int(ok.sum())
+    if new_valid:
+        values = columns.v[ok]
+        vmin = float(values.min()) if vmin is None else min(vmin, float(values.min()))
+        vmax = float(values.max()) if vmax is None else max(vmax, float(values.max()))
+        with np.errstate(invalid="ignore", over="ignore"):
+            vsum = float(values.sum()) + (vsum or 0.0)
+    index = int(np.lexsort((columns.minor, columns.x))[-1])
+    end_x, end_minor = int(columns.x[index]), int(columns.minor[index])
+    fields = {
+        "point_count": count + columns.n,
+        "valid_count": valid + new_valid,
+        "x_min": int(columns.x.min()) if x_min is None else min(x_min, int(columns.x.min())),
+        "x_max": int(columns.x.max()) if x_max is None else max(x_max, int(columns.x.max())),
+        "minor_max": (int(columns.minor.max()) if minor_max is None
+                      else max(minor_max, int(columns.minor.max()))),
+        "vmin": vmin, "vmax": vmax, "vsum": None if vsum is None else _nullable(vsum),
+        "last_activity_ns": now,
+    }
+    if last_x is None or (end_x, end_minor) >= (last_x, last_minor or 0):
+        value = float(columns.v[index])
+        kind = 2 if columns.missing[index] else (1 if value != value else 0)
+        fields.update(last_x=end_x, last_minor=end_minor, last_t=int(columns.t[index]),
+                      last_value=None if kind else value, last_kind=kind)
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    tx.run(f"UPDATE series SET {assignments} WHERE id = ?", (*fields.values(), series_id))
 
 
 class Store:
-    """One SQLite database file holding workspaces, projects, runs, series and points."""
+    """One database (a SQLite file, or a ``postgresql://`` URL) of runs, series and points.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = self._connect()
-        self._conn.executescript(_SCHEMA)
-        self._series_ids: dict[tuple[Any, ...], int] = {}
-        self._run_ids: dict[RunKey, int] = {}
+    Methods are synchronous and thread-safe; the app calls them from worker threads.
+    """
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        return conn
+    def __init__(self, target: str | Path) -> None:
+        self.db: Database = open_database(target)
+        try:
+            ensure_schema(self.db, _migrate_v1)
+        except BaseException:
+            self.db.close()
+            raise
+        self.location = self.db.description
+        self.path: Path | None = getattr(self.db, "path", None)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
-    # ----------------------------------------------------------------- writes
+    # ------------------------------------------------------------------ writes
 
-    def create_run(self, request: dict[str, Any]) -> bool:
-        """Store a CreateRunRequest; True if created, raises Conflict if it existed."""
+    def create_run(self, request: dict[str, Any]) -> None:
+        """Store a CreateRunRequest; raises Conflict if the run exists."""
         run = request.get("run") or {}
         key = RunKey(run.get("workspace", ""), run.get("project", ""), run.get("run_name", ""))
         for name, value in (("workspace", key.workspace), ("project", key.project),
@@ -171,135 +201,123 @@ class Store:
             for rule in request.get("aggregation_rules", [])
         ]
         now = time.time_ns()
-        with self._lock, self._transaction():
-            row = self._conn.execute(
-                "SELECT id FROM projects WHERE workspace = ? AND project = ?",
-                (key.workspace, key.project),
-            ).fetchone()
+        with self.db.write() as tx:
+            row = tx.one("SELECT id FROM projects WHERE workspace = ? AND project = ?",
+                         (key.workspace, key.project))
             if row is None:
                 if not request.get("create_project_if_missing", False):
-                    raise NotFound(
-                        f"project {key.workspace}/{key.project} does not exist "
-                        "(send createProjectIfMissing: true to create it)"
-                    )
-                project_id = self._conn.execute(
-                    "INSERT INTO projects (workspace, project, created_ns) VALUES (?, ?, ?)",
-                    (key.workspace, key.project, now),
-                ).lastrowid
-            else:
-                project_id = row[0]
-            exists = self._conn.execute(
-                "SELECT 1 FROM runs WHERE project_id = ? AND run_name = ?",
-                (project_id, key.run_name),
-            ).fetchone()
-            if exists:
+                    raise NotFound(f"project {key.workspace}/{key.project} does not exist "
+                                   "(send createProjectIfMissing: true to create it)")
+                tx.run("INSERT INTO projects (workspace, project, created_ns) VALUES (?, ?, ?) "
+                       "ON CONFLICT DO NOTHING", (key.workspace, key.project, now))
+                row = tx.one("SELECT id FROM projects WHERE workspace = ? AND project = ?",
+                             (key.workspace, key.project))
+                assert row is not None
+            created = tx.one(
+                "INSERT INTO runs (project_id, run_name, experiment, created_ns, "
+                "aggregation_rules) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                (row[0], key.run_name, run.get("experiment"), now, json.dumps(rules)))
+            if created is None:
                 raise Conflict(f"run {key} already exists")
-            self._conn.execute(
-                "INSERT INTO runs (project_id, run_name, experiment, created_ns, aggregation_rules)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (project_id, key.run_name, run.get("experiment"), now, json.dumps(rules)),
-            )
-        return True
 
     def update_runs(self, request: dict[str, Any]) -> int:
         """Store an UpdateRunsRequest in one transaction; returns the points newly stored."""
-        updates = request.get("run_updates", [])
-        for index, update in enumerate(updates):
-            for name in _UNSUPPORTED:
-                if update.get(name):
-                    raise Unprocessable(
-                        f"runUpdates[{index}].{name} is valid but not stored by the local server"
-                    )
-            for series in update.get("series", []):
-                if series.get("float_points") or series.get("point_batches"):
-                    raise Unprocessable("floatPoints/pointBatches are not stored by the local server")
-            for series in update.get("rl_series", []):
-                if series.get("float_points") or series.get("rl_step_batches"):
-                    raise Unprocessable(
-                        "floatPoints/rlStepBatches are not stored by the local server"
-                    )
-        with self._lock:
-            run_ids = [self._run_id(self._run_key(u)) for u in updates]
-            rows: list[tuple[Any, ...]] = []
-            before = self._conn.total_changes
-            with self._transaction():
-                for run_id, update in zip(run_ids, updates, strict=True):
-                    self._collect_points(run_id, update, rows)
-                    for attribute in update.get("attributes", []):
-                        self._set_attribute(run_id, attribute)
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO points"
-                    " (series_id, step, minor_step, timestamp_ns, value, value_kind)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                stored = self._conn.total_changes - before
+        session, runs = parse_update(request)
+        now = time.time_ns()
+        stored = 0
+        with self.db.write() as tx:
+            run_ids = [self._run_id(tx, run.key) for run in runs]
+            work: list[tuple[int, IncomingSeries]] = []
+            for run_id, run in zip(run_ids, runs, strict=True):
+                for incoming in run.series:
+                    work.append((self._series_id(tx, run_id, incoming), incoming))
+            # Lock (and write) series in id order: two requests never wait on each other in a
+            # cycle, whatever order their series came in.
+            for series_id, incoming in sorted(work, key=lambda item: item[0]):
+                stored += self._write_series(tx, series_id, session, incoming, now)
+            for run_id, run in zip(run_ids, runs, strict=True):
+                for attribute in run.attributes:
+                    self._set_attribute(tx, run_id, attribute)
+                if run.close:
+                    tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
         return stored
 
-    def _collect_points(self, run_id: int, update: dict[str, Any], rows: list[Any]) -> None:
-        for series in update.get("series", []):
-            series_id = self._series_id(run_id, "standard", series, "", None)
-            points = series.get("points", [])
-            batch = [
-                (series_id, p.get("step", 0), 0, p.get("timestamp"), v,
-                 2 if v is None else (1 if v != v else 0))
-                for p in points
-                for v in (p.get("float_value"),)
-            ]
-            if batch and max(row[1] for row in batch) > _MAX_STEP:
-                _check_step(max(row[1] for row in batch), "step")
-            rows.extend(batch)
-        for series in update.get("rl_series", []):
-            episode = series.get("episode")
-            if episode is not None:
-                _check_step(episode, "episode")
-            series_id = self._series_id(
-                run_id, "rl", series, series.get("environment_id", ""), episode
-            )
-            batch = [
-                (series_id, p.get("major_step", 0), p.get("minor_step", 0), p.get("timestamp"), v,
-                 2 if v is None else (1 if v != v else 0))
-                for p in series.get("points", [])
-                for v in (p.get("float_value"),)
-            ]
-            if batch:
-                _check_step(max(row[1] for row in batch), "majorStep")
-                _check_step(max(row[2] for row in batch), "minorStep")
-            rows.extend(batch)
+    def _run_id(self, tx: Tx, key: RunKey) -> int:
+        row = tx.one("SELECT runs.id FROM runs JOIN projects ON projects.id = runs.project_id "
+                     "WHERE workspace = ? AND project = ? AND run_name = ?",
+                     (key.workspace, key.project, key.run_name))
+        if row is None:
+            raise NotFound(f"run {key} does not exist; create it with POST /v1/runs first")
+        return int(row[0])
 
-    def _series_id(
-        self, run_id: int, kind: str, series: dict[str, Any], env: str, episode: int | None
-    ) -> int:
-        name = series.get("metric_name", "")
-        scale = series.get("scale", "")
-        if not name:
-            raise Unprocessable("series metricName must not be empty")
-        if not scale:
-            raise Unprocessable(f"series {name!r}: scale must not be empty")
-        labels = _labels_key(series.get("labels", {}))
-        has_episode = episode is not None
-        identity = (run_id, kind, name, scale, labels, env, has_episode, episode or 0)
-        cached = self._series_ids.get(identity)
-        if cached is not None:
-            return cached
-        ordering = _ORDERING_NAMES.get(series.get("ordering", 0), str(series.get("ordering")))
-        self._conn.execute(
-            "INSERT OR IGNORE INTO series (run_id, kind, metric_name, scale, labels,"
-            " environment_id, has_episode, episode, ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*identity, ordering),
-        )
-        series_id = int(
-            self._conn.execute(
-                "SELECT id FROM series WHERE run_id = ? AND kind = ? AND metric_name = ? AND"
-                " scale = ? AND labels = ? AND environment_id = ? AND has_episode = ? AND"
-                " episode = ?",
-                identity,
-            ).fetchone()[0]
-        )
-        self._series_ids[identity] = series_id
-        return series_id
+    def _series_id(self, tx: Tx, run_id: int, incoming: IncomingSeries) -> int:
+        identity = (run_id, *incoming.identity)
+        row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
+        if row is None:
+            ordering = ORDERING_NAMES.get(incoming.ordering, str(incoming.ordering))
+            tx.run("INSERT INTO series (run_id, kind, metric_name, scale, labels, environment_id,"
+                   " has_episode, episode, ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT DO NOTHING", (*identity, ordering))
+            row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
+            assert row is not None
+        return int(row[0])
 
-    def _set_attribute(self, run_id: int, attribute: dict[str, Any]) -> None:
+    def _write_series(self, tx: Tx, series_id: int, session: int, incoming: IncomingSeries,
+                      now: int) -> int:
+        row = tx.one("SELECT point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, vsum,"
+                     " last_x, last_minor FROM series WHERE id = ?" + self.db.for_update,
+                     (series_id,))
+        assert row is not None
+        (count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x, last_minor) = row
+        rl = incoming.kind == "rl"
+        relative = incoming.relative
+        found = tx.one("SELECT id, base, last_x, last_minor, tail_chunk, tail_count FROM sessions"
+                       " WHERE series_id = ? AND session_id = ? AND relative = ?",
+                       (series_id, session, int(relative)))
+        if found is None:
+            # A new session of this series: its relative steps go after everything stored.
+            prior = minor_max if rl else x_max
+            base = (prior + 1) if relative and prior is not None else 0
+            made = tx.one("INSERT INTO sessions (series_id, session_id, relative, base) "
+                          "VALUES (?, ?, ?, ?) RETURNING id",
+                          (series_id, session, int(relative), base))
+            assert made is not None
+            found = (made[0], base, None, None, None, 0)
+        session_ref, base, s_last_x, s_last_minor, tail_chunk, tail_count = found
+        columns = incoming.columns
+        if columns.n == 0:
+            return 0
+        if base:
+            shifted = columns.minor if rl else columns.x
+            if int(shifted.max()) > INT64_MAX - base:
+                raise Unprocessable(f"{incoming.path}: steps of this session would pass 2**63-1 "
+                                    f"after the {base:,} points before it")
+            if rl:
+                columns = Columns(columns.x, columns.minor + base, columns.t, columns.v,
+                                  columns.missing)
+            else:
+                columns = Columns(columns.x + base, columns.minor, columns.t, columns.v,
+                                  columns.missing)
+        appending = (_key_after(int(columns.x[0]), int(columns.minor[0]), s_last_x, s_last_minor)
+                     and _strictly_increasing(columns))
+        if not appending:
+            columns = _new_points(tx, session_ref, columns)
+            if columns.n == 0:
+                return 0
+        chunks = _store_points(tx, series_id, session_ref, columns, rl,
+                                    tail_chunk if appending and tail_count < MERGE_BELOW else None)
+        last_chunk, last_count = chunks[-1]
+        end_x, end_minor = int(columns.x[-1]), int(columns.minor[-1])
+        if not _key_after(end_x, end_minor, s_last_x, s_last_minor):
+            end_x, end_minor = s_last_x, s_last_minor
+        tx.run("UPDATE sessions SET last_x = ?, last_minor = ?, tail_chunk = ?, tail_count = ? "
+               "WHERE id = ?", (end_x, end_minor, last_chunk, last_count, session_ref))
+        _update_aggregates(tx, series_id, columns, now,
+                                (count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x,
+                                 last_minor))
+        return columns.n
+
+    def _set_attribute(self, tx: Tx, run_id: int, attribute: dict[str, Any]) -> None:
         path = attribute.get("path", "")
         if not path:
             raise Unprocessable("attribute path must not be empty")
@@ -309,138 +327,158 @@ class Store:
                 break
         else:
             if "string_set_value" in attribute:
-                kind, value = "string_set_value", sorted(set(attribute["string_set_value"].get("values", [])))
+                kind = "string_set_value"
+                value = sorted(set(attribute["string_set_value"].get("values", [])))
             elif "string_set_delta_value" in attribute:
                 delta = attribute["string_set_delta_value"]
-                row = self._conn.execute(
-                    "SELECT kind, value FROM attributes WHERE run_id = ? AND path = ?",
-                    (run_id, path),
-                ).fetchone()
-                current = set(json.loads(row[1])) if row and row[0] == "string_set_value" else set()
+                row = tx.one("SELECT kind, value FROM attributes WHERE run_id = ? AND path = ?",
+                             (run_id, path))
+                current = set(json.loads(row[1])) if row and row[0] == "string_set" else set()
                 current |= set(delta.get("added_values", []))
                 current -= set(delta.get("removed_values", []))
                 kind, value = "string_set_value", sorted(current)
             else:
                 raise Unprocessable(f"attribute {path!r} has no value")
-        self._conn.execute(
-            "INSERT OR REPLACE INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
-            (run_id, path, kind.removesuffix("_value"), json.dumps(value)),
-        )
+        if isinstance(value, float) and not math.isfinite(value):
+            value = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, "
+               "value = excluded.value",
+               (run_id, path, kind.removesuffix("_value"), json.dumps(value)))
 
-    def _run_key(self, update: dict[str, Any]) -> RunKey:
-        return RunKey(
-            update.get("workspace", ""), update.get("project", ""), update.get("run_name", "")
-        )
-
-    def _run_id(self, key: RunKey) -> int:
-        cached = self._run_ids.get(key)
-        if cached is not None:
-            return cached
-        row = self._conn.execute(
-            "SELECT runs.id FROM runs JOIN projects ON projects.id = runs.project_id"
-            " WHERE workspace = ? AND project = ? AND run_name = ?",
-            (key.workspace, key.project, key.run_name),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"run {key} does not exist; create it with POST /v1/runs first")
-        self._run_ids[key] = int(row[0])
-        return int(row[0])
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
-
-    # ------------------------------------------------------------------ reads
-
-    def _reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.row_factory = sqlite3.Row
-        return conn
+    # ------------------------------------------------------------------- reads
 
     def list_runs(self) -> list[dict[str, Any]]:
-        conn = self._reader()
-        try:
-            rows = conn.execute(
-                "SELECT runs.id, workspace, project, run_name, experiment, runs.created_ns,"
-                " (SELECT COUNT(*) FROM series WHERE series.run_id = runs.id) AS series_count,"
-                " (SELECT COUNT(*) FROM points JOIN series ON series.id = points.series_id"
-                "  WHERE series.run_id = runs.id) AS point_count"
-                " FROM runs JOIN projects ON projects.id = runs.project_id ORDER BY runs.id"
-            ).fetchall()
-        finally:
-            conn.close()
-        return [
-            {
-                "workspace": r["workspace"],
-                "project": r["project"],
-                "run": r["run_name"],
-                "experiment": r["experiment"],
-                "created_ns": r["created_ns"],
-                "series_count": r["series_count"],
-                "point_count": r["point_count"],
-            }
-            for r in rows
-        ]
+        """Every run, newest first, with its series and point counts and its status."""
+        now = time.time_ns()
+        with self.db.read() as tx:
+            rows = tx.all(
+                "SELECT runs.id, workspace, project, run_name, experiment, runs.created_ns, "
+                "runs.closed_ns, COUNT(series.id), COALESCE(SUM(series.point_count), 0), "
+                "COALESCE(MAX(series.last_activity_ns), 0) FROM runs "
+                "JOIN projects ON projects.id = runs.project_id "
+                "LEFT JOIN series ON series.run_id = runs.id "
+                "GROUP BY runs.id, workspace, project, run_name, experiment, runs.created_ns, "
+                "runs.closed_ns ORDER BY runs.created_ns DESC, runs.id DESC")
+        return [_run_summary(row, now) for row in rows]
 
     def get_run(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
-        conn = self._reader()
-        try:
-            run = conn.execute(
-                "SELECT runs.id, experiment, runs.created_ns, aggregation_rules FROM runs"
-                " JOIN projects ON projects.id = runs.project_id"
-                " WHERE workspace = ? AND project = ? AND run_name = ?",
-                (workspace, project, run_name),
-            ).fetchone()
+        now = time.time_ns()
+        with self.db.read() as tx:
+            run = tx.one(
+                "SELECT runs.id, experiment, runs.created_ns, aggregation_rules, runs.closed_ns "
+                "FROM runs JOIN projects ON projects.id = runs.project_id "
+                "WHERE workspace = ? AND project = ? AND run_name = ?",
+                (workspace, project, run_name))
             if run is None:
                 raise NotFound(f"run {workspace}/{project}/{run_name} does not exist")
+            run_id, experiment, created_ns, rules, closed_ns = run
             attributes = {
-                r["path"]: {"kind": r["kind"], "value": json.loads(r["value"])}
-                for r in conn.execute(
+                path: {"kind": kind, "value": json.loads(value)}
+                for path, kind, value in tx.all(
                     "SELECT path, kind, value FROM attributes WHERE run_id = ? ORDER BY path",
-                    (run["id"],),
-                )
+                    (run_id,))
             }
-            series = [_series_dict(conn, r) for r in conn.execute(
-                "SELECT * FROM series WHERE run_id = ? ORDER BY id", (run["id"],)
-            ).fetchall()]
-        finally:
-            conn.close()
+            series = [_series_dict(row) for row in tx.all(
+                f"SELECT {_SERIES_COLUMNS} FROM series WHERE run_id = ? ORDER BY id", (run_id,))]
+        last_activity = max([created_ns] + [s["last_activity_ns"] for s in series])
         return {
             "workspace": workspace,
             "project": project,
             "run": run_name,
-            "experiment": run["experiment"],
-            "created_ns": run["created_ns"],
-            "aggregation_rules": json.loads(run["aggregation_rules"]),
+            "experiment": experiment,
+            "created_ns": created_ns,
+            "last_activity_ns": last_activity,
+            "status": _status(closed_ns, last_activity, now),
+            "aggregation_rules": json.loads(rules),
             "attributes": attributes,
             "series": series,
         }
 
-    def get_points(
-        self,
-        series_id: int,
-        start: int | None = None,
-        end: int | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    def _chunk_rows(self, tx: Tx, series_ids: list[int], lo: int, hi: int
+                    ) -> list[tuple[int, int, int, int, bytes]]:
+        marks = ", ".join("?" for _ in series_ids)
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bytes(r[4])) for r in tx.all(
+            f"SELECT id, n, x_first, x_last, blocks FROM chunks WHERE series_id IN ({marks}) "
+            "AND x_first <= ? AND x_last >= ? ORDER BY x_first", (*series_ids, hi, lo))]
+
+    def _columns(self, tx: Tx, chunk_ids: list[int], lo: int, hi: int) -> Columns:
+        """The points of these chunks within [lo, hi], in (x, minor) order."""
+        parts = []
+        for start in range(0, len(chunk_ids), 500):
+            ids = chunk_ids[start:start + 500]
+            marks = ", ".join("?" for _ in ids)
+            parts += [decode_columns(bytes(r[0])) for r in tx.all(
+                f"SELECT data FROM chunks WHERE id IN ({marks})", ids)]
+        if not parts:
+            return Columns.empty()
+        columns = Columns.concat(parts)
+        columns = columns.take((columns.x >= lo) & (columns.x <= hi))
+        return columns.take(np.lexsort((columns.minor, columns.x)))
+
+    def _series_range(self, tx: Tx, series_ids: list[int], start: int | None, end: int | None
+                      ) -> tuple[int, int] | None:
+        marks = ", ".join("?" for _ in series_ids)
+        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE id IN ({marks})",
+                     series_ids)
+        if row is None or row[0] is None:
+            return None
+        lo = int(row[0]) if start is None else start
+        hi = int(row[1]) if end is None else end
+        return (lo, hi) if lo <= hi else None
+
+    def buckets(self, series_ids: list[int], n: int, start: int | None = None,
+                end: int | None = None, *, spread: bool = False) -> dict[str, Any]:
+        """At most ``n`` buckets over [start, end] of one series (or, with ``spread``, of
+        several at once: the RL band across environments)."""
+        with self.db.read() as tx:
+            span = self._series_range(tx, series_ids, start, end)
+            if span is None:
+                return aggregate(_no_blocks(), 0, 0, 1, spread=spread)
+            lo, hi = span
+            rows = self._chunk_rows(tx, series_ids, lo, hi)
+            if needs_points(sum(r[1] for r in rows), n):
+                return bucket_points(self._columns(tx, [r[0] for r in rows], lo, hi), lo, hi, n,
+                                     spread=spread)
+            inner = [r for r in rows if r[2] >= lo and r[3] <= hi]
+            edges = [r[0] for r in rows if r[2] < lo or r[3] > hi]
+            blocks = [decode_blocks(r[4]) for r in inner]
+            if edges:
+                blocks.append(Blocks.of_points(self._columns(tx, edges, lo, hi), BLOCK_POINTS))
+        return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n,
+                         spread=spread)
+
+    def get_points(self, series_id: int, start: int | None = None, end: int | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
         """Points of one series in step order; ``start``/``end`` bound the (major) step."""
-        sql = "SELECT step, minor_step, timestamp_ns, value, value_kind FROM points WHERE series_id = ?"
-        args: list[Any] = [series_id]
-        if start is not None:
-            sql += " AND step >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND step <= ?"
-            args.append(end)
-        sql += " ORDER BY step, minor_step"
+        with self.db.read() as tx:
+            span = self._series_range(tx, [series_id], start, end)
+            if span is None:
+                return []
+            rows = self._chunk_rows(tx, [series_id], *span)
+            columns = self._columns(tx, [r[0] for r in rows], *span)
         if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        conn = self._reader()
-        try:
-            return [_point_dict(r) for r in conn.execute(sql, args)]
-        finally:
-            conn.close()
+            columns = columns.take(slice(0, max(limit, 0)))
+        return [{"step": x, "minor_step": m, "timestamp_ns": t,
+                 "value": None if missing else v}
+                for x, m, t, v, missing in zip(columns.x.tolist(), columns.minor.tolist(),
+                                                columns.t.tolist(), columns.v.tolist(),
+                                                columns.missing.tolist(), strict=True)]
+
+    def series_ids(self, workspace: str, project: str, run_name: str, metric_name: str,
+                   scale: str | None = None, evaluation: bool | None = None) -> list[int]:
+        """The RL series of one metric across environments (and episodes) of a run."""
+        run = self.get_run(workspace, project, run_name)
+        out = []
+        for s in run["series"]:
+            if s["kind"] != "rl" or s["metric_name"] != metric_name:
+                continue
+            if scale is not None and s["scale"] != scale:
+                continue
+            if evaluation is not None and (s["labels"].get("evaluation") == "true") != evaluation:
+                continue
+            out.append(int(s["id"]))
+        return out
 
     def iter_export(self, workspace: str, project: str, run_name: str) -> Iterator[dict[str, Any]]:
         """Every point of a run with its series identity, series by series in step order."""
@@ -454,59 +492,99 @@ class Store:
 _SERIES_IDENTITY = ("kind", "metric_name", "scale", "labels", "environment_id", "episode")
 
 
-def _value(value: float | None, kind: int) -> float | None:
+def _no_blocks() -> Blocks:
+    empty_i = np.empty(0, np.int64)
+    empty_f = np.empty(0, np.float64)
+    return Blocks(empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, empty_f,
+                  empty_f, empty_f)
+
+
+def _status(closed_ns: int | None, last_activity: int, now: int) -> str:
+    if closed_ns is not None and closed_ns >= last_activity:
+        return "finished"
+    return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
+
+
+def _run_summary(row: tuple[Any, ...], now: int) -> dict[str, Any]:
+    (_, workspace, project, run_name, experiment, created_ns, closed_ns, series_count,
+     point_count, activity) = row
+    last_activity = max(int(created_ns), int(activity))
+    return {
+        "workspace": workspace,
+        "project": project,
+        "run": run_name,
+        "experiment": experiment,
+        "created_ns": created_ns,
+        "last_activity_ns": last_activity,
+        "status": _status(closed_ns, last_activity, now),
+        "series_count": int(series_count),
+        "point_count": int(point_count),
+    }
+
+
+def _value(value: float | None, kind: int | None) -> float | None:
     if kind == 1:
         return math.nan
     return value if kind == 0 else None
 
 
-def _point_dict(r: sqlite3.Row) -> dict[str, Any]:
+def _series_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    (series_id, kind, metric_name, scale, labels, environment_id, has_episode, episode, ordering,
+     point_count, valid_count, x_min, x_max, _minor_max, vmin, vmax, vsum, last_x, last_minor,
+     last_t, last_value, last_kind, last_activity) = row
+    last = None
+    if last_x is not None:
+        last = {"step": last_x, "minor_step": last_minor or 0, "timestamp_ns": last_t,
+                "value": _value(last_value, last_kind)}
     return {
-        "step": r["step"],
-        "minor_step": r["minor_step"],
-        "timestamp_ns": r["timestamp_ns"],
-        "value": _value(r["value"], r["value_kind"]),
+        "id": series_id,
+        "kind": kind,
+        "metric_name": metric_name,
+        "scale": scale,
+        "labels": json.loads(labels),
+        "environment_id": environment_id,
+        "episode": episode if has_episode else None,
+        "ordering": ordering,
+        "point_count": point_count,
+        "first_step": x_min,
+        "last_step": x_max,
+        "last_point": last,
+        "summary": {"count": point_count, "valid": valid_count, "min": vmin, "max": vmax,
+                    "mean": (vsum / valid_count) if valid_count and vsum is not None else None,
+                    "last": _value(last_value, last_kind) if last_x is not None else None},
+        "last_activity_ns": last_activity,
     }
 
 
-def _series_dict(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
-    stats = conn.execute(
-        "SELECT COUNT(*), MIN(step), MAX(step) FROM points WHERE series_id = ?", (r["id"],)
-    ).fetchone()
-    last = conn.execute(
-        "SELECT step, minor_step, timestamp_ns, value, value_kind FROM points WHERE series_id = ?"
-        " ORDER BY step DESC, minor_step DESC LIMIT 1",
-        (r["id"],),
-    ).fetchone()
-    return {
-        "id": r["id"],
-        "kind": r["kind"],
-        "metric_name": r["metric_name"],
-        "scale": r["scale"],
-        "labels": json.loads(r["labels"]),
-        "environment_id": r["environment_id"],
-        "episode": r["episode"] if r["has_episode"] else None,
-        "ordering": r["ordering"],
-        "point_count": stats[0],
-        "first_step": stats[1],
-        "last_step": stats[2],
-        "last_point": _point_dict(last) if last is not None else None,
-    }
+def _migrate_v1(tx: Tx) -> None:
+    """Move a version-1 database's points (a row each) into chunks, then drop that table.
 
+    Version-1 points carry no session: they become one absolute session (id 0) per series, so
+    they keep their steps, and later sessions' relative steps go after them.
+    """
+    for series_id, kind in tx.all("SELECT id, kind FROM series ORDER BY id"):
+        rows = tx.all("SELECT step, minor_step, timestamp_ns, value, value_kind FROM points "
+                      "WHERE series_id = ? ORDER BY step, minor_step", (series_id,))
+        if not rows:
+            continue
+        n = len(rows)
+        columns = Columns(
+            np.fromiter((r[0] for r in rows), np.int64, n),
+            np.fromiter((r[1] for r in rows), np.int64, n),
+            np.fromiter((r[2] or 0 for r in rows), np.int64, n),
+            np.fromiter((math.nan if r[4] != 0 or r[3] is None else r[3] for r in rows),
+                        np.float64, n),
+            np.fromiter((r[4] == 2 for r in rows), np.bool_, n),
+        )
+        made = tx.one("INSERT INTO sessions (series_id, session_id, relative, base) "
+                      "VALUES (?, 0, 0, 0) RETURNING id", (series_id,))
+        assert made is not None
+        chunks = _store_points(tx, series_id, int(made[0]), columns, kind == "rl", None)
+        tx.run("UPDATE sessions SET last_x = ?, last_minor = ?, tail_chunk = ?, tail_count = ? "
+               "WHERE id = ?", (int(columns.x[-1]), int(columns.minor[-1]), chunks[-1][0],
+                                chunks[-1][1], made[0]))
+        activity = int(columns.t.max())
+        _update_aggregates(tx, series_id, columns, activity,
+                                 (0, 0, None, None, None, None, None, None, None, None))
+    tx.run("DROP TABLE points")
 
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK and forget ids cached during the transaction."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def __enter__(self) -> None:
-        self._store._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._store._conn.execute("COMMIT")
-        else:
-            self._store._conn.execute("ROLLBACK")
-            # Series rows created in this transaction are gone; so must their cached ids be.
-            self._store._series_ids.clear()

@@ -1,0 +1,101 @@
+"""Downsampling for charts that never hides a spike.
+
+A chart of N pixels needs about N buckets, not millions of points. Each bucket reports the min
+and max of *every* point in it (so a single spike survives), the mean, the last value, and how
+many points it stands for. The work is done on block statistics (:class:`.chunks.Blocks`, 128
+points each) when the range holds many points, and on the points themselves when it holds few
+— so a 10M-point series costs a read of its block statistics, never of its points.
+
+Buckets are equal-width in x over the asked range; a block belongs to the bucket of its first
+x. Blocks are used only when buckets hold more points than a block (else the points are), so a
+block's points lie at most about one bucket width from where they are drawn — and each point is
+counted in exactly one bucket, so min, max and count over any set of buckets are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .chunks import BLOCK_POINTS, Blocks, Columns
+
+__all__ = ["aggregate", "bucket_points", "needs_points", "raw_columns"]
+
+
+def _json_floats(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """NaN means "no value" in bucket statistics: null in JSON."""
+    return [None if v != v else v for v in values.tolist()]
+
+
+def raw_columns(columns: Columns) -> dict[str, Any]:
+    """Every point, as bucket columns of one point each (``raw: true``)."""
+    values = [None if m else v for v, m in zip(columns.v.tolist(), columns.missing.tolist(),
+                                                 strict=True)]
+    return {"x": columns.x.tolist(), "t": columns.t.tolist(), "min": values, "max": values,
+            "mean": values, "last": values, "count": [1] * columns.n, "raw": True}
+
+
+def _bucket_index(x: npt.NDArray[np.int64], lo: int, hi: int, n: int) -> npt.NDArray[np.int64]:
+    width = (hi - lo + 1) / n
+    return np.minimum(((x - lo) / width).astype(np.int64), n - 1)
+
+
+def aggregate(blocks: Blocks, lo: int, hi: int, n: int, *, spread: bool = False
+              ) -> dict[str, Any]:
+    """Reduce blocks (all inside [lo, hi]) into at most ``n`` equal-width buckets.
+
+    ``spread`` adds ``std`` (across every value in the bucket) — the RL band across
+    environments.
+    """
+    if blocks.n == 0:
+        out: dict[str, Any] = {"x": [], "t": [], "min": [], "max": [], "mean": [], "last": [],
+                               "count": [], "raw": False}
+        if spread:
+            out["std"] = []
+        return out
+    bucket = _bucket_index(blocks.x_first, lo, hi, n)
+    order = np.lexsort((blocks.x_last, bucket))
+    b = blocks.take(order)
+    bucket = bucket[order]
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], bucket.shape[0]] - 1
+    count = np.add.reduceat(b.count, starts)
+    valid = np.add.reduceat(b.valid, starts)
+    with np.errstate(all="ignore"):
+        vmin = np.fmin.reduceat(b.vmin, starts)
+        vmax = np.fmax.reduceat(b.vmax, starts)
+        vsum = np.add.reduceat(b.vsum, starts)
+        mean = np.where(valid > 0, vsum / np.maximum(valid, 1), np.nan)
+    out = {
+        "x": np.minimum.reduceat(b.x_first, starts).tolist(),
+        "t": np.minimum.reduceat(b.t_first, starts).tolist(),
+        "min": _json_floats(vmin),
+        "max": _json_floats(vmax),
+        "mean": _json_floats(mean),
+        "last": [None if math.isnan(v) else v for v in b.last[ends].tolist()],
+        "count": count.tolist(),
+        "raw": False,
+    }
+    if spread:
+        sumsq = np.add.reduceat(b.vsumsq, starts)
+        with np.errstate(all="ignore"):
+            var = np.where(valid > 0, sumsq / np.maximum(valid, 1) - mean * mean, np.nan)
+        out["std"] = _json_floats(np.sqrt(np.maximum(var, 0.0)))
+    return out
+
+
+def bucket_points(columns: Columns, lo: int, hi: int, n: int, *, spread: bool = False
+                  ) -> dict[str, Any]:
+    """Buckets computed from points (already restricted to [lo, hi])."""
+    if not spread and columns.n <= 2 * n:
+        return raw_columns(columns)
+    order = np.lexsort((columns.minor, columns.x))
+    return aggregate(Blocks.of_points(columns.take(order), size=1), lo, hi, n, spread=spread)
+
+
+def needs_points(total_points: int, n: int) -> bool:
+    """Few enough points that using them directly is cheaper (and finer) than blocks."""
+    return total_points <= BLOCK_POINTS * n
