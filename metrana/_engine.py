@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import trio
 
@@ -229,6 +230,7 @@ class Engine:
             ) as client, trio.open_nursery() as root:
                 await root.start(self.errors.run)
                 await self._run_pipeline(client, lanes, root, task_status)
+                await self._announce_finished(client)
                 await self.errors.aclose()
         finally:
             if self.spool is not None:
@@ -303,6 +305,22 @@ class Engine:
                                 root.start_soon(self._spool_if_unreachable, client)
         for helper in self._helpers:
             helper.cancel()
+
+    async def _announce_finished(self, client: httpx.AsyncClient) -> None:
+        """Tell the service this session is done (``closeRun``), so a dashboard can show the
+        run as finished. Best effort, bounded: it carries no points."""
+        if (not self.run_ready.is_set() or self.offline or self.outage or self.forced
+                or self.crashed is not None or self._close_strategy is CloseStrategy.Immediate):
+            return
+        s = self.settings
+        body = encode_update(self.session_id, s.workspace_name, s.project_name, s.run_name, (),
+                             close_run=True)
+        with trio.move_on_after(PROBE_TIMEOUT):
+            try:
+                await post_with_retries(client, "/runs:update", body,
+                                        attrs.evolve(self._retry, max_attempts=1), self.counters)
+            except MetranaConnectionError:
+                pass
 
     def _helper_scope(self) -> trio.CancelScope:
         scope = trio.CancelScope()

@@ -82,6 +82,10 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
                 errors.append(f"{where}: {error}")
 
             result = await replay_directory(client, directory, target, policy, Counters(), report)
+            if result.stopped is not None:
+                errors.append(f"{directory}: stopped, the service did not take the points: "
+                              f"{result.stopped}; what is left stays in the spool: run sync "
+                              "again once the service answers")
         totals["runs"] += 1
         totals["delivered"] += result.delivered
         totals["rejected"] += result.rejected

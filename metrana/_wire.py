@@ -137,6 +137,8 @@ def encode_update(
     run_name: str,
     series: Iterable[tuple[str, bool, Sequence[tuple[int | None, Sequence[Any]]]]],
     attributes: Sequence[dict[str, Any]] = (),
+    *,
+    close_run: bool = False,
 ) -> bytes:
     """An ``UpdateRunsRequest`` for one run.
 
@@ -154,6 +156,8 @@ def encode_update(
         run += [',"rlSeries":[', ",".join(rl), "]"]
     if attributes:
         run += [',"attributes":', json.dumps(list(attributes))]
+    if close_run:
+        run.append(',"closeRun":{}')
     run.append("}")
     head = '{"sessionId":"%d","runUpdates":[' % session_id if session_id else '{"runUpdates":['
     return (head + "".join(run) + "]}").encode()

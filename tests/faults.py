@@ -7,9 +7,10 @@ own thread so both synchronous and trio tests can drive it with threading primit
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +26,10 @@ class FaultProxy:
         self.url = ""
         self.answers: deque[tuple[int, dict[str, str]]] = deque()  # canned replies, in order
         self.reject_status: int | None = None  # answer every runs:update with this status
+        # (status, predicate): refuse a runs:update whose body the predicate picks (a "bad
+        # point" the server would refuse), pass the others through.
+        self.reject_if: tuple[int, Callable[[bytes], bool]] | None = None
+        self.delay = 0.0  # seconds each answer waits (a slow service)
         self.gate = threading.Event()  # cleared: requests wait here
         self.gate.set()
         self.arrived = threading.Event()  # set when a request reaches the gate
@@ -69,6 +74,12 @@ class FaultProxy:
             canned = self.answers.popleft() if self.answers else None
         if canned is None and self.reject_status is not None and path.endswith(":update"):
             canned = (self.reject_status, {})
+        if canned is None and self.reject_if is not None and path.endswith(":update"):
+            status, predicate = self.reject_if
+            if predicate(_plain(body, scope)):
+                canned = (status, {})
+        if self.delay:
+            await trio.sleep(self.delay)
         if canned is not None:
             status, headers = canned
             content = b'{"message": "injected fault"}'
@@ -84,6 +95,11 @@ class FaultProxy:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), *out_headers]})
         await send({"type": "http.response.body", "body": content})
+
+
+def _plain(body: bytes, scope: dict[str, Any]) -> bytes:
+    encoding = dict(scope["headers"]).get(b"content-encoding", b"")
+    return gzip.decompress(body) if encoding == b"gzip" else body
 
 
 @contextmanager

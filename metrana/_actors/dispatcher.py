@@ -43,8 +43,12 @@ class RetryPolicy:
         return delay
 
 
+# 501 Not Implemented and 505 HTTP Version Not Supported will answer the same way every time.
+_PERMANENT_5XX = (501, 505)
+
+
 def is_transient(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+    return status in (408, 429) or (status >= 500 and status not in _PERMANENT_5XX)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -121,22 +125,24 @@ async def post_with_retries(
     for attempt in range(policy.max_attempts):
         retry_after = None
         counters.requests += 1
+        # Left set if the request is cancelled on the wire: its points are then in doubt.
         if flight is not None:
             flight.outstanding = True
         try:
             response = await client.post(path, content=body, headers=headers or JSON_HEADERS)
         except httpx.TransportError as exc:
+            if flight is not None:
+                flight.outstanding = False
             last = describe_failure(exc)
             unreachable = isinstance(exc, httpx.ConnectError)
         else:
+            if flight is not None:
+                flight.outstanding = False
             if not is_transient(response.status_code):
                 return response
             last = f"HTTP {response.status_code}"
             unreachable = False
             retry_after = _retry_after(response)
-        finally:
-            if flight is not None:
-                flight.outstanding = False
         if on_failure is not None:
             on_failure(attempt, last, unreachable)
         if attempt + 1 < policy.max_attempts:

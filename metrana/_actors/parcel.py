@@ -128,6 +128,7 @@ async def deliver_isolating(
     on_sent: Callable[[int], None],
     on_refused: Callable[[int, httpx.Response], None],
     stop: Callable[[], bool] = lambda: False,
+    splittable: frozenset[int] = SPLITTABLE,
 ) -> None:
     """Send ``parcel``; on a content refusal, split and resend until the bad points are alone.
 
@@ -152,7 +153,7 @@ async def deliver_isolating(
         delivery.current, delivery.current_count = None, 0
         if is_ok(response.status_code):
             on_sent(count)
-        elif response.status_code in SPLITTABLE and count > 1 and budget >= 2:
+        elif response.status_code in splittable and count > 1 and budget >= 2:
             budget -= 2
             left, right = split_parcel(part)
             delivery.todo += [right, left]

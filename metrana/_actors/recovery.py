@@ -11,7 +11,8 @@ those count as rejected. A transient failure is handled by who is replaying:
 
 - the Recovery actor (``persistent``) waits for the service, however long it is away — unless
   the service answers a probe while failing this one request over and over with 5xx: then the
-  request is poison, its points are rejected and reported, and replay moves on;
+  request is split like a refused one until the points it fails on are isolated; those are
+  rejected and reported, and replay moves on;
 - ``metrana sync`` stops at the first request it cannot deliver, keeps that segment and the
   ones after it, and reports the failure (a non-zero exit): it always terminates.
 """
@@ -40,9 +41,11 @@ from .dispatcher import (
     post_with_retries,
     refusal_error,
 )
-from .parcel import Delivery, InFlight, Parcel, deliver_isolating, parcel_count
+from .parcel import SPLITTABLE, Delivery, InFlight, Parcel, deliver_isolating
 
 __all__ = ["ReplayResult", "probe", "replay_directory"]
+
+_SUSPECT_SPLITTABLE = SPLITTABLE | frozenset(range(500, 600))
 
 
 @attrs.define
@@ -145,41 +148,53 @@ class Replayer:
         """Deliver one lane's part; None when every point was answered."""
         target = attrs.evolve(self.target, session_id=session)
         last_status: list[int] = []
+        short = attrs.evolve(self.policy, max_attempts=2)
+
+        def heard(attempt: int, reason: str, unreachable: bool) -> None:
+            last_status.append(0 if unreachable or not reason.startswith("HTTP ")
+                               else int(reason[5:]))
 
         async def post(part: Parcel, flight: InFlight) -> httpx.Response:
-            def heard(attempt: int, reason: str, unreachable: bool) -> None:
-                last_status.append(0 if unreachable or not reason.startswith("HTTP ")
-                                   else int(reason[5:]))
-
             return await post_with_retries(self.client, "/runs:update",
                                            encode_parcel(target, part), self.policy,
                                            self.counters, flight=flight, on_failure=heard)
 
+        async def post_suspect(part: Parcel, flight: InFlight) -> httpx.Response:
+            # The service answers others but fails this request: a failure that persists
+            # over two attempts counts as a refusal, so the bad points can be isolated.
+            try:
+                return await post_with_retries(self.client, "/runs:update",
+                                               encode_parcel(target, part), short,
+                                               self.counters, flight=flight, on_failure=heard)
+            except MetranaConnectionError:
+                if last_status and last_status[-1] >= 500:
+                    return httpx.Response(last_status[-1], text=(
+                        f"the service failed on these points with HTTP {last_status[-1]} on "
+                        "every attempt while answering other requests"))
+                raise
+
         todo = [parcel]
+        suspect = False
         while todo:
             part = todo.pop(0)
             delivery = Delivery()
             await deliver_isolating(
-                part, post, delivery, on_sent=lambda n: self._sent(session, n),
+                part, post_suspect if suspect else post, delivery,
+                on_sent=lambda n: self._sent(session, n),
                 on_refused=lambda n, r: self._refused(session, n,
                                                       refusal_error(n, r, "spooled points")),
+                splittable=_SUSPECT_SPLITTABLE if suspect else SPLITTABLE,
             )
             if delivery.error is None:
                 continue
-            rest = delivery.remaining()
+            todo = delivery.remaining() + todo
             if not self.persistent:
                 return delivery.error
-            if last_status and last_status[-1] >= 500 and await probe(self.client, target,
-                                                                       self.policy):
-                # The service works but fails on exactly this request, every time: poison.
-                count = sum(parcel_count(p) for p in rest)
-                self._refused(session, count, MetranaApiError(
-                    f"the service failed {count:,} spooled points with HTTP {last_status[-1]} "
-                    f"on every attempt while answering other requests; they are rejected so "
-                    f"the rest of the spool can be delivered", status=last_status[-1],
-                    points=count))
-                continue
-            todo = rest + todo  # the service is away: try the same points again
+            # Poison, or is the service away? Ask it something else: if that is answered,
+            # isolate the points it keeps failing on; if not, wait for it (the backoff inside
+            # post_with_retries paces the probing).
+            suspect = (bool(last_status) and last_status[-1] >= 500
+                       and await probe(self.client, target, self.policy))
         return None
 
     async def deliver(self, session: int, parcel: Parcel) -> MetranaConnectionError | None:
