@@ -65,7 +65,8 @@ def _close_at_process_exit(ref: weakref.ref[Session]) -> None:
 _time_ns = time.time_ns
 
 
-def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None) -> list[str]:
+def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None,
+                 timeout: float) -> list[str]:
     """For every kind of drop in ``final``: why it happened and which setting keeps it."""
     out = []
     if final.discarded:
@@ -75,12 +76,17 @@ def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | N
                        "delivers them")
         else:
             out.append(f"{final.discarded:,} points were discarded: close_timeout="
-                       f"{settings.close_timeout:g}s ran out with no spool to keep them; a longer "
+                       f"{timeout:g}s ran out with no spool to keep them; a longer "
                        "close_timeout, or a spool_dir, keeps them")
     if final.in_doubt:
-        out.append(f"{final.in_doubt:,} points were cut off in flight by close_strategy="
-                   "'Immediate' (the service may have stored them); close_strategy='CompleteAll' "
-                   "waits for their answer")
+        if strategy is CloseStrategy.Immediate:
+            out.append(f"{final.in_doubt:,} points were cut off in flight by close_strategy="
+                       "'Immediate' (the service may have stored them); close_strategy="
+                       "'CompleteAll' waits for their answer")
+        else:
+            out.append(f"{final.in_doubt:,} points were cut off in flight when close_timeout="
+                       f"{timeout:g}s ran out (the service may have stored them); "
+                       "a longer close_timeout, or a spool_dir, keeps them")
     if final.dropped_backpressure:
         out.append(f"{final.dropped_backpressure:,} points were dropped because the queue was "
                    f"full (event_queue_max_size={settings.event_queue_max_size:,}); a larger "
@@ -124,6 +130,7 @@ class Session:
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._closed_with: CloseStrategy | None = None
+        self._close_timeout = settings.close_timeout
         self._exit_finalizer: _mp_util.Finalize | None = None
         self._forked = False  # this object was inherited by a forked child
         self._thread: threading.Thread | None = None
@@ -343,7 +350,8 @@ class Session:
         chosen = (self.settings.close_strategy if strategy is None
                   else parse_choice(CloseStrategy, strategy, "close(strategy=...)"))
         self._closed_with = chosen
-        return chosen, self.settings.close_timeout if timeout is None else float(timeout)
+        self._close_timeout = self.settings.close_timeout if timeout is None else float(timeout)
+        return chosen, self._close_timeout
 
     def _finish(self) -> None:
         self._state = State.CLOSED
@@ -355,7 +363,7 @@ class Session:
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
-        for advice in close_advice(final, self.settings, self._closed_with):
+        for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout):
             message += f". {advice}"
         if final.spooled:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "

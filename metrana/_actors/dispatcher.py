@@ -259,20 +259,22 @@ class Dispatcher:
             control.spool_parcels([batch.parcel], batch.count)
             return
         delivery = Delivery()
-        with trio.CancelScope() as scope:
-            self.request_scope = scope
-            try:
-                await deliver_isolating(batch.parcel, self._post, delivery, on_sent=self._sent,
-                                        on_refused=self._refused,
-                                        stop=lambda: control.spool_only)
-            except trio.Cancelled:
-                # An Immediate close: a request on the wire may or may not have been stored.
-                # What was never sent is counted as discarded when the engine settles.
-                if delivery.flight.outstanding:
-                    self._counters.in_doubt += delivery.current_count
-                raise
-            finally:
-                self.request_scope = None
+        try:
+            with trio.CancelScope() as scope:
+                self.request_scope = scope  # the engine cancels it to spool everything now
+                try:
+                    await deliver_isolating(batch.parcel, self._post, delivery,
+                                            on_sent=self._sent, on_refused=self._refused,
+                                            stop=lambda: control.spool_only)
+                finally:
+                    self.request_scope = None
+        except trio.Cancelled:
+            # The whole dispatch was cancelled (an Immediate close, a close timeout with no
+            # spool): a request on the wire may or may not have been stored. What was never
+            # sent is counted as discarded when the engine settles.
+            if delivery.flight.outstanding:
+                self._counters.in_doubt += delivery.current_count
+            raise
         rest = delivery.remaining()
         if not rest:
             return

@@ -95,21 +95,22 @@ def test_complete_pending_finishes_in_flight_and_discards_queued(
 
 def test_immediate_cancels_in_flight_and_discards_everything(proxy: FaultProxy,
                                                              fast_retry: RetryPolicy) -> None:
-    """Immediate: close returns without waiting for the held request; all is discarded."""
+    """Immediate: close returns without waiting for the held request; what was queued is
+    discarded, the request cut off on the wire is in doubt (the service may store it)."""
     run = open_run(proxy, fast_retry, close_strategy="Immediate")
     start_in_flight(run, proxy)
     for i in range(50, 100):
         run.log("loss", float(i))
     metrics = run.close()  # returns although the proxy still holds the request
     proxy.release()
-    assert (metrics.sent, metrics.discarded) == (0, 100)
+    assert (metrics.sent, metrics.in_doubt, metrics.discarded) == (0, 50, 50)
 
 
 @pytest.mark.parametrize("spool", [True, False])
 def test_close_honours_its_timeout_when_the_server_hangs(proxy: FaultProxy, fast_retry: RetryPolicy,
                                                          spool: bool) -> None:
     """A hung service cannot hang close(): it returns after the timeout; the points go to the
-    spool (or, with the spool off, are counted as discarded)."""
+    spool (or, with the spool off, the request cut off on the wire is counted as in doubt)."""
     options = {} if spool else {"spool_dir": None}
     run = open_run(proxy, fast_retry, close_strategy="CompleteAll", **options)
     start_in_flight(run, proxy)
@@ -118,7 +119,8 @@ def test_close_honours_its_timeout_when_the_server_hangs(proxy: FaultProxy, fast
     assert not thread.is_alive()
     metrics = result[0]
     assert isinstance(metrics, metrana.Metrics)
-    assert (metrics.sent, metrics.spooled, metrics.discarded) == ((0, 50, 0) if spool else (0, 0, 50))
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (
+        (0, 50, 0, 0) if spool else (0, 0, 0, 50))
 
 
 # ------------------------------------------------------------- backpressure strategies
