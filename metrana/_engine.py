@@ -56,7 +56,9 @@ POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes 
 CHUNK = 10_000  # items the pump moves at a time: memory behind the inbox stays small
 BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
-PROBE_TIMEOUT = 2.0  # at close, during an outage: how long to ask whether the service is back
+RECOVERY_MAX_DELAY = 5.0
+PROBE_TIMEOUT = 2.0
+CATCH_UP_GRACE = 5.0  # at most this long do new batches wait for the spool's last records  # at close, during an outage: how long to ask whether the service is back
 # Statuses of POST /v1/runs that mean "this URL is not a Metrana ingestion service".
 _NOT_METRANA = (404, 405, 501)
 
@@ -84,6 +86,10 @@ class Engine:
         self._attributes = attributes or []
         self._transport = transport
         self._retry = retry or RetryPolicy()
+        # During an outage the service is asked again at least this often, so a backlog starts
+        # moving within seconds of its return rather than after a long backoff.
+        self._recovery_retry = attrs.evolve(
+            self._retry, max_delay=min(self._retry.max_delay, RECOVERY_MAX_DELAY))
         self._batch_max_age = batch_max_age
         # gzip pays on a real network and costs CPU for nothing on loopback.
         self._compress = not is_local_url(settings.ingestion_url) if compress is None else compress
@@ -103,7 +109,8 @@ class Engine:
         self.forced = False  # close ran out of time: everything left goes to disk
         self.discard_queued = False
         self.run_ready = trio.Event()
-        self._sendable = trio.Event()
+        self._sendable = trio.Event()  # dispatchers may go on: the run exists, or all is spooled
+        self._catching_up = False  # Recovery is replaying the last records: new batches wait
         self._recovery_wake = trio.Event()
         self.creation_done = trio.Event()  # init() may stop waiting
         self.creation_error: BaseException | None = None
@@ -166,7 +173,16 @@ class Engine:
         self._wake_event.set()
 
     async def wait_sendable(self) -> None:
-        await self._sendable.wait()
+        if not self._catching_up:
+            await self._sendable.wait()
+            return
+        with trio.move_on_after(CATCH_UP_GRACE):
+            await self._sendable.wait()
+            return
+        # Recovery needs longer than a moment (the service went away again?): stop holding
+        # batches in memory, spool them as before.
+        self._catching_up = False
+        self._sendable.set()
 
     def enter_outage(self, reason: str, *, announce: bool = True) -> None:
         """From now on every batch goes to the spool until Recovery has replayed it all."""
@@ -455,9 +471,10 @@ class Engine:
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: bytes,
                     persistent: bool) -> httpx.Response:
+        policy = self._recovery_retry if persistent else self._retry
         while True:
             try:
-                return await post_with_retries(client, path, body, self._retry, self.counters,
+                return await post_with_retries(client, path, body, policy, self.counters,
                                                headers=JSON_HEADERS,
                                                on_failure=self._heard_failure)
             except MetranaConnectionError:
@@ -543,7 +560,7 @@ class Engine:
         replayed = 0
         while True:
             result = await replay_directory(
-                client, self.spool_dir, self.target, self._retry, self.counters,
+                client, self.spool_dir, self.target, self._recovery_retry, self.counters,
                 self.errors.report, own_session=self.session_id, persistent=True,
                 lanes=self.settings.num_dispatch_workers,
             )
@@ -554,9 +571,17 @@ class Engine:
                 p for p in segments(self.spool_dir) if not is_locked(p)
             ]:
                 self.outage = False
+                self._catching_up = False
+                self._sendable.set()
                 self._say("INFO", f"the service answers again; {replayed:,} spooled points "
                                   "delivered, sending directly again")
                 return
+            if result.delivered and not self._catching_up and not self.forced:
+                # While logging goes on, batches keep arriving during every replay, so the spool
+                # would never be empty at the moment of the check: hold new batches in memory
+                # (for CATCH_UP_GRACE at most) while the records spooled meanwhile are replayed.
+                self._catching_up = True
+                self._sendable = trio.Event()
             self.spool.rotate()
 
     def _settle(self) -> None:

@@ -24,7 +24,8 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.url = ""
-        self.answers: deque[tuple[int, dict[str, str]]] = deque()  # canned replies, in order
+        # canned replies, in order: [status, headers, how many more times]
+        self.answers: deque[list[Any]] = deque()
         self.reject_status: int | None = None  # answer every runs:update with this status
         # (status, predicate): refuse a runs:update whose body the predicate picks (a "bad
         # point" the server would refuse), pass the others through.
@@ -38,7 +39,7 @@ class FaultProxy:
 
     def fail_next(self, count: int, status: int = 503, headers: dict[str, str] | None = None) -> None:
         with self._lock:
-            self.answers.extend([(status, headers or {})] * count)
+            self.answers.append([status, headers or {}, count])
 
     def hold(self) -> None:
         self.arrived.clear()
@@ -71,7 +72,14 @@ class FaultProxy:
         if not self.gate.is_set():
             await trio.to_thread.run_sync(self.gate.wait, abandon_on_cancel=True)
         with self._lock:
-            canned = self.answers.popleft() if self.answers else None
+            canned = None
+            if self.answers:
+                status, headers, left = self.answers[0]
+                canned = (status, headers)
+                if left <= 1:
+                    self.answers.popleft()
+                else:
+                    self.answers[0][2] = left - 1
         if canned is None and self.reject_status is not None and path.endswith(":update"):
             canned = (self.reject_status, {})
         if canned is None and self.reject_if is not None and path.endswith(":update"):

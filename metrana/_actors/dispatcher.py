@@ -17,7 +17,7 @@ import trio
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._stats import Counters
 from .._wire import JSON_HEADERS, encode_update, series_header
-from .batcher import Batch
+from .batcher import MAX_BATCH_POINTS, Batch
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 from .parcel import Delivery, InFlight, Parcel, deliver_isolating, parcel_count
@@ -224,14 +224,47 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._receive:
             task_status.started()
-            async for item in self._receive:
+            carry: Any = None
+            while True:
+                if carry is not None:
+                    item, carry = carry, None
+                else:
+                    try:
+                        item = await self._receive.receive()
+                    except trio.EndOfChannel:
+                        return
                 if type(item) is FlushMarker:
                     item.ack()  # every earlier batch of this lane is settled
                     continue
                 if self._control.discard_queued:
                     continue  # counted as discarded when the engine settles its books
                 await self._control.wait_sendable()
+                item, carry = self._merge_queued(item)
                 await self.send(item)
+
+    def _merge_queued(self, batch: Batch) -> tuple[Batch, Any]:
+        """Batches that queued up behind this one (the service is slower than the batch age),
+        merged into one request of up to MAX_BATCH_POINTS: a backlog drains in big requests
+        instead of many small ones. Returns the merged batch and what did not fit, if any."""
+        merged: dict[Any, list[Any]] | None = None
+        count = batch.count
+        while count < MAX_BATCH_POINTS:
+            try:
+                following = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if type(following) is FlushMarker or count + following.count > MAX_BATCH_POINTS:
+                return self._merged(batch, merged, count), following
+            if merged is None:
+                merged = {state: list(runs) for state, runs in batch.parcel}
+            for state, runs in following.parcel:
+                merged.setdefault(state, []).extend(runs)
+            count += following.count
+        return self._merged(batch, merged, count), None
+
+    @staticmethod
+    def _merged(batch: Batch, merged: dict[Any, list[Any]] | None, count: int) -> Batch:
+        return batch if merged is None else Batch(list(merged.items()), count)
 
     def encode(self, batch: Batch) -> bytes:
         return encode_parcel(self._target, batch.parcel)
