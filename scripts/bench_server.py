@@ -7,6 +7,8 @@ time) and prints the median.
 
     python scripts/bench_server.py                 # 1,000,000 points, 5 repetitions
     python scripts/bench_server.py --points 200000 --repeat 3 --gzip
+    python scripts/bench_server.py --reads-under-ingest 8   # GET /api/runs latency while 8
+                                                            # clients ingest
 """
 
 from __future__ import annotations
@@ -105,6 +107,44 @@ def run_once(url: str, run: str, args: argparse.Namespace) -> tuple[float, int]:
     return elapsed, stored
 
 
+def _ingest_forever(url: str, run: str, seconds: float) -> None:
+    """One client process: post 10,000-point requests back to back for ``seconds``."""
+    with httpx.Client(base_url=url, timeout=120) as client:
+        client.post("/v1/runs", json={"run": {"workspace": "bench", "project": "server",
+                                              "runName": run}, "createProjectIfMissing": True})
+        bodies = build_bodies(run, 200_000, 10_000, 16)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for body in bodies:
+                client.post("/v1/runs:update", content=body,
+                            headers={"Content-Type": "application/json"}).raise_for_status()
+                if time.monotonic() >= end:
+                    return
+
+
+def reads_under_ingest(url: str, clients: int, seconds: float) -> list[float]:
+    """GET /api/runs every 20 ms while ``clients`` processes ingest; latencies in ms."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_ingest_forever, args=(url, f"load-{i}-{time.time_ns()}",
+                                                             seconds)) for i in range(clients)]
+    for writer in writers:
+        writer.start()
+    latencies: list[float] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        time.sleep(2)  # let every client start ingesting
+        end = time.monotonic() + seconds - 4
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            client.get("/api/runs").raise_for_status()
+            latencies.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.02)
+    for writer in writers:
+        writer.join()
+    return latencies
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
@@ -113,7 +153,22 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--gzip", action="store_true", help="send gzip-compressed bodies")
     parser.add_argument("--url", default=None, help="an already running server")
+    parser.add_argument("--reads-under-ingest", type=int, default=0, metavar="CLIENTS",
+                        help="measure GET /api/runs latency while CLIENTS processes ingest")
+    parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
+    if args.reads_under_ingest:
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, url = start_server(os.path.join(tmp, "bench.sqlite3"))
+            try:
+                ms = sorted(reads_under_ingest(url, args.reads_under_ingest, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        p = {q: ms[min(len(ms) - 1, int(q / 100 * len(ms)))] for q in (50, 90, 99)}
+        print(f"GET /api/runs while {args.reads_under_ingest} clients ingest: {len(ms)} reads, "
+              f"p50 {p[50]:.1f} ms, p90 {p[90]:.1f} ms, p99 {p[99]:.1f} ms, max {ms[-1]:.1f} ms")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         proc = None

@@ -46,7 +46,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # small gzip body that expands into millions of empty objects could take.
 DEFAULT_MAX_ELEMENTS = 500_000
 MAX_BUCKETS = 10_000
-INGEST_CONCURRENCY = 2  # requests parsed and stored at once; more wait (bounded memory)
+INGEST_CONCURRENCY = 1  # requests parsed and stored at once; more wait (bounded memory)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
