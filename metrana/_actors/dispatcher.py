@@ -92,7 +92,7 @@ async def post_with_retries(
             counters.retries += 1
             await trio.sleep(policy.delay(attempt, retry_after))
     raise MetranaConnectionError(
-        f"{client.base_url}{path} did not accept the request after {policy.max_attempts} "
+        f"{str(client.base_url).rstrip('/')}{path} did not accept the request after {policy.max_attempts} "
         f"attempts (last: {last})"
     )
 
