@@ -110,11 +110,11 @@ def test_export_of_unknown_run_or_bad_name_fails_clearly(served, tmp_path: Path)
         assert "Did you mean ws/p/r?" in done.stderr
 
 
-def metrana(*args: str, env: dict[str, str] | None = None, timeout: float = 60
-            ) -> subprocess.CompletedProcess[str]:
+def metrana(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The real `metrana` command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "metrana", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def one_line(stderr: str) -> str:
@@ -310,3 +310,27 @@ def test_public_bind_without_api_key_warns(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_demo_keeps_its_database_and_its_next_commands_work(tmp_path: Path) -> None:
+    """The demo prints each summary once, small values with their digits, why the RL run has
+    86 series, and next commands that work after it exited (its database is kept)."""
+    db = tmp_path / "demo.sqlite3"
+    done = metrana("demo", "--db", str(db), timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no loguru repeat of the summaries, no traceback
+    out = done.stdout
+    assert len(re.findall(r"[\d,]+ of [\d,]+ points delivered", out)) == 2, out
+    assert re.search(r"train/lr .* last=1e-07", out) and "0.0000" not in out
+    assert re.search(r"cartpole/rl-\S+: 86 series", out)
+    assert "reward is 80 series, for 4 environments x 20 episodes" in out
+    assert "identified by metric, scale, environment, episode and labels" in out
+    commands = [line.split("#")[0].strip() for line in out.split("\nnext:\n")[1].splitlines()]
+    assert commands[0] == f"metrana runs --db {db}"
+    assert re.fullmatch(rf"metrana export demo/cartpole/rl-\S+ --db {db} -o rl.csv", commands[1])
+    assert commands[2] == f"metrana serve --db {db}"
+    listed = metrana(*commands[0].split()[1:], cwd=tmp_path)
+    assert listed.returncode == 0 and len(re.findall(r"^demo/", listed.stdout, re.M)) == 2
+    exported = metrana(*commands[1].split()[1:], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert len((tmp_path / "rl.csv").read_text().splitlines()) == 2_104 + 1
