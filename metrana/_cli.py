@@ -247,6 +247,9 @@ def _sync(args: argparse.Namespace) -> int:
 
     try:
         report = sync(args.path, ingestion_url=args.url, api_key=args.api_key, progress=progress)
+    except KeyboardInterrupt:
+        raise _CLIError("interrupted; what was not delivered stays in the spool: run metrana "
+                        "sync again to deliver it (no point is stored twice)", status=130) from None
     except MetranaError as exc:
         if args.path is None and str(exc).startswith("no spool at"):
             print(f"nothing to sync: {exc} (points are spooled there when a run cannot "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import shlex
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,11 +33,17 @@ def _ml_run(url: str, run_name: str) -> Any:
                 "batch_size": 64, "epochs": 3},
     )
     rng = random.Random(0)
-    for step in range(3000):
-        loss = 2.3 * math.exp(-step / 800) + rng.random() * 0.05
-        metrana.log({"train/loss": loss, "train/lr": 3e-4 * (1 - step / 3000)})
-        if step % 500 == 499:
-            metrana.log("val/accuracy", 1 - loss / 2.5, evaluation=True)
+    try:
+        for step in range(3000):
+            loss = 2.3 * math.exp(-step / 800) + rng.random() * 0.05
+            metrana.log({"train/loss": loss, "train/lr": 3e-4 * (1 - step / 3000)})
+            if step % 500 == 499:
+                metrana.log("val/accuracy", 1 - loss / 2.5, evaluation=True)
+    except BaseException:
+        # Ctrl-C: close now, while the demo's server still runs (the at-exit close would
+        # wait for a server that is gone).
+        metrana.close(timeout=5)
+        raise
     return metrana.close()
 
 
@@ -140,7 +147,7 @@ def run_demo(url: str | None = None, db: Path | None = None) -> int:
         else:
             problem = _reachable(url)
             if problem is not None:
-                print(f"metrana demo: {problem}")
+                print(f"metrana demo: {problem}", file=sys.stderr)
                 return 1
             source = f"--url {shlex.quote(url)}"
         suffix = time.strftime("%Y%m%d-%H%M%S")
@@ -153,7 +160,7 @@ def run_demo(url: str | None = None, db: Path | None = None) -> int:
             rl = _rl_run(url, f"rl-{suffix}")
             print(f"  {rl.summary()}")
         except MetranaError as exc:
-            print(f"metrana demo: {exc}")
+            print(f"metrana demo: {exc}", file=sys.stderr)
             return 1
         _print_stored(url, [("demo", "mnist", f"ml-{suffix}"), ("demo", "cartpole", f"rl-{suffix}")])
         ok = ml.sent == ml.logged and rl.sent == rl.logged

@@ -47,6 +47,28 @@ _WITH_SOURCE = ("<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: 
                 "<level>{message}</level> <dim>({name}:{function}:{line})</dim>\n{exception}")
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when the sink was added.
+
+    metrana adds its sink lazily, at its first message; by then pytest's capsys, a notebook or
+    a daemon may have swapped ``sys.stderr`` for an object that is later closed.
+    """
+
+    def write(self, message: str) -> None:
+        stream = sys.stderr
+        if stream is not None:
+            stream.write(message)
+
+    def flush(self) -> None:
+        stream = sys.stderr
+        if stream is not None:
+            stream.flush()
+
+    def isatty(self) -> bool:  # loguru colours a terminal, as it does for its default handler
+        stream = sys.stderr
+        return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+
+
 def _is_ours(record: Any) -> bool:
     return record["extra"].get(_MARK) is True
 
@@ -82,7 +104,7 @@ def _install() -> None:
         def ours_while_default_installed(record: Any) -> bool:
             return _is_ours(record) and _default_handler() is default
 
-        logger.add(sys.stderr, level=0, format=_format, filter=ours_while_default_installed)
+        logger.add(_CurrentStderr(), level=0, format=_format, filter=ours_while_default_installed)
 
 
 def say(configured: LogLevel, level: str, message: str) -> None:
