@@ -4,6 +4,7 @@ session, plus the session constructors, fork handling and the at-exit close."""
 from __future__ import annotations
 
 import atexit
+import difflib
 import os
 import sys
 import threading
@@ -14,11 +15,11 @@ from typing import Any
 
 import trio
 
-from ._config import AggregationRule, resolve_settings
+from ._config import SPOOL_DIR_DEFAULT, AggregationRule, SpoolDirDefault, resolve_settings
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
 from ._session import DEFAULT_INIT_TIMEOUT, Session, State, TrioSession, live_sessions
-from ._stats import Metrics
+from ._stats import Counters, Metrics
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -44,14 +45,55 @@ _lock = threading.Lock()
 # bodies: True, False, or None = only for non-loopback services).
 _SESSION_OPTIONS = ("transport", "retry", "batch_max_age", "compress")
 
+# Names people reach for first (from other metrics libraries, or by shortening ours), mapped to
+# the argument they mean. difflib finds typos; it cannot see that ``url`` means ingestion_url.
+_LIKELY_MEANT = {
+    "workspace": "workspace_name", "ws": "workspace_name", "entity": "workspace_name",
+    "team": "workspace_name", "project": "project_name", "run": "run_name",
+    "name": "run_name", "run_id": "run_name", "id": "run_name", "experiment": "experiment_name",
+    "group": "experiment_name", "url": "ingestion_url", "host": "ingestion_url",
+    "server": "ingestion_url", "endpoint": "ingestion_url", "base_url": "ingestion_url",
+    "server_url": "ingestion_url", "key": "api_key", "token": "api_key", "apikey": "api_key",
+    "timeout": "close_timeout", "spool": "spool_dir", "spool_path": "spool_dir",
+    "level": "log_level", "verbosity": "log_level", "offline": "mode",
+    "workers": "num_dispatch_workers", "queue_size": "event_queue_max_size",
+    "hyperparameters": "config", "params": "config", "hparams": "config", "args": "config",
+}
 
-def _build(arguments: dict[str, Any], cls: type[Session]) -> tuple[Session, float]:
-    """Validate init()-style arguments into a (not yet started) session."""
+
+def _public_arguments() -> list[str]:
+    code = init.__code__
+    return [*code.co_varnames[: code.co_argcount + code.co_kwonlyargcount], "compress"]
+
+
+def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
+    """``init() got an unexpected keyword argument 'workspace' (did you mean workspace_name?)``"""
+    known = _public_arguments()
+    parts = []
+    for name in unknown:
+        guess = _LIKELY_MEANT.get(name.lower())
+        if guess is None:
+            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+            guess = close[0] if close else None
+        if guess == "mode":
+            guess = 'mode="offline"'
+        hint = f" (did you mean {guess}?)" if guess else ""
+        parts.append(f"{name!r}{hint}")
+    noun = "argument" if len(unknown) == 1 else "arguments"
+    return (f"{caller}() got an unexpected keyword {noun} {', '.join(parts)}; "
+            f"its arguments are: {', '.join(known)}")
+
+
+def _build(arguments: dict[str, Any], cls: type[Session], caller: str) -> tuple[Session, float]:
+    """Validate init()-style arguments into a (not yet started) session.
+
+    ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors.
+    """
     arguments = dict(arguments)
     options = arguments.pop("options", {}) or {}
     unknown = set(options) - set(_SESSION_OPTIONS) - {"init_timeout"}
     if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        raise TypeError(_unknown_keywords_message(caller, sorted(unknown)))
     init_timeout = float(options.pop("init_timeout", DEFAULT_INIT_TIMEOUT))
     config = arguments.pop("config", None)
     settings = resolve_settings(arguments)
@@ -79,7 +121,7 @@ def init(
     dispatch_queue_max_size: int | None = None,
     error_queue_max_size: int | None = None,
     close_timeout: float | None = None,
-    spool_dir: str | os.PathLike[str] | None = ...,  # type: ignore[assignment]
+    spool_dir: str | os.PathLike[str] | SpoolDirDefault | None = SPOOL_DIR_DEFAULT,
     spool_max_bytes: int | None = None,
     mode: str | None = None,
     **options: Any,
@@ -112,7 +154,7 @@ def init(
                 stacklevel=2,
             )
             return current
-        created, init_timeout = _build(arguments, Session)
+        created, init_timeout = _build(arguments, Session, "init")
         created._start_thread(init_timeout)
         _session = created
         _bind_log(created)
@@ -125,7 +167,7 @@ def session(**arguments: Any) -> Session:
     Takes the keyword arguments of :func:`init`. The block's exit closes the run (also when
     the body raises). Independent of the global run of :func:`init`.
     """
-    created, init_timeout = _build(_with_options(arguments), Session)
+    created, init_timeout = _build(_with_options(arguments), Session, "session")
     created._start_thread(init_timeout)
     return created
 
@@ -134,7 +176,7 @@ def _with_options(arguments: dict[str, Any]) -> dict[str, Any]:
     known = set(init.__code__.co_varnames[: init.__code__.co_argcount
                                            + init.__code__.co_kwonlyargcount])
     out = {name: value for name, value in arguments.items() if name in known}
-    out.setdefault("spool_dir", ...)
+    out.setdefault("spool_dir", SPOOL_DIR_DEFAULT)
     out["options"] = {name: value for name, value in arguments.items() if name not in known}
     return out
 
@@ -147,7 +189,7 @@ async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
     thread); ``run.log(...)`` stays synchronous. Leaving the block closes the run per the close
     strategy, also when the body raises.
     """
-    built, init_timeout = _build(_with_options(arguments), TrioSession)
+    built, init_timeout = _build(_with_options(arguments), TrioSession, "open_session")
     assert isinstance(built, TrioSession)
     run = built
     engine = run._engine
@@ -247,8 +289,16 @@ def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluati
 
 
 def close(timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-    """Close the run started by :func:`init`. See :meth:`Session.close`."""
-    return _current().close(timeout, strategy=strategy)
+    """Close the run started by :func:`init`. See :meth:`Session.close`.
+
+    With no run started (``init()`` was never called, or it raised), there is nothing to
+    close: this returns all-zero metrics instead of raising. ``close()`` often sits in a
+    ``finally:`` after ``init()``; raising there would hide the error that ``init()`` raised.
+    """
+    current = _session
+    if current is None:
+        return Counters().snapshot()
+    return current.close(timeout, strategy=strategy)
 
 
 def flush(timeout: float | None = None) -> None:
@@ -271,6 +321,12 @@ def _after_fork_in_child() -> None:
 
 
 def _close_at_exit() -> None:
+    """Deliver what runs left open still hold, and say so in metrana's voice.
+
+    Not ``warnings.warn``: at exit there is no user line to point at, and Python would print
+    the ``warnings.warn(`` line of this function instead. The message goes through the run's
+    own logger (and its ``log_level``), like every other metrana message.
+    """
     for live in list(live_sessions):
         live._close_at_exit()
 

@@ -1,64 +1,190 @@
-"""The ``metrana`` command: ``serve``, ``runs``, ``export``, ``sync`` and ``demo``."""
+"""The metrana command: serve, runs, export, sync and demo.
+
+Every failure a user can cause (a busy port, a wrong run name, a missing API key, a closed
+pipe) is one line on stderr that says what is wrong and what to do, and a non-zero exit status
+(1: it did not work, 2: the command line is wrong); a traceback means a bug in metrana.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import difflib
+import errno
 import gc
 import json
 import math
 import os
+import socket
+import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 from urllib.parse import quote
 
-__all__ = ["main"]
+__all__ = ["api_run_path", "main"]
+
+_DESCRIPTION = """\
+metrana: metrics for ML and RL training loops, and a local server to send them to.
+
+Start a local server with 'metrana serve', log to it from Python with
+metrana.init(..., ingestion_url=<the URL it prints>), then look at what was stored with
+'metrana runs' and 'metrana export'. 'metrana demo' does all of that once, as an example.
+"""
+
+_EPILOG = """\
+environment:
+  METRANA_DB              database of serve/runs/export (default ~/.metrana/metrana.sqlite3)
+  METRANA_API_KEY         API key that runs/export/sync send
+  METRANA_SERVER_API_KEY  API key that serve requires
+  METRANA_INGESTION_URL   where sync sends (default: the URL each run was logged to)
+  METRANA_SPOOL_DIR       spool that sync reads (default ~/.metrana/spool)
+
+'metrana COMMAND --help' says what each command reads and writes.
+"""
+
+_SERVE_HELP = """\
+Run the local ingestion server until Ctrl-C or SIGTERM.
+
+Reads and writes: the SQLite database --db (default $METRANA_DB, else
+~/.metrana/metrana.sqlite3), created if missing. Each request is one transaction, so
+everything the server acknowledged is on disk.
+Prints: the URL to pass to metrana.init(ingestion_url=...).
+
+It listens on loopback (127.0.0.1) unless --host says otherwise. To require an API key, set
+METRANA_SERVER_API_KEY in its environment (preferred: a --api-key argument is visible to
+every user of the machine in 'ps'); clients then send it as api_key= or METRANA_API_KEY.
+"""
+
+_READ_SOURCE_HELP = """\
+Reads: the SQLite file --db (default $METRANA_DB, else ~/.metrana/metrana.sqlite3), or a
+running server's read API with --url. A server started with an API key needs it here too:
+--api-key KEY, or METRANA_API_KEY in the environment (preferred: arguments show in 'ps').
+"""
+
+_RUNS_HELP = "List the stored runs with their series and point counts.\n\n" + _READ_SOURCE_HELP + """\
+Writes: a table to stdout, one run a line, named WORKSPACE/PROJECT/RUN as 'metrana export'
+takes it. Changes nothing.
+"""
+
+_EXPORT_HELP = "Write every point of one run as CSV or JSON lines.\n\n" + _READ_SOURCE_HELP + """\
+Writes: the points to stdout, or to the file -o (created only once the export succeeded).
+Changes nothing in the database.
+
+RUN is the name 'metrana runs' prints (workspace/project/run, even when a name contains '/').
+If two runs print the same, name one with --workspace, --project and --run instead.
+"""
+
+_SYNC_HELP = """\
+Deliver the points waiting in the spool: runs logged with mode="offline", or points a run
+could not deliver before it ended (the service was down, close() timed out).
+
+Reads: the spool at PATH (default $METRANA_SPOOL_DIR, else ~/.metrana/spool).
+Sends: each run's points to --url (default $METRANA_INGESTION_URL, else the URL the run was
+logged to), creating the run if needed. A non-loopback service needs an API key: --api-key
+KEY or METRANA_API_KEY (preferred: arguments show in 'ps').
+Deletes: each spool segment once every point in it was answered. Running sync twice, or
+again after an interruption, stores each point once.
+"""
+
+_DEMO_HELP = """\
+Log a short ML run and a short RL run, print what the server stored, and what to run next.
+
+Writes: the runs into the database --db (default ~/.metrana/demo.sqlite3, kept so that you
+can look at it afterwards), through a local server started on a free loopback port for the
+duration of the demo; or, with --url, into that running server instead.
+"""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"metrana {__version__}"
 
 
 def _default_db() -> Path:
     from .server.runner import DEFAULT_DB_PATH
 
-    return Path(os.environ.get("METRANA_DB", DEFAULT_DB_PATH))
+    return Path(os.environ.get("METRANA_DB") or DEFAULT_DB_PATH).expanduser()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="metrana", description=_DESCRIPTION, epilog=_EPILOG,
+                     formatter_class=raw)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the local ingestion server (SQLite)",
+                           description=_SERVE_HELP, formatter_class=raw)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8787,
+                       help="port (default 8787; 0 picks a free one and prints it)")
+    serve.add_argument("--db", type=Path, default=None, metavar="PATH",
+                       help="SQLite database file (default $METRANA_DB or ~/.metrana/metrana.sqlite3)")
+    serve.add_argument("--api-key", default=None, metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' on every request; prefer "
+                            "METRANA_SERVER_API_KEY, which 'ps' does not show")
+
+    for name, summary, description in (
+            ("runs", "list stored runs with series and point counts", _RUNS_HELP),
+            ("export", "write every point of one run as CSV or JSON lines", _EXPORT_HELP)):
+        cmd = sub.add_parser(name, help=summary, description=description, formatter_class=raw)
+        source = cmd.add_mutually_exclusive_group()
+        source.add_argument("--db", type=Path, default=None, metavar="PATH",
+                            help="read this SQLite file (default $METRANA_DB or "
+                                 "~/.metrana/metrana.sqlite3)")
+        source.add_argument("--url", default=None,
+                            help="read from the server running at URL instead")
+        cmd.add_argument("--api-key", default=None, metavar="KEY",
+                         help="API key of a server started with one (default $METRANA_API_KEY)")
+        if name == "export":
+            cmd.add_argument("run", metavar="RUN", nargs="?",
+                             help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it")
+            cmd.add_argument("--format", choices=("csv", "jsonl"), default="csv",
+                             help="csv (default) or jsonl: one JSON object a line")
+            cmd.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                             help="write to FILE (default stdout)")
+            by_part = cmd.add_argument_group(
+                "naming the run part by part (instead of RUN, when 'metrana runs' shows a name "
+                "twice)")
+            by_part.add_argument("--workspace", default=None)
+            by_part.add_argument("--project", default=None)
+            by_part.add_argument("--run", dest="run_name", default=None, metavar="RUN_NAME")
+
+    sync = sub.add_parser("sync", help="deliver spooled points (offline runs, outages)",
+                          description=_SYNC_HELP, formatter_class=raw)
+    sync.add_argument("path", nargs="?", default=None, metavar="PATH",
+                      help="a run's spool directory or one above (default: the whole spool)")
+    sync.add_argument("--url", default=None,
+                      help="send to this service (default $METRANA_INGESTION_URL, else the "
+                           "URL each run was logged to)")
+    sync.add_argument("--api-key", default=None, metavar="KEY",
+                      help="API key for the service (default $METRANA_API_KEY)")
+
+    demo = sub.add_parser("demo", help="log an example ML and RL run and show what was stored",
+                          description=_DEMO_HELP, formatter_class=raw)
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, default=None, metavar="PATH",
+                       help="database for the demo's local server (default ~/.metrana/demo.sqlite3)")
+    where.add_argument("--url", default=None, help="log to the server running at URL instead")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metrana", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the local ingestion server (SQLite)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    serve.add_argument("--port", type=int, default=8787, help="port (0 picks a free one)")
-    serve.add_argument("--db", type=Path, default=None, help="SQLite file (default ~/.metrana/)")
-    serve.add_argument(
-        "--api-key",
-        default=os.environ.get("METRANA_SERVER_API_KEY"),
-        help="require 'Authorization: Bearer KEY' (or set METRANA_SERVER_API_KEY)",
-    )
-
-    for name, help_text in (("runs", "list runs with point counts"),
-                            ("export", "write every point of a run")):
-        cmd = sub.add_parser(name, help=help_text)
-        source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--db", type=Path, default=None, help="read this SQLite file")
-        source.add_argument("--url", default=None, help="read from a running server")
-        cmd.add_argument("--api-key", default=os.environ.get("METRANA_API_KEY"), help=argparse.SUPPRESS)
-        if name == "export":
-            cmd.add_argument("run", metavar="WORKSPACE/PROJECT/RUN")
-            cmd.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-            cmd.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")
-
-    sync = sub.add_parser("sync", help="deliver spooled points (offline runs, outages)")
-    sync.add_argument("path", nargs="?", default=None,
-                      help="a run's spool directory or one above (default: the spool root)")
-    sync.add_argument("--url", default=None, help="service URL (default METRANA_INGESTION_URL)")
-    sync.add_argument("--api-key", default=None, help=argparse.SUPPRESS)
-
-    demo = sub.add_parser("demo", help="log an ML and an RL run and print what was stored")
-    demo.add_argument("--url", default=None, help="server to use (default: start a local one)")
-
-    args = parser.parse_args(argv)
+    """Run one ``metrana`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
@@ -69,33 +195,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sync":
             return _sync(args)
         if args.command == "demo":
-            from ._demo import run_demo
+            from ._demo import DEFAULT_DEMO_DB, run_demo
 
-            return run_demo(args.url)
+            db = (args.db or DEFAULT_DEMO_DB).expanduser()
+            if args.url is None:
+                _check_database(db)
+            return run_demo(args.url, db)
     except _CLIError as exc:
         print(f"metrana {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return exc.status
+    except BrokenPipeError:
+        # The reader went away (`metrana export ... | head`): stop quietly, as other tools do.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a process ended by SIGPIPE
+    except KeyboardInterrupt:
+        print(f"metrana {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 2
 
 
 class _CLIError(Exception):
-    pass
+    """A problem to print as one line; ``status`` 1 = it did not work, 2 = bad command line."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _port(text: str) -> int:
+    """argparse type of --port: a clear message instead of bind()'s OverflowError later."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is not a port number: use 1-65535, or 0 to pick a free one")
+    return port
+
+
+# ------------------------------------------------------------------------------- sync
 
 
 def _sync(args: argparse.Namespace) -> int:
     from ._exceptions import MetranaError
     from ._sync import sync
 
+    def progress(message: str) -> None:
+        print(f"metrana sync: {message}", file=sys.stderr, flush=True)
+
     try:
-        report = sync(args.path, ingestion_url=args.url, api_key=args.api_key)
+        report = sync(args.path, ingestion_url=args.url, api_key=args.api_key, progress=progress)
+    except KeyboardInterrupt:
+        raise _CLIError("interrupted; what was not delivered stays in the spool: run metrana "
+                        "sync again to deliver it (no point is stored twice)", status=130) from None
     except MetranaError as exc:
+        if args.path is None and str(exc).startswith("no spool at"):
+            print(f"nothing to sync: {exc} (points are spooled there when a run cannot "
+                  "deliver them, or with mode=\"offline\")")
+            return 0
         raise _CLIError(str(exc)) from None
+    if report.runs == 0 and not report.errors:
+        from ._config import DEFAULT_SPOOL_DIR
+
+        root = args.path or os.environ.get("METRANA_SPOOL_DIR") or DEFAULT_SPOOL_DIR
+        print(f"nothing to sync: no spooled points under {root}")
+        return 0
     print(f"synced {report.runs} run(s): {report.delivered:,} points delivered, "
           f"{report.rejected:,} rejected, {report.damaged_records} damaged record(s) skipped, "
           f"{report.segments_in_use} segment(s) in use by a running logger")
     for error in report.errors:
         print(f"  {error}", file=sys.stderr)
+    if report.errors:
+        print("what was not delivered stays in the spool; run metrana sync again once the "
+              "problem is fixed", file=sys.stderr)
     return 0 if not report.errors else 1
+
+
+# ------------------------------------------------------------------------------ serve
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -103,8 +282,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server.runner import serve, warn_if_public
 
-    db = args.db or _default_db()
-    warn_if_public(args.host, args.api_key)
+    db = args.db.expanduser() if args.db else _default_db()
+    api_key = args.api_key or os.environ.get("METRANA_SERVER_API_KEY") or None
+    if args.api_key:
+        print("metrana serve: note: --api-key is visible to other users in 'ps'; prefer "
+              "METRANA_SERVER_API_KEY=... metrana serve", file=sys.stderr)
+    _check_database(db)
+    warn_if_public(args.host, api_key)
     # A request body parses into ~10 objects a point, all acyclic and freed by reference
     # counting; the default collector thresholds would walk them hundreds of times a request.
     # (Only in the server's own process: the client library never touches the collector.)
@@ -117,21 +301,152 @@ def _serve(args: argparse.Namespace) -> int:
                     db_path=db,
                     host=args.host,
                     port=args.port,
-                    api_key=args.api_key,
+                    api_key=api_key,
                     handle_signals=True,
                     task_status=task_status,
                 )
             )
             print(f"metrana serve: listening on {info.url}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
-            print(f"metrana serve: clients use ingestion_url={info.url}", flush=True)
+            print(f"metrana serve: clients use ingestion_url={info.url}"
+                  + (" and an api_key" if api_key else ""), flush=True)
+            key = "METRANA_API_KEY=<the key> " if api_key else ""
+            print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
+                  "stop with Ctrl-C", flush=True)
 
     try:
         trio.run(main)
-    except OSError as exc:
-        raise _CLIError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    except BaseException as exc:  # noqa: BLE001 - a known startup problem becomes one line
+        problem = _startup_problem(exc, args.host, args.port, db)
+        if problem is None:
+            raise
+        raise _CLIError(problem) from None
     print("metrana serve: stopped; all acknowledged data is committed", flush=True)
     return 0
+
+
+def _check_database(db: Path) -> None:
+    """Fail before listening when the database cannot be opened for writing."""
+    try:
+        if db.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
+        try:
+            conn.execute("PRAGMA schema_version")  # reads the header: "file is not a database"
+            conn.execute("BEGIN IMMEDIATE")  # needs write access
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _CLIError(
+            f"cannot use {db} as the database ({reason}); pass --db with a file in a writable "
+            "directory (default ~/.metrana/metrana.sqlite3, or set METRANA_DB)"
+        ) from None
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, (list, tuple)):
+        for item in inner:
+            yield from _leaves(item)
+    else:
+        yield exc
+
+
+def _startup_problem(exc: BaseException, host: str, port: int, db: Path) -> str | None:
+    """One line for a startup failure a user can fix, or None (a bug: show the traceback)."""
+    for leaf in _leaves(exc):
+        if isinstance(leaf, KeyboardInterrupt):
+            return "interrupted before it started"
+        if isinstance(leaf, socket.gaierror):
+            return (f"cannot listen on {host!r}: no such address ({leaf.strerror}); use "
+                    "--host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+        if isinstance(leaf, OverflowError):
+            return f"{port} is not a port number: use 1-65535, or --port 0 to pick a free one"
+        if isinstance(leaf, sqlite3.Error):
+            return (f"cannot use {db} as the database ({leaf}); pass --db with a file in a "
+                    "writable directory")
+        if isinstance(leaf, OSError) and leaf.errno == errno.EADDRINUSE:
+            holder = _port_holder(port)
+            by = f" by {holder}" if holder else ""
+            url = f"http://{host}:{port}"
+            return (f"port {port} on {host} is already in use{by}. If that is a metrana serve, "
+                    f"use it (ingestion_url={url}) or stop it; otherwise pick another port "
+                    f"with --port {port + 1 if port < 65535 else 8787}, or --port 0 for any "
+                    "free port")
+        if isinstance(leaf, OSError) and leaf.errno == errno.EACCES:
+            return (f"not allowed to listen on port {port} (ports below 1024 need root); use "
+                    "--port 8787, or --port 0 to pick a free port")
+        if isinstance(leaf, OSError) and leaf.errno == errno.EADDRNOTAVAIL:
+            return (f"{host} is not an address of this machine; use --host 127.0.0.1 (this "
+                    "machine only) or 0.0.0.0 (every interface)")
+        if isinstance(leaf, OSError):
+            return f"cannot listen on {host}:{port}: {leaf.strerror or leaf}"
+    return None
+
+
+def _port_holder(port: int) -> str | None:
+    """Best effort (Linux): which process listens on ``port``, from /proc/net and /proc/*/fd.
+
+    Only the pid and program name are shown, never the command line: it may hold secrets
+    (``--api-key``). None when it cannot be told (not Linux, another user's process).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A":  # 0A = LISTEN
+                with contextlib.suppress(ValueError):
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return f"pid {proc.name} ({_program(proc)})"
+        except OSError:
+            continue
+    return "another process (one this user cannot inspect)"
+
+
+def _program(proc: Path) -> str:
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = []
+    words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+    if "serve" in words and any(w == "metrana" or w.startswith("metrana") for w in words):
+        return "metrana serve"
+    try:
+        return (proc / "comm").read_text().strip() or "unknown program"
+    except OSError:
+        return "unknown program"
+
+
+# ------------------------------------------------------------------------ runs / export
+
+
+def api_run_path(workspace: str, project: str, run: str) -> str:
+    """The read API path of a run: ``/api/runs/<workspace>/<project>/<run>``.
+
+    Each name is percent-encoded whole (so a ``/`` inside a name is ``%2F``), and every ``.``
+    as ``%2E``: HTTP clients (httpx, browsers, curl) remove ``.`` and ``..`` path segments
+    before sending, so a run named ``.`` would otherwise be asked for as its project. The
+    server decodes each segment once.
+    """
+    return "/api/runs/" + "/".join(quote(name, safe="").replace(".", "%2E")
+                                   for name in (workspace, project, run))
 
 
 class _Reader:
@@ -139,56 +454,103 @@ class _Reader:
 
     def __init__(self, db: Path | None, url: str | None, api_key: str | None) -> None:
         self._url = url.rstrip("/") if url else None
-        self._api_key = api_key
+        self._api_key = api_key or os.environ.get("METRANA_API_KEY") or None
         self._store: Any = None
+        self._client: Any = None
         if self._url is None:
             from .server.store import Store
 
-            path = db or _default_db()
+            path = db.expanduser() if db else _default_db()
             if not path.exists():
-                raise _CLIError(f"no database at {path} (start 'metrana serve' or pass --db)")
-            self._store = Store(path)
+                raise _CLIError(f"no database at {path}: start 'metrana serve' (it creates "
+                                "it), or pass --db PATH or --url URL")
+            if path.is_dir():
+                raise _CLIError(f"{path} is a directory; pass --db with the database file")
+            try:
+                self._store = Store(path)
+            except (OSError, sqlite3.Error) as exc:
+                raise _CLIError(f"cannot read {path} as a metrana database: {exc}") from None
+            self.where = f"database {path}"
+            self.source = f"--db {_shell(str(path))}"
+        else:
+            import httpx
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            self._client = httpx.Client(base_url=self._url, headers=headers, timeout=60)
+            self.where = f"the server at {self._url}"
+            self.source = f"--url {_shell(self._url)}"
+
+    def _get(self, path: str) -> Any:
+        """GET a read-API path; None for a 404 (the caller says what was not found)."""
         import httpx
 
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            response = httpx.get(f"{self._url}{path}", params=params, headers=headers, timeout=60)
+            response = self._client.get(path)
         except httpx.HTTPError as exc:
-            raise _CLIError(f"cannot reach {self._url}: {exc}") from None
+            raise _CLIError(f"cannot reach {self._url} ({exc}); is 'metrana serve' running "
+                            "there? It prints its URL when it starts") from None
+        if response.status_code == 404 and path != "/api/runs":
+            return None
+        if response.status_code == 401:
+            what = "refused the API key given" if self._api_key else "needs an API key"
+            raise _CLIError(f"{self._url} {what} (HTTP 401): pass --api-key KEY or set "
+                            "METRANA_API_KEY to the key the server was started with "
+                            "(its METRANA_SERVER_API_KEY or --api-key)")
         if response.status_code != 200:
-            raise _CLIError(f"{self._url}{path}: HTTP {response.status_code}: {response.text}")
-        return response.json()
+            raise _CLIError(f"{self._url}{path}: HTTP {response.status_code}: "
+                            f"{response.text[:300]}; is {self._url} a metrana server?")
+        try:
+            return response.json()
+        except ValueError:
+            raise _CLIError(f"{self._url}{path} did not answer with JSON; is {self._url} a "
+                            "metrana server?") from None
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        if self._client is not None:
+            self._client.close()
 
     def runs(self) -> list[dict[str, Any]]:
         if self._store is not None:
             return list(self._store.list_runs())
         return list(self._get("/api/runs")["runs"])
 
-    def points(self, workspace: str, project: str, run: str) -> Iterator[dict[str, Any]]:
+    def detail(self, workspace: str, project: str, run: str) -> dict[str, Any] | None:
+        """The run with its series, or None when it does not exist."""
         if self._store is not None:
             from .server.store import NotFound
 
             try:
-                yield from self._store.iter_export(workspace, project, run)
-            except NotFound as exc:
-                raise _CLIError(str(exc)) from None
-            return
-        base = "/api/runs/" + "/".join(quote(p, safe="") for p in (workspace, project, run))
-        detail = self._get(base)
+                return dict(self._store.get_run(workspace, project, run))
+            except NotFound:
+                return None
+        found = self._get(api_run_path(workspace, project, run))
+        return dict(found) if found is not None else None
+
+    def points(self, detail: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        base = api_run_path(detail["workspace"], detail["project"], detail["run"])
         for series in detail["series"]:
             identity = {k: series[k] for k in
                         ("kind", "metric_name", "scale", "labels", "environment_id", "episode")}
-            for point in self._get(f"{base}/series/{series['id']}/points")["points"]:
+            if self._store is not None:
+                points = self._store.get_points(series["id"])
+            else:
+                answer = self._get(f"{base}/series/{series['id']}/points")
+                if answer is None:
+                    raise _CLIError(f"run {_label(detail)} changed while it was exported "
+                                    f"(series {series['id']} is gone); export it again")
+                points = answer["points"]
+            for point in points:
                 value = point["value"]
                 if isinstance(value, str):
                     point["value"] = float(value.replace("Infinity", "inf"))
                 yield {**identity, **point}
+
+
+def _label(run: dict[str, Any]) -> str:
+    """How ``metrana runs`` prints a run, and how ``metrana export`` finds it."""
+    return f"{run['workspace']}/{run['project']}/{run['run']}"
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -198,18 +560,46 @@ def _runs(args: argparse.Namespace) -> int:
     finally:
         reader.close()
     if not runs:
-        print("no runs")
+        print(f"no runs yet in {reader.where}: log one with metrana.init(..., "
+              f"ingestion_url=<the server's URL>), or run 'metrana demo {reader.source}'")
         return 0
-    rows = [("WORKSPACE/PROJECT/RUN", "EXPERIMENT", "SERIES", "POINTS")] + [
-        (f"{r['workspace']}/{r['project']}/{r['run']}", r["experiment"] or "-",
-         str(r["series_count"]), str(r["point_count"]))
+    runs = list(reversed(runs))  # oldest first: the run just made is printed last
+    now = time.time_ns()
+    rows = [("WORKSPACE/PROJECT/RUN", "EXPERIMENT", "STATUS", "CREATED", "LAST ACTIVITY",
+             "SERIES", "POINTS")] + [
+        (_label(r), r["experiment"] or "-", r.get("status", "-"), _when(r.get("created_ns")),
+         _ago(r.get("last_activity_ns"), now), f"{r['series_count']:,}", f"{r['point_count']:,}")
         for r in runs
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+        print("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    labels = [_label(r) for r in runs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        print(f"\n{', '.join(twice)}: more than one run prints like this (a '/' inside a name); "
+              "export one with --workspace W --project P --run R")
+    print(f"\nexport one: metrana export {_shell(labels[-1])} {reader.source} -o points.csv")
     return 0
+
+
+def _when(ns: int | None) -> str:
+    """A local date and time to the second."""
+    if not ns:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
+
+
+def _ago(ns: int | None, now: int) -> str:
+    """How long ago, in the largest unit that reads naturally."""
+    if not ns:
+        return "-"
+    seconds = max(0, (now - ns) // 10**9)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 _EXPORT_COLUMNS = ("kind", "metric_name", "scale", "labels", "environment_id", "episode",
@@ -217,32 +607,114 @@ _EXPORT_COLUMNS = ("kind", "metric_name", "scale", "labels", "environment_id", "
 
 
 def _export(args: argparse.Namespace) -> int:
-    parts = args.run.split("/")
-    if len(parts) != 3 or not all(parts):
-        raise _CLIError(f"expected WORKSPACE/PROJECT/RUN, got {args.run!r}")
+    parts = (args.workspace, args.project, args.run_name)
+    if any(p is not None for p in parts):
+        if not all(parts) or args.run is not None:
+            raise _CLIError("name the run either as WORKSPACE/PROJECT/RUN or with all three of "
+                            "--workspace, --project and --run", status=2)
+    elif args.run is None:
+        raise _CLIError("which run? Give WORKSPACE/PROJECT/RUN as 'metrana runs' prints it",
+                        status=2)
     reader = _Reader(args.db, args.url, args.api_key)
-    points = reader.points(*parts)
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        if args.format == "csv":
-            writer = csv.writer(out)
-            writer.writerow(_EXPORT_COLUMNS)
-            for p in points:
-                writer.writerow([json.dumps(p["labels"], sort_keys=True) if c == "labels"
-                                 else ("" if p[c] is None else _cell(p[c]))
-                                 for c in _EXPORT_COLUMNS])
-        else:
-            for p in points:
-                value = p["value"]
-                if isinstance(value, float) and not math.isfinite(value):
-                    p = {**p, "value": "NaN" if value != value else
-                         ("Infinity" if value > 0 else "-Infinity")}
-                out.write(json.dumps(p, allow_nan=False) + "\n")
+        detail = _find_run(reader, args.run, parts)
+        with _output(args.output) as out:
+            _write_points(out, args.format, reader.points(detail))
     finally:
         reader.close()
-        if out is not sys.stdout:
-            out.close()
+    if args.output:
+        print(f"metrana export: wrote {_label(detail)} to {args.output}", file=sys.stderr)
     return 0
+
+
+def _find_run(reader: _Reader, text: str | None, parts: tuple[str | None, ...]) -> dict[str, Any]:
+    """The run named on the command line, or a _CLIError that says what exists instead.
+
+    ``text`` is matched against ``workspace/project/run`` as ``metrana runs`` prints it, so a
+    name containing ``/`` works. ``a/b/c`` can only be split one way; longer names need the
+    list of runs to find the split.
+    """
+    if text is None:
+        workspace, project, run = (str(p) for p in parts)
+        detail = reader.detail(workspace, project, run)
+        if detail is None:
+            raise _CLIError(f"no run with workspace {workspace!r}, project {project!r} and run "
+                            f"{run!r} in {reader.where}. 'metrana runs {reader.source}' "
+                            "lists every run.")
+        return detail
+    split = text.split("/")
+    if len(split) == 3 and all(split):
+        detail = reader.detail(*split)
+        if detail is not None:
+            return detail
+    runs = reader.runs()
+    matches = [r for r in runs if _label(r) == text]
+    if len(matches) == 1:
+        found = reader.detail(matches[0]["workspace"], matches[0]["project"], matches[0]["run"])
+        if found is not None:
+            return found
+    if len(matches) > 1:
+        options = "; ".join(f"--workspace {_shell(r['workspace'])} --project "
+                            f"{_shell(r['project'])} --run {_shell(r['run'])}" for r in matches)
+        raise _CLIError(f"{len(matches)} runs print as {text!r}; name one part by part: "
+                        f"{options}", status=2)
+    labels = [_label(r) for r in runs]
+    close = difflib.get_close_matches(text, labels, n=3, cutoff=0.6)
+    close += [label for r, label in zip(runs, labels, strict=True)
+              if r["run"] == text and label not in close]
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    listing = f" 'metrana runs {reader.source}' lists every run." if runs else ""
+    if len(split) < 3:
+        raise _CLIError(f"expected WORKSPACE/PROJECT/RUN, got {text!r}.{hint}{listing}",
+                        status=2)
+    if not runs:
+        raise _CLIError(f"no run {text!r}: {reader.where} has no runs yet")
+    raise _CLIError(f"no run {text!r} in {reader.where}.{hint}{listing}")
+
+
+def _shell(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a file that appears only when the export succeeded (no partial files)."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    path = path.expanduser()
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        out = open(partial, "w", newline="")
+    except OSError as exc:
+        raise _CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+def _write_points(out: IO[str], fmt: str, points: Iterator[dict[str, Any]]) -> None:
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(_EXPORT_COLUMNS)
+        for p in points:
+            writer.writerow([json.dumps(p["labels"], sort_keys=True) if c == "labels"
+                             else ("" if p[c] is None else _cell(p[c]))
+                             for c in _EXPORT_COLUMNS])
+        return
+    for p in points:
+        value = p["value"]
+        if isinstance(value, float) and not math.isfinite(value):
+            p = {**p, "value": "NaN" if value != value else
+                 ("Infinity" if value > 0 else "-Infinity")}
+        out.write(json.dumps(p, allow_nan=False) + "\n")
 
 
 def _cell(value: Any) -> str:

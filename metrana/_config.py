@@ -6,11 +6,12 @@ bad value is a :class:`MetranaConfigError` that names the argument or variable a
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -28,11 +29,29 @@ from ._enums import (
 from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, run_spool_dir
 
-__all__ = ["AggregationRule", "Settings", "resolve_settings"]
+__all__ = ["SPOOL_DIR_DEFAULT", "AggregationRule", "Settings", "SpoolDirDefault", "resolve_settings"]
 
 HOSTED_INGESTION_URL = "https://ingestion.development.metrana.ai"
 DEFAULT_SPOOL_DIR = Path.home() / ".metrana" / "spool"
 DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class _Default(enum.Enum):
+    """Defaults that need a name of their own.
+
+    ``spool_dir=None`` already means "no spool", so "not given" (read ``METRANA_SPOOL_DIR``,
+    else ``~/.metrana/spool``) needs a third value; its repr is what ``help(metrana.init)``
+    shows, so it says what it stands for.
+    """
+
+    SPOOL_DIR = "spool_dir"
+
+    def __repr__(self) -> str:
+        return "<default: ~/.metrana/spool or METRANA_SPOOL_DIR>"
+
+
+SpoolDirDefault = Literal[_Default.SPOOL_DIR]
+SPOOL_DIR_DEFAULT: Final = _Default.SPOOL_DIR
 
 
 class AggregationRule(BaseModel):
@@ -165,16 +184,38 @@ def is_local_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
+def normalize_ingestion_url(url: Any) -> str:
+    """Check that ``url`` is an http(s) base URL; drop trailing slashes and a trailing ``/v1``.
+
+    Requests go to ``<url>/v1/...``; a URL copied from a request log or from the protocol docs
+    often ends in ``/v1`` already, which would make every request ``/v1/v1/...`` (a 404).
+
+    Raises:
+        MetranaConfigError: not an http(s) URL.
+    """
+    text = str(url).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise MetranaConfigError(
+            f"ingestion_url={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
+        )
+    text = text.rstrip("/")
+    if text.endswith("/v1") and len(urlsplit(text).path) >= 3:
+        text = text[: -len("/v1")].rstrip("/")
+    return text
+
+
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Merge explicit ``init()`` arguments (``None`` = not given) with environment variables.
 
-    ``spool_dir`` is the exception: ``...`` means not given and ``None`` switches the spool off.
+    ``spool_dir`` is the exception: :data:`SPOOL_DIR_DEFAULT` (or leaving it out) means not
+    given, and ``None`` switches the spool off.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name in {**dict.fromkeys(_ENV), **arguments}:
         value = arguments.get(name)
-        if value is ...:  # spool_dir's "not given" (None there means "no spool")
+        if value is SPOOL_DIR_DEFAULT:  # spool_dir's "not given" (None there means "no spool")
             value = None
         source = name
         if value is None and name in _ENV and env.get(_ENV[name], "") != "":
@@ -197,12 +238,8 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
         values[name] = value
     url = values.get("ingestion_url")
     if url is not None:
-        parts = urlsplit(str(url))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise MetranaConfigError(
-                f"ingestion_url={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
-            )
-    if arguments.get("spool_dir", ...) is None:
+        url = values["ingestion_url"] = normalize_ingestion_url(url)
+    if arguments.get("spool_dir", SPOOL_DIR_DEFAULT) is None:
         values["spool_dir"] = None  # spool_dir=None in code switches the spool off
     if values.get("offline") and values.get("spool_dir", DEFAULT_SPOOL_DIR) is None:
         raise MetranaConfigError("mode='offline' writes every point to the spool; it needs a spool_dir")

@@ -56,9 +56,9 @@ POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes 
 CHUNK = 10_000  # items the pump moves at a time: memory behind the inbox stays small
 BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
-RECOVERY_MAX_DELAY = 5.0
-PROBE_TIMEOUT = 2.0
-CATCH_UP_GRACE = 5.0  # at most this long do new batches wait for the spool's last records  # at close, during an outage: how long to ask whether the service is back
+RECOVERY_MAX_DELAY = 5.0  # during an outage the service is asked again at least this often
+PROBE_TIMEOUT = 2.0  # at close, during an outage: how long to ask whether the service is back
+CATCH_UP_GRACE = 5.0  # at most this long do new batches wait for the spool's last records
 # Statuses of POST /v1/runs that mean "this URL is not a Metrana ingestion service".
 _NOT_METRANA = (404, 405, 501)
 

@@ -1,11 +1,20 @@
-"""Flattening ``init(config=...)`` into run attributes (``config/<key>/<subkey>/...``)."""
+"""Flattening ``init(config=...)`` into run attributes (``config/<key>/<subkey>/...``).
+
+ML configs hold more than JSON types: paths (``pathlib.Path``), enums, numpy arrays and
+scalars. Those map to what a reader of the run expects (a path as its string, an enum by its
+value, an array like the nested list it holds); anything else is a ``TypeError`` naming the key,
+raised from ``init()`` before anything is sent.
+"""
 
 from __future__ import annotations
 
 import datetime
+import enum
 import math
+import os
 import re
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from ._exceptions import MetranaConfigError
@@ -45,9 +54,15 @@ def _walk(value: Any, path: str, out: dict[str, dict[str, Any]]) -> None:
                 )
             _walk(item, f"{path}/{key}", out)
         return
+    if isinstance(value, enum.Enum):  # before the scalar types: IntEnum is an int, StrEnum a str
+        _walk(value.value, path, out)
+        return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _walk(item, f"{path}/{index}", out)
+        return
+    if _is_array(value):  # numpy arrays, torch tensors: like the nested lists they hold
+        _walk(value.tolist(), path, out)
         return
     leaf = _leaf(value, path)
     if path in out:
@@ -75,14 +90,31 @@ def _leaf(value: Any, path: str) -> dict[str, Any]:
             raise MetranaConfigError(str(exc)) from None
     if isinstance(value, (datetime.datetime, datetime.date)):
         return {"stringValue": str(value)}
+    if isinstance(value, (os.PathLike, PurePath)):  # checkpoint dirs, data paths: as strings
+        return {"stringValue": os.fsdecode(os.fspath(value))}
     item = getattr(value, "item", None)
     shape = getattr(value, "shape", None)
-    if callable(item) and (shape is None or shape == () or shape == []):
-        return _leaf(item(), path)  # numpy / torch scalars
+    if callable(item) and (shape is None or tuple(shape) == ()):
+        return _leaf(item(), path)  # numpy / torch scalars, 0-d arrays and tensors
     raise TypeError(
         f"config value at {path} has unsupported type {type(value).__name__}; use bool, int, "
-        "float, str, datetime, or dicts and lists of those"
+        "float, str, datetime, pathlib.Path, Enum, numpy arrays, or dicts and lists of those "
+        "(convert other values to one of these, or leave them out)"
     )
+
+
+def _is_array(value: Any) -> bool:
+    """A numpy array or torch tensor with at least one dimension (0-d ones are scalars)."""
+    shape = getattr(value, "shape", None)
+    return (shape is not None and callable(getattr(value, "tolist", None))
+            and not isinstance(value, (str, bytes)) and _ndim(shape) > 0)
+
+
+def _ndim(shape: Any) -> int:
+    try:
+        return len(tuple(shape))
+    except TypeError:
+        return 0
 
 
 def _float_json(value: float) -> float | str:

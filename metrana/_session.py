@@ -402,9 +402,10 @@ class Session:
             return
         timeout = min(self.settings.close_timeout, 30.0)
         if not self._forked:
-            self._say("WARNING", f"run {self.run_name!r} was not closed; delivering what is "
-                                 f"queued (up to {timeout:g}s) before exit — call metrana.close()"
-                                 " yourself to choose")
+            self._say("WARNING", f"run {self.run_name} was not closed; delivering what is queued "
+                                 f"(up to {timeout:g}s) before exit. Call metrana.close() (or use "
+                                 "`with metrana.session(...)`) to close it yourself and choose "
+                                 "what happens")
         try:
             # The user did not choose to discard anything: deliver all, bounded in time.
             self.close(timeout=timeout, strategy="CompleteAll")

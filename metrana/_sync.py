@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import trio
 
 from ._actors.dispatcher import RetryPolicy, RunTarget, post_with_retries
 from ._actors.recovery import replay_directory
-from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL
-from ._exceptions import MetranaApiError, MetranaError
+from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL, is_local_url, normalize_ingestion_url
+from ._exceptions import MetranaApiError, MetranaError, NoMetranaApiKeyError
 from ._spool import read_manifest, run_directories, segments
 from ._stats import Counters
 from ._wire import encode_update
@@ -45,6 +46,7 @@ def sync(
     ingestion_url: str | None = None,
     api_key: str | None = None,
     retry: RetryPolicy | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """Create each spooled run on the service and deliver its points, oldest first.
 
@@ -52,17 +54,56 @@ def sync(
         path: a run's spool directory, or a directory above several (default: the spool root,
             ``METRANA_SPOOL_DIR`` or ``~/.metrana/spool``).
         ingestion_url: the service (default ``METRANA_INGESTION_URL``, else the URL the run was
-            logged with, else the hosted service).
+            logged with, else the hosted service). A trailing ``/v1`` is ignored.
         api_key: default ``METRANA_API_KEY``.
+        progress: called with one line of text as each run starts and ends (the CLI prints
+            them): a sync to a slow or unreachable service otherwise looks like a hang.
+
+    Raises:
+        MetranaError: ``path`` does not exist.
+        MetranaConfigError: ``ingestion_url`` is not an http(s) URL.
+        NoMetranaApiKeyError: no API key, and a run would go to a non-loopback service; checked
+            before anything is sent, as ``init()`` does.
     """
     root = Path(path or os.environ.get("METRANA_SPOOL_DIR") or DEFAULT_SPOOL_DIR).expanduser()
     if not root.exists():
         raise MetranaError(f"no spool at {root}")
-    return trio.run(_sync, root, ingestion_url or os.environ.get("METRANA_INGESTION_URL"),
-                    api_key or os.environ.get("METRANA_API_KEY"), retry or RetryPolicy())
+    url = ingestion_url or os.environ.get("METRANA_INGESTION_URL") or None
+    if url is not None:
+        url = normalize_ingestion_url(url)
+    key = api_key or os.environ.get("METRANA_API_KEY") or None
+    if key is None:
+        _require_key_for_remote(root, url)
+    return trio.run(_sync, root, url, key, retry or RetryPolicy(), progress)
 
 
-async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryPolicy) -> SyncReport:
+def _require_key_for_remote(root: Path, url: str | None) -> None:
+    """Fail at once, as ``init()`` does, when a run would go to a non-loopback service without
+    a key: it would answer 401 (or never), after retries that look like a hang."""
+    if url is not None:
+        targets = {url}
+    else:
+        targets = set()
+        for directory in run_directories(root):
+            manifest = read_manifest(directory)
+            if manifest is not None and segments(directory):
+                targets.add(str(manifest.get("ingestion_url") or HOSTED_INGESTION_URL))
+    remote = sorted(target for target in targets if not is_local_url(target))
+    if remote:
+        raise NoMetranaApiKeyError(
+            f"no API key to send spooled points to {', '.join(remote)}: pass api_key= (CLI: "
+            "--api-key KEY) or set METRANA_API_KEY; to deliver them to a local server instead, "
+            "pass ingestion_url= (CLI: --url), e.g. http://127.0.0.1:8787 (a loopback server "
+            "needs no key)"
+        )
+
+
+async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryPolicy,
+                progress: Callable[[str], None] | None = None) -> SyncReport:
+    def tell(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     errors: list[str] = []
     totals = {"delivered": 0, "rejected": 0, "damaged": 0, "in_use": 0, "runs": 0}
     for directory in run_directories(root):
@@ -70,12 +111,15 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         if manifest is None or not segments(directory):
             continue
         base = (url or manifest.get("ingestion_url") or HOSTED_INGESTION_URL).rstrip("/")
+        name = f"{manifest['workspace']}/{manifest['project']}/{manifest['run_name']}"
+        tell(f"{name}: sending {len(segments(directory))} spool segment(s) to {base} ...")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         async with httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60) as client:
             try:
                 await _create(client, manifest, policy)
             except MetranaError as exc:
                 errors.append(f"{directory}: {exc}")
+                tell(f"{name}: not delivered: {exc}")
                 continue
             target = RunTarget(0, manifest["workspace"], manifest["project"], manifest["run_name"])
             def report(error: BaseException, where: Path = directory) -> None:
@@ -86,6 +130,7 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
                 errors.append(f"{directory}: stopped, the service did not take the points: "
                               f"{result.stopped}; what is left stays in the spool: run sync "
                               "again once the service answers")
+        tell(f"{name}: {result.delivered:,} points delivered, {result.rejected:,} rejected")
         totals["runs"] += 1
         totals["delivered"] += result.delivered
         totals["rejected"] += result.rejected

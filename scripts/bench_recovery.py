@@ -33,8 +33,9 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import httpx  # noqa: E402
-import metrana  # noqa: E402
 from faults import running_proxy  # noqa: E402
+
+import metrana  # noqa: E402
 from metrana._actors.dispatcher import RetryPolicy  # noqa: E402
 
 

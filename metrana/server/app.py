@@ -13,8 +13,8 @@ import math
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import trio

@@ -129,6 +129,7 @@ def warn_if_public(host: str, api_key: str | None) -> None:
     if not is_loopback_host(host) and not api_key:
         print(
             f"WARNING: listening on {host}, which is reachable from other machines, without "
-            "--api-key: anyone who can reach it can write to and read this database.",
+            "--api-key: anyone who can reach it can write to and read this database. Set "
+            "METRANA_SERVER_API_KEY to require a key.",
             file=sys.stderr,
         )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -225,6 +226,38 @@ def test_offline_run_then_sync_twice_stores_each_point_once(
     report = metrana.sync(directory, ingestion_url=live_server.url)
     assert report.delivered == 100_000
     assert stored_steps(live_server, run_name_of(directory)) == list(range(100_000))
+
+
+def test_sync_without_a_key_for_a_remote_service_fails_at_once(spool_root: Path,
+                                                               live_server: ServerInfo) -> None:
+    """An offline run logged without ingestion_url belongs to the hosted service. `metrana
+    sync` with neither --url nor an API key fails at once, as init() would, saying what to
+    pass (it used to retry for 45 s and then report "synced 0 run(s)"); nothing is touched.
+    With --url (a trailing /v1 is fine) it reports each run as it goes."""
+    directory = offline_run(spool_root, 1000)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "metrana", "sync"], capture_output=True,
+                          text=True, timeout=60)
+    assert time.monotonic() - started < 20  # no retries: the check comes before any request
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no API key to send spooled points to https://" in done.stderr
+    assert "--api-key" in done.stderr and "METRANA_API_KEY" in done.stderr
+    assert "--url" in done.stderr
+    assert len(segments(directory)) == 1
+    with pytest.raises(metrana.NoMetranaApiKeyError):
+        metrana.sync(spool_root)
+
+    done = subprocess.run([sys.executable, "-m", "metrana", "sync", "--url",
+                           live_server.url + "/v1/"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run = f"ws/proj/{run_name_of(directory)}"
+    assert f"metrana sync: {run}: sending 1 spool segment(s) to {live_server.url} ..." in done.stderr
+    assert f"metrana sync: {run}: 1,000 points delivered, 0 rejected" in done.stderr
+    assert done.stdout.startswith("synced 1 run(s): 1,000 points delivered")
+    assert stored_steps(live_server, run_name_of(directory)) == list(range(1000))
+    done = subprocess.run([sys.executable, "-m", "metrana", "sync", "--url", live_server.url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("nothing to sync: no spooled points")
 
 
 def test_damaged_segment_delivers_intact_records_and_reports(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -52,11 +54,45 @@ def test_bad_keys_are_an_error(key: str) -> None:
         flatten_config({key: 1})
 
 
-@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes", np.zeros(3)])
+@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes", np.array([object()])])
 def test_unsupported_values_are_type_errors(value: object) -> None:
-    """A value we cannot represent is a TypeError naming its path."""
-    with pytest.raises(TypeError, match="config/x"):
+    """A value we cannot represent is a TypeError naming its path and the supported types."""
+    with pytest.raises(TypeError, match="config/x.*pathlib.Path, Enum, numpy arrays"):
         flatten_config({"x": value})
+
+
+class Algo(enum.Enum):
+    PPO = "ppo"
+    DQN = "dqn"
+
+
+class Seed(enum.IntEnum):
+    A = 7
+
+
+def test_paths_arrays_and_enums_are_what_ml_configs_hold() -> None:
+    """pathlib paths as strings; numpy arrays like the nested lists they hold (0-d ones as
+    scalars); enums by value (IntEnum too, whatever str() of it says on this Python)."""
+    got = by_path({"ckpt": pathlib.Path("/data/ckpt"), "rel": pathlib.PurePosixPath("a/b"),
+                   "betas": np.array([0.9, 0.99]), "grid": np.array([[1, 2], [3, 4]]),
+                   "scalar": np.array(2.5), "flags": np.array([True]), "algo": Algo.PPO,
+                   "seed": Seed.A, "nested": [Algo.DQN, np.int32(3)], "empty": np.zeros(0)})
+    assert got == {
+        "config/ckpt": {"stringValue": "/data/ckpt"}, "config/rel": {"stringValue": "a/b"},
+        "config/betas/0": {"floatValue": 0.9}, "config/betas/1": {"floatValue": 0.99},
+        "config/grid/0/0": {"intValue": "1"}, "config/grid/0/1": {"intValue": "2"},
+        "config/grid/1/0": {"intValue": "3"}, "config/grid/1/1": {"intValue": "4"},
+        "config/scalar": {"floatValue": 2.5}, "config/flags/0": {"boolValue": True},
+        "config/algo": {"stringValue": "ppo"}, "config/seed": {"intValue": "7"},
+        "config/nested/0": {"stringValue": "dqn"}, "config/nested/1": {"intValue": "3"},
+    }
+
+
+def test_a_big_array_counts_against_the_value_limit() -> None:
+    """An array is flattened value by value, so a weight matrix passed by mistake is refused
+    with the limit, not sent as 10,000+ attributes."""
+    with pytest.raises(metrana.MetranaConfigError, match="10000"):
+        flatten_config({"weights": np.zeros((200, 100))})
 
 
 def test_too_many_leaves_and_huge_ints() -> None:
