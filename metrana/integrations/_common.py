@@ -4,12 +4,15 @@ hands us made acceptable to ``init(config=...)``."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime
 import enum
 import math
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -173,24 +176,32 @@ def safe_config(config: Any, *, who: str, session: Session | None = None) -> dic
     At most ``MAX_CONFIG_LEAVES`` values; beyond that the rest is left out with a warning.
     """
     budget = [MAX_CONFIG_LEAVES - 100]  # room for what the user adds with config=
-    out = _safe(_as_mapping(config), budget, 0)
+    out = _safe(config, budget, 0)
     if budget[0] < 0:
         say_for(session, "WARNING", f"{who}: the configuration has more than "
                                     f"{MAX_CONFIG_LEAVES - 100} values; the rest was not sent")
     return out if isinstance(out, dict) else {"value": out}
 
 
-def _as_mapping(value: Any) -> Any:
+def _as_mapping(value: Any) -> Mapping[Any, Any] | None:
+    """Settings objects as dicts: ``to_dict()`` (transformers' arguments and model configs),
+    dataclasses and namespaces; None for anything else."""
     if isinstance(value, Mapping):
         return value
-    if hasattr(value, "to_dict") and callable(value.to_dict):
+    if isinstance(value, type):
+        return None
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
         try:
-            return value.to_dict()
-        except Exception:  # noqa: BLE001 - fall back to the attributes
-            pass
-    if hasattr(value, "__dict__") and not isinstance(value, type):
+            out = to_dict()
+        except Exception:  # noqa: BLE001 - then its text
+            return None
+        return out if isinstance(out, Mapping) else None
+    if dataclasses.is_dataclass(value):
+        return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+    if isinstance(value, (argparse.Namespace, types.SimpleNamespace)):
         return {k: v for k, v in vars(value).items() if not k.startswith("_")}
-    return value
+    return None
 
 
 def _safe(value: Any, budget: list[int], depth: int) -> Any:
@@ -198,6 +209,8 @@ def _safe(value: Any, budget: list[int], depth: int) -> Any:
         return None
     if isinstance(value, enum.Enum):
         value = value.value
+    if not isinstance(value, (str, bytes, list, tuple, set, frozenset)):
+        value = _as_mapping(value) or value
     if isinstance(value, Mapping):
         if depth >= _MAX_DEPTH:
             return _leaf(str(value), budget)
