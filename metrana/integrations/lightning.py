@@ -6,17 +6,19 @@ with ``pytorch_lightning``. Only the process of global rank 0 logs.
 
 from __future__ import annotations
 
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 try:
-    from lightning.fabric.loggers.logger import rank_zero_experiment
+    from lightning.fabric.loggers.logger import _DummyExperiment, rank_zero_experiment
     from lightning.pytorch.loggers.logger import Logger
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # pragma: no cover - depends on the environment
     try:
         from lightning_fabric.loggers.logger import (  # type: ignore[assignment, unused-ignore]
+            _DummyExperiment,
             rank_zero_experiment,
         )
         from pytorch_lightning.loggers.logger import (  # type: ignore[assignment, unused-ignore]
@@ -44,6 +46,19 @@ __all__ = ["MetranaLogger"]
 WHO = "metrana.integrations.lightning.MetranaLogger"
 
 
+def _setup_touch() -> bool:
+    """Whether Lightning's setup (``_call_setup_hook``) is what reads ``experiment``."""
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if (frame.f_code.co_name == "_call_setup_hook"
+                and str(frame.f_globals.get("__name__", "")).endswith("trainer.call")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class MetranaLogger(Logger):
     """``Trainer(logger=MetranaLogger(...))``: Lightning's metrics as metrana series.
 
@@ -61,8 +76,9 @@ class MetranaLogger(Logger):
             become the run's config, with your ``config=``), and closes it in ``finalize``; a
             later ``trainer.test()`` resumes it.
 
-    ``experiment`` is the :class:`metrana.Session` (a no-op object on other ranks); ``name`` is
-    the project name and ``version`` the run name.
+    ``experiment`` is the :class:`metrana.Session` (a no-op object on other ranks; after
+    ``finalize`` it resumes the logger's own run); ``session`` is the same without opening
+    anything; ``name`` is the project name and ``version`` the run name.
     """
 
     def __init__(self, session: Session | None = None, *, prefix: str = "",
@@ -74,6 +90,12 @@ class MetranaLogger(Logger):
         self._own = OwnRun(WHO, init_kwargs) if init_kwargs else None
         self._prefix = prefix
         self._steps = StepFilter(WHO)
+
+    @property
+    def session(self) -> Session | None:
+        """The run this logger logs (or logged) to; None before it is known. Unlike
+        ``experiment``, never opens a run."""
+        return self._known()
 
     def _known(self) -> Session | None:
         if self._own is not None:
@@ -112,6 +134,11 @@ class MetranaLogger(Logger):
     @rank_zero_experiment
     def experiment(self) -> Session:
         """The :class:`metrana.Session` this logger logs to (opening its own run if needed)."""
+        if self._own is not None and self._own.session is None and _setup_touch():
+            # Lightning touches every logger's experiment at setup, before it logs the
+            # hyper-parameters, only so that lazily created experiments exist. Opening the run
+            # here would fix its config without them; it opens at log_hyperparams instead.
+            return cast(Session, _DummyExperiment())
         return self._target()
 
     @rank_zero_only
