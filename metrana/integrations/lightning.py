@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any, cast
 
 try:
@@ -48,7 +49,7 @@ WHO = "metrana.integrations.lightning.MetranaLogger"
 
 def _setup_touch() -> bool:
     """Whether Lightning's setup (``_call_setup_hook``) is what reads ``experiment``."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False
