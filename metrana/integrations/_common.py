@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._exceptions import MetranaFlushTimeoutError, MetranaNotInitializedError
-from .._flatten import MAX_CONFIG_LEAVES
+from .._flatten import MAX_CONFIG_LEAVES, flatten_config
 from .._log import say
 from .._session import Session, State
 
@@ -169,17 +169,20 @@ _MAX_DEPTH = 16
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def safe_config(config: Any, *, who: str, session: Session | None = None) -> dict[str, Any]:
+def safe_config(config: Any, *, who: str, session: Session | None = None,
+                reserve: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A framework's settings (dicts, lists, enums, dataclasses, paths, callables...) turned
     into a dict ``init(config=...)`` accepts: keys made valid and distinct, enums by value,
     numpy/torch scalars by ``.item()``, anything else as ``str()``; ``None`` dropped by init.
-    At most ``MAX_CONFIG_LEAVES`` values; beyond that the rest is left out with a warning.
+    At most ``MAX_CONFIG_LEAVES`` values, less those of ``reserve`` (the user's own
+    ``config=``, which goes with it); beyond that the rest is left out with a warning.
     """
-    budget = [MAX_CONFIG_LEAVES - 100]  # room for what the user adds with config=
+    room = MAX_CONFIG_LEAVES - (len(flatten_config(reserve)) if reserve else 0)
+    budget = [room]
     out = _safe(config, budget, 0)
     if budget[0] < 0:
-        say_for(session, "WARNING", f"{who}: the configuration has more than "
-                                    f"{MAX_CONFIG_LEAVES - 100} values; the rest was not sent")
+        say_for(session, "WARNING", f"{who}: the configuration has more than {room} values; "
+                                    "the rest was not sent")
     return out if isinstance(out, dict) else {"value": out}
 
 
@@ -271,6 +274,12 @@ class OwnRun:
         self.arguments = dict(arguments)
         self.session: Session | None = None
         self._opened_before = False
+
+    @property
+    def user_config(self) -> Mapping[str, Any] | None:
+        """The ``config=`` given with the keyword arguments."""
+        config = self.arguments.get("config")
+        return config if isinstance(config, Mapping) else None
 
     def open(self, config: Mapping[str, Any] | None = None) -> Session:
         """The run's session, opening (or resuming) it if needed."""

@@ -70,7 +70,8 @@ class TrainerHooks:
         model_config = getattr(model, "config", None)
         if model_config is not None:
             config["model"] = model_config
-        return safe_config(config, who=WHO)
+        return safe_config(config, who=WHO,
+                           reserve=self._own.user_config if self._own is not None else None)
 
     def _log(self, session: Session, name: str, value: float, step: int, evaluation: bool) -> None:
         if self._steps.accept(("eval:" if evaluation else "") + name, step, value, session):

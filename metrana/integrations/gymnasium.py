@@ -54,10 +54,8 @@ def log_episode_statistics(
     Returns:
         The number of episodes logged (0 on other ranks).
     """
-    if rank_zero_only and global_rank() != 0:
-        return 0
     episodes = episode_statistics(infos)
-    if not episodes:
+    if not episodes or (rank_zero_only and global_rank() != 0):
         return 0
     target = current_session(session, "log_episode_statistics")
     return log_episodes(target, episodes, rl_step, prefix=prefix, env_ids=env_ids,

@@ -150,7 +150,8 @@ class MetranaLogger(Logger):
         values = vars(params) if isinstance(params, Namespace) else dict(params or {})
         own = self._own.session if self._own is not None else None
         if self._own is not None and (own is None or own._state is State.CLOSED):
-            self._target(safe_config(values, who=WHO) if values else None)
+            self._target(safe_config(values, who=WHO, reserve=self._own.user_config)
+                         if values else None)
         elif values:
             say_for(self._known(), "INFO",
                     f"{WHO}: the run is already open, so its config cannot change; "

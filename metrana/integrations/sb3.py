@@ -100,13 +100,13 @@ class MetranaCallback(BaseCallback):
         self._labels = labels
         self._rank_zero_only = rank_zero_only
         self._output: MetranaOutputFormat | None = None
+        self._logs_here = True
         self.episodes_logged = 0
 
-    def _logs_here(self) -> bool:
-        return not self._rank_zero_only or global_rank() == 0
-
     def _on_training_start(self) -> None:
-        if not self._logs_here():
+        # Once per learn(): _on_step runs every env step and should cost next to nothing.
+        self._logs_here = not self._rank_zero_only or global_rank() == 0
+        if not self._logs_here:
             return
         current_session(self._session, "MetranaCallback")  # fail before training, not during
         if self._log_sb3_metrics:
@@ -120,7 +120,7 @@ class MetranaCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos")
-        if infos and self._logs_here():
+        if infos and self._logs_here:
             episodes = episode_statistics(infos)
             if episodes:
                 self.episodes_logged += log_episodes(
