@@ -87,7 +87,8 @@ class Columns:
 
 
 def _shuffle(array: npt.NDArray[Any]) -> bytes:
-    return np.ascontiguousarray(array).view(np.uint8).reshape(-1, 8).T.tobytes()
+    planes: bytes = np.ascontiguousarray(array).view(np.uint8).reshape(-1, 8).T.tobytes()
+    return planes
 
 
 def _unshuffle(data: bytes, n: int, dtype: type) -> npt.NDArray[Any]:
@@ -209,7 +210,7 @@ def encode_blocks(blocks: Blocks) -> bytes:
 
 def decode_blocks(blob: bytes) -> Blocks:
     (n,) = struct.unpack_from("<I", blob)
-    out = []
+    out: list[Any] = []
     offset = 4
     for name in Blocks.FIELDS:
         dtype = np.int64 if name in ("x_first", "x_last", "t_first", "count", "valid") \
