@@ -16,9 +16,11 @@ from typing import Any
 import trio
 
 from ._config import SPOOL_DIR_DEFAULT, AggregationRule, SpoolDirDefault, resolve_settings
+from ._distributed import process_rank
+from ._enums import Distributed
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
-from ._session import DEFAULT_INIT_TIMEOUT, Session, State, TrioSession, live_sessions
+from ._session import DEFAULT_INIT_TIMEOUT, DisabledSession, Session, State, TrioSession, live_sessions
 from ._stats import Counters, Metrics
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -98,6 +100,9 @@ def _build(arguments: dict[str, Any], cls: type[Session], caller: str) -> tuple[
     config = arguments.pop("config", None)
     settings = resolve_settings(arguments)
     attributes = flatten_config(config) if config is not None else []
+    rank = process_rank()
+    if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
+        return DisabledSession(settings, rank[0]), init_timeout
     return cls(settings, attributes, in_trio=cls is TrioSession, **options), init_timeout
 
 
@@ -124,6 +129,7 @@ def init(
     spool_dir: str | os.PathLike[str] | SpoolDirDefault | None = SPOOL_DIR_DEFAULT,
     spool_max_bytes: int | None = None,
     mode: str | None = None,
+    distributed: str | None = None,
     **options: Any,
 ) -> Session:
     """Start logging a run; every argument left as None is read from its environment variable.
@@ -134,7 +140,9 @@ def init(
     ``spool_dir`` (default ``~/.metrana/spool``, env ``METRANA_SPOOL_DIR``) is where points wait
     on disk when the service cannot take them; ``None`` or ``"off"`` switches the spool off.
     ``mode="offline"`` (env ``METRANA_MODE``) sends nothing: every point goes to the spool, for
-    ``metrana sync`` to deliver later.
+    ``metrana sync`` to deliver later. ``distributed`` (env ``METRANA_DISTRIBUTED``) says what
+    each process of a distributed job does: ``"auto"`` labels its series ``rank=<RANK>``,
+    ``"rank0"`` logs from rank 0 only, ``"off"`` ignores the launcher's environment.
 
     Raises:
         MetranaConfigError: a strategy, size or URL is invalid (the message lists the choices).
@@ -190,6 +198,9 @@ async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
     strategy, also when the body raises.
     """
     built, init_timeout = _build(_with_options(arguments), TrioSession, "open_session")
+    if isinstance(built, DisabledSession):
+        yield built  # type: ignore[misc]
+        return
     assert isinstance(built, TrioSession)
     run = built
     engine = run._engine

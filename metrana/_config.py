@@ -20,6 +20,7 @@ from ._enums import (
     AggregationFn,
     BackpressureStrategy,
     CloseStrategy,
+    Distributed,
     ErrorStrategy,
     LogLevel,
     ResumeStrategy,
@@ -132,6 +133,7 @@ class Settings(BaseModel):
     spool_dir: Path | None = DEFAULT_SPOOL_DIR
     spool_max_bytes: int = Field(default=DEFAULT_SPOOL_MAX_BYTES, gt=0)
     offline: bool = False
+    distributed: Distributed = Distributed.auto
 
     def run_spool_dir(self) -> Path | None:
         """Where this run's points wait when they cannot be delivered (None: no spool)."""
@@ -160,6 +162,7 @@ _ENV = {
     "spool_dir": "METRANA_SPOOL_DIR",
     "spool_max_bytes": "METRANA_SPOOL_MAX_BYTES",
     "mode": "METRANA_MODE",
+    "distributed": "METRANA_DISTRIBUTED",
 }
 _CHOICES: dict[str, Any] = {
     "backpressure_strategy": BackpressureStrategy,
@@ -167,6 +170,7 @@ _CHOICES: dict[str, Any] = {
     "resume_strategy": ResumeStrategy,
     "close_strategy": CloseStrategy,
     "log_level": LogLevel,
+    "distributed": Distributed,
 }
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "AggregationFn",
     "BackpressureStrategy",
     "CloseStrategy",
+    "Distributed",
     "ErrorStrategy",
     "LogLevel",
     "ResumeStrategy",
@@ -58,6 +59,14 @@ class CloseStrategy(_Choice):
     Immediate = "Immediate"
     CompletePending = "CompletePending"
     CompleteAll = "CompleteAll"
+
+
+class Distributed(_Choice):
+    """What ``init()`` does in one process of a distributed job (see ``metrana._distributed``)."""
+
+    auto = "auto"  # each rank's series get a rank=<RANK> label
+    rank0 = "rank0"  # only rank 0 logs; other ranks get a session that does nothing
+    off = "off"  # ignore the environment
 
 
 class LogLevel(_Choice):

@@ -21,8 +21,9 @@ import trio
 from ._actors.dispatcher import RetryPolicy
 from ._actors.flush import FlushMarker
 from ._config import Settings
+from ._distributed import process_rank
 from ._engine import SPOOL_GRACE, Engine
-from ._enums import CloseStrategy, ErrorStrategy
+from ._enums import CloseStrategy, Distributed, ErrorStrategy
 from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerClosedError
 from ._inbox import Inbox
 from ._log import say
@@ -41,7 +42,7 @@ from ._series import (
 from ._stats import Counters, Metrics
 from ._vector import Block, as_values, is_vector, per_env, rows, steps_for
 
-__all__ = ["Session", "TrioSession", "live_sessions"]
+__all__ = ["DisabledSession", "Session", "TrioSession", "live_sessions"]
 
 DEFAULT_INIT_TIMEOUT = 10.0
 _EXIT_GRACE = 5.0
@@ -126,6 +127,8 @@ class Session:
         self._series: list[SeriesKey] = []  # shared with the engine: index -> key
         self._plain_index: dict[Any, int] = {}  # name -> index, default scale, no labels
         self._series_lock = threading.Lock()
+        rank = process_rank() if settings.distributed is Distributed.auto else None
+        self._rank_label = ("rank", str(rank[0])) if rank is not None else None
         self._warned_timestamp = False
         self._close_lock = threading.Lock()
         self._final: Metrics | None = None
@@ -479,6 +482,14 @@ class Session:
             self._interned[key.identity] = key
             return key
 
+    def _labels(self, labels: Any, evaluation: bool) -> tuple[tuple[str, str], ...]:
+        """A series' labels, with this process's rank in a distributed job (see
+        ``metrana._distributed``) unless the caller set a ``rank`` label."""
+        pairs = label_tuple(labels, evaluation)
+        if self._rank_label and not any(key == "rank" for key, _ in pairs):
+            pairs = tuple(sorted((*pairs, self._rank_label)))
+        return pairs
+
     def _timestamp(self, value: Any) -> int:
         """A given timestamp, checked; one that looks like seconds or milliseconds warns once."""
         ns = check_timestamp(value)
@@ -494,7 +505,7 @@ class Session:
         """Slow path of series lookup: validate, build, cache."""
         check_name(name)
         scale_name = resolve_scale(scale)
-        label_pairs = label_tuple(labels, evaluation)
+        label_pairs = self._labels(labels, evaluation)
         key = self._intern(SeriesKey(False, name, scale_name, label_pairs))
         if labels is None:
             if scale is None:
@@ -654,7 +665,7 @@ class Session:
             else:
                 raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
             key = self._intern(
-                SeriesKey(True, name, scale, label_tuple(labels, evaluation), env, episode))
+                SeriesKey(True, name, scale, self._labels(labels, evaluation), env, episode))
             if cacheable:
                 self._other_keys[cache_key] = key
         return key
@@ -787,3 +798,77 @@ class TrioSession(Session):
             self._engine.wake()
             await trio.sleep(0.005)
 
+
+
+class DisabledSession(Session):
+    """What ``init()`` returns on ranks other than 0 with ``distributed="rank0"``.
+
+    Every call is accepted and does nothing: no engine, no thread, no network, so a rank that
+    is told not to log can never stall the job. ``get_metrics()`` stays all zero.
+    """
+
+    def __init__(self, settings: Settings, rank: int) -> None:  # noqa: D107 - no engine
+        self.settings = settings
+        self.rank = rank
+        self._state = State.OPEN
+        self._final = None
+
+    @property
+    def _state(self) -> State:
+        return self._lifecycle
+
+    @_state.setter
+    def _state(self, value: State) -> None:
+        self._lifecycle = value
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"<metrana.Session {s.workspace_name}/{s.project_name}/{s.run_name} "
+                f"disabled on rank {self.rank} (distributed='rank0')>")
+
+    @property
+    def resumed(self) -> bool:
+        return False
+
+    def _start_thread(self, init_timeout: float = DEFAULT_INIT_TIMEOUT) -> None:
+        return None
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_rl_step(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_rl_episode(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+    async def aflush(self) -> None:
+        return None
+
+    async def wait_for_room(self) -> None:
+        return None
+
+    def get_metrics(self) -> Metrics:
+        return Counters().snapshot()
+
+    def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
+        self._state = State.CLOSED
+        return self.get_metrics()
+
+    async def aclose(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
+        return self.close()
+
+    def _close_at_exit(self) -> None:
+        return None
+
+    def _after_fork_in_child(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""One script, several processes: how each rank of a distributed job logs (``distributed=``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from conftest import read_points
+
+from metrana.server import ServerInfo
+
+RANK_SCRIPT = """
+import sys, metrana
+url, name, mode = sys.argv[1:4]
+run = metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
+                   log_level="Off", **({{}} if mode == "default" else {{"distributed": mode}}))
+for i in range(100):
+    metrana.log("loss", float(i))
+metrana.log_rl_episode("return", 1.0, rl_step=1, env_id="env-0")
+m = metrana.close()
+print(m.logged, m.sent)
+"""
+
+
+def run_ranks(url: str, name: str, mode: str, ranks: int = 2,
+              variables: tuple[str, str] = ("RANK", "WORLD_SIZE")) -> list[str]:
+    """Start every rank at once, as a launcher does; each prints its (logged, sent)."""
+    procs = []
+    for rank in range(ranks):
+        env = {**os.environ, variables[0]: str(rank), variables[1]: str(ranks)}
+        procs.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT.format(), url, name, mode],
+                                      env=env, stdout=subprocess.PIPE, text=True))
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        outputs.append(out.strip())
+    return outputs
+
+
+@pytest.mark.parametrize("variables", [("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")])
+def test_each_rank_gets_its_own_series_by_default(live_server: ServerInfo,
+                                                  variables: tuple[str, str]) -> None:
+    """Two ranks log the same metric: two series, labelled rank=0 and rank=1, none lost."""
+    name = f"ddp-{uuid.uuid4().hex[:8]}"
+    assert run_ranks(live_server.url, name, "default", variables=variables) == ["101 101"] * 2
+    points = read_points(live_server, name)
+    assert sorted(points) == ["loss{rank=0}", "loss{rank=1}", "return{rank=0}@env-0/None",
+                              "return{rank=1}@env-0/None"]
+    assert [p["value"] for p in points["loss{rank=1}"]] == [float(i) for i in range(100)]
+
+
+def test_rank0_logs_only_from_rank_zero_and_other_ranks_never_connect(
+        live_server: ServerInfo) -> None:
+    """distributed="rank0": rank 0's points only; rank 1's calls do nothing, its metrics are 0."""
+    name = f"ddp-{uuid.uuid4().hex[:8]}"
+    assert run_ranks(live_server.url, name, "rank0") == ["101 101", "0 0"]
+    assert sorted(read_points(live_server, name)) == ["loss", "return@env-0/None"]
+
+
+def test_off_ignores_the_launcher(live_server: ServerInfo) -> None:
+    """distributed="off": no label; both ranks' points go to the same series, none lost
+    (each rank is its own session, so the second rank's steps follow the first's)."""
+    name = f"ddp-{uuid.uuid4().hex[:8]}"
+    assert run_ranks(live_server.url, name, "off") == ["101 101"] * 2
+    points = read_points(live_server, name)
+    assert sorted(p["value"] for p in points["loss"]) == sorted([float(i) for i in range(100)] * 2)
