@@ -89,11 +89,42 @@ def aggregate(blocks: Blocks, lo: int, hi: int, n: int, *, spread: bool = False
 
 def bucket_points(columns: Columns, lo: int, hi: int, n: int, *, spread: bool = False
                   ) -> dict[str, Any]:
-    """Buckets computed from points (already restricted to [lo, hi])."""
+    """Buckets computed from points in (x, minor) order, already restricted to [lo, hi]."""
     if not spread and columns.n <= 2 * n:
         return raw_columns(columns)
-    order = np.lexsort((columns.minor, columns.x))
-    return aggregate(Blocks.of_points(columns.take(order), size=1), lo, hi, n, spread=spread)
+    if columns.n == 0:
+        return aggregate(Blocks.of_points(columns, size=1), lo, hi, n, spread=spread)
+    bucket = _bucket_index(columns.x, lo, hi, n)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], columns.n] - 1
+    v = columns.v
+    ok = ~(np.isnan(v) | columns.missing)
+    clean = np.where(ok, v, 0.0)
+    with np.errstate(all="ignore"):
+        valid = np.add.reduceat(ok.astype(np.int64), starts)
+        vmin = np.minimum.reduceat(np.where(ok, v, np.inf), starts)
+        vmax = np.maximum.reduceat(np.where(ok, v, -np.inf), starts)
+        vsum = np.add.reduceat(clean, starts)
+        mean = np.where(valid > 0, vsum / np.maximum(valid, 1), np.nan)
+        vmin = np.where(valid > 0, vmin, np.nan)
+        vmax = np.where(valid > 0, vmax, np.nan)
+    last = np.where(columns.missing[ends], np.nan, v[ends])
+    out: dict[str, Any] = {
+        "x": columns.x[starts].tolist(),
+        "t": np.minimum.reduceat(columns.t, starts).tolist(),
+        "min": _json_floats(vmin),
+        "max": _json_floats(vmax),
+        "mean": _json_floats(mean),
+        "last": _json_floats(last),
+        "count": (ends - starts + 1).tolist(),
+        "raw": False,
+    }
+    if spread:
+        with np.errstate(all="ignore"):
+            sumsq = np.add.reduceat(clean * clean, starts)
+            var = np.where(valid > 0, sumsq / np.maximum(valid, 1) - mean * mean, np.nan)
+        out["std"] = _json_floats(np.sqrt(np.maximum(var, 0.0)))
+    return out
 
 
 def needs_points(total_points: int, n: int) -> bool:

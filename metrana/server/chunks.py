@@ -203,18 +203,22 @@ class Blocks:
                       vsum.astype(np.float64), vsumsq.astype(np.float64), last)
 
 
+BLOCK_DTYPE = np.dtype([(name, "<i8" if name in ("x_first", "x_last", "t_first", "count", "valid")
+                         else "<f8") for name in Blocks.FIELDS])
+
+
 def encode_blocks(blocks: Blocks) -> bytes:
-    arrays = [np.ascontiguousarray(getattr(blocks, f)) for f in Blocks.FIELDS]
-    return struct.pack("<I", blocks.n) + b"".join(a.tobytes() for a in arrays)
-
-
-def decode_blocks(blob: bytes) -> Blocks:
-    (n,) = struct.unpack_from("<I", blob)
-    out: list[Any] = []
-    offset = 4
+    """Block statistics as packed little-endian records, one per block: a chart read joins
+    the blobs of many chunks and decodes them with one ``frombuffer``."""
+    records = np.empty(blocks.n, dtype=BLOCK_DTYPE)
     for name in Blocks.FIELDS:
-        dtype = np.int64 if name in ("x_first", "x_last", "t_first", "count", "valid") \
-            else np.float64
-        out.append(np.frombuffer(blob, dtype=dtype, count=n, offset=offset))
-        offset += 8 * n
-    return Blocks(*out)
+        records[name] = getattr(blocks, name)
+    out: bytes = records.tobytes()
+    return out
+
+
+def decode_blocks(blobs: bytes | list[bytes]) -> Blocks:
+    """The blocks of one chunk, or of several (their blobs in order)."""
+    data = blobs if isinstance(blobs, bytes) else b"".join(blobs)
+    records = np.frombuffer(data, dtype=BLOCK_DTYPE)
+    return Blocks(*(np.ascontiguousarray(records[name]) for name in Blocks.FIELDS))

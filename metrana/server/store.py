@@ -413,8 +413,14 @@ class Store:
         if not parts:
             return Columns.empty()
         columns = Columns.concat(parts)
-        columns = columns.take((columns.x >= lo) & (columns.x <= hi))
-        return columns.take(np.lexsort((columns.minor, columns.x)))
+        inside = (columns.x >= lo) & (columns.x <= hi)
+        if not inside.all():
+            columns = columns.take(inside)
+        if columns.n > 1:
+            dx = np.diff(columns.x)
+            if not np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) >= 0))):
+                columns = columns.take(np.lexsort((columns.minor, columns.x)))
+        return columns
 
     def _series_range(self, tx: Tx, series_ids: list[int], start: int | None, end: int | None
                       ) -> tuple[int, int] | None:
@@ -442,7 +448,7 @@ class Store:
                                      spread=spread)
             inner = [r for r in rows if r[2] >= lo and r[3] <= hi]
             edges = [r[0] for r in rows if r[2] < lo or r[3] > hi]
-            blocks = [decode_blocks(r[4]) for r in inner]
+            blocks = [decode_blocks([r[4] for r in inner])] if inner else []
             if edges:
                 blocks.append(Blocks.of_points(self._columns(tx, edges, lo, hi), BLOCK_POINTS))
         return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n,

@@ -1,0 +1,114 @@
+"""Chart reads: bucket query latency and bytes per stored point, by series size.
+
+For each size (10k, 100k, 1M, 10M points by default) one series is written into a fresh
+store (SQLite file, or ``--db postgresql://...``) the way clients write it — 10,000-point
+requests of one session — then ``buckets(n=1000)`` over the full range and over a 1% zoom is
+timed (median of ``--repeat``), checked against the raw data (min and max must be exact), and
+the database's size is divided by the points stored.
+
+    python scripts/bench_buckets.py [--sizes 10000,100000,1000000,10000000] [--db URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrana.server.store import Store
+
+
+def requests(points: int, run: str, seed: int = 0) -> Any:
+    """UpdateRunsRequest dicts (as the validator returns them) for one series, with spikes."""
+    rng = np.random.default_rng(seed)
+    base_ns = time.time_ns()
+    for start in range(0, points, 10_000):
+        n = min(10_000, points - start)
+        steps = np.arange(start, start + n)
+        values = 2.0 * np.exp(-steps / max(points, 1) * 5) + rng.random(n) * 0.05
+        values[rng.random(n) < 1e-4] = 50.0  # rare spikes a chart must not hide
+        ts = base_ns + steps * 1_000_000 + rng.integers(0, 1000, n)
+        yield {"session_id": 7, "run_updates": [{
+            "workspace": "bench", "project": "buckets", "run_name": run,
+            "series": [{"metric_name": "loss", "scale": "ML_STEP", "ordering": 1,
+                        "points": [{"step": int(s), "timestamp": int(t), "float_value": float(v)}
+                                   for s, t, v in zip(steps, ts, values, strict=True)]}]}]}
+
+
+def database_bytes(store: Store) -> int:
+    if store.path is not None:
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*"))
+    with store.db.read() as tx:
+        row = tx.one("SELECT pg_database_size(current_database())")
+    assert row is not None
+    return int(row[0])
+
+
+def timed(fn: Any, repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000,10000000")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--db", default=None, help="a PostgreSQL URL (default: a SQLite file)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            target = args.db or os.path.join(tmp, f"b{size}.sqlite3")
+            store = Store(target)
+            run = f"b{size}-{time.time_ns()}"
+            store.create_run({"run": {"workspace": "bench", "project": "buckets",
+                                      "run_name": run}, "create_project_if_missing": True})
+            empty = database_bytes(store)
+            t0 = time.perf_counter()
+            for request in requests(size, run):
+                store.update_runs(request)
+            ingest = size / (time.perf_counter() - t0)
+            (series,) = store.get_run("bench", "buckets", run)["series"]
+            full_ms, full = timed(lambda s=series: store.buckets([s["id"]], args.n), args.repeat)
+            lo = size // 2
+            zoom_ms, _ = timed(lambda s=series: store.buckets([s["id"]], args.n, lo,
+                                                              lo + max(size // 100, 1)),
+                               args.repeat)
+            exact = (max(v for v in full["max"] if v is not None) == series["summary"]["max"]
+                     and min(v for v in full["min"] if v is not None)
+                     == series["summary"]["min"])
+            per_point = (database_bytes(store) - empty) / size
+            rows.append((size, full_ms, zoom_ms, len(full["x"]), exact, per_point, ingest))
+            store.close()
+            if store.path is not None:
+                for f in Path(tmp).glob(f"b{size}.sqlite3*"):
+                    f.unlink()
+    where = "PostgreSQL" if args.db else "SQLite"
+    print(f"\n{where}; buckets n={args.n}; medians of {args.repeat}; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"{'points':>12} {'full range':>11} {'1% zoom':>9} {'buckets':>8} {'min/max exact':>14} "
+          f"{'bytes/point':>12} {'store ingest':>14}")
+    for size, full_ms, zoom_ms, count, exact, per_point, ingest in rows:
+        print(f"{size:>12,} {full_ms:>8.1f} ms {zoom_ms:>6.1f} ms {count:>8,} "
+              f"{'yes' if exact else 'NO':>14} {per_point:>12.1f} {ingest:>10,.0f} pt/s")
+    return 0 if all(r[4] for r in rows) and all(math.isfinite(r[1]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
