@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,9 @@ def main() -> int:
                 store.update_runs(request)
             ingest = size / (time.perf_counter() - t0)
             (series,) = store.get_run("bench", "buckets", run)["series"]
-            full_ms, full = timed(lambda s=series: store.buckets([s["id"]], args.n), args.repeat)
-            lo = size // 2
-            zoom_ms, _ = timed(lambda s=series: store.buckets([s["id"]], args.n, lo,
-                                                              lo + max(size // 100, 1)),
-                               args.repeat)
+            ids, lo, hi = [series["id"]], size // 2, size // 2 + max(size // 100, 1)
+            full_ms, full = timed(partial(store.buckets, ids, args.n), args.repeat)
+            zoom_ms, _ = timed(partial(store.buckets, ids, args.n, lo, hi), args.repeat)
             exact = (max(v for v in full["max"] if v is not None) == series["summary"]["max"]
                      and min(v for v in full["min"] if v is not None)
                      == series["summary"]["min"])
