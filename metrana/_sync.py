@@ -18,7 +18,7 @@ import httpx
 import trio
 
 from ._actors.dispatcher import RetryPolicy, RunTarget, post_with_retries
-from ._actors.recovery import replay_directory
+from ._actors.replay import replay_directory
 from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL, is_local_url, normalize_ingestion_url
 from ._exceptions import MetranaApiError, MetranaError, NoMetranaApiKeyError
 from ._spool import read_manifest, run_directories, segments

@@ -96,7 +96,7 @@ def _point_slow(rl: bool, step: int, major: int | None, value: float, prefix: st
 
 def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
     """Points of one series. ``runs``: ``(first step or None, items)``; an item is an inbox
-    record ``(key, step, major, value, ts_ns)`` whose step is used when ``first`` is None.
+    item (:mod:`metrana._items`) whose step is used when ``first`` is None.
 
     The overwhelmingly common point — a finite value, a timestamp with nanosecond digits — is
     one %-format; everything else takes :func:`_point_slow`.
@@ -107,22 +107,20 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
     prefix = ""
     for first, items in runs:
         step = first if first is not None else 0
-        for item in items:
-            ts = item[4]
+        for _, given, major, value, ts in items:  # the layout of metrana._items
             if not second_start <= ts < second_end:
                 seconds = ts // 1_000_000_000
                 second_start = seconds * 1_000_000_000
                 second_end = second_start + 1_000_000_000
                 prefix = _prefix(seconds)
             nanos = ts - second_start
-            value = item[3]
             if first is None:
-                step = item[1]
-            if not nanos % 1000 or value - value != 0.0 or not step or (rl and not item[2]):
-                append(_point_slow(rl, step, item[2], value, prefix, nanos))
+                step = given
+            if not nanos % 1000 or value - value != 0.0 or not step or (rl and not major):
+                append(_point_slow(rl, step, major, value, prefix, nanos))
             elif rl:
                 append('{"majorStep":"%d","minorStep":"%d","timestamp":%s.%09dZ","floatValue":%r}'
-                       % (item[2], step, prefix, nanos, value))
+                       % (major, step, prefix, nanos, value))
             else:
                 append('{"step":"%d","timestamp":%s.%09dZ","floatValue":%r}'
                        % (step, prefix, nanos, value))

@@ -74,7 +74,7 @@ def one_run(url: str, args: argparse.Namespace, retry: RetryPolicy | None) -> di
         time.sleep(args.before)
         proxy.fail_next(10**9, 503)
         time.sleep(args.outage)
-        proxy.answers.clear()
+        proxy.recover()
         back = time.monotonic()
         m = run.get_metrics()
         backlog = m.logged - m.sent

@@ -24,11 +24,9 @@ class SeriesState:
     """Per-series bookkeeping; compared by identity so it is a cheap dict key."""
 
     key: SeriesKey
-    lane: int
     mode: int = _UNSET
     next_step: int = 0
     last_major: int = -1
-    header: str | None = None
 
     @property
     def manual(self) -> bool:
@@ -50,14 +48,12 @@ class StepCounter:
         send: trio.MemorySendChannel[Any],
         errors: ErrorCollector,
         counters: Counters,
-        lanes: int,
         series: list[SeriesKey],
     ) -> None:
         self._receive = receive
         self._send = send
         self._errors = errors
         self._counters = counters
-        self._lanes = lanes
         self._series = series  # index -> key, filled by the session before items are queued
         self.states: dict[int, SeriesState] = {}
 
@@ -92,7 +88,7 @@ class StepCounter:
             state = states.get(index)
             if state is None:
                 key = self._series[index]
-                state = states[index] = SeriesState(key, len(states) % self._lanes)
+                state = states[index] = SeriesState(key)
             key = state.key
             if not key.rl and not key.manual_seen and not key.vector_seen:
                 first = state.next_step

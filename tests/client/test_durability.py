@@ -109,7 +109,7 @@ def test_outage_longer_than_the_retry_budget_loses_nothing(
     for i in range(2000, 3000):
         run.log("loss", float(i))
         run.log("acc", float(i - 1000))
-    proxy.answers.clear()  # ...and comes back
+    proxy.recover()  # ...and comes back
     metrics = run.close()
     assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.failed) == (5000, 0, 0, 0)
     assert stored_steps(live_server, name, "loss") == list(range(3000))
@@ -182,7 +182,7 @@ def test_sigkill_after_flush_loses_nothing_flushed(
                 for _key, _manual, points in decode_record(record)[1]:
                     on_disk.update(p[0] for p in points)
     assert set(range(100_000)) <= on_disk
-    proxy.answers.clear()
+    proxy.recover()
     with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
                          ingestion_url=live_server.url, close_strategy="CompleteAll") as run:
         pass
