@@ -15,7 +15,6 @@ cancellation policy over nested scopes:
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,6 @@ class Engine:
         self.on_creation: Callable[[], None] = lambda: None
         self.creation_error: BaseException | None = None
         self._close_requested = trio.Event()
-        self.closing = threading.Event()  # visible from any thread once close has begun
         self._close_strategy = settings.close_strategy
         self._close_timeout = settings.close_timeout
         self._dispatchers: list[Dispatcher] = []
@@ -123,7 +121,6 @@ class Engine:
             self._close_timeout = timeout
             self.inbox.close()
             self._close_requested.set()
-            self.closing.set()
             self.pump.wake()
 
     def spool_now(self) -> None:

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_INIT_TIMEOUT", "Session", "live_sessions"]
 
 DEFAULT_INIT_TIMEOUT = 10.0
 _EXIT_GRACE = 5.0
-_PROGRESS_EVERY = 2.0  # seconds between progress messages while close() drains
+_PROGRESS_EVERY = 5.0  # seconds between progress messages while close() drains
 
 # Sessions whose engine thread is running: closed at exit, restarted in a forked child.
 live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
@@ -140,7 +140,6 @@ class Session(BaseSession):
                     self._state = State.CLOSED
                     self._final = self._snapshot()
                     return self._final
-                self._state = State.CLOSING
                 interrupted = self._stop_engine(*self._close_plan(timeout, strategy))
                 self._finish()
                 if interrupted:
@@ -171,6 +170,7 @@ class Session(BaseSession):
         # CPython's Thread believing it has stopped while it still runs.
         stopped = self._stopped
         if stopped is None:
+            self._state = State.CLOSING
             return False
         deadline = time.monotonic() + timeout + SPOOL_GRACE + _EXIT_GRACE
         interrupted = requested = False
@@ -179,6 +179,7 @@ class Session(BaseSession):
                 if not requested:
                     requested = True
                     self._call_engine(self._engine.request_close, strategy, timeout)
+                    self._state = State.CLOSING  # the engine has it: intake is closed
                 stopped.wait(min(_PROGRESS_EVERY, max(deadline - time.monotonic(), 0)))
             except KeyboardInterrupt:
                 if interrupted:
@@ -191,7 +192,7 @@ class Session(BaseSession):
                 continue
             if not stopped.is_set():
                 m = self._snapshot()
-                self._say("WARNING", f"closing run {self.run_name} is taking a while: "
+                self._say("SUCCESS", f"closing run {self.run_name}: "
                                      f"{m.sent:,} of {m.logged:,} points delivered, "
                                      f"{m.spooled:,} spooled, {m.pending:,} still pending")
         if not stopped.is_set():

@@ -16,7 +16,8 @@ from typing import Any
 
 from ._series import SeriesKey
 
-__all__ = ["JSON_HEADERS", "encode_update", "is_ok", "timestamp_json", "series_header"]
+__all__ = ["JSON_HEADERS", "encode_update", "is_ok", "json_number", "number_from_json",
+           "series_header", "timestamp_json"]
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -56,14 +57,27 @@ def timestamp_json(ns: int) -> str:
     return _prefix(seconds) + _fraction(nanos) + 'Z"'
 
 
+NAN, INFINITY, NEG_INFINITY = "NaN", "Infinity", "-Infinity"  # the JSON mapping's spelling
+
+
+def json_number(value: float) -> float | str:
+    """A float as the protobuf JSON mapping writes it: NaN and ±inf are strings."""
+    if value - value == 0.0:
+        return value
+    return NAN if value != value else (INFINITY if value > 0 else NEG_INFINITY)
+
+
+def number_from_json(value: float | str) -> float:
+    """The inverse of :func:`json_number`."""
+    if isinstance(value, str):
+        return {NAN: math.nan, INFINITY: math.inf, NEG_INFINITY: -math.inf}[value]
+    return float(value)
+
+
 def _float(value: float) -> str:
-    if value != value:
-        return '"NaN"'
-    if value == math.inf:
-        return '"Infinity"'
-    if value == -math.inf:
-        return '"-Infinity"'
-    return repr(value)
+    if value - value == 0.0:
+        return repr(value)
+    return f'"{json_number(value)}"'
 
 
 def _s(text: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ import trio
 from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
+from .._wire import json_number
 from .errors import Conflict, NotFound, Unprocessable
 from .ingest import INT64_MAX
 from .store import Store
@@ -91,8 +91,8 @@ def _dumps(payload: Any) -> bytes:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, float):
+        return json_number(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .._wire import json_number
 from .buckets import aggregate, bucket_points, needs_points
 from .chunks import (
     BLOCK_POINTS,
@@ -339,8 +340,8 @@ class Store:
                 kind, value = "string_set_value", sorted(current)
             else:
                 raise Unprocessable(f"attribute {path!r} has no value")
-        if isinstance(value, float) and not math.isfinite(value):
-            value = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, float):
+            value = json_number(value)
         tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, "
                "value = excluded.value",

@@ -9,13 +9,13 @@ import pydoc
 
 import httpx
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy, post_with_retries
 from metrana._config import resolve_settings
 from metrana._stats import Counters
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 BASE = {"workspace_name": "ws", "project_name": "proj", "run_name": "r"}
 URL = "http://127.0.0.1:9"

@@ -11,10 +11,10 @@ import warnings
 import httpx
 import numpy as np
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 
 def run_name() -> str:

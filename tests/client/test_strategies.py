@@ -7,8 +7,9 @@ import threading
 import uuid
 
 import pytest
-from conftest import wait_until
-from faults import FaultProxy
+
+from tests.faults import FaultProxy
+from tests.helpers import wait_until
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -65,7 +66,7 @@ def test_complete_all_delivers_in_flight_and_queued(proxy: FaultProxy, fast_retr
     for i in range(50, 100):
         run.log("loss", float(i))
     thread, result = close_in_thread(run)
-    assert run._engine.closing.wait(10)
+    wait_until(lambda: not run.is_open)  # the engine has the close request
     proxy.release()
     thread.join(30)
     metrics = result[0]
@@ -83,7 +84,7 @@ def test_complete_pending_finishes_in_flight_and_discards_queued(
     for i in range(50, 100):
         run.log("loss", float(i))
     thread, result = close_in_thread(run)
-    assert run._engine.closing.wait(10)
+    wait_until(lambda: not run.is_open)  # the engine has the close request
     proxy.release()
     thread.join(30)
     metrics = result[0]

@@ -10,12 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import read_points, wait_until
-from faults import FaultProxy
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo
+from tests.faults import FaultProxy
+from tests.helpers import read_points, wait_until
 
 THREADS = 4
 PER_THREAD = 6000

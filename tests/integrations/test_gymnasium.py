@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
-from helpers import run_name, series
 
 import metrana
 from metrana.integrations.gymnasium import MetranaEpisodeStatistics, log_episode_statistics
 from metrana.server import ServerInfo
+from tests.integrations.helpers import run_name, series
 
 
 def rl_points(stored: list[dict[str, Any]], metric: str) -> dict[str, list[tuple[int, int, float]]]:

@@ -10,13 +10,13 @@ import httpx
 import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import attributes, run_name, series
 from lightning.pytorch.loggers.logger import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 import metrana
 from metrana.integrations.lightning import MetranaLogger
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 # Lightning's own warnings: a tiny CPU fit has few dataloader workers, and lightning 2.6 still
 # uses torch's deprecated LeafSpec.

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_name, series
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -17,6 +16,7 @@ from stable_baselines3.common.logger import KVWriter, configure
 import metrana
 from metrana.integrations.sb3 import MetranaCallback, MetranaOutputFormat
 from metrana.server import ServerInfo
+from tests.integrations.helpers import run_name, series
 
 
 class Capture(KVWriter):

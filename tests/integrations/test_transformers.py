@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import attributes, run_name, series
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
 from metrana.integrations.transformers import MetranaCallback
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 
 class Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
