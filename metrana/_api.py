@@ -26,6 +26,7 @@ from ._flatten import flatten_config
 from ._stats import Counters, Metrics
 from ._thread_session import DEFAULT_INIT_TIMEOUT, Session, live_sessions
 from ._trio_session import TrioSession
+from ._vector import ArrayLike, Steps
 
 __all__ = [
     "close",
@@ -244,7 +245,7 @@ def log(
     metric_name: Any,
     value: Any = None,
     scale: Any = None,
-    step: int | None = None,
+    step: Steps = None,
     labels: Mapping[str, str] | None = None,
     evaluation: bool = False,
     timestamp: int | None = None,
@@ -266,7 +267,7 @@ def log_rl_step(metric_name: str, value: Any, evaluation: bool = False, step: in
 
 
 def log_rl_episode(metric_name: str, value: Any, rl_step: int, evaluation: bool = False,
-                   episode: int | None = None, env_id: str | None = None,
+                   episode: int | None = None, env_id: str | int | None = None,
                    labels: Mapping[str, str] | None = None, timestamp: int | None = None) -> None:
     """A per-episode metric. See :meth:`Session.log_rl_episode`."""
     _current().log_rl_episode(metric_name, value, rl_step, evaluation, episode, env_id, labels,
@@ -274,8 +275,9 @@ def log_rl_episode(metric_name: str, value: Any, rl_step: int, evaluation: bool 
 
 
 def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluation: bool = False,
-                            env_step: int | None = None, episode: int | None = None,
-                            env_id: str | None = None, labels: Mapping[str, str] | None = None,
+                            env_step: Steps = None, episode: Steps = None,
+                            env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
+                            labels: Mapping[str, str] | None = None,
                             timestamp: int | None = None) -> None:
     """A per-environment-step metric. See :meth:`Session.log_rl_environment_step`."""
     _current().log_rl_environment_step(metric_name, value, rl_step, evaluation, env_step,

@@ -31,7 +31,7 @@ from ._series import (
     coerce_value,
 )
 from ._stats import Counters, Metrics
-from ._vector import Block, as_values, is_vector, per_env, rows, steps_for
+from ._vector import ArrayLike, Block, Steps, as_values, is_vector, per_env, rows, steps_for
 
 __all__ = ["BaseSession", "State", "close_advice"]
 
@@ -239,7 +239,7 @@ class BaseSession:
         metric_name: str | Mapping[str, Any],
         value: Any = None,
         scale: Any = None,
-        step: int | None = None,
+        step: Steps = None,
         labels: Mapping[str, str] | None = None,
         evaluation: bool = False,
         timestamp: int | None = None,
@@ -323,7 +323,7 @@ class BaseSession:
         values: Mapping[str, Any],
         value: Any,
         scale: Any,
-        step: int | None,
+        step: Steps,
         labels: Mapping[str, str] | None,
         evaluation: bool,
         timestamp: int | None,
@@ -395,9 +395,9 @@ class BaseSession:
         value: Any,
         rl_step: int,
         evaluation: bool = False,
-        env_step: int | Sequence[int] | None = None,
-        episode: int | Sequence[int] | None = None,
-        env_id: str | int | Sequence[str | int] | None = None,
+        env_step: Steps = None,
+        episode: Steps = None,
+        env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: int | None = None,
     ) -> None:

@@ -159,19 +159,19 @@ def main() -> int:
     args = parser.parse_args()
     if args.reads_under_ingest:
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url = start_server(os.path.join(tmp, "bench.sqlite3"))
+            server, url = start_server(os.path.join(tmp, "bench.sqlite3"))
             try:
                 ms = sorted(reads_under_ingest(url, args.reads_under_ingest, args.seconds))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                server.terminate()
+                server.wait(timeout=30)
         p = {q: ms[min(len(ms) - 1, int(q / 100 * len(ms)))] for q in (50, 90, 99)}
         print(f"GET /api/runs while {args.reads_under_ingest} clients ingest: {len(ms)} reads, "
               f"p50 {p[50]:.1f} ms, p90 {p[90]:.1f} ms, p99 {p[99]:.1f} ms, max {ms[-1]:.1f} ms")
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc = None
+        proc: subprocess.Popen[str] | None = None
         url = args.url
         if url is None:
             proc, url = start_server(os.path.join(tmp, "bench.sqlite3"))

@@ -17,13 +17,14 @@ import statistics
 import sys
 import time
 import uuid
+from typing import Any
 
 import metrana
 
 BURST = 1000
 
 
-def start(url: str, **extra: object) -> str:
+def start(url: str, **extra: Any) -> str:
     name = f"bench-{uuid.uuid4().hex[:10]}"
     metrana.init(api_key="bench", workspace_name="bench", project_name="bench", run_name=name,
                  ingestion_url=url, close_strategy="complete_all", log_level="error", **extra)
@@ -39,7 +40,7 @@ def median_cost(fn, calls: int, per_call: int = 1) -> float:  # type: ignore[no-
     return statistics.median(samples)
 
 
-def cost(url: str, calls: int) -> dict[str, object]:
+def cost(url: str, calls: int) -> dict[str, float]:
     start(url)
     log = metrana.log
     values = {f"metric_{k}": 0.5 for k in range(8)}
@@ -114,8 +115,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--queue", type=int, default=0)
     args = parser.parse_args()
+    out: dict[str, object]
     if args.what == "cost":
-        out = cost(args.url, args.calls)
+        out = dict(cost(args.url, args.calls))
     elif args.what == "vector":
         out = vector(args.url, args.points)
     else:

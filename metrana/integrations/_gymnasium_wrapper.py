@@ -82,7 +82,7 @@ class MetranaEpisodeStatistics(gym.Wrapper[Any, Any, Any, Any], _Logging):
 
     def __init__(
         self,
-        env: gym.Env[Any, Any],
+        env: Any,  # a gymnasium.Env (a VectorEnv is taken by __new__)
         *,
         session: Session | None = None,
         rl_step: Callable[[], int] | None = None,

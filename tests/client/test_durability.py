@@ -174,7 +174,7 @@ def test_sigkill_after_flush_loses_nothing_flushed(
     assert line.startswith("flushed")
     # Durable before the kill: every flushed point is in an intact spool record.
     directory = run_spool_dir(spool_root, "ws", "proj", name)
-    on_disk = set()
+    on_disk: set[float] = set()
     from metrana._spool import decode_record
     for segment in segments(directory):
         for record in read_segment(segment):
@@ -346,7 +346,11 @@ def test_close_reports_progress_while_draining(proxy: FaultProxy, fast_retry: Re
     proxy.hold()
     run.log("loss", 1.0)
     done = threading.Event()
-    threading.Thread(target=lambda: (run.close(), done.set())).start()
+    def close() -> None:
+        run.close()
+        done.set()
+
+    threading.Thread(target=close).start()
     wait_until(lambda: any("still pending" in m and m.startswith("SUCCESS")
                            for m in loguru_messages))
     proxy.release()

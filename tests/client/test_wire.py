@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 from google.protobuf import json_format
 from metrana_protobuf.ingestion.v1.svc import api_pb2
@@ -16,7 +17,8 @@ VALUES = [0.0, -0.0, 1.0, 0.1, -2.5e-308, 1e16, 1.7976931348623157e308, math.nan
           -math.inf, 123456789.123456789]
 
 
-def expected_message(session_id, run, series_list, attributes):  # type: ignore[no-untyped-def]
+def expected_message(session_id: int, run: tuple[str, str, str], series_list: list[Any],
+                     attributes: list[dict[str, Any]]) -> Any:
     """The same request built the slow, obviously-correct way with protobuf messages."""
     msg = api_pb2.UpdateRunsRequest(session_id=session_id)
     ru = msg.run_updates.add(workspace=run[0], project=run[1], run_name=run[2])

@@ -78,7 +78,7 @@ def test_single_env_wrapper_with_rl_step_function(live_server: ServerInfo) -> No
             rl_step=lambda: updates["n"], labels={"agent": "random"})
         env.reset(seed=3)
         env.action_space.seed(3)
-        seen = []
+        seen: list[Any] = []
         while len(seen) < 5:
             _, _, terminated, truncated, info = env.step(env.action_space.sample())
             updates["n"] += 10

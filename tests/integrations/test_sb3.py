@@ -76,7 +76,7 @@ def test_ppo_on_cartpole(live_server: ServerInfo) -> None:
     assert sorted(episodes.seen) == ["0", "1"]
     for env_id, seen in episodes.seen.items():
         # the Monitor's own record of this env's episodes
-        monitor = env.envs[int(env_id)]
+        monitor = env.envs[int(env_id)]  # type: ignore[attr-defined]  # a DummyVecEnv
         assert [r for _, r, _ in seen] == monitor.get_episode_rewards()
         assert [(p["step"], p["minor_step"], p["value"]) for p in rl["episode/return", env_id]] == [
             (step, n, r) for n, (step, r, _) in enumerate(seen)]

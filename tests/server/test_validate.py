@@ -40,7 +40,7 @@ def random_timestamp(rng: random.Random) -> str:
     nanos = rng.choice([0, rng.randrange(10**9), rng.randrange(1000) * 10**6])
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    return Timestamp(seconds=seconds, nanos=nanos).ToJsonString()
+    return str(Timestamp(seconds=seconds, nanos=nanos).ToJsonString())
 
 
 def random_labels(rng: random.Random) -> dict[str, str]:
