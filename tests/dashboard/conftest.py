@@ -1,0 +1,123 @@
+"""A real browser for the dashboard tests: Debian's Chromium driven by Playwright.
+
+Never ``playwright install`` (it downloads a browser build; this project installs Chromium from
+the distribution). When Chromium is missing, the session fixture installs it if it runs as root
+(as CI does), and otherwise fails with the command to run: these tests are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from metrana.server.store import Store
+
+INSTALL = "apt-get update && apt-get install -y chromium"
+# Without the background-networking flags Chromium keeps calling home, and a closed network
+# refuses those connections loudly.
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 15_000  # the longest any step may take before the test fails (no step sleeps)
+
+
+def find_chromium() -> str | None:
+    explicit = os.environ.get("METRANA_CHROMIUM")
+    if explicit:
+        return explicit
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            subprocess.run(["bash", "-c", INSTALL], check=True, timeout=900,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                           stdout=subprocess.DEVNULL)
+            path = find_chromium()
+        if path is None:
+            pytest.fail(f"the dashboard tests need Chromium: run `sudo sh -c '{INSTALL}'` "
+                        "(or set METRANA_CHROMIUM to a Chromium binary)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (own storage); any JavaScript error on it fails the test."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on("console", lambda message: errors.append(f"console: {message.text}")
+            if message.type == "error" and "401" not in message.text else None)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def run_hash(workspace: str, project: str, run: str) -> str:
+    from urllib.parse import quote
+
+    return "#/run/" + "/".join(quote(p, safe="") for p in (workspace, project, run))
+
+
+def charts(page: Page) -> dict[str, str | None]:
+    """data-metric -> data-points of every chart on the page."""
+    result: dict[str, str | None] = page.eval_on_selector_all(
+        "[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
+                         "e.dataset.points ?? null]))")
+    return result
+
+
+def store_series(db: Path | str, workspace: str, project: str, run: str, points: int,
+                 metric: str = "loss") -> None:
+    """Write one series of ``points`` points straight into a server's database (a 1M-point
+    series through the client would take the test ~10 s of ingest; the page is what is
+    tested). Values decay with noise and a few spikes."""
+    store = Store(db)
+    try:
+        store.create_run({"run": {"workspace": workspace, "project": project, "run_name": run},
+                          "create_project_if_missing": True})
+        rng = np.random.default_rng(0)
+        base = time.time_ns() - points * 1_000_000
+        for start in range(0, points, 50_000):
+            steps = np.arange(start, min(points, start + 50_000))
+            values = 2.0 * np.exp(-steps / points * 5) + rng.random(steps.size) * 0.05
+            values[rng.random(steps.size) < 1e-5] = 50.0
+            store.update_runs({"session_id": 1, "run_updates": [{
+                "workspace": workspace, "project": project, "run_name": run,
+                "series": [{"metric_name": metric, "scale": "ML_STEP", "ordering": 1,
+                            "points": [{"step": s, "timestamp": base + s * 1_000_000,
+                                        "float_value": v}
+                                       for s, v in zip(steps.tolist(), values.tolist(),
+                                                       strict=True)]}]}]})
+    finally:
+        store.close()
+
+
+def bucket_requests(log: list[Any]) -> list[str]:
+    return [url for url in log if "/buckets?" in url or "/bands?" in url]

@@ -1,0 +1,242 @@
+"""The dashboard in a real browser against a real ``metrana serve``, fed by the real client.
+
+Every wait is on something the user would see (a row, a chart's ``data-points``); none sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Page, expect
+
+import metrana
+from metrana.server import ServerInfo, background_server
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import bucket_requests, charts, run_hash, store_series  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
+
+WS, PROJECT = "dash", "proj"
+
+
+def log_ml_run(url: str, run: str, steps: int, *, config: dict[str, object] | None = None) -> None:
+    with metrana.session(workspace_name=WS, project_name=PROJECT, run_name=run, ingestion_url=url,
+                         experiment_name="exp-1", config=config) as session:
+        for i in range(steps):
+            session.log({"train/loss": 2 * math.exp(-i / 300) + (i % 7) * 0.01,
+                         "train/acc": 1 - math.exp(-i / 200)})
+            if i % 10 == 0:
+                session.log("eval/loss", 2 * math.exp(-i / 300), labels={"split": "val"})
+                session.log("eval/loss", 2.1 * math.exp(-i / 300), labels={"split": "test"})
+        session.log("lr", 3e-4)
+
+
+def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page: Page) -> None:
+    log_ml_run(live_server.url, "list-alpha", 50)
+    log_ml_run(live_server.url, "list-beta", 20)
+    page.goto(live_server.url + "/")
+    alpha = page.locator('#runs tr[data-run="list-alpha"]')
+    beta = page.locator('#runs tr[data-run="list-beta"]')
+    expect(alpha).to_contain_text(f"{WS} / {PROJECT}")
+    expect(alpha).to_contain_text("exp-1")
+    expect(alpha).to_contain_text("finished")
+    expect(alpha.locator("td.num").last).to_have_text("111")  # 50 + 50 + 5 + 5 + 1 points
+    # Newest first.
+    names = page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
+    assert names.index("list-beta") < names.index("list-alpha")
+    page.get_by_label("search runs").fill("alpha")
+    expect(beta).to_have_count(0)
+    expect(alpha).to_be_visible()
+    page.get_by_label("search runs").fill("list-")
+    page.get_by_label("select list-alpha").check()
+    page.get_by_label("select list-beta").check()
+    page.get_by_role("button", name="Compare selected (2)").click()
+    expect(page.locator('[data-metric="train/loss"]')).to_have_attribute("data-points", "70")
+
+
+def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
+                                            tmp_path: Path) -> None:
+    hostile = '<img src=x onerror="window.pwned=1">'
+    log_ml_run(live_server.url, "page-run", 300,
+               config={"lr": 3e-4, "optimizer": {"name": "adam", "betas": [0.9, 0.99]},
+                       "note": hostile})
+    page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "page-run"))
+    page.wait_for_selector("body[data-ready]")
+    # One chart per metric, each holding its canvas, counting every point it represents.
+    assert charts(page) == {"train/loss": "300", "train/acc": "300", "eval/loss": "60", "lr": "1"}
+    for metric in ("train/loss", "eval/loss"):
+        assert page.locator(f'[data-metric="{metric}"] canvas').count() >= 1
+    # Grouped by prefix: train/ and eval/ sections, un-prefixed metrics first.
+    sections = page.locator("section.group").evaluate_all("s => s.map(e => e.dataset.prefix)")
+    assert sections == ["", "eval", "train"]
+    # Labels are separate lines of one chart.
+    legend = page.locator('[data-metric="eval/loss"] .legend')
+    expect(legend).to_contain_text("split=val")
+    expect(legend).to_contain_text("split=test")
+    # The config as a table, user text shown as text (never markup).
+    config = page.locator("#config")
+    expect(config).to_contain_text("optimizer/name")
+    expect(config).to_contain_text("adam")
+    expect(config).to_contain_text("optimizer/betas/1")
+    expect(config.locator("td.value", has_text=hostile)).to_have_count(1)
+    assert page.locator("#config img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    # Hover shows values.
+    page.locator('[data-metric="train/loss"] .u-over').hover(position={"x": 1, "y": 50})
+    expect(page.locator('[data-metric="train/loss"] .legend .x')).to_have_text(
+        re.compile(r"^step [0-3]$"))
+    expect(page.locator('[data-metric="train/loss"] .legend .item b')).to_have_text(
+        re.compile(r"^[0-9.]+$"))
+    # Log scale and wall-clock x keep every chart drawn.
+    page.get_by_text("log y").click()
+    page.get_by_label("x axis").select_option("wall")
+    assert charts(page)["train/loss"] == "300"
+    page.get_by_label("x axis").select_option("step")
+    page.get_by_text("log y").click()
+    shot = tmp_path / "run-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("METRANA_DASHBOARD_SCREENSHOT"):  # how docs/run-page.png is made
+        shutil.copy(shot, os.environ["METRANA_DASHBOARD_SCREENSHOT"])
+
+
+def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, page: Page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="live-run",
+                         ingestion_url=live_server.url) as session:
+        for i in range(500):
+            session.log("train/loss", 1 / (i + 1))
+        session.flush()
+        page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "live-run"))
+        chart = page.locator('[data-metric="train/loss"]')
+        expect(chart).to_have_attribute("data-points", "500")
+        expect(page.locator("h1 .status")).to_have_text("live")
+        first_load = len(bucket_requests(requests))
+        for i in range(500, 3500):
+            session.log("train/loss", 1 / (i + 1))
+        session.log("train/new_metric", 1.0)
+        session.flush()
+        expect(chart).to_have_attribute("data-points", "3500", timeout=5000)
+        expect(page.locator('[data-metric="train/new_metric"]')).to_have_attribute(
+            "data-points", "1", timeout=5000)
+    # Once closed the run says so.
+    expect(page.locator("h1 .status")).to_have_text("finished", timeout=10_000)
+    # Live updates asked for what was new only: every later read of the loss series starts
+    # past step 0 (the first read had none).
+    (loss,) = {u.split("?")[0] for u in bucket_requests(requests)[:first_load]}
+    later = [u for u in bucket_requests(requests)[first_load:] if u.startswith(loss + "?")]
+    assert later, requests
+    starts = [parse_qs(urlsplit(u).query).get("start", ["0"])[0] for u in later]
+    assert all(int(s) > 0 for s in starts), later
+    # And polling asked only for series changed since its cursor.
+    assert any(re.search(r"/series\?since=\d+", u) for u in requests)
+
+
+def test_compare_overlays_runs(live_server: ServerInfo, page: Page) -> None:
+    log_ml_run(live_server.url, "cmp-a", 120)
+    log_ml_run(live_server.url, "cmp-b", 80)
+    page.goto(f"{live_server.url}/#/compare/{WS}/{PROJECT}/cmp-a,{WS}/{PROJECT}/cmp-b")
+    page.wait_for_selector("body[data-ready]")
+    assert charts(page)["train/loss"] == "200"
+    legend = page.locator('[data-metric="train/loss"] .legend')
+    expect(legend.locator(".item")).to_have_count(2)
+    expect(legend).to_contain_text("cmp-a")
+    expect(legend).to_contain_text("cmp-b")
+    colours = legend.locator(".sw").evaluate_all("s => s.map(e => e.style.background)")
+    assert len(set(colours)) == 2, colours
+    # Labelled series: one line per (run, labels), the run's colour.
+    expect(page.locator('[data-metric="eval/loss"] .legend .item')).to_have_count(4)
+
+
+def test_rl_run_shows_a_band_across_environments(live_server: ServerInfo, page: Page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="rl-run",
+                         ingestion_url=live_server.url) as session:
+        for env in range(4):
+            for k in range(30):
+                session.log_rl_episode("episode/return", float(env * 10 + k), rl_step=k * 64,
+                                       env_id=f"env-{env}")
+        session.log_rl_environment_step("reward", [[1.0] * 50] * 4, rl_step=0,
+                                        env_id=[f"env-{e}" for e in range(4)], episode=0)
+        session.log_rl_step("policy/loss", 0.5)
+    page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "rl-run"))
+    page.wait_for_selector("body[data-ready]")
+    band = page.locator('[data-metric="episode/return"]')
+    expect(band).to_have_attribute("data-kind", "rl")
+    expect(band).to_have_attribute("data-points", "120")
+    expect(page.locator('[data-metric="reward"]')).to_have_attribute("data-points", "200")
+    expect(page.locator('[data-metric="policy/loss"]')).to_have_attribute("data-kind", "standard")
+    assert any("/bands?" in u and "metric=episode%2Freturn" in u for u in requests)
+    # Hover: the band's spread at that rl_step (4 environments: min 0+k, max 30+k).
+    band.locator(".u-over").hover(position={"x": 3, "y": 50})
+    expect(band.locator(".legend")).to_contain_text("across 4 environments")
+    expect(band.locator(".legend")).to_contain_text("max 30")
+    # A single environment on top of the band.
+    band.locator("summary", has_text="single environments (4)").click()
+    band.locator('input[data-env="env-2"]').check()
+    expect(band.locator(".legend .item", has_text="env env-2")).to_have_count(1)
+    assert any("environment=env-2" in u for u in requests)
+    expect(band).to_have_attribute("data-points", "120")  # still the band's points
+
+
+def test_million_point_series_page_is_ready_and_zooms(live_server: ServerInfo,
+                                                      page: Page) -> None:
+    store_series(live_server.db_path, WS, PROJECT, "million", 1_000_000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "million"))
+    page.wait_for_selector("body[data-ready]")
+    chart = page.locator('[data-metric="loss"]')
+    expect(chart).to_have_attribute("data-points", "1000000")
+    # The spike survives downsampling: the y axis reaches 50.
+    expect(chart.locator(".chart-note")).to_contain_text("buckets (min–max shaded)")
+    # Drag across a slice of the plot: finer buckets for that range only.
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "() => { const n = +document.querySelector('[data-metric=\"loss\"]').dataset.points;"
+        " return n > 10000 && n < 100000; }")
+    zoom = [u for u in bucket_requests(requests) if "start=" in u and "end=" in u]
+    assert zoom, requests
+    query = parse_qs(urlsplit(zoom[-1]).query)
+    assert 350_000 < int(query["start"][0]) < int(query["end"][0]) < 500_000
+    # Double-click: the whole series again.
+    chart.locator(".u-over").dblclick()
+    expect(chart).to_have_attribute("data-points", "1000000")
+
+
+def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -> None:
+    key = "s3cret-dashboard-key"
+    with background_server(tmp_path / "auth.sqlite3", api_key=key) as info:
+        with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="keyed",
+                             ingestion_url=info.url, api_key=key) as session:
+            session.log("loss", 1.0)
+        page.goto(info.url + "/")
+        dialog = page.locator("dialog")
+        dialog.get_by_label("API key").fill("wrong")
+        dialog.get_by_role("button", name="Continue").click()
+        expect(dialog).to_contain_text("That key was refused")
+        dialog.get_by_label("API key").fill(key)
+        dialog.get_by_role("button", name="Continue").click()
+        expect(page.locator('#runs tr[data-run="keyed"]')).to_contain_text("1")
+        # Navigating on does not ask again; the key is in no URL and not in the page.
+        page.locator('#runs a', has_text="keyed").click()
+        page.wait_for_selector("body[data-ready]")
+        assert charts(page) == {"loss": "1"}
+        assert key not in page.url and key not in page.content()
