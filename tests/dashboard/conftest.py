@@ -30,7 +30,7 @@ WAIT_MS = 15_000  # the longest any step may take before the test fails (no step
 
 
 def find_chromium() -> str | None:
-    explicit = os.environ.get("METRANA_CHROMIUM")
+    explicit = os.environ.get("DASHBOARD_CHROMIUM")
     if explicit:
         return explicit
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -47,7 +47,7 @@ def chromium() -> str:
             path = find_chromium()
         if path is None:
             pytest.fail(f"the dashboard tests need Chromium: run `sudo sh -c '{INSTALL}'` "
-                        "(or set METRANA_CHROMIUM to a Chromium binary)")
+                        "(or set DASHBOARD_CHROMIUM to a Chromium binary)")
     return path
 
 

@@ -28,16 +28,27 @@ pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (se
 WS, PROJECT = "dash", "proj"
 
 
-def log_ml_run(url: str, run: str, steps: int, *, config: dict[str, object] | None = None) -> None:
+def noise(i: int) -> float:
+    return math.sin(i * 12.9898) * 43758.5453 % 1.0  # deterministic, in [0, 1)
+
+
+def log_ml_run(url: str, run: str, steps: int, *, config: dict[str, object] | None = None,
+               envs: int = 0) -> None:
     with metrana.session(workspace_name=WS, project_name=PROJECT, run_name=run, ingestion_url=url,
                          experiment_name="exp-1", config=config) as session:
         for i in range(steps):
-            session.log({"train/loss": 2 * math.exp(-i / 300) + (i % 7) * 0.01,
-                         "train/acc": 1 - math.exp(-i / 200)})
+            session.log({"train/loss": 2 * math.exp(-i / 300) + 0.15 * noise(i)
+                         + (1.5 if i == steps // 2 else 0.0),
+                         "train/acc": 1 - math.exp(-i / 200) - 0.05 * noise(i + 7)})
             if i % 10 == 0:
                 session.log("eval/loss", 2 * math.exp(-i / 300), labels={"split": "val"})
                 session.log("eval/loss", 2.1 * math.exp(-i / 300), labels={"split": "test"})
         session.log("lr", 3e-4)
+        for env in range(envs):
+            for k in range(30):
+                session.log_rl_episode("episode/return", 100 * (1 - math.exp(-k / 10))
+                                       + 20 * noise(env * 100 + k), rl_step=k * 512,
+                                       env_id=f"env-{env}")
 
 
 def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page: Page) -> None:
@@ -65,31 +76,28 @@ def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page
 
 def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
                                             tmp_path: Path) -> None:
-    hostile = '<img src=x onerror="window.pwned=1">'
-    log_ml_run(live_server.url, "page-run", 300,
-               config={"lr": 3e-4, "optimizer": {"name": "adam", "betas": [0.9, 0.99]},
-                       "note": hostile})
+    log_ml_run(live_server.url, "page-run", 1200, envs=8,
+               config={"lr": 3e-4, "batch_size": 256, "seed": 1,
+                       "optimizer": {"name": "adam", "betas": [0.9, 0.99]}})
     page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "page-run"))
     page.wait_for_selector("body[data-ready]")
     # One chart per metric, each holding its canvas, counting every point it represents.
-    assert charts(page) == {"train/loss": "300", "train/acc": "300", "eval/loss": "60", "lr": "1"}
-    for metric in ("train/loss", "eval/loss"):
+    assert charts(page) == {"train/loss": "1200", "train/acc": "1200", "eval/loss": "240",
+                            "lr": "1", "episode/return": "240"}
+    for metric in ("train/loss", "eval/loss", "episode/return"):
         assert page.locator(f'[data-metric="{metric}"] canvas').count() >= 1
-    # Grouped by prefix: train/ and eval/ sections, un-prefixed metrics first.
+    # Grouped by prefix: un-prefixed metrics first, then prefixes in order.
     sections = page.locator("section.group").evaluate_all("s => s.map(e => e.dataset.prefix)")
-    assert sections == ["", "eval", "train"]
+    assert sections == ["", "episode", "eval", "train"]
     # Labels are separate lines of one chart.
     legend = page.locator('[data-metric="eval/loss"] .legend')
     expect(legend).to_contain_text("split=val")
     expect(legend).to_contain_text("split=test")
-    # The config as a table, user text shown as text (never markup).
+    # The config as a table.
     config = page.locator("#config")
-    expect(config).to_contain_text("optimizer/name")
-    expect(config).to_contain_text("adam")
-    expect(config).to_contain_text("optimizer/betas/1")
-    expect(config.locator("td.value", has_text=hostile)).to_have_count(1)
-    assert page.locator("#config img").count() == 0
-    assert page.evaluate("window.pwned") is None
+    expect(config.locator("tr", has_text="optimizer/name")).to_contain_text("adam")
+    expect(config.locator("tr", has_text="optimizer/betas/1")).to_contain_text("0.99")
+    expect(config.locator("tr", has_text="batch_size")).to_contain_text("256")
     # Hover shows values.
     page.locator('[data-metric="train/loss"] .u-over').hover(position={"x": 1, "y": 50})
     expect(page.locator('[data-metric="train/loss"] .legend .x')).to_have_text(
@@ -99,14 +107,34 @@ def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
     # Log scale and wall-clock x keep every chart drawn.
     page.get_by_text("log y").click()
     page.get_by_label("x axis").select_option("wall")
-    assert charts(page)["train/loss"] == "300"
+    assert charts(page)["train/loss"] == "1200"
+    page.get_by_label("x axis").select_option("relative")
+    expect(page.locator('[data-metric="train/loss"] .legend .x')).to_have_text(re.compile(r"s$"))
     page.get_by_label("x axis").select_option("step")
     page.get_by_text("log y").click()
     shot = tmp_path / "run-page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    if os.environ.get("METRANA_DASHBOARD_SCREENSHOT"):  # how docs/run-page.png is made
-        shutil.copy(shot, os.environ["METRANA_DASHBOARD_SCREENSHOT"])
+    if os.environ.get("DASHBOARD_SCREENSHOT"):  # how docs/run-page.png is made
+        shutil.copy(shot, os.environ["DASHBOARD_SCREENSHOT"])
+
+
+def test_user_text_is_shown_as_text(live_server: ServerInfo, page: Page) -> None:
+    hostile = '<img src=x onerror="window.pwned=1">'
+    name = f"run {hostile} ./.."
+    with metrana.session(workspace_name=WS, project_name=PROJECT, run_name=name,
+                         ingestion_url=live_server.url, config={"note": hostile}) as session:
+        session.log("loss", 1.0, labels={"tag": hostile})
+    page.goto(live_server.url + "/")
+    expect(page.locator("#runs a", has_text=name)).to_have_count(1)
+    page.locator("#runs a", has_text=name).click()
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("h1")).to_contain_text(name)
+    expect(page.locator("#config td.value")).to_have_text(hostile)
+    expect(page.locator('[data-metric="loss"] .legend')).to_contain_text(f"tag={hostile}")
+    assert charts(page) == {"loss": "1"}
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.pwned") is None
 
 
 def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, page: Page) -> None:

@@ -61,6 +61,13 @@ function fmtValue(v) {
   if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(3);
   return String(+v.toPrecision(5));
 }
+/** Axis ticks: short, and as wide as they need (the axis is sized to them). */
+function fmtTick(v) {
+  if (v == null) return "";  // a tick uPlot filtered out (log scale)
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2).replace(/\.?0+e/, "e");
+  return String(+v.toPrecision(4));
+}
 const fmtDate = (ns) => (ns ? new Date(ns / 1e6).toLocaleString() : "–");
 function fmtDuration(seconds) {
   const s = Math.abs(seconds);
@@ -431,8 +438,9 @@ class Chart {
                       dash: source.dash, spanGaps: true, points: { show: false }, show: source.shown });
         data.push(mean);
       }
+      // uPlot draws the points themselves when they are few and far between (a single point).
       series.push({ label: source.label, stroke: source.color, width: 1.5, dash: source.dash,
-                    spanGaps: true, points: { show: false }, show: source.shown });
+                    spanGaps: true, show: source.shown });
       data.push(smooth(mean, smoothing));
       this.lines.push({ source, row, cols, series: [...Array(series.length - first).keys()].map((i) => first + i) });
     });
@@ -451,7 +459,10 @@ class Chart {
       series,
       bands,
       scales: { x: { time: mode === "wall" }, y: { distr: settings.logY ? 3 : 1 } },
-      axes: [xAxis, { size: 58, values: (u, splits) => splits.map(fmtValue) }],
+      axes: [xAxis, {
+        values: (u, splits) => splits.map(fmtTick),
+        size: (u, values) => 18 + 7 * Math.max(3, ...(values ?? []).map((v) => String(v).length)),
+      }],
       cursor: {
         sync: { key: "metrana" },
         y: false,
@@ -499,7 +510,7 @@ class Chart {
     const total = this.sources.filter((s) => s.counts).reduce((sum, s) => sum + pointsIn(s.data), 0);
     const buckets = this.sources.reduce((sum, s) => sum + this.visibleData(s).x.length, 0);
     this.node.dataset.points = String(shown);
-    this.note.textContent = `${fmtInt(total)} points` +
+    this.note.textContent = `${fmtInt(total)} point${total === 1 ? "" : "s"}` +
       (this.zoom ? ` · zoomed: ${fmtInt(shown)}` : "") +
       (buckets < shown ? ` · ${fmtInt(buckets)} buckets (min–max shaded)` : "");
   }
@@ -710,6 +721,7 @@ class ChartsView {
     this.sync();
     const t0 = performance.now();
     await Promise.all([...this.charts.values()].map((c) => this.loadChart(c)));
+    await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
     window.metranaReady = { at: performance.now(), charts: this.charts.size, load: performance.now() - t0 };
     document.body.dataset.ready = "1";
     this.timer = setTimeout(() => this.poll(), this.pollDelay());
