@@ -21,7 +21,7 @@ from metrana.server import ServerInfo, background_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import bucket_requests, charts, run_hash, store_series  # noqa: E402
+from dashboard_helpers import bucket_requests, charts, run_hash, store_series  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
 
@@ -68,6 +68,9 @@ def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page
     expect(beta).to_have_count(0)
     expect(alpha).to_be_visible()
     page.get_by_label("search runs").fill("list-")
+    # A run started while the page is open shows up (the list polls).
+    log_ml_run(live_server.url, "list-gamma", 1)
+    expect(page.locator('#runs tr[data-run="list-gamma"]')).to_be_visible(timeout=5000)
     page.get_by_label("select list-alpha").check()
     page.get_by_label("select list-beta").check()
     page.get_by_role("button", name="Compare selected (2)").click()
@@ -144,6 +147,8 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
                          ingestion_url=live_server.url) as session:
         for i in range(500):
             session.log("train/loss", 1 / (i + 1))
+        for env in range(2):
+            session.log_rl_episode("episode/return", 1.0, rl_step=0, env_id=f"env-{env}")
         session.flush()
         page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "live-run"))
         chart = page.locator('[data-metric="train/loss"]')
@@ -153,15 +158,21 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
         for i in range(500, 3500):
             session.log("train/loss", 1 / (i + 1))
         session.log("train/new_metric", 1.0)
+        for k in range(1, 40):  # the band grows, and a third environment joins it
+            for env in range(3):
+                session.log_rl_episode("episode/return", float(k), rl_step=k * 8,
+                                       env_id=f"env-{env}")
         session.flush()
         expect(chart).to_have_attribute("data-points", "3500", timeout=5000)
+        expect(page.locator('[data-metric="episode/return"]')).to_have_attribute(
+            "data-points", str(2 + 39 * 3), timeout=5000)
         expect(page.locator('[data-metric="train/new_metric"]')).to_have_attribute(
             "data-points", "1", timeout=5000)
     # Once closed the run says so.
     expect(page.locator("h1 .status")).to_have_text("finished", timeout=10_000)
     # Live updates asked for what was new only: every later read of the loss series starts
     # past step 0 (the first read had none).
-    (loss,) = {u.split("?")[0] for u in bucket_requests(requests)[:first_load]}
+    (loss,) = {u.split("?")[0] for u in bucket_requests(requests)[:first_load] if "/series/" in u}
     later = [u for u in bucket_requests(requests)[first_load:] if u.startswith(loss + "?")]
     assert later, requests
     starts = [parse_qs(urlsplit(u).query).get("start", ["0"])[0] for u in later]

@@ -1,0 +1,56 @@
+"""What the dashboard tests read off a page, and a fast way to fill a database."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from playwright.sync_api import Page
+
+from metrana.server.store import Store
+
+
+def run_hash(workspace: str, project: str, run: str) -> str:
+    from urllib.parse import quote
+
+    return "#/run/" + "/".join(quote(p, safe="") for p in (workspace, project, run))
+
+
+def charts(page: Page) -> dict[str, str | None]:
+    """data-metric -> data-points of every chart on the page."""
+    result: dict[str, str | None] = page.eval_on_selector_all(
+        "[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
+                         "e.dataset.points ?? null]))")
+    return result
+
+
+def store_series(db: Path | str, workspace: str, project: str, run: str, points: int,
+                 metric: str = "loss") -> None:
+    """Write one series of ``points`` points straight into a server's database (a 1M-point
+    series through the client would take the test ~10 s of ingest; the page is what is
+    tested). Values decay with noise and a few spikes."""
+    store = Store(db)
+    try:
+        store.create_run({"run": {"workspace": workspace, "project": project, "run_name": run},
+                          "create_project_if_missing": True})
+        rng = np.random.default_rng(0)
+        base = time.time_ns() - points * 1_000_000
+        for start in range(0, points, 50_000):
+            steps = np.arange(start, min(points, start + 50_000))
+            values = 2.0 * np.exp(-steps / points * 5) + rng.random(steps.size) * 0.05
+            values[rng.random(steps.size) < 1e-5] = 50.0
+            store.update_runs({"session_id": 1, "run_updates": [{
+                "workspace": workspace, "project": project, "run_name": run,
+                "series": [{"metric_name": metric, "scale": "ML_STEP", "ordering": 1,
+                            "points": [{"step": s, "timestamp": base + s * 1_000_000,
+                                        "float_value": v}
+                                       for s, v in zip(steps.tolist(), values.tolist(),
+                                                       strict=True)]}]}]})
+    finally:
+        store.close()
+
+
+def bucket_requests(log: list[Any]) -> list[str]:
+    return [url for url in log if "/buckets?" in url or "/bands?" in url]
