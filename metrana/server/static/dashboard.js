@@ -17,6 +17,7 @@ const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
 const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
+const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
 const KEY_STORAGE = "metrana.apiKey";
 const SETTINGS_STORAGE = "metrana.settings";
 
@@ -142,7 +143,9 @@ async function api(path, signal) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
     const headers = key ? { Authorization: `Bearer ${key}` } : {};
-    const response = await fetch(path, { headers, signal, cache: "no-store" });
+    const limited = AbortSignal.any([signal ?? new AbortController().signal,
+                                     AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    const response = await fetch(path, { headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {
       await askForKey(Boolean(key));
       continue;
