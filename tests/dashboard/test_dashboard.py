@@ -241,23 +241,27 @@ def test_million_point_series_page_is_ready_and_zooms(live_server: ServerInfo,
     # The spike survives downsampling: the y axis reaches 50.
     expect(chart.locator(".chart-note")).to_contain_text("buckets (min–max shaded)")
     # Drag across a slice of the plot: finer buckets for that range only.
-    box = chart.locator(".u-over").bounding_box()
-    assert box is not None
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.40, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
-    page.mouse.up()
-    page.wait_for_function(
-        "() => { const n = +document.querySelector('[data-metric=\"loss\"]').dataset.points;"
-        " return n > 10000 && n < 100000; }")
-    zoom = [u for u in bucket_requests(requests) if "start=" in u and "end=" in u]
-    assert zoom, requests
-    query = parse_qs(urlsplit(zoom[-1]).query)
-    assert 350_000 < int(query["start"][0]) < int(query["end"][0]) < 500_000
-    # Double-click: the whole series again.
-    chart.locator(".u-over").dblclick()
-    expect(chart).to_have_attribute("data-points", "1000000")
+    for axis in ("step", "wall"):  # wall time: the page maps the visible times to steps
+        page.get_by_label("x axis").select_option(axis)
+        expect(chart).to_have_attribute("data-points", "1000000")
+        box = chart.locator(".u-over").bounding_box()
+        assert box is not None
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + box["width"] * 0.40, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => { const n = +document.querySelector('[data-metric=\"loss\"]').dataset.points;"
+            " return n > 10000 && n < 100000; }")
+        zoom = [u for u in bucket_requests(requests) if "start=" in u and "end=" in u]
+        assert zoom, requests
+        query = parse_qs(urlsplit(zoom[-1]).query)
+        assert 350_000 < int(query["start"][0]) < int(query["end"][0]) < 500_000
+        requests.clear()
+        # Double-click: the whole series again.
+        chart.locator(".u-over").dblclick()
+        expect(chart).to_have_attribute("data-points", "1000000")
 
 
 def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -> None:

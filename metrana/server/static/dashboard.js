@@ -309,12 +309,14 @@ class Source {
   /** The step range [start, end] behind the visible x range [lo, hi] in the given x mode. */
   stepRange(lo, hi, mode) {
     if (mode === "step") return [Math.max(0, Math.floor(lo)), Math.ceil(hi)];
-    const xs = xValues(this.data, mode, this);
+    // Time axes: the buckets drawn (the finest we have) tell which steps those times cover.
+    const cols = this.zoomed?.x.length ? this.zoomed : this.data;
+    const xs = xValues(cols, mode, this);
     let first = 0, last = xs.length - 1;
-    while (first < xs.length - 1 && xs[first + 1] <= lo) first++;
-    while (last > 0 && xs[last - 1] >= hi) last--;
-    const end = last + 1 < xs.length ? this.data.x[last + 1] - 1 : undefined;
-    return [this.data.x[first] ?? 0, end];
+    while (first < xs.length - 1 && xs[first + 1] <= lo) first++;  // the bucket holding lo
+    while (last > 0 && xs[last] > hi) last--;                      // the last starting by hi
+    const end = last + 1 < xs.length ? cols.x[last + 1] - 1 : undefined;
+    return [cols.x[first] ?? 0, end];
   }
 }
 
