@@ -7,15 +7,17 @@ the distribution). When Chromium is missing, the session fixture installs it if 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-INSTALL = "apt-get update && apt-get install -y chromium"
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dashboard_helpers import ensure_chromium  # noqa: E402
+
 # Without the background-networking flags Chromium keeps calling home, and a closed network
 # refuses those connections loudly.
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,26 +25,9 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 WAIT_MS = 15_000  # the longest any step may take before the test fails (no step sleeps)
 
 
-def find_chromium() -> str | None:
-    explicit = os.environ.get("DASHBOARD_CHROMIUM")
-    if explicit:
-        return explicit
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            subprocess.run(["bash", "-c", INSTALL], check=True, timeout=900,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                           stdout=subprocess.DEVNULL)
-            path = find_chromium()
-        if path is None:
-            pytest.fail(f"the dashboard tests need Chromium: run `sudo sh -c '{INSTALL}'` "
-                        "(or set DASHBOARD_CHROMIUM to a Chromium binary)")
-    return path
+    return ensure_chromium()
 
 
 @pytest.fixture(scope="session")

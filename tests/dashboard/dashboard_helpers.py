@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from playwright.sync_api import Page
 
 from metrana.server.store import Store
+
+INSTALL = "apt-get update && apt-get install -y chromium"
+
+
+def find_chromium() -> str | None:
+    explicit = os.environ.get("DASHBOARD_CHROMIUM")
+    if explicit:
+        return explicit
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def ensure_chromium() -> str:
+    """Chromium's path; installed first when missing and root, else the test run fails."""
+    path = find_chromium()
+    if path is None:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            subprocess.run(["bash", "-c", INSTALL], check=True, timeout=900,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                           stdout=subprocess.DEVNULL)
+            path = find_chromium()
+        if path is None:
+            pytest.fail(f"the dashboard tests need Chromium: run `sudo sh -c '{INSTALL}'` "
+                        "(or set DASHBOARD_CHROMIUM to a Chromium binary)")
+    return path
 
 
 def run_hash(workspace: str, project: str, run: str) -> str:
