@@ -21,7 +21,13 @@ from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from .._wire import json_number
-from .dashboard import StaticFiles, changed_series, rl_series_ids
+from .dashboard import (
+    StaticFiles,
+    changed_series,
+    many_buckets,
+    parse_series_specs,
+    rl_series_ids,
+)
 from .errors import Conflict, NotFound, Unprocessable
 from .ingest import INT64_MAX
 from .store import Store
@@ -143,7 +149,7 @@ class IngestApp:
                                             scope.get("method"), scope.get("path"))
             status, payload = 500, _error(500, f"internal server error ({type(exc).__name__}); "
                                                "this is a bug in metrana serve")
-        body = _dumps(payload)
+        body = payload if isinstance(payload, bytes) else _dumps(payload)  # bytes: encoded already
         await send(
             {
                 "type": "http.response.start",
@@ -276,6 +282,13 @@ class IngestApp:
             return await trio.to_thread.run_sync(
                 changed_series, store, workspace, project, run_name,
                 _query_int(query, "since") or 0)
+        if parts[3:] == ["buckets"]:  # the dashboard: several series' buckets in one request
+            try:
+                specs = parse_series_specs(_query_str(query, "series"))
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from None
+            return await trio.to_thread.run_sync(
+                many_buckets, store, workspace, project, run_name, specs, _buckets_n(query))
         run = await trio.to_thread.run_sync(store.get_run, workspace, project, run_name)
         rest = parts[3:]
         if not rest:

@@ -9,6 +9,8 @@ Reads (SQL with ``?`` placeholders through ``store.db.read()``, so SQLite and Po
 
 - :func:`changed_series`: the series of a run written since a time — the live page's cursor, so
   a poll costs what changed, not every series of the run.
+- :func:`many_buckets`: the buckets of several series of a run in one request, each over its
+  own range — a page of many charts, and each live poll, is one request, not one per chart.
 - :func:`rl_series_ids`: the RL series of one metric, optionally of one environment (the band of
   a single environment).
 """
@@ -16,6 +18,8 @@ Reads (SQL with ``?`` placeholders through ``store.db.read()``, so SQLite and Po
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,9 +29,23 @@ import attrs
 from .errors import NotFound
 from .store import _SERIES_COLUMNS, Store, _series_dict, _status
 
-__all__ = ["STATIC_DIR", "StaticFiles", "changed_series", "rl_series_ids"]
+try:
+    import orjson
+
+    def _encode(payload: Any) -> bytes:
+        return orjson.dumps(payload)
+
+except ImportError:  # pragma: no cover - orjson is part of the server extra
+
+    def _encode(payload: Any) -> bytes:
+        return json.dumps(payload, allow_nan=False).encode()
+
+__all__ = ["MAX_BATCH", "STATIC_DIR", "StaticFiles", "changed_series", "many_buckets",
+           "parse_series_specs", "rl_series_ids"]
 
 STATIC_DIR = Path(__file__).parent / "static"
+MAX_BATCH = 100  # series in one many_buckets request
+_INT64 = 2**63
 
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -129,3 +147,68 @@ def rl_series_ids(store: Store, workspace: str, project: str, run_name: str, met
             and s["environment_id"] == environment
             and (scale is None or s["scale"] == scale)
             and (evaluation is None or (s["labels"].get("evaluation") == "true") == evaluation)]
+
+
+SeriesSpec = tuple[int, int | None, int | None]
+
+
+def parse_series_specs(text: str) -> list[SeriesSpec]:
+    """``ID[:START[:END]],...`` (START or END may be empty) as (id, start, end); ValueError
+    saying what is wrong."""
+    specs: list[SeriesSpec] = []
+    for item in text.split(","):
+        fields = item.split(":")
+        if not 1 <= len(fields) <= 3 or not fields[0]:
+            raise ValueError(f"series must be ID[:START[:END]], comma-separated; got {item!r:.40}")
+        numbers: list[int | None] = []
+        for field in fields + [""] * (3 - len(fields)):
+            try:
+                number = int(field) if field else None
+            except ValueError:
+                raise ValueError(f"series {item!r:.40}: {field!r:.20} is not an integer") from None
+            if number is not None and not -_INT64 <= number < _INT64:
+                raise ValueError(f"series {item!r:.40}: {number} does not fit in 64 bits")
+            numbers.append(number)
+        series_id, start, end = numbers
+        assert series_id is not None
+        specs.append((series_id, start, end))
+    if len(specs) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH} series per request, got {len(specs)}")
+    return specs
+
+
+def _spelt(column: list[Any]) -> list[Any]:
+    """NaN and ±inf as the API spells them ("NaN", "Infinity", "-Infinity")."""
+    if not any(v != v or v == math.inf or v == -math.inf for v in column if type(v) is float):
+        return column
+    return [("NaN" if v != v else "Infinity" if v > 0 else "-Infinity")
+            if type(v) is float and not math.isfinite(v) else v for v in column]
+
+
+def many_buckets(store: Store, workspace: str, project: str, run_name: str,
+                 specs: list[SeriesSpec], n: int) -> bytes:
+    """Buckets (as ``series/{id}/buckets`` returns them) of several series of one run, each over
+    its own [start, end]; the response's JSON, encoded here (orjson: a 600-bucket series costs
+    about 0.2 ms to encode instead of 5)."""
+    ids = sorted({spec[0] for spec in specs})
+    with store.db.read() as tx:
+        run = tx.one("SELECT runs.id FROM runs JOIN projects ON projects.id = runs.project_id "
+                     "WHERE workspace = ? AND project = ? AND run_name = ?",
+                     (workspace, project, run_name))
+        if run is None:
+            raise NotFound(f"run {workspace}/{project}/{run_name} does not exist")
+        marks = ", ".join("?" for _ in ids)
+        known = {int(row[0]) for row in tx.all(
+            f"SELECT id FROM series WHERE run_id = ? AND id IN ({marks})", (run[0], *ids))}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise NotFound(f"run {workspace}/{project}/{run_name} has no series "
+                       f"{', '.join(map(str, unknown[:10]))}")
+    out = []
+    for series_id, start, end in specs:
+        buckets = store.buckets([series_id], n, start, end)
+        for key, value in buckets.items():
+            if isinstance(value, list):
+                buckets[key] = _spelt(value)
+        out.append({"series_id": series_id, "start": start, "end": end, **buckets})
+    return _encode({"series": out})

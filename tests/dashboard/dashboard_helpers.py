@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -80,5 +80,21 @@ def store_series(db: Path | str, workspace: str, project: str, run: str, points:
         store.close()
 
 
-def bucket_requests(log: list[Any]) -> list[str]:
-    return [url for url in log if "/buckets?" in url or "/bands?" in url]
+def bucket_reads(urls: list[str]) -> list[tuple[str, int | None, int | None]]:
+    """Every bucket read in these request URLs as (what, start, end): what is ``series <id>``
+    (several per batched request) or ``band <metric>``."""
+    def number(text: str) -> int | None:
+        return int(text) if text else None
+
+    reads: list[tuple[str, int | None, int | None]] = []
+    for url in urls:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        if parts.path.endswith("/buckets") and "series" in query:
+            for spec in query["series"][0].split(","):
+                series_id, start, end = (spec.split(":") + ["", ""])[:3]
+                reads.append((f"series {series_id}", number(start), number(end)))
+        elif parts.path.endswith("/bands"):
+            reads.append((f"band {query['metric'][0]}", number(query.get("start", [""])[0]),
+                          number(query.get("end", [""])[0])))
+    return reads

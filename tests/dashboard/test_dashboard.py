@@ -11,7 +11,6 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,7 +20,7 @@ from metrana.server import ServerInfo, background_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dashboard_helpers import bucket_requests, charts, run_hash, store_series  # noqa: E402
+from dashboard_helpers import bucket_reads, charts, run_hash, store_series  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
 
@@ -154,7 +153,7 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
         chart = page.locator('[data-metric="train/loss"]')
         expect(chart).to_have_attribute("data-points", "500")
         expect(page.locator("h1 .status")).to_have_text("live")
-        first_load = len(bucket_requests(requests))
+        first_load = len(bucket_reads(requests))
         for i in range(500, 3500):
             session.log("train/loss", 1 / (i + 1))
         session.log("train/new_metric", 1.0)
@@ -172,11 +171,12 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
     expect(page.locator("h1 .status")).to_have_text("finished", timeout=10_000)
     # Live updates asked for what was new only: every later read of the loss series starts
     # past step 0 (the first read had none).
-    (loss,) = {u.split("?")[0] for u in bucket_requests(requests)[:first_load] if "/series/" in u}
-    later = [u for u in bucket_requests(requests)[first_load:] if u.startswith(loss + "?")]
+    reads = bucket_reads(requests)
+    (loss,) = {what for what, _, _ in reads[:first_load] if what.startswith("series")}
+    assert reads[:first_load].count((loss, None, None)) == 1
+    later = [start for what, start, _ in reads[first_load:] if what == loss]
     assert later, requests
-    starts = [parse_qs(urlsplit(u).query).get("start", ["0"])[0] for u in later]
-    assert all(int(s) > 0 for s in starts), later
+    assert all(start is not None and start > 0 for start in later), later
     # And polling asked only for series changed since its cursor.
     assert any(re.search(r"/series\?since=\d+", u) for u in requests)
 
@@ -216,7 +216,7 @@ def test_rl_run_shows_a_band_across_environments(live_server: ServerInfo, page: 
     expect(band).to_have_attribute("data-points", "120")
     expect(page.locator('[data-metric="reward"]')).to_have_attribute("data-points", "200")
     expect(page.locator('[data-metric="policy/loss"]')).to_have_attribute("data-kind", "standard")
-    assert any("/bands?" in u and "metric=episode%2Freturn" in u for u in requests)
+    assert ("band episode/return", None, None) in bucket_reads(requests)
     # Hover: the band's spread at that rl_step (4 environments: min 0+k, max 30+k).
     band.locator(".u-over").hover(position={"x": 3, "y": 50})
     expect(band.locator(".legend")).to_contain_text("across 4 environments")
@@ -254,10 +254,11 @@ def test_million_point_series_page_is_ready_and_zooms(live_server: ServerInfo,
         page.wait_for_function(
             "() => { const n = +document.querySelector('[data-metric=\"loss\"]').dataset.points;"
             " return n > 10000 && n < 100000; }")
-        zoom = [u for u in bucket_requests(requests) if "start=" in u and "end=" in u]
+        zoom = [(start, end) for _, start, end in bucket_reads(requests)
+                if start is not None and end is not None]
         assert zoom, requests
-        query = parse_qs(urlsplit(zoom[-1]).query)
-        assert 350_000 < int(query["start"][0]) < int(query["end"][0]) < 500_000
+        start, end = zoom[-1]
+        assert 350_000 < start < end < 500_000
         requests.clear()
         # Double-click: the whole series again.
         chart.locator(".u-over").dblclick()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import httpx
@@ -82,3 +83,42 @@ def test_band_of_one_environment(live_server: ServerInfo) -> None:
         assert set(one["mean"]) == {2.0}
         missing = client.get(base, params={"metric": "return", "environment": "e9"})
         assert missing.status_code == 404 and "'e9'" in missing.json()["message"]
+
+
+def test_buckets_of_several_series_in_one_request(live_server: ServerInfo) -> None:
+    url = live_server.url
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="batch",
+                         ingestion_url=url) as session:
+        for i in range(100):
+            session.log({"a": float(i), "b": -float(i)})
+        session.log("odd", [1.0, math.nan, math.inf, -math.inf])
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="batch-other",
+                         ingestion_url=url) as session:
+        session.log("c", 1.0)
+    with httpx.Client(base_url=url) as client:
+        base = "/api/runs/dash/routes/batch"
+        ids = {s["metric_name"]: s["id"] for s in client.get(base).json()["series"]}
+        a, b = ids["a"], ids["b"]
+        body = client.get(f"{base}/buckets", params={"n": 10, "series": f"{a},{b}:90,{a}:5:9"})
+        assert body.status_code == 200, body.text
+        got = body.json()["series"]
+        assert [(g["series_id"], g["start"], g["end"]) for g in got] == [
+            (a, None, None), (b, 90, None), (a, 5, 9)]
+        assert sum(got[0]["count"]) == 100 and not got[0]["raw"] and len(got[0]["x"]) == 10
+        assert got[1]["raw"] and got[1]["x"] == list(range(90, 100))
+        assert got[1]["mean"][0] == -90.0
+        assert got[2]["x"] == [5, 6, 7, 8, 9]
+        # The same as one series' own route.
+        single = client.get(f"{base}/series/{a}/buckets", params={"n": 10}).json()
+        assert {k: single[k] for k in ("x", "min", "max", "mean", "count")} == \
+            {k: got[0][k] for k in ("x", "min", "max", "mean", "count")}
+        # Non-finite values spelt as every read spells them.
+        odd = client.get(f"{base}/buckets", params={"series": ids["odd"]}).json()["series"][0]
+        assert odd["mean"] == [1.0, "NaN", "Infinity", "-Infinity"]
+        assert client.get(f"{base}/series/{ids['odd']}/buckets").json()["mean"] == odd["mean"]
+        other_run = client.get("/api/runs/dash/routes/batch-other").json()["series"][0]["id"]
+        for series, status in ((f"{a},{other_run}", 404), ("x", 400), (f"{a}:1:2:3", 400),
+                               (",".join([str(a)] * 101), 400), (f"{a}:{2**63}", 400),
+                               ("", 400)):
+            response = client.get(f"{base}/buckets", params={"series": series})
+            assert response.status_code == status, (series, response.text)

@@ -5,7 +5,7 @@
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/series/ID/buckets?n=&start=&end=
+//   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
 // Text from runs (names, labels, config values) only ever reaches the page as text nodes or
 // attribute values: no innerHTML anywhere.
@@ -17,6 +17,7 @@ const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
 const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
+const BATCH = 25;            // series per bucket request (several requests draw progressively)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
 const KEY_STORAGE = "metrana.apiKey";
 const SETTINGS_STORAGE = "metrana.settings";
@@ -164,6 +165,42 @@ function setConnection(problem) {
 
 const isAbort = (error) => error?.name === "AbortError";
 
+/** Bucket reads of one run's series asked for in the same moment go out together: a page of a
+ *  hundred charts, or a live poll of a hundred series, is a few requests, not a hundred. */
+class Batcher {
+  constructor(base) {
+    this.base = base;
+    this.queue = [];
+  }
+
+  get(seriesId, params, signal) {
+    return new Promise((resolve, reject) => {
+      if (!this.queue.length) setTimeout(() => this.flush(), 0);
+      this.queue.push({ seriesId, params, signal, resolve, reject });
+    });
+  }
+
+  flush() {
+    const byN = new Map();  // one n per request
+    for (const item of this.queue.splice(0)) {
+      if (!byN.has(item.params.n)) byN.set(item.params.n, []);
+      byN.get(item.params.n).push(item);
+    }
+    for (const [n, items] of byN) {
+      for (let i = 0; i < items.length; i += BATCH) {
+        const chunk = items.slice(i, i + BATCH);
+        const specs = chunk.map(({ seriesId, params }) =>
+          [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
+        limit(() => api(`${this.base}/buckets?n=${n}&series=${specs.join(",")}`, chunk[0].signal))
+          .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
+                (error) => chunk.forEach((item) => item.reject(error)));
+      }
+    }
+  }
+}
+const batchers = new Map();
+const batcher = (base) => batchers.get(base) ?? batchers.set(base, new Batcher(base)).get(base);
+
 // ------------------------------------------------------------------------ settings
 
 const DEFAULT_SETTINGS = { x: "step", smoothing: 0.6, logY: false };
@@ -268,8 +305,10 @@ function smooth(values, weight) {
 
 /** One line of a chart: a series' buckets, or an RL metric's band across environments. */
 class Source {
-  constructor({ url, query = {}, label, color, dash = [], band = false, run, counts = true }) {
-    this.url = url;          // .../series/ID/buckets or .../bands
+  constructor({ url, seriesId = null, query = {}, label, color, dash = [], band = false, run,
+                counts = true }) {
+    this.url = url;          // the run's API path (series buckets, batched), or .../bands
+    this.seriesId = seriesId;
     this.query = query;      // fixed query parameters (metric, scale, ...)
     this.label = label;
     this.color = color;
@@ -285,6 +324,7 @@ class Source {
   }
 
   async get(params, signal) {
+    if (this.seriesId != null) return batcher(this.url).get(this.seriesId, params, signal);
     const query = new URLSearchParams({ ...this.query });
     for (const [k, v] of Object.entries(params)) if (v != null) query.set(k, String(v));
     return columns(await limit(() => api(`${this.url}?${query}`, signal)));
@@ -725,7 +765,10 @@ class ChartsView {
     this.layout();
     this.sync();
     const t0 = performance.now();
-    await Promise.all([...this.charts.values()].map((c) => this.loadChart(c)));
+    // In page order: the first requests bring the charts at the top.
+    const byNode = new Map([...this.charts.values()].map((c) => [c.node, c]));
+    const ordered = [...this.groups.querySelectorAll(".chart")].map((node) => byNode.get(node));
+    await Promise.all(ordered.map((c) => this.loadChart(c)));
     await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
     window.metranaReady = { at: performance.now(), charts: this.charts.size, load: performance.now() - t0 };
     document.body.dataset.ready = "1";
@@ -871,12 +914,11 @@ class ChartsView {
               const lineIndex = chart.sources.filter((x) => x.run === run.detail).length;
               const labels = fmtLabels(s.labels);
               source = new Source({
-                url: `${base}/series/${s.id}/buckets`, run: run.detail,
+                url: base, seriesId: s.id, run: run.detail,
                 label: single ? (labels || s.metric_name) : run.id[2] + (labels ? ` {${labels}}` : ""),
                 color: single ? PALETTE[chart.sources.length % PALETTE.length] : run.color,
                 dash: single ? [] : DASHES[lineIndex % DASHES.length],
               });
-              source.seriesId = s.id;
               chart.add(source);
               if (!added.includes(chart)) chart.pending = true;
             }
