@@ -8,7 +8,9 @@ measured from navigation start (so it includes loading the HTML, uPlot and the s
 a drag across 5% of the plot until the finer buckets are drawn (it includes the page's 120 ms
 debounce).
 
-    python scripts/bench_page.py [--sizes 10000,1000000] [--loads 7]
+The last row is a run of many charts: ``--metrics`` series (default 100) of 10,000 points each.
+
+    python scripts/bench_page.py [--sizes 10000,1000000] [--metrics 100] [--loads 7]
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def fill(db: Path, run: str, points: int) -> None:
+def fill(db: Path, run: str, points: int, metrics: int = 1) -> None:
+    """``metrics`` series of ``points`` points: ``loss``, then ``train/metric1``, ..."""
     store = Store(db)
     try:
         store.create_run({"run": {"workspace": "bench", "project": "page", "run_name": run},
@@ -44,11 +47,13 @@ def fill(db: Path, run: str, points: int) -> None:
             values[rng.random(steps.size) < 1e-5] = 50.0
             store.update_runs({"session_id": 1, "run_updates": [{
                 "workspace": "bench", "project": "page", "run_name": run,
-                "series": [{"metric_name": "loss", "scale": "ML_STEP", "ordering": 1,
+                "series": [{"metric_name": f"train/metric{m}" if m else "loss",
+                            "scale": "ML_STEP", "ordering": 1,
                             "points": [{"step": s, "timestamp": base + s * 1_000_000,
-                                        "float_value": v}
+                                        "float_value": v + m}
                                        for s, v in zip(steps.tolist(), values.tolist(),
-                                                       strict=True)]}]}]})
+                                                       strict=True)]}
+                           for m in range(metrics)]}]})
     finally:
         store.close()
 
@@ -56,6 +61,7 @@ def fill(db: Path, run: str, points: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000")
+    parser.add_argument("--metrics", type=int, default=100)
     parser.add_argument("--loads", type=int, default=7)
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
@@ -65,9 +71,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, headless=True,
                                              args=LAUNCH_ARGS)
-        for size in (int(s) for s in args.sizes.split(",")):
-            db = Path(tmp) / f"page{size}.sqlite3"
-            fill(db, "run", size)
+        cases = [(int(s), 1) for s in args.sizes.split(",")]
+        if args.metrics > 1:
+            cases.append((10_000, args.metrics))
+        for size, metrics in cases:
+            db = Path(tmp) / f"page{size}x{metrics}.sqlite3"
+            fill(db, "run", size, metrics)
             server = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0",
                                        "--db", str(db)], stdout=subprocess.PIPE, text=True)
             try:
@@ -84,6 +93,7 @@ def main() -> int:
                     page.wait_for_selector("body[data-ready]")
                     points = page.get_attribute('[data-metric="loss"]', "data-points")
                     assert points == str(size), (points, size)
+                    assert page.evaluate("window.metranaReady.charts") == metrics
                     ready.append(page.evaluate("window.metranaReady.at"))
                     box = page.locator('[data-metric="loss"] .u-over').bounding_box()
                     assert box is not None
@@ -98,19 +108,19 @@ def main() -> int:
                         f".dataset.points < {size}")
                     zoom.append((time.perf_counter() - t0) * 1000)
                     context.close()
-                rows.append((size, statistics.median(ready), min(ready), max(ready),
+                rows.append((size, metrics, statistics.median(ready), min(ready), max(ready),
                              statistics.median(zoom), sizes[0]))
             finally:
                 server.terminate()
                 server.communicate(timeout=30)
         browser.close()
-    print(f"\nrun page in Chromium (headless), one series; medians of {args.loads} cold loads; "
+    print(f"\nrun page in Chromium (headless); medians of {args.loads} cold loads; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"{'points':>12} {'page ready':>11} {'(min–max)':>16} {'zoom redraw':>12} "
-          f"{'buckets JSON':>13}")
-    for size, med, lo, hi, zoom_ms, nbytes in rows:
-        print(f"{size:>12,} {med:>8.0f} ms {f'{lo:.0f}–{hi:.0f} ms':>16} {zoom_ms:>9.0f} ms "
-              f"{nbytes / 1024:>10.0f} KB")
+    print(f"{'charts':>7} {'points each':>12} {'page ready':>11} {'(min–max)':>16} "
+          f"{'zoom redraw':>12} {'first response':>15}")
+    for size, metrics, med, lo, hi, zoom_ms, nbytes in rows:
+        print(f"{metrics:>7} {size:>12,} {med:>8.0f} ms {f'{lo:.0f}–{hi:.0f} ms':>16} "
+              f"{zoom_ms:>9.0f} ms {nbytes / 1024:>12.0f} KB")
     return 0
 
 

@@ -106,6 +106,22 @@ def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
         re.compile(r"^step [0-3]$"))
     expect(page.locator('[data-metric="train/loss"] .legend .item b')).to_have_text(
         re.compile(r"^[0-9.]+$"))
+    # Zooming one chart zooms the others on the same x (steps), not the RL one (rl_steps);
+    # a double-click zooms them all back out.
+    over = page.locator('[data-metric="train/loss"] .u-over')
+    box = over.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 40, steps=4)
+    page.mouse.up()
+    for metric in ("train/loss", "train/acc"):
+        page.wait_for_function(
+            f"() => +document.querySelector('[data-metric=\"{metric}\"]').dataset.points < 500")
+    assert charts(page)["episode/return"] == "240"
+    over.dblclick()
+    for metric, points in (("train/loss", "1200"), ("train/acc", "1200"), ("eval/loss", "240")):
+        expect(page.locator(f'[data-metric="{metric}"]')).to_have_attribute("data-points", points)
     # Log scale and wall-clock x keep every chart drawn.
     page.get_by_text("log y").click()
     page.get_by_label("x axis").select_option("wall")

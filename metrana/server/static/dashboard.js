@@ -397,8 +397,9 @@ function align(tables) {
 const X_TITLES = { step: "step", wall: "wall time", relative: "time since the run was created" };
 
 class Chart {
-  constructor({ title, metric, attrs, xName, onEnvironments }) {
+  constructor({ title, metric, attrs, xName, onEnvironments, onResetZoom }) {
     this.metric = metric;
+    this.onResetZoom = onResetZoom;  // double-click: every chart zoomed with this one
     this.xName = xName;        // "step" or "rl_step"
     this.sources = [];
     this.plot = null;
@@ -416,6 +417,8 @@ class Chart {
     });
     this.resize.observe(this.area);
   }
+
+  syncKey() { return `metrana:${settings.x === "step" ? this.xName : "time"}`; }
 
   width() { return Math.max(200, this.area.clientWidth); }
   buckets() { return Math.min(2000, Math.max(200, Math.round(this.width()))); }
@@ -509,10 +512,11 @@ class Chart {
         size: (u, values) => 18 + 7 * Math.max(3, ...(values ?? []).map((v) => String(v).length)),
       }],
       cursor: {
-        sync: { key: "metrana" },
+        // Charts on the same x (steps, rl_steps, or time) share the cursor and the zoom.
+        sync: { key: this.syncKey() },
         y: false,
         drag: { x: true, y: false },
-        bind: { dblclick: () => () => { this.resetZoom(); return null; } },
+        bind: { dblclick: () => () => { (this.onResetZoom ?? (() => this.resetZoom()))(this); return null; } },
       },
       hooks: {
         setScale: [(u, key) => { if (key === "x") this.onZoom(u); }],
@@ -602,14 +606,15 @@ class Chart {
   /** Hover: the x value and, per line, the value (and what its bucket stands for). */
   hover(idx) {
     const plot = this.plot;
-    if (!plot || !this.lines) { this.legend.replaceChildren(); return; }
+    if (!plot || !this.lines) { this.legend.replaceChildren(); this.legendLines = null; return; }
+    if (this.legendLines !== this.lines) this.buildLegend();
     const xs = plot.data[0];
     const at = idx ?? xs.length - 1;
     const x = xs[at];
     const mode = settings.x;
-    const xText = x == null ? "" : mode === "step" ? `${this.xName} ${fmtInt(x)}`
+    this.legendX.textContent = x == null ? "" : mode === "step" ? `${this.xName} ${fmtInt(x)}`
       : mode === "wall" ? new Date(x * 1e3).toLocaleString() : fmtDuration(x);
-    const items = this.lines.map((line) => {
+    for (const line of this.lines) {
       let r = at;  // the nearest row holding this line's bucket (other lines' rows sit between)
       for (let d = 1; (line.row[r] ?? -1) < 0 && d < 64; d++) {
         r = (line.row[at - d] ?? -1) >= 0 ? at - d : at + d;
@@ -617,22 +622,29 @@ class Chart {
       const i = line.row[r] ?? -1;
       const cols = line.cols;
       const count = i >= 0 ? cols.count[i] : 0;
-      const main = line.series[line.series.length - 1];
-      const smoothed = i >= 0 ? plot.data[main][r] : null;
-      const value = i >= 0 ? cols.mean[i] : null;
+      const smoothed = i >= 0 ? plot.data[line.series[line.series.length - 1]][r] : null;
       const extra = [];
       if (settings.smoothing > 0 && smoothed != null) extra.push(`smoothed ${fmtValue(smoothed)}`);
       if (count > 1) extra.push(`min ${fmtValue(cols.min[i])} max ${fmtValue(cols.max[i])}` +
                                 (cols.std ? ` std ${fmtValue(cols.std[i])}` : "") + ` · ${fmtInt(count)} pts`);
-      const item = el("span", { class: "item" + (line.source.shown ? "" : " off"),
-                                title: "click to show or hide",
-                                onclick: () => this.toggle(line) },
+      line.valueNode.textContent = fmtValue(i >= 0 ? cols.mean[i] : null);
+      line.extraNode.textContent = extra.length ? " " + extra.join(" · ") : "";
+    }
+  }
+
+  /** The legend's entries, made once per drawing; hovering only changes their text. */
+  buildLegend() {
+    this.legendLines = this.lines;
+    this.legendX = el("span", { class: "x" });
+    const items = this.lines.map((line) => {
+      line.valueNode = el("b");
+      line.extraNode = el("span", { class: "extra" });
+      return el("span", { class: "item" + (line.source.shown ? "" : " off"), title: "click to show or hide",
+                          onclick: (e) => { this.toggle(line); e.currentTarget.classList.toggle("off", !line.source.shown); } },
         el("span", { class: "sw", style: `background:${line.source.color}` }),
-        line.source.label, " ", el("b", {}, fmtValue(value)),
-        extra.length ? el("span", { class: "extra" }, " ", extra.join(" · ")) : null);
-      return item;
+        line.source.label, " ", line.valueNode, line.extraNode);
     });
-    this.legend.replaceChildren(el("span", { class: "x" }, xText), ...items);
+    this.legend.replaceChildren(this.legendX, ...items);
   }
 
   toggle(line) {
@@ -955,6 +967,9 @@ class ChartsView {
     }
     chart = new Chart({
       title, metric: first.metric_name, xName: rl ? "rl_step" : "step", onEnvironments: envBox,
+      onResetZoom: (from) => {
+        for (const c of this.charts.values()) if (c.syncKey() === from.syncKey() && (c.zoom || c === from)) c.resetZoom();
+      },
       attrs: { scale: first.scale, kind: first.kind, ...(rl ? { evaluation: String(evaluation) } : {}) },
     });
     chart.setEnvironments = envBox?.setEnvironments;
