@@ -15,6 +15,7 @@ const PALETTE = ["#2463eb", "#e8590c", "#2f9e44", "#c2255c", "#7048e8", "#0c8599
 const DASHES = [[], [6, 3], [2, 3], [10, 3, 2, 3]];
 const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
+const POLL_HIDDEN_MS = 15000; // a tab nobody looks at
 const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
 const BATCH = 25;            // series per bucket request (several requests draw progressively)
@@ -706,7 +707,7 @@ class RunsView {
       if (isAbort(error)) return;
       setConnection(`cannot read runs: ${error.message}`);
     }
-    this.timer = setTimeout(() => this.poll(), 3000);
+    this.timer = setTimeout(() => this.poll(), document.hidden ? POLL_HIDDEN_MS : 3000);
   }
 
   render() {
@@ -796,6 +797,7 @@ class ChartsView {
   }
 
   pollDelay() {
+    if (document.hidden) return POLL_HIDDEN_MS;
     return this.runs.some((r) => r.detail.status === "live") ? POLL_LIVE_MS : POLL_QUIET_MS;
   }
 
@@ -825,7 +827,8 @@ class ChartsView {
       settings.logY = logY.checked; this.settingsChanged(false); } });
     const filter = el("input", { type: "search", placeholder: "filter metrics", "aria-label": "filter metrics",
                                  oninput: () => this.filter(filter.value) });
-    this.groups = el("div");
+    this.groups = el("div", {}, el("p", { class: "empty" },
+      "No points logged yet: charts appear here as they arrive."));
     this.main.replaceChildren(this.header,
       el("div", { class: "toolbar" },
         el("label", {}, "x axis", xSelect),
