@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("--loads", type=int, default=7)
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Response, sync_playwright
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
@@ -83,12 +83,18 @@ def main() -> int:
                 assert server.stdout is not None
                 url = next(m.group(1) for line in server.stdout
                            if (m := re.search(r"listening on (http://\S+)", line)))
-                ready, zoom, sizes = [], [], []
+                ready: list[float] = []
+                zoom: list[float] = []
+                sizes: list[int] = []
+
+                def record(response: Response, out: list[int] = sizes) -> None:
+                    if "/buckets?" in response.url:
+                        out.append(int(response.headers.get("content-length", 0)))
+
                 for _ in range(args.loads):
                     context = browser.new_context(viewport={"width": 1300, "height": 900})
                     page = context.new_page()
-                    page.on("response", lambda r, out=sizes: out.append(
-                        int(r.headers.get("content-length", 0))) if "/buckets?" in r.url else None)
+                    page.on("response", record)
                     page.goto(f"{url}/#/run/bench/page/run")
                     page.wait_for_selector("body[data-ready]")
                     points = page.get_attribute('[data-metric="loss"]', "data-points")

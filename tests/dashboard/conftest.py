@@ -7,16 +7,12 @@ the distribution). When Chromium is missing, the session fixture installs it if 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from dashboard_helpers import ensure_chromium  # noqa: E402
+from tests.dashboard.dashboard_helpers import ensure_chromium
 
 # Without the background-networking flags Chromium keeps calling home, and a closed network
 # refuses those connections loudly.

@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,7 @@ from playwright.sync_api import Page, expect
 
 import metrana
 from metrana.server import ServerInfo, background_server
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from dashboard_helpers import bucket_reads, charts, run_hash, store_series  # noqa: E402
+from tests.dashboard.dashboard_helpers import bucket_reads, charts, run_hash, store_series
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
 
