@@ -21,6 +21,13 @@ from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from .._wire import json_number
+from .dashboard import (
+    StaticFiles,
+    changed_series,
+    many_buckets,
+    parse_series_specs,
+    rl_series_ids,
+)
 from .errors import Conflict, NotFound, Unprocessable
 from .ingest import INT64_MAX
 from .store import Store
@@ -116,6 +123,7 @@ class IngestApp:
         self._max_body = max_body_bytes
         self._max_elements = max_elements
         self._ingest = trio.CapacityLimiter(INGEST_CONCURRENCY)
+        self._static = StaticFiles()  # the dashboard, served without the key (it is only code)
 
     def __repr__(self) -> str:  # never show the key
         return f"IngestApp(db={self.store.location!r}, auth={'on' if self._api_key else 'off'})"
@@ -126,6 +134,12 @@ class IngestApp:
             return
         if scope["type"] != "http":
             return
+        if scope["path"] in self._static:
+            status, headers, static_body = self._static.response(
+                scope["method"], scope["path"], {k.lower(): v for k, v in scope["headers"]})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": static_body})
+            return
         try:
             status, payload = await self._route(scope, receive)
         except HTTPError as exc:
@@ -135,7 +149,7 @@ class IngestApp:
                                             scope.get("method"), scope.get("path"))
             status, payload = 500, _error(500, f"internal server error ({type(exc).__name__}); "
                                                "this is a bug in metrana serve")
-        body = _dumps(payload)
+        body = payload if isinstance(payload, bytes) else _dumps(payload)  # bytes: encoded already
         await send(
             {
                 "type": "http.response.start",
@@ -264,6 +278,17 @@ class IngestApp:
         if len(parts) < 3:
             raise HTTPError(404, f"no route GET {path}")
         workspace, project, run_name = parts[:3]
+        if parts[3:] == ["series"]:  # the dashboard's live cursor: series written since a time
+            return await trio.to_thread.run_sync(
+                changed_series, store, workspace, project, run_name,
+                _query_int(query, "since") or 0)
+        if parts[3:] == ["buckets"]:  # the dashboard: several series' buckets in one request
+            try:
+                specs = parse_series_specs(_query_str(query, "series"))
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from None
+            return await trio.to_thread.run_sync(
+                many_buckets, store, workspace, project, run_name, specs, _buckets_n(query))
         run = await trio.to_thread.run_sync(store.get_run, workspace, project, run_name)
         rest = parts[3:]
         if not rest:
@@ -271,13 +296,20 @@ class IngestApp:
         if rest == ["bands"]:
             metric = _query_str(query, "metric")
             evaluation = query.get("evaluation", [None])[-1]
-            ids = await trio.to_thread.run_sync(
-                store.series_ids, workspace, project, run_name, metric,
-                _query_str(query, "scale", required=False),
-                None if evaluation is None else evaluation.lower() in ("1", "true", "yes"))
+            scale = _query_str(query, "scale", required=False)
+            flag = None if evaluation is None else evaluation.lower() in ("1", "true", "yes")
+            environment = _query_str(query, "environment", required=False)
+            if environment is None:
+                ids = await trio.to_thread.run_sync(
+                    store.series_ids, workspace, project, run_name, metric, scale, flag)
+            else:  # one environment's band (all its episodes)
+                ids = await trio.to_thread.run_sync(
+                    rl_series_ids, store, workspace, project, run_name, metric, scale, flag,
+                    environment)
             if not ids:
                 raise HTTPError(404, f"run {workspace}/{project}/{run_name} has no RL series "
-                                     f"named {metric!r}")
+                                     f"named {metric!r}"
+                                     + ("" if environment is None else f" in {environment!r}"))
             band = await trio.to_thread.run_sync(
                 partial(store.buckets, ids, _buckets_n(query), _query_int(query, "start"),
                         _query_int(query, "end"), spread=True))
