@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import orjson
 import trio
 from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
@@ -33,16 +34,9 @@ from .ingest import INT64_MAX
 from .store import Store
 from .validate import ValidationError, compile_message
 
-try:
-    import orjson
 
-    def _loads(data: bytes) -> Any:
-        return orjson.loads(data)
-
-except ImportError:  # pragma: no cover - orjson is part of the server extra
-
-    def _loads(data: bytes) -> Any:
-        return json.loads(data)
+def _loads(data: bytes) -> Any:
+    return orjson.loads(data)
 
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "IngestApp"]
@@ -93,7 +87,14 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(payload: Any) -> bytes:
-    """JSON with NaN/±inf spelt as the protobuf JSON mapping spells them."""
+    """JSON with NaN/±inf spelt as the protobuf JSON mapping spells them.
+
+    orjson first (a bucket response costs it 0.1 ms, the json module 5); it writes NaN, ±inf
+    and None all as ``null``, so a body with a ``null`` in it is made again the careful way.
+    """
+    fast = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"null" not in fast:
+        return fast
     return json.dumps(_jsonable(payload), default=_json_default, allow_nan=False).encode()
 
 
@@ -289,10 +290,9 @@ class IngestApp:
                 raise HTTPError(400, str(exc)) from None
             return await trio.to_thread.run_sync(
                 many_buckets, store, workspace, project, run_name, specs, _buckets_n(query))
-        run = await trio.to_thread.run_sync(store.get_run, workspace, project, run_name)
         rest = parts[3:]
         if not rest:
-            return run
+            return await trio.to_thread.run_sync(store.get_run, workspace, project, run_name)
         if rest == ["bands"]:
             metric = _query_str(query, "metric")
             evaluation = query.get("evaluation", [None])[-1]
@@ -316,7 +316,8 @@ class IngestApp:
             return {"metric": metric, "series": len(ids), **band}
         if len(rest) == 3 and rest[0] == "series" and rest[2] in ("points", "buckets"):
             series_id = _int(rest[1], "series id")
-            if series_id not in {s["id"] for s in run["series"]}:
+            if not await trio.to_thread.run_sync(store.has_series, workspace, project, run_name,
+                                                 series_id):
                 raise HTTPError(404, f"run {workspace}/{project}/{run_name} has no series "
                                      f"{series_id}")
             start, end = _query_int(query, "start"), _query_int(query, "end")

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from .errors import NotFound
-from .store import _SERIES_COLUMNS, Store, _series_dict, _status
+from .store import SERIES_COLUMNS, Store, run_status, series_dict
 
 try:
     import orjson
@@ -130,11 +130,11 @@ def changed_series(store: Store, workspace: str, project: str, run_name: str, si
             raise NotFound(f"run {workspace}/{project}/{run_name} does not exist")
         run_id, created_ns, closed_ns = run
         activity = tx.one("SELECT MAX(last_activity_ns) FROM series WHERE run_id = ?", (run_id,))
-        series = [_series_dict(row) for row in tx.all(
-            f"SELECT {_SERIES_COLUMNS} FROM series WHERE run_id = ? AND last_activity_ns > ? "
+        series = [series_dict(row) for row in tx.all(
+            f"SELECT {SERIES_COLUMNS} FROM series WHERE run_id = ? AND last_activity_ns > ? "
             "ORDER BY id", (run_id, since_ns))]
     last_activity = max(int(created_ns), int(activity[0] or 0) if activity else 0)
-    return {"now_ns": now, "status": _status(closed_ns, last_activity, now),
+    return {"now_ns": now, "status": run_status(closed_ns, last_activity, now),
             "last_activity_ns": last_activity, "series": series}
 
 
