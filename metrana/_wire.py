@@ -13,12 +13,14 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from ._items import MAJOR, STEP, TS, VALUE
 from ._series import SeriesKey
 
 __all__ = ["JSON_HEADERS", "encode_update", "is_ok", "json_number", "number_from_json",
@@ -143,6 +145,7 @@ def _points_slow(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> 
 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_STEP, _MAJOR, _VALUE, _TS = (itemgetter(i) for i in (STEP, MAJOR, VALUE, TS))
 _FAST_MIN = 32  # below this many points the per-point path is cheaper
 _TS_LOW, _TS_HIGH = 10**18, 10**19  # timestamps with 10-digit seconds (2001 to 2286)
 _STD = b'{"step":"%s","timestamp":%s.%sZ","floatValue":%s},'
@@ -159,7 +162,7 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     item (:mod:`metrana._items`) whose step is used when ``first`` is None.
 
     Python's per-point formatting (``repr`` of a float alone costs ~0.5 µs) was most of the
-    engine's time, so the common case is columnar: the items are transposed in C, numbers are
+    engine's time, so the common case is columnar: the columns are read in C, numbers are
     formatted by orjson over whole numpy columns, and each run of points sharing a second is
     one ``%`` over a repeated template. Points the template cannot spell — step or major step
     0 (omitted on the wire), a timestamp whose fraction shortens (``…000`` ns), a value that
@@ -170,13 +173,13 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
         return _points_slow(runs, rl).encode()
     step_parts, major_parts, value_parts, ts_parts = [], [], [], []
     for first, items in runs:
-        _, given, major, value, ts_column = zip(*items, strict=True)  # transposed in C
-        step_parts.append(np.array(given, dtype=np.int64) if first is None
-                          else np.arange(first, first + len(items), dtype=np.int64))
-        value_parts.append(np.array(value, dtype=np.float64))
-        ts_parts.append(np.array(ts_column, dtype=np.int64))
+        n = len(items)  # columns read in C: map(itemgetter) into np.fromiter
+        step_parts.append(np.fromiter(map(_STEP, items), np.int64, n) if first is None
+                          else np.arange(first, first + n, dtype=np.int64))
+        value_parts.append(np.fromiter(map(_VALUE, items), np.float64, n))
+        ts_parts.append(np.fromiter(map(_TS, items), np.int64, n))
         if rl:
-            major_parts.append(np.array(major, dtype=np.int64))
+            major_parts.append(np.fromiter(map(_MAJOR, items), np.int64, n))
     ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]
     if ts.min() < _TS_LOW or ts.max() >= _TS_HIGH:
         return _points_slow(runs, rl).encode()
