@@ -1,7 +1,9 @@
 """The Inbox: the one structure that crosses from the caller's threads to the engine.
 
-The common case — an open logger with an unbounded queue — costs one ``deque.append``, which
-the GIL makes atomic: no lock, no wake-up. (Waking a trio thread costs tens of microseconds;
+The common case — an open logger with an unbounded queue — costs one ``list.append``, which
+the GIL makes atomic: no lock, no wake-up. A standard series numbered automatically has its
+own list here, its *column* of ``(value, ts)`` pairs (see :mod:`metrana._items`); every other
+point is an item in one shared deque. (Waking a trio thread costs tens of microseconds;
 the engine drains on its own short timer instead, and is woken early only when someone waits:
 a flush, a close, a caller blocked by backpressure.) Everything else — a bounded queue and its
 backpressure strategy, a closed or failed logger — takes :meth:`Inbox.put`, under a lock, in the
@@ -15,6 +17,10 @@ Everything that crosses between callers' threads and the engine's, and why it is
 - **inbox items** (:mod:`metrana._items`) and vectorized :class:`~metrana._vector.Block` s:
   built whole in the caller's thread, then only read — handed over by ``deque.append`` /
   ``popleft``, which the GIL makes atomic;
+- **columns**: callers only append to a column's list (atomic); the engine copies and deletes
+  a prefix of it (each atomic; appends land after the prefix), under this inbox's lock so a
+  snapshot counts every pair once. A column is created under the lock and never replaced, so
+  the ``append`` a caller holds always feeds the list the engine reads;
 - **the SeriesTable's keys** (:class:`~metrana._series.SeriesTable`): appended (under the
   table's lock) before any item naming the new index is queued, never removed; a key's
   ``manual_seen`` / ``vector_seen`` flags only ever go from False to True, set before the item
@@ -41,6 +47,7 @@ from typing import Any
 from ._actors.flush import FlushMarker
 from ._enums import BackpressureStrategy
 from ._exceptions import MetranaEventQueueFullError, MetranaLoggerClosedError
+from ._items import Columns, Pair, Points
 from ._stats import Counters, Metrics
 
 __all__ = ["Inbox"]
@@ -56,6 +63,7 @@ class Inbox:
         can_block: bool = True,
     ) -> None:
         self._queue: deque[Any] = deque()
+        self._columns: dict[int, list[Pair]] = {}  # series index -> its column (never replaced)
         self.append = self._queue.append  # the lock-free fast path (open and unbounded)
         self.extend = self._queue.extend
         self._lock = threading.Lock()
@@ -116,6 +124,51 @@ class Inbox:
         if points > 10_000:
             self.wake()
 
+    def column(self, series: int) -> Callable[[Pair], None]:
+        """The ``append`` of a series' column: ``log()`` calls it with ``(value, ts)``.
+
+        Only for an unbounded queue (a column has no bound to apply) and a series none of whose
+        points went to the deque: the two never hold the same series' points at once, so the
+        pump may take them in either order."""
+        assert not self._maxsize
+        with self._lock:
+            column = self._columns.get(series)
+            if column is None:
+                column = self._columns[series] = []
+            return column.append
+
+    def put_pair(self, series: int, pair: Pair) -> None:
+        """A column's point on the general path (the logger closing or closed)."""
+        with self._lock:
+            if not self.open:
+                self._closed()
+                return
+            self._columns[series].append(pair)
+
+    def demote(self, series: int) -> None:
+        """Move a column's points into the deque as items, before a point that must go there
+        (a manual step, a vectorized call): the series keeps its order."""
+        with self._lock:
+            column = self._columns.get(series)
+            if column:
+                n = len(column)
+                self._queue.extend([(series, None, None, value, ts) for value, ts in column[:n]])
+                del column[:n]
+
+    def take_columns(self) -> Columns:
+        """What the columns hold, one :class:`Points` per series (engine side)."""
+        out = Columns()
+        taken = 0
+        with self._lock:
+            for series, column in self._columns.items():
+                n = len(column)
+                if n:
+                    out.append(Points(series, column[:n]))
+                    del column[:n]  # pairs appended meanwhile stay: they follow the prefix
+                    taken += n
+            self._counters.accepted += taken
+        return out
+
     def _closed(self, count: int = 1) -> None:
         if self.failure is None:
             raise MetranaLoggerClosedError("the logger is closed; call init() to start a new run")
@@ -143,8 +196,8 @@ class Inbox:
         return not self._maxsize or len(self._queue) < self._maxsize
 
     def drain(self) -> list[Any]:
-        """Everything queued, in order (engine side)."""
-        return self.drain_with_markers()[0]
+        """Everything queued, in order, and what the columns hold (engine side)."""
+        return [*self.take_columns(), *self.drain_with_markers()[0]]
 
     def drain_with_markers(self, limit: int | None = None) -> tuple[list[Any], bool]:
         """What is queued (at most ``limit`` items), in order, and whether flush markers are
@@ -172,6 +225,7 @@ class Inbox:
         """The counters with what is still queued here counted as pending, consistently."""
         with self._lock:
             queued = len(self._queue) - self._new_markers
+            queued += sum(map(len, self._columns.values()))
             return self._counters.snapshot(queued)
 
     def put_marker(self, marker: FlushMarker) -> None:

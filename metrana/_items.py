@@ -15,14 +15,64 @@ million queued points). Its layout::
 Readers unpack it (``for series, step, major, value, ts in items``) or, in the StepCounter's
 grouping loop, read ``item[SERIES]`` — which a vectorized :class:`metrana._vector.Block`
 answers too, so both kinds of item share one queue.
+
+The commonest points — a standard series numbered automatically, in a session with an unbounded
+queue — do not become items at all: ``log()`` appends ``(value, ts)`` to the series' own list in
+the inbox (its *column*), and the engine takes whole columns as :class:`Points`.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAJOR", "SERIES", "STEP", "TS", "VALUE", "Item", "Point"]
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["MAJOR", "SERIES", "STEP", "TS", "VALUE", "Columns", "Item", "Point", "Points"]
 
 SERIES, STEP, MAJOR, VALUE, TS = range(5)
 
 Item = tuple[int, int | None, int | None, float, int]
 # A point as the spool stores it: (step, major, value, ts), the step assigned.
 Point = tuple[int, int | None, float, int]
+
+# A point in a column: (value, ts).
+Pair = tuple[float, int]
+
+
+class Points:
+    """Consecutive points of one series taken from its column: ``(value, ts)`` pairs.
+
+    A column saves the caller the 5-tuple and the engine the work of sorting a mixed chunk
+    back into series: the pairs are already one series' points in order, and the encoder reads
+    them as two numpy columns. A ``Points`` stands where a sequence of items stands — ``len``,
+    slices (still ``Points``), iteration (as items, for the rare per-point paths: a series
+    that turned manual, a refused batch split point by point, the spool) — and answers
+    ``points[SERIES]`` like an item does.
+    """
+
+    __slots__ = ("pairs", "series")
+
+    def __init__(self, series: int, pairs: list[Pair]) -> None:
+        self.series = series
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return Points(self.series, self.pairs[index])
+        if index == SERIES:
+            return self.series
+        raise IndexError(f"Points answers slices and [SERIES], not [{index!r}]")
+
+    def __iter__(self) -> Iterator[Item]:
+        series = self.series
+        for value, ts in self.pairs:
+            yield (series, None, None, value, ts)
+
+    def __repr__(self) -> str:
+        return f"<Points series={self.series} n={len(self.pairs)}>"
+
+
+class Columns(list[Points]):
+    """A chunk the pump took from the inbox's columns: one :class:`Points` per series."""

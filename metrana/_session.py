@@ -80,17 +80,16 @@ def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | N
 
 
 def _fast_log(session: BaseSession) -> tuple[Callable[..., None], Callable[[bool], None],
-                                             Callable[[Callable[[Any], None]], None]]:
+                                             Callable[[dict[Any, Any]], None]]:
     """``session.log`` for the call users make millions of times, and its two setters.
 
-    ``log("loss", 0.5)`` with a known name needs the fast-path flag, the name's series index, a
-    clock and the inbox's append: as the closure's own variables they are read without a
-    single attribute lookup (~60 ns of a ~400 ns call). Anything else goes to
+    ``log("loss", 0.5)`` with a known name needs the fast-path flag, the name's column (see
+    :mod:`metrana._items`) and a clock: as the closure's own variables they are read without a
+    single attribute lookup (~60 ns of a ~300 ns call). Anything else goes to
     :meth:`BaseSession.log`, which checks and explains.
     """
     fast = False
-    append: Callable[[Any], None] = session._inbox.append
-    index = session._plain_index
+    columns: dict[Any, Callable[[Any], None]] = {}
     now = time.time_ns
     general = session._log
     real = float
@@ -100,22 +99,22 @@ def _fast_log(session: BaseSession) -> tuple[Callable[..., None], Callable[[bool
         if (fast and value.__class__ is real and scale is None and labels is None
                 and step is None and timestamp is None and not evaluation):
             try:
-                append((index[metric_name], None, None, value, now()))
+                columns[metric_name]((value, now()))
                 return
             except (KeyError, TypeError):
-                pass  # a name seen for the first time (or not a name): the general path
+                pass  # a name without a column yet (or not a name): the general path
         general(metric_name, value, scale, step, labels, evaluation, timestamp)
 
     def set_fast(value: bool) -> None:
         nonlocal fast
         fast = value
 
-    def set_append(function: Callable[[Any], None]) -> None:
-        nonlocal append
-        append = function
+    def set_columns(mapping: dict[Any, Callable[[Any], None]]) -> None:
+        nonlocal columns
+        columns = mapping
 
     functools.update_wrapper(log, BaseSession.log)
-    return log, set_fast, set_append
+    return log, set_fast, set_columns
 
 
 class BaseSession:
@@ -134,9 +133,8 @@ class BaseSession:
         rank = process_rank() if settings.distributed is Distributed.auto else None
         # Kept across a forked child's restart: items already built name its indices.
         self._table = SeriesTable(("rank", str(rank[0])) if rank is not None else None)
-        self._plain_index = self._table.plain_index  # the one lookup of the hot path
         self._set_fast: Callable[[bool], None] = lambda value: None
-        self._set_append: Callable[[Callable[[Any], None]], None] | None = None
+        self._set_columns: Callable[[dict[Any, Any]], None] | None = None
         self._build_engine()
 
     def _build_engine(self) -> None:
@@ -149,12 +147,17 @@ class BaseSession:
                               attributes=self._attributes, options=self._options)
         self._errors = self._engine.errors
         self._append = self._inbox.append
-        self._extend = self._inbox.extend
-        if self._set_append is None:  # once: metrana.log may be bound to it (a fork's restart
+        # This inbox's columns: series index -> append, and plain name -> append (the names
+        # log("loss", 0.5) uses). A column is opened for a standard series whose first point
+        # is numbered automatically in an open, unbounded session, and closed (demoted) when
+        # the series takes a point that must go to the deque; see _queue_point.
+        self._columns: dict[int, Callable[[Any], None]] = {}
+        self._named_columns: dict[Any, Callable[[Any], None]] = {}
+        if self._set_columns is None:  # once: metrana.log may be bound to it (a fork's restart
             # gives the same closure the new inbox)
-            log, self._set_fast, self._set_append = _fast_log(self)
+            log, self._set_fast, self._set_columns = _fast_log(self)
             self.log = log  # type: ignore[method-assign]  # the instance's fast log()
-        self._set_append(self._append)
+        self._set_columns(self._named_columns)
         self._inbox.on_change = self._refresh_fast
         self._errors.on_pending = self._refresh_fast
         self._state = State.OPEN
@@ -300,27 +303,23 @@ class BaseSession:
             MetranaEventQueueFullError: the queue is full and backpressure is Raise.
         """
         # The common call — a known name, a float, nothing else — is a few identity checks, one
-        # dict lookup, a clock read and one deque append. Everything else takes the general
-        # path below, which validates, explains errors and applies backpressure.
-        if (type(value) is float and scale is None and labels is None and step is None
-                and timestamp is None and not evaluation and self._fast):
-            try:
-                self._append((self._plain_index[metric_name], None, None, value, _time_ns()))
-                return
-            except (KeyError, TypeError):
-                pass  # a name seen for the first time (or not a name): the general path
+        # dict lookup, a clock read and one list append (the instance's log() does just that,
+        # see _fast_log). Everything else takes the general path below, which validates,
+        # explains errors and applies backpressure.
         if type(metric_name) is dict:
             if (value is None and scale is None and step is None and labels is None
                     and timestamp is None and not evaluation and self._fast):
-                index = self._plain_index
-                now = _time_ns()
-                try:
-                    self._extend([(index[name], None, None,
-                                   raw if type(raw) is float else coerce_value(raw, name), now)
-                                  for name, raw in metric_name.items()])
-                    return
+                columns = self._named_columns
+                try:  # every name and value checked before any point is appended
+                    pairs = [(columns[name], raw if type(raw) is float
+                              else coerce_value(raw, name)) for name, raw in metric_name.items()]
                 except (KeyError, TypeError):
                     pass  # a new or bad name: the general path says what is wrong
+                else:
+                    now = _time_ns()
+                    for append, number in pairs:
+                        append((number, now))
+                    return
             self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
             return
         key = None
@@ -341,9 +340,53 @@ class BaseSession:
             value = coerce_value(value, key.name)
         if step is not None:
             step = check_int(step, "step")
+        self._queue_point(key, step, value,
+                          _time_ns() if timestamp is None else self._timestamp(timestamp))
+
+    def _queue_point(self, key: SeriesKey, step: int | None, value: float, ts: int) -> None:
+        """Queue one checked point of a standard series: to its column when it has or may
+        open one, else to the deque (after moving the column there, to keep the order)."""
+        column = self._columns.get(key.index)
+        if step is None:
+            if column is not None:
+                if self._fast:
+                    column((value, ts))
+                else:
+                    self._put_pair(key.index, (value, ts))
+                return
+            if self._fast and not (key.manual_seen or key.vector_seen or key.queued_seen):
+                self._open_column(key)((value, ts))
+                return
+        elif column is not None:
+            self._demote(key)
+        if step is not None:
             key.manual_seen = True
-        self._queue((key.index, step, None, value,
-                     _time_ns() if timestamp is None else self._timestamp(timestamp)))
+        key.queued_seen = True
+        self._queue((key.index, step, None, value, ts))
+
+    def _open_column(self, key: SeriesKey) -> Callable[[Any], None]:
+        append = self._columns[key.index] = self._inbox.column(key.index)
+        if self._table.plain_index.get(key.name) == key.index:
+            self._named_columns[key.name] = append
+        return append
+
+    def _demote(self, key: SeriesKey) -> None:
+        """The series' points go to the deque from now on (a manual step, a vectorized call):
+        the callers' fast path forgets its column first, then its points move over."""
+        append = self._columns.pop(key.index, None)
+        if append is None:
+            return
+        if self._named_columns.get(key.name) is append:
+            self._named_columns.pop(key.name, None)
+        self._inbox.demote(key.index)
+
+    def _put_pair(self, series: int, pair: Any) -> None:
+        """A column's point on the general path: state checks and held errors."""
+        if self._state is not State.OPEN:
+            self._not_open()
+        if self._errors.raise_pending:
+            self._raise_held()
+        self._inbox.put_pair(series, pair)
 
     def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
         """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
@@ -353,6 +396,7 @@ class BaseSession:
 
     def _block(self, key: SeriesKey, steps: Any, major: int | None, floats: list[float],
                timestamp: int | None) -> Block:
+        self._demote(key)
         if steps is not None:
             key.manual_seen = True
         key.vector_seen = True
@@ -381,23 +425,17 @@ class BaseSession:
         if step is not None:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
-        items: list[tuple[int, int | None, None, float, int]] = []
+        points: list[tuple[SeriesKey, float]] = []
         cache = ((self._table.eval_by_name if evaluation else self._table.by_name)
                  if labels is None and scale is None else None)
         for name, raw in values.items():
             key = cache.get(name) if cache is not None and type(name) is str else None
             if key is None:
                 key = self._table.standard(name, scale, labels, evaluation)
-            items.append((key.index, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
-        if step is not None:
-            for item in items:
-                self._table.keys[item[0]].manual_seen = True
+            points.append((key, raw if type(raw) is float else coerce_value(raw, name)))
         # All values are checked before any is queued: a bad one loses nothing else.
-        if self._fast:
-            self._extend(items)
-        else:
-            for item in items:
-                self._put(item)
+        for key, number in points:
+            self._queue_point(key, step, number, ts)
 
     _log = log  # the general path behind the instance's fast log(); see _fast_log
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ._items import MAJOR, STEP, TS, VALUE
+from ._items import MAJOR, STEP, TS, VALUE, Points
 from ._series import SeriesKey
 
 __all__ = ["JSON_HEADERS", "encode_update", "is_ok", "json_number", "number_from_json",
@@ -146,6 +146,7 @@ def _points_slow(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _STEP, _MAJOR, _VALUE, _TS = (itemgetter(i) for i in (STEP, MAJOR, VALUE, TS))
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _FAST_MIN = 32  # below this many points the per-point path is cheaper
 _TS_LOW, _TS_HIGH = 10**18, 10**19  # timestamps with 10-digit seconds (2001 to 2286)
 _STD = b'{"step":"%s","timestamp":%s.%sZ","floatValue":%s},'
@@ -174,6 +175,12 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     step_parts, major_parts, value_parts, ts_parts = [], [], [], []
     for first, items in runs:
         n = len(items)  # columns read in C: map(itemgetter) into np.fromiter
+        if isinstance(items, Points) and first is not None and not rl:
+            pairs = items.pairs  # a column's (value, ts): already the series' own points
+            step_parts.append(np.arange(first, first + n, dtype=np.int64))
+            value_parts.append(np.fromiter(map(_FIRST, pairs), np.float64, n))
+            ts_parts.append(np.fromiter(map(_SECOND, pairs), np.int64, n))
+            continue
         step_parts.append(np.fromiter(map(_STEP, items), np.int64, n) if first is None
                           else np.arange(first, first + n, dtype=np.int64))
         value_parts.append(np.fromiter(map(_VALUE, items), np.float64, n))

@@ -5,6 +5,10 @@ The Inbox is filled from callers' threads without waking the engine (waking a tr
 once when someone waits (a flush, a close, a caller blocked by backpressure) and calls
 :meth:`Pump.wake`. It moves at most ``CHUNK`` items at a time, so the memory behind the inbox
 stays small, and keeps flush markers in their place between the points around them.
+
+Columns (see :mod:`metrana._items`) are taken whole at each look, after the deque's chunk and
+sent before it: a flush marker in the chunk was queued after every column point logged before
+it, so those points are in this take (or an earlier one) and reach the engine ahead of it.
 """
 
 from __future__ import annotations
@@ -42,11 +46,14 @@ class Pump:
                         await self._wake.wait()
                     self._wake = trio.Event()
                 items, markers = inbox.drain_with_markers(CHUNK)
+                columns = inbox.take_columns()
+                if columns:
+                    await send.send(columns)
                 if markers:
                     await self._send_split(items)
                 elif items:
                     await send.send(items)
-                elif not inbox.open:
+                elif not columns and not inbox.open:
                     return  # closed and empty: end of stream travels downstream
 
     async def _send_split(self, items: list[Any]) -> None:

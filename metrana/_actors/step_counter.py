@@ -11,7 +11,7 @@ import numpy as np
 import trio
 
 from .._exceptions import MetranaMetricStepError
-from .._items import SERIES
+from .._items import SERIES, Columns
 from .._series import SeriesKey
 from .._stats import Counters
 from .._vector import Block
@@ -76,7 +76,8 @@ def _group(chunk: list[Any]) -> dict[int, Sequence[Any]]:
 
 
 class StepCounter:
-    """Inbox chunks of ``(key, step|None, major|None, value, ts)`` in; lists of segments out.
+    """Inbox chunks of ``(key, step|None, major|None, value, ts)`` (or :class:`Columns`) in;
+    lists of segments out.
     Bad steps go to the ErrorCollector, not the wire."""
 
     def __init__(
@@ -111,7 +112,8 @@ class StepCounter:
         The common case — a standard series with automatic steps — numbers a whole group with
         one addition; manual steps and RL series check point by point.
         """
-        groups = _group(chunk)
+        groups: Any = ({points.series: points for points in chunk} if type(chunk) is Columns
+                       else _group(chunk))
         states = self.states
         out: list[Segment] = []
         for index, items in groups.items():

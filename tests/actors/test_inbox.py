@@ -127,3 +127,42 @@ def test_lock_free_appends_and_concurrent_drains_lose_nothing() -> None:
     assert len(drained) == counters.accepted == 160_000
     for t in range(8):
         assert [i for tt, i in drained if tt == t] == list(range(20_000))
+
+
+def test_columns_count_as_queued_until_taken_and_keep_appends_made_meanwhile() -> None:
+    """A column's pairs are pending in a snapshot, accepted once taken; a pair appended after
+    a take waits for the next one (nothing counted twice or lost)."""
+    counters = Counters()
+    box = Inbox(counters)
+    append = box.column(7)
+    for i in range(5):
+        append((float(i), 1_000 + i))
+    assert box.snapshot().pending == 5
+    taken = box.take_columns()
+    assert [(p.series, p.pairs) for p in taken] == [(7, [(float(i), 1_000 + i) for i in range(5)])]
+    append((5.0, 1_005))
+    assert counters.accepted == 5 and box.snapshot().logged == 6
+    assert box.column(7) == append  # the same list: a caller's append never goes stale
+    assert [p.pairs for p in box.take_columns()] == [[(5.0, 1_005)]]
+    assert box.take_columns() == [] and counters.accepted == box.snapshot().logged == 6
+
+
+def test_demote_moves_a_column_into_the_queue_in_order_before_later_items() -> None:
+    """A manual step or vectorized call after column points: the column's points go to the
+    deque first, as items, so the series' order survives."""
+    box = Inbox(Counters())
+    append = box.column(3)
+    append((1.0, 10))
+    append((2.0, 11))
+    box.demote(3)
+    box.put((3, 9, None, 3.0, 12))
+    assert box.take_columns() == []
+    assert box.drain() == [(3, None, None, 1.0, 10), (3, None, None, 2.0, 11), (3, 9, None, 3.0, 12)]
+
+
+def test_a_column_point_after_close_is_refused_like_any_other() -> None:
+    box = Inbox(Counters())
+    box.column(1)
+    box.close()
+    with pytest.raises(metrana.MetranaLoggerClosedError):
+        box.put_pair(1, (1.0, 1))

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf import json_format
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
+from metrana._items import Points
 from metrana._series import SeriesKey
 from metrana._wire import encode_update, series_header, timestamp_json
 
@@ -44,12 +45,15 @@ def expected_message(session_id: int, run: tuple[str, str, str], series_list: li
     return msg
 
 
-def as_runs(points, rng: random.Random):  # type: ignore[no-untyped-def]
-    """Points as the engine hands them over: items with their own steps, or runs numbered
-    from a first step (when the steps are consecutive)."""
+def as_runs(points, rng: random.Random, rl: bool):  # type: ignore[no-untyped-def]
+    """Points as the engine hands them over: items with their own steps, runs numbered from a
+    first step (when the steps are consecutive), or — a standard series numbered from a first
+    step — a column's Points."""
     items = [(None, step, major, value, ts) for step, major, value, ts in points]
     steps = [p[0] for p in points]
     consecutive = steps == list(range(steps[0], steps[0] + len(steps)))
+    if consecutive and not rl and rng.random() < 0.4:
+        return [(steps[0], Points(0, [(value, ts) for _, _, value, ts in points]))]
     if consecutive and rng.random() < 0.5:
         return [(steps[0], items)]
     return [(None, items)]
@@ -90,7 +94,7 @@ def test_encoded_updates_parse_into_the_protobuf_built_message() -> None:
         session_id = rng.choice([1, rng.randrange(2**64)])
         run = ("ws", "proj ü", "run-1")
         body = encode_update(session_id, *run,
-                             [(series_header(k, m), k.rl, as_runs(p, rng)) for k, m, p in series_list],
+                             [(series_header(k, m), k.rl, as_runs(p, rng, k.rl)) for k, m, p in series_list],
                              attributes)
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
@@ -126,7 +130,7 @@ def test_long_runs_take_the_columnar_path_and_parse_the_same() -> None:
             value = rng.choice(VALUES) if rng.random() < 0.05 else rng.uniform(-1e6, 1e6)
             major = rng.choice([0, 7, rng.randrange(2**40)]) if key.rl else None
             points.append((first + i, major if key.rl else 0, value, t))
-        runs = as_runs(points, rng)
+        runs = as_runs(points, rng, key.rl)
         body = encode_update(3, "ws", "p", "r", [(series_header(key, manual), key.rl, runs)])
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
