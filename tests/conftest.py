@@ -1,4 +1,10 @@
-"""Shared fixtures: a real ``metrana serve`` on an ephemeral loopback port, real SQLite."""
+"""Shared fixtures: a real ``metrana serve`` on an ephemeral loopback port, on real SQLite or a
+real (throwaway) PostgreSQL.
+
+``db_target`` is the one switch between the two stores: a test (or fixture) that takes it runs
+once on a SQLite file and once on a fresh PostgreSQL database (``CREATE DATABASE`` in a cluster
+started once per session, dropped after the test).
+"""
 
 from __future__ import annotations
 
@@ -20,19 +26,68 @@ from metrana.server import ServerInfo, background_server, serve
 sys.path.insert(0, str(Path(__file__).parent))
 
 from faults import FaultProxy, running_proxy  # noqa: E402
+from pgcluster import Cluster, throwaway_cluster  # noqa: E402
+
+STORES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster for the whole session (started only if a test asks for it)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerInfo]:
-    """A server running in the test's own trio loop (for trio tests)."""
+def pg_database(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database: its URL. Dropped after the test."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=STORES)
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What ``--db`` takes: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "server.sqlite3")
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+async def server(db_target: str) -> AsyncIterator[ServerInfo]:
+    """A server running in the test's own trio loop (for trio tests), on either store."""
     async with trio.open_nursery() as nursery:
         info = await nursery.start(
-            lambda task_status: serve(
-                db_path=tmp_path / "server.sqlite3", port=0, task_status=task_status
-            )
+            lambda task_status: serve(db_path=db_target, port=0, task_status=task_status)
         )
         yield info
         nursery.cancel_scope.cancel()
+
+
+def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None
+                ) -> tuple[subprocess.Popen[str], str]:
+    """``metrana serve --db DB --port 0`` in its own process; the process and its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    url = ""
+    for line in proc.stdout:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            url = match.group(1)
+            break
+    if not url:
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"metrana serve did not start: {err}")
+    return proc, url
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.communicate(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -43,23 +98,30 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
     one interpreter lock.
     """
     db = tmp_path_factory.mktemp("live") / "server.sqlite3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            url = match.group(1)
-            break
-    assert url, "metrana serve did not start"
+    proc, url = start_serve(db)
     try:
         yield ServerInfo(url=url, db_path=db)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        stop_serve(proc)
+
+
+@pytest.fixture(scope="session")
+def live_pg_server(pg_cluster: Cluster) -> Iterator[ServerInfo]:
+    """``metrana serve --db postgresql://...`` in its own process, shared like ``live_server``."""
+    url_db = pg_cluster.url(pg_cluster.create_database("live"))
+    proc, url = start_serve(url_db)
+    try:
+        yield ServerInfo(url=url, db_path=url_db)
+    finally:
+        stop_serve(proc)
+
+
+@pytest.fixture(params=STORES)
+def any_live_server(request: pytest.FixtureRequest) -> ServerInfo:
+    """``live_server`` or ``live_pg_server``: for the end-to-end client tests run on both."""
+    name = "live_server" if request.param == "sqlite" else "live_pg_server"
+    info: ServerInfo = request.getfixturevalue(name)
+    return info
 
 
 @pytest.fixture

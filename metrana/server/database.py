@@ -98,8 +98,8 @@ class Tx:
         marks = ", ".join("?" for _ in columns)
         ids = []
         for row in rows:
-            self._cursor.execute(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING id",
-                                 row)
+            self._cursor.execute(
+                self._sql(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING id"), row)
             ids.append(int(self._cursor.fetchone()[0]))
         return ids
 

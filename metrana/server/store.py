@@ -563,36 +563,36 @@ class Store:
 
     def _chunk_rows(self, tx: Tx, series_ids: list[int], lo: int, hi: int
                     ) -> list[tuple[int, int, int, int, bytes]]:
-        marks = ", ".join("?" for _ in series_ids)
+        clause, args = tx.among("series_id", series_ids)
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bytes(r[4])) for r in tx.all(
-            f"SELECT id, n, x_first, x_last, blocks FROM chunks WHERE series_id IN ({marks}) "
-            "AND x_first <= ? AND x_last >= ? ORDER BY x_first", (*series_ids, hi, lo))]
+            f"SELECT id, n, x_first, x_last, blocks FROM chunks WHERE {clause} "
+            "AND x_first <= ? AND x_last >= ? ORDER BY x_first, id", (*args, hi, lo))]
+
+    def _chunk_columns(self, tx: Tx, chunk_ids: list[int], lo: int, hi: int) -> list[Columns]:
+        """Each chunk's points within [lo, hi], in (x, minor) order; one list per chunk."""
+        parts = []
+        for start in range(0, len(chunk_ids), 500):
+            clause, args = tx.among("id", chunk_ids[start:start + 500])
+            for (blob,) in tx.all(f"SELECT data FROM chunks WHERE {clause}", args):
+                columns = decode_columns(bytes(blob))
+                inside = (columns.x >= lo) & (columns.x <= hi)
+                if not inside.all():
+                    columns = columns.take(inside)
+                if columns.n:
+                    parts.append(_in_order(columns))
+        return parts
 
     def _columns(self, tx: Tx, chunk_ids: list[int], lo: int, hi: int) -> Columns:
         """The points of these chunks within [lo, hi], in (x, minor) order."""
-        parts = []
-        for start in range(0, len(chunk_ids), 500):
-            ids = chunk_ids[start:start + 500]
-            marks = ", ".join("?" for _ in ids)
-            parts += [decode_columns(bytes(r[0])) for r in tx.all(
-                f"SELECT data FROM chunks WHERE id IN ({marks})", ids)]
+        parts = self._chunk_columns(tx, chunk_ids, lo, hi)
         if not parts:
             return Columns.empty()
-        columns = Columns.concat(parts)
-        inside = (columns.x >= lo) & (columns.x <= hi)
-        if not inside.all():
-            columns = columns.take(inside)
-        if columns.n > 1:
-            dx = np.diff(columns.x)
-            if not np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) >= 0))):
-                columns = columns.take(np.lexsort((columns.minor, columns.x)))
-        return columns
+        return _in_order(Columns.concat(parts))
 
     def _series_range(self, tx: Tx, series_ids: list[int], start: int | None, end: int | None
                       ) -> tuple[int, int] | None:
-        marks = ", ".join("?" for _ in series_ids)
-        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE id IN ({marks})",
-                     series_ids)
+        clause, args = tx.among("id", series_ids)
+        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE {clause}", args)
         if row is None or row[0] is None:
             return None
         lo = int(row[0]) if start is None else start
@@ -615,8 +615,10 @@ class Store:
             inner = [r for r in rows if r[2] >= lo and r[3] <= hi]
             edges = [r[0] for r in rows if r[2] < lo or r[3] > hi]
             blocks = [decode_blocks([r[4] for r in inner])] if inner else []
-            if edges:
-                blocks.append(Blocks.of_points(self._columns(tx, edges, lo, hi), BLOCK_POINTS))
+            # Chunks cut by the range's ends: blocks of their points inside it, chunk by chunk
+            # (a block must never span two chunks: it would carry points from far away).
+            blocks += [Blocks.of_points(part, BLOCK_POINTS)
+                       for part in self._chunk_columns(tx, edges, lo, hi)]
         return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n,
                          spread=spread)
 
@@ -662,6 +664,14 @@ class Store:
 
 
 _SERIES_IDENTITY = ("kind", "metric_name", "scale", "labels", "environment_id", "episode")
+
+
+def _in_order(columns: Columns) -> Columns:
+    if columns.n > 1:
+        dx = np.diff(columns.x)
+        if not np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) >= 0))):
+            return columns.take(np.lexsort((columns.minor, columns.x)))
+    return columns
 
 
 def _no_blocks() -> Blocks:
