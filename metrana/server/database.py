@@ -248,10 +248,16 @@ def is_postgres_url(target: str | Path) -> bool:
 
 
 def redact(url: str) -> str:
-    """A database URL without its password (in the user part or a ``password=`` parameter)."""
-    parts = urlsplit(url)
+    """A database URL without its password (in the user part or a ``password=`` parameter),
+    also when the URL is malformed."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # e.g. an unbalanced "[" in the host: redact by pattern instead
+        url = re.sub(r"(://[^/@:]*):[^@/]*@", r"\1:***@", url)
+        return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
     netloc = parts.netloc
-    if parts.password is not None:
+    if password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
     query = parts.query
@@ -259,12 +265,16 @@ def redact(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(key == "password" for key, _ in pairs):
             query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs],
-                              safe="/")
+                              safe="/*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def _one_line(exc: BaseException, secret: str | None) -> str:
+def _one_line(exc: BaseException, secret: str | None, url: str | None = None) -> str:
+    """An error's message on one line, without the password (nor the URL that holds it:
+    libpq quotes a URL it cannot parse)."""
     text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if url:
+        text = text.replace(url, redact(url))
     if secret:
         text = text.replace(secret, "***")
     return text or type(exc).__name__
@@ -300,7 +310,7 @@ class PostgresDatabase(Database):
             params: dict[str, Any] = conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise DatabaseError(f"{self.description} is not a valid PostgreSQL URL "
-                                f"({_one_line(exc, None)}); expected "
+                                f"({_one_line(exc, None, url)}); expected "
                                 "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE") from None
         secret = str(params["password"]) if params.get("password") else None
         params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
@@ -312,7 +322,7 @@ class PostgresDatabase(Database):
             psycopg.connect(conninfo).close()
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect to {self.description}: "
-                                f"{_one_line(exc, secret)}") from None
+                                f"{_one_line(exc, secret, url)}") from None
         self._secret = secret
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_connections, open=False,
                                     kwargs={"autocommit": False}, name="metrana",
