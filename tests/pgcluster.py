@@ -63,9 +63,10 @@ def ensure_bindir() -> Path:
 class Cluster:
     """One running throwaway cluster; databases are made and dropped per test."""
 
-    def __init__(self, root: Path, bindir: Path) -> None:
+    def __init__(self, root: Path, bindir: Path, *, durable: bool = False) -> None:
         self.root = root
         self.bindir = bindir
+        self.durable = durable
         self.data = root / "data"
         self._as_postgres = os.geteuid() == 0
 
@@ -93,15 +94,13 @@ class Cluster:
         hba = self.data / "pg_hba.conf"
         # First match wins: the password role must authenticate, everyone else is trusted.
         hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\n" + hba.read_text())
+        fast = "" if self.durable else "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(f"""
 listen_addresses = ''
 unix_socket_directories = '{self.root}'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 200
-""")
+{fast}""")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
         self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
@@ -130,15 +129,16 @@ max_connections = 200
 
 
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[Cluster]:
-    """A running cluster for the duration of the block."""
+def throwaway_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    """A running cluster for the duration of the block. ``durable``: PostgreSQL's default
+    settings (fsync, synchronous commit), for benchmarks; tests turn durability off."""
     bindir = ensure_bindir()
     # Not under pytest's temporary directories: those are private to root (0700), and the
     # server runs as postgres. Short, too: a Unix socket path has a length limit.
     root = Path(tempfile.mkdtemp(prefix="metrana-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    cluster = Cluster(root, bindir)
+    cluster = Cluster(root, bindir, durable=durable)
     try:
         cluster.start()
         yield cluster

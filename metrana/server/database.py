@@ -342,7 +342,8 @@ class PostgresDatabase(Database):
                 conn.isolation_level = (psycopg.IsolationLevel.REPEATABLE_READ if read_only
                                         else psycopg.IsolationLevel.READ_COMMITTED)
                 conn.read_only = read_only
-                with conn.transaction(), conn.cursor() as cursor:
+                # Binary results: bytea as bytes, not hex text twice its size to decode.
+                with conn.transaction(), conn.cursor(binary=True) as cursor:
                     yield _PgTx(cursor, self)
         except psycopg.OperationalError as exc:
             # A dropped connection, a restarted server, a deadlock or serialization failure
