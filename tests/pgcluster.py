@@ -101,13 +101,18 @@ listen_addresses = ''
 unix_socket_directories = '{self.root}'
 max_connections = 200
 {fast}""")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
-                  str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self.resume()
         self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
 
-    def stop(self) -> None:
+    def resume(self) -> None:
+        """Start the (initialised) server; returns once it accepts connections."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.root / "server.log"), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: as a crash would; ``fast``: cleanly)."""
         with contextlib.suppress(RuntimeError):
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode,
                       "-w", "stop")
 
     def admin(self, sql: str, dbname: str = "postgres") -> list[tuple[object, ...]]:

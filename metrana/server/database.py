@@ -40,6 +40,7 @@ __all__ = [
 
 _SCHEMA_LOCK = 0x6D6574726E61  # "metrna": the advisory lock held while changing the schema
 CONNECT_TIMEOUT_S = 5  # an unreachable PostgreSQL is reported this fast (unless the URL says)
+RECONNECT_S = 10  # how long the pool follows one reconnection schedule (see PostgresDatabase)
 # How PostgreSQL inserts a request's chunk rows (one per series): measured by
 # scripts/bench_server.py --compare-insert; "copy" is the default.
 INSERT_METHODS = ("copy", "executemany", "each")
@@ -324,9 +325,15 @@ class PostgresDatabase(Database):
             raise DatabaseError(f"cannot connect to {self.description}: "
                                 f"{_one_line(exc, secret, url)}") from None
         self._secret = secret
+        # A connection is checked as it is taken (PostgreSQL may have restarted since); a
+        # request waits at most CONNECT_TIMEOUT_S for one, then is answered 503. The pool's
+        # reconnection backoff doubles without bound (1, 2, 4 … s) while no new attempt
+        # starts: given up after RECONNECT_S, the next request starts a fresh one, so a server
+        # serves again within seconds of PostgreSQL coming back, however long it was away.
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_connections, open=False,
                                     kwargs={"autocommit": False}, name="metrana",
-                                    check=ConnectionPool.check_connection)
+                                    check=ConnectionPool.check_connection,
+                                    timeout=CONNECT_TIMEOUT_S, reconnect_timeout=RECONNECT_S)
         try:
             self._pool.open(wait=True, timeout=2 * CONNECT_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - say where, without the password
