@@ -331,7 +331,7 @@ class PostgresDatabase(Database):
         # starts: given up after RECONNECT_S, the next request starts a fresh one, so a server
         # serves again within seconds of PostgreSQL coming back, however long it was away.
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_connections, open=False,
-                                    kwargs={"autocommit": False}, name="metrana",
+                                    kwargs={"autocommit": False}, name="pgpool",
                                     check=ConnectionPool.check_connection,
                                     timeout=CONNECT_TIMEOUT_S, reconnect_timeout=RECONNECT_S)
         try:

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import start_serve, stop_serve, wait_until
 from pgcluster import Cluster, throwaway_cluster
+from support import start_serve, stop_serve, wait_until
 
 import metrana
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_cluster() -> Iterator[Cluster]:
     """Durable (fsync, synchronous commit): what a crash keeps is what was acknowledged."""
     with throwaway_cluster(durable=True) as cluster:
@@ -85,7 +85,7 @@ def test_a_client_logging_through_an_outage_loses_nothing(own_cluster: Cluster) 
     """The metrana client logs before, during and after a PostgreSQL outage: its requests are
     refused with 503 meanwhile (seen in the server's log) and retried; every point arrives,
     once, in order."""
-    proc, url = start_serve(own_cluster.url(own_cluster.create_database("outage")))
+    proc, url = start_serve(own_cluster.url(own_cluster.create_database("through")))
     errors = stderr_lines(proc)
     try:
         with metrana.session(workspace_name="ws", project_name="proj", run_name="through",

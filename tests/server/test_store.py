@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import in_background, writers_held_at
+from support import in_background, writers_held_at
 
 from metrana.server.errors import Conflict, SchemaError, Unprocessable
 from metrana.server.schema import SCHEMA_VERSION
