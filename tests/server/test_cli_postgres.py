@@ -104,3 +104,19 @@ def test_serve_refuses_a_database_of_a_newer_metrana_in_one_line(db_target: str)
         assert "written by a newer metrana (schema version 99" in message, message
         assert "pip install -U metrana" in message
     assert _snapshot(db_target) == before
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:pw-1@db:5432/m", "postgresql://u:***@db:5432/m"),
+    ("postgresql://u:p@ss:w@db/m", "postgresql://u:***@db/m"),
+    ("postgresql://u@/m?host=/run/pg&password=pw-1&sslmode=require",
+     "postgresql://u@/m?host=/run/pg&password=***&sslmode=require"),
+    ("postgresql://u:pw-1@[::1/m?password=pw-1", "postgresql://u:***@[::1/m?password=***"),
+    ("postgresql://u@db/m", "postgresql://u@db/m"),
+])
+def test_database_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    """Wherever a database URL is printed: the password (in the user part, in a password=
+    parameter, in a URL too malformed to parse) is replaced by ***, the rest kept."""
+    from metrana.server.database import redact
+
+    assert redact(url) == shown
