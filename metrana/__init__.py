@@ -41,9 +41,10 @@ from ._exceptions import (
     MetranaSpoolError as MetranaSpoolError,
     NoMetranaApiKeyError as NoMetranaApiKeyError,
 )
-from ._session import Session as Session, TrioSession as TrioSession
 from ._stats import Metrics as Metrics
 from ._sync import SyncReport as SyncReport, sync as sync
+from ._thread_session import Session as Session
+from ._trio_session import TrioSession as TrioSession
 
 __version__ = "0.3.0.dev0"
 

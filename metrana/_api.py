@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import inspect
 import os
 import sys
 import threading
@@ -13,18 +14,19 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
+import attrs
 
 from ._config import SPOOL_DIR_DEFAULT, AggregationRule, SpoolDirDefault, resolve_settings
+from ._disabled_session import DisabledSession
 from ._distributed import process_rank
+from ._engine import EngineOptions
 from ._enums import Distributed
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
-from ._session import DEFAULT_INIT_TIMEOUT, DisabledSession, Session, State, TrioSession, live_sessions
 from ._stats import Counters, Metrics
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+from ._thread_session import DEFAULT_INIT_TIMEOUT, Session, live_sessions
+from ._trio_session import TrioSession
+from ._vector import ArrayLike, Steps
 
 __all__ = [
     "close",
@@ -44,8 +46,8 @@ _lock = threading.Lock()
 
 
 # Keyword arguments beyond init()'s: test and benchmark hooks, plus ``compress`` (gzip request
-# bodies: True, False, or None = only for non-loopback services).
-_SESSION_OPTIONS = ("transport", "retry", "batch_max_age", "compress")
+# bodies: True, False, or None = only for non-loopback services). See EngineOptions.
+_SESSION_OPTIONS = tuple(field.name for field in attrs.fields(EngineOptions))
 
 # Names people reach for first (from other metrics libraries, or by shortening ours), mapped to
 # the argument they mean. difflib finds typos; it cannot see that ``url`` means ingestion_url.
@@ -64,8 +66,7 @@ _LIKELY_MEANT = {
 
 
 def _public_arguments() -> list[str]:
-    code = init.__code__
-    return [*code.co_varnames[: code.co_argcount + code.co_kwonlyargcount], "compress"]
+    return [*_init_parameters(), "compress"]
 
 
 def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
@@ -86,7 +87,8 @@ def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
             f"its arguments are: {', '.join(known)}")
 
 
-def _build(arguments: dict[str, Any], cls: type[Session], caller: str) -> tuple[Session, float]:
+def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str
+           ) -> tuple[Session | TrioSession, float]:
     """Validate init()-style arguments into a (not yet started) session.
 
     ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors.
@@ -103,7 +105,7 @@ def _build(arguments: dict[str, Any], cls: type[Session], caller: str) -> tuple[
     rank = process_rank()
     if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
         return DisabledSession(settings, rank[0]), init_timeout
-    return cls(settings, attributes, in_trio=cls is TrioSession, **options), init_timeout
+    return cls(settings, attributes, options=EngineOptions(**options)), init_timeout
 
 
 def init(
@@ -155,7 +157,7 @@ def init(
     arguments = dict(locals())
     with _lock:
         current = _session
-        if current is not None and current._state in (State.OPEN, State.CLOSING):
+        if current is not None and current.is_open:
             warnings.warn(
                 f"metrana.init() called while run {current.run_name!r} is open; keeping it "
                 "(call metrana.close() first to start another run)",
@@ -163,7 +165,8 @@ def init(
             )
             return current
         created, init_timeout = _build(arguments, Session, "init")
-        created._start_thread(init_timeout)
+        assert isinstance(created, Session)
+        created.start(init_timeout)
         _session = created
         _bind_log(created)
         return created
@@ -176,13 +179,19 @@ def session(**arguments: Any) -> Session:
     the body raises). Independent of the global run of :func:`init`.
     """
     created, init_timeout = _build(_with_options(arguments), Session, "session")
-    created._start_thread(init_timeout)
+    assert isinstance(created, Session)
+    created.start(init_timeout)
     return created
 
 
+def _init_parameters() -> tuple[str, ...]:
+    """init()'s named parameters (not ``**options``), in order."""
+    return tuple(name for name, parameter in inspect.signature(init).parameters.items()
+                 if parameter.kind is not inspect.Parameter.VAR_KEYWORD)
+
+
 def _with_options(arguments: dict[str, Any]) -> dict[str, Any]:
-    known = set(init.__code__.co_varnames[: init.__code__.co_argcount
-                                           + init.__code__.co_kwonlyargcount])
+    known = set(_init_parameters())
     out = {name: value for name, value in arguments.items() if name in known}
     out.setdefault("spool_dir", SPOOL_DIR_DEFAULT)
     out["options"] = {name: value for name, value in arguments.items() if name not in known}
@@ -202,33 +211,8 @@ async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
         yield built  # type: ignore[misc]
         return
     assert isinstance(built, TrioSession)
-    run = built
-    engine = run._engine
-    body_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            run._inbox.wake = engine.wake
-            await nursery.start(engine.run)
-            with trio.move_on_after(init_timeout):
-                await engine.creation_done.wait()
-            if engine.creation_error is not None:
-                await engine.finished.wait()
-                run._state = State.CLOSED
-                body_error = engine.creation_error
-                raise body_error
-            try:
-                yield run
-            except BaseException as exc:
-                body_error = exc
-                raise
-            finally:
-                with trio.CancelScope(shield=True):
-                    await run.aclose()
-    except BaseExceptionGroup as group:
-        # The nursery wraps what the body raised; hand the user their own exception back.
-        if body_error is not None and list(group.exceptions) == [body_error]:
-            raise body_error from None
-        raise
+    async with built.running(init_timeout) as run:
+        yield run
 
 
 def _bind_log(target: Session | None) -> None:
@@ -261,7 +245,7 @@ def log(
     metric_name: Any,
     value: Any = None,
     scale: Any = None,
-    step: int | None = None,
+    step: Steps = None,
     labels: Mapping[str, str] | None = None,
     evaluation: bool = False,
     timestamp: int | None = None,
@@ -283,7 +267,7 @@ def log_rl_step(metric_name: str, value: Any, evaluation: bool = False, step: in
 
 
 def log_rl_episode(metric_name: str, value: Any, rl_step: int, evaluation: bool = False,
-                   episode: int | None = None, env_id: str | None = None,
+                   episode: int | None = None, env_id: str | int | None = None,
                    labels: Mapping[str, str] | None = None, timestamp: int | None = None) -> None:
     """A per-episode metric. See :meth:`Session.log_rl_episode`."""
     _current().log_rl_episode(metric_name, value, rl_step, evaluation, episode, env_id, labels,
@@ -291,8 +275,9 @@ def log_rl_episode(metric_name: str, value: Any, rl_step: int, evaluation: bool 
 
 
 def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluation: bool = False,
-                            env_step: int | None = None, episode: int | None = None,
-                            env_id: str | None = None, labels: Mapping[str, str] | None = None,
+                            env_step: Steps = None, episode: Steps = None,
+                            env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
+                            labels: Mapping[str, str] | None = None,
                             timestamp: int | None = None) -> None:
     """A per-environment-step metric. See :meth:`Session.log_rl_environment_step`."""
     _current().log_rl_environment_step(metric_name, value, rl_step, evaluation, env_step,

@@ -14,7 +14,6 @@ import difflib
 import errno
 import gc
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -24,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 from urllib.parse import quote
+
+from ._wire import json_number, number_from_json
 
 __all__ = ["api_run_path", "main"]
 
@@ -572,7 +573,7 @@ class _Reader:
             for point in points:
                 value = point["value"]
                 if isinstance(value, str):
-                    point["value"] = float(value.replace("Infinity", "inf"))
+                    point["value"] = number_from_json(value)
                 yield {**identity, **point}
 
 
@@ -741,10 +742,8 @@ def _write_points(out: IO[str], fmt: str, points: Iterator[dict[str, Any]]) -> N
                              for c in _EXPORT_COLUMNS])
         return
     for p in points:
-        value = p["value"]
-        if isinstance(value, float) and not math.isfinite(value):
-            p = {**p, "value": "NaN" if value != value else
-                 ("Infinity" if value > 0 else "-Infinity")}
+        if isinstance(p["value"], float):
+            p = {**p, "value": json_number(p["value"])}
         out.write(json.dumps(p, allow_nan=False) + "\n")
 
 

@@ -62,7 +62,7 @@ class AggregationRule(BaseModel):
 
     source_scale: str
     output_scale: str
-    fns: list[AggregationFn] = Field(min_length=1)
+    fns: list[AggregationFn | str] = Field(min_length=1)  # strings become AggregationFn
     metric_name: str | None = None
     aggregate_over_labels: list[str] = Field(default_factory=list)
     output_metric_name: str | None = None
@@ -94,7 +94,7 @@ class AggregationRule(BaseModel):
         body: dict[str, Any] = {
             "sourceScale": self.source_scale,
             "outputScale": self.output_scale,
-            "fns": [fn.value for fn in self.fns],
+            "fns": [str(fn) for fn in self.fns],
         }
         if self.metric_name is not None:
             body["metricName"] = self.metric_name

@@ -17,15 +17,16 @@ from typing import Any
 
 import httpx
 
+from ._api import close, init, log, session
+from ._stats import Metrics
+
 __all__ = ["DEFAULT_DEMO_DB", "run_demo"]
 
 DEFAULT_DEMO_DB = Path.home() / ".metrana" / "demo.sqlite3"
 
 
-def _ml_run(url: str, run_name: str) -> Any:
-    import metrana
-
-    metrana.init(
+def _ml_run(url: str, run_name: str) -> Metrics:
+    init(
         workspace_name="demo", project_name="mnist", run_name=run_name,
         experiment_name="baseline", ingestion_url=url, close_strategy="CompleteAll",
         log_level="Warn",  # the demo prints the summary itself; warnings still show
@@ -36,22 +37,20 @@ def _ml_run(url: str, run_name: str) -> Any:
     try:
         for step in range(3000):
             loss = 2.3 * math.exp(-step / 800) + rng.random() * 0.05
-            metrana.log({"train/loss": loss, "train/lr": 3e-4 * (1 - step / 3000)})
+            log({"train/loss": loss, "train/lr": 3e-4 * (1 - step / 3000)})
             if step % 500 == 499:
-                metrana.log("val/accuracy", 1 - loss / 2.5, evaluation=True)
+                log("val/accuracy", 1 - loss / 2.5, evaluation=True)
     except BaseException:
         # Ctrl-C: close now, while the demo's server still runs (the at-exit close would
         # wait for a server that is gone).
-        metrana.close(timeout=5)
+        close(timeout=5)
         raise
-    return metrana.close()
+    return close()
 
 
-def _rl_run(url: str, run_name: str) -> Any:
-    import metrana
-
+def _rl_run(url: str, run_name: str) -> Metrics:
     rng = random.Random(1)
-    with metrana.session(workspace_name="demo", project_name="cartpole", run_name=run_name,
+    with session(workspace_name="demo", project_name="cartpole", run_name=run_name,
                          ingestion_url=url, close_strategy="CompleteAll", log_level="Warn",
                          config={"algo": "ppo", "num_envs": 4, "gamma": 0.99}) as run:
         rl_step = 0

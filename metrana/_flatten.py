@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from ._exceptions import MetranaConfigError
 from ._series import check_text
+from ._wire import json_number
 
 __all__ = ["MAX_CONFIG_LEAVES", "flatten_config"]
 
@@ -82,7 +82,7 @@ def _leaf(value: Any, path: str) -> dict[str, Any]:
             raise MetranaConfigError(f"config value at {path} does not fit in 64 bits: {value}")
         return {"intValue": str(value)}
     if isinstance(value, float):
-        return {"floatValue": _float_json(value)}
+        return {"floatValue": json_number(value)}
     if isinstance(value, str):
         try:
             return {"stringValue": check_text(value, f"config value at {path}")}
@@ -115,9 +115,3 @@ def _ndim(shape: Any) -> int:
         return len(tuple(shape))
     except TypeError:
         return 0
-
-
-def _float_json(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")

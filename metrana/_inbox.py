@@ -9,6 +9,26 @@ caller's thread, so the caller feels backpressure immediately.
 
 A point appended by one thread while another closes the logger can land after the engine's
 final drain; it is then counted as discarded when the engine settles, never silently lost.
+
+Everything that crosses between callers' threads and the engine's, and why it is safe:
+
+- **inbox items** (:mod:`metrana._items`) and vectorized :class:`~metrana._vector.Block` s:
+  built whole in the caller's thread, then only read — handed over by ``deque.append`` /
+  ``popleft``, which the GIL makes atomic;
+- **the SeriesTable's keys** (:class:`~metrana._series.SeriesTable`): appended (under the
+  table's lock) before any item naming the new index is queued, never removed; a key's
+  ``manual_seen`` / ``vector_seen`` flags only ever go from False to True, set before the item
+  that needs them is queued;
+- **counters** (:class:`~metrana._stats.Counters`): each field has one writer; callers' fields
+  are written under this inbox's lock, which drains and snapshots also take;
+- **flush markers** (:class:`~metrana._actors.flush.FlushMarker`): a ``threading.Event`` the
+  caller waits on and the engine sets;
+- **the session's fast-path flag** and the inbox's ``open``/``failure``: plain attribute
+  stores, re-read on the next call; changes that must not be missed go through this lock;
+- **held errors** (:class:`~metrana._actors.error_collector.ErrorCollector`): under its own
+  lock, taken by the caller that raises them (RaiseOnLog) or by ``close()``.
+
+Everything else belongs to the engine's thread (or, for a TrioSession, to the trio task).
 """
 
 from __future__ import annotations

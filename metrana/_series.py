@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_STEP",
     "PLAUSIBLE_NS",
     "SeriesKey",
+    "SeriesTable",
     "check_text",
     "check_int",
     "check_name",
@@ -42,7 +44,7 @@ class SeriesKey:
     """Identity of one series. Standard: (name, scale, labels). RL adds env id and episode.
 
     Compared and hashed by identity, so a session hands out one object per series: see
-    :meth:`Session._intern`.
+    :class:`SeriesTable`.
     """
 
     rl: bool
@@ -56,10 +58,8 @@ class SeriesKey:
     manual_seen: bool = False
     # Set once a Block (vectorized call) of this series was queued: the engine expands them.
     vector_seen: bool = False
-    # Position in the session's series table. Inbox items carry this int, not the key: a
-    # tuple of plain numbers is dropped from the garbage collector's watch after its first
-    # pass, while one holding an object is re-scanned every collection — at millions of
-    # queued points that was a third of the client's time.
+    # Position in the session's SeriesTable; inbox items carry this int, not the key (see
+    # metrana._items for why).
     index: int = -1
 
     @property
@@ -197,3 +197,84 @@ def check_timestamp(value: Any) -> int:
             f"timestamp {value} is outside what int64 nanoseconds hold (1970 to 2262); it must be "
             "Unix time in integer nanoseconds, e.g. time.time_ns()"
         ) from None
+
+
+class SeriesTable:
+    """Every series one session logs to, numbered: the owner of series identity.
+
+    ``keys[i]`` is the series an inbox item's index ``i`` names; the engine reads it (the
+    table is only ever appended to, before the item that names the new index is queued).
+    Lookups on the ``log()`` path are plain dicts, exposed as attributes so the hot path is one
+    dict access: ``plain_index`` (name → index, for the default scale, no labels, not
+    evaluation), ``by_name`` / ``eval_by_name`` (name → key), ``other`` (other cacheable calls).
+    Creating a series takes a lock: two threads using a new name at once get one series (one
+    step counter), not two that collide on the server.
+    """
+
+    def __init__(self, rank_label: tuple[str, str] | None = None) -> None:
+        self.keys: list[SeriesKey] = []
+        self.plain_index: dict[Any, int] = {}
+        self.by_name: dict[str, SeriesKey] = {}
+        self.eval_by_name: dict[str, SeriesKey] = {}
+        self.other: dict[tuple[Any, ...], SeriesKey] = {}
+        self._interned: dict[tuple[Any, ...], SeriesKey] = {}
+        self._lock = threading.Lock()
+        # In a distributed job (see metrana._distributed): this process's rank, as a label.
+        self._rank_label = rank_label
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _intern(self, key: SeriesKey) -> SeriesKey:
+        """The one SeriesKey object of this identity, numbered."""
+        with self._lock:
+            known = self._interned.get(key.identity)
+            if known is not None:
+                return known
+            key.index = len(self.keys)
+            self.keys.append(key)  # before it can be queued: the engine looks it up by index
+            self._interned[key.identity] = key
+            return key
+
+    def labels(self, labels: Any, evaluation: bool) -> tuple[tuple[str, str], ...]:
+        """A series' labels, with the rank label of a distributed job unless one is given."""
+        pairs = label_tuple(labels, evaluation)
+        if self._rank_label and not any(key == "rank" for key, _ in pairs):
+            pairs = tuple(sorted((*pairs, self._rank_label)))
+        return pairs
+
+    def standard(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
+        """The series of a ``log()`` call: validated, created if new, cached when cacheable."""
+        check_name(name)
+        key = self._intern(SeriesKey(False, name, resolve_scale(scale),
+                                     self.labels(labels, evaluation)))
+        if labels is None:
+            if scale is None:
+                (self.eval_by_name if evaluation else self.by_name)[name] = key
+                if not evaluation:
+                    self.plain_index[name] = key.index
+            else:
+                self.other[(name, scale, evaluation)] = key
+        return key
+
+    def rl(self, name: Any, scale: str, env_id: Any, episode: int | None, labels: Any,
+           evaluation: bool) -> SeriesKey:
+        """The series of an RL call: (name, scale, env_id, episode, labels)."""
+        cache_key = (name, scale, env_id, episode, evaluation)
+        cacheable = labels is None and type(name) is str and (env_id is None or type(env_id) is str)
+        key = self.other.get(cache_key) if cacheable else None
+        if key is None:
+            check_name(name)
+            if env_id is None:
+                env = ""
+            elif isinstance(env_id, str):
+                env = check_text(env_id, "env_id")
+            elif isinstance(env_id, int) and not isinstance(env_id, bool):
+                env = str(env_id)
+            else:
+                raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
+            key = self._intern(
+                SeriesKey(True, name, scale, self.labels(labels, evaluation), env, episode))
+            if cacheable:
+                self.other[cache_key] = key
+        return key

@@ -1,69 +1,49 @@
-"""Session objects: the ``log*`` methods users call, over one engine.
+"""The ``log*`` methods users call, over one engine: what every kind of session shares.
 
-:class:`Session` runs its engine on a background thread (``metrana.init()`` and
-``with metrana.session(...)``); :class:`TrioSession` runs it in the caller's trio nursery
-(``async with metrana.open_session(...)``). Both share the synchronous, cheap ``log*`` path.
+:class:`~metrana._thread_session.Session` runs its engine on a background thread
+(``metrana.init()``, ``with metrana.session(...)``); :class:`~metrana._trio_session.TrioSession`
+runs it in the caller's trio nursery (``async with metrana.open_session(...)``). Both inherit
+this base — as httpx's ``Client`` and ``AsyncClient`` share ``BaseClient`` — and differ only in
+how the engine starts, is waited for, and stops.
 """
 
 from __future__ import annotations
 
 import enum
-import multiprocessing.util as _mp_util
-import threading
+import functools
 import time
-import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
-import trio
-
-from ._actors.dispatcher import RetryPolicy
-from ._actors.flush import FlushMarker
 from ._config import Settings
 from ._distributed import process_rank
-from ._engine import SPOOL_GRACE, Engine
-from ._enums import CloseStrategy, Distributed, ErrorStrategy
-from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerClosedError
+from ._engine import Engine, EngineOptions
+from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
+from ._exceptions import MetranaLoggerClosedError
 from ._inbox import Inbox
 from ._log import say
 from ._series import (
     MAX_STEP,
     PLAUSIBLE_NS,
     SeriesKey,
+    SeriesTable,
     check_int,
-    check_name,
-    check_text,
     check_timestamp,
     coerce_value,
-    label_tuple,
-    resolve_scale,
 )
 from ._stats import Counters, Metrics
-from ._vector import Block, as_values, is_vector, per_env, rows, steps_for
+from ._vector import ArrayLike, Block, Steps, as_values, is_vector, per_env, rows, steps_for
 
-__all__ = ["DisabledSession", "Session", "TrioSession", "live_sessions"]
+__all__ = ["BaseSession", "State", "close_advice"]
 
-DEFAULT_INIT_TIMEOUT = 10.0
-_EXIT_GRACE = 5.0
-_PROGRESS_EVERY = 2.0  # seconds between progress messages while close() drains
+_time_ns = time.time_ns
 
 
 class State(enum.Enum):
     OPEN = "open"  # accepting points
     CLOSING = "closing"  # close() is running; log() raises
     CLOSED = "closed"  # finished; log() raises MetranaLoggerClosedError
-    FORKED = "forked"  # this object was inherited by a forked child; restarts on first use
-
-
-live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-
-
-def _close_at_process_exit(ref: weakref.ref[Session]) -> None:
-    session = ref()
-    if session is not None:
-        session._close_at_exit()
-_time_ns = time.time_ns
+    FORKED = "forked"  # inherited by a forked child: restarts on first use (thread sessions)
 
 
 def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None,
@@ -99,64 +79,82 @@ def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | N
     return out
 
 
-class Session:
-    """A run being logged. Thread-safe; every ``log*`` call is cheap and never waits on I/O."""
+def _fast_log(session: BaseSession) -> tuple[Callable[..., None], Callable[[bool], None],
+                                             Callable[[Callable[[Any], None]], None]]:
+    """``session.log`` for the call users make millions of times, and its two setters.
 
-    def __init__(
-        self,
-        settings: Settings,
-        attributes: list[dict[str, Any]] | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        batch_max_age: float | None = None,
-        compress: bool | None = None,
-        in_trio: bool = False,
-    ) -> None:
+    ``log("loss", 0.5)`` with a known name needs the fast-path flag, the name's series index, a
+    clock and the inbox's append: as the closure's own variables they are read without a
+    single attribute lookup (~60 ns of a ~400 ns call). Anything else goes to
+    :meth:`BaseSession.log`, which checks and explains.
+    """
+    fast = False
+    append: Callable[[Any], None] = session._inbox.append
+    index = session._plain_index
+    now = time.time_ns
+    general = session._log
+    real = float
+
+    def log(metric_name: Any, value: Any = None, scale: Any = None, step: Any = None,
+            labels: Any = None, evaluation: bool = False, timestamp: Any = None) -> None:
+        if (fast and value.__class__ is real and scale is None and labels is None
+                and step is None and timestamp is None and not evaluation):
+            try:
+                append((index[metric_name], None, None, value, now()))
+                return
+            except (KeyError, TypeError):
+                pass  # a name seen for the first time (or not a name): the general path
+        general(metric_name, value, scale, step, labels, evaluation, timestamp)
+
+    def set_fast(value: bool) -> None:
+        nonlocal fast
+        fast = value
+
+    def set_append(function: Callable[[Any], None]) -> None:
+        nonlocal append
+        append = function
+
+    functools.update_wrapper(log, BaseSession.log)
+    return log, set_fast, set_append
+
+
+class BaseSession:
+    """A run being logged: thread-safe ``log*`` calls, each cheap and never waiting on I/O."""
+
+    def __init__(self, settings: Settings, attributes: list[dict[str, Any]] | None = None, *,
+                 options: EngineOptions | None = None, can_block: bool = True) -> None:
         self.settings = settings
         self._attributes = attributes or []
-        self._engine_options: dict[str, Any] = {"transport": transport, "retry": retry,
-                                                "compress": compress}
-        if batch_max_age is not None:
-            self._engine_options["batch_max_age"] = batch_max_age
-        self._in_trio = in_trio
-        self._keys: dict[str, SeriesKey] = {}
-        self._eval_keys: dict[str, SeriesKey] = {}
-        self._other_keys: dict[tuple[Any, ...], SeriesKey] = {}
-        self._interned: dict[tuple[Any, ...], SeriesKey] = {}
-        self._series: list[SeriesKey] = []  # shared with the engine: index -> key
-        self._plain_index: dict[Any, int] = {}  # name -> index, default scale, no labels
-        self._series_lock = threading.Lock()
-        rank = process_rank() if settings.distributed is Distributed.auto else None
-        self._rank_label = ("rank", str(rank[0])) if rank is not None else None
+        self._options = options or EngineOptions()
+        self._can_block = can_block
         self._warned_timestamp = False
-        self._close_lock = threading.Lock()
         self._final: Metrics | None = None
         self._closed_with: CloseStrategy | None = None
         self._close_timeout = settings.close_timeout
-        self._exit_finalizer: _mp_util.Finalize | None = None
-        self._forked = False  # this object was inherited by a forked child
-        self._thread: threading.Thread | None = None
-        self._stopped: threading.Event | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
+        rank = process_rank() if settings.distributed is Distributed.auto else None
+        # Kept across a forked child's restart: items already built name its indices.
+        self._table = SeriesTable(("rank", str(rank[0])) if rank is not None else None)
+        self._plain_index = self._table.plain_index  # the one lookup of the hot path
+        self._set_fast: Callable[[bool], None] = lambda value: None
+        self._set_append: Callable[[Callable[[Any], None]], None] | None = None
         self._build_engine()
 
     def _build_engine(self) -> None:
+        """A fresh inbox, counters and engine (also a forked child's restart)."""
         s = self.settings
         self._counters = Counters()
-        self._inbox = Inbox(
-            self._counters,
-            maxsize=s.event_queue_max_size,
-            strategy=s.backpressure_strategy,
-            can_block=not self._in_trio,
-        )
-        self._engine = Engine(
-            s, self._inbox, self._counters, self._series, say=self._say,
-            attributes=self._attributes, **self._engine_options,
-        )
+        self._inbox = Inbox(self._counters, maxsize=s.event_queue_max_size,
+                            strategy=s.backpressure_strategy, can_block=self._can_block)
+        self._engine = Engine(s, self._inbox, self._counters, self._table.keys, say=self._say,
+                              attributes=self._attributes, options=self._options)
         self._errors = self._engine.errors
         self._append = self._inbox.append
         self._extend = self._inbox.extend
+        if self._set_append is None:  # once: metrana.log may be bound to it (a fork's restart
+            # gives the same closure the new inbox)
+            log, self._set_fast, self._set_append = _fast_log(self)
+            self.log = log  # type: ignore[method-assign]  # the instance's fast log()
+        self._set_append(self._append)
         self._inbox.on_change = self._refresh_fast
         self._errors.on_pending = self._refresh_fast
         self._state = State.OPEN
@@ -170,10 +168,20 @@ class Session:
         self._lifecycle = value
         self._refresh_fast()
 
+    @property
+    def is_open(self) -> bool:
+        """True while points are accepted (not closing, not closed)."""
+        return self._state is State.OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        """True once close() has finished."""
+        return self._state is State.CLOSED
+
     def __repr__(self) -> str:
         s = self.settings
-        return (f"<metrana.Session {s.workspace_name}/{s.project_name}/{s.run_name} "
-                f"{self._state.value} at {s.ingestion_url}>")
+        return (f"<metrana.{type(self).__name__} {s.workspace_name}/{s.project_name}/"
+                f"{s.run_name} {self._state.value} at {s.ingestion_url}>")
 
     @property
     def run_name(self) -> str:
@@ -187,169 +195,9 @@ class Session:
     def _say(self, level: str, message: str) -> None:
         say(self.settings.log_level, level, message)
 
-    # ------------------------------------------------------------ lifecycle
-
-    def _start_thread(self, init_timeout: float = DEFAULT_INIT_TIMEOUT) -> None:
-        """Start the engine thread; wait (bounded) for the run to be created."""
-        started = threading.Event()
-        created = threading.Event()
-        self._stopped = stopped = threading.Event()
-        crashed: list[BaseException] = []
-        engine = self._engine
-
-        async def main() -> None:
-            token = trio.lowlevel.current_trio_token()
-            self._token = token
-
-            def wake() -> None:
-                try:
-                    token.run_sync_soon(engine.wake)
-                except trio.RunFinishedError:
-                    pass
-
-            self._inbox.wake = wake
-            engine.on_creation = created.set
-            async with trio.open_nursery() as nursery:
-                await nursery.start(engine.run)
-                started.set()
-
-        def target() -> None:
-            try:
-                trio.run(main)
-            except BaseException as exc:  # noqa: BLE001 - handed to init() below
-                crashed.append(exc)
-                if started.is_set():
-                    # A bug in the engine itself, after start-up: never silent.
-                    self._say("ERROR", f"metrana's engine stopped with an internal error: "
-                                       f"{exc!r}; points not yet delivered are counted as "
-                                       "discarded")
-            finally:
-                started.set()
-                created.set()
-                stopped.set()
-
-        name = f"metrana-{self.settings.run_name}"
-        self._thread = threading.Thread(target=target, name=name, daemon=True)
-        self._thread.start()
-        started.wait()
-        if crashed:
-            raise MetranaError(f"metrana's engine failed to start: {crashed[0]!r}") from crashed[0]
-        if not created.wait(init_timeout):
-            self._say(
-                "WARNING",
-                f"{self.settings.ingestion_url} has not answered within {init_timeout:g}s; "
-                "logging continues and points are sent once it answers",
-            )
-        elif engine.creation_error is not None:
-            self._thread.join(timeout=_EXIT_GRACE)
-            self._state = State.CLOSED
-            raise engine.creation_error
-        live_sessions.add(self)
-        # A process that ends without close() still delivers: atexit covers the main program
-        # and spawned children; multiprocessing's finalizers cover forked workers (Pool,
-        # Process), which leave through os._exit and never run atexit.
-        self._exit_finalizer = _mp_util.Finalize(
-            None, _close_at_process_exit, args=(weakref.ref(self),), exitpriority=10)
-
-    def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-        """Stop logging and deal with undelivered points per the close strategy.
-
-        Args:
-            timeout: seconds to wait for delivery (default ``close_timeout``, 30 s).
-            strategy: override the configured close strategy for this call.
-
-        Returns:
-            The final counters: how many points were delivered, discarded, rejected...
-
-        Raises:
-            ExceptionGroup: with ``error_strategy=RaiseOnClose``, the errors collected.
-        """
-        if self._in_trio:
-            raise RuntimeError("in a trio program use `await session.aclose()`")
-        with self._close_lock:
-            if self._final is None:
-                if self._state is State.FORKED:
-                    self._state = State.CLOSED
-                    self._final = self._snapshot()
-                    return self._final
-                self._state = State.CLOSING
-                closing = self._close_plan(timeout, strategy)
-                interrupted = self._stop_engine(*closing)
-                self._finish()
-                if interrupted:
-                    raise KeyboardInterrupt
-        return self._checked_final()
-
-    def _call_engine(self, fn: Any, *args: Any) -> None:
-        if self._token is not None:
-            try:
-                trio.from_thread.run_sync(fn, *args, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
-
-    def _stop_engine(self, strategy: CloseStrategy, timeout: float) -> bool:
-        """Ask the engine to close and wait for it, reporting progress on long drains.
-
-        A KeyboardInterrupt while waiting switches to "spool what is left and stop now";
-        returns True so close() can re-raise it once the engine has stopped.
-        """
-        # An Event, not Thread.join(): a KeyboardInterrupt that lands inside join() can leave
-        # CPython's Thread believing it has stopped while it still runs.
-        stopped = self._stopped
-        if stopped is None:
-            return False
-        deadline = time.monotonic() + timeout + SPOOL_GRACE + _EXIT_GRACE
-        interrupted = requested = False
-        while not stopped.is_set() and time.monotonic() < deadline:
-            try:
-                if not requested:
-                    requested = True
-                    self._call_engine(self._engine.request_close, strategy, timeout)
-                stopped.wait(min(_PROGRESS_EVERY, max(deadline - time.monotonic(), 0)))
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise
-                interrupted = True
-                self._say("WARNING", "interrupted: writing undelivered points to the spool "
-                                     "and stopping (interrupt again to abandon them)")
-                self._call_engine(self._engine.spool_now)
-                deadline = time.monotonic() + SPOOL_GRACE + _EXIT_GRACE
-                continue
-            if not stopped.is_set():
-                m = self._snapshot()
-                self._say("WARNING", f"closing run {self.run_name} is taking a while: "
-                                     f"{m.sent:,} of {m.logged:,} points delivered, "
-                                     f"{m.spooled:,} spooled, {m.pending:,} still pending")
-        if not stopped.is_set():
-            self._say("ERROR", "metrana's engine did not stop in time; giving up on it")
-        return interrupted
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Return once every point logged before the call is acknowledged by the service or
-        durable in the spool (or counted as rejected/failed).
-
-        Raises:
-            MetranaFlushTimeoutError: not done within ``timeout`` seconds. Nothing is dropped:
-                the points stay queued.
-            MetranaLoggerClosedError: the logger is closed.
-        """
-        if self._in_trio:
-            raise RuntimeError("in a trio program use `await session.aflush()`")
-        if self._state is not State.OPEN:
-            self._not_open()
-        marker = FlushMarker()
-        self._inbox.put_marker(marker)
-        if not marker.done.wait(timeout):
-            raise MetranaFlushTimeoutError(
-                f"flush did not finish within {timeout:g}s; the points are still queued "
-                f"({self._snapshot().pending:,} pending) and nothing was dropped"
-            )
-        if marker.aborted:
-            raise MetranaLoggerClosedError("the logger stopped before the flush completed")
+    # ----------------------------------------------------------- closing, counting
 
     def _close_plan(self, timeout: float | None, strategy: Any) -> tuple[CloseStrategy, float]:
-        from ._enums import parse_choice
-
         chosen = (self.settings.close_strategy if strategy is None
                   else parse_choice(CloseStrategy, strategy, "close(strategy=...)"))
         self._closed_with = chosen
@@ -357,11 +205,8 @@ class Session:
         return chosen, self._close_timeout
 
     def _finish(self) -> None:
+        """The engine has stopped: freeze the counters and say what happened to every point."""
         self._state = State.CLOSED
-        live_sessions.discard(self)
-        if self._exit_finalizer is not None:
-            self._exit_finalizer.cancel()
-            self._exit_finalizer = None
         self._final = self._snapshot()
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
@@ -386,64 +231,27 @@ class Session:
         """A snapshot of this session's counters."""
         return self._final if self._final is not None else self._snapshot()
 
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if exc_info[0] is not None and self._errors.strategy is ErrorStrategy.RaiseOnClose:
-            # The body's exception is the one the user needs to see; ours are logged.
-            try:
-                self.close()
-            except Exception as close_error:  # noqa: BLE001
-                self._say("ERROR", f"errors while closing after an exception: {close_error!r}")
-            return
-        self.close()
-
-    def _close_at_exit(self) -> None:
-        """The process is ending and nobody closed this run: deliver, bounded, and say so."""
-        if self._state is not State.OPEN or self._thread is None:
-            return
-        timeout = min(self.settings.close_timeout, 30.0)
-        if not self._forked:
-            self._say("WARNING", f"run {self.run_name} was not closed; delivering what is queued "
-                                 f"(up to {timeout:g}s) before exit. Call metrana.close() (or use "
-                                 "`with metrana.session(...)`) to close it yourself and choose "
-                                 "what happens")
-        try:
-            # The user did not choose to discard anything: deliver all, bounded in time.
-            self.close(timeout=timeout, strategy="CompleteAll")
-        except Exception as exc:  # noqa: BLE001 - never turn exit into a traceback
-            self._say("ERROR", f"closing run {self.run_name!r} at exit failed: {exc!r}")
-
-    def _after_fork_in_child(self) -> None:
-        """Called in a forked child: the engine thread did not survive the fork."""
-        self._forked = True
-        self._exit_finalizer = None  # the parent's; multiprocessing forgets it in the child
-        self._state = State.FORKED
-        self._close_lock = threading.Lock()
-
-    def _restart_in_child(self) -> None:
-        from ._enums import ResumeStrategy
-
-        self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
-        self._attributes = []
-        self._final = None
-        self._build_engine()
-        self._start_thread()
-
-    # -------------------------------------------------------------- logging
-
     def _snapshot(self) -> Metrics:
         return self._inbox.snapshot()
 
+    # ------------------------------------------------------------- the log path
+
     def _refresh_fast(self) -> None:
-        """Recompute the one flag the hot path reads (see :meth:`log`)."""
+        """Recompute the one flag the hot paths read (see :meth:`log` and :func:`_fast_log`)."""
         self._fast = (
             self._lifecycle is State.OPEN
             and self._inbox.open
             and not self._inbox.bounded
             and not self._errors.raise_pending
         )
+        self._set_fast(self._fast)
+
+    def _queue(self, item: Any) -> None:
+        """Queue one checked item: lock-free when open and unbounded, else the general path."""
+        if self._fast:
+            self._append(item)
+        else:
+            self._put(item)
 
     def _put(self, item: Any) -> None:
         """The general path: state checks, held errors, backpressure."""
@@ -454,41 +262,14 @@ class Session:
         self._inbox.put(item)
 
     def _not_open(self) -> None:
-        if self._state is State.FORKED:
-            self._restart_in_child()
-            return
         raise MetranaLoggerClosedError(
-            f"the logger is {self._state.value}; call metrana.init() to start another run"
-        )
+            f"the logger is {self._state.value}; call metrana.init() to start another run")
 
     def _raise_held(self) -> None:
         group = self._errors.take()
         self._refresh_fast()
         if group is not None:
             raise group
-
-    def _intern(self, key: SeriesKey) -> SeriesKey:
-        """The one SeriesKey object of this series, numbered in the series table.
-
-        Under a lock: two threads using a new name at once must get one series (one step
-        counter), not two that collide on the server.
-        """
-        with self._series_lock:
-            known = self._interned.get(key.identity)
-            if known is not None:
-                return known
-            key.index = len(self._series)
-            self._series.append(key)  # before it can be queued: the engine looks it up by index
-            self._interned[key.identity] = key
-            return key
-
-    def _labels(self, labels: Any, evaluation: bool) -> tuple[tuple[str, str], ...]:
-        """A series' labels, with this process's rank in a distributed job (see
-        ``metrana._distributed``) unless the caller set a ``rank`` label."""
-        pairs = label_tuple(labels, evaluation)
-        if self._rank_label and not any(key == "rank" for key, _ in pairs):
-            pairs = tuple(sorted((*pairs, self._rank_label)))
-        return pairs
 
     def _timestamp(self, value: Any) -> int:
         """A given timestamp, checked; one that looks like seconds or milliseconds warns once."""
@@ -501,27 +282,12 @@ class Session:
                                  "stored as given")
         return ns
 
-    def _key(self, name: Any, scale: Any, labels: Any, evaluation: bool) -> SeriesKey:
-        """Slow path of series lookup: validate, build, cache."""
-        check_name(name)
-        scale_name = resolve_scale(scale)
-        label_pairs = self._labels(labels, evaluation)
-        key = self._intern(SeriesKey(False, name, scale_name, label_pairs))
-        if labels is None:
-            if scale is None:
-                (self._eval_keys if evaluation else self._keys)[name] = key
-                if not evaluation:
-                    self._plain_index[name] = key.index
-            else:
-                self._other_keys[(name, scale, evaluation)] = key
-        return key
-
     def log(
         self,
         metric_name: str | Mapping[str, Any],
         value: Any = None,
         scale: Any = None,
-        step: int | None = None,
+        step: Steps = None,
         labels: Mapping[str, str] | None = None,
         evaluation: bool = False,
         timestamp: int | None = None,
@@ -559,15 +325,15 @@ class Session:
             return
         key = None
         if labels is None and scale is None and type(metric_name) is str:
-            key = (self._eval_keys if evaluation else self._keys).get(metric_name)
+            key = (self._table.eval_by_name if evaluation else self._table.by_name).get(metric_name)
         if key is None:
             if type(metric_name) is dict or isinstance(metric_name, Mapping):
                 self._log_many(metric_name, value, scale, step, labels, evaluation, timestamp)
                 return
             if labels is None and type(metric_name) is str:
-                key = self._other_keys.get((metric_name, scale, evaluation))
+                key = self._table.other.get((metric_name, scale, evaluation))
             if key is None:
-                key = self._key(metric_name, scale, labels, evaluation)
+                key = self._table.standard(metric_name, scale, labels, evaluation)
         if type(value) is not float:
             if is_vector(value):
                 self._log_block(key, value, step, timestamp)
@@ -576,12 +342,8 @@ class Session:
         if step is not None:
             step = check_int(step, "step")
             key.manual_seen = True
-        item = (key.index, step, None, value,
-                _time_ns() if timestamp is None else self._timestamp(timestamp))
-        if self._fast:
-            self._append(item)
-        else:
-            self._put(item)
+        self._queue((key.index, step, None, value,
+                     _time_ns() if timestamp is None else self._timestamp(timestamp)))
 
     def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
         """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
@@ -609,7 +371,7 @@ class Session:
         values: Mapping[str, Any],
         value: Any,
         scale: Any,
-        step: int | None,
+        step: Steps,
         labels: Mapping[str, str] | None,
         evaluation: bool,
         timestamp: int | None,
@@ -620,22 +382,24 @@ class Session:
             step = check_int(step, "step")
         ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
         items: list[tuple[int, int | None, None, float, int]] = []
-        cache = ((self._eval_keys if evaluation else self._keys)
+        cache = ((self._table.eval_by_name if evaluation else self._table.by_name)
                  if labels is None and scale is None else None)
         for name, raw in values.items():
             key = cache.get(name) if cache is not None and type(name) is str else None
             if key is None:
-                key = self._key(name, scale, labels, evaluation)
+                key = self._table.standard(name, scale, labels, evaluation)
             items.append((key.index, step, None, raw if type(raw) is float else coerce_value(raw, name), ts))
         if step is not None:
             for item in items:
-                self._series[item[0]].manual_seen = True
+                self._table.keys[item[0]].manual_seen = True
         # All values are checked before any is queued: a bad one loses nothing else.
         if self._fast:
             self._extend(items)
         else:
             for item in items:
                 self._put(item)
+
+    _log = log  # the general path behind the instance's fast log(); see _fast_log
 
     def log_rl_step(
         self,
@@ -649,27 +413,6 @@ class Session:
         """A per-gradient-update metric (scale ML_STEP)."""
         self.log(metric_name, value, None, step, labels, evaluation, timestamp)
 
-    def _rl_key(self, name: Any, scale: str, env_id: Any, episode: int | None, labels: Any,
-                evaluation: bool) -> SeriesKey:
-        cache_key = (name, scale, env_id, episode, evaluation)
-        cacheable = labels is None and type(name) is str and (env_id is None or type(env_id) is str)
-        key = self._other_keys.get(cache_key) if cacheable else None
-        if key is None:
-            check_name(name)
-            if env_id is None:
-                env = ""
-            elif isinstance(env_id, str):
-                env = check_text(env_id, "env_id")
-            elif isinstance(env_id, int) and not isinstance(env_id, bool):
-                env = str(env_id)
-            else:
-                raise TypeError(f"env_id must be a str (or int), got {type(env_id).__name__}")
-            key = self._intern(
-                SeriesKey(True, name, scale, self._labels(labels, evaluation), env, episode))
-            if cacheable:
-                self._other_keys[cache_key] = key
-        return key
-
     def log_rl_episode(
         self,
         metric_name: str,
@@ -677,28 +420,24 @@ class Session:
         rl_step: int,
         evaluation: bool = False,
         episode: int | None = None,
-        env_id: str | None = None,
+        env_id: str | int | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: int | None = None,
     ) -> None:
         """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
         key = None
         if labels is None and (env_id is None or type(env_id) is str):
-            key = self._other_keys.get((metric_name, "EPISODE", env_id, None, evaluation))
+            key = self._table.other.get((metric_name, "EPISODE", env_id, None, evaluation))
         if key is None:
-            key = self._rl_key(metric_name, "EPISODE", env_id, None, labels, evaluation)
+            key = self._table.rl(metric_name, "EPISODE", env_id, None, labels, evaluation)
         if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
         if episode is not None:
             episode = check_int(episode, "episode")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        item = (key.index, episode, rl_step, value,
-                _time_ns() if timestamp is None else self._timestamp(timestamp))
-        if self._fast:
-            self._append(item)
-        else:
-            self._put(item)
+        self._queue((key.index, episode, rl_step, value,
+                     _time_ns() if timestamp is None else self._timestamp(timestamp)))
 
     def log_rl_environment_step(
         self,
@@ -706,9 +445,9 @@ class Session:
         value: Any,
         rl_step: int,
         evaluation: bool = False,
-        env_step: int | None = None,
-        episode: int | None = None,
-        env_id: str | None = None,
+        env_step: Steps = None,
+        episode: Steps = None,
+        env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: int | None = None,
     ) -> None:
@@ -722,7 +461,7 @@ class Session:
         key = None
         if (labels is None and type(value) is float and (env_id is None or type(env_id) is str)
                 and (episode is None or type(episode) is int)):
-            key = self._other_keys.get((metric_name, "ENVIRONMENT_STEP", env_id, episode,
+            key = self._table.other.get((metric_name, "ENVIRONMENT_STEP", env_id, episode,
                                         evaluation))
         if key is None:
             if is_vector(env_id) or is_vector(value):
@@ -731,7 +470,7 @@ class Session:
                 return
             if episode is not None:
                 episode = check_int(episode, "episode")
-            key = self._rl_key(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels,
+            key = self._table.rl(metric_name, "ENVIRONMENT_STEP", env_id, episode, labels,
                                evaluation)
         if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
@@ -739,13 +478,8 @@ class Session:
             env_step = check_int(env_step, "env_step")
         if type(value) is not float:
             value = coerce_value(value, metric_name)
-        item = (key.index, env_step, rl_step, value,
-                _time_ns() if timestamp is None else self._timestamp(timestamp))
-        if self._fast:
-            self._append(item)
-        else:
-            self._put(item)
-
+        self._queue((key.index, env_step, rl_step, value,
+                     _time_ns() if timestamp is None else self._timestamp(timestamp)))
 
     def _log_env_steps(self, name: str, values: Any, rl_step: Any, evaluation: bool,
                        env_step: Any, episode: Any, env_id: Any, labels: Any,
@@ -761,114 +495,8 @@ class Session:
         points = 0
         for env, ep, floats in zip(envs, episodes, value_rows, strict=True):
             ep = None if ep is None else check_int(ep, "episode")
-            key = self._rl_key(name, "ENVIRONMENT_STEP", env, ep, labels, evaluation)
+            key = self._table.rl(name, "ENVIRONMENT_STEP", env, ep, labels, evaluation)
             steps = steps_for(env_step, len(floats), "env_step")
             blocks.append(self._block(key, steps, rl_step, floats, timestamp))
             points += len(floats)
         self._put_blocks(blocks, points)
-
-
-class TrioSession(Session):
-    """A session whose engine runs in the caller's trio nursery (``open_session``)."""
-
-    async def aclose(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-        """Close per the close strategy, waiting in trio (see :meth:`Session.close`)."""
-        if self._final is None and self._state is not State.CLOSING:
-            self._state = State.CLOSING
-            self._engine.request_close(*self._close_plan(timeout, strategy))
-            await self._engine.finished.wait()
-            self._finish()
-        elif self._final is None:
-            await self._engine.finished.wait()
-        return self._checked_final()
-
-    async def aflush(self) -> None:
-        """Wait until every point logged so far is acknowledged or durable in the spool."""
-        if self._state is not State.OPEN:
-            self._not_open()
-        marker = FlushMarker()
-        self._inbox.put_marker(marker)
-        await marker.trio_done.wait()
-        if marker.aborted:
-            raise MetranaLoggerClosedError("the logger stopped before the flush completed")
-
-    async def wait_for_room(self) -> None:
-        """With a bounded queue: wait until ``log()`` would not hit backpressure."""
-        while not self._inbox.has_room():
-            self._engine.wake()
-            await trio.sleep(0.005)
-
-
-
-class DisabledSession(Session):
-    """What ``init()`` returns on ranks other than 0 with ``distributed="rank0"``.
-
-    Every call is accepted and does nothing: no engine, no thread, no network, so a rank that
-    is told not to log can never stall the job. ``get_metrics()`` stays all zero.
-    """
-
-    def __init__(self, settings: Settings, rank: int) -> None:  # noqa: D107 - no engine
-        self.settings = settings
-        self.rank = rank
-        self._state = State.OPEN
-        self._final = None
-
-    @property
-    def _state(self) -> State:
-        return self._lifecycle
-
-    @_state.setter
-    def _state(self, value: State) -> None:
-        self._lifecycle = value
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return (f"<metrana.Session {s.workspace_name}/{s.project_name}/{s.run_name} "
-                f"disabled on rank {self.rank} (distributed='rank0')>")
-
-    @property
-    def resumed(self) -> bool:
-        return False
-
-    def _start_thread(self, init_timeout: float = DEFAULT_INIT_TIMEOUT) -> None:
-        return None
-
-    def log(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_rl_step(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_rl_episode(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def flush(self, timeout: float | None = None) -> None:
-        return None
-
-    async def aflush(self) -> None:
-        return None
-
-    async def wait_for_room(self) -> None:
-        return None
-
-    def get_metrics(self) -> Metrics:
-        return Counters().snapshot()
-
-    def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-        self._state = State.CLOSED
-        return self.get_metrics()
-
-    async def aclose(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-        return self.close()
-
-    def _close_at_exit(self) -> None:
-        return None
-
-    def _after_fork_in_child(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

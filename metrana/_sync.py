@@ -1,29 +1,30 @@
 """``metrana sync``: deliver spools left on disk (offline runs, crashed or timed-out sessions).
 
 Idempotent by construction: a segment is deleted only after every record in it was answered,
-and the server keys points by series and step, so syncing twice, or again after a crash
-mid-sync, stores each point once.
+and the server keys points by series, session and step, so syncing twice, or again after a
+crash mid-sync, stores each point once. The run is created exactly as a logger creates it
+(:func:`metrana._actors.run_creator.create_run`); the replay is the Recovery actor's
+(:mod:`metrana._actors.replay`), except that sync stops at the first request the service will
+not take instead of waiting for it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import httpx
 import trio
 
 from ._actors.dispatcher import RetryPolicy, RunTarget, post_with_retries
-from ._actors.recovery import replay_directory
+from ._actors.replay import replay_directory
+from ._actors.run_creator import RunSpec, create_run
 from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL, is_local_url, normalize_ingestion_url
-from ._exceptions import MetranaApiError, MetranaError, NoMetranaApiKeyError
+from ._exceptions import MetranaError, NoMetranaApiKeyError
 from ._spool import read_manifest, run_directories, segments
 from ._stats import Counters
-from ._wire import encode_update
 
 __all__ = ["SyncReport", "sync"]
 
@@ -116,7 +117,9 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         async with httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60) as client:
             try:
-                await _create(client, manifest, policy)
+                spec = RunSpec.from_manifest(manifest)
+                await create_run(lambda path, body: post_with_retries(
+                    client, path, body, policy, Counters()), spec, 0)
             except MetranaError as exc:
                 errors.append(f"{directory}: {exc}")
                 tell(f"{name}: not delivered: {exc}")
@@ -138,29 +141,3 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         totals["in_use"] += result.skipped_in_use
     return SyncReport(totals["runs"], totals["delivered"], totals["rejected"], totals["damaged"],
                       totals["in_use"], tuple(errors))
-
-
-async def _create(client: httpx.AsyncClient, manifest: dict[str, Any], policy: RetryPolicy) -> None:
-    run: dict[str, Any] = {"workspace": manifest["workspace"], "project": manifest["project"],
-                           "runName": manifest["run_name"]}
-    if manifest.get("experiment"):
-        run["experiment"] = manifest["experiment"]
-    body: dict[str, Any] = {"run": run, "createProjectIfMissing": True}
-    if manifest.get("aggregation_rules"):
-        body["aggregationRules"] = manifest["aggregation_rules"]
-    counters = Counters()
-    headers = {"Content-Type": "application/json"}
-    response = await post_with_retries(client, "/runs", json.dumps(body).encode(), policy,
-                                       counters, headers=headers)
-    if response.status_code not in (200, 409):
-        raise MetranaApiError(f"creating the run failed with HTTP {response.status_code}: "
-                              f"{response.text[:300]}", status=response.status_code)
-    attributes = manifest.get("attributes") or []
-    if attributes:
-        update = encode_update(0, manifest["workspace"], manifest["project"],
-                               manifest["run_name"], (), attributes)
-        response = await post_with_retries(client, "/runs:update", update, policy, counters,
-                                           headers=headers)
-        if not 200 <= response.status_code < 300:
-            raise MetranaApiError(f"sending the run config failed with HTTP "
-                                  f"{response.status_code}", status=response.status_code)

@@ -8,13 +8,18 @@ it is installed, lists and tuples always.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Union
 
 import attrs
 
 from ._series import SeriesKey, check_int, coerce_value
 
-__all__ = ["Block", "as_values", "is_vector", "rows", "steps_for"]
+__all__ = ["ArrayLike", "Block", "Steps", "as_values", "is_vector", "rows", "steps_for"]
+
+# A numpy array (or anything with ``ndim`` and ``tolist``); numpy itself is optional.
+ArrayLike = Any
+# What step=, env_step= and episode= accept: one int, or one per value in a vectorized call.
+Steps = Union[int, Sequence[int], ArrayLike, None]  # noqa: UP007 - a runtime alias
 
 
 @attrs.define(eq=False)

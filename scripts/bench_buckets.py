@@ -31,7 +31,8 @@ import numpy as np
 
 from metrana.server.store import Store
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# The throwaway PostgreSQL cluster of the tests (tests/pgcluster.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def requests(points: int, run: str, seed: int = 0) -> Any:
@@ -93,7 +94,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         cluster = None
         if args.db is None and args.store == "postgresql":
-            from pgcluster import throwaway_cluster
+            from tests.pgcluster import throwaway_cluster
 
             cluster = stack.enter_context(throwaway_cluster(durable=True))
         for size in (int(s) for s in args.sizes.split(",")):

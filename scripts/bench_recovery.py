@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # for tests.faults, the fault-injecting proxy
 
 import httpx  # noqa: E402
-from faults import running_proxy  # noqa: E402
 
 import metrana  # noqa: E402
 from metrana._actors.dispatcher import RetryPolicy  # noqa: E402
+from tests.faults import running_proxy  # noqa: E402
 
 
 def start_server(db: str) -> tuple[subprocess.Popen[str], str]:
@@ -74,7 +74,7 @@ def one_run(url: str, args: argparse.Namespace, retry: RetryPolicy | None) -> di
         time.sleep(args.before)
         proxy.fail_next(10**9, 503)
         time.sleep(args.outage)
-        proxy.answers.clear()
+        proxy.recover()
         back = time.monotonic()
         m = run.get_metrics()
         backlog = m.logged - m.sent

@@ -41,7 +41,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# The throwaway PostgreSQL cluster of the tests (tests/pgcluster.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def build_bodies(run: str, points: int, per_request: int, metrics: int) -> list[bytes]:
@@ -188,7 +189,7 @@ def databases(store: str, db: str | None) -> Iterator[Any]:
             count = iter(range(10**6))
             yield lambda: os.path.join(tmp, f"bench-{next(count)}.sqlite3")
         return
-    from pgcluster import throwaway_cluster
+    from tests.pgcluster import throwaway_cluster
 
     with throwaway_cluster(durable=True) as cluster:
         yield lambda: cluster.url(cluster.create_database())

@@ -8,23 +8,17 @@ started once per session, dropped after the test).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import trio
 
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo, background_server, serve
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from faults import FaultProxy, running_proxy  # noqa: E402
-from pgcluster import Cluster, throwaway_cluster  # noqa: E402
-from support import STORES, start_serve, stop_serve, wait_until  # noqa: E402, F401
+from tests.faults import FaultProxy, running_proxy
+from tests.pgcluster import Cluster, throwaway_cluster
+from tests.support import STORES, start_serve, stop_serve
 
 
 @pytest.fixture(scope="session")
@@ -113,25 +107,6 @@ def proxy(live_server: ServerInfo) -> Iterator[FaultProxy]:
 def fast_retry() -> RetryPolicy:
     """Short backoff so failure tests take milliseconds, not the production seconds."""
     return RetryPolicy(initial=0.01, multiplier=1.5, max_delay=0.05, max_attempts=6)
-
-
-def read_points(info: ServerInfo, run: str, workspace: str = "ws", project: str = "proj"
-                ) -> dict[str, list[dict[str, Any]]]:
-    """Every stored point of a run, by series description, read back over the read API."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    with httpx.Client(base_url=info.url) as client:
-        detail = client.get(f"/api/runs/{workspace}/{project}/{run}").json()
-        for s in detail["series"]:
-            name = s["metric_name"]
-            if s["kind"] == "standard" and s["scale"] != "ML_STEP":
-                name += f"[{s['scale']}]"
-            if s["labels"]:
-                name += "{" + ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())) + "}"
-            if s["kind"] == "rl":
-                name += f"@{s['environment_id']}/{s['episode']}"
-            out[name] = client.get(
-                f"/api/runs/{workspace}/{project}/{run}/series/{s['id']}/points").json()["points"]
-    return out
 
 
 @pytest.fixture

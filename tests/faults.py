@@ -41,6 +41,11 @@ class FaultProxy:
         with self._lock:
             self.answers.append([status, headers or {}, count])
 
+    def recover(self) -> None:
+        """Forget the canned answers still due: the service is back."""
+        with self._lock:
+            self.answers.clear()
+
     def hold(self) -> None:
         self.arrived.clear()
         self.gate.clear()

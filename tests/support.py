@@ -1,5 +1,4 @@
-"""Helpers shared by the test modules (a module of its own: ``conftest`` is not one name in a
-suite with several conftest files)."""
+"""Helpers for the tests of both stores: server processes, and writers made to overlap."""
 
 from __future__ import annotations
 
@@ -7,13 +6,14 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STORES", "in_background", "start_serve", "stop_serve", "wait_until", "writers_held_at"]
+from tests.helpers import wait_until
+
+__all__ = ["STORES", "in_background", "start_serve", "stop_serve", "writers_held_at"]
 
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
 
@@ -41,14 +41,6 @@ def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None
 def stop_serve(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     proc.communicate(timeout=30)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait for an observable condition (not for a guessed duration)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 @contextmanager

@@ -47,6 +47,9 @@ class Batcher:
         self._pending: list[dict[SeriesState, list[Any]]] = [{} for _ in lanes]
         self._counts = [0] * len(lanes)
         self._since = [math.inf] * len(lanes)
+        # A series belongs to one lane for its whole life (its requests then go one after
+        # another); lanes are handed out round-robin as series appear.
+        self._lane_of: dict[SeriesState, int] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with AsyncExitStack() as stack:
@@ -79,8 +82,11 @@ class Batcher:
         pending, counts, since = self._pending, self._counts, self._since
         limit = self._max_points
         now = trio.current_time()
+        lane_of = self._lane_of
         for state, first, items in chunk:
-            lane = state.lane
+            lane = lane_of.get(state)
+            if lane is None:
+                lane = lane_of[state] = len(lane_of) % len(self._lanes)
             if since[lane] == math.inf:
                 since[lane] = now
             while items:

@@ -8,19 +8,21 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import httpx
 import trio
 
+from .._delivery import Delivery
 from .._exceptions import MetranaApiError, MetranaConnectionError
+from .._run_spool import RunSpool
 from .._stats import Counters
 from .._wire import JSON_HEADERS, encode_update, series_header
 from .batcher import MAX_BATCH_POINTS, Batch
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
-from .parcel import Delivery, InFlight, Parcel, deliver_isolating, parcel_count
+from .parcel import InFlight, Parcel, Progress, deliver_isolating, parcel_count
 
 __all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_transient", "post_with_retries"]
 
@@ -162,13 +164,15 @@ class RunTarget:
     run_name: str
 
 
-def encode_parcel(target: RunTarget, parcel: Parcel) -> bytes:
-    """An UpdateRunsRequest carrying a parcel's points."""
+def encode_parcel(target: RunTarget, parcel: Parcel, headers: dict[Any, str]) -> bytes:
+    """An UpdateRunsRequest carrying a parcel's points; ``headers`` caches each series' JSON
+    head (name, labels, ordering), which never changes, by series object."""
     series = []
     for state, runs in parcel:
-        if state.header is None:
-            state.header = series_header(state.key, state.manual)
-        series.append((state.header, state.key.rl, runs))
+        header = headers.get(state)
+        if header is None:
+            header = headers[state] = series_header(state.key, state.manual)
+        series.append((header, state.key.rl, runs))
     return encode_update(target.session_id, target.workspace, target.project, target.run_name,
                          series)
 
@@ -181,23 +185,6 @@ def refusal_error(count: int, response: httpx.Response, what: str = "points") ->
     )
 
 
-class DispatchControl(Protocol):
-    """What a dispatcher needs from the engine that owns it."""
-
-    discard_queued: bool  # CompletePending's "drop what is still queued"
-
-    @property
-    def spool_only(self) -> bool: ...  # offline, an outage, or a close out of time: to disk
-
-    def can_spool(self) -> bool: ...
-
-    def spool_parcels(self, parcels: list[Parcel], count: int) -> None: ...
-
-    def enter_outage(self, reason: str) -> None: ...
-
-    async def wait_sendable(self) -> None: ...
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -207,7 +194,8 @@ class Dispatcher:
         errors: ErrorCollector,
         counters: Counters,
         policy: RetryPolicy,
-        control: DispatchControl,
+        delivery: Delivery,
+        spool: RunSpool,
         *,
         compress: bool = False,
     ) -> None:
@@ -217,9 +205,11 @@ class Dispatcher:
         self._errors = errors
         self._counters = counters
         self._policy = policy
-        self._control = control
+        self._delivery = delivery
+        self._spool = spool
         self._compress = compress
         self.request_scope: trio.CancelScope | None = None
+        self._headers: dict[Any, str] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._receive:
@@ -236,9 +226,9 @@ class Dispatcher:
                 if type(item) is FlushMarker:
                     item.ack()  # every earlier batch of this lane is settled
                     continue
-                if self._control.discard_queued:
+                if self._delivery.discard_queued:
                     continue  # counted as discarded when the engine settles its books
-                await self._control.wait_sendable()
+                await self._delivery.wait_sendable()
                 item, carry = self._merge_queued(item)
                 await self.send(item)
 
@@ -267,10 +257,10 @@ class Dispatcher:
         return batch if merged is None else Batch(list(merged.items()), count)
 
     def encode(self, batch: Batch) -> bytes:
-        return encode_parcel(self._target, batch.parcel)
+        return encode_parcel(self._target, batch.parcel, self._headers)
 
     async def _post(self, parcel: Parcel, flight: InFlight) -> httpx.Response:
-        body = encode_parcel(self._target, parcel)
+        body = encode_parcel(self._target, parcel, self._headers)
         headers = JSON_HEADERS
         if self._compress:
             # Level 1: most of gzip's saving on this repetitive JSON for a fraction of its CPU.
@@ -287,40 +277,40 @@ class Dispatcher:
         self._errors.report(refusal_error(count, response))
 
     async def send(self, batch: Batch) -> None:
-        control = self._control
-        if control.spool_only:
-            control.spool_parcels([batch.parcel], batch.count)
+        delivery, spool = self._delivery, self._spool
+        if delivery.spool_only:
+            spool.write([batch.parcel], batch.count)
             return
-        delivery = Delivery()
+        progress = Progress()
         try:
             with trio.CancelScope() as scope:
                 self.request_scope = scope  # the engine cancels it to spool everything now
                 try:
-                    await deliver_isolating(batch.parcel, self._post, delivery,
+                    await deliver_isolating(batch.parcel, self._post, progress,
                                             on_sent=self._sent, on_refused=self._refused,
-                                            stop=lambda: control.spool_only)
+                                            stop=lambda: delivery.spool_only)
                 finally:
                     self.request_scope = None
         except trio.Cancelled:
             # The whole dispatch was cancelled (an Immediate close, a close timeout with no
             # spool): a request on the wire may or may not have been stored. What was never
             # sent is counted as discarded when the engine settles.
-            if delivery.flight.outstanding:
-                self._counters.in_doubt += delivery.current_count
+            if progress.flight.outstanding:
+                self._counters.in_doubt += progress.current_count
             raise
-        rest = delivery.remaining()
+        rest = progress.remaining()
         if not rest:
             return
         count = sum(parcel_count(part) for part in rest)
-        if delivery.error is not None and not control.can_spool():
+        if progress.error is not None and not spool.enabled:
             self._counters.failed += count
             self._errors.report(MetranaConnectionError(
-                f"{count:,} points not delivered: {delivery.error}", points=count))
+                f"{count:,} points not delivered: {progress.error}", points=count))
             return
-        if delivery.error is not None:
+        if progress.error is not None:
             # Later batches of this lane queue behind these on disk: order holds.
-            control.enter_outage(str(delivery.error))
+            delivery.enter_outage(str(progress.error))
         # Unreachable, or the engine cut the request off to spool everything (close ran out
         # of time): a request cut off in flight may have been stored; the replay of the same
         # session is idempotent on the server.
-        control.spool_parcels(rest, count)
+        spool.write(rest, count)

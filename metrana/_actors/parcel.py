@@ -22,10 +22,11 @@ import attrs
 import httpx
 
 from .._exceptions import MetranaConnectionError
+from .._items import Point
 from .._wire import is_ok
 
 __all__ = [
-    "Delivery",
+    "Progress",
     "InFlight",
     "Parcel",
     "Runs",
@@ -50,13 +51,12 @@ def parcel_count(parcel: Parcel) -> int:
     return sum(runs_count(runs) for _, runs in parcel)
 
 
-def run_points(runs: Runs) -> list[tuple[int, int | None, float, int]]:
-    """One series' points as ``(step, major, value, ts)`` (the spool's layout)."""
-    out = []
+def run_points(runs: Runs) -> list[Point]:
+    """One series' points as the spool stores them: ``(step, major, value, ts)``."""
+    out: list[Point] = []
     for first, items in runs:
-        for index, item in enumerate(items):
-            step = item[1] if first is None else first + index
-            out.append((step, item[2], item[3], item[4]))
+        for index, (_, given, major, value, ts) in enumerate(items):
+            out.append((given if first is None else first + index, major, value, ts))
     return out
 
 
@@ -100,7 +100,7 @@ class InFlight:
 
 
 @attrs.define
-class Delivery:
+class Progress:
     """Progress of one :func:`deliver_isolating` call, readable after it was cancelled."""
 
     todo: list[Parcel] = attrs.field(factory=list)  # a stack: the next part is at the end
@@ -123,7 +123,7 @@ def split_budget(count: int) -> int:
 async def deliver_isolating(
     parcel: Parcel,
     post: Callable[[Parcel, InFlight], Awaitable[httpx.Response]],
-    delivery: Delivery,
+    progress: Progress,
     *,
     on_sent: Callable[[int], None],
     on_refused: Callable[[int, httpx.Response], None],
@@ -133,29 +133,29 @@ async def deliver_isolating(
     """Send ``parcel``; on a content refusal, split and resend until the bad points are alone.
 
     ``post`` raises :class:`MetranaConnectionError` when the service cannot be reached: the
-    call then returns with ``delivery.error`` set and :meth:`Delivery.remaining` holding what
+    call then returns with ``progress.error`` set and :meth:`Progress.remaining` holding what
     was not delivered, in order, for the caller to keep. ``stop()`` is asked before each
     request; True hands the rest back the same way (without an error).
     """
-    delivery.todo = [parcel]
+    progress.todo = [parcel]
     budget = split_budget(parcel_count(parcel))
-    while delivery.todo:
+    while progress.todo:
         if stop():
             return
-        part = delivery.todo.pop()
+        part = progress.todo.pop()
         count = parcel_count(part)
-        delivery.current, delivery.current_count = part, count
+        progress.current, progress.current_count = part, count
         try:
-            response = await post(part, delivery.flight)
+            response = await post(part, progress.flight)
         except MetranaConnectionError as exc:
-            delivery.error = exc
+            progress.error = exc
             return
-        delivery.current, delivery.current_count = None, 0
+        progress.current, progress.current_count = None, 0
         if is_ok(response.status_code):
             on_sent(count)
         elif response.status_code in splittable and count > 1 and budget >= 2:
             budget -= 2
             left, right = split_parcel(part)
-            delivery.todo += [right, left]
+            progress.todo += [right, left]
         else:
             on_refused(count, response)

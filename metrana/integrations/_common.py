@@ -19,7 +19,7 @@ from typing import Any
 from .._exceptions import MetranaFlushTimeoutError, MetranaNotInitializedError
 from .._flatten import MAX_CONFIG_LEAVES, flatten_config
 from .._log import say
-from .._session import Session, State
+from .._thread_session import Session
 
 __all__ = [
     "OwnRun",
@@ -284,7 +284,7 @@ class OwnRun:
     def open(self, config: Mapping[str, Any] | None = None) -> Session:
         """The run's session, opening (or resuming) it if needed."""
         session = self.session
-        if session is not None and session._state is not State.CLOSED:
+        if session is not None and not session.is_closed:
             return session
         from .._api import session as open_session
 
@@ -298,13 +298,13 @@ class OwnRun:
         return self.session
 
     def close(self) -> None:
-        if self.session is not None and self.session._state is State.OPEN:
+        if self.session is not None and self.session.is_open:
             self.session.close()
 
 
 def flush_quietly(session: Session, who: str, timeout: float | None = None) -> None:
     """Flush, bounded by the close timeout; a timeout is reported, never raised into training."""
-    if session._state is not State.OPEN:
+    if not session.is_open:
         return
     try:
         session.flush(session.settings.close_timeout if timeout is None else timeout)

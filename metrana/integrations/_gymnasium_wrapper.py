@@ -14,7 +14,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("MetranaEpisodeStatistics needs gymnasium>=1.0: "
                       "pip install 'metrana[integrations]' (or gymnasium)") from exc
 
-from .._session import Session
+from .._thread_session import Session
 from ._common import current_session, global_rank
 from ._episodes import episode_statistics, log_episodes
 
@@ -82,7 +82,7 @@ class MetranaEpisodeStatistics(gym.Wrapper[Any, Any, Any, Any], _Logging):
 
     def __init__(
         self,
-        env: gym.Env[Any, Any],
+        env: Any,  # a gymnasium.Env (a VectorEnv is taken by __new__)
         *,
         session: Session | None = None,
         rl_step: Callable[[], int] | None = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._session import Session, State
+from .._thread_session import Session
 from ._common import (
     OwnRun,
     StepFilter,
@@ -58,7 +58,7 @@ class TrainerHooks:
     def _target(self, args: Any, model: Any) -> Session:
         if self._own is not None:
             own = self._own.session
-            if own is None or own._state is State.CLOSED:
+            if own is None or own.is_closed:
                 return self._own.open(self._config(args, model))
             return own
         return current_session(self._session, WHO)

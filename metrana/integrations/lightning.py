@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("metrana.integrations.lightning needs lightning (or pytorch_lightning): "
                           "pip install 'metrana[integrations]'") from exc
 
-from .._session import Session, State
+from .._thread_session import Session
 from ._common import (
     OwnRun,
     StepFilter,
@@ -110,7 +110,7 @@ class MetranaLogger(Logger):
     def _target(self, config: Mapping[str, Any] | None = None) -> Session:
         if self._own is not None:
             own = self._own.session
-            if own is None or own._state is State.CLOSED:
+            if own is None or own.is_closed:
                 return self._own.open(config)
             return own
         return current_session(self._session, WHO)
@@ -149,7 +149,7 @@ class MetranaLogger(Logger):
         config is fixed when it opens: pass ``config=`` to ``metrana.init``)."""
         values = vars(params) if isinstance(params, Namespace) else dict(params or {})
         own = self._own.session if self._own is not None else None
-        if self._own is not None and (own is None or own._state is State.CLOSED):
+        if self._own is not None and (own is None or own.is_closed):
             self._target(safe_config(values, who=WHO, reserve=self._own.user_config)
                          if values else None)
         elif values:

@@ -7,9 +7,9 @@ points each) when the range holds many points, and on the points themselves when
 — so a 10M-point series costs a read of its block statistics, never of its points.
 
 Buckets are equal-width in x over the asked range; a block belongs to the bucket of its first
-x. Blocks are used only when buckets hold more points than a block (else the points are), so a
-block's points lie at most about one bucket width from where they are drawn — and each point is
-counted in exactly one bucket, so min, max and count over any set of buckets are exact.
+x. Blocks are used only when the range holds more than 32 points a bucket (else the points
+are), so a block's points lie at most a few bucket widths from where they are drawn — and each
+point is counted in exactly one bucket, so min, max and count over any set of buckets are exact.
 """
 
 from __future__ import annotations
@@ -128,5 +128,6 @@ def bucket_points(columns: Columns, lo: int, hi: int, n: int, *, spread: bool = 
 
 
 def needs_points(total_points: int, n: int) -> bool:
-    """Few enough points that using them directly is cheaper (and finer) than blocks."""
-    return total_points <= BLOCK_POINTS * n
+    """Few enough points that using them directly is cheap; above this, block statistics
+    (a block then spans at most about four buckets)."""
+    return total_points <= BLOCK_POINTS * n // 4

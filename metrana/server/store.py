@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from .._wire import json_number
 from .buckets import aggregate, bucket_points, needs_points
 from .chunks import (
     BLOCK_POINTS,
@@ -48,7 +49,8 @@ from .errors import Conflict, NotFound, SchemaError, Unprocessable
 from .ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_update
 from .schema import ensure_schema
 
-__all__ = ["Conflict", "NotFound", "SchemaError", "Store", "Unprocessable"]
+__all__ = ["SERIES_COLUMNS", "Conflict", "NotFound", "SchemaError", "Store", "Unprocessable",
+           "run_status", "series_dict"]
 
 MERGE_BELOW = 1024  # a session's last chunk smaller than this takes the next points in
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
@@ -64,7 +66,7 @@ _AGG_FN_NAMES = {
 }
 _SERIES_KEY = ("run_id = ? AND kind = ? AND metric_name = ? AND scale = ? AND labels = ? AND "
                "environment_id = ? AND has_episode = ? AND episode = ?")
-_SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
+SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                    "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
                    "vsum, last_x, last_minor, last_t, last_value, last_kind, last_activity_ns")
 
@@ -507,8 +509,8 @@ class Store:
                 kind, value = "string_set_value", sorted(current)
             else:
                 raise Unprocessable(f"attribute {path!r} has no value")
-        if isinstance(value, float) and not math.isfinite(value):
-            value = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, float):
+            value = json_number(value)
         tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, "
                "value = excluded.value",
@@ -547,8 +549,8 @@ class Store:
                     "SELECT path, kind, value FROM attributes WHERE run_id = ? ORDER BY path",
                     (run_id,))
             }
-            series = [_series_dict(row) for row in tx.all(
-                f"SELECT {_SERIES_COLUMNS} FROM series WHERE run_id = ? ORDER BY id", (run_id,))]
+            series = [series_dict(row) for row in tx.all(
+                f"SELECT {SERIES_COLUMNS} FROM series WHERE run_id = ? ORDER BY id", (run_id,))]
         last_activity = max([created_ns] + [s["last_activity_ns"] for s in series])
         return {
             "workspace": workspace,
@@ -557,7 +559,7 @@ class Store:
             "experiment": experiment,
             "created_ns": created_ns,
             "last_activity_ns": last_activity,
-            "status": _status(closed_ns, last_activity, now),
+            "status": run_status(closed_ns, last_activity, now),
             "aggregation_rules": json.loads(rules),
             "attributes": attributes,
             "series": series,
@@ -641,19 +643,36 @@ class Store:
                                                 columns.t.tolist(), columns.v.tolist(),
                                                 columns.missing.tolist(), strict=True)]
 
+    def _find_run(self, tx: Tx, workspace: str, project: str, run_name: str) -> int:
+        row = tx.one("SELECT runs.id FROM runs JOIN projects ON projects.id = runs.project_id "
+                     "WHERE workspace = ? AND project = ? AND run_name = ?",
+                     (workspace, project, run_name))
+        if row is None:
+            raise NotFound(f"run {workspace}/{project}/{run_name} does not exist")
+        return int(row[0])
+
+    def has_series(self, workspace: str, project: str, run_name: str, series_id: int) -> bool:
+        """Whether ``series_id`` is a series of this run (NotFound if the run is not there)."""
+        with self.db.read() as tx:
+            run_id = self._find_run(tx, workspace, project, run_name)
+            return tx.one("SELECT 1 FROM series WHERE id = ? AND run_id = ?",
+                          (series_id, run_id)) is not None
+
     def series_ids(self, workspace: str, project: str, run_name: str, metric_name: str,
                    scale: str | None = None, evaluation: bool | None = None) -> list[int]:
         """The RL series of one metric across environments (and episodes) of a run."""
-        run = self.get_run(workspace, project, run_name)
+        with self.db.read() as tx:
+            run_id = self._find_run(tx, workspace, project, run_name)
+            rows = tx.all("SELECT id, scale, labels FROM series WHERE run_id = ? AND kind = 'rl' "
+                          "AND metric_name = ? ORDER BY id", (run_id, metric_name))
         out = []
-        for s in run["series"]:
-            if s["kind"] != "rl" or s["metric_name"] != metric_name:
+        for series_id, series_scale, labels in rows:
+            if scale is not None and series_scale != scale:
                 continue
-            if scale is not None and s["scale"] != scale:
+            if evaluation is not None and \
+                    (json.loads(labels).get("evaluation") == "true") != evaluation:
                 continue
-            if evaluation is not None and (s["labels"].get("evaluation") == "true") != evaluation:
-                continue
-            out.append(int(s["id"]))
+            out.append(int(series_id))
         return out
 
     def iter_export(self, workspace: str, project: str, run_name: str) -> Iterator[dict[str, Any]]:
@@ -683,7 +702,7 @@ def _no_blocks() -> Blocks:
                   empty_f, empty_f)
 
 
-def _status(closed_ns: int | None, last_activity: int, now: int) -> str:
+def run_status(closed_ns: int | None, last_activity: int, now: int) -> str:
     if closed_ns is not None and closed_ns >= last_activity:
         return "finished"
     return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
@@ -700,7 +719,7 @@ def _run_summary(row: tuple[Any, ...], now: int) -> dict[str, Any]:
         "experiment": experiment,
         "created_ns": created_ns,
         "last_activity_ns": last_activity,
-        "status": _status(closed_ns, last_activity, now),
+        "status": run_status(closed_ns, last_activity, now),
         "series_count": int(series_count),
         "point_count": int(point_count),
     }
@@ -712,7 +731,7 @@ def _value(value: float | None, kind: int | None) -> float | None:
     return value if kind == 0 else None
 
 
-def _series_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+def series_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     (series_id, kind, metric_name, scale, labels, environment_id, has_episode, episode, ordering,
      point_count, valid_count, x_min, x_max, _minor_max, vmin, vmax, vsum, last_x, last_minor,
      last_t, last_value, last_kind, last_activity) = row

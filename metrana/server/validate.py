@@ -31,7 +31,13 @@ from typing import Any
 from google.protobuf import descriptor as _d
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from .columnar import read_points
+
 __all__ = ["ValidationError", "compile_message", "parse_timestamp_ns"]
+
+# Repeated points read by columns when they come in the usual form (see .columnar): is RL.
+_COLUMNAR = {"metrana_protobuf.ingestion.v1.types.Point": False,
+             "metrana_protobuf.ingestion.v1.types.CompoundPoint": True}
 
 
 class ValidationError(ValueError):
@@ -343,6 +349,16 @@ class _Compiler:
                 raise
             return out
 
+        columnar = _COLUMNAR.get(field.message_type.full_name) if is_message else None
+        if columnar is not None:
+            rl = columnar
+
+            def convert_points(value: Any) -> Any:
+                # The usual form, read by columns; anything else, point by point (exactly).
+                fast = read_points(value, rl)
+                return fast if fast is not None else convert_list(value)
+
+            return convert_points
         return convert_list
 
     def _map(self, field: _d.FieldDescriptor) -> Converter:

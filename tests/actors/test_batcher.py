@@ -12,8 +12,8 @@ from metrana._actors.step_counter import SeriesState
 from metrana._series import SeriesKey
 
 
-def state(name: str, lane: int) -> SeriesState:
-    return SeriesState(SeriesKey(False, name, "ML_STEP", ()), lane)
+def state(name: str) -> SeriesState:
+    return SeriesState(SeriesKey(False, name, "ML_STEP", ()))
 
 
 def items(n: int) -> list[Any]:
@@ -46,7 +46,7 @@ async def run_batcher(chunks: list[Any], lanes: int = 2, **options: Any
 
 async def test_batches_never_exceed_the_cap_and_keep_order(autojump_clock: trio.abc.Clock) -> None:
     """25,000 points of one series → 10,000 + 10,000 + 5,000, steps continuing in order."""
-    loss = state("loss", 0)
+    loss = state("loss")
     received = await run_batcher([[(loss, 0, items(25_000))]])
     batches = [batch for _, batch in received[0]]
     assert [b.count for b in batches] == [10_000, 10_000, 5_000]
@@ -56,18 +56,25 @@ async def test_batches_never_exceed_the_cap_and_keep_order(autojump_clock: trio.
 
 async def test_a_trickle_is_cut_by_age(autojump_clock: trio.abc.Clock) -> None:
     """A few points wait at most max_age before they are handed to a dispatcher."""
-    loss = state("loss", 1)
+    loss = state("loss")
     start = trio.current_time()
     received = await run_batcher([[(loss, 0, items(3))]], max_age=0.2)
-    (when, batch), = received[1]
+    (when, batch), = received[0]
     assert batch.count == 3
     assert when - start <= 0.2 + 1e-6
-    assert received[0] == []  # the other lane got nothing
+    assert received[1] == []  # the other lane got nothing
 
 
-async def test_series_go_to_their_own_lane(autojump_clock: trio.abc.Clock) -> None:
-    """Each series' points land in the lane the StepCounter gave it."""
-    a, b = state("a", 0), state("b", 1)
-    received = await run_batcher([[(a, 0, items(5)), (b, 0, items(7))]])
-    assert [batch.count for _, batch in received[0]] == [5]
-    assert [batch.count for _, batch in received[1]] == [7]
+async def test_a_series_keeps_its_lane_and_series_spread_round_robin(
+        autojump_clock: trio.abc.Clock) -> None:
+    """Every point of a series goes to one lane (one dispatcher: its requests stay in order);
+    new series take the lanes in turn."""
+    a, b, c = state("a"), state("b"), state("c")
+    received = await run_batcher([[(a, 0, items(5)), (b, 0, items(7))], [(c, 0, items(2))],
+                                  [(a, 5, items(4)), (b, 7, items(1))]])
+    lanes = {id(s): [index for index, lane in enumerate(received)
+                     for _, batch in lane for entry, _ in batch.parcel if entry is s]
+             for s in (a, b, c)}
+    assert set(lanes[id(a)]) == {0} and set(lanes[id(c)]) == {0}
+    assert set(lanes[id(b)]) == {1}
+    assert sum(batch.count for lane in received for _, batch in lane) == 19

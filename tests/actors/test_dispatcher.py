@@ -79,7 +79,8 @@ async def test_bodies_are_gzipped_for_remote_services_only() -> None:
 
     import metrana
     from metrana._config import resolve_settings
-    from metrana._session import TrioSession
+    from metrana._engine import EngineOptions
+    from metrana._trio_session import TrioSession
 
     seen: list[tuple[str | None, bytes]] = []
 
@@ -91,12 +92,12 @@ async def test_bodies_are_gzipped_for_remote_services_only() -> None:
         settings = resolve_settings({"workspace_name": "w", "project_name": "p", "run_name": "r",
                                      "ingestion_url": url, "api_key": "k",
                                      "close_strategy": "CompleteAll"}, environ={})
-        run = TrioSession(settings, transport=httpx.MockTransport(handler), in_trio=True)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run._engine.run)
+        run = TrioSession(settings,
+                          options=EngineOptions(transport=httpx.MockTransport(handler)))
+        async with run.running(init_timeout=5):
             run.log("loss", 1.0)
             assert (await run.aclose()).sent == 1
-        assert isinstance(run, metrana.Session)
+        assert isinstance(run, metrana.TrioSession)
     (remote_encoding, remote_body), (local_encoding, local_body) = [
         s for s in seen if b"loss" in (gzip.decompress(s[1]) if s[0] == "gzip" else s[1])]
     assert remote_encoding == "gzip" and local_encoding is None

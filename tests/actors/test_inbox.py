@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,11 @@ def test_block_waits_until_the_engine_drains() -> None:
     box.put(0)
     box.put(1)
     done = threading.Event()
-    thread = threading.Thread(target=lambda: (box.put(2), done.set()))
+    def put_third() -> None:
+        box.put(2)
+        done.set()
+
+    thread = threading.Thread(target=put_third)
     thread.start()
     assert woken.wait(5)  # the blocked caller asked the engine to drain
     assert not done.is_set()
@@ -79,12 +84,15 @@ def test_close_releases_blocked_callers_with_a_clear_error() -> None:
 def test_many_threads_lose_nothing() -> None:
     """Concurrent puts from 8 threads are all queued, each thread's in its own order."""
     box, counters = inbox(BackpressureStrategy.DropNew, maxsize=0)
-    threads = [threading.Thread(target=lambda t=t: [box.put((t, i)) for i in range(5000)])
-               for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def put_all(t: int) -> None:
+        for i in range(5000):
+            box.put((t, i))
+
+    threads = [threading.Thread(target=put_all, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     items = box.drain()
     assert counters.accepted == len(items) == 40_000
     for t in range(8):
@@ -95,7 +103,7 @@ def test_lock_free_appends_and_concurrent_drains_lose_nothing() -> None:
     """The fast path (deque append) from 8 threads while the engine drains: every item once,
     each thread's in order, and the accepted count exact."""
     box, counters = inbox(BackpressureStrategy.DropNew, maxsize=0)
-    drained: list[object] = []
+    drained: list[Any] = []
     stop = threading.Event()
 
     def engine() -> None:
@@ -105,14 +113,17 @@ def test_lock_free_appends_and_concurrent_drains_lose_nothing() -> None:
 
     drainer = threading.Thread(target=engine)
     drainer.start()
-    threads = [threading.Thread(target=lambda t=t: [box.append((t, i)) for i in range(20_000)])
-               for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def append_all(t: int) -> None:
+        for i in range(20_000):
+            box.append((t, i))
+
+    threads = [threading.Thread(target=append_all, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     stop.set()
     drainer.join()
     assert len(drained) == counters.accepted == 160_000
     for t in range(8):
-        assert [i for tt, i in drained if tt == t] == list(range(20_000))  # type: ignore[misc]
+        assert [i for tt, i in drained if tt == t] == list(range(20_000))

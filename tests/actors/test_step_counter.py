@@ -42,9 +42,9 @@ def points(*items: tuple[SeriesKey, Any, Any, float, int]) -> list[Any]:
     return out
 
 
-def counter(lanes: int = 4) -> tuple[StepCounter, Errors, Counters]:
+def counter() -> tuple[StepCounter, Errors, Counters]:
     errors, counters = Errors(), Counters()
-    sc = StepCounter(None, None, errors, counters, lanes, TABLE)  # type: ignore[arg-type]
+    sc = StepCounter(None, None, errors, counters, TABLE)  # type: ignore[arg-type]
     return sc, errors, counters
 
 
@@ -100,15 +100,3 @@ def test_rl_step_may_not_decrease_and_minor_steps_auto_increment() -> None:
                      (REWARD, None, 9, 1.0, 0), (REWARD, None, 12, 1.0, 0)))
     assert steps(out) == [("reward", 0, 10), ("reward", 1, 10), ("reward", 2, 12)]
     assert "rl_step 9 is lower than the previous 10" in str(errors.reported[0])
-
-
-def test_series_keep_one_lane_and_spread_over_lanes() -> None:
-    """Every point of a series goes to the same dispatcher; series are spread round-robin."""
-    sc, _, _ = counter(lanes=2)
-    keys = [SeriesKey(False, f"m{i}", "ML_STEP", ()) for i in range(4)]
-    out = sc.assign(points(*((k, None, None, 0.0, 0) for k in keys * 3)))
-    lanes: dict[str, set[int]] = {}
-    for state, _first, _items in out:
-        lanes.setdefault(state.key.name, set()).add(state.lane)
-    assert all(len(v) == 1 for v in lanes.values())
-    assert {next(iter(v)) for v in lanes.values()} == {0, 1}

@@ -8,8 +8,6 @@ import httpx
 import pytest
 
 import metrana
-from metrana._config import resolve_settings
-from metrana._session import Session
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -24,12 +22,10 @@ def test_a_crashed_dispatcher_is_reported_and_nothing_hangs() -> None:
             return httpx.Response(200, json={})
         raise RuntimeError("bug in a transport")
 
-    settings = resolve_settings({"workspace_name": "w", "project_name": "p", "run_name": "r",
-                                 "ingestion_url": "http://127.0.0.1:9",
-                                 "error_strategy": "RaiseOnClose", "spool_dir": None,
-                                 "close_strategy": "CompleteAll", "log_level": "Off"}, environ={})
-    run = Session(settings, transport=httpx.MockTransport(broken))
-    run._start_thread(5)
+    run = metrana.session(workspace_name="w", project_name="p", run_name="r",
+                          ingestion_url="http://127.0.0.1:9", error_strategy="RaiseOnClose",
+                          spool_dir=None, close_strategy="CompleteAll", log_level="Off",
+                          transport=httpx.MockTransport(broken), init_timeout=5)
     run.log("loss", 1.0)
     with pytest.raises(metrana.MetranaLoggerClosedError, match="before the flush completed"):
         run.flush(timeout=10)  # released, not hung, when the engine stopped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import metrana
@@ -14,7 +16,7 @@ from metrana._enums import (
     ResumeStrategy,
 )
 
-BASE = {"workspace_name": "ws", "project_name": "proj", "run_name": "r",
+BASE: dict[str, Any] = {"workspace_name": "ws", "project_name": "proj", "run_name": "r",
         "ingestion_url": "http://127.0.0.1:9"}
 
 ENV_CHOICES = [
@@ -57,7 +59,7 @@ def test_invalid_strategy_names_the_variable_and_the_choices(var, arg, kind) -> 
     assert var in str(from_env.value)
     assert all(m.value in str(from_env.value) for m in kind)
     with pytest.raises(metrana.MetranaConfigError) as from_arg:
-        metrana.init(**BASE, **{arg: "sometimes"})
+        metrana.init(**BASE, **{arg: "sometimes"})  # type: ignore[arg-type]
     assert arg in str(from_arg.value)
 
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import inspect
 import pydoc
+from typing import Any
 
 import httpx
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy, post_with_retries
 from metrana._config import resolve_settings
 from metrana._stats import Counters
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
-BASE = {"workspace_name": "ws", "project_name": "proj", "run_name": "r"}
+BASE: dict[str, Any] = {"workspace_name": "ws", "project_name": "proj", "run_name": "r"}
 URL = "http://127.0.0.1:9"
 
 
@@ -30,11 +31,11 @@ URL = "http://127.0.0.1:9"
 def test_a_guessed_keyword_name_gets_the_right_one_suggested(wrong: str, meant: str) -> None:
     """init(workspace=...) is a TypeError that says "did you mean workspace_name?"; session()
     names itself. Raised before anything starts."""
-    arguments = {**BASE, "ingestion_url": URL}
+    arguments: dict[str, Any] = {**BASE, "ingestion_url": URL}
     arguments.pop(meant, None)
     with pytest.raises(TypeError, match=rf"^init\(\) got an unexpected keyword argument "
                                         rf"'{wrong}' \(did you mean {meant}\?\)"):
-        metrana.init(**arguments, **{wrong: "x"})
+        metrana.init(**arguments, **{wrong: "x"})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=rf"^session\(\).*'{wrong}' \(did you mean {meant}\?\)"):
         metrana.session(**arguments, **{wrong: "x"})
 
@@ -106,7 +107,7 @@ def test_help_shows_the_spool_default_by_name() -> None:
     """help(metrana.init) shows what the spool_dir default stands for, not Ellipsis; None
     (and "off") still switch the spool off, and the default still follows METRANA_SPOOL_DIR."""
     default = inspect.signature(metrana.init).parameters["spool_dir"].default
-    text = pydoc.render_doc(metrana.init, renderer=pydoc.plaintext)
+    text = pydoc.render_doc(metrana.init, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
     assert " = <default: ~/.metrana/spool or METRANA_SPOOL_DIR>," in text
     assert "Ellipsis" not in text
     assert resolve_settings({**BASE, "ingestion_url": URL, "spool_dir": None}).spool_dir is None

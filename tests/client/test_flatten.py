@@ -6,6 +6,7 @@ import datetime
 import enum
 import math
 import pathlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import metrana
 from metrana._flatten import flatten_config
 
 
-def by_path(config):  # type: ignore[no-untyped-def]
+def by_path(config: Any) -> dict[str, dict[str, Any]]:
     return {a["path"]: {k: v for k, v in a.items() if k != "path"} for a in flatten_config(config)}
 
 

@@ -7,14 +7,15 @@ import threading
 import time
 import uuid
 import warnings
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 
 def run_name() -> str:
@@ -24,10 +25,10 @@ def run_name() -> str:
 def open_run(info: ServerInfo, **kwargs: object) -> metrana.Session:
     options = {"workspace_name": "ws", "project_name": "proj", "run_name": run_name(),
                "ingestion_url": info.url, "close_strategy": "CompleteAll", **kwargs}
-    return metrana.session(**options)  # type: ignore[arg-type]
+    return metrana.session(**options)
 
 
-def values(points: list[dict[str, object]]) -> list[object]:
+def values(points: list[dict[str, Any]]) -> list[Any]:
     return [p["value"] for p in points]
 
 
@@ -196,9 +197,9 @@ def test_eight_threads_every_point_once_and_in_order(live_server: ServerInfo) ->
         assert values(points) == [float(i) for i in range(10_000)]
     shared = stored["shared"]
     assert [p["step"] for p in shared] == list(range(80_000))
-    assert sorted(values(shared)) == [float(v) for v in range(80_000)]  # type: ignore[type-var]
+    assert sorted(values(shared)) == [float(v) for v in range(80_000)]
     for t in range(8):  # each thread's values appear in its own order along the steps
-        mine = [v for v in values(shared) if t * 10_000 <= v < (t + 1) * 10_000]  # type: ignore[operator]
+        mine = [v for v in values(shared) if t * 10_000 <= v < (t + 1) * 10_000]
         assert mine == sorted(mine)
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import read_points, wait_until
-from faults import FaultProxy
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
 from metrana.server import ServerInfo
+from tests.faults import FaultProxy
+from tests.helpers import read_points, wait_until
 
 
 def new_run() -> str:

@@ -8,9 +8,9 @@ import sys
 import uuid
 
 import pytest
-from conftest import read_points
 
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 RANK_SCRIPT = """
 import sys, metrana

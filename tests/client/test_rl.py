@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 
 def test_rl_series_identity_and_steps(any_live_server: ServerInfo) -> None:

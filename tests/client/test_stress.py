@@ -10,12 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import read_points, wait_until
-from faults import FaultProxy
 
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo
+from tests.faults import FaultProxy
+from tests.helpers import read_points, wait_until
 
 THREADS = 4
 PER_THREAD = 6000
@@ -70,7 +70,7 @@ def test_threads_fork_outage_and_resume_store_every_point_exactly_once(
     assert child.exitcode == 0
     for thread in threads:
         thread.join()
-    proxy.answers.clear()  # ...and comes back
+    proxy.recover()  # ...and comes back
     first = metrana.close()
     assert first.logged == THREADS * PER_THREAD and drops(first) == 0
     assert first.spooled == 0 and first.sent == first.logged

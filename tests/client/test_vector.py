@@ -6,10 +6,10 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo
+from tests.helpers import read_points
 
 
 def open_run(info: ServerInfo) -> metrana.Session:

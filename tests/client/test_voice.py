@@ -52,7 +52,7 @@ def test_debug_lines_say_where_they_come_from(live_server: ServerInfo, tmp_path:
                          init=', log_level="Debug"')
     debug = [line for line in done.stderr.splitlines() if "| DEBUG" in line]
     assert debug and all(SHORT.match(line) for line in debug)
-    assert re.search(r"\(metrana\._\w+:\w+:\d+\)$", debug[0]), debug[0]
+    assert re.search(r"\(metrana(\.\w+)+:\w+:\d+\)$", debug[0]), debug[0]
     assert "metrana._log" not in done.stderr
     [summary] = [line for line in done.stderr.splitlines() if "closed run" in line]
     assert not summary.endswith(")")

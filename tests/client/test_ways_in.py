@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from conftest import read_points
 
 import metrana
 from metrana.server import ServerInfo, background_server
+from tests.helpers import read_points
 
 
 async def test_trio_native_session_runs_in_the_callers_nursery(server: ServerInfo) -> None:

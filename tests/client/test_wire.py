@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 from google.protobuf import json_format
 from metrana_protobuf.ingestion.v1.svc import api_pb2
@@ -16,7 +17,8 @@ VALUES = [0.0, -0.0, 1.0, 0.1, -2.5e-308, 1e16, 1.7976931348623157e308, math.nan
           -math.inf, 123456789.123456789]
 
 
-def expected_message(session_id, run, series_list, attributes):  # type: ignore[no-untyped-def]
+def expected_message(session_id: int, run: tuple[str, str, str], series_list: list[Any],
+                     attributes: list[dict[str, Any]]) -> Any:
     """The same request built the slow, obviously-correct way with protobuf messages."""
     msg = api_pb2.UpdateRunsRequest(session_id=session_id)
     ru = msg.run_updates.add(workspace=run[0], project=run[1], run_name=run[2])
@@ -93,6 +95,43 @@ def test_encoded_updates_parse_into_the_protobuf_built_message() -> None:
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
         assert parsed == expected_message(session_id, run, series_list, attributes), body[:500]
+
+
+def realistic_ts(rng: random.Random, start: int) -> list[int]:
+    """Timestamps as time.time_ns() gives them: increasing, a few µs apart, crossing seconds,
+    now and then a whole number of µs, ms or s."""
+    out, t = [], start
+    for _ in range(rng.randrange(32, 300)):
+        t += rng.choice([rng.randrange(1, 5000), rng.randrange(1, 3) * 10**8])
+        r = rng.random()
+        out.append(t - t % 1000 if r < 0.05 else (t - t % 10**9 if r < 0.07 else t))
+    return out
+
+
+def test_long_runs_take_the_columnar_path_and_parse_the_same() -> None:
+    """Runs of 32-300 points (the engine's usual batch), standard and RL, consecutive or given
+    steps, with step 0, major step 0, NaN/inf, whole-µs/ms/s timestamps and second boundaries
+    among them: ParseDict(ours) == the protobuf-built message."""
+    rng = random.Random(14)
+    for case in range(150):
+        key = random_key(rng)
+        manual = rng.random() < 0.3
+        stamps = realistic_ts(rng, rng.choice([1_795_000_000 * 10**9, 10**18, 2**63 - 10**12,
+                                               1_700_000_000 * 10**9]))
+        if case % 10 == 9:  # an unusual clock: before 2001 (9-digit seconds)
+            stamps = [t % (10**17) for t in stamps]
+        first = rng.choice([0, 1, 5, 2**40])
+        points = []
+        for i, t in enumerate(stamps):
+            value = rng.choice(VALUES) if rng.random() < 0.05 else rng.uniform(-1e6, 1e6)
+            major = rng.choice([0, 7, rng.randrange(2**40)]) if key.rl else None
+            points.append((first + i, major if key.rl else 0, value, t))
+        runs = as_runs(points, rng)
+        body = encode_update(3, "ws", "p", "r", [(series_header(key, manual), key.rl, runs)])
+        parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
+                                       ignore_unknown_fields=False)
+        assert parsed == expected_message(3, ("ws", "p", "r"), [(key, manual, points)], []), \
+            body[:300]
 
 
 def test_canonical_json_details() -> None:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import attributes, run_name, series
 
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 JOB = Path(__file__).with_name("ddp_job.py")
 

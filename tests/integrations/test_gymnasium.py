@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
-from helpers import run_name, series
 
 import metrana
 from metrana.integrations.gymnasium import MetranaEpisodeStatistics, log_episode_statistics
 from metrana.server import ServerInfo
+from tests.integrations.helpers import run_name, series
 
 
 def rl_points(stored: list[dict[str, Any]], metric: str) -> dict[str, list[tuple[int, int, float]]]:
@@ -78,7 +78,7 @@ def test_single_env_wrapper_with_rl_step_function(live_server: ServerInfo) -> No
             rl_step=lambda: updates["n"], labels={"agent": "random"})
         env.reset(seed=3)
         env.action_space.seed(3)
-        seen = []
+        seen: list[Any] = []
         while len(seen) < 5:
             _, _, terminated, truncated, info = env.step(env.action_space.sample())
             updates["n"] += 10

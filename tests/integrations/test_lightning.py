@@ -10,13 +10,13 @@ import httpx
 import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import attributes, run_name, series
 from lightning.pytorch.loggers.logger import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 import metrana
 from metrana.integrations.lightning import MetranaLogger
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 # Lightning's own warnings: a tiny CPU fit has few dataloader workers, and lightning 2.6 still
 # uses torch's deprecated LeafSpec.
@@ -43,7 +43,7 @@ class Regression(pl.LightningModule):
         self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
 
 
 class Capture(Logger):
@@ -148,7 +148,7 @@ def test_logger_on_the_open_run_and_on_other_ranks(live_server: ServerInfo,
                        ingestion_url=live_server.url, close_strategy="CompleteAll")
     logger = MetranaLogger(prefix="pl/")
     logger.log_hyperparams({"lr": 0.1})
-    logger.log_metrics({"loss": 1.0, "text": "x"}, step=3)  # type: ignore[dict-item]
+    logger.log_metrics({"loss": 1.0, "text": "x"}, step=3)
     logger.log_metrics({"loss": 0.5})  # no step: the key's next one
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     logger.log_metrics({"loss": 9.0}, step=10)

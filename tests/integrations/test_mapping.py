@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import attributes, run_name, series
 
 import metrana
 from metrana._flatten import flatten_config
@@ -26,6 +25,7 @@ from metrana.integrations._episodes import episode_statistics
 from metrana.integrations._trainer_hooks import TrainerHooks
 from metrana.integrations.gymnasium import log_episode_statistics
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_name, series
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -17,6 +16,7 @@ from stable_baselines3.common.logger import KVWriter, configure
 import metrana
 from metrana.integrations.sb3 import MetranaCallback, MetranaOutputFormat
 from metrana.server import ServerInfo
+from tests.integrations.helpers import run_name, series
 
 
 class Capture(KVWriter):
@@ -76,7 +76,7 @@ def test_ppo_on_cartpole(live_server: ServerInfo) -> None:
     assert sorted(episodes.seen) == ["0", "1"]
     for env_id, seen in episodes.seen.items():
         # the Monitor's own record of this env's episodes
-        monitor = env.envs[int(env_id)]
+        monitor = env.envs[int(env_id)]  # type: ignore[attr-defined]  # a DummyVecEnv
         assert [r for _, r, _ in seen] == monitor.get_episode_rewards()
         assert [(p["step"], p["minor_step"], p["value"]) for p in rl["episode/return", env_id]] == [
             (step, n, r) for n, (step, r, _) in enumerate(seen)]

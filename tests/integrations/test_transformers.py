@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import attributes, run_name, series
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
 from metrana.integrations.transformers import MetranaCallback
 from metrana.server import ServerInfo
+from tests.integrations.helpers import attributes, run_name, series
 
 
 class Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -33,7 +33,8 @@ class Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
 def tiny_trainer(tmp_path: Path, callback: MetranaCallback) -> Trainer:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16, num_labels=2)
+                        intermediate_size=32, max_position_embeddings=16,
+                        num_labels=2)  # type: ignore[call-arg]  # a PretrainedConfig kwarg
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"), max_steps=8, logging_steps=2, eval_strategy="steps",
         eval_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8,
@@ -71,7 +72,7 @@ def test_trainer_logs_metrics_and_config(live_server: ServerInfo, tmp_path: Path
             if key != "step" and isinstance(value, (int, float)):
                 points = expected.setdefault(series_name(key), [])
                 if not points or points[-1][0] != entry["step"]:  # one value per step
-                    points.append((entry["step"], float(value)))
+                    points.append((int(entry["step"]), float(value)))
     assert {"loss", "learning_rate", "grad_norm", "epoch", "train_loss", "loss{evaluation=true}",
             "runtime{evaluation=true}"} <= set(expected)
     assert [s for s, _ in expected["loss"]] == [2, 4, 6, 8]

@@ -14,11 +14,11 @@ import subprocess
 import sys
 
 import pytest
-from pgcluster import PASSWORD, PASSWORD_USER, Cluster
-from test_cli import metrana, one_line, post_small_run
-from test_store import _execute, _snapshot
 
 from metrana.server import Store
+from tests.pgcluster import PASSWORD, PASSWORD_USER, Cluster
+from tests.server.test_cli import metrana, one_line, post_small_run
+from tests.server.test_store import _execute, _snapshot
 
 
 def test_serve_runs_and_export_on_postgresql_never_print_the_password(

@@ -8,14 +8,15 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from pgcluster import Cluster, throwaway_cluster
-from support import start_serve, stop_serve, wait_until
 
 import metrana
+from tests.helpers import wait_until
+from tests.pgcluster import Cluster, throwaway_cluster
+from tests.support import start_serve, stop_serve
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,10 @@ def test_an_outage_is_answered_503_quickly_and_the_server_serves_again(
                                           "createProjectIfMissing": True}).raise_for_status()
             assert client.post("/v1/runs:update", json=body(0, 50)).status_code == 200
             own_cluster.stop()
-            for send in (lambda: client.post("/v1/runs:update", json=body(50, 50)),
-                         lambda: client.get("/api/runs")):
+            sends: list[Callable[[], httpx.Response]] = [
+                lambda: client.post("/v1/runs:update", json=body(50, 50)),
+                lambda: client.get("/api/runs")]
+            for send in sends:
                 t0 = time.monotonic()
                 answer = send()
                 assert answer.status_code == 503, answer.text

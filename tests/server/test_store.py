@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import in_background, writers_held_at
 
 from metrana.server.errors import Conflict, SchemaError, Unprocessable
 from metrana.server.schema import SCHEMA_VERSION
 from metrana.server.store import Store
+from tests.support import in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
 RELATIVE, ABSOLUTE = 1, 2
@@ -216,12 +216,15 @@ def test_buckets_min_and_max_are_exact_against_the_raw_points(store: Store) -> N
         store.update_runs(update("run", 9, std("loss", list(range(start, start + 10_000)),
                                                values[start:start + 10_000].tolist())))
     series_id = series_of(store)["loss"]["id"]
+    # Full range and zoom: block statistics; 1,000 points in 300 buckets: the points; 100
+    # points in 1,000 buckets: the points themselves (raw).
     ranges = ((0, n - 1, 200), (12_345, 98_765, 150), (40_000, 40_999, 300),
-              (50_000, 50_099, 100))
+              (50_000, 50_099, 1000))
     for lo, hi, buckets in ranges:
         got = store.buckets([series_id], buckets, lo, hi)
-        if hi - lo < 2 * buckets:
-            assert got["raw"] and got["x"] == list(range(lo, hi + 1))
+        assert got["raw"] == (buckets == 1000)
+        if got["raw"]:
+            assert got["x"] == list(range(lo, hi + 1))
             assert got["min"] == got["max"] == values[lo:hi + 1].tolist()
             continue
         assert not got["raw"] and 0 < len(got["x"]) <= buckets

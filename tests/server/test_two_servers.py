@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pgcluster import Cluster
-from support import STORES, in_background, start_serve, stop_serve, writers_held_at
 
 import metrana
+from tests.pgcluster import Cluster
+from tests.support import STORES, in_background, start_serve, stop_serve, writers_held_at
 
 
 @pytest.fixture(scope="module", params=STORES)
@@ -66,7 +66,7 @@ def update_body(run: str, session: int, i: int) -> dict[str, Any]:
 
 def everything(client: httpx.Client, run: str) -> dict[str, Any]:
     """A run as one server answers it: detail, and every series' points and buckets."""
-    detail = client.get(f"/api/runs/ws/proj/{run}").json()
+    detail: dict[str, Any] = client.get(f"/api/runs/ws/proj/{run}").json()
     base = f"/api/runs/ws/proj/{run}/series"
     for s in detail["series"]:
         s["points"] = client.get(f"{base}/{s['id']}/points").json()["points"]

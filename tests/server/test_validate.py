@@ -40,7 +40,7 @@ def random_timestamp(rng: random.Random) -> str:
     nanos = rng.choice([0, rng.randrange(10**9), rng.randrange(1000) * 10**6])
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    return Timestamp(seconds=seconds, nanos=nanos).ToJsonString()
+    return str(Timestamp(seconds=seconds, nanos=nanos).ToJsonString())
 
 
 def random_labels(rng: random.Random) -> dict[str, str]:
@@ -225,3 +225,83 @@ def test_timestamp_fast_path_equals_protobuf(text: str) -> None:
     point = updates_pb2.Point()
     point.timestamp.FromJsonString(text)
     assert parse_timestamp_ns(text) == point.timestamp.ToNanoseconds()
+
+
+def long_points_message(rng: random.Random) -> Any:
+    """A request as clients send it: series of 64-300 points, standard and RL."""
+    msg = api_pb2.UpdateRunsRequest(session_id=rng.randrange(2**64))
+    ru = msg.run_updates.add(workspace="w", project="p", run_name="r")
+    base = rng.choice([1_795_000_000, 1_000_000_000, 5_000_000_000])
+    for rl in (False, True):
+        for _ in range(rng.randrange(1, 3)):
+            s = (ru.rl_series.add(metric_name="r", scale="EPISODE", environment_id="e", ordering=1)
+                 if rl else ru.series.add(metric_name="m", scale="ML_STEP", ordering=1))
+            first = rng.choice([0, 1, 10**12])
+            for i in range(rng.randrange(64, 300)):
+                p = (s.points.add(major_step=rng.choice([0, i, 2**40]), minor_step=first + i)
+                     if rl else s.points.add(step=first + i))
+                nanos = rng.choice([0, rng.randrange(1000) * 10**6, rng.randrange(10**6) * 1000,
+                                    rng.randrange(10**9)])
+                p.timestamp.seconds, p.timestamp.nanos = base + i // 50, nanos
+                p.float_value = rng.choice([0.0, -0.0, 1.5, 2**70, rng.uniform(-1e300, 1e300),
+                                            rng.uniform(-1, 1)])
+    return msg
+
+
+def points_of(parsed: Any) -> list[tuple[Any, ...]]:
+    return [(p.get("step", 0), p.get("major_step", 0), p.get("minor_step", 0), p.get("timestamp"),
+             p.get("float_value")) for ru in parsed["run_updates"]
+            for kind in ("series", "rl_series") for s in ru.get(kind, []) for p in s["points"]]
+
+
+def protobuf_points(msg: Any) -> list[tuple[Any, ...]]:
+    return [(p.step if not rl else 0, p.major_step if rl else 0, p.minor_step if rl else 0,
+             p.timestamp.ToNanoseconds(), p.float_value)
+            for ru in msg.run_updates for rl, series in ((False, ru.series), (True, ru.rl_series))
+            for s in series for p in s.points]
+
+
+def test_points_lists_as_clients_send_them_are_read_by_columns_identically() -> None:
+    """Long points lists in the canonical form take the columnar path (PointColumns) and read
+    exactly what protobuf reads: steps, major/minor steps, timestamps to the ns, values."""
+    from metrana.server.columnar import PointColumns
+
+    rng = random.Random(77)
+    for _ in range(60):
+        msg = long_points_message(rng)
+        body = json_format.MessageToDict(msg)
+        parsed = parse_update(body, "body")
+        lists = [s["points"] for ru in parsed["run_updates"] for kind in ("series", "rl_series")
+                 for s in ru.get(kind, [])]
+        assert lists and all(isinstance(points, PointColumns) for points in lists)
+        assert points_of(parsed) == protobuf_points(msg)
+
+
+ODD_POINTS = [{"step": 7}, {"step": "1e3"}, {"step": " 5"}, {"step": "-1"}, {"step": str(2**64)},
+              {"step": "9" * 19}, {"timestamp": "2026-11-26T09:49:01.5Z"},
+              {"timestamp": "2026-02-29T09:49:01Z"}, {"timestamp": "2024-02-29T09:49:01Z"},
+              {"timestamp": "2026-11-26T09:49:60Z"}, {"timestamp": "0001-01-01T00:00:00Z"},
+              {"timestamp": "2026-11-26T09:49:01.123456789+01:00"}, {"timestamp": "é"},
+              {"floatValue": "NaN"}, {"floatValue": True}, {"floatValue": None}, {"floatValue": 1e400},
+              {"float_value": 1.0}, {"bogus": 1}, {"timestamp": None}]
+
+
+@pytest.mark.parametrize("odd", ODD_POINTS, ids=range(len(ODD_POINTS)))
+def test_one_odd_point_in_a_long_list_gets_protobufs_verdict_and_values(odd: dict[str, Any]) -> None:
+    """A long list with one point in another spelling (valid or not): the exact path decides,
+    so the verdict — and, when valid, every value — is protobuf's."""
+    msg = long_points_message(random.Random(5))
+    body = json_format.MessageToDict(msg)
+    points = body["runUpdates"][0]["series"][0]["points"]
+    points[10] = {k: v for k, v in {**points[10], **odd}.items()
+                  if not (k == "timestamp" and v is None)}  # a missing timestamp
+    accepted = protobuf_accepts(copy.deepcopy(body), api_pb2.UpdateRunsRequest)
+    assert ours_accepts(body, parse_update) == accepted
+    if accepted:
+        expected = json_format.ParseDict(copy.deepcopy(body), api_pb2.UpdateRunsRequest())
+        got = points_of(parse_update(copy.deepcopy(body), "body"))
+        want = protobuf_points(expected)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g[:4] == w[:4] or (g[3] is None and w[3] == 0 and g[:3] == w[:3])
+            assert g[4] == w[4] or (g[4] is None and w[4] == 0.0) or (g[4] != g[4] and w[4] != w[4])

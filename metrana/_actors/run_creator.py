@@ -1,0 +1,209 @@
+"""Run creation: ``POST /v1/runs``, then the run's config — once, for the engine and for sync.
+
+:func:`create_run` is the protocol (used by the :class:`RunCreator` actor of a logger and by
+``metrana sync``); the actor adds what a live logger needs around it: say at once when the
+service cannot be reached (rather than after the whole retry budget), let ``init()`` stop
+waiting then, and fall back to the spool when the budget is spent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from .._config import is_local_url
+from .._delivery import Delivery
+from .._exceptions import (
+    MetranaApiError,
+    MetranaConnectionError,
+    MetranaError,
+    MetranaRunAlreadyExistsError,
+)
+from .._stats import Counters
+from .._wire import encode_update, is_ok
+from .dispatcher import RetryPolicy, post_with_retries
+
+__all__ = ["RunCreator", "RunSpec", "create_run"]
+
+ATTRIBUTES_PER_REQUEST = 1000
+# Statuses of POST /v1/runs that mean "this URL is not a Metrana ingestion service".
+_NOT_METRANA = (404, 405, 501)
+
+Post = Callable[[str, bytes], Awaitable[httpx.Response]]
+
+
+@attrs.frozen
+class RunSpec:
+    """What creating a run sends: its names, experiment, aggregation rules and config."""
+
+    workspace: str
+    project: str
+    run_name: str
+    experiment: str | None = None
+    aggregation_rules: tuple[dict[str, Any], ...] = ()
+    attributes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.workspace}/{self.project}/{self.run_name}"
+
+    def manifest(self, ingestion_url: str) -> dict[str, Any]:
+        """The spool's ``run.json``: enough for ``metrana sync`` to create the run."""
+        return {"workspace": self.workspace, "project": self.project, "run_name": self.run_name,
+                "experiment": self.experiment, "ingestion_url": ingestion_url,
+                "aggregation_rules": list(self.aggregation_rules),
+                "attributes": list(self.attributes)}
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> RunSpec:
+        return cls(manifest["workspace"], manifest["project"], manifest["run_name"],
+                   manifest.get("experiment"), tuple(manifest.get("aggregation_rules") or ()),
+                   tuple(manifest.get("attributes") or ()))
+
+    def create_body(self) -> bytes:
+        run: dict[str, Any] = {"workspace": self.workspace, "project": self.project,
+                               "runName": self.run_name}
+        if self.experiment:
+            run["experiment"] = self.experiment
+        body: dict[str, Any] = {"run": run, "createProjectIfMissing": True}
+        if self.aggregation_rules:
+            body["aggregationRules"] = list(self.aggregation_rules)
+        return json.dumps(body).encode()
+
+
+async def create_run(post: Post, spec: RunSpec, session_id: int, *,
+                     refuse_existing: bool = False) -> bool:
+    """Create the run (or find it) and send its config; True when it already existed.
+
+    Raises:
+        MetranaRunAlreadyExistsError: it exists and ``refuse_existing``.
+        MetranaApiError: the service refused, or the URL is not a Metrana service.
+        MetranaConnectionError: from ``post``, when the service cannot be reached.
+    """
+    response = await post("/runs", spec.create_body())
+    resumed = response.status_code == 409
+    if resumed and refuse_existing:
+        raise MetranaRunAlreadyExistsError(
+            f"run {spec.name} already exists and resume_strategy is Never; choose another "
+            "run_name or resume_strategy='Allow'")
+    if response.status_code in _NOT_METRANA:
+        raise MetranaApiError(
+            f"{response.request.url} answered HTTP {response.status_code}: this URL does not "
+            "look like a Metrana ingestion service. Check ingestion_url (the local server is "
+            "`metrana serve`, at http://127.0.0.1:8787 by default; give the server's base URL, "
+            "without /v1)", status=response.status_code, body=response.text[:2000])
+    if not resumed and not is_ok(response.status_code):
+        raise MetranaApiError(
+            f"creating run {spec.name} failed with HTTP {response.status_code}: "
+            f"{response.text[:500]}", status=response.status_code, body=response.text[:2000])
+    for start in range(0, len(spec.attributes), ATTRIBUTES_PER_REQUEST):
+        chunk = spec.attributes[start:start + ATTRIBUTES_PER_REQUEST]
+        body = encode_update(session_id, spec.workspace, spec.project, spec.run_name, (), chunk)
+        response = await post("/runs:update", body)
+        if not is_ok(response.status_code):
+            raise MetranaApiError(
+                f"sending the config of run {spec.name} failed with HTTP "
+                f"{response.status_code}: {response.text[:500]}", status=response.status_code)
+    return resumed
+
+
+class RunCreator:
+    """The logger's actor that creates its run, once, as soon as it starts."""
+
+    def __init__(self, client: httpx.AsyncClient, spec: RunSpec, session_id: int, *,
+                 policy: RetryPolicy, recovery_policy: RetryPolicy, counters: Counters,
+                 delivery: Delivery, refuse_existing: bool, say: Callable[[str, str], None],
+                 on_fatal: Callable[[BaseException], None]) -> None:
+        self._client = client
+        self._spec = spec
+        self._session_id = session_id
+        self._policy = policy
+        self._recovery_policy = recovery_policy
+        self._counters = counters
+        self._delivery = delivery
+        self._refuse_existing = refuse_existing
+        self._say = say
+        self._on_fatal = on_fatal
+        self.scope = trio.CancelScope()  # cancelled when nothing more will be sent
+        self.done = trio.Event()  # init() may stop waiting: created, refused, or unreachable
+        self.on_done: Callable[[], None] = lambda: None  # told the same (thread-mode init())
+        self.error: BaseException | None = None
+        self.resumed = False
+        self.unreachable: str | None = None  # why the service could not be reached, if so
+
+    def _service_url(self) -> str:
+        """The ingestion URL as the user gave it (the client's base URL is ``<it>/v1``)."""
+        return str(self._client.base_url).rstrip("/").removesuffix("/v1")
+
+    def _release_init(self) -> None:
+        if not self.done.is_set():
+            self.done.set()
+            self.on_done()
+
+    def _heard_failure(self, attempt: int, reason: str, unreachable: bool) -> None:
+        """The first failure to reach the service: say at once what is wrong."""
+        if self.unreachable is not None or self._delivery.run_ready.is_set() or not unreachable:
+            return
+        self.unreachable = reason
+        url = self._service_url()
+        hint = (" — is `metrana serve` running? (start it with `metrana serve`)"
+                if is_local_url(url) else "")
+        spool = self._delivery.can_spool
+        kept = "points are kept and spooled" if spool else "points are kept in memory"
+        self._say("WARNING", f"cannot reach {url} ({reason}){hint}; {kept} and sent when it "
+                             "answers")
+        self._release_init()  # no point making init() wait for a service that is not there
+
+    async def _post(self, persistent: bool, path: str, body: bytes) -> httpx.Response:
+        policy = self._recovery_policy if persistent else self._policy
+        while True:
+            try:
+                return await post_with_retries(self._client, path, body, policy, self._counters,
+                                               on_failure=self._heard_failure)
+            except MetranaConnectionError:
+                if not persistent:
+                    raise
+                # however long the service is away: the backoff inside paces the probing
+
+    async def ensure(self, *, persistent: bool) -> None:
+        """Create the run unless it exists already (Recovery calls this before replaying)."""
+        if self._delivery.run_ready.is_set():
+            return
+        self.resumed = await create_run(lambda path, body: self._post(persistent, path, body),
+                                        self._spec, self._session_id,
+                                        refuse_existing=self._refuse_existing)
+        self.unreachable = None
+        self._delivery.run_created()
+        if self.resumed:
+            self._say("SUCCESS", f"resuming run {self._spec.name}, which already exists at "
+                                 f"{self._service_url()}: new points of its series are "
+                                 "stored after the ones it has (resume_strategy='Never' refuses "
+                                 "instead)")
+        else:
+            self._say("DEBUG", f"run {self._spec.name} created")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with self.scope:
+                await self.ensure(persistent=False)
+        except MetranaConnectionError as exc:
+            if not self._delivery.can_spool:
+                self._fail(exc)
+            else:
+                # Unreachable for the whole retry budget: spool until it answers; Recovery
+                # creates the run before replaying.
+                self._delivery.enter_outage(self.unreachable or str(exc))
+        except MetranaError as exc:
+            self._fail(exc)
+        finally:
+            self._release_init()
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self._on_fatal(error)

@@ -1,0 +1,172 @@
+"""The engine: the delivery mode its actors share, and what it sends around the points (the
+run, its config, an earlier session's spool first, ``closeRun`` last). Narrow tests over
+``httpx.MockTransport`` recording every request in order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from metrana._config import resolve_settings
+from metrana._delivery import CATCH_UP_GRACE, Delivery, DeliveryMode
+from metrana._engine import EngineOptions
+from metrana._series import SeriesKey
+from metrana._spool import SpoolWriter, encode_record, run_spool_dir, segments
+from metrana._trio_session import TrioSession
+
+
+def mode(d: Delivery) -> DeliveryMode:
+    """Read the mode afresh (the calls in between change it; mypy would narrow a read)."""
+    return d.mode
+
+
+def delivery(spool: Path | None, said: list[str] | None = None) -> Delivery:
+    return Delivery(offline=False, spool_dir=spool,
+                    say=lambda level, message: (said if said is not None else []).append(message))
+
+
+async def test_an_outage_sends_batches_to_the_spool_and_wakes_recovery(tmp_path: Path) -> None:
+    said: list[str] = []
+    d = delivery(tmp_path, said)
+    assert mode(d) is DeliveryMode.DIRECT and not d.spool_only
+    d.enter_outage("connection refused")
+    assert mode(d) is DeliveryMode.OUTAGE and d.spool_only and d.outage
+    assert d.recovery_wake.is_set()
+    assert "connection refused" in said[0] and str(tmp_path) in said[0]
+    await d.wait_sendable()  # spooling: dispatchers go on at once
+
+
+async def test_without_a_spool_there_is_no_outage_mode() -> None:
+    d = delivery(None)
+    d.enter_outage("down")
+    assert mode(d) is DeliveryMode.DIRECT and not d.spool_only
+
+
+async def test_catching_up_holds_new_batches_until_the_spool_is_empty(tmp_path: Path) -> None:
+    """While Recovery replays the last records, dispatchers wait; then they send directly."""
+    d = delivery(tmp_path)
+    d.run_created()
+    d.enter_outage("down")
+    d.catch_up()
+    assert mode(d) is DeliveryMode.CATCHING_UP and not d.spool_only
+    released: list[DeliveryMode] = []
+
+    async def dispatcher() -> None:
+        await d.wait_sendable()
+        released.append(mode(d))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(dispatcher)
+        await trio.testing.wait_all_tasks_blocked()
+        assert released == []  # held
+        d.recovered()
+    assert released == [DeliveryMode.DIRECT] and not d.outage
+
+
+async def test_catching_up_gives_up_holding_after_the_grace(tmp_path: Path,
+                                                            autojump_clock: trio.abc.Clock) -> None:
+    """If the last records take longer (the service went away again), batches go back to
+    the spool instead of piling up in memory."""
+    d = delivery(tmp_path)
+    d.enter_outage("down")
+    d.catch_up()
+    start = trio.current_time()
+    await d.wait_sendable()
+    assert trio.current_time() - start == pytest.approx(CATCH_UP_GRACE)
+    assert mode(d) is DeliveryMode.OUTAGE and d.spool_only
+
+
+async def test_forced_is_for_good_and_offline_stays_offline(tmp_path: Path) -> None:
+    d = delivery(tmp_path)
+    d.enter_outage("down")
+    d.force()
+    d.recovered()
+    assert mode(d) is DeliveryMode.FORCED and d.spool_only
+    offline = Delivery(offline=True, spool_dir=tmp_path, say=lambda level, message: None)
+    offline.force()
+    offline.enter_outage("x")
+    assert mode(offline) is DeliveryMode.OFFLINE and offline.run_ready.is_set()
+
+
+# ------------------------------------------------------------------- the engine, end to end
+
+class Service:
+    """A mock ingestion service recording (path, body) of every request, in order."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(409 if request.url.path.endswith("/runs") and self.created else 200,
+                              json={})
+
+    @property
+    def created(self) -> bool:
+        return sum(1 for path, _ in self.requests if path.endswith("/runs")) > 1
+
+    def updates(self) -> list[dict[str, Any]]:
+        return [body["runUpdates"][0] for path, body in self.requests if path.endswith(":update")]
+
+
+def session_for(service: Service, spool: Path | None = None, **settings: Any) -> TrioSession:
+    arguments = {"workspace_name": "ws", "project_name": "proj", "run_name": "run",
+                 "ingestion_url": "http://127.0.0.1:9", "log_level": "Off",
+                 "spool_dir": spool, **settings}
+    return TrioSession(resolve_settings(arguments, environ={}),
+                       arguments.pop("attributes", None),
+                       options=EngineOptions(transport=httpx.MockTransport(service)))
+
+
+async def test_the_run_then_its_config_then_points_then_close_run() -> None:
+    """POST /v1/runs first; the config 1,000 attributes a request; the points; and, once all
+    is delivered, an update carrying only closeRun."""
+    service = Service()
+    attributes = [{"path": f"config/k{i}", "intValue": str(i)} for i in range(2500)]
+    run = session_for(service, close_strategy="CompleteAll", attributes=attributes)
+    async with run.running(init_timeout=5):
+        for i in range(10):
+            run.log("loss", float(i))
+    paths = [path for path, _ in service.requests]
+    assert paths[0] == "/v1/runs"
+    updates = service.updates()
+    assert [len(u.get("attributes", [])) for u in updates[:3]] == [1000, 1000, 500]
+    assert [p["floatValue"] for u in updates[3:-1] for s in u.get("series", [])
+            for p in s["points"]] == [float(i) for i in range(10)]
+    assert updates[-1] == {"workspace": "ws", "project": "proj", "runName": "run",
+                           "closeRun": {}}
+
+
+async def test_an_immediate_close_sends_no_close_run() -> None:
+    service = Service()
+    run = session_for(service, close_strategy="Immediate")
+    async with run.running(init_timeout=5):
+        pass
+    assert all("closeRun" not in u for u in service.updates())
+
+
+async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_path: Path) -> None:
+    """init() of a run that left points on disk: those go first, then the new ones; the
+    leftover segment is deleted once delivered."""
+    directory = run_spool_dir(tmp_path, "ws", "proj", "run")
+    writer = SpoolWriter(directory)
+    key = SeriesKey(False, "loss", "ML_STEP", ())
+    writer.append(encode_record(41, [(key, False, [(i, None, -float(i + 1), 10**18 + i)
+                                                   for i in range(5)])]))
+    writer.close()
+    service = Service()
+    run = session_for(service, tmp_path)
+    async with run.running(init_timeout=5):
+        for i in range(3):
+            run.log("loss", float(i))
+    sent = [(body.get("sessionId"), p["floatValue"]) for path, body in service.requests
+            if path.endswith(":update") for u in body["runUpdates"] for s in u.get("series", [])
+            for p in s["points"]]
+    assert [v for _, v in sent] == [-1.0, -2.0, -3.0, -4.0, -5.0, 0.0, 1.0, 2.0]
+    assert {session for session, _ in sent[:5]} == {"41"}
+    assert segments(directory) == []

@@ -1,0 +1,124 @@
+"""The dashboard's routes over HTTP: its static files and the reads it adds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import httpx
+
+import metrana
+from metrana.server import ServerInfo, background_server
+
+
+def test_page_and_static_files_are_served_from_the_package(live_server: ServerInfo) -> None:
+    with httpx.Client(base_url=live_server.url) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert '<script src="/static/dashboard.js" type="module">' in page.text
+        for path, kind in (("/static/dashboard.js", "text/javascript"),
+                           ("/static/dashboard.css", "text/css"),
+                           ("/static/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
+                           ("/static/vendor/uplot/uPlot.min.css", "text/css"),
+                           ("/static/vendor/uplot/LICENSE", "text/plain")):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["content-type"].startswith(kind), path
+        # Revalidation is cheap: same ETag, no body.
+        etag = client.get("/static/dashboard.js").headers["etag"]
+        again = client.get("/static/dashboard.js", headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b""
+        assert client.head("/static/dashboard.js").content == b""
+        assert client.post("/").status_code == 405
+        # Only the package's files: nothing else can be named.
+        for path in ("/static/", "/static/missing.js", "/static/../store.py",
+                     "/static/%2e%2e/store.py", "/index.html"):
+            assert client.get(path).status_code == 404, path
+
+
+def test_page_needs_no_key_but_the_api_does(tmp_path: Path) -> None:
+    with background_server(tmp_path / "s.sqlite3", api_key="k3y") as info, \
+            httpx.Client(base_url=info.url) as client:
+        assert client.get("/").status_code == 200
+        assert "k3y" not in client.get("/").text
+        assert client.get("/static/dashboard.js").status_code == 200
+        assert client.get("/api/runs").status_code == 401
+        assert client.get("/api/runs", headers={"Authorization": "Bearer k3y"}).status_code == 200
+
+
+def test_series_changed_since_a_cursor(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="cursor",
+                         ingestion_url=url) as session, httpx.Client(base_url=url) as client:
+        session.log({"a": 1.0, "b": 2.0})
+        session.flush()
+        base = "/api/runs/dash/routes/cursor/series"
+        everything = client.get(base, params={"since": 0}).json()
+        assert sorted(s["metric_name"] for s in everything["series"]) == ["a", "b"]
+        assert everything["status"] == "live"
+        cursor = everything["now_ns"]
+        assert client.get(base, params={"since": cursor}).json()["series"] == []
+        session.log("b", 3.0)
+        session.flush()
+        changed = client.get(base, params={"since": cursor}).json()["series"]
+        assert [(s["metric_name"], s["point_count"]) for s in changed] == [("b", 2)]
+        assert client.get("/api/runs/dash/routes/nope/series").status_code == 404
+
+
+def test_band_of_one_environment(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="envs",
+                         ingestion_url=url) as session:
+        for env in range(3):
+            for k in range(10):
+                session.log_rl_episode("return", float(env), rl_step=k, env_id=f"e{env}")
+    with httpx.Client(base_url=url) as client:
+        base = "/api/runs/dash/routes/envs/bands"
+        every = client.get(base, params={"metric": "return"}).json()
+        assert every["series"] == 3 and sum(every["count"]) == 30
+        one = client.get(base, params={"metric": "return", "environment": "e2"}).json()
+        assert one["series"] == 1 and sum(one["count"]) == 10
+        assert set(one["mean"]) == {2.0}
+        missing = client.get(base, params={"metric": "return", "environment": "e9"})
+        assert missing.status_code == 404 and "'e9'" in missing.json()["message"]
+
+
+def test_buckets_of_several_series_in_one_request(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="batch",
+                         ingestion_url=url) as session:
+        for i in range(100):
+            session.log({"a": float(i), "b": -float(i)})
+        session.log("odd", [1.0, math.nan, math.inf, -math.inf])
+    with metrana.session(workspace_name="dash", project_name="routes", run_name="batch-other",
+                         ingestion_url=url) as session:
+        session.log("c", 1.0)
+    with httpx.Client(base_url=url) as client:
+        base = "/api/runs/dash/routes/batch"
+        ids = {s["metric_name"]: s["id"] for s in client.get(base).json()["series"]}
+        a, b = ids["a"], ids["b"]
+        body = client.get(f"{base}/buckets", params={"n": 10, "series": f"{a},{b}:90,{a}:5:9"})
+        assert body.status_code == 200, body.text
+        got = body.json()["series"]
+        assert [(g["series_id"], g["start"], g["end"]) for g in got] == [
+            (a, None, None), (b, 90, None), (a, 5, 9)]
+        assert sum(got[0]["count"]) == 100 and not got[0]["raw"] and len(got[0]["x"]) == 10
+        assert got[1]["raw"] and got[1]["x"] == list(range(90, 100))
+        assert got[1]["mean"][0] == -90.0
+        assert got[2]["x"] == [5, 6, 7, 8, 9]
+        # The same as one series' own route.
+        single = client.get(f"{base}/series/{a}/buckets", params={"n": 10}).json()
+        assert {k: single[k] for k in ("x", "min", "max", "mean", "count")} == \
+            {k: got[0][k] for k in ("x", "min", "max", "mean", "count")}
+        # Non-finite values spelt as every read spells them.
+        odd = client.get(f"{base}/buckets", params={"series": ids["odd"]}).json()["series"][0]
+        assert odd["mean"] == [1.0, "NaN", "Infinity", "-Infinity"]
+        assert client.get(f"{base}/series/{ids['odd']}/buckets").json()["mean"] == odd["mean"]
+        other_run = client.get("/api/runs/dash/routes/batch-other").json()["series"][0]["id"]
+        for series, status in ((f"{a},{other_run}", 404), ("x", 400), (f"{a}:1:2:3", 400),
+                               (",".join([str(a)] * 101), 400), (f"{a}:{2**63}", 400),
+                               ("", 400)):
+            response = client.get(f"{base}/buckets", params={"series": series})
+            assert response.status_code == status, (series, response.text)
