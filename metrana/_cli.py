@@ -38,7 +38,9 @@ metrana.init(..., ingestion_url=<the URL it prints>), then look at what was stor
 
 _EPILOG = """\
 environment:
-  METRANA_DB              database of serve/runs/export (default ~/.metrana/metrana.sqlite3)
+  METRANA_SERVER_DB       database of serve/runs/export: a SQLite file or a postgresql:// URL
+                          (default ~/.metrana/metrana.sqlite3)
+  METRANA_DB              the same, when METRANA_SERVER_DB is not set
   METRANA_API_KEY         API key that runs/export/sync send
   METRANA_SERVER_API_KEY  API key that serve requires
   METRANA_INGESTION_URL   where sync sends (default: the URL each run was logged to)
@@ -50,10 +52,12 @@ environment:
 _SERVE_HELP = """\
 Run the local ingestion server until Ctrl-C or SIGTERM.
 
-Reads and writes: the SQLite database --db (default $METRANA_DB, else
-~/.metrana/metrana.sqlite3), created if missing. Each request is one transaction, so
-everything the server acknowledged is on disk.
-Prints: the URL to pass to metrana.init(ingestion_url=...).
+Reads and writes: the database --db (default $METRANA_SERVER_DB or $METRANA_DB, else
+~/.metrana/metrana.sqlite3): a SQLite file, created if missing, or a PostgreSQL database,
+--db postgresql://USER@HOST/DATABASE (its tables are created if missing; several servers may
+share one). Each request is one transaction, so everything the server acknowledged is stored.
+Prints: the URL to pass to metrana.init(ingestion_url=...), and the database (never its
+password).
 
 It listens on loopback (127.0.0.1) unless --host says otherwise. To require an API key, set
 METRANA_SERVER_API_KEY in its environment (preferred: a --api-key argument is visible to
@@ -61,9 +65,10 @@ every user of the machine in 'ps'); clients then send it as api_key= or METRANA_
 """
 
 _READ_SOURCE_HELP = """\
-Reads: the SQLite file --db (default $METRANA_DB, else ~/.metrana/metrana.sqlite3), or a
-running server's read API with --url. A server started with an API key needs it here too:
---api-key KEY, or METRANA_API_KEY in the environment (preferred: arguments show in 'ps').
+Reads: the database --db (a SQLite file or a postgresql:// URL; default $METRANA_SERVER_DB or
+$METRANA_DB, else ~/.metrana/metrana.sqlite3), or a running server's read API with --url.
+A server started with an API key needs it here too: --api-key KEY, or METRANA_API_KEY in
+the environment (preferred: arguments show in 'ps').
 """
 
 _RUNS_HELP = "List the stored runs with their series and point counts.\n\n" + _READ_SOURCE_HELP + """\
@@ -106,10 +111,16 @@ def _version() -> str:
     return f"metrana {__version__}"
 
 
-def _default_db() -> Path:
+def _default_db() -> str:
+    """$METRANA_SERVER_DB, else $METRANA_DB, else the default SQLite file."""
     from .server.runner import DEFAULT_DB_PATH
 
-    return Path(os.environ.get("METRANA_DB") or DEFAULT_DB_PATH).expanduser()
+    return (os.environ.get("METRANA_SERVER_DB") or os.environ.get("METRANA_DB")
+            or str(DEFAULT_DB_PATH))
+
+
+def _is_url(db: str) -> bool:
+    return "://" in db
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,14 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the local ingestion server (SQLite)",
+    serve = sub.add_parser("serve", help="run the ingestion server (SQLite or PostgreSQL)",
                            description=_SERVE_HELP, formatter_class=raw)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8787,
                        help="port (default 8787; 0 picks a free one and prints it)")
-    serve.add_argument("--db", type=Path, default=None, metavar="PATH",
-                       help="SQLite database file (default $METRANA_DB or ~/.metrana/metrana.sqlite3)")
+    serve.add_argument("--db", default=None, metavar="PATH|URL",
+                       help="SQLite database file, or postgresql://USER@HOST/DATABASE (default "
+                            "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
     serve.add_argument("--api-key", default=None, metavar="KEY",
                        help="require 'Authorization: Bearer KEY' on every request; prefer "
                             "METRANA_SERVER_API_KEY, which 'ps' does not show")
@@ -143,9 +155,9 @@ def _parser() -> argparse.ArgumentParser:
             ("export", "write every point of one run as CSV or JSON lines", _EXPORT_HELP)):
         cmd = sub.add_parser(name, help=summary, description=description, formatter_class=raw)
         source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--db", type=Path, default=None, metavar="PATH",
-                            help="read this SQLite file (default $METRANA_DB or "
-                                 "~/.metrana/metrana.sqlite3)")
+        source.add_argument("--db", default=None, metavar="PATH|URL",
+                            help="read this SQLite file or postgresql:// database (default "
+                                 "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
         source.add_argument("--url", default=None,
                             help="read from the server running at URL instead")
         cmd.add_argument("--api-key", default=None, metavar="KEY",
@@ -283,12 +295,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server.runner import serve, warn_if_public
 
-    db = args.db.expanduser() if args.db else _default_db()
+    db: str | Path = args.db or _default_db()
+    if not _is_url(str(db)):
+        db = Path(db).expanduser()
     api_key = args.api_key or os.environ.get("METRANA_SERVER_API_KEY") or None
     if args.api_key:
         print("metrana serve: note: --api-key is visible to other users in 'ps'; prefer "
               "METRANA_SERVER_API_KEY=... metrana serve", file=sys.stderr)
-    _check_database(db)
+    if isinstance(db, Path):
+        _check_database(db)
     warn_if_public(args.host, api_key)
     # A request body parses into ~10 objects a point, all acyclic and freed by reference
     # counting; the default collector thresholds would walk them hundreds of times a request.
@@ -357,11 +372,15 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-def _startup_problem(exc: BaseException, host: str, port: int, db: Path) -> str | None:
+def _startup_problem(exc: BaseException, host: str, port: int, db: str | Path) -> str | None:
     """One line for a startup failure a user can fix, or None (a bug: show the traceback)."""
+    from .server.errors import DatabaseError, SchemaError
+
     for leaf in _leaves(exc):
         if isinstance(leaf, KeyboardInterrupt):
             return "interrupted before it started"
+        if isinstance(leaf, (DatabaseError, SchemaError)):
+            return str(leaf)
         if isinstance(leaf, socket.gaierror):
             return (f"cannot listen on {host!r}: no such address ({leaf.strerror}); use "
                     "--host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
@@ -453,26 +472,35 @@ def api_run_path(workspace: str, project: str, run: str) -> str:
 class _Reader:
     """Reads runs either straight from the SQLite file or over the server's read API."""
 
-    def __init__(self, db: Path | None, url: str | None, api_key: str | None) -> None:
+    def __init__(self, db: str | None, url: str | None, api_key: str | None) -> None:
         self._url = url.rstrip("/") if url else None
         self._api_key = api_key or os.environ.get("METRANA_API_KEY") or None
         self._store: Any = None
         self._client: Any = None
         if self._url is None:
+            from .server.database import redact
+            from .server.errors import DatabaseError, SchemaError
             from .server.store import Store
 
-            path = db.expanduser() if db else _default_db()
-            if not path.exists():
-                raise _CLIError(f"no database at {path}: start 'metrana serve' (it creates "
-                                "it), or pass --db PATH or --url URL")
-            if path.is_dir():
-                raise _CLIError(f"{path} is a directory; pass --db with the database file")
+            target = db or _default_db()
+            if _is_url(target):
+                where = redact(target)
+            else:
+                path = Path(target).expanduser()
+                if not path.exists():
+                    raise _CLIError(f"no database at {path}: start 'metrana serve' (it creates "
+                                    "it), or pass --db PATH or --url URL")
+                if path.is_dir():
+                    raise _CLIError(f"{path} is a directory; pass --db with the database file")
+                target = where = str(path)
             try:
-                self._store = Store(path)
+                self._store = Store(target)
+            except (DatabaseError, SchemaError) as exc:
+                raise _CLIError(str(exc)) from None
             except (OSError, sqlite3.Error) as exc:
-                raise _CLIError(f"cannot read {path} as a metrana database: {exc}") from None
-            self.where = f"database {path}"
-            self.source = f"--db {_shell(str(path))}"
+                raise _CLIError(f"cannot read {where} as a metrana database: {exc}") from None
+            self.where = f"database {where}"
+            self.source = f"--db {_shell(where)}"
         else:
             import httpx
 
@@ -561,8 +589,11 @@ def _runs(args: argparse.Namespace) -> int:
     finally:
         reader.close()
     if not runs:
+        # The demo's --db is a SQLite file: point it at a PostgreSQL database's server instead.
+        demo = ("metrana demo --url <the server's URL>" if reader.source.startswith("--db")
+                and "://" in reader.source else f"metrana demo {reader.source}")
         print(f"no runs yet in {reader.where}: log one with metrana.init(..., "
-              f"ingestion_url=<the server's URL>), or run 'metrana demo {reader.source}'")
+              f"ingestion_url=<the server's URL>), or run '{demo}'")
         return 0
     runs = list(reversed(runs))  # oldest first: the run just made is printed last
     now = time.time_ns()

@@ -4,17 +4,23 @@ For each size (10k, 100k, 1M, 10M points by default) one series is written into 
 store (SQLite file, or ``--db postgresql://...``) the way clients write it — 10,000-point
 requests of one session — then ``buckets(n=1000)`` over the full range and over a 1% zoom is
 timed (median of ``--repeat``), checked against the raw data (min and max must be exact), and
-the database's size is divided by the points stored.
+the database's growth is divided by the points stored. On PostgreSQL the size is taken
+after ``VACUUM ANALYZE`` (what autovacuum would soon do: dead row versions left by updates
+become free space, which the files keep); both numbers are printed. Without ``--db`` on
+PostgreSQL (``--store postgresql``) a throwaway cluster with default durability is started.
 
-    python scripts/bench_buckets.py [--sizes 10000,100000,1000000,10000000] [--db URL]
+    python scripts/bench_buckets.py [--sizes 10000,100000,1000000,10000000]
+                                    [--store postgresql | --db URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from functools import partial
@@ -24,6 +30,9 @@ from typing import Any
 import numpy as np
 
 from metrana.server.store import Store
+
+# The throwaway PostgreSQL cluster of the tests (tests/pgcluster.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def requests(points: int, run: str, seed: int = 0) -> Any:
@@ -43,15 +52,22 @@ def requests(points: int, run: str, seed: int = 0) -> Any:
                                    for s, t, v in zip(steps, ts, values, strict=True)]}]}]}
 
 
-def database_bytes(store: Store) -> int:
-    if store.path is not None:
+def database_bytes(target: str, *, vacuum: bool = False) -> int:
+    """The database's size on disk: a SQLite file with its WAL (after a checkpoint), or
+    ``pg_database_size`` (every table, index, TOAST and free-space map of the database)."""
+    if not target.startswith("postgresql://"):
         import sqlite3
 
-        with sqlite3.connect(store.path) as conn:
+        with sqlite3.connect(target) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*"))
-    with store.db.read() as tx:
-        row = tx.one("SELECT pg_database_size(current_database())")
+        path = Path(target)
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    import psycopg
+
+    with psycopg.connect(target, autocommit=True) as conn:
+        if vacuum:
+            conn.execute("VACUUM ANALYZE")
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -71,16 +87,24 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--db", default=None, help="a PostgreSQL URL (default: a SQLite file)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql without --db: a throwaway cluster")
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        cluster = None
+        if args.db is None and args.store == "postgresql":
+            from tests.pgcluster import throwaway_cluster
+
+            cluster = stack.enter_context(throwaway_cluster(durable=True))
         for size in (int(s) for s in args.sizes.split(",")):
-            target = args.db or os.path.join(tmp, f"b{size}.sqlite3")
+            target = (args.db or (cluster.url(cluster.create_database()) if cluster else
+                                  os.path.join(tmp, f"b{size}.sqlite3")))
             store = Store(target)
             run = f"b{size}-{time.time_ns()}"
             store.create_run({"run": {"workspace": "bench", "project": "buckets",
                                       "run_name": run}, "create_project_if_missing": True})
-            empty = database_bytes(store)
+            empty = database_bytes(target, vacuum=True)
             t0 = time.perf_counter()
             for request in requests(size, run):
                 store.update_runs(request)
@@ -92,20 +116,25 @@ def main() -> int:
             exact = (max(v for v in full["max"] if v is not None) == series["summary"]["max"]
                      and min(v for v in full["min"] if v is not None)
                      == series["summary"]["min"])
-            per_point = (database_bytes(store) - empty) / size
-            rows.append((size, full_ms, zoom_ms, len(full["x"]), exact, per_point, ingest))
+            raw_per_point = (database_bytes(target) - empty) / size
+            per_point = (database_bytes(target, vacuum=True) - empty) / size
+            rows.append((size, full_ms, zoom_ms, len(full["x"]), exact, per_point, ingest,
+                         raw_per_point))
             store.close()
             if store.path is not None:
                 for f in Path(tmp).glob(f"b{size}.sqlite3*"):
                     f.unlink()
-    where = "PostgreSQL" if args.db else "SQLite"
+    pg = args.db is not None or args.store == "postgresql"
+    where = "PostgreSQL (bytes/point after VACUUM ANALYZE; before it in brackets)" if pg \
+        else "SQLite"
     print(f"\n{where}; buckets n={args.n}; medians of {args.repeat}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'points':>12} {'full range':>11} {'1% zoom':>9} {'buckets':>8} {'min/max exact':>14} "
           f"{'bytes/point':>12} {'store ingest':>14}")
-    for size, full_ms, zoom_ms, count, exact, per_point, ingest in rows:
+    for size, full_ms, zoom_ms, count, exact, per_point, ingest, raw in rows:
+        before = f" [{raw:.1f}]" if pg else ""
         print(f"{size:>12,} {full_ms:>8.1f} ms {zoom_ms:>6.1f} ms {count:>8,} "
-              f"{'yes' if exact else 'NO':>14} {per_point:>12.1f} {ingest:>10,.0f} pt/s")
+              f"{'yes' if exact else 'NO':>14} {per_point:>12.1f}{before} {ingest:>10,.0f} pt/s")
     return 0 if all(r[4] for r in rows) and all(math.isfinite(r[1]) for r in rows) else 1
 
 

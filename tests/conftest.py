@@ -1,10 +1,13 @@
-"""Shared fixtures: a real ``metrana serve`` on an ephemeral loopback port, real SQLite."""
+"""Shared fixtures: a real ``metrana serve`` on an ephemeral loopback port, on real SQLite or a
+real (throwaway) PostgreSQL.
+
+``db_target`` is the one switch between the two stores: a test (or fixture) that takes it runs
+once on a SQLite file and once on a fresh PostgreSQL database (``CREATE DATABASE`` in a cluster
+started once per session, dropped after the test).
+"""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,16 +17,39 @@ import trio
 from metrana._actors.dispatcher import RetryPolicy
 from metrana.server import ServerInfo, background_server, serve
 from tests.faults import FaultProxy, running_proxy
+from tests.pgcluster import Cluster, throwaway_cluster
+from tests.support import STORES, start_serve, stop_serve
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster for the whole session (started only if a test asks for it)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerInfo]:
-    """A server running in the test's own trio loop (for trio tests)."""
+def pg_database(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database: its URL. Dropped after the test."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=STORES)
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What ``--db`` takes: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "server.sqlite3")
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+async def server(db_target: str) -> AsyncIterator[ServerInfo]:
+    """A server running in the test's own trio loop (for trio tests), on either store."""
     async with trio.open_nursery() as nursery:
         info = await nursery.start(
-            lambda task_status: serve(
-                db_path=tmp_path / "server.sqlite3", port=0, task_status=task_status
-            )
+            lambda task_status: serve(db_path=db_target, port=0, task_status=task_status)
         )
         yield info
         nursery.cancel_scope.cancel()
@@ -37,23 +63,30 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
     one interpreter lock.
     """
     db = tmp_path_factory.mktemp("live") / "server.sqlite3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            url = match.group(1)
-            break
-    assert url, "metrana serve did not start"
+    proc, url = start_serve(db)
     try:
         yield ServerInfo(url=url, db_path=db)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        stop_serve(proc)
+
+
+@pytest.fixture(scope="session")
+def live_pg_server(pg_cluster: Cluster) -> Iterator[ServerInfo]:
+    """``metrana serve --db postgresql://...`` in its own process, shared like ``live_server``."""
+    url_db = pg_cluster.url(pg_cluster.create_database("live"))
+    proc, url = start_serve(url_db)
+    try:
+        yield ServerInfo(url=url, db_path=url_db)
+    finally:
+        stop_serve(proc)
+
+
+@pytest.fixture(params=STORES)
+def any_live_server(request: pytest.FixtureRequest) -> ServerInfo:
+    """``live_server`` or ``live_pg_server``: for the end-to-end client tests run on both."""
+    name = "live_server" if request.param == "sqlite" else "live_pg_server"
+    info: ServerInfo = request.getfixturevalue(name)
+    return info
 
 
 @pytest.fixture

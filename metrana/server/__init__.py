@@ -1,6 +1,8 @@
-"""The local Metrana ingestion server (``metrana serve``): the wire protocol on SQLite.
+"""The Metrana ingestion server (``metrana serve``): the wire protocol on SQLite (one machine) or
+PostgreSQL (a team: any number of servers on one database).
 
-Needs the ``server`` extra (``pip install 'metrana[server]'``).
+Needs the ``server`` extra (``pip install 'metrana[server]'``); PostgreSQL also the
+``postgres`` extra.
 """
 
 from .runner import DEFAULT_DB_PATH, ServerInfo, background_server, serve

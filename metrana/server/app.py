@@ -29,7 +29,7 @@ from .dashboard import (
     parse_series_specs,
     rl_series_ids,
 )
-from .errors import Conflict, NotFound, Unprocessable
+from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .ingest import INT64_MAX
 from .store import Store
 from .validate import ValidationError, compile_message
@@ -58,10 +58,11 @@ _parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 _REASONS = {
@@ -75,6 +76,7 @@ _REASONS = {
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "UNPROCESSABLE",
     500: "INTERNAL",
+    503: "UNAVAILABLE",
 }
 
 
@@ -141,10 +143,13 @@ class IngestApp:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": static_body})
             return
+        extra: list[tuple[bytes, bytes]] = []
         try:
             status, payload = await self._route(scope, receive)
         except HTTPError as exc:
             status, payload = exc.status, _error(exc.status, exc.message)
+            if exc.retry_after is not None:
+                extra.append((b"retry-after", str(exc.retry_after).encode()))
         except Exception as exc:  # noqa: BLE001 - a bug of ours, not the client's: say so
             logger.opt(exception=exc).error("metrana serve: internal error on {} {}",
                                             scope.get("method"), scope.get("path"))
@@ -158,6 +163,7 @@ class IngestApp:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                 ],
             }
         )
@@ -181,6 +187,10 @@ class IngestApp:
             raise HTTPError(404, str(exc)) from None
         except Unprocessable as exc:
             raise HTTPError(422, str(exc)) from None
+        except Unavailable as exc:
+            # Rolled back, nothing stored: the client retries (5xx), after a second.
+            logger.warning("metrana serve: {}", exc)
+            raise HTTPError(503, f"{exc}; nothing was stored, retry", retry_after=1) from None
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         headers = {k.lower(): v for k, v in scope["headers"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "NotFound", "SchemaError", "Unprocessable"]
+__all__ = ["Conflict", "DatabaseError", "NotFound", "SchemaError", "Unavailable", "Unprocessable"]
 
 
 class NotFound(LookupError):
@@ -19,3 +19,14 @@ class Unprocessable(ValueError):
 
 class SchemaError(RuntimeError):
     """The database was written by a newer metrana, or is not a metrana database."""
+
+
+class DatabaseError(RuntimeError):
+    """The database named by ``--db`` cannot be opened: a bad URL, a server that cannot be
+    reached, a refused login. The message is one line for the user, without a password."""
+
+
+class Unavailable(RuntimeError):
+    """The database failed this request for a reason that passes (the connection dropped, a
+    deadlock or serialization failure was resolved by aborting us): HTTP 503, which clients
+    retry. Nothing of the request was stored (its transaction was rolled back)."""

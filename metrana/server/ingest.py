@@ -74,8 +74,9 @@ class IncomingSeries:
 
     @property
     def identity(self) -> tuple[Any, ...]:
+        # has_episode as 0/1: a BIGINT column on PostgreSQL, which does not compare it to a bool.
         return (self.kind, self.metric_name, self.scale, self.labels, self.environment_id,
-                self.episode is not None, self.episode or 0)
+                int(self.episode is not None), self.episode or 0)
 
     @property
     def relative(self) -> bool:

@@ -40,7 +40,10 @@ async def serve(
     handle_signals: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM)."""
+    """Serve until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM).
+
+    ``db_path``: a SQLite file, or a ``postgresql://`` URL.
+    """
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 

@@ -2,9 +2,11 @@
 
 Version 1 is what ``metrana serve`` wrote up to 0.3.0.dev0 on SQLite: a row per point and no
 version table. Version 2 stores points in chunks (:mod:`.chunks`) with per-series aggregates and
-per-session step bases; a version-1 database is migrated in place, in one transaction, the
-first time a newer server opens it. A database whose version is newer than this server knows
-is refused with a message saying so, never guessed at.
+per-session step bases. Version 3 indexes chunks by session, so a retried request finds the
+points it already stored without reading the whole table. An older database is migrated in
+place, in one transaction, the first time a newer server opens it (version 1 exists only on
+SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
+server knows is refused with a message saying so, and left as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .errors import SchemaError
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TYPES = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY", "INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
@@ -112,10 +114,16 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_by_series ON chunks (series_id, x_first);
 """
 
-# PostgreSQL would otherwise try (and fail) to compress our already-compressed blobs.
+_V3 = """
+CREATE INDEX chunks_by_session ON chunks (session_ref, x_last);
+"""
+
+# PostgreSQL: the points (already compressed) out of line and not compressed again; the block
+# statistics (at most 32 blocks of 80 bytes) inline, so a chart reads them with the chunk rows
+# instead of one TOAST lookup per chunk (a 1M-point chart: 2.6 ms instead of 4.8).
 _PG_STORAGE = """
 ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL;
-ALTER TABLE chunks ALTER COLUMN blocks SET STORAGE EXTERNAL;
+ALTER TABLE chunks ALTER COLUMN blocks SET STORAGE PLAIN;
 """
 
 
@@ -163,15 +171,23 @@ def ensure_schema(db: Database, migrate_v1: Callable[[Tx], None]) -> None:
         if version == SCHEMA_VERSION:
             return
         if version is None:
-            sql = _META + _V1_TABLES + _V2_COLUMNS + _V2_TABLES
+            steps: list[str | Callable[[Tx], None]] = [_META + _V1_TABLES + _V2_COLUMNS
+                                                       + _V2_TABLES + _V3]
             if db.dialect == "postgresql":
-                sql += _PG_STORAGE
+                steps.append(_PG_STORAGE)
         elif version == 1:
-            sql = _META + _V2_COLUMNS + _V2_TABLES
+            steps = [_META + _V2_COLUMNS + _V2_TABLES, migrate_v1, _V3]
+        elif version == 2:
+            steps = [_V3]
+            if db.dialect == "postgresql":
+                steps.append(_PG_STORAGE)  # new rows get it; old rows stay as they are
         else:
             raise SchemaError(f"{db.description} has unknown schema version {version}")
-        for statement in _statements(_ddl(db, sql)):
-            tx.run(statement)
-        if version == 1:
-            migrate_v1(tx)
-        tx.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        for step in steps:
+            if isinstance(step, str):
+                for statement in _statements(_ddl(db, step)):
+                    tx.run(statement)
+            else:
+                step(tx)
+        tx.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) "
+               "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))

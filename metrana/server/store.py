@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from .._wire import json_number
@@ -70,6 +71,16 @@ SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_epi
                    "vsum, last_x, last_minor, last_t, last_value, last_kind, last_activity_ns")
 
 
+_CHUNK_COLUMNS = (("series_id", "int8"), ("session_ref", "int8"), ("n", "int8"),
+                  ("x_first", "int8"), ("x_last", "int8"), ("t_first", "int8"), ("t_last", "int8"),
+                  ("blocks", "bytea"), ("data", "bytea"))
+_SESSION_COLUMNS = (("series_id", "int8"), ("session_id", "int8"), ("relative", "int8"),
+                    ("base", "int8"))
+_AGGREGATE_FIELDS = ("point_count", "valid_count", "x_min", "x_max", "minor_max", "vmin", "vmax",
+                     "vsum", "last_x", "last_minor", "last_t", "last_value", "last_kind",
+                     "last_activity_ns")
+
+
 def _nullable(value: float) -> float | None:
     """SQLite stores NaN as NULL anyway; say so explicitly on both databases."""
     return None if value != value else value
@@ -86,87 +97,195 @@ def _strictly_increasing(columns: Columns) -> bool:
     return bool(np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) > 0))))
 
 
-def _new_points(tx: Tx, session_ref: int, columns: Columns) -> Columns:
-    """The points not stored yet by this session (a retry, a replay, or a gap filled),
-    in step order; the first of several equal steps in one request wins."""
-    order = np.lexsort((columns.minor, columns.x))
+def _unique_sorted(columns: Columns) -> Columns:
+    """Points in step order; the first of several equal steps in one request wins."""
+    order = np.lexsort((columns.minor, columns.x))  # stable: request order among equals
     columns = columns.take(order)
     keep = np.ones(columns.n, dtype=bool)
     keep[1:] = (np.diff(columns.x) != 0) | (np.diff(columns.minor) != 0)
-    lo, hi = int(columns.x[0]), int(columns.x[-1])
-    existing: set[tuple[int, int]] = set()
-    for (blob,) in tx.all("SELECT data FROM chunks WHERE session_ref = ? AND x_first <= ? "
-                          "AND x_last >= ?", (session_ref, hi, lo)):
-        stored = decode_columns(blob)
-        existing.update(zip(stored.x.tolist(), stored.minor.tolist(), strict=True))
-    if existing:
-        keep &= np.fromiter(((x, m) not in existing for x, m in
-                             zip(columns.x.tolist(), columns.minor.tolist(), strict=True)),
-                            bool, columns.n)
     return columns.take(keep)
 
-def _store_points(tx: Tx, series_id: int, session_ref: int, columns: Columns, rl: bool,
-                  tail_chunk: int | None) -> list[tuple[int, int]]:
-    """Write points as chunks (the first topping up a small tail chunk); [(id, n)]."""
-    written: list[tuple[int, int]] = []
-    if tail_chunk is not None:
-        tail = tx.one("SELECT data FROM chunks WHERE id = ?", (tail_chunk,))
-        if tail is not None:
-            previous = decode_columns(tail[0])
-            room = CHUNK_POINTS - previous.n
-            merged = Columns.concat([previous, columns.take(slice(0, room))])
-            columns = columns.take(slice(room, None))
-            _write_chunk(tx, series_id, session_ref, merged, rl, tail_chunk)
-            written.append((tail_chunk, merged.n))
-    for start in range(0, columns.n, CHUNK_POINTS):
-        part = columns.take(slice(start, start + CHUNK_POINTS))
-        written.append((_write_chunk(tx, series_id, session_ref, part, rl), part.n))
-    return written
 
-def _write_chunk(tx: Tx, series_id: int, session_ref: int, part: Columns, rl: bool,
-                 replace: int | None = None) -> int:
-    values = (part.n, int(part.x[0]), int(part.x[-1]), int(part.t.min()), int(part.t.max()),
-              encode_blocks(Blocks.of_points(part)), encode_columns(part, rl))
-    if replace is not None:
-        tx.run("UPDATE chunks SET n = ?, x_first = ?, x_last = ?, t_first = ?, t_last = ?, "
-               "blocks = ?, data = ? WHERE id = ?", (*values, replace))
-        return replace
-    row = tx.one("INSERT INTO chunks (series_id, session_ref, n, x_first, x_last, t_first, "
-                 "t_last, blocks, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                 (series_id, session_ref, *values))
-    assert row is not None
-    return int(row[0])
+def _not_stored(tx: Tx, session_ref: int, columns: Columns) -> Columns:
+    """The points (unique, sorted) this session has not stored yet: a retry, a replay, or a
+    gap filled. Only the session's chunks that overlap the request's steps are read."""
+    lo, hi = int(columns.x[0]), int(columns.x[-1])
+    existing: set[tuple[int, int]] = set()
+    for (blob,) in tx.all("SELECT data FROM chunks WHERE session_ref = ? AND x_last >= ? "
+                          "AND x_first <= ?", (session_ref, lo, hi)):
+        stored = decode_columns(bytes(blob))
+        existing.update(zip(stored.x.tolist(), stored.minor.tolist(), strict=True))
+    if not existing:
+        return columns
+    keep = np.fromiter(((x, m) not in existing for x, m in
+                        zip(columns.x.tolist(), columns.minor.tolist(), strict=True)),
+                       bool, columns.n)
+    return columns.take(keep)
 
-def _update_aggregates(tx: Tx, series_id: int, columns: Columns, now: int,
-                       before: tuple[Any, ...]) -> None:
-    count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x, last_minor = before
-    ok = ~(np.isnan(columns.v) | columns.missing)
-    new_valid = int(ok.sum())
-    if new_valid:
-        values = columns.v[ok]
-        vmin = float(values.min()) if vmin is None else min(vmin, float(values.min()))
-        vmax = float(values.max()) if vmax is None else max(vmax, float(values.max()))
-        with np.errstate(invalid="ignore", over="ignore"):
-            vsum = float(values.sum()) + (vsum or 0.0)
-    index = int(np.lexsort((columns.minor, columns.x))[-1])
-    end_x, end_minor = int(columns.x[index]), int(columns.minor[index])
-    fields = {
-        "point_count": count + columns.n,
-        "valid_count": valid + new_valid,
-        "x_min": int(columns.x.min()) if x_min is None else min(x_min, int(columns.x.min())),
-        "x_max": int(columns.x.max()) if x_max is None else max(x_max, int(columns.x.max())),
-        "minor_max": (int(columns.minor.max()) if minor_max is None
-                      else max(minor_max, int(columns.minor.max()))),
-        "vmin": vmin, "vmax": vmax, "vsum": None if vsum is None else _nullable(vsum),
-        "last_activity_ns": now,
-    }
-    if last_x is None or (end_x, end_minor) >= (last_x, last_minor or 0):
-        value = float(columns.v[index])
-        kind = 2 if columns.missing[index] else (1 if value != value else 0)
-        fields.update(last_x=end_x, last_minor=end_minor, last_t=int(columns.t[index]),
-                      last_value=None if kind else value, last_kind=kind)
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    tx.run(f"UPDATE series SET {assignments} WHERE id = ?", (*fields.values(), series_id))
+
+@attrs.define
+class _Aggregates:
+    """A series' aggregates (its row), kept up to date in memory while a request is planned."""
+
+    point_count: int
+    valid_count: int
+    x_min: int | None
+    x_max: int | None
+    minor_max: int | None
+    vmin: float | None
+    vmax: float | None
+    vsum: float | None
+    last_x: int | None
+    last_minor: int | None
+    last_t: int | None
+    last_value: float | None
+    last_kind: int | None
+    last_activity_ns: int
+    changed: bool = False
+
+    def add(self, columns: Columns, now: int) -> None:
+        ok = ~(np.isnan(columns.v) | columns.missing)
+        new_valid = int(ok.sum())
+        if new_valid:
+            values = columns.v[ok]
+            low, high = float(values.min()), float(values.max())
+            self.vmin = low if self.vmin is None else min(self.vmin, low)
+            self.vmax = high if self.vmax is None else max(self.vmax, high)
+            # A NULL sum over valid values is NaN (inf + -inf), and stays NaN.
+            before = (math.nan if self.vsum is None and self.valid_count
+                      else (self.vsum or 0.0))
+            with np.errstate(invalid="ignore", over="ignore"):
+                self.vsum = _nullable(float(values.sum()) + before)
+        self.point_count += columns.n
+        self.valid_count += new_valid
+        x_lo, x_hi = int(columns.x.min()), int(columns.x.max())
+        self.x_min = x_lo if self.x_min is None else min(self.x_min, x_lo)
+        self.x_max = x_hi if self.x_max is None else max(self.x_max, x_hi)
+        m_hi = int(columns.minor.max())
+        self.minor_max = m_hi if self.minor_max is None else max(self.minor_max, m_hi)
+        index = int(np.lexsort((columns.minor, columns.x))[-1])
+        end_x, end_minor = int(columns.x[index]), int(columns.minor[index])
+        if self.last_x is None or (end_x, end_minor) >= (self.last_x, self.last_minor or 0):
+            value = float(columns.v[index])
+            kind = 2 if columns.missing[index] else (1 if value != value else 0)
+            self.last_x, self.last_minor, self.last_t = end_x, end_minor, int(columns.t[index])
+            self.last_value, self.last_kind = (None if kind else value), kind
+        self.last_activity_ns = now
+        self.changed = True
+
+    def row(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _AGGREGATE_FIELDS)
+
+
+@attrs.define(eq=False)
+class _Session:
+    """A (series, session, relative) row: where its steps start and its last chunk."""
+
+    ref: int | None  # None until inserted
+    series_id: int
+    relative: bool
+    base: int
+    last_x: int | None = None
+    last_minor: int | None = None
+    tail_chunk: int | None = None
+    tail_count: int = 0
+    changed: bool = False
+
+
+@attrs.define
+class _Write:
+    """The points of one series (one session) to store, as they will be chunked."""
+
+    session: _Session
+    rl: bool
+    tail: Columns | None  # points that top up the session's small last chunk
+    parts: list[Columns]  # new chunks
+
+
+class _Writer:
+    """Everything one request writes, planned in memory, then written in a few statements:
+    new sessions (one insert), tail chunks (one read, one pipelined update), new chunks (one
+    bulk insert: binary COPY on PostgreSQL), sessions and series (one pipelined update each).
+    The round trips per request do not grow with its number of series."""
+
+    def __init__(self) -> None:
+        self.sessions: list[_Session] = []
+        self.writes: list[_Write] = []
+        self._seen: set[int] = set()
+
+    def use(self, session: _Session) -> None:
+        """A session this request touches (inserted if new, updated if written to)."""
+        if id(session) not in self._seen:
+            self._seen.add(id(session))
+            self.sessions.append(session)
+
+    def plan(self, session: _Session, columns: Columns, rl: bool, *, merge_tail: bool) -> None:
+        """Chunk ``columns`` (sorted, new) for ``session``, topping up its tail chunk if
+        ``merge_tail`` and it is small."""
+        tail = None
+        if merge_tail and session.tail_chunk is not None and session.tail_count < MERGE_BELOW:
+            room = CHUNK_POINTS - session.tail_count
+            tail, columns = columns.take(slice(0, room)), columns.take(slice(room, None))
+        parts = [columns.take(slice(start, start + CHUNK_POINTS))
+                 for start in range(0, columns.n, CHUNK_POINTS)]
+        self.writes.append(_Write(session, rl, tail, parts))
+        last = parts[-1] if parts else tail
+        assert last is not None
+        end_x, end_minor = int(last.x[-1]), int(last.minor[-1])
+        if _key_after(end_x, end_minor, session.last_x, session.last_minor):
+            session.last_x, session.last_minor = end_x, end_minor
+        session.changed = True
+
+    def flush(self, tx: Tx, session_id: int) -> None:
+        new = [s for s in self.sessions if s.ref is None]
+        ids = tx.insert_ids("sessions", _SESSION_COLUMNS,
+                            [(s.series_id, session_id, int(s.relative), s.base) for s in new])
+        for s, ref in zip(new, ids, strict=True):
+            s.ref = ref
+        merging = [w for w in self.writes if w.tail is not None]
+        tails: dict[int, Columns] = {}
+        if merging:
+            clause, args = tx.among("id", [w.session.tail_chunk for w in merging])
+            tails = {int(r[0]): decode_columns(bytes(r[1]))
+                     for r in tx.all(f"SELECT id, data FROM chunks WHERE {clause}", args)}
+        updates: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        owners: list[tuple[_Session, int]] = []
+        for w in self.writes:
+            s = w.session
+            assert s.ref is not None
+            parts = w.parts
+            if w.tail is not None:
+                assert s.tail_chunk is not None
+                previous = tails.get(s.tail_chunk)
+                if previous is None:  # not there (never expected): store the points anew
+                    parts = [w.tail, *parts]
+                else:
+                    merged = Columns.concat([previous, w.tail])
+                    updates.append((*_chunk_values(merged, w.rl), s.tail_chunk))
+                    s.tail_count = merged.n
+            for part in parts:
+                inserts.append((s.series_id, s.ref, *_chunk_values(part, w.rl)))
+                owners.append((s, part.n))
+        tx.many("UPDATE chunks SET n = ?, x_first = ?, x_last = ?, t_first = ?, t_last = ?, "
+                "blocks = ?, data = ? WHERE id = ?", updates)
+        for (s, count), chunk_id in zip(owners, tx.insert_ids("chunks", _CHUNK_COLUMNS, inserts),
+                                        strict=True):
+            s.tail_chunk, s.tail_count = chunk_id, count  # the last one written wins
+        tx.many("UPDATE sessions SET last_x = ?, last_minor = ?, tail_chunk = ?, tail_count = ? "
+                "WHERE id = ?", [(s.last_x, s.last_minor, s.tail_chunk, s.tail_count, s.ref)
+                                 for s in self.sessions if s.changed])
+
+
+def _chunk_values(part: Columns, rl: bool) -> tuple[Any, ...]:
+    return (part.n, int(part.x[0]), int(part.x[-1]), int(part.t.min()), int(part.t.max()),
+            encode_blocks(Blocks.of_points(part)), encode_columns(part, rl))
+
+
+def _update_aggregates(tx: Tx, aggregates: dict[int, _Aggregates]) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in _AGGREGATE_FIELDS)
+    tx.many(f"UPDATE series SET {assignments} WHERE id = ?",
+            [(*a.row(), series_id) for series_id, a in sorted(aggregates.items()) if a.changed])
 
 
 class Store:
@@ -175,8 +294,10 @@ class Store:
     Methods are synchronous and thread-safe; the app calls them from worker threads.
     """
 
-    def __init__(self, target: str | Path) -> None:
-        self.db: Database = open_database(target)
+    def __init__(self, target: str | Path, *, insert_method: str = "copy") -> None:
+        """``insert_method``: how PostgreSQL inserts a request's chunks (``copy``, the default
+        and fastest measured; ``executemany``; ``each``). SQLite ignores it."""
+        self.db: Database = open_database(target, insert_method=insert_method)
         try:
             ensure_schema(self.db, _migrate_v1)
         except BaseException:
@@ -223,25 +344,30 @@ class Store:
                 raise Conflict(f"run {key} already exists")
 
     def update_runs(self, request: dict[str, Any]) -> int:
-        """Store an UpdateRunsRequest in one transaction; returns the points newly stored."""
+        """Store an UpdateRunsRequest in one transaction; returns the points newly stored.
+
+        Locks are taken in one order by every request, so two servers writing the same runs
+        wait for each other but never deadlock: new series are inserted in identity order,
+        series rows locked in id order, attributes written in (run, path) order, runs closed
+        in id order.
+        """
         session, runs = parse_update(request)
         now = time.time_ns()
-        stored = 0
         with self.db.write() as tx:
             run_ids = [self._run_id(tx, run.key) for run in runs]
-            work: list[tuple[int, IncomingSeries]] = []
-            for run_id, run in zip(run_ids, runs, strict=True):
-                for incoming in run.series:
-                    work.append((self._series_id(tx, run_id, incoming), incoming))
-            # Lock (and write) series in id order: two requests never wait on each other in a
-            # cycle, whatever order their series came in.
-            for series_id, incoming in sorted(work, key=lambda item: item[0]):
-                stored += self._write_series(tx, series_id, session, incoming, now)
-            for run_id, run in zip(run_ids, runs, strict=True):
-                for attribute in run.attributes:
-                    self._set_attribute(tx, run_id, attribute)
-                if run.close:
-                    tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
+            found = self._series_ids(tx, [(run_id, incoming) for run_id, run
+                                          in zip(run_ids, runs, strict=True)
+                                          for incoming in run.series])
+            stored = self._write_points(tx, session, found, now)
+            attributes = [(run_id, attribute) for run_id, run in zip(run_ids, runs, strict=True)
+                          for attribute in run.attributes]
+            # Stable: several values of one path keep their request order (the last wins).
+            attributes.sort(key=lambda item: (item[0], str(item[1].get("path", ""))))
+            for run_id, attribute in attributes:
+                self._set_attribute(tx, run_id, attribute)
+            for run_id in sorted({run_id for run_id, run in zip(run_ids, runs, strict=True)
+                                  if run.close}):
+                tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
         return stored
 
     def _run_id(self, tx: Tx, key: RunKey) -> int:
@@ -252,72 +378,110 @@ class Store:
             raise NotFound(f"run {key} does not exist; create it with POST /v1/runs first")
         return int(row[0])
 
-    def _series_id(self, tx: Tx, run_id: int, incoming: IncomingSeries) -> int:
-        identity = (run_id, *incoming.identity)
-        row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
-        if row is None:
-            ordering = ORDERING_NAMES.get(incoming.ordering, str(incoming.ordering))
-            tx.run("INSERT INTO series (run_id, kind, metric_name, scale, labels, environment_id,"
-                   " has_episode, episode, ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                   "ON CONFLICT DO NOTHING", (*identity, ordering))
-            row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
-            assert row is not None
-        return int(row[0])
+    def _series_ids(self, tx: Tx, incoming: list[tuple[int, IncomingSeries]]
+                    ) -> list[tuple[int, IncomingSeries]]:
+        """Each incoming series with its id (created if new), merged per (series, relative):
+        a run named twice in one request, or one series sent in two pieces, is one write.
 
-    def _write_series(self, tx: Tx, series_id: int, session: int, incoming: IncomingSeries,
-                      now: int) -> int:
-        row = tx.one("SELECT point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, vsum,"
-                     " last_x, last_minor FROM series WHERE id = ?" + self.db.for_update,
-                     (series_id,))
-        assert row is not None
-        (count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x, last_minor) = row
-        rl = incoming.kind == "rl"
-        relative = incoming.relative
-        found = tx.one("SELECT id, base, last_x, last_minor, tail_chunk, tail_count FROM sessions"
-                       " WHERE series_id = ? AND session_id = ? AND relative = ?",
-                       (series_id, session, int(relative)))
-        if found is None:
-            # A new session of this series: its relative steps go after everything stored.
-            prior = minor_max if rl else x_max
-            base = (prior + 1) if relative and prior is not None else 0
-            made = tx.one("INSERT INTO sessions (series_id, session_id, relative, base) "
-                          "VALUES (?, ?, ?, ?) RETURNING id",
-                          (series_id, session, int(relative), base))
-            assert made is not None
-            found = (made[0], base, None, None, None, 0)
-        session_ref, base, s_last_x, s_last_minor, tail_chunk, tail_count = found
-        columns = incoming.columns
-        if columns.n == 0:
-            return 0
-        if base:
-            shifted = columns.minor if rl else columns.x
-            if int(shifted.max()) > INT64_MAX - base:
-                raise Unprocessable(f"{incoming.path}: steps of this session would pass 2**63-1 "
-                                    f"after the {base:,} points before it")
-            if rl:
-                columns = Columns(columns.x, columns.minor + base, columns.t, columns.v,
-                                  columns.missing)
+        New series get their ids in request order (the order a run lists its series in), but
+        are inserted in identity order: two servers creating the same new series wait on each
+        other's insert in one order, never in a cycle.
+        """
+        ids: dict[tuple[Any, ...], int] = {}
+        ordering: dict[tuple[Any, ...], str] = {}
+        for run_id, series in incoming:
+            identity = (run_id, *series.identity)
+            if identity in ids or identity in ordering:
+                continue
+            row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
+            if row is None:
+                ordering[identity] = ORDERING_NAMES.get(series.ordering, str(series.ordering))
             else:
-                columns = Columns(columns.x + base, columns.minor, columns.t, columns.v,
-                                  columns.missing)
-        appending = (_key_after(int(columns.x[0]), int(columns.minor[0]), s_last_x, s_last_minor)
-                     and _strictly_increasing(columns))
-        if not appending:
-            columns = _new_points(tx, session_ref, columns)
+                ids[identity] = int(row[0])
+        new = dict(zip(ordering, tx.next_ids("series", len(ordering)), strict=True))
+        for identity in sorted(new):
+            made = tx.run("INSERT INTO series (id, run_id, kind, metric_name, scale, labels, "
+                          "environment_id, has_episode, episode, ordering) VALUES "
+                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                          (new[identity], *identity, ordering[identity]))
+            if made:
+                ids[identity] = new[identity]
+            else:  # another server made it first (we waited for its commit)
+                row = tx.one(f"SELECT id FROM series WHERE {_SERIES_KEY}", identity)
+                assert row is not None
+                ids[identity] = int(row[0])
+        merged: dict[tuple[int, bool], tuple[int, IncomingSeries]] = {}
+        for run_id, series in incoming:
+            key = (run_id, *series.identity)
+            series_id = ids[key]
+            same = merged.get((series_id, series.relative))
+            if same is None:
+                merged[(series_id, series.relative)] = (series_id, attrs.evolve(series))
+            else:
+                same[1].columns = Columns.concat([same[1].columns, series.columns])
+        return list(merged.values())
+
+    def _write_points(self, tx: Tx, session_id: int, found: list[tuple[int, IncomingSeries]],
+                      now: int) -> int:
+        """Plan every series' points in memory (each series' row locked first), then write
+        them all at once (:class:`_Writer`)."""
+        if not found:
+            return 0
+        series_ids = sorted({series_id for series_id, _ in found})
+        clause, args = tx.among("id", series_ids)
+        aggregates = {int(row[0]): _Aggregates(*row[1:]) for row in tx.all(
+            f"SELECT id, {', '.join(_AGGREGATE_FIELDS)} FROM series WHERE {clause} "
+            "ORDER BY id" + self.db.for_update, args)}
+        clause, args = tx.among("series_id", series_ids)
+        sessions = {(int(r[1]), bool(r[2])): _Session(int(r[0]), int(r[1]), bool(r[2]), *r[3:])
+                    for r in tx.all(
+                        "SELECT id, series_id, relative, base, last_x, last_minor, tail_chunk, "
+                        f"tail_count FROM sessions WHERE session_id = ? AND {clause}",
+                        (session_id, *args))}
+        writer = _Writer()
+        stored = 0
+        # Series in id order; one series' pieces (relative and absolute) in request order.
+        for series_id, incoming in sorted(found, key=lambda item: item[0]):
+            aggregate = aggregates[series_id]
+            rl = incoming.kind == "rl"
+            session = sessions.get((series_id, incoming.relative))
+            if session is None:
+                # A new session of this series: its relative steps go after everything stored.
+                prior = aggregate.minor_max if rl else aggregate.x_max
+                base = (prior + 1) if incoming.relative and prior is not None else 0
+                session = _Session(None, series_id, incoming.relative, base)
+                sessions[(series_id, incoming.relative)] = session
+            writer.use(session)
+            columns = incoming.columns
             if columns.n == 0:
-                return 0
-        chunks = _store_points(tx, series_id, session_ref, columns, rl,
-                                    tail_chunk if appending and tail_count < MERGE_BELOW else None)
-        last_chunk, last_count = chunks[-1]
-        end_x, end_minor = int(columns.x[-1]), int(columns.minor[-1])
-        if not _key_after(end_x, end_minor, s_last_x, s_last_minor):
-            end_x, end_minor = s_last_x, s_last_minor
-        tx.run("UPDATE sessions SET last_x = ?, last_minor = ?, tail_chunk = ?, tail_count = ? "
-               "WHERE id = ?", (end_x, end_minor, last_chunk, last_count, session_ref))
-        _update_aggregates(tx, series_id, columns, now,
-                                (count, valid, x_min, x_max, minor_max, vmin, vmax, vsum, last_x,
-                                 last_minor))
-        return columns.n
+                continue
+            base = session.base
+            if base:
+                shifted = columns.minor if rl else columns.x
+                if int(shifted.max()) > INT64_MAX - base:
+                    raise Unprocessable(f"{incoming.path}: steps of this session would pass "
+                                        f"2**63-1 after the {base:,} points before it")
+                if rl:
+                    columns = Columns(columns.x, columns.minor + base, columns.t, columns.v,
+                                      columns.missing)
+                else:
+                    columns = Columns(columns.x + base, columns.minor, columns.t, columns.v,
+                                      columns.missing)
+            appending = (_key_after(int(columns.x[0]), int(columns.minor[0]), session.last_x,
+                                    session.last_minor)
+                         and _strictly_increasing(columns))
+            if not appending:
+                columns = _unique_sorted(columns)
+                if session.ref is not None:
+                    columns = _not_stored(tx, session.ref, columns)
+                if columns.n == 0:
+                    continue
+            writer.plan(session, columns, rl, merge_tail=appending)
+            aggregate.add(columns, now)
+            stored += columns.n
+        writer.flush(tx, session_id)
+        _update_aggregates(tx, aggregates)
+        return stored
 
     def _set_attribute(self, tx: Tx, run_id: int, attribute: dict[str, Any]) -> None:
         path = attribute.get("path", "")
@@ -333,8 +497,12 @@ class Store:
                 value = sorted(set(attribute["string_set_value"].get("values", [])))
             elif "string_set_delta_value" in attribute:
                 delta = attribute["string_set_delta_value"]
-                row = tx.one("SELECT kind, value FROM attributes WHERE run_id = ? AND path = ?",
-                             (run_id, path))
+                # Lock the attribute's row (made first if missing): two servers applying
+                # deltas to one set at once apply both, one after the other.
+                tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES "
+                       "(?, ?, 'string_set', '[]') ON CONFLICT DO NOTHING", (run_id, path))
+                row = tx.one("SELECT kind, value FROM attributes WHERE run_id = ? AND path = ?"
+                             + self.db.for_update, (run_id, path))
                 current = set(json.loads(row[1])) if row and row[0] == "string_set" else set()
                 current |= set(delta.get("added_values", []))
                 current -= set(delta.get("removed_values", []))
@@ -399,36 +567,36 @@ class Store:
 
     def _chunk_rows(self, tx: Tx, series_ids: list[int], lo: int, hi: int
                     ) -> list[tuple[int, int, int, int, bytes]]:
-        marks = ", ".join("?" for _ in series_ids)
+        clause, args = tx.among("series_id", series_ids)
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bytes(r[4])) for r in tx.all(
-            f"SELECT id, n, x_first, x_last, blocks FROM chunks WHERE series_id IN ({marks}) "
-            "AND x_first <= ? AND x_last >= ? ORDER BY x_first", (*series_ids, hi, lo))]
+            f"SELECT id, n, x_first, x_last, blocks FROM chunks WHERE {clause} "
+            "AND x_first <= ? AND x_last >= ? ORDER BY x_first, id", (*args, hi, lo))]
+
+    def _chunk_columns(self, tx: Tx, chunk_ids: list[int], lo: int, hi: int) -> list[Columns]:
+        """Each chunk's points within [lo, hi], in (x, minor) order; one list per chunk."""
+        parts = []
+        for start in range(0, len(chunk_ids), 500):
+            clause, args = tx.among("id", chunk_ids[start:start + 500])
+            for (blob,) in tx.all(f"SELECT data FROM chunks WHERE {clause}", args):
+                columns = decode_columns(bytes(blob))
+                inside = (columns.x >= lo) & (columns.x <= hi)
+                if not inside.all():
+                    columns = columns.take(inside)
+                if columns.n:
+                    parts.append(_in_order(columns))
+        return parts
 
     def _columns(self, tx: Tx, chunk_ids: list[int], lo: int, hi: int) -> Columns:
         """The points of these chunks within [lo, hi], in (x, minor) order."""
-        parts = []
-        for start in range(0, len(chunk_ids), 500):
-            ids = chunk_ids[start:start + 500]
-            marks = ", ".join("?" for _ in ids)
-            parts += [decode_columns(bytes(r[0])) for r in tx.all(
-                f"SELECT data FROM chunks WHERE id IN ({marks})", ids)]
+        parts = self._chunk_columns(tx, chunk_ids, lo, hi)
         if not parts:
             return Columns.empty()
-        columns = Columns.concat(parts)
-        inside = (columns.x >= lo) & (columns.x <= hi)
-        if not inside.all():
-            columns = columns.take(inside)
-        if columns.n > 1:
-            dx = np.diff(columns.x)
-            if not np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) >= 0))):
-                columns = columns.take(np.lexsort((columns.minor, columns.x)))
-        return columns
+        return _in_order(Columns.concat(parts))
 
     def _series_range(self, tx: Tx, series_ids: list[int], start: int | None, end: int | None
                       ) -> tuple[int, int] | None:
-        marks = ", ".join("?" for _ in series_ids)
-        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE id IN ({marks})",
-                     series_ids)
+        clause, args = tx.among("id", series_ids)
+        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE {clause}", args)
         if row is None or row[0] is None:
             return None
         lo = int(row[0]) if start is None else start
@@ -451,8 +619,10 @@ class Store:
             inner = [r for r in rows if r[2] >= lo and r[3] <= hi]
             edges = [r[0] for r in rows if r[2] < lo or r[3] > hi]
             blocks = [decode_blocks([r[4] for r in inner])] if inner else []
-            if edges:
-                blocks.append(Blocks.of_points(self._columns(tx, edges, lo, hi), BLOCK_POINTS))
+            # Chunks cut by the range's ends: blocks of their points inside it, chunk by chunk
+            # (a block must never span two chunks: it would carry points from far away).
+            blocks += [Blocks.of_points(part, BLOCK_POINTS)
+                       for part in self._chunk_columns(tx, edges, lo, hi)]
         return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n,
                          spread=spread)
 
@@ -515,6 +685,14 @@ class Store:
 
 
 _SERIES_IDENTITY = ("kind", "metric_name", "scale", "labels", "environment_id", "episode")
+
+
+def _in_order(columns: Columns) -> Columns:
+    if columns.n > 1:
+        dx = np.diff(columns.x)
+        if not np.all((dx > 0) | ((dx == 0) & (np.diff(columns.minor) >= 0))):
+            return columns.take(np.lexsort((columns.minor, columns.x)))
+    return columns
 
 
 def _no_blocks() -> Blocks:
@@ -587,6 +765,8 @@ def _migrate_v1(tx: Tx) -> None:
     Version-1 points carry no session: they become one absolute session (id 0) per series, so
     they keep their steps, and later sessions' relative steps go after them.
     """
+    writer = _Writer()
+    aggregates: dict[int, _Aggregates] = {}
     for series_id, kind in tx.all("SELECT id, kind FROM series ORDER BY id"):
         rows = tx.all("SELECT step, minor_step, timestamp_ns, value, value_kind FROM points "
                       "WHERE series_id = ? ORDER BY step, minor_step", (series_id,))
@@ -601,15 +781,13 @@ def _migrate_v1(tx: Tx) -> None:
                         np.float64, n),
             np.fromiter((r[4] == 2 for r in rows), np.bool_, n),
         )
-        made = tx.one("INSERT INTO sessions (series_id, session_id, relative, base) "
-                      "VALUES (?, 0, 0, 0) RETURNING id", (series_id,))
-        assert made is not None
-        chunks = _store_points(tx, series_id, int(made[0]), columns, kind == "rl", None)
-        tx.run("UPDATE sessions SET last_x = ?, last_minor = ?, tail_chunk = ?, tail_count = ? "
-               "WHERE id = ?", (int(columns.x[-1]), int(columns.minor[-1]), chunks[-1][0],
-                                chunks[-1][1], made[0]))
-        activity = int(columns.t.max())
-        _update_aggregates(tx, series_id, columns, activity,
-                                 (0, 0, None, None, None, None, None, None, None, None))
+        session = _Session(None, int(series_id), False, 0)
+        writer.use(session)
+        writer.plan(session, columns, kind == "rl", merge_tail=False)
+        aggregate = _Aggregates(0, 0, None, None, None, None, None, None, None, None, None, None,
+                                None, 0)
+        aggregate.add(columns, int(columns.t.max()))
+        aggregates[int(series_id)] = aggregate
+    writer.flush(tx, 0)
+    _update_aggregates(tx, aggregates)
     tx.run("DROP TABLE points")
-

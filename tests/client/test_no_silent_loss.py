@@ -53,17 +53,17 @@ def balanced(m: metrana.Metrics) -> bool:
 # ------------------------------------------------------------ defaults that discarded data
 
 def test_a_short_script_with_default_settings_delivers_every_point(
-        live_server: ServerInfo) -> None:
+        any_live_server: ServerInfo) -> None:
     """The Quick start as written (no close_strategy): all 3,000 points arrive."""
     name = new_run()
     metrana.init(workspace_name="ws", project_name="proj", run_name=name,
-                 ingestion_url=live_server.url, config={"lr": 3e-4})
+                 ingestion_url=any_live_server.url, config={"lr": 3e-4})
     for step in range(1000):
         metrana.log("loss", 1.0 / (step + 1))
         metrana.log({"accuracy": step / 1000, "lr": 3e-4})
     metrics = metrana.close()
     assert (metrics.sent, metrics.logged, metrics.discarded) == (3000, 3000, 0)
-    points = read_points(live_server, name)
+    points = read_points(any_live_server, name)
     assert {k: len(v) for k, v in points.items()} == {"loss": 1000, "accuracy": 1000, "lr": 1000}
 
 
@@ -136,45 +136,45 @@ def test_offline_close_writes_every_point_to_disk_whatever_the_strategy(
 # ------------------------------------------------- resumed runs: session-relative steps
 
 def test_each_session_of_a_run_appends_after_the_ones_before(
-        live_server: ServerInfo, loguru_messages: list[str]) -> None:
+        any_live_server: ServerInfo, loguru_messages: list[str]) -> None:
     """Three sessions log 100 automatic steps each to the same series: 300 points stored,
     in session order, none overwritten; the resume is said at the default log level."""
     name = new_run()
     for session_index in range(3):
         with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                             ingestion_url=live_server.url) as run:
+                             ingestion_url=any_live_server.url) as run:
             for i in range(100):
                 run.log("loss", float(session_index * 100 + i))
                 run.log_rl_episode("return", float(session_index * 100 + i),
                                    rl_step=session_index * 100 + i, env_id="env-0")
         assert run.get_metrics().sent == 200
         assert run.resumed == (session_index > 0)
-    assert stored_steps(live_server, name) == list(range(300))
-    assert stored_values(live_server, name) == [float(i) for i in range(300)]
-    episodes = read_points(live_server, name)["return@env-0/None"]
+    assert stored_steps(any_live_server, name) == list(range(300))
+    assert stored_values(any_live_server, name) == [float(i) for i in range(300)]
+    episodes = read_points(any_live_server, name)["return@env-0/None"]
     assert [p["minor_step"] for p in episodes] == list(range(300))
     assert [p["value"] for p in episodes] == [float(i) for i in range(300)]
     resumed = [m for m in loguru_messages if "resuming run" in m]
     assert len(resumed) == 2 and resumed[0].startswith("SUCCESS")
 
 
-def test_manual_steps_keep_their_meaning_across_sessions(live_server: ServerInfo) -> None:
+def test_manual_steps_keep_their_meaning_across_sessions(any_live_server: ServerInfo) -> None:
     """A second session giving step= writes at exactly those steps."""
     name = new_run()
     for steps in (range(0, 50), range(50, 100)):
         with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                             ingestion_url=live_server.url) as run:
+                             ingestion_url=any_live_server.url) as run:
             for step in steps:
                 run.log("loss", float(step), step=step)
-    assert stored_steps(live_server, name) == list(range(100))
+    assert stored_steps(any_live_server, name) == list(range(100))
 
 
 def test_an_offline_session_synced_twice_lands_once_after_the_earlier_session(
-        live_server: ServerInfo, spool_root: Path) -> None:
+        any_live_server: ServerInfo, spool_root: Path) -> None:
     """Online session, then an offline one synced twice: every point once, in session order."""
     name = new_run()
     with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                         ingestion_url=live_server.url) as run:
+                         ingestion_url=any_live_server.url) as run:
         for i in range(100):
             run.log("loss", float(i))
     with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
@@ -183,23 +183,23 @@ def test_an_offline_session_synced_twice_lands_once_after_the_earlier_session(
             offline.log("loss", float(i))
     directory = run_spool_dir(spool_root, "ws", "proj", name)
     copy = {p.name: p.read_bytes() for p in segments(directory)}
-    assert metrana.sync(directory, ingestion_url=live_server.url).delivered == 150
+    assert metrana.sync(directory, ingestion_url=any_live_server.url).delivered == 150
     for file_name, data in copy.items():  # as if the first sync had crashed before deleting
         (directory / file_name).write_bytes(data)
-    metrana.sync(directory, ingestion_url=live_server.url)
-    assert stored_steps(live_server, name) == list(range(250))
-    assert stored_values(live_server, name) == [float(i) for i in range(250)]
+    metrana.sync(directory, ingestion_url=any_live_server.url)
+    assert stored_steps(any_live_server, name) == list(range(250))
+    assert stored_values(any_live_server, name) == [float(i) for i in range(250)]
 
 
 # ----------------------------------------------------------------------------- threads
 
 def test_threads_using_new_names_at_once_store_every_point_and_balance_at_every_snapshot(
-        live_server: ServerInfo) -> None:
+        any_live_server: ServerInfo) -> None:
     """8 threads, fresh metric names, a 1 µs switch interval: stored == logged, and every
     snapshot taken meanwhile balances and counts between what was done and what was begun."""
     name = new_run()
     run = metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                          ingestion_url=live_server.url)
+                          ingestion_url=any_live_server.url)
     per_thread, names = 3_000, 20
     started = [0] * 8
     finished = [0] * 8
@@ -240,7 +240,7 @@ def test_threads_using_new_names_at_once_store_every_point_and_balance_at_every_
     for low, high, snapshot in snapshots:
         assert balanced(snapshot), snapshot
         assert low <= snapshot.logged <= high, (low, snapshot.logged, high)
-    points = read_points(live_server, name)
+    points = read_points(any_live_server, name)
     assert sorted(points) == sorted(f"m{i}" for i in range(names))
     values = sorted(p["value"] for series in points.values() for p in series)
     assert values == [float(v) for v in range(8 * per_thread)]

@@ -11,12 +11,12 @@ from metrana.server import ServerInfo
 from tests.helpers import read_points
 
 
-def test_rl_series_identity_and_steps(live_server: ServerInfo) -> None:
+def test_rl_series_identity_and_steps(any_live_server: ServerInfo) -> None:
     """Episodes number per (metric, env); env steps per (metric, env, episode); rl_step is
     the major step; evaluation adds its label."""
     name = f"rl-{uuid.uuid4().hex[:8]}"
     with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                         ingestion_url=live_server.url, close_strategy="CompleteAll") as run:
+                         ingestion_url=any_live_server.url, close_strategy="CompleteAll") as run:
         for rl_step in (0, 100):
             for env in ("env-0", "env-1"):
                 run.log_rl_episode("return", 1.0 + rl_step, rl_step=rl_step, env_id=env)
@@ -26,7 +26,7 @@ def test_rl_series_identity_and_steps(live_server: ServerInfo) -> None:
         run.log_rl_episode("return", 9.0, rl_step=200, env_id="env-0", evaluation=True)
         run.log_rl_environment_step("reward", 1.0, rl_step=200, env_id=3, episode=7, env_step=40)
         run.log_rl_step("loss", 0.25)
-    stored = read_points(live_server, name)
+    stored = read_points(any_live_server, name)
     assert [(p["step"], p["minor_step"]) for p in stored["return@env-0/None"]] == [(0, 0), (100, 1)]
     assert [(p["step"], p["minor_step"]) for p in stored["reward@env-1/1"]] == [
         (100, 0), (100, 1), (100, 2)]

@@ -48,8 +48,8 @@ def test_page_needs_no_key_but_the_api_does(tmp_path: Path) -> None:
         assert client.get("/api/runs", headers={"Authorization": "Bearer k3y"}).status_code == 200
 
 
-def test_series_changed_since_a_cursor(live_server: ServerInfo) -> None:
-    url = live_server.url
+def test_series_changed_since_a_cursor(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
     with metrana.session(workspace_name="dash", project_name="routes", run_name="cursor",
                          ingestion_url=url) as session, httpx.Client(base_url=url) as client:
         session.log({"a": 1.0, "b": 2.0})
@@ -67,8 +67,8 @@ def test_series_changed_since_a_cursor(live_server: ServerInfo) -> None:
         assert client.get("/api/runs/dash/routes/nope/series").status_code == 404
 
 
-def test_band_of_one_environment(live_server: ServerInfo) -> None:
-    url = live_server.url
+def test_band_of_one_environment(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
     with metrana.session(workspace_name="dash", project_name="routes", run_name="envs",
                          ingestion_url=url) as session:
         for env in range(3):
@@ -85,8 +85,8 @@ def test_band_of_one_environment(live_server: ServerInfo) -> None:
         assert missing.status_code == 404 and "'e9'" in missing.json()["message"]
 
 
-def test_buckets_of_several_series_in_one_request(live_server: ServerInfo) -> None:
-    url = live_server.url
+def test_buckets_of_several_series_in_one_request(any_live_server: ServerInfo) -> None:
+    url = any_live_server.url
     with metrana.session(workspace_name="dash", project_name="routes", run_name="batch",
                          ingestion_url=url) as session:
         for i in range(100):

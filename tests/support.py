@@ -1,0 +1,93 @@
+"""Helpers for the tests of both stores: server processes, and writers made to overlap."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import wait_until
+
+__all__ = ["STORES", "in_background", "start_serve", "stop_serve", "writers_held_at"]
+
+STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
+
+
+def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None
+                ) -> tuple[subprocess.Popen[str], str]:
+    """``metrana serve --db DB --port 0`` in its own process; the process and its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    url = ""
+    for line in proc.stdout:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            url = match.group(1)
+            break
+    if not url:
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"metrana serve did not start: {err}")
+    return proc, url
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.communicate(timeout=30)
+
+
+@contextmanager
+def writers_held_at(db_target: str, table: str, writers: int) -> Iterator[Callable[[], None]]:
+    """On PostgreSQL, make concurrent writers really overlap: the test holds ``table`` in
+    EXCLUSIVE mode (reads pass, writes and row locks wait), the caller starts ``writers``
+    transactions, calls the yielded ``wait`` — which returns once PostgreSQL shows that many
+    backends waiting on a lock (this table's, or a row lock one of them holds) — and leaving
+    the block releases them into the race. On SQLite (one writer at a time by design) it holds
+    nothing: the writers just start together."""
+    if not db_target.startswith("postgresql://"):
+        yield lambda: None
+        return
+    import psycopg
+
+    with psycopg.connect(db_target) as holder:
+        holder.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        with psycopg.connect(db_target, autocommit=True) as watcher:
+
+            def waiting() -> bool:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()").fetchone()
+                return row is not None and row[0] >= writers
+
+            yield lambda: wait_until(waiting, timeout=30)
+        holder.commit()
+
+
+def in_background(*calls: Callable[[], Any]) -> Callable[[], list[Any]]:
+    """Start the calls on threads now; the returned function joins them: results in order."""
+    results: list[Any] = [None] * len(calls)
+
+    def target(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+
+    def join() -> list[Any]:
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a writer hung"
+        return results
+
+    return join
