@@ -53,9 +53,11 @@ class MockService:
     ``httpx.TransportError`` (a service that cannot be reached). While ``down`` is True every
     request, ``POST /v1/runs`` too, fails as a refused connection."""
 
-    def __init__(self, rule: Rule | None = None, *, down: bool = False) -> None:
+    def __init__(self, rule: Rule | None = None, *, down: bool = False,
+                 create: Callable[[Seen], int] | None = None) -> None:
         self.rule = rule
         self.down = down
+        self.create = create  # answers POST /v1/runs instead, when given
         self.requests: list[Seen] = []
         self.runs: set[str] = set()
 
@@ -67,7 +69,9 @@ class MockService:
         self.requests.append(seen)
         if self.down:
             raise httpx.ConnectError("[Errno 111] Connection refused")
-        if request.url.path.endswith("/runs"):
+        if request.url.path.endswith("/runs") and self.create is not None:
+            status = self.create(seen)
+        elif request.url.path.endswith("/runs"):
             run = json.dumps(seen.body["run"], sort_keys=True)
             status = 409 if run in self.runs else 200
             self.runs.add(run)
