@@ -600,7 +600,7 @@ PLANTED: list[Planted] = [
     Planted("a forked child reuses its parent's session", "metrana/_engine.py",
             "self.session_id = random.getrandbits(64) or 1",
             "self.session_id = int.from_bytes(settings.run_name.encode()[:8], 'big') or 1",
-            ("tests/client/test_workers.py",)),
+            ("tests/client/test_no_silent_loss.py::test_a_forked_childs_points_go_after_the_parents",)),
     Planted("replayed points of this session are not moved from spooled to sent",
             "metrana/_actors/replay.py",
             "            self.counters.spooled -= count\n            self.counters.sent += count\n",
