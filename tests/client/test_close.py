@@ -8,23 +8,13 @@ to end tests at the bottom use a real ``metrana serve`` and real processes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-import metrana
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
-from metrana.server import ServerInfo
-from tests.faults import FaultProxy
-from tests.helpers import read_points, wait_until
 from tests.mock_service import MockService, Seen, mock_session
 
 
@@ -290,148 +280,3 @@ async def test_during_an_outage_the_service_is_asked_again_at_least_every_5_s(
     assert back_at <= first_ok <= back_at + 5.0
     assert service.delivered() == [float(i) for i in range(20)]
     assert (metrics.sent, metrics.spooled, metrics.replayed) == (20, 0, 20)
-
-
-# ----------------------------------------------------------------------- end to end
-
-def new_run() -> str:
-    return f"run-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.mark.parametrize(("close_timeout", "bound"), [(600.0, 30.0), (2.5, 2.5)])
-def test_the_at_exit_close_is_bounded_by_close_timeout_and_30_s(
-        live_server: ServerInfo, close_timeout: float, bound: float) -> None:
-    """A run left open at exit is closed with CompleteAll within min(close_timeout, 30) s."""
-    run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
-                          ingestion_url=live_server.url, close_timeout=close_timeout,
-                          log_level="Off")
-    calls: list[tuple[Any, ...]] = []
-    real_close = run.close
-
-    def close(timeout: float | None = None, *, strategy: Any = None) -> metrana.Metrics:
-        calls.append((timeout, strategy))
-        return real_close(timeout, strategy=strategy)
-
-    run.close = close  # type: ignore[method-assign]
-    run.log("loss", 1.0)
-    run._close_at_exit()
-    assert calls == [(bound, "CompleteAll")]
-    assert run.get_metrics().sent == 1
-
-
-AT_EXIT = """
-import metrana
-metrana.init(workspace_name="ws", project_name="proj", run_name={name!r}, ingestion_url={url!r},
-             close_timeout=1)
-print("ready", flush=True)
-input()  # the test holds the service now
-for i in range(100):
-    metrana.log("loss", float(i))
-print("logged", flush=True)
-input()  # and lets the script end, without close()
-"""
-
-
-def test_a_run_left_open_at_exit_spools_what_a_hung_service_holds_within_close_timeout(
-        proxy: FaultProxy, live_server: ServerInfo, spool_root: Path, tmp_path: Path) -> None:
-    """A script ends without close() while the service holds its request: the exit warns,
-    waits close_timeout (1 s), spools the points and exits; the spool delivers them later."""
-    name = new_run()
-    script = tmp_path / "train.py"
-    script.write_text(AT_EXIT.format(name=name, url=proxy.url))
-    env = {**os.environ, "METRANA_SPOOL_DIR": str(spool_root)}
-    child = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert child.stdout is not None and child.stdin is not None
-    assert child.stdout.readline() == "ready\n"
-    proxy.hold()
-    child.stdin.write("\n")
-    child.stdin.flush()
-    assert child.stdout.readline() == "logged\n"
-    assert proxy.arrived.wait(20)
-    started = time.monotonic()
-    _, stderr = child.communicate("\n", timeout=60)
-    assert time.monotonic() - started < 1 + 10  # close_timeout, and nothing like 30 s
-    assert child.returncode == 0, stderr
-    assert f"run {name} was not closed; delivering what is queued (up to 1s)" in stderr
-    assert f"closed run {name}: 0 of 100 points delivered, 100 spooled" in stderr
-    proxy.release()
-    report = metrana.sync(spool_root, ingestion_url=live_server.url)
-    assert report.delivered == 100
-    assert [p["value"] for p in read_points(live_server, name)["loss"]] == [
-        float(i) for i in range(100)]
-
-
-SECOND_INTERRUPT = """
-import signal
-signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever the launcher did
-import os, socket, threading, time, metrana
-import metrana._spool
-
-hung = threading.Event()
-
-def append(self, payload):  # a disk that stopped answering
-    hung.set()
-    threading.Event().wait()
-
-metrana._spool.SpoolWriter.append = append
-hole = socket.socket(); hole.bind(("127.0.0.1", 0)); hole.listen(64)  # accepts, never answers
-run = metrana.init(workspace_name="ws", project_name="proj", run_name="twice",
-                   ingestion_url="http://127.0.0.1:%d" % hole.getsockname()[1],
-                   init_timeout=0.2, log_level="Warn")
-for i in range(1000):
-    metrana.log("loss", float(i))
-
-def interrupt():
-    while run.is_open:  # until close() has handed the request to the engine
-        time.sleep(0.001)
-    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: spool what is left and stop...
-    hung.wait()                          # ...but writing to the spool hangs
-    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again: abandon even that
-
-threading.Thread(target=interrupt, daemon=True).start()
-started = time.monotonic()
-try:
-    metrana.close(timeout=120)
-except KeyboardInterrupt:
-    m = run.get_metrics()
-    print("abandoned", round(time.monotonic() - started, 1), m.spooled, m.pending, flush=True)
-"""
-
-
-def test_a_second_ctrl_c_during_close_abandons_the_spooling(tmp_path: Path,
-                                                            spool_root: Path) -> None:
-    """Ctrl-C during close() spools and stops; a second Ctrl-C while that hangs (a disk that
-    stopped answering) stops at once: KeyboardInterrupt, no wait for the engine's grace
-    (10 s + 5 s), nothing counted as spooled that is not."""
-    script = tmp_path / "twice.py"
-    script.write_text(textwrap.dedent(SECOND_INTERRUPT))
-    env = {**os.environ, "METRANA_SPOOL_DIR": str(spool_root)}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, env=env)
-    word, seconds, spooled, pending = done.stdout.split()
-    assert (word, spooled, pending) == ("abandoned", "0", "1000"), done.stderr
-    assert float(seconds) < 10, done.stderr
-    assert done.stderr.count("interrupted: writing undelivered points to the spool") == 1
-    assert "did not stop in time" not in done.stderr
-
-
-def test_immediate_close_leaves_the_server_with_exactly_the_request_in_flight(
-        proxy: FaultProxy, live_server: ServerInfo) -> None:
-    """Immediate: the request on the wire may still be stored (here it is, once the service
-    answers), the queued points never are; the counts say so."""
-    name = new_run()
-    run = metrana.session(workspace_name="ws", project_name="proj", run_name=name,
-                          ingestion_url=proxy.url, close_strategy="Immediate", log_level="Off")
-    proxy.hold()
-    for i in range(50):
-        run.log("loss", float(i))
-    assert proxy.arrived.wait(10)
-    for i in range(50, 80):
-        run.log("loss", float(i))
-    metrics = run.close()
-    assert (metrics.sent, metrics.in_doubt, metrics.discarded) == (0, 50, 30)
-    proxy.release()
-    wait_until(lambda: proxy.count("/v1/runs:update") == 1)
-    assert [p["value"] for p in read_points(live_server, name)["loss"]] == [
-        float(i) for i in range(50)]
