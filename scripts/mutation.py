@@ -359,6 +359,7 @@ def mutants_of(module: str, source: bytes | None = None) -> list[Mutant]:
         try:
             if ast.dump(ast.parse(mutated)) == original:
                 continue
+            compile(mutated, module, "exec")  # also what only the compiler refuses (nonlocal)
         except SyntaxError:
             continue
         seen.add(mutated)
@@ -428,8 +429,8 @@ class Workspace:
             proc.communicate()
             return Outcome("timeout", time.monotonic() - started, "(timeout)")
         seconds = time.monotonic() - started
-        if proc.returncode in (4, 5):
-            raise SystemExit(f"pytest could not run {' '.join(tests)}:\n{output[-3000:]}")
+        if proc.returncode == 5:  # no tests collected: the mapping is wrong, not the mutant
+            raise SystemExit(f"pytest found no tests in {' '.join(tests)}:\n{output[-3000:]}")
         if proc.returncode == 0:
             return Outcome("survived", seconds)
         failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, re.M)
@@ -459,7 +460,7 @@ def run_module(module: str, workspaces: list[Workspace], limit: int | None,
     result = ModuleResult(module)
     started = time.monotonic()
     baseline = workspaces[0].run(module, source, tests, timeout=900)
-    if baseline.status != "survived":
+    if baseline.status != "survived":  # (pytest exits 1-4: failures, or it could not run)
         raise SystemExit(f"{module}: its tests fail without any mutant ({baseline.by}); "
                          "fix them first")
     timeout = baseline.seconds * timeout_factor + 20

@@ -84,16 +84,58 @@ def test_segments_are_named_by_time_process_and_sequence(tmp_path: Path) -> None
 
 def test_a_segment_is_closed_once_it_reaches_its_size(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next record after SEGMENT_BYTES goes to a new segment; all read back in order."""
-    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 30)
+    """The next record once a segment holds SEGMENT_BYTES (or more) goes to a new segment,
+    and the full one is released (replayable); all read back in order."""
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 36)
     writer = SpoolWriter(tmp_path)
     for i in range(5):
-        writer.append(b"%010d" % i)  # 18 bytes a record
+        writer.append(b"%010d" % i)  # 18 bytes a record: two fill a segment exactly
         assert writer.active_records == (1 if i % 2 == 0 else 2)
+    full = segments(tmp_path)[:2]
+    assert [is_locked(p) for p in segments(tmp_path)] == [False, False, True]
     writer.close()
-    assert [list(read_segment(p)) for p in segments(tmp_path)] == [
-        [b"%010d" % 0, b"%010d" % 1], [b"%010d" % 2, b"%010d" % 3], [b"%010d" % 4]]
+    assert writer.active_records == 0 and is_locked(segments(tmp_path)[2]) is False
+    assert [list(read_segment(p)) for p in full] == [[b"%010d" % 0, b"%010d" % 1],
+                                                     [b"%010d" % 2, b"%010d" % 3]]
+    assert list(read_segment(segments(tmp_path)[2])) == [b"%010d" % 4]
     assert writer.used_bytes() == 5 * 18
+
+
+def test_segments_are_private_and_their_directories_made(tmp_path: Path) -> None:
+    """Points may be confidential: segments are readable by their owner only; the run's
+    directories are created as needed (for the manifest too)."""
+    writer = SpoolWriter(tmp_path / "ws" / "proj" / "run")
+    writer.append(b"x")
+    writer.rotate()
+    (segment,) = segments(tmp_path / "ws" / "proj" / "run")
+    assert segment.stat().st_mode & 0o777 == 0o600
+    write_manifest(tmp_path / "other" / "deep" / "run", {"run_name": "r"})
+    assert read_manifest(tmp_path / "other" / "deep" / "run") == {"run_name": "r"}
+
+
+def test_a_large_record_reads_back(tmp_path: Path) -> None:
+    """Records are bounded only by a sanity limit (512 MiB): 3 MiB is nothing special."""
+    payload = b"y" * (3 * 1024**2)
+    writer = SpoolWriter(tmp_path)
+    writer.append(payload)
+    writer.close()
+    assert list(read_segment(segments(tmp_path)[0])) == [payload]
+
+
+def test_a_short_write_is_an_error_and_cut_back(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that takes only part of a record (a full disk) fails the append; the part is
+    cut off, so the next record is readable right after the last whole one."""
+    writer = SpoolWriter(tmp_path)
+    writer.append(b"first")
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:6]))
+    with pytest.raises(OSError, match=r"short write to .* \(6 of 14 bytes\)"):
+        writer.append(b"second")
+    monkeypatch.undo()
+    writer.append(b"third")
+    writer.close()
+    assert [list(read_segment(p)) for p in segments(tmp_path)] == [[b"first", b"third"]]
 
 
 def test_the_bound_counts_every_segment_and_is_inclusive(tmp_path: Path) -> None:
@@ -137,18 +179,22 @@ def test_a_failed_write_is_cut_back_and_the_segment_goes_on(tmp_path: Path,
 
 def test_when_even_the_repair_fails_the_segment_is_given_up(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk cannot even take the cut back (fsync keeps failing): the segment is closed
+    as it is (released, so what is whole in it is replayed) and the next record starts a new
+    one."""
     writer = SpoolWriter(tmp_path)
     writer.append(b"first")
 
-    def broken(fd: int, *args: object) -> None:
+    def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken)
-    monkeypatch.setattr(os, "ftruncate", broken)
     with pytest.raises(OSError):
         writer.append(b"second")
     monkeypatch.undo()
     assert writer.active_records == 0
+    (abandoned,) = segments(tmp_path)
+    assert is_locked(abandoned) is False
     writer.append(b"third")
     writer.close()
     first, second = segments(tmp_path)
@@ -186,6 +232,7 @@ def test_damage_is_located_exactly(tmp_path: Path) -> None:
     directory.mkdir()
     (unreadable,) = read_segment(directory)
     assert isinstance(unreadable, Damage) and unreadable.reason.startswith("cannot read")
+    assert unreadable.offset == 0
 
 
 def test_listing_and_locks_of_what_is_not_there(tmp_path: Path) -> None:
