@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,18 @@ import httpx
 
 from metrana.server import ServerInfo
 
-__all__ = ["read_points", "wait_until"]
+__all__ = ["DEFAULT_SIGINT", "metrana_command", "read_points", "wait_until"]
+
+# What a child process that a test interrupts needs first: Ctrl-C (SIGINT) raising
+# KeyboardInterrupt. A suite launched with SIGINT ignored (`nohup … &`, some CI runners) hands
+# that disposition down across exec, and Python then installs no handler of its own.
+DEFAULT_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+
+
+def metrana_command(*args: str) -> list[str]:
+    """``python -m metrana ARGS`` with Ctrl-C working whatever the suite was launched with."""
+    return [sys.executable, "-c", f"{DEFAULT_SIGINT}; import runpy; "
+            "runpy.run_module('metrana', run_name='__main__', alter_sys=True)", *args]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -106,9 +106,11 @@ class Batcher:
                         since[lane] = now
 
     async def _cut_expired(self) -> None:
-        deadline = trio.current_time() - self._max_age
+        now = trio.current_time()
         for lane, since in enumerate(self._since):
-            if since <= deadline:
+            # The receive's deadline was this very sum: ``now - max_age`` can round below
+            # ``since`` (0.25 - 0.2 < 0.05), and the loop would spin on an expired deadline.
+            if since + self._max_age <= now:
                 await self._cut(lane)
 
     async def _cut(self, lane: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 
 from metrana._actors.batcher import Batcher
@@ -63,6 +64,19 @@ async def test_a_trickle_is_cut_by_age(autojump_clock: trio.abc.Clock) -> None:
     assert batch.count == 3
     assert when - start <= 0.2 + 1e-6
     assert received[1] == []  # the other lane got nothing
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("arrival", [0.05, 0.3, 3.85])
+async def test_a_batch_is_cut_when_its_age_is_reached_whatever_the_clock_reads(
+        autojump_clock: trio.abc.Clock, arrival: float) -> None:
+    """Points arriving at 0.05 s are due at 0.05 + 0.2 = 0.25, where 0.25 - 0.2 rounds to
+    0.04999…: the batch must still be cut then (the Batcher used to spin on the expired
+    deadline forever, hanging the engine under trio's MockClock, busy-waiting under a real one)."""
+    await trio.sleep_until(arrival)
+    received = await run_batcher([[(state("loss"), 0, items(3))]], max_age=0.2)
+    (when, batch), = received[0]
+    assert batch.count == 3 and when == arrival + 0.2
 
 
 async def test_a_series_keeps_its_lane_and_series_spread_round_robin(

@@ -5,13 +5,26 @@ Narrow unit tests on httpx.MockTransport with trio's autojump clock: no real sle
 
 from __future__ import annotations
 
+import sys
+import time
+from typing import Any
+
 import httpx
 import pytest
 import trio
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy, post_with_retries
+from metrana._actors.dispatcher import (
+    RetryPolicy,
+    describe_failure,
+    is_transient,
+    post_with_retries,
+)
+from metrana._actors.parcel import InFlight
 from metrana._stats import Counters
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 
 def client_answering(statuses: list[int], seen: list[float], headers: dict[str, str] | None = None
@@ -104,3 +117,153 @@ async def test_bodies_are_gzipped_for_remote_services_only() -> None:
     for body in (json.loads(gzip.decompress(remote_body)), json.loads(local_body)):
         (series,) = body["runUpdates"][0]["series"]
         assert (series["metricName"], series["points"][0]["floatValue"]) == ("loss", 1.0)
+
+
+# ------------------------------------------------------------ the documented retry policy
+
+def test_the_default_policy_is_the_documented_one() -> None:
+    """README: exponential backoff 0.1 s ×1.5, capped at 30 s, 15 attempts; Retry-After
+    honoured up to 60 s."""
+    policy = RetryPolicy()
+    assert (policy.initial, policy.multiplier, policy.max_delay, policy.max_attempts,
+            policy.max_retry_after) == (0.1, 1.5, 30.0, 15, 60.0)
+
+
+@pytest.mark.parametrize(("attempt", "full"), [
+    (0, 0.1), (1, 0.15), (2, 0.225), (5, 0.759375), (13, 19.46195068359375),
+    (14, 29.192926025390625), (15, 30.0), (40, 30.0)])
+def test_delays_are_jittered_between_half_and_all_of_the_capped_backoff(
+        attempt: int, full: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """delay(n) = d/2 + uniform(0, d/2) with d = min(30, 0.1 × 1.5ⁿ)."""
+    asked: list[tuple[float, float]] = []
+
+    def top(low: float, high: float) -> float:
+        asked.append((low, high))
+        return high
+
+    monkeypatch.setattr("random.uniform", top)
+    assert RetryPolicy().delay(attempt, None) == pytest.approx(full)
+    assert len(asked) == 1 and asked[0][0] == 0 and asked[0][1] == pytest.approx(full / 2)
+    monkeypatch.setattr("random.uniform", lambda low, high: low)
+    assert RetryPolicy().delay(attempt, None) == pytest.approx(full / 2)
+
+
+def test_retry_after_raises_the_delay_up_to_60_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("random.uniform", lambda low, high: high)
+    policy = RetryPolicy()
+    assert policy.delay(0, 7.0) == 7.0  # longer than the backoff: the service's wish
+    assert policy.delay(14, 7.0) == pytest.approx(29.192926025390625)  # shorter: the backoff
+    assert policy.delay(0, 1000.0) == 60.0  # a service asking for ages: capped
+    assert policy.delay(0, 0.0) == pytest.approx(0.1)
+
+
+def test_transient_statuses() -> None:
+    """408, 429 and 5xx except 501 and 505 are worth retrying; nothing else is."""
+    transient = [status for status in range(100, 600) if is_transient(status)]
+    assert transient == [408, 429, 500, *range(502, 505), *range(506, 600)]
+
+
+async def test_every_attempt_is_counted_and_heard(autojump_clock: trio.abc.Clock) -> None:
+    """requests and retries are exact; on_failure hears each failed attempt (its index, why,
+    and whether anything answered at all); the request is marked on the wire only while it is."""
+    flight = InFlight()
+    answers: list[Any] = [httpx.ConnectError("refused"), 503,
+                          httpx.ReadTimeout("slow"), 200]
+    heard: list[tuple[int, str, bool]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert flight.outstanding is True
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={})
+
+    counters = Counters()
+    async with httpx.AsyncClient(base_url="http://svc/v1",
+                                 transport=httpx.MockTransport(handler)) as client:
+        response = await post_with_retries(
+            client, "/runs:update", b"{}", RetryPolicy(), counters, flight=flight,
+            on_failure=lambda *args: heard.append(args))
+    assert response.status_code == 200 and flight.outstanding is False
+    assert (counters.requests, counters.retries) == (4, 3)
+    assert heard == [(0, "cannot connect (refused)", True), (1, "HTTP 503", False),
+                     (2, "timed out waiting for an answer", False)]
+
+
+async def spend_the_budget(answer: int | Exception) -> tuple[metrana.MetranaConnectionError,
+                                                             int, Counters, InFlight]:
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(trio.current_time())
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={})
+
+    counters = Counters()
+    flight = InFlight()
+    async with httpx.AsyncClient(base_url="http://svc/v1",
+                                 transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(metrana.MetranaConnectionError) as raised:
+            await post_with_retries(client, "/runs:update", b"{}", RetryPolicy(), counters,
+                                    flight=flight)
+    return raised.value, len(seen), counters, flight
+
+
+@pytest.mark.parametrize(("answer", "unreachable", "last"), [
+    (503, False, "HTTP 503"), (httpx.ConnectError("no"), True, "cannot connect (no)")])
+async def test_a_spent_budget_says_how_often_and_whether_anything_answered(
+        autojump_clock: trio.abc.Clock, answer: int | Exception, unreachable: bool,
+        last: str) -> None:
+    """The default budget: 15 attempts, 14 retries; the error names the URL, the attempts
+    and the last failure, and ``unreachable`` tells a dead host from a failing service."""
+    error, attempts, counters, flight = await spend_the_budget(answer)
+    assert str(error) == (f"http://svc/v1/runs:update did not accept the request after 15 "
+                          f"attempts (last: {last})")
+    assert error.unreachable is unreachable and flight.outstanding is False
+    assert (attempts, counters.requests, counters.retries) == (15, 15, 14)
+
+
+async def test_an_http_date_retry_after_is_honoured(autojump_clock: trio.abc.Clock) -> None:
+    """Retry-After as an HTTP date 20 s ahead: the next attempt waits until then; a date in
+    the past or a header that is neither a number nor a date means the usual backoff; a date
+    far ahead waits 60 s at most."""
+    from email.utils import formatdate
+
+    now = time.time()
+    for header, low, high in ((formatdate(now + 20, usegmt=True), 18.9, 20.0),
+                              (formatdate(now - 3600, usegmt=True), 0.05, 0.1),
+                              ("in a moment", 0.05, 0.1),
+                              ("-5", 0.05, 0.1),
+                              (formatdate(now + 3600, usegmt=True), 60, 60)):
+        seen: list[float] = []
+        async with client_answering([503], seen, {"Retry-After": header}) as client:
+            await post_with_retries(client, "/x", b"{}", RetryPolicy(), Counters())
+        assert low - 1e-6 <= seen[1] - seen[0] <= high + 1e-6, (header, seen[1] - seen[0])
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (httpx.ConnectError("x"), "cannot connect (x)"),
+    (httpx.ConnectError(""), "cannot connect"),
+    (httpx.ConnectTimeout("x"), "connection timed out"),
+    (httpx.ReadTimeout("x"), "timed out waiting for an answer"),
+    (httpx.RemoteProtocolError("peer closed"), "RemoteProtocolError: peer closed"),
+    (httpx.ReadError(""), "ReadError"),
+])
+def test_failures_are_described_in_words(error: httpx.TransportError, said: str) -> None:
+    assert describe_failure(error) == said
+
+
+def test_the_cause_of_a_failure_is_found_through_chains_and_groups() -> None:
+    """httpx wraps the OS error; trio may group it: the root cause still names the problem."""
+    import socket
+
+    refused = httpx.ConnectError("All connection attempts failed")
+    refused.__cause__ = ExceptionGroup("attempts", [OSError("x"), ConnectionRefusedError(111)])
+    assert describe_failure(refused) == "connection refused"
+    unknown = httpx.ConnectError("x")
+    unknown.__context__ = socket.gaierror(-2, "Name or service not known")
+    assert describe_failure(unknown) == "host name not found"
+    looped = httpx.ConnectError("loop")
+    looped.__cause__ = looped  # a cycle must not hang
+    assert describe_failure(looped) == "cannot connect (loop)"

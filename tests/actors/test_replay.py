@@ -15,7 +15,7 @@ import httpx
 import trio
 
 from metrana._actors.dispatcher import RetryPolicy, RunTarget
-from metrana._actors.replay import merge_records, replay_directory, spread
+from metrana._actors.replay import merge_records, probe, replay_directory, spread
 from metrana._series import SeriesKey
 from metrana._spool import SpoolWriter, encode_record, segments
 from metrana._stats import Counters
@@ -148,3 +148,169 @@ async def test_points_of_the_own_session_move_from_spooled_to_sent(tmp_path: Pat
         await replay_directory(client, tmp_path, TARGET, QUICK, counters, lambda e: None,
                                own_session=7)
     assert (counters.spooled, counters.sent, counters.replayed) == (0, 5, 8)
+
+
+def test_record_merging_stops_exactly_at_10000_points_and_keeps_manual_apart() -> None:
+    def decoded(session: int, key: SeriesKey, values: range, manual: bool = False
+                ) -> tuple[int, list[Any]]:
+        return session, [(key, manual, [(i, None, float(i), i) for i in values])]
+
+    merged = merge_records([decoded(1, LOSS, range(0, 6000)), decoded(1, LOSS, range(6000, 10_000)),
+                            decoded(1, LOSS, range(10_000, 10_001))])
+    assert [sum(len(runs[0][1]) for _, runs in parcel) for _, parcel in merged] == [10_000, 1]
+    merged = merge_records([decoded(3, LOSS, range(0, 2)), decoded(3, LOSS, range(5, 7), True)])
+    ((session, parcel),) = merged
+    assert session == 3
+    assert [(series.key.name, series.manual, [item[1] for item in runs[0][1]])
+            for series, runs in parcel] == [("loss", False, [0, 1]), ("loss", True, [5, 6])]
+    assert all(runs[0][0] is None for _, runs in parcel)  # spooled points carry their steps
+    assert merge_records([]) == []
+
+
+def test_series_are_dealt_to_lanes_in_turn() -> None:
+    parcel: list[Any] = [(f"s{i}", []) for i in range(5)]
+    assert [[s for s, _ in part] for part in spread(parcel, 2)] == [["s0", "s2", "s4"],
+                                                                    ["s1", "s3"]]
+    assert [[s for s, _ in part] for part in spread(parcel, 0)] == [[f"s{i}" for i in range(5)]]
+    assert len(spread(parcel, 9)) == 5 and spread([], 4) == []
+
+
+async def test_a_segment_held_by_a_live_writer_is_left_alone(tmp_path: Path) -> None:
+    """A running logger's open segment is locked: replay skips it (and counts it), delivers
+    the closed ones before and after it... and never deletes it."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 3))]])
+    live = SpoolWriter(tmp_path)
+    live.append(record(2, LOSS, range(0, 2)))  # open, not rotated: held
+    client, seen = recorder()
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert (result.delivered, result.segments, result.skipped_in_use) == (3, 1, 1)
+    assert values_sent(seen) == [0.0, 1.0, 2.0] and len(segments(tmp_path)) == 1
+    live.rotate()
+    client, seen = recorder()
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert (result.delivered, result.skipped_in_use) == (2, 0) and segments(tmp_path) == []
+
+
+async def test_damaged_records_are_counted_and_said_and_the_rest_delivered(
+        tmp_path: Path) -> None:
+    """A record whose checksum fails and one that is not a record at all (valid checksum,
+    unreadable JSON): both reported, both counted, the intact ones delivered, the segment
+    deleted once every intact record was answered."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 2)), b"not json", b"{}",
+                               record(1, LOSS, range(2, 4)), record(1, LOSS, range(4, 6))]])
+    (segment,) = segments(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF  # inside the last record's payload
+    segment.write_bytes(bytes(data))
+    client, seen = recorder()
+    reported: list[BaseException] = []
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        reported.append)
+    assert (result.delivered, result.damaged, result.segments) == (4, 3, 1)
+    assert values_sent(seen) == [0.0, 1.0, 2.0, 3.0] and segments(tmp_path) == []
+    messages = [str(e) for e in reported]
+    assert sum("unreadable record" in m for m in messages) == 2
+    assert sum("checksum mismatch" in m and "the intact records are delivered" in m
+               for m in messages) == 1
+
+
+async def test_a_segment_is_deleted_only_once_all_of_it_was_answered(tmp_path: Path) -> None:
+    """Two full requests' worth in one segment; the service takes the first and then fails:
+    sync stops, the segment stays (its replay later is idempotent), later segments wait."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 10_000)),
+                               record(1, LOSS, range(10_000, 12_000))],
+                              [record(1, LOSS, range(12_000, 12_010))]])
+    before = segments(tmp_path)
+    client, seen = recorder(lambda body: 200 if len(values_sent([body])) == 10_000 else 503)
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert (result.delivered, result.segments) == (10_000, 0)
+    assert result.stopped is not None and segments(tmp_path) == before
+
+
+async def test_recovery_waits_for_a_service_that_is_away(tmp_path: Path,
+                                                         autojump_clock: trio.abc.Clock) -> None:
+    """Persistent (Recovery): 503 to everything for 100 s (probes too): nothing is given up,
+    nothing is rejected; once it answers, everything is delivered in order."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 50))], [record(1, LOSS, range(50, 60))]])
+    back = 100.0
+    client, seen = recorder(lambda body: 503 if trio.current_time() < back else 200)
+    counters = Counters(spooled=60)
+    policy = RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=3)
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, policy, counters,
+                                        lambda e: None, own_session=1, persistent=True)
+    assert trio.current_time() >= back
+    assert (result.delivered, result.rejected, result.stopped) == (60, 0, None)
+    ok = [body for body in seen if values_sent([body])][-2:]
+    assert values_sent(ok) == [float(i) for i in range(60)]
+    assert (counters.spooled, counters.sent, counters.rejected) == (0, 60, 0)
+    assert counters.requests == len([body for body in seen if values_sent([body])])  # not probes
+
+
+async def test_refused_points_of_the_own_session_move_from_spooled_to_rejected(
+        tmp_path: Path) -> None:
+    write_segments(tmp_path, [[record(7, LOSS, range(0, 4)), record(8, ACC, range(0, 2))]])
+    counters = Counters(spooled=4)
+    client, _ = recorder(lambda body: 422)
+    reported: list[BaseException] = []
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, counters,
+                                        reported.append, own_session=7)
+    assert (result.delivered, result.rejected) == (0, 6)
+    assert (counters.spooled, counters.rejected, counters.sent, counters.replayed) == (0, 4, 0, 0)
+    assert [str(e).split(":")[0] for e in reported] == [
+        "the service refused 1 spooled points with HTTP 422"] * 6  # each isolated
+
+
+async def test_lanes_send_series_concurrently_each_series_in_order(tmp_path: Path) -> None:
+    """Over 3 lanes, every request holds whole series, and each series' points arrive in
+    order (its requests one after another); all 5 series go out in one round."""
+    keys = [SeriesKey(False, f"m{i}", "ML_STEP", ()) for i in range(5)]
+    write_segments(tmp_path, [[encode_record(1, [(key, False, [(j, None, float(j), j)
+                                                               for j in range(3)])
+                                                 for key in keys])]])
+    client, seen = recorder()
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None, lanes=3)
+    assert result.delivered == 15 and len(seen) == 3
+    names = sorted(sorted(s["metricName"] for u in body["runUpdates"] for s in u["series"])
+                   for body in seen)
+    assert names == [["m0", "m3"], ["m1", "m4"], ["m2"]]
+    for key in keys:
+        assert values_sent(seen, key.name) == [0.0, 1.0, 2.0]
+
+
+async def test_each_record_is_sent_as_its_own_session(tmp_path: Path) -> None:
+    """A spool holds several sessions' points: each request names the session that logged
+    them (the server keys points by it), not the replaying one."""
+    write_segments(tmp_path, [[record(2**64 - 1, LOSS, range(0, 2)), record(5, LOSS, range(0, 1))]])
+    client, seen = recorder()
+    async with client:
+        await replay_directory(client, tmp_path, TARGET, QUICK, Counters(), lambda e: None)
+    assert [(body["sessionId"], values_sent([body])) for body in seen] == [
+        (str(2**64 - 1), [0.0, 1.0]), ("5", [0.0])]
+    assert {(u["workspace"], u["project"], u["runName"]) for body in seen
+            for u in body["runUpdates"]} == {("ws", "proj", "run")}
+
+
+async def test_probe_asks_once_and_tells_an_answer_from_a_failure() -> None:
+    for answer, expected in ((200, True), (404, True), (422, True), (503, False), (429, False)):
+        client, seen = recorder(lambda body, answer=answer: answer)
+        async with client:
+            assert await probe(client, TARGET, RetryPolicy()) is expected
+        assert len(seen) == 1 and values_sent(seen) == []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    async with httpx.AsyncClient(base_url="http://svc/v1",
+                                 transport=httpx.MockTransport(refuse)) as client:
+        assert await probe(client, TARGET, RetryPolicy()) is False

@@ -97,7 +97,8 @@ def test_hosted_service_without_api_key_is_refused_with_a_way_out() -> None:
     args = {**BASE, "ingestion_url": None}
     with pytest.raises(metrana.NoMetranaApiKeyError, match="metrana serve"):
         resolve_settings(args, environ={})
-    assert resolve_settings(args, environ={"METRANA_API_KEY": "k"}).api_key is not None
+    key = resolve_settings(args, environ={"METRANA_API_KEY": "k"}).api_key
+    assert key is not None and key.get_secret_value() == "k"
 
 
 def test_api_key_never_appears_in_reprs() -> None:

@@ -5,6 +5,7 @@ run, its config, an earlier session's spool first, ``closeRun`` last). Narrow te
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from metrana._engine import EngineOptions
 from metrana._series import SeriesKey
 from metrana._spool import SpoolWriter, encode_record, run_spool_dir, segments
 from metrana._trio_session import TrioSession
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 
 def mode(d: Delivery) -> DeliveryMode:
@@ -170,3 +174,118 @@ async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_pa
     assert [v for _, v in sent] == [-1.0, -2.0, -3.0, -4.0, -5.0, 0.0, 1.0, 2.0]
     assert {session for session, _ in sent[:5]} == {"41"}
     assert segments(directory) == []
+
+
+# ----------------------------------------------------------- the engine, on a mock service
+
+async def test_a_run_refused_at_creation_is_raised_and_nothing_is_sent() -> None:
+    """HTTP 401 on POST /v1/runs: the session raises it (no retry, no update sent)."""
+    import metrana
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService(create=lambda seen: 401)
+    run = mock_session(service)
+    with pytest.raises(metrana.MetranaApiError, match="HTTP 401") as raised:
+        async with run.running(init_timeout=5):
+            pass
+    assert raised.value.status == 401
+    assert [s.path for s in service.requests] == ["/v1/runs"]
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+async def test_a_url_that_is_not_metrana_says_so(status: int) -> None:
+    import metrana
+    from tests.mock_service import MockService, mock_session
+
+    run = mock_session(MockService(create=lambda seen: status))
+    with pytest.raises(metrana.MetranaApiError, match="does not look like a Metrana"):
+        async with run.running(init_timeout=5):
+            pass
+
+
+async def test_resuming_an_existing_run_is_said_and_never_refuses_by_default(
+        loguru_messages: list[str]) -> None:
+    import metrana
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService(create=lambda seen: 409)
+    run = mock_session(service, log_level="Success")
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+    assert run.resumed and run.get_metrics().sent == 1
+    assert any("resuming run ws/proj/run, which already exists" in m for m in loguru_messages)
+    refusing = mock_session(service, resume_strategy="Never")
+    with pytest.raises(metrana.MetranaRunAlreadyExistsError, match="resume_strategy is Never"):
+        async with refusing.running(init_timeout=5):
+            pass
+
+
+async def test_offline_sends_nothing_and_spools_everything(tmp_path: Path) -> None:
+    from metrana._spool import read_manifest
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService()
+    run = mock_session(service, tmp_path, mode="offline", close_strategy="Immediate",
+                       attributes=[{"path": "config/a", "intValue": "1"}])
+    async with run.running(init_timeout=5):
+        for i in range(10):
+            run.log("loss", float(i))
+    metrics = run.get_metrics()
+    assert (metrics.spooled, metrics.sent, metrics.requests, metrics.discarded) == (10, 0, 0, 0)
+    assert service.requests == []
+    manifest = read_manifest(run_spool_dir(tmp_path, "ws", "proj", "run"))
+    assert manifest is not None and manifest["attributes"] == [{"path": "config/a",
+                                                                "intValue": "1"}]
+
+
+async def test_no_close_run_while_points_wait_on_disk(autojump_clock: trio.abc.Clock,
+                                                      tmp_path: Path) -> None:
+    """A close that leaves points in the spool does not tell the service the run is done."""
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService(lambda seen: 503)
+    run = mock_session(service, tmp_path)
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+        await trio.sleep(120)
+        metrics = await run.aclose(timeout=5)
+    assert metrics.spooled == 1
+    assert all("closeRun" not in s.body["runUpdates"][0] for s in service.updates())
+
+
+async def test_a_crashed_actor_is_reported_counted_and_sends_no_close_run() -> None:
+    """A bug (not a network error) in the transport: the engine stops, the error reaches the
+    error strategy, what was not delivered is discarded and counted, closeRun is not sent."""
+    import metrana
+    from tests.mock_service import MockService, Seen, mock_session
+
+    def broken(seen: Seen) -> int:
+        raise RuntimeError("bug")
+
+    service = MockService(broken)
+    run = mock_session(service, error_strategy="RaiseOnClose")
+    async with run.running(init_timeout=5):
+        for i in range(5):
+            run.log("loss", float(i))
+        with pytest.raises(metrana.MetranaLoggerClosedError):
+            await run.aflush()
+        with pytest.raises(ExceptionGroup) as raised:
+            await run.aclose()
+    assert "stopped unexpectedly" in str(raised.value.exceptions[0])
+    metrics = run.get_metrics()
+    assert (metrics.discarded, metrics.sent, metrics.errors) == (5, 0, 1)
+    assert len(service.updates()) == 1
+
+
+async def test_bodies_follow_compress_and_carry_the_session(tmp_path: Path) -> None:
+    """compress=True gzips bodies (with the header) even to a loopback service; every update
+    names this session, the same for the points and closeRun."""
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService()
+    run = mock_session(service, compress=True)
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+    assert service.delivered() == [1.0]
+    sessions = {s.body["sessionId"] for s in service.updates()}
+    assert sessions == {str(run._engine.session_id)} and run._engine.session_id > 0

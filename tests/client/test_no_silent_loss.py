@@ -45,7 +45,9 @@ def spooled_points(directory: Path) -> int:
 
 
 def balanced(m: metrana.Metrics) -> bool:
-    """The accounting rule of Metrics: every point logged is in exactly one place."""
+    """The accounting rule of Metrics: every point logged is in exactly one place. ``pending``
+    is what is left of ``logged`` after the others, so the sum holds by construction; what can
+    fail is a point counted in two places at once: ``pending`` below zero."""
     return m.logged == (m.sent + m.spooled + m.pending + m.dropped_backpressure + m.discarded
                         + m.in_doubt + m.rejected + m.failed + m.invalid) and m.pending >= 0
 
@@ -248,6 +250,54 @@ def test_threads_using_new_names_at_once_store_every_point_and_balance_at_every_
         assert [p["step"] for p in series] == list(range(len(series)))
 
 
+def test_every_snapshot_during_a_run_is_backed_by_the_server(
+        proxy: FaultProxy, fast_retry: RetryPolicy, live_server: ServerInfo) -> None:
+    """Read while the run goes on (through an outage, the spool and its replay): at every
+    snapshot each point is in exactly one place, nothing counted as `sent` is missing from the
+    server, and what only grows (logged, sent, replayed) never shrinks."""
+    name = new_run()
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                          ingestion_url=proxy.url, retry=fast_retry, log_level="Off")
+    seen: list[tuple[metrana.Metrics, int]] = []
+    done = threading.Event()
+
+    def stored() -> int:
+        response = httpx.get(f"{live_server.url}/api/runs/ws/proj/{name}")
+        return sum(s["point_count"] for s in response.json()["series"])
+
+    def watch() -> None:
+        while not done.is_set():
+            metrics = run.get_metrics()
+            seen.append((metrics, stored()))  # the server read after the snapshot
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(1000):
+            run.log("loss", float(i))
+        run.flush()
+        proxy.fail_next(10**6, 503)
+        for i in range(1000, 2000):
+            run.log("loss", float(i))
+        wait_until(lambda: run.get_metrics().spooled > 0)
+        proxy.recover()
+        for i in range(2000, 3000):
+            run.log("loss", float(i))
+        final = run.close()
+    finally:
+        done.set()
+        watcher.join()
+    assert (final.sent, final.spooled, stored()) == (3000, 0, 3000)
+    assert final.replayed > 0 and len(seen) > 10
+    for metrics, on_server in seen:
+        assert balanced(metrics), metrics
+        assert metrics.sent <= on_server, (metrics, on_server)
+    for (before, _), (after, _) in zip(seen, seen[1:], strict=False):
+        assert (before.logged, before.sent, before.replayed) <= (after.logged, after.sent,
+                                                                  after.replayed)
+        assert before.sent <= after.sent and before.replayed <= after.replayed
+
+
 # ------------------------------------------------------------------- worker processes
 
 def _log_task(task: int, flush: bool = False) -> int:
@@ -320,6 +370,39 @@ def test_points_logged_in_worker_processes_arrive(live_server: ServerInfo, scena
     assert runner.exitcode == 0
     values = stored_values(live_server, name)
     assert sorted(values) == [float(v) for v in range(4000)]
+
+
+def _child_logs() -> None:
+    for i in range(50):
+        metrana.log("loss", 1000.0 + i)  # the inherited run; no close(): the exit delivers
+
+
+def _fork_after_logging(url: str, name: str) -> None:
+    metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
+                 log_level="Off")
+    for i in range(100):
+        metrana.log("loss", float(i))
+    metrana.flush()
+    child = multiprocessing.get_context("fork").Process(target=_child_logs)
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    metrana.close()
+
+
+def test_a_forked_childs_points_go_after_the_parents(live_server: ServerInfo) -> None:
+    """The parent logs steps 0..99 and flushes; a forked child logs 50 points through the
+    inherited run: it is its own session, so its points are stored after the parent's
+    (steps 100..149), none lost to the parent's steps, none overwriting them."""
+    name = new_run()
+    runner = multiprocessing.get_context("spawn").Process(
+        target=_fork_after_logging, args=(live_server.url, name))
+    runner.start()
+    runner.join(90)
+    assert runner.exitcode == 0
+    points = read_points(live_server, name)["loss"]
+    assert [(p["step"], p["value"]) for p in points] == (
+        [(i, float(i)) for i in range(100)] + [(100 + i, 1000.0 + i) for i in range(50)])
 
 
 # --------------------------------------------------------------- bad values, refusals

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from tests.faults import FaultProxy
-from tests.helpers import wait_until
+from tests.helpers import read_points, wait_until
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -26,6 +27,14 @@ def stored_count(info: ServerInfo, run: str) -> int:
         return sum(r["point_count"] for r in store.list_runs() if r["run"] == run)
     finally:
         store.close()
+
+
+def stored_values(info: ServerInfo, run: str, series: str = "loss") -> list[float]:
+    return [p["value"] for p in read_points(info, run).get(series, [])]
+
+
+def stored_steps(info: ServerInfo, run: str, series: str = "loss") -> list[int]:
+    return [p["step"] for p in read_points(info, run).get(series, [])]
 
 
 def open_run(proxy: FaultProxy, retry: RetryPolicy, **kwargs: Any) -> metrana.Session:
@@ -90,15 +99,32 @@ def test_complete_pending_finishes_in_flight_and_discards_queued(
     thread.join(30)
     metrics = result[0]
     assert isinstance(metrics, metrana.Metrics)
-    assert metrics.sent >= 1 and metrics.discarded >= 50
-    assert metrics.sent + metrics.discarded == 100
-    assert stored_count(live_server, run.run_name) == metrics.sent
+    assert (metrics.sent, metrics.discarded, metrics.in_doubt) == (50, 50, 0)
+    assert stored_values(live_server, run.run_name) == [float(i) for i in range(50)]
 
 
-def test_immediate_cancels_in_flight_and_discards_everything(proxy: FaultProxy,
-                                                             fast_retry: RetryPolicy) -> None:
+def test_complete_pending_cuts_a_hung_request_at_close_timeout(
+        proxy: FaultProxy, fast_retry: RetryPolicy) -> None:
+    """CompletePending waits for requests in flight only up to close_timeout: a service that
+    never answers cannot hang close(); the cut-off points are in doubt, the queued discarded."""
+    run = open_run(proxy, fast_retry, close_strategy="CompletePending", close_timeout=0.5)
+    start_in_flight(run, proxy)
+    for i in range(50, 80):
+        run.log("loss", float(i))
+    started = time.monotonic()
+    thread, result = close_in_thread(run)
+    thread.join(30)
+    assert time.monotonic() - started < 5  # 0.5 s, not the 15 s after which close gives up
+    metrics = result[0]
+    assert isinstance(metrics, metrana.Metrics)
+    assert (metrics.sent, metrics.in_doubt, metrics.discarded, metrics.pending) == (0, 50, 30, 0)
+
+
+def test_immediate_cancels_in_flight_and_discards_everything(
+        proxy: FaultProxy, fast_retry: RetryPolicy, live_server: ServerInfo) -> None:
     """Immediate: close returns without waiting for the held request; what was queued is
-    discarded, the request cut off on the wire is in doubt (the service may store it)."""
+    discarded, the request cut off on the wire is in doubt — the service may store it (here
+    it does, once released), and never anything that was queued."""
     run = open_run(proxy, fast_retry, close_strategy="Immediate")
     start_in_flight(run, proxy)
     for i in range(50, 100):
@@ -106,6 +132,8 @@ def test_immediate_cancels_in_flight_and_discards_everything(proxy: FaultProxy,
     metrics = run.close()  # returns although the proxy still holds the request
     proxy.release()
     assert (metrics.sent, metrics.in_doubt, metrics.discarded) == (0, 50, 50)
+    wait_until(lambda: proxy.count("/v1/runs:update") == 1)
+    assert stored_values(live_server, run.run_name) == [float(i) for i in range(50)]
 
 
 @pytest.mark.parametrize("spool", [True, False])
@@ -133,10 +161,11 @@ def stall(proxy: FaultProxy, run: metrana.Session) -> None:
     assert proxy.arrived.wait(10)
 
 
-def test_drop_new_drops_and_counts_when_the_queue_is_full(proxy: FaultProxy,
-                                                          fast_retry: RetryPolicy) -> None:
+def test_drop_new_drops_and_counts_when_the_queue_is_full(
+        proxy: FaultProxy, fast_retry: RetryPolicy, live_server: ServerInfo) -> None:
     """DropNew: with the pipeline stalled, excess points are dropped and counted; the rest
-    arrive once the service answers."""
+    arrive once the service answers, in order, numbered without gaps (a dropped point never
+    took a step)."""
     run = open_run(proxy, fast_retry, backpressure_strategy="DropNew", event_queue_max_size=100,
                    dispatch_queue_max_size=1, close_strategy="CompleteAll")
     stall(proxy, run)
@@ -146,31 +175,42 @@ def test_drop_new_drops_and_counts_when_the_queue_is_full(proxy: FaultProxy,
     metrics = run.close()
     assert metrics.dropped_backpressure > 0
     assert metrics.sent + metrics.dropped_backpressure == metrics.logged == 100_001
+    kept = metrics.sent - 1  # the warmup point
+    values = stored_values(live_server, run.run_name)
+    assert len(values) == kept and values[:100] == [float(i) for i in range(100)]
+    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert stored_steps(live_server, run.run_name) == list(range(kept))
+    assert stored_values(live_server, run.run_name, "warmup") == [0.0]
 
 
-def test_raise_raises_when_the_queue_is_full(proxy: FaultProxy, fast_retry: RetryPolicy) -> None:
+def test_raise_raises_when_the_queue_is_full(proxy: FaultProxy, fast_retry: RetryPolicy,
+                                             live_server: ServerInfo) -> None:
     """Raise: log() raises MetranaEventQueueFullError; everything accepted still arrives."""
     run = open_run(proxy, fast_retry, backpressure_strategy="raise", event_queue_max_size=100,
                    dispatch_queue_max_size=1, close_strategy="CompleteAll")
     stall(proxy, run)
+    accepted = 0
     with pytest.raises(metrana.MetranaEventQueueFullError, match="100 points"):
         for i in range(200_000):
             run.log("loss", float(i))
+            accepted += 1
     proxy.release()
     metrics = run.close()
-    assert metrics.sent == metrics.logged and metrics.dropped_backpressure == 0
+    assert (metrics.sent, metrics.logged, metrics.dropped_backpressure) == (
+        accepted + 1, accepted + 1, 0)
+    assert stored_values(live_server, run.run_name) == [float(i) for i in range(accepted)]
 
 
 def test_block_waits_and_loses_nothing(proxy: FaultProxy, fast_retry: RetryPolicy,
                                        live_server: ServerInfo) -> None:
-    """Block: log() waits for room; every point arrives."""
+    """Block: log() waits for room; every point arrives, in order."""
     run = open_run(proxy, fast_retry, backpressure_strategy="Block", event_queue_max_size=50,
                    close_strategy="CompleteAll")
     for i in range(20_000):
         run.log("loss", float(i))
     metrics = run.close()
-    assert metrics.sent == 20_000 and metrics.dropped_backpressure == 0
-    assert stored_count(live_server, run.run_name) == 20_000
+    assert (metrics.sent, metrics.dropped_backpressure) == (20_000, 0)
+    assert stored_values(live_server, run.run_name) == [float(i) for i in range(20_000)]
 
 
 # ------------------------------------------------------------------ error strategies
@@ -183,8 +223,9 @@ def test_transient_503s_are_retried_until_points_arrive(proxy: FaultProxy, fast_
     for i in range(1000):
         run.log("loss", float(i))
     metrics = run.close()
-    assert metrics.sent == 1000 and metrics.retries >= 4
-    assert stored_count(live_server, run.run_name) == 1000
+    assert (metrics.sent, metrics.retries) == (1000, 4)
+    assert proxy.count("/v1/runs:update", 503) == 4
+    assert stored_values(live_server, run.run_name) == [float(i) for i in range(1000)]
 
 
 def test_400_is_not_retried_and_warns_once(proxy: FaultProxy, fast_retry: RetryPolicy,
@@ -226,16 +267,24 @@ def test_raise_on_close_raises_from_close(proxy: FaultProxy, fast_retry: RetryPo
     assert run.get_metrics().rejected == 1
 
 
+@pytest.mark.parametrize("strategy", ["Silent", "Warn"])
 def test_silent_says_nothing_but_counts(proxy: FaultProxy, fast_retry: RetryPolicy,
-                                        loguru_messages: list[str]) -> None:
-    """Silent: no message at all; the counters still tell."""
-    run = open_run(proxy, fast_retry, error_strategy="Silent", close_strategy="CompleteAll",
-                   log_level="Off")
+                                        loguru_messages: list[str], strategy: str) -> None:
+    """Silent: the refusal is not printed (at a log level that shows warnings, where Warn
+    prints it once); the counters and the close summary still tell."""
+    run = open_run(proxy, fast_retry, error_strategy=strategy, close_strategy="CompleteAll",
+                   log_level="Success")
     proxy.reject_status = 400
     run.log("loss", 1.0)
+    run.log("acc", 1.0)
     metrics = run.close()
-    assert metrics.rejected == 1 and metrics.errors == 1
-    assert not [m for m in loguru_messages if "metrana" in m]
+    assert (metrics.rejected, metrics.errors) == (2, 2)
+    said = [m for m in loguru_messages if "metrana:" in m]
+    refusals = [m for m in said if "HTTP 400" in m]
+    assert len(refusals) == (0 if strategy == "Silent" else 1)
+    assert [m for m in said if m not in refusals] == [
+        m for m in said if m.startswith("WARNING metrana: closed run")]
+    assert len(said) == len(refusals) + 1
 
 
 def test_step_errors_follow_the_error_strategy(proxy: FaultProxy, fast_retry: RetryPolicy,

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from metrana._cli import main
+from tests.helpers import metrana_command
 
 
 @pytest.fixture
@@ -311,8 +312,9 @@ def test_runs_and_export_against_a_server_with_a_key_say_how_to_pass_it(tmp_path
 def test_public_bind_without_api_key_warns(tmp_path: Path) -> None:
     """Listening beyond loopback without --api-key prints a warning."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metrana", "serve", "--host", "0.0.0.0", "--port", "0",
-         "--db", str(tmp_path / "w.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        metrana_command("serve", "--host", "0.0.0.0", "--port", "0", "--db",
+                        str(tmp_path / "w.db")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         assert "without --api-key" in proc.stderr.readline()

@@ -1,0 +1,117 @@
+"""Recovery: during an outage the spool is replayed oldest first while logging goes on, and
+the run switches back to direct sending only once the spool is empty — so no point ever
+overtakes an older one. Engine-level tests on a mock service in virtual time
+(``autojump_clock``): an outage of minutes costs milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+import metrana
+from metrana._actors.dispatcher import RetryPolicy
+from metrana._spool import run_spool_dir, segments
+from tests.mock_service import MockService, Seen, mock_session
+
+
+def outage(start: float, end: float) -> MockService:
+    """Updates answered 503 between ``start`` and ``end`` (trio time), 200 otherwise."""
+    return MockService(lambda seen: 503 if start <= trio.current_time() < end else 200)
+
+
+async def log_steadily(run: metrana.TrioSession, seconds: float, every: float = 0.1) -> int:
+    """One point every ``every`` seconds for ``seconds``; returns how many."""
+    count = int(seconds / every)
+    for i in range(count):
+        run.log("loss", float(i))
+        await trio.sleep(every)
+    return count
+
+
+QUICK = RetryPolicy(initial=0.1, multiplier=1.5, max_delay=1.0, max_attempts=6)
+
+
+async def test_logging_through_an_outage_delivers_every_point_once_in_order(
+        autojump_clock: trio.abc.Clock, tmp_path: Path, loguru_messages: list[str]) -> None:
+    """A point every 0.1 s for 100 s; the service answers 503 from 20 s to 60 s: every point
+    arrives exactly once, in the order logged, the spool ends empty, and the return is
+    announced with the number of points replayed."""
+    service = outage(20, 60)
+    run = mock_session(service, tmp_path, log_level="Info", retry=QUICK)
+    async with run.running(init_timeout=5):
+        count = await log_steadily(run, 100)
+        metrics = await run.aclose()
+    assert service.delivered() == [float(i) for i in range(count)]
+    assert (metrics.sent, metrics.spooled, metrics.failed, metrics.discarded) == (count, 0, 0, 0)
+    assert 390 <= metrics.replayed <= 420  # the outage's 40 s of points, and the retries' few
+    assert segments(run_spool_dir(tmp_path, "ws", "proj", "run")) == []
+    back = [m for m in loguru_messages if "the service answers again" in m]
+    assert back == [f"INFO metrana: the service answers again; {metrics.replayed:,} spooled "
+                    "points delivered, sending directly again\n"]
+
+
+async def test_a_second_outage_during_the_catch_up_goes_back_to_the_spool(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """The service returns for a moment and goes away again: batches held while catching up
+    wait at most 5 s, then go back to the spool; nothing is lost or reordered."""
+    windows = [(20, 50), (50.5, 80)]
+
+    def rule(seen: Seen) -> int:
+        now = trio.current_time()
+        return 503 if any(a <= now < b for a, b in windows) else 200
+
+    service = MockService(rule)
+    run = mock_session(service, tmp_path, retry=QUICK)
+    async with run.running(init_timeout=5):
+        count = await log_steadily(run, 100)
+        metrics = await run.aclose()
+    assert service.delivered() == [float(i) for i in range(count)]
+    assert (metrics.sent, metrics.spooled) == (count, 0)
+
+
+async def test_a_run_the_service_never_created_is_created_before_its_points_are_replayed(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """Nothing answers for 5 minutes from the start: the points wait on disk; once the
+    service is back the run is created (once), its config sent, then every point in order."""
+    service = MockService(down=True)
+    run = mock_session(service, tmp_path, attributes=[{"path": "config/lr", "floatValue": 0.1}])
+    async with run.running(init_timeout=5):
+        for i in range(50):
+            run.log("loss", float(i))
+            await trio.sleep(1)
+        await trio.sleep(250)
+        service.down = False
+        for i in range(50, 60):
+            run.log("loss", float(i))
+        await trio.sleep(30)
+        metrics = await run.aclose()
+    answered = [s for s in service.requests if s.status]
+    assert [s.path for s in answered[:2]] == ["/v1/runs", "/v1/runs:update"]
+    assert answered[1].body["runUpdates"][0]["attributes"] == [
+        {"path": "config/lr", "floatValue": 0.1}]
+    assert sum(1 for s in answered if s.path == "/v1/runs") == 1
+    assert service.delivered() == [float(i) for i in range(60)]
+    assert (metrics.sent, metrics.spooled, metrics.replayed) == (60, 0, 60)
+
+
+async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_keeps_the_spool(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """The service comes back but refuses the run (HTTP 401): that is reported, the engine
+    stops, and the points stay on disk for a later sync instead of being dropped."""
+    service = MockService(down=True, create=lambda seen: 401)
+    run = mock_session(service, tmp_path, error_strategy="RaiseOnClose")
+    async with run.running(init_timeout=5):
+        for i in range(20):
+            run.log("loss", float(i))
+        await trio.sleep(200)
+        service.down = False
+        await trio.sleep(30)
+        with pytest.raises(Exception) as raised:
+            await run.aclose()
+    errors = [e for e in raised.value.exceptions if isinstance(e, metrana.MetranaApiError)]  # type: ignore[attr-defined]
+    assert [e.status for e in errors] == [401]
+    metrics = run.get_metrics()
+    assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 0)
+    assert service.point_updates() == []
