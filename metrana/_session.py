@@ -352,7 +352,7 @@ class BaseSession:
                 if self._fast:
                     column((value, ts))
                 else:
-                    self._put_pair(key.index, (value, ts))
+                    self._put_pair(key, value, ts)
                 return
             if self._fast and not (key.manual_seen or key.vector_seen or key.queued_seen):
                 self._open_column(key)((value, ts))
@@ -380,13 +380,17 @@ class BaseSession:
             self._named_columns.pop(key.name, None)
         self._inbox.demote(key.index)
 
-    def _put_pair(self, series: int, pair: Any) -> None:
+    def _put_pair(self, key: SeriesKey, value: float, ts: int) -> None:
         """A column's point on the general path: state checks and held errors."""
         if self._state is not State.OPEN:
             self._not_open()
+            # Returned: a forked child restarted with a fresh inbox, without the parent's
+            # columns; the point is queued as the child's first.
+            self._queue_point(key, None, value, ts)
+            return
         if self._errors.raise_pending:
             self._raise_held()
-        self._inbox.put_pair(series, pair)
+        self._inbox.put_pair(key.index, (value, ts))
 
     def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
         """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
