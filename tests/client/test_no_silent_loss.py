@@ -270,25 +270,34 @@ def test_every_snapshot_during_a_run_is_backed_by_the_server(
             metrics = run.get_metrics()
             seen.append((metrics, stored()))  # the server read after the snapshot
 
+    def snapshots_taken(count: int = 3) -> None:
+        """Let the watcher look at this phase of the run (however fast the run is)."""
+        target = len(seen) + count
+        wait_until(lambda: len(seen) >= target)
+
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
         for i in range(1000):
             run.log("loss", float(i))
+        snapshots_taken()
         run.flush()
+        snapshots_taken()
         proxy.fail_next(10**6, 503)
         for i in range(1000, 2000):
             run.log("loss", float(i))
         wait_until(lambda: run.get_metrics().spooled > 0)
+        snapshots_taken()
         proxy.recover()
         for i in range(2000, 3000):
             run.log("loss", float(i))
+        snapshots_taken()
         final = run.close()
     finally:
         done.set()
         watcher.join()
     assert (final.sent, final.spooled, stored()) == (3000, 0, 3000)
-    assert final.replayed > 0 and len(seen) > 10
+    assert final.replayed > 0
     for metrics, on_server in seen:
         assert balanced(metrics), metrics
         assert metrics.sent <= on_server, (metrics, on_server)
