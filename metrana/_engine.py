@@ -104,6 +104,7 @@ class Engine:
         self._helpers: list[trio.CancelScope] = []
         self.crashed: BaseException | None = None
         self.finished = trio.Event()
+        self._client = self._make_client()
 
     @property
     def resumed(self) -> bool:
@@ -168,18 +169,28 @@ class Engine:
 
     # ------------------------------------------------------------------ the run
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    def _make_client(self) -> httpx.AsyncClient:
+        """Built in the caller's thread (during ``init()``), not the engine's: building the
+        first client imports httpcore and h11 and may load the CA bundle (~0.1 s of CPU),
+        which on the engine thread would compete for the interpreter with the first
+        ``log()`` calls. A plain ``http://`` service never uses TLS, so no CA bundle is read
+        for it (redirects are not followed, so the connection cannot become TLS later)."""
         s = self.settings
         headers = {"User-Agent": "metrana-python"}
         if s.api_key is not None:
             headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
         lanes = s.num_dispatch_workers
         limits = httpx.Limits(max_connections=lanes + 1, max_keepalive_connections=lanes + 1)
+        return httpx.AsyncClient(
+            base_url=s.api_url, headers=headers, transport=self._options.transport,
+            timeout=httpx.Timeout(30.0, connect=10.0), limits=limits,
+            verify=not s.api_url.lower().startswith("http://"),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        lanes = self.settings.num_dispatch_workers
         try:
-            async with httpx.AsyncClient(
-                base_url=s.api_url, headers=headers, transport=self._options.transport,
-                timeout=httpx.Timeout(30.0, connect=10.0), limits=limits,
-            ) as client, trio.open_nursery() as root:
+            async with self._client as client, trio.open_nursery() as root:
                 await root.start(self.errors.run)
                 await self._run_pipeline(client, lanes, root, task_status)
                 await self._announce_finished(client)

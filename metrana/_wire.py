@@ -12,7 +12,6 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -149,8 +148,12 @@ _STEP, _MAJOR, _VALUE, _TS = (itemgetter(i) for i in (STEP, MAJOR, VALUE, TS))
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _FAST_MIN = 32  # below this many points the per-point path is cheaper
 _TS_LOW, _TS_HIGH = 10**18, 10**19  # timestamps with 10-digit seconds (2001 to 2286)
-_STD = b'{"step":"%s","timestamp":%s.%sZ","floatValue":%s},'
-_RL = b'{"majorStep":"%s","minorStep":"%s","timestamp":%s.%sZ","floatValue":%s},'
+# A point's pieces: constants, and empty places for its own digits (steps, the second's
+# prefix, nanoseconds, value) that _points fills in.
+_STD_PIECES: list[bytes] = [b'{"step":"', b"", b'","timestamp":', b"", b"", b'Z","floatValue":',
+                            b"", b"},"]
+_RL_PIECES: list[bytes] = [b'{"majorStep":"', b"", b'","minorStep":"', b"", b'","timestamp":',
+                           b"", b"", b'Z","floatValue":', b"", b"},"]
 
 
 def _numbers(array: npt.NDArray[Any]) -> list[bytes]:
@@ -199,32 +202,33 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     special = (nanos % 1000 == 0) | ~np.isfinite(values) | (steps == 0)
     if majors is not None:
         special |= majors == 0
-    # Segments: a new one wherever the second changes, around every special point.
-    cut = np.flatnonzero((seconds[1:] != seconds[:-1]) | special[1:] | special[:-1]) + 1
-    bounds = [0, *cut.tolist(), total]
-    step_b = _numbers(steps)
-    value_b = _numbers(values)
+    # Every point as the same run of pieces (constants and its own digits), filled by slice
+    # assignment and joined once: no per-point Python code. A point the pieces cannot spell
+    # (see above) is written whole in place of its pieces.
+    pieces = _RL_PIECES if majors is not None else _STD_PIECES
+    width = len(pieces)
+    parts = pieces * total
+    if majors is not None:
+        parts[1::width] = _numbers(majors)
+        parts[3::width] = _numbers(steps)
+    else:
+        parts[1::width] = _numbers(steps)
     # 10 digits "1xxxxxxxxx": drop the 1 of each (no other digit follows a comma) = %09d.
-    nanos_b = orjson.dumps(nanos + 1_000_000_000, option=_NUMPY)[2:-1].replace(b",1", b",")
-    nanos_split = nanos_b.split(b",")
-    major_b = _numbers(majors) if majors is not None else None
-    out: list[bytes] = []
+    parts[width - 4::width] = orjson.dumps(nanos + 1_000_000_000, option=_NUMPY)[2:-1] \
+        .replace(b",1", b",").split(b",")
+    parts[width - 2::width] = _numbers(values)
+    # The second's prefix changes rarely: one slice assignment per second.
+    changes = np.flatnonzero(seconds[1:] != seconds[:-1]) + 1
+    bounds = [0, *changes.tolist(), total]
     for a, b in zip(bounds, bounds[1:], strict=False):
-        if special[a]:
-            out.append(_point_slow(rl, int(steps[a]), int(majors[a]) if majors is not None
-                                   else None, float(values[a]), _prefix(int(seconds[a])),
-                                   int(nanos[a])).encode() + b",")
-            continue
-        prefix = _prefix(int(seconds[a])).encode().replace(b"%", b"%%")
-        template = (_RL if rl else _STD).replace(b"%s.%s", prefix + b".%s", 1)
-        if major_b is not None:
-            args = tuple(chain.from_iterable(zip(major_b[a:b], step_b[a:b], nanos_split[a:b],
-                                                 value_b[a:b], strict=True)))
-        else:
-            args = tuple(chain.from_iterable(zip(step_b[a:b], nanos_split[a:b], value_b[a:b],
-                                                 strict=True)))
-        out.append(template * (b - a) % args)
-    return b"".join(out)[:-1]
+        parts[a * width + width - 5:b * width:width] = \
+            [_prefix(int(seconds[a])).encode() + b"."] * (b - a)
+    for i in np.flatnonzero(special).tolist():
+        parts[i * width:(i + 1) * width] = [b""] * (width - 1) + [
+            _point_slow(rl, int(steps[i]), int(majors[i]) if majors is not None else None,
+                        float(values[i]), _prefix(int(seconds[i])), int(nanos[i])).encode()
+            + b","]
+    return b"".join(parts)[:-1]
 
 
 def encode_update(
