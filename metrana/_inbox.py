@@ -63,7 +63,7 @@ class Inbox:
         can_block: bool = True,
     ) -> None:
         self._queue: deque[Any] = deque()
-        self._columns: dict[int, list[Pair]] = {}  # series index -> its column (never replaced)
+        self._columns: dict[int, list[Any]] = {}  # series index -> its column (never replaced)
         self.append = self._queue.append  # the lock-free fast path (open and unbounded)
         self.extend = self._queue.extend
         self._lock = threading.Lock()
@@ -125,7 +125,9 @@ class Inbox:
             self.wake()
 
     def column(self, series: int) -> Callable[[Pair], None]:
-        """The ``append`` of a series' column: ``log()`` calls it with ``(value, ts)``.
+        """The ``extend`` of a series' column: ``log()`` calls it with ``(value, ts)``, which
+        lands as two consecutive entries (one C call: atomic, so the column's length is always
+        even and a concurrent take never splits a point).
 
         Only for an unbounded queue (a column has no bound to apply) and a series none of whose
         points went to the deque: the two never hold the same series' points at once, so the
@@ -135,7 +137,7 @@ class Inbox:
             column = self._columns.get(series)
             if column is None:
                 column = self._columns[series] = []
-            return column.append
+            return column.extend
 
     def put_pair(self, series: int, pair: Pair) -> None:
         """A column's point on the general path (the logger closing or closed)."""
@@ -143,7 +145,7 @@ class Inbox:
             if not self.open:
                 self._closed()
                 return
-            self._columns[series].append(pair)
+            self._columns[series].extend(pair)
 
     def demote(self, series: int) -> None:
         """Move a column's points into the deque as items, before a point that must go there
@@ -152,7 +154,7 @@ class Inbox:
             column = self._columns.get(series)
             if column:
                 n = len(column)
-                self._queue.extend([(series, None, None, value, ts) for value, ts in column[:n]])
+                self._queue.extend(Points(series, column[:n]))  # as items
                 del column[:n]
 
     def take_columns(self) -> Columns:
@@ -164,8 +166,8 @@ class Inbox:
                 n = len(column)
                 if n:
                     out.append(Points(series, column[:n]))
-                    del column[:n]  # pairs appended meanwhile stay: they follow the prefix
-                    taken += n
+                    del column[:n]  # points added meanwhile stay: they follow the prefix
+                    taken += n // 2
             self._counters.accepted += taken
         return out
 
@@ -225,7 +227,7 @@ class Inbox:
         """The counters with what is still queued here counted as pending, consistently."""
         with self._lock:
             queued = len(self._queue) - self._new_markers
-            queued += sum(map(len, self._columns.values()))
+            queued += sum(map(len, self._columns.values())) // 2
             return self._counters.snapshot(queued)
 
     def put_marker(self, marker: FlushMarker) -> None:

@@ -34,44 +34,50 @@ Item = tuple[int, int | None, int | None, float, int]
 # A point as the spool stores it: (step, major, value, ts), the step assigned.
 Point = tuple[int, int | None, float, int]
 
-# A point in a column: (value, ts).
+# A point as log() hands it to a column: (value, ts). The column keeps it flat (see Points).
 Pair = tuple[float, int]
 
 
 class Points:
-    """Consecutive points of one series taken from its column: ``(value, ts)`` pairs.
+    """Consecutive points of one series taken from its column: ``flat`` is
+    ``[value0, ts0, value1, ts1, ...]``.
 
     A column saves the caller the 5-tuple and the engine the work of sorting a mixed chunk
-    back into series: the pairs are already one series' points in order, and the encoder reads
-    them as two numpy columns. A ``Points`` stands where a sequence of items stands — ``len``,
+    back into series: the points are already one series' points in order, and the encoder
+    reads them as two numpy columns (``flat[0::2]``, ``flat[1::2]``: a list slice and one
+    conversion each, in C). Kept flat rather than as pairs, a point costs two Python objects
+    instead of three, to build and to free. A ``Points`` stands where a sequence of items stands — ``len``,
     slices (still ``Points``), iteration (as items, for the rare per-point paths: a series
     that turned manual, a refused batch split point by point, the spool) — and answers
     ``points[SERIES]`` like an item does.
     """
 
-    __slots__ = ("pairs", "series")
+    __slots__ = ("flat", "series")
 
-    def __init__(self, series: int, pairs: list[Pair]) -> None:
+    def __init__(self, series: int, flat: list[Any]) -> None:
         self.series = series
-        self.pairs = pairs
+        self.flat = flat
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.flat) // 2
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            return Points(self.series, self.pairs[index])
+            start, stop, stride = index.indices(len(self))
+            if stride != 1:
+                raise IndexError("Points answers contiguous slices only")
+            return Points(self.series, self.flat[2 * start:2 * max(stop, start)])
         if index == SERIES:
             return self.series
         raise IndexError(f"Points answers slices and [SERIES], not [{index!r}]")
 
     def __iter__(self) -> Iterator[Item]:
-        series = self.series
-        for value, ts in self.pairs:
+        series, flat = self.series, self.flat
+        for value, ts in zip(flat[0::2], flat[1::2], strict=True):
             yield (series, None, None, value, ts)
 
     def __repr__(self) -> str:
-        return f"<Points series={self.series} n={len(self.pairs)}>"
+        return f"<Points series={self.series} n={len(self)}>"
 
 
 class Columns(list[Points]):

@@ -145,7 +145,6 @@ def _points_slow(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _STEP, _MAJOR, _VALUE, _TS = (itemgetter(i) for i in (STEP, MAJOR, VALUE, TS))
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _FAST_MIN = 32  # below this many points the per-point path is cheaper
 _TS_LOW, _TS_HIGH = 10**18, 10**19  # timestamps with 10-digit seconds (2001 to 2286)
 # A point's pieces: constants, and empty places for its own digits (steps, the second's
@@ -179,10 +178,10 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     for first, items in runs:
         n = len(items)  # columns read in C: map(itemgetter) into np.fromiter
         if isinstance(items, Points) and first is not None and not rl:
-            pairs = items.pairs  # a column's (value, ts): already the series' own points
+            flat = items.flat  # a column's points: already the series' own, in order
             step_parts.append(np.arange(first, first + n, dtype=np.int64))
-            value_parts.append(np.fromiter(map(_FIRST, pairs), np.float64, n))
-            ts_parts.append(np.fromiter(map(_SECOND, pairs), np.int64, n))
+            value_parts.append(np.array(flat[0::2], np.float64))
+            ts_parts.append(np.array(flat[1::2], np.int64))
             continue
         step_parts.append(np.fromiter(map(_STEP, items), np.int64, n) if first is None
                           else np.arange(first, first + n, dtype=np.int64))

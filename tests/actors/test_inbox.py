@@ -10,6 +10,7 @@ import pytest
 import metrana
 from metrana._enums import BackpressureStrategy
 from metrana._inbox import Inbox
+from metrana._items import SERIES, Points
 from metrana._stats import Counters
 
 
@@ -139,11 +140,12 @@ def test_columns_count_as_queued_until_taken_and_keep_appends_made_meanwhile() -
         append((float(i), 1_000 + i))
     assert box.snapshot().pending == 5
     taken = box.take_columns()
-    assert [(p.series, p.pairs) for p in taken] == [(7, [(float(i), 1_000 + i) for i in range(5)])]
+    assert [(p.series, list(p)) for p in taken] == [
+        (7, [(7, None, None, float(i), 1_000 + i) for i in range(5)])]
     append((5.0, 1_005))
     assert counters.accepted == 5 and box.snapshot().logged == 6
     assert box.column(7) == append  # the same list: a caller's append never goes stale
-    assert [p.pairs for p in box.take_columns()] == [[(5.0, 1_005)]]
+    assert [list(p) for p in box.take_columns()] == [[(7, None, None, 5.0, 1_005)]]
     assert box.take_columns() == [] and counters.accepted == box.snapshot().logged == 6
 
 
@@ -166,3 +168,15 @@ def test_a_column_point_after_close_is_refused_like_any_other() -> None:
     box.close()
     with pytest.raises(metrana.MetranaLoggerClosedError):
         box.put_pair(1, (1.0, 1))
+
+
+def test_points_taken_from_a_column_slice_and_iterate_as_items() -> None:
+    """The batcher splits a column's points at the request limit and a refused batch is split
+    point by point: slices keep every point once, in order, as the items they stand for."""
+    points = Points(3, [x for i in range(10) for x in (float(i), 100 + i)])
+    assert len(points) == 10 and points[SERIES] == 3
+    head, tail = points[:4], points[4:]
+    assert (len(head), len(tail), len(points[8:20]), len(points[5:2])) == (4, 6, 2, 0)
+    assert list(head) + list(tail) == [(3, None, None, float(i), 100 + i) for i in range(10)]
+    with pytest.raises(IndexError):
+        points[::2]

@@ -53,7 +53,7 @@ def as_runs(points, rng: random.Random, rl: bool):  # type: ignore[no-untyped-de
     steps = [p[0] for p in points]
     consecutive = steps == list(range(steps[0], steps[0] + len(steps)))
     if consecutive and not rl and rng.random() < 0.4:
-        return [(steps[0], Points(0, [(value, ts) for _, _, value, ts in points]))]
+        return [(steps[0], Points(0, [x for _, _, value, ts in points for x in (value, ts)]))]
     if consecutive and rng.random() < 0.5:
         return [(steps[0], items)]
     return [(None, items)]
