@@ -93,7 +93,10 @@ async def test_a_run_the_service_never_created_is_created_before_its_points_are_
         {"path": "config/lr", "floatValue": 0.1}]
     assert sum(1 for s in answered if s.path == "/v1/runs") == 1
     assert service.delivered() == [float(i) for i in range(60)]
-    assert (metrics.sent, metrics.spooled, metrics.replayed) == (60, 0, 60)
+    # The 50 outage points come from the spool; the 10 logged once the service is back go
+    # through it too if Recovery still holds the lane then (spool writes run in a worker
+    # thread, on real time), else straight out: either way each point is sent once, in order.
+    assert (metrics.sent, metrics.spooled) == (60, 0) and metrics.replayed in (50, 60)
 
 
 async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_keeps_the_spool(
