@@ -31,6 +31,7 @@ from .dashboard import (
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .ingest import INT64_MAX
+from .query_api import QueryError, answer
 from .store import Store
 from .validate import ValidationError, compile_message
 
@@ -187,6 +188,8 @@ class IngestApp:
             raise HTTPError(404, str(exc)) from None
         except Unprocessable as exc:
             raise HTTPError(422, str(exc)) from None
+        except QueryError as exc:
+            raise HTTPError(400, str(exc)) from None
         except Unavailable as exc:
             # Rolled back, nothing stored: the client retries (5xx), after a second.
             logger.warning("metrana serve: {}", exc)
@@ -205,6 +208,12 @@ class IngestApp:
             if path == "/v1/runs":
                 return await self._create_run(body)
             return await self._update_runs(body)
+        if path.startswith("/api/query/"):  # metrana.query: JSON bodies (filters are trees)
+            if method != "POST":
+                raise HTTPError(405, f"{path} accepts POST only")
+            body = await self._read_body(headers, receive)
+            return 200, await trio.to_thread.run_sync(
+                answer, self.store, path.removeprefix("/api/query/"), _parse_json(body))
         if path == "/api/runs" or path.startswith("/api/runs/"):
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
@@ -352,6 +361,13 @@ def _parse(parse: Callable[[Any, str], Any], data: bytes, name: str) -> Any:
         return parse(body, name)
     except ValidationError as exc:
         raise HTTPError(400, str(exc)) from None
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return _loads(data)
+    except ValueError as exc:
+        raise HTTPError(400, f"body is not valid JSON: {exc}") from None
 
 
 def _int(text: str, what: str) -> int:
