@@ -286,7 +286,7 @@ def _points(store: Store, body: dict[str, Any]) -> bytes:
             columns = store.points_after(tx, meta["id"], after if position == start else None,
                                          room)
             after = None
-            part = {k: v for k, v in meta.items() if k != "id"}
+            part = {"position": position, **{k: v for k, v in meta.items() if k != "id"}}
             part.update(_columns_json(columns, rl))
             parts.append(part)
             room -= columns.n
