@@ -14,13 +14,18 @@ from tests.query.data import PROJECT, WORKSPACE, log_project
 _LOGGED: set[str] = set()
 
 
+def holding_known(server: ServerInfo) -> ServerInfo:
+    """``server``, once it holds the known project (logged the first time it is asked)."""
+    if server.url not in _LOGGED:
+        log_project(server.url)
+        _LOGGED.add(server.url)
+    return server
+
+
 @pytest.fixture
 def known_server(any_live_server: ServerInfo) -> ServerInfo:
     """A live server (each store in turn) holding the known project."""
-    if any_live_server.url not in _LOGGED:
-        log_project(any_live_server.url)
-        _LOGGED.add(any_live_server.url)
-    return any_live_server
+    return holding_known(any_live_server)
 
 
 @pytest.fixture
