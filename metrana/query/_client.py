@@ -159,14 +159,15 @@ class QueryClient:
 
     # ---------------------------------------------------------------------- points
 
-    def _points(self, series: list[dict[str, Any]], rl: bool
+    def _points(self, series: list[dict[str, Any]], rl: bool, timestamps: bool = True
                 ) -> list[tuple[dict[str, Any], list[tuple[Any, Any, Any, Any]]]]:
         """Every page of ``points``: each returned series' labels and its pages' columns."""
         out: list[tuple[dict[str, Any], list[tuple[Any, Any, Any, Any]]]] = []
         cursor = None
         while True:
-            page = self._transport.call("points", self._body(series=series, rl=rl,
-                                                             limit=_POINTS_PAGE, cursor=cursor))
+            page = self._transport.call("points", self._body(
+                series=series, rl=rl, limit=_POINTS_PAGE, cursor=cursor, encoding="base64",
+                timestamps=timestamps))
             for part in page["series"]:
                 meta = {k: part[k] for k in ("position", "item", "environment", "episode",
                                              "scale", "labels") if k in part}
@@ -200,11 +201,12 @@ class QueryClient:
                   for run in run_names for metric in names]
         columns: dict[tuple[int, int], tuple[Any, Any]] = {}
         times: dict[tuple[int, int], Any] = {}
-        for meta, pages in self._points(series, rl=False):
+        for meta, pages in self._points(series, rl=False, timestamps=include_timestamps):
             r, m = divmod(int(meta["item"]), len(names))
             columns[(r, m)] = (np.concatenate([p[0] for p in pages]),
                                np.concatenate([p[3] for p in pages]))
-            times[(r, m)] = np.concatenate([p[2] for p in pages])
+            if include_timestamps:
+                times[(r, m)] = np.concatenate([p[2] for p in pages])
         return _frames.series_frame(run_names, names, columns,
                                     times if include_timestamps else None)
 
