@@ -164,6 +164,9 @@ def test_orderings_sort_as_python_sorts(client: QueryClient, label: str,
 
 
 @pytest.mark.parametrize("order", [None, {"attr": "config/warmup", "dir": "desc"},
+                                   {"attr": "config/optimizer", "dir": "asc"},
+                                   {"attr": "config/augment", "dir": "desc"},
+                                   {"attr": "sys/name", "dir": "desc"},
                                    {"series": {"metric": "acc"}, "fn": "max", "dir": "asc"}])
 def test_pages_follow_one_another_without_gap_or_repeat(known_server: ServerInfo,
                                                          client: QueryClient,

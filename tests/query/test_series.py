@@ -70,6 +70,20 @@ def test_point_pages_cover_every_point_once(known_server: ServerInfo, limit: int
     assert got[1] == list(range(len(KNOWN[1].series["loss"])))
 
 
+def test_points_as_json_spell_what_json_cannot(known_server: ServerInfo) -> None:
+    """Without base64, a value without a number is listed apart (JSON has no NaN)."""
+    with httpx.Client(base_url=known_server.url) as http:
+        page = http.post("/api/query/points", json={
+            "workspace": WORKSPACE, "project": PROJECT,
+            "series": [{"run": "run-6", "metric": "loss"}]}).json()
+    (part,) = page["series"]
+    assert part["special"] == [[NAN_AT, "NaN"]]
+    expected = KNOWN[6].series["loss"]
+    assert [v for i, v in enumerate(part["v"]) if i != NAN_AT] == \
+        [v for i, v in enumerate(expected) if i != NAN_AT]
+    assert len(part["t"]) == len(expected)
+
+
 def test_buckets_hold_every_points_min_max_mean_last_count(client: QueryClient) -> None:
     run = KNOWN[3]
     values = run.series["loss"]
