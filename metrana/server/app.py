@@ -1,6 +1,7 @@
-"""The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API.
+"""The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API
+(the dashboard's ``GET /api/runs…`` and ``metrana.query``'s ``POST /api/query/…``).
 
-Kept framework-free on purpose: four routes do not need a router, and every byte of the
+Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
 request path is ours to measure. Reads run in worker threads; writes run on the loop (see
 ``_update_runs``).
 """
