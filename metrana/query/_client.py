@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 
 from .._config import normalize_ingestion_url
 from . import _frames
-from ._conditions import Condition, OrderBy, SeriesSummary, series_node
+from ._conditions import AttrFilter, Condition, OrderBy, SeriesSummary, series_node
+from ._exceptions import QueryRequestError
 from ._transport import HttpTransport, LocalTransport, Transport
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DEFAULT_URL", "QueryClient"]
 
@@ -111,7 +116,7 @@ class QueryClient:
     def fetch_runs(self, *, filter: Condition | None = None, order_by: OrderBy | None = None,
                    attributes: Sequence[str] = (),
                    series_summaries: Sequence[SeriesSummary | tuple[str, str] | str] = (),
-                   max_runs: int | None = None) -> Any:
+                   max_runs: int | None = None) -> pd.DataFrame:
         """The project's runs, one row each, filtered and ordered by the server.
 
         Args:
@@ -138,20 +143,16 @@ class QueryClient:
 
     def fetch_series_summaries(self, runs: Sequence[str] | str, metric: str, *,
                                functions: Sequence[str] = ("last",), scale: str | None = None,
-                               labels: Mapping[str, str] | None = None) -> Any:
+                               labels: Mapping[str, str] | None = None) -> pd.DataFrame:
         """Summaries of one metric for the named runs: index ``run``, a float64 column per
         function (``last``, ``min``, ``max``, ``mean``, ``count``), from the aggregates the
         server keeps (no point is read). A run without the series has NaN."""
         names = [runs] if isinstance(runs, str) else list(runs)
-        from ._conditions import AttrFilter
-
         summaries = [SeriesSummary(metric, fn, scale=scale, labels=labels) for fn in functions]
         found = self._runs(AttrFilter("sys/name").is_in(names), None, (), summaries, None)
         by_name = {run["name"]: run for run in found}
         missing = [name for name in names if name not in by_name]
         if missing:
-            from ._exceptions import QueryRequestError
-
             raise QueryRequestError(f"project {self.workspace_name}/{self.project_name} has no "
                                     f"run {', '.join(map(repr, missing[:10]))}", status=404)
         frame = _frames.runs_frame([by_name[name] for name in names], [], list(functions))
@@ -182,7 +183,7 @@ class QueryClient:
 
     def fetch_float_series(self, runs: Sequence[str] | str, metrics: Sequence[str] | str, *,
                            scale: str | None = None, labels: Mapping[str, str] | None = None,
-                           include_timestamps: bool = False) -> Any:
+                           include_timestamps: bool = False) -> pd.DataFrame:
         """Every point of some metrics of some runs.
 
         Returns:
@@ -193,8 +194,6 @@ class QueryClient:
         Raises:
             QueryRequestError: a run does not exist, or none of the runs logged a metric.
         """
-        import numpy as np
-
         run_names = [runs] if isinstance(runs, str) else list(runs)
         names = [metrics] if isinstance(metrics, str) else list(metrics)
         series = [{"run": run, **series_node(metric, scale, labels)}
@@ -213,7 +212,7 @@ class QueryClient:
     def fetch_float_series_buckets(self, run: str, metric: str, *, buckets_count: int = 1000,
                                    start: int | None = None, end: int | None = None,
                                    scale: str | None = None,
-                                   labels: Mapping[str, str] | None = None) -> Any:
+                                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
         """A chart-sized summary of one series (the dashboard's buckets): at most
         ``buckets_count`` equal-width buckets of steps over [start, end], each with the min and
         max of every point in it (a spike is never averaged away), mean, last and count.
@@ -231,7 +230,7 @@ class QueryClient:
     # -------------------------------------------------------------------------- RL
 
     def fetch_rl_env_float_series(self, run: str, metric: str, *, scale: str | None = None
-                                  ) -> Any:
+                                  ) -> pd.DataFrame:
         """Every point of an RL metric, every environment (and episode) of a run.
 
         Returns:
@@ -243,8 +242,6 @@ class QueryClient:
         node: dict[str, Any] = {"run": run, "metric": metric}
         if scale is not None:
             node["scale"] = scale
-        import numpy as np
-
         rows = []
         for meta, pages in self._points([node], rl=True):
             x, minor, t, v = (np.concatenate([p[i] for p in pages]) for i in range(4))
@@ -253,7 +250,7 @@ class QueryClient:
 
     def aggregate_rl_env_series(self, run: str, metric: str, *, buckets_count: int = 1000,
                                 start: int | None = None, end: int | None = None,
-                                scale: str | None = None, evaluation: bool | None = None) -> Any:
+                                scale: str | None = None, evaluation: bool | None = None) -> pd.DataFrame:
         """An RL metric reduced across environments — the band the dashboard draws: per
         bucket of ``rl_step``, the mean, standard deviation, min and max of every value of
         every environment in it, and how many there were.
