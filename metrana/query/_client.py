@@ -116,7 +116,8 @@ class QueryClient:
     def fetch_runs(self, *, filter: Condition | None = None, order_by: OrderBy | None = None,
                    attributes: Sequence[str] = (),
                    series_summaries: Sequence[SeriesSummary | tuple[str, str] | str] = (),
-                   max_runs: int | None = None) -> pd.DataFrame:
+                   max_runs: int | None = None, experiment: str | None = None
+                   ) -> pd.DataFrame:
         """The project's runs, one row each, filtered and ordered by the server.
 
         Args:
@@ -127,6 +128,8 @@ class QueryClient:
             series_summaries: summary columns: ``SeriesSummary("loss", "min")``, ``("loss",
                 "min")`` or ``"loss:min"``; each is a float64 column named ``"loss:min"``.
             max_runs: at most this many runs (the first ones in the order).
+            experiment: only the runs of this experiment (``AttrFilter("sys/experiment") ==
+                experiment``, and-ed with ``filter``).
 
         Returns:
             A DataFrame: ``name``, ``experiment``, ``created``, ``last_activity`` (UTC
@@ -138,6 +141,9 @@ class QueryClient:
                 (the message names it); an unknown project.
         """
         summaries = [SeriesSummary.of(s) for s in series_summaries]
+        if experiment is not None:
+            mine = AttrFilter("sys/experiment") == experiment
+            filter = mine if filter is None else filter & mine
         runs = self._runs(filter, order_by, attributes, summaries, max_runs)
         return _frames.runs_frame(runs, list(attributes), [s.column for s in summaries])
 

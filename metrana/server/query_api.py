@@ -96,7 +96,8 @@ def _runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
                          "{\"series\": ..., \"fn\": ...}")
     cursor = body.get("cursor")
     if cursor is not None and (not isinstance(cursor, list) or len(cursor) != 2
-                               or isinstance(cursor[1], bool) or not isinstance(cursor[1], int)):
+                               or isinstance(cursor[1], bool) or not isinstance(cursor[1], int)
+                               or not isinstance(cursor[0], (str, int, float, type(None)))):
         raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
     now = time.time_ns()
     with store.db.read() as tx:

@@ -188,6 +188,13 @@ def test_pages_follow_one_another_without_gap_or_repeat(known_server: ServerInfo
     assert sorted(seen) == sorted(run.name for run in KNOWN)
 
 
+def test_runs_of_one_experiment(client: QueryClient) -> None:
+    frame = client.fetch_runs(experiment="exp-b", filter=AttrFilter("config/lr") < 0.001)
+    assert set(names(frame)) == {r.name for r in KNOWN
+                                 if r.experiment == "exp-b" and r.config["lr"] < 0.001}
+    assert names(client.fetch_runs(experiment="exp-z")) == []  # a name, not a path: no error
+
+
 def test_max_runs_keeps_the_first_in_order(client: QueryClient) -> None:
     frame = client.fetch_runs(order_by=AttrOrderBy("config/lr").asc(), max_runs=3)
     assert names(frame) == _sorted(lambda r: r.config["lr"], False)[:3]

@@ -12,7 +12,6 @@ import pytest
 
 from metrana.query import QueryClient
 from metrana.server import ServerInfo
-from tests.query.conftest import holding_known
 from tests.query.data import ENVS, KNOWN, NAN_AT, PROJECT, RL_STEPS, WORKSPACE, rl_value
 
 
@@ -138,11 +137,11 @@ def test_rl_reduction_across_environments_per_rl_step(client: QueryClient) -> No
         assert row["std"] == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-12)
 
 
-def test_local_database_answers_as_the_server_does(live_server: ServerInfo) -> None:
-    """``QueryClient(db=...)`` on the server's SQLite file: the same frames, no HTTP."""
-    holding_known(live_server)
-    with QueryClient(WORKSPACE, PROJECT, url=live_server.url) as remote, \
-            QueryClient(WORKSPACE, PROJECT, db=live_server.db_path) as local:
+def test_local_database_answers_as_the_server_does(known_server: ServerInfo) -> None:
+    """``QueryClient(db=...)`` on the server's database (its SQLite file, or its PostgreSQL
+    URL), opened in this process: the same frames as over HTTP."""
+    with QueryClient(WORKSPACE, PROJECT, url=known_server.url) as remote, \
+            QueryClient(WORKSPACE, PROJECT, db=known_server.db_path) as local:
         kwargs: dict[str, Any] = {"attributes": ["config/lr", "config/optimizer"],
                                   "series_summaries": ["loss:min", "acc:last"]}
         a, b = remote.fetch_runs(**kwargs), local.fetch_runs(**kwargs)
