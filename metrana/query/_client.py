@@ -173,12 +173,12 @@ class QueryClient:
         cursor = None
         while True:
             page = self._transport.call("points", self._body(
-                series=series, rl=rl, limit=_POINTS_PAGE, cursor=cursor, encoding="base64",
+                series=series, rl=rl, limit=_POINTS_PAGE, cursor=cursor, encoding="binary",
                 timestamps=timestamps))
             for part in page["series"]:
                 meta = {k: part[k] for k in ("position", "item", "environment", "episode",
                                              "scale", "labels") if k in part}
-                columns = _frames.points_columns(part)
+                columns = _frames.points_columns(part, page.get("buffer"))
                 if out and out[-1][0]["position"] == meta["position"]:  # continued
                     out[-1][1].append(columns)
                 else:

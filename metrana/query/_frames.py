@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,20 +55,19 @@ def _dtype(values: list[Any]) -> Any:
     return object
 
 
-def _array(data: Any, dtype: Any) -> Any:
-    """A column sent as JSON numbers or as base64 of its little-endian bytes."""
-    if isinstance(data, str):
-        return np.frombuffer(base64.b64decode(data), dtype=np.dtype(dtype).newbyteorder("<"))
-    return np.asarray(data, dtype=dtype)
-
-
-def points_columns(part: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+def points_columns(part: dict[str, Any], buffer: Any = None) -> tuple[Any, Any, Any, Any]:
     """(x, minor, t, v) numpy columns of one page of one series (minor and t None when not
-    sent); NaN for a point without a value, and the non-finite values JSON carries apart."""
-    if isinstance(part["x"], str):
-        minor = _array(part["minor"], np.int64) if "minor" in part else None
-        t = _array(part["t"], np.int64) if "t" in part else None
-        return _array(part["x"], np.int64), minor, t, _array(part["v"], np.float64)
+    sent); NaN for a point without a value. A binary answer's columns are views of its
+    ``buffer``; a JSON answer carries the non-finite values apart."""
+    binary = part.get("binary")
+    if binary is not None:
+        def column(name: str, dtype: str) -> Any:
+            if name not in binary:
+                return None
+            offset, count = binary[name]
+            return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+
+        return column("x", "<i8"), column("minor", "<i8"), column("t", "<i8"), column("v", "<f8")
     x = np.asarray(part["x"], dtype=np.int64)
     v = np.asarray(part["v"], dtype=np.float64)
     for index, spelt in part.get("special", ()):

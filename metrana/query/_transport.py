@@ -5,6 +5,7 @@ the same JSON, so everything above this module is the same code either way.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,9 +14,20 @@ import orjson
 
 from ._exceptions import MetranaQueryError, QueryRequestError
 
-__all__ = ["HttpTransport", "LocalTransport", "Transport"]
+__all__ = ["BINARY_TYPE", "HttpTransport", "LocalTransport", "Transport", "decode_binary"]
 
 TIMEOUT_S = 120.0  # a page of a million points on a loaded machine, with room to spare
+# metrana.server.query_api.Binary: the points route's answer with raw columns.
+BINARY_TYPE = "application/vnd.metrana.columns"
+
+
+def decode_binary(body: bytes) -> dict[str, Any]:
+    """``<u4 n``, ``n`` bytes of JSON, then raw columns: the JSON, with the columns' bytes as
+    ``"buffer"`` (a memoryview: the arrays built on it are views, not copies)."""
+    (size,) = struct.unpack_from("<I", body)
+    answer: dict[str, Any] = orjson.loads(body[4:4 + size])
+    answer["buffer"] = memoryview(body)[4 + size:]
+    return answer
 
 
 class Transport(Protocol):
@@ -47,6 +59,8 @@ class HttpTransport:
                                     f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise _error(response.status_code, response.content, self.url)
+        if response.headers.get("content-type") == BINARY_TYPE:
+            return decode_binary(response.content)
         return orjson.loads(response.content)
 
     def close(self) -> None:
@@ -87,7 +101,7 @@ class LocalTransport:
 
     def call(self, route: str, body: dict[str, Any]) -> Any:
         from ..server.errors import NotFound
-        from ..server.query_api import QueryError, answer
+        from ..server.query_api import Binary, QueryError, answer
 
         try:
             result = answer(self._store, route, body)
@@ -95,6 +109,8 @@ class LocalTransport:
             raise QueryRequestError(str(exc), status=400) from None
         except NotFound as exc:
             raise QueryRequestError(str(exc), status=404) from None
+        if isinstance(result, Binary):
+            return decode_binary(result.body)
         if isinstance(result, bytes):
             return orjson.loads(result)
         return result

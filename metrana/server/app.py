@@ -32,7 +32,7 @@ from .dashboard import (
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .ingest import INT64_MAX
-from .query_api import QueryError, answer
+from .query_api import Binary, QueryError, answer
 from .store import Store
 from .validate import ValidationError, compile_message
 
@@ -157,13 +157,16 @@ class IngestApp:
                                             scope.get("method"), scope.get("path"))
             status, payload = 500, _error(500, f"internal server error ({type(exc).__name__}); "
                                                "this is a bug in metrana serve")
+        content_type = b"application/json"
+        if isinstance(payload, Binary):  # metrana.query's points: JSON and raw columns
+            payload, content_type = payload.body, Binary.content_type.encode()
         body = payload if isinstance(payload, bytes) else _dumps(payload)  # bytes: encoded already
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(body)).encode()),
                     *extra,
                 ],

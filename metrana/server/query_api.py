@@ -6,11 +6,11 @@ file directly gets the same answers (and the same errors) as one asking a server
 
 - ``runs``: one page of a project's runs, filtered and ordered in SQL (:mod:`.query_filters`),
   with the asked attributes and series summaries; keyset pagination (``next`` is the cursor).
-- ``points``: raw points of (run, series) pairs, standard or RL, as columns (JSON arrays, or
-  with ``"encoding": "base64"`` the little-endian int64/float64 bytes: a million points cost
-  the client a base64 decode instead of parsing three million numbers); paginated by point
-  count (``next`` is the position and last step of the page); ``"timestamps": false`` leaves
-  out the timestamps.
+- ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
+  with ``"encoding": "binary"`` a :class:`Binary` answer (a million points then cost the
+  client no parsing at all: its arrays are views of the body); paginated by point count
+  (``next`` is the position and last step of the page); ``"timestamps": false`` leaves out the
+  timestamps.
 - ``buckets``: one series' chart buckets — the dashboard's :meth:`.Store.buckets`.
 - ``band``: an RL metric's reduction across environments (min, max, mean, std, count per
   bucket of ``rl_step``) — the dashboard's band, :meth:`.Store.buckets` with ``spread``.
@@ -21,12 +21,13 @@ Bad requests raise :class:`.query_filters.QueryError` (HTTP 400), unknown projec
 
 from __future__ import annotations
 
-import base64
 import json
 import math
+import struct
 import time
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 import orjson
 
@@ -35,7 +36,7 @@ from .errors import NotFound
 from .query_filters import FUNCTIONS, Compiler, QueryError, SeriesKey, after_cursor, parse_series
 from .store import Store, run_status
 
-__all__ = ["MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "QueryError", "answer"]
+__all__ = ["MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "Binary", "QueryError", "answer"]
 
 MAX_PAGE_RUNS = 1000
 MAX_PAGE_POINTS = 1_000_000
@@ -43,6 +44,16 @@ MAX_COLUMNS = 1000
 MAX_BUCKETS = 10_000
 _SUMMARY_COLUMNS = ("point_count", "vmin", "vmax", "vsum", "valid_count", "last_value",
                     "last_kind")
+
+
+@attrs.frozen
+class Binary:
+    """An answer that is not JSON: ``<u4 n`` (little-endian), ``n`` bytes of JSON (the answer,
+    where each column is ``[offset, count]`` into what follows), then the columns' raw
+    little-endian bytes (steps and timestamps int64, values float64, NaN for no value)."""
+
+    body: bytes
+    content_type: ClassVar[str] = "application/vnd.metrana.columns"
 
 
 def answer(store: Store, name: str, body: Any) -> Any:
@@ -267,14 +278,14 @@ def _points_series(tx: Tx, project_id: int, project: str, items: Any, rl: bool
     return out
 
 
-def _points(store: Store, body: dict[str, Any]) -> bytes:
+def _points(store: Store, body: dict[str, Any]) -> bytes | Binary:
     workspace, project = _text(body, "workspace"), _text(body, "project")
     limit = _int(body, "limit", MAX_PAGE_POINTS, 1, MAX_PAGE_POINTS)
     assert limit is not None
     rl = body.get("rl", False) is True
     encoding = body.get("encoding", "json")
-    if encoding not in ("json", "base64"):
-        raise QueryError("'encoding' is \"json\" (arrays of numbers) or \"base64\"")
+    if encoding not in ("json", "binary"):
+        raise QueryError("'encoding' is \"json\" (arrays of numbers) or \"binary\"")
     timestamps = body.get("timestamps", True) is not False
     cursor = body.get("cursor")
     start, after = 0, None
@@ -285,6 +296,7 @@ def _points(store: Store, body: dict[str, Any]) -> bytes:
             raise QueryError("'cursor' is the 'next' of the previous page, unchanged") from None
         after = (x, minor)
     parts: list[dict[str, Any]] = []
+    buffers = _Buffers()
     room = limit
     nxt = None
     with store.db.read() as tx:
@@ -296,7 +308,7 @@ def _points(store: Store, body: dict[str, Any]) -> bytes:
                                          room)
             after = None
             part = {"position": position, **{k: v for k, v in meta.items() if k != "id"}}
-            part.update(_columns_base64(columns, rl, timestamps) if encoding == "base64"
+            part.update(_columns_binary(columns, rl, timestamps, buffers) if encoding == "binary"
                         else _columns_json(columns, rl, timestamps))
             parts.append(part)
             room -= columns.n
@@ -304,23 +316,40 @@ def _points(store: Store, body: dict[str, Any]) -> bytes:
                 if columns.n:
                     nxt = [position, int(columns.x[-1]), int(columns.minor[-1])]
                 break
-    return orjson.dumps({"series": parts, "next": nxt}, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps({"series": parts, "next": nxt}, option=orjson.OPT_SERIALIZE_NUMPY)
+    if encoding == "json":
+        return header
+    return Binary(b"".join([struct.pack("<I", len(header)), header, *buffers.parts]))
 
 
-def _b64(array: Any, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+class _Buffers:
+    """The raw columns of a binary answer, and where each starts."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> int:
+        offset = self.size
+        self.parts.append(data)
+        self.size += len(data)
+        return offset
 
 
-def _columns_base64(columns: Any, rl: bool, timestamps: bool) -> dict[str, Any]:
-    """Columns as base64 of their bytes; a point without a value is NaN. Timestamps only if
-    asked for: they are a third of the bytes."""
-    out = {"x": _b64(columns.x, "<i8"),
-           "v": _b64(np.where(columns.missing, np.nan, columns.v), "<f8"), "n": columns.n}
+def _columns_binary(columns: Any, rl: bool, timestamps: bool, buffers: _Buffers
+                    ) -> dict[str, Any]:
+    """Columns appended to ``buffers`` as raw bytes; each as its [offset, count]. A point
+    without a value is NaN. Timestamps only if asked for: they are a third of the bytes."""
+    named = [("x", columns.x, "<i8"), ("v", np.where(columns.missing, np.nan, columns.v), "<f8")]
     if timestamps:
-        out["t"] = _b64(columns.t, "<i8")
+        named.append(("t", columns.t, "<i8"))
     if rl:
-        out["minor"] = _b64(columns.minor, "<i8")
-    return out
+        named.append(("minor", columns.minor, "<i8"))
+    out: dict[str, Any] = {}
+    for name, array, dtype in named:
+        data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+        out[name] = [buffers.add(data), columns.n]
+    return {"binary": out}
 
 
 def _columns_json(columns: Any, rl: bool, timestamps: bool) -> dict[str, Any]:
