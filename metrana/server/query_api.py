@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 import orjson
 
+from .._wire import json_number
 from .database import Tx
 from .errors import NotFound
 from .query_filters import FUNCTIONS, Compiler, QueryError, SeriesKey, after_cursor, parse_series
@@ -94,7 +95,7 @@ def _project_id(tx: Tx, workspace: str, project: str) -> int:
 # ------------------------------------------------------------------------------------ runs
 
 
-def _runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+def _runs(store: Store, body: dict[str, Any]) -> bytes:
     workspace, project = _text(body, "workspace"), _text(body, "project")
     limit = _int(body, "limit", MAX_PAGE_RUNS, 1, MAX_PAGE_RUNS)
     assert limit is not None
@@ -143,6 +144,7 @@ def _runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         ids = [int(row[0]) for row in rows]
         attributes = _attributes(tx, ids, [p for p in paths if not p.startswith("sys/")])
         series = _summaries(tx, ids, {key.metric for key, _ in columns})
+    keys = [((key.metric, key.scale, key.labels), fn) for key, fn in columns]
     out = []
     for row in rows:
         run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
@@ -155,10 +157,25 @@ def _runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
             "status": run_status(closed_ns, last_activity, now),
             "attributes": [_sys_value(p, row) if p.startswith("sys/") else values.get(p)
                            for p in paths],
-            "summaries": [_summary(mine.get(key), fn) for key, fn in columns],
+            "summaries": [_summary(mine.get(key), fn) for key, fn in keys],
         })
     more = len(rows) == limit
-    return {"runs": out, "next": [_cursor_value(rows[-1][6]), int(rows[-1][0])] if more else None}
+    answer = {"runs": out, "next": [_cursor_value(rows[-1][6]), int(rows[-1][0])] if more
+              else None}
+    # Encoded here: the app's encoder takes a slow path for any null (it spells NaN), and a
+    # page of runs has many (runs without an experiment, an attribute or a series).
+    return orjson.dumps(_finite(answer))
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±inf spelt as JSON cannot ("NaN", "Infinity", "-Infinity"), as the app does."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else json_number(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _cursor_value(value: Any) -> Any:
@@ -181,7 +198,7 @@ def _attributes(tx: Tx, ids: list[int], paths: list[str]) -> dict[int, dict[str,
     for run_id, path, kind, value in tx.all(
             f"SELECT run_id, path, kind, value FROM attributes WHERE {runs} AND {names}",
             (*run_args, *path_args)):
-        decoded = json.loads(value)
+        decoded = orjson.loads(value)
         if kind == "float" and isinstance(decoded, str):
             decoded = float(decoded)  # "NaN", "Infinity": the app spells them so again
         out.setdefault(int(run_id), {})[path] = decoded
@@ -189,8 +206,10 @@ def _attributes(tx: Tx, ids: list[int], paths: list[str]) -> dict[int, dict[str,
 
 
 def _summaries(tx: Tx, ids: list[int], metrics: set[str]
-               ) -> dict[int, dict[SeriesKey, tuple[Any, ...]]]:
-    out: dict[int, dict[SeriesKey, tuple[Any, ...]]] = {}
+               ) -> dict[int, dict[tuple[str, str, str], tuple[Any, ...]]]:
+    """Each run's aggregates of its standard series named ``metrics``, by (metric, scale,
+    labels)."""
+    out: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]] = {}
     if not ids or not metrics:
         return out
     runs, run_args = tx.among("run_id", ids)
@@ -198,7 +217,7 @@ def _summaries(tx: Tx, ids: list[int], metrics: set[str]
     for row in tx.all(f"SELECT run_id, metric_name, scale, labels, {', '.join(_SUMMARY_COLUMNS)} "
                       f"FROM series WHERE kind = 'standard' AND {runs} AND {names}",
                       (*run_args, *name_args)):
-        out.setdefault(int(row[0]), {})[SeriesKey(row[1], row[2], row[3])] = row[4:]
+        out.setdefault(int(row[0]), {})[(row[1], row[2], row[3])] = row[4:]
     return out
 
 
