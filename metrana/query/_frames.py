@@ -38,11 +38,18 @@ def runs_frame(runs: list[dict[str, Any]], attributes: Sequence[str],
         "status": [r["status"] for r in runs],
     }
     for i, path in enumerate(attributes):
-        values = [r["attributes"][i] for r in runs]
+        values = [_attribute(r["attributes"][i]) for r in runs]
         data[path] = pd.Series(values, dtype=_dtype(values))
     for i, column in enumerate(summary_columns):
         data[column] = np.array([_float(r["summaries"][i]) for r in runs], dtype=np.float64)
     return pd.DataFrame(data)
+
+
+def _attribute(value: Any) -> Any:
+    """An attribute value as sent: a non-finite float comes tagged, ``{"float": "NaN"}``."""
+    if isinstance(value, dict) and "float" in value:
+        return _float(value["float"])
+    return value
 
 
 def _dtype(values: list[Any]) -> Any:

@@ -6,6 +6,8 @@ file directly gets the same answers (and the same errors) as one asking a server
 
 - ``runs``: one page of a project's runs, filtered and ordered in SQL (:mod:`.query_filters`),
   with the asked attributes and series summaries; keyset pagination (``next`` is the cursor).
+  A non-finite float attribute is ``{"float": "NaN"}`` (JSON has no NaN, and a string "NaN"
+  is a string); a non-finite summary is spelt ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
 - ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
   with ``"encoding": "binary"`` a :class:`Binary` answer (a million points then cost the
   client no parsing at all: its arrays are views of the body); paginated by point count
@@ -106,11 +108,7 @@ def _runs(store: Store, body: dict[str, Any]) -> bytes:
     if not isinstance(summaries, list) or len(summaries) > MAX_COLUMNS:
         raise QueryError(f"'summaries' is a list of at most {MAX_COLUMNS} "
                          "{\"series\": ..., \"fn\": ...}")
-    cursor = body.get("cursor")
-    if cursor is not None and (not isinstance(cursor, list) or len(cursor) != 2
-                               or isinstance(cursor[1], bool) or not isinstance(cursor[1], int)
-                               or not isinstance(cursor[0], (str, int, float, type(None)))):
-        raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
+    cursor = _cursor(body.get("cursor"))
     now = time.time_ns()
     with store.db.read() as tx:
         project_id = _project_id(tx, workspace, project)
@@ -155,33 +153,47 @@ def _runs(store: Store, body: dict[str, Any]) -> bytes:
             "name": name, "experiment": experiment, "created_ns": int(created_ns),
             "last_activity_ns": last_activity,
             "status": run_status(closed_ns, last_activity, now),
-            "attributes": [_sys_value(p, row) if p.startswith("sys/") else values.get(p)
-                           for p in paths],
-            "summaries": [_summary(mine.get(key), fn) for key, fn in keys],
+            "attributes": [_sys_value(p, row) if p.startswith("sys/")
+                           else _cursor_value(values.get(p)) for p in paths],
+            "summaries": [_spelt(_summary(mine.get(key), fn)) for key, fn in keys],
         })
     more = len(rows) == limit
     answer = {"runs": out, "next": [_cursor_value(rows[-1][6]), int(rows[-1][0])] if more
               else None}
     # Encoded here: the app's encoder takes a slow path for any null (it spells NaN), and a
     # page of runs has many (runs without an experiment, an attribute or a series).
-    return orjson.dumps(_finite(answer))
+    return orjson.dumps(answer)
 
 
-def _finite(value: Any) -> Any:
-    """NaN and ±inf spelt as JSON cannot ("NaN", "Infinity", "-Infinity"), as the app does."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else json_number(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
+def _spelt(value: Any) -> Any:
+    """NaN and ±inf as the app spells them ("NaN", "Infinity", "-Infinity"): JSON has none."""
+    if type(value) is float and not math.isfinite(value):
+        return json_number(value)
     return value
 
 
 def _cursor_value(value: Any) -> Any:
+    """A sort key or an attribute value as JSON can carry it: a non-finite float tagged,
+    ``{"float": "Infinity"}``, so that a string "Infinity" stays a string. (NaN is never a sort
+    key: the store keeps it as NULL.)"""
     if isinstance(value, float) and not math.isfinite(value):
-        raise QueryError("cannot page past a non-finite sort key")  # never stored: NULL
+        return {"float": json_number(value)}
     return value
+
+
+def _cursor(value: Any) -> tuple[Any, int] | None:
+    """The ``next`` of a previous page, checked, with ±inf restored."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or isinstance(value[1], bool) \
+            or not isinstance(value[1], int):
+        raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
+    key = value[0]
+    if isinstance(key, dict) and key.get("float") in ("Infinity", "-Infinity"):
+        key = float(key["float"].replace("Infinity", "inf"))
+    elif not isinstance(key, (str, int, float, type(None))):
+        raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
+    return key, value[1]
 
 
 def _sys_value(path: str, row: tuple[Any, ...]) -> Any:

@@ -182,10 +182,16 @@ class Compiler:
         return f"json_extract({column}, '$')"
 
     def _number(self, column: str) -> str:
-        real = "DOUBLE PRECISION" if self._tx.dialect == "postgresql" else "REAL"
-        # Non-finite floats are stored as JSON strings ("NaN"): they compare with nothing.
-        return (f"CASE WHEN a.kind IN ('int', 'float') AND {column} NOT LIKE '\"%' "
-                f"THEN CAST({column} AS {real}) END")
+        """A numeric attribute's value. Non-finite floats are stored as JSON strings: ±inf
+        compare as infinities, NaN (NULL) with nothing."""
+        if self._tx.dialect == "postgresql":
+            real, inf = "DOUBLE PRECISION", "CAST('Infinity' AS DOUBLE PRECISION)"
+        else:
+            real, inf = "REAL", "9e999"  # SQLite reads an overflowing literal as +inf
+        return (f"CASE WHEN a.kind NOT IN ('int', 'float') THEN NULL "
+                f"WHEN {column} NOT LIKE '\"%' THEN CAST({column} AS {real}) "
+                f"WHEN {column} = '\"Infinity\"' THEN {inf} "
+                f"WHEN {column} = '\"-Infinity\"' THEN -{inf} END")
 
     def _attr_value(self, path: str, kinds: frozenset[str], as_kind: str) -> tuple[str, str]:
         """(SQL of the value, SQL restricting the attribute row) for a comparison as

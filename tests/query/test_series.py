@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from metrana.query import QueryClient
+import metrana
+from metrana.query import AttrFilter, AttrOrderBy, QueryClient, SeriesFilter
 from metrana.server import ServerInfo
 from tests.query.data import ENVS, KNOWN, NAN_AT, PROJECT, RL_STEPS, WORKSPACE, rl_value
 
@@ -151,3 +152,44 @@ def test_local_database_answers_as_the_server_does(known_server: ServerInfo) -> 
             local.fetch_float_series(["run-4", "run-5"], ["loss", "acc"]))
         assert remote.aggregate_rl_env_series("run-0", "return").equals(
             local.aggregate_rl_env_series("run-0", "return"))
+
+
+NONFINITE = {  # run: (config x, values of m)
+    "a": (math.nan, [1.0, math.inf]),
+    "b": (1.5, [2.0]),
+    "c": (math.inf, [-math.inf, 0.5]),
+}
+
+
+def test_non_finite_values_filter_order_page_and_arrive(any_live_server: ServerInfo) -> None:
+    """±inf in a config or a series compares as infinity (NaN with nothing), sorts and pages
+    (a cursor at an infinite key), and reaches the frame as a float, not a string."""
+    url = any_live_server.url
+    for name, (x, values) in NONFINITE.items():
+        with metrana.session(workspace_name=WORKSPACE, project_name="nonfinite", run_name=name,
+                             ingestion_url=url, config={"x": x}) as session:
+            for value in values:
+                session.log("m", value)
+    with QueryClient(WORKSPACE, "nonfinite", url=url) as client:
+        frame = client.fetch_runs(attributes=["config/x"],
+                                  series_summaries=["m:max", "m:min", "m:mean"]).set_index("name")
+        for name, (x, values) in NONFINITE.items():
+            row = frame.loc[name]
+            assert same([row["config/x"], row["m:max"], row["m:min"], row["m:mean"]],
+                        [x, max(values), min(values), statistics.fmean(values)]), name
+        assert set(client.fetch_runs(filter=AttrFilter("config/x") > 1)["name"]) == {"b", "c"}
+        assert set(client.fetch_runs(filter=SeriesFilter("m").max() > 1e308)["name"]) == {"a"}
+        assert list(client.fetch_runs(order_by=AttrOrderBy("config/x").desc())["name"]) == \
+            ["c", "b", "a"]  # NaN: no key, last
+    with httpx.Client(base_url=url) as http:
+        for direction, expected in (("desc", ["a", "b", "c"]), ("asc", ["c", "b", "a"])):
+            seen, cursor = [], None
+            for _ in range(5):
+                page = http.post("/api/query/runs", json={
+                    "workspace": WORKSPACE, "project": "nonfinite", "limit": 1, "cursor": cursor,
+                    "order_by": {"series": {"metric": "m"}, "fn": "max", "dir": direction}}).json()
+                seen += [run["name"] for run in page["runs"]]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert seen == expected, direction
