@@ -193,3 +193,21 @@ def test_non_finite_values_filter_order_page_and_arrive(any_live_server: ServerI
                 if cursor is None:
                     break
             assert seen == expected, direction
+
+
+@pytest.mark.parametrize("page", [1, 7, 45])
+def test_client_follows_point_pages(client: QueryClient, monkeypatch: pytest.MonkeyPatch,
+                                    page: int) -> None:
+    """Small pages (binary answers, cut inside and at the end of series) give the frames one
+    large page gives."""
+    import metrana.query._client as client_module
+
+    whole = client.fetch_float_series(["run-0", "run-1"], ["loss", "acc"],
+                                      include_timestamps=True)
+    rl_whole = client.fetch_rl_env_float_series("run-0", "return")
+    monkeypatch.setattr(client_module, "_POINTS_PAGE", page)
+    assert client.fetch_float_series(["run-0", "run-1"], ["loss", "acc"],
+                                     include_timestamps=True).equals(whole)
+    assert client.fetch_rl_env_float_series("run-0", "return").equals(rl_whole)
+    assert len(rl_whole) == ENVS * RL_STEPS and len(whole) == len(KNOWN[1].series["loss"]) + \
+        len(KNOWN[0].series["loss"])
