@@ -38,10 +38,10 @@ from ._conditions import (
 from ._exceptions import MetranaQueryError as MetranaQueryError, QueryRequestError as QueryRequestError
 
 __all__ = [
-    "DEFAULT_URL",
     "AttrFilter",
     "AttrOrderBy",
     "Condition",
+    "DEFAULT_URL",
     "MetranaQueryError",
     "OrderBy",
     "QueryClient",

@@ -107,3 +107,15 @@ def test_unreachable_server_and_missing_database(tmp_path: Path) -> None:
         QueryClient("w", "p", db=tmp_path / "missing.sqlite3")
     with pytest.raises(metrana.MetranaConfigError):
         QueryClient("w", "p", url="ftp://example.com")
+
+
+def test_query_all_lists_exactly_the_public_names() -> None:
+    """``metrana.query.__all__`` is sorted and is what the package shows; every error is a
+    MetranaError."""
+    import metrana.query as query
+
+    public = {n for n in dir(query) if not n.startswith("_")} - {"annotations", "pandas"}
+    assert sorted(query.__all__) == query.__all__
+    assert set(query.__all__) == public
+    assert all(issubclass(getattr(query, n), metrana.MetranaError)
+               for n in query.__all__ if n.endswith("Error"))
