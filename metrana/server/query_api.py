@@ -154,11 +154,11 @@ def _runs(store: Store, body: dict[str, Any]) -> bytes:
             "last_activity_ns": last_activity,
             "status": run_status(closed_ns, last_activity, now),
             "attributes": [_sys_value(p, row) if p.startswith("sys/")
-                           else _cursor_value(values.get(p)) for p in paths],
+                           else _tagged(values.get(p)) for p in paths],
             "summaries": [_spelt(_summary(mine.get(key), fn)) for key, fn in keys],
         })
     more = len(rows) == limit
-    answer = {"runs": out, "next": [_cursor_value(rows[-1][6]), int(rows[-1][0])] if more
+    answer = {"runs": out, "next": [_tagged(rows[-1][6]), int(rows[-1][0])] if more
               else None}
     # Encoded here: the app's encoder takes a slow path for any null (it spells NaN), and a
     # page of runs has many (runs without an experiment, an attribute or a series).
@@ -172,7 +172,7 @@ def _spelt(value: Any) -> Any:
     return value
 
 
-def _cursor_value(value: Any) -> Any:
+def _tagged(value: Any) -> Any:
     """A sort key or an attribute value as JSON can carry it: a non-finite float tagged,
     ``{"float": "Infinity"}``, so that a string "Infinity" stays a string. (NaN is never a sort
     key: the store keeps it as NULL.)"""

@@ -35,8 +35,8 @@ import attrs
 from .database import Tx
 from .ingest import labels_key
 
-__all__ = ["FUNCTIONS", "SYS_FIELDS", "Compiled", "QueryError", "SeriesKey", "Compiler",
-           "parse_series"]
+__all__ = ["FUNCTIONS", "SYS_FIELDS", "Compiled", "Compiler", "QueryError", "SeriesKey",
+           "after_cursor", "parse_series"]
 
 FUNCTIONS = ("last", "min", "max", "mean", "count")
 _OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")
