@@ -16,8 +16,9 @@ def test_all_lists_exactly_the_public_names() -> None:
     """Everything public is in __all__ (sorted), and everything in __all__ exists."""
     public = {n for n in dir(metrana) if not n.startswith("_")}
     assert sorted(metrana.__all__) == metrana.__all__
-    # the server and the integrations are subpackages of their own (attributes once imported)
-    assert set(metrana.__all__) == public - {"server", "integrations"}
+    # the server, the integrations and the query client are subpackages of their own
+    # (attributes once imported)
+    assert set(metrana.__all__) == public - {"server", "integrations", "query"}
     assert SEED_NAMES <= set(metrana.__all__)
 
 

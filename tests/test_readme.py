@@ -114,6 +114,8 @@ EXPECTED: dict[tuple[str, int], dict[str, int | None]] = {
     ("Integrations", 2): {"ws/p/ppo-1": None},
     ("Integrations", 3): {"ws/p/bert-1": None},
     ("Integrations", 4): {"ws/p/mlp-1": None},
+    ("Read your runs from Python", 0): {"me/sweep/lr-0.3": 400, "me/sweep/lr-0.03": 400,
+                                        "me/sweep/lr-0.003": 400},
 }
 
 

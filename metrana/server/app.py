@@ -1,6 +1,7 @@
-"""The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API.
+"""The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API
+(the dashboard's ``GET /api/runs…`` and ``metrana.query``'s ``POST /api/query/…``).
 
-Kept framework-free on purpose: four routes do not need a router, and every byte of the
+Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
 request path is ours to measure. Reads run in worker threads; writes run on the loop (see
 ``_update_runs``).
 """
@@ -31,6 +32,7 @@ from .dashboard import (
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .ingest import INT64_MAX
+from .query_api import Binary, QueryError, answer
 from .store import Store
 from .validate import ValidationError, compile_message
 
@@ -155,13 +157,16 @@ class IngestApp:
                                             scope.get("method"), scope.get("path"))
             status, payload = 500, _error(500, f"internal server error ({type(exc).__name__}); "
                                                "this is a bug in metrana serve")
+        content_type = b"application/json"
+        if isinstance(payload, Binary):  # metrana.query's points: JSON and raw columns
+            payload, content_type = payload.body, Binary.content_type.encode()
         body = payload if isinstance(payload, bytes) else _dumps(payload)  # bytes: encoded already
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(body)).encode()),
                     *extra,
                 ],
@@ -187,6 +192,8 @@ class IngestApp:
             raise HTTPError(404, str(exc)) from None
         except Unprocessable as exc:
             raise HTTPError(422, str(exc)) from None
+        except QueryError as exc:
+            raise HTTPError(400, str(exc)) from None
         except Unavailable as exc:
             # Rolled back, nothing stored: the client retries (5xx), after a second.
             logger.warning("metrana serve: {}", exc)
@@ -205,6 +212,12 @@ class IngestApp:
             if path == "/v1/runs":
                 return await self._create_run(body)
             return await self._update_runs(body)
+        if path.startswith("/api/query/"):  # metrana.query: JSON bodies (filters are trees)
+            if method != "POST":
+                raise HTTPError(405, f"{path} accepts POST only")
+            body = await self._read_body(headers, receive)
+            return 200, await trio.to_thread.run_sync(
+                answer, self.store, path.removeprefix("/api/query/"), _parse_json(body))
         if path == "/api/runs" or path.startswith("/api/runs/"):
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
@@ -352,6 +365,13 @@ def _parse(parse: Callable[[Any, str], Any], data: bytes, name: str) -> Any:
         return parse(body, name)
     except ValidationError as exc:
         raise HTTPError(400, str(exc)) from None
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return _loads(data)
+    except ValueError as exc:
+        raise HTTPError(400, f"body is not valid JSON: {exc}") from None
 
 
 def _int(text: str, what: str) -> int:

@@ -643,6 +643,28 @@ class Store:
                                                 columns.t.tolist(), columns.v.tolist(),
                                                 columns.missing.tolist(), strict=True)]
 
+    def points_after(self, tx: Tx, series_id: int, after: tuple[int, int] | None, limit: int
+                     ) -> Columns:
+        """At most ``limit`` points of one series after the (step, minor step) ``after``, in
+        order: one page of :mod:`.query_api`'s points. Only the chunks the page needs are
+        decoded (chunks of several sessions may overlap in steps, so every chunk starting
+        before the page's last step is read), so paging through a series reads it once."""
+        lo = -(2**63) if after is None else after[0]
+        rows = self._chunk_rows(tx, [series_id], lo, INT64_MAX)
+        taken, hi = 0, lo
+        for row in rows:  # ordered by first step
+            if taken >= limit and row[2] > hi:
+                break
+            if row[2] > lo:  # every point of this chunk comes after the cursor
+                taken += row[1]
+            hi = max(hi, row[3])
+        columns = self._columns(tx, [r[0] for r in rows if r[2] <= hi], lo, hi)
+        if after is not None and columns.n:
+            later = (columns.x > after[0]) | ((columns.x == after[0])
+                                              & (columns.minor > after[1]))
+            columns = columns.take(later)
+        return columns.take(slice(0, limit))
+
     def _find_run(self, tx: Tx, workspace: str, project: str, run_name: str) -> int:
         row = tx.one("SELECT runs.id FROM runs JOIN projects ON projects.id = runs.project_id "
                      "WHERE workspace = ? AND project = ? AND run_name = ?",

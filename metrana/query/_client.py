@@ -1,0 +1,276 @@
+"""``QueryClient``: a project's runs, series and summaries as pandas DataFrames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+
+from .._config import normalize_ingestion_url
+from . import _frames
+from ._conditions import AttrFilter, Condition, OrderBy, SeriesSummary, series_node
+from ._exceptions import QueryRequestError
+from ._transport import HttpTransport, LocalTransport, Transport
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_URL", "QueryClient"]
+
+DEFAULT_URL = "http://127.0.0.1:8787"  # where `metrana serve` listens by default
+_RUNS_PAGE = 1000
+_POINTS_PAGE = 1_000_000
+
+
+class QueryClient:
+    """Reads one project of a ``metrana serve`` server (or of its database file) into pandas.
+
+    Args:
+        workspace_name: the workspace, as given to ``metrana.init``.
+        project_name: the project, as given to ``metrana.init``.
+        url: the server (default ``METRANA_INGESTION_URL``, else ``http://127.0.0.1:8787``);
+            a trailing ``/v1`` is ignored, as in ``init``.
+        api_key: the server's key if it has one (default ``METRANA_API_KEY``).
+        db: instead of a server, a SQLite file written by ``metrana serve --db PATH`` (or a
+            ``postgresql://`` URL), opened in this process; the same answers, no server.
+        transport: an ``httpx.BaseTransport`` (tests).
+
+    Raises:
+        MetranaConfigError: ``url`` is not an http(s) URL.
+        MetranaQueryError: ``db`` does not exist or cannot be opened.
+    """
+
+    def __init__(self, workspace_name: str, project_name: str, *, url: str | None = None,
+                 api_key: str | None = None, db: str | Path | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        for name, value in (("workspace_name", workspace_name), ("project_name", project_name)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+        self.workspace_name = workspace_name
+        self.project_name = project_name
+        self._transport: Transport
+        if db is not None:
+            if url is not None:
+                raise TypeError("pass url= (a server) or db= (a database file), not both")
+            local = LocalTransport(db)
+            self._where = local.location
+            self._transport = local
+        else:
+            resolved = normalize_ingestion_url(
+                url or os.environ.get("METRANA_INGESTION_URL") or DEFAULT_URL)
+            key = api_key or os.environ.get("METRANA_API_KEY") or None
+            self._where = resolved
+            self._transport = HttpTransport(resolved, key, transport=transport)
+
+    def __repr__(self) -> str:  # never the key
+        return (f"QueryClient(workspace_name={self.workspace_name!r}, "
+                f"project_name={self.project_name!r}, at={self._where!r})")
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _body(self, **fields: Any) -> dict[str, Any]:
+        return {"workspace": self.workspace_name, "project": self.project_name, **fields}
+
+    # ------------------------------------------------------------------------ runs
+
+    def _runs(self, filter: Condition | None, order_by: OrderBy | None,
+              attributes: Sequence[str], summaries: Sequence[SeriesSummary],
+              max_runs: int | None) -> list[dict[str, Any]]:
+        if filter is not None and not isinstance(filter, Condition):
+            raise TypeError(f"filter must be a Condition (AttrFilter(...) < 1, combined with & "
+                            f"and |), got {type(filter).__name__}")
+        if order_by is not None and not isinstance(order_by, OrderBy):
+            raise TypeError("order_by must be AttrOrderBy(...).asc()/.desc() or "
+                            "SeriesOrderBy(...).asc()/.desc()")
+        if isinstance(attributes, str):
+            raise TypeError("attributes is a list of paths, e.g. ['config/lr']")
+        if max_runs is not None and max_runs < 0:
+            raise ValueError("max_runs must be >= 0")
+        body = self._body(
+            filter=None if filter is None else filter.tree,
+            order_by=None if order_by is None else order_by.tree,
+            attributes=list(attributes),
+            summaries=[{"series": s.series, "fn": s.fn} for s in summaries])
+        runs: list[dict[str, Any]] = []
+        cursor = None
+        while max_runs is None or len(runs) < max_runs:
+            limit = _RUNS_PAGE if max_runs is None else min(_RUNS_PAGE, max_runs - len(runs))
+            page = self._transport.call("runs", {**body, "limit": limit, "cursor": cursor})
+            runs += page["runs"]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        return runs
+
+    def fetch_runs(self, *, filter: Condition | None = None, order_by: OrderBy | None = None,
+                   attributes: Sequence[str] = (),
+                   series_summaries: Sequence[SeriesSummary | tuple[str, str] | str] = (),
+                   max_runs: int | None = None, experiment: str | None = None
+                   ) -> pd.DataFrame:
+        """The project's runs, one row each, filtered and ordered by the server.
+
+        Args:
+            filter: e.g. ``(AttrFilter("config/lr") < 0.01) & (SeriesFilter("loss").last() <
+                0.1)``.
+            order_by: e.g. ``SeriesOrderBy("acc", "max").desc()``; default: newest first.
+            attributes: attribute columns, e.g. ``["config/lr", "config/optimizer"]``.
+            series_summaries: summary columns: ``SeriesSummary("loss", "min")``, ``("loss",
+                "min")`` or ``"loss:min"``; each is a float64 column named ``"loss:min"``.
+            max_runs: at most this many runs (the first ones in the order).
+            experiment: only the runs of this experiment (``AttrFilter("sys/experiment") ==
+                experiment``, and-ed with ``filter``).
+
+        Returns:
+            A DataFrame: ``name``, ``experiment``, ``created``, ``last_activity`` (UTC
+            timestamps), ``status`` (live, idle, finished), then the attribute columns, then
+            the summary columns.
+
+        Raises:
+            QueryRequestError: an unknown attribute or series, or a value of the wrong type
+                (the message names it); an unknown project.
+        """
+        summaries = [SeriesSummary.of(s) for s in series_summaries]
+        if experiment is not None:
+            mine = AttrFilter("sys/experiment") == experiment
+            filter = mine if filter is None else filter & mine
+        runs = self._runs(filter, order_by, attributes, summaries, max_runs)
+        return _frames.runs_frame(runs, list(attributes), [s.column for s in summaries])
+
+    def fetch_series_summaries(self, runs: Sequence[str] | str, metric: str, *,
+                               functions: Sequence[str] = ("last",), scale: str | None = None,
+                               labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Summaries of one metric for the named runs: index ``run``, a float64 column per
+        function (``last``, ``min``, ``max``, ``mean``, ``count``), from the aggregates the
+        server keeps (no point is read). A run without the series has NaN."""
+        names = [runs] if isinstance(runs, str) else list(runs)
+        summaries = [SeriesSummary(metric, fn, scale=scale, labels=labels) for fn in functions]
+        found = self._runs(AttrFilter("sys/name").is_in(names), None, (), summaries, None)
+        by_name = {run["name"]: run for run in found}
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise QueryRequestError(f"project {self.workspace_name}/{self.project_name} has no "
+                                    f"run {', '.join(map(repr, missing[:10]))}", status=404)
+        frame = _frames.runs_frame([by_name[name] for name in names], [], list(functions))
+        return frame.set_index(frame["name"].rename("run"))[list(functions)]
+
+    # ---------------------------------------------------------------------- points
+
+    def _points(self, series: list[dict[str, Any]], rl: bool, timestamps: bool = True
+                ) -> list[tuple[dict[str, Any], list[tuple[Any, Any, Any, Any]]]]:
+        """Every page of ``points``: each returned series' labels and its pages' columns."""
+        out: list[tuple[dict[str, Any], list[tuple[Any, Any, Any, Any]]]] = []
+        cursor = None
+        while True:
+            page = self._transport.call("points", self._body(
+                series=series, rl=rl, limit=_POINTS_PAGE, cursor=cursor, encoding="binary",
+                timestamps=timestamps))
+            for part in page["series"]:
+                meta = {k: part[k] for k in ("position", "item", "environment", "episode",
+                                             "scale", "labels") if k in part}
+                columns = _frames.points_columns(part, page.get("buffer"))
+                if out and out[-1][0]["position"] == meta["position"]:  # continued
+                    out[-1][1].append(columns)
+                else:
+                    out.append((meta, [columns]))
+            cursor = page["next"]
+            if cursor is None:
+                return out
+
+    def fetch_float_series(self, runs: Sequence[str] | str, metrics: Sequence[str] | str, *,
+                           scale: str | None = None, labels: Mapping[str, str] | None = None,
+                           include_timestamps: bool = False) -> pd.DataFrame:
+        """Every point of some metrics of some runs.
+
+        Returns:
+            Index ``(run, step)``, a float64 column per metric (NaN where that run has no
+            point at that step, or logged a point without a value); with
+            ``include_timestamps``, a ``<metric>:timestamp`` column (UTC) after each.
+
+        Raises:
+            QueryRequestError: a run does not exist, or none of the runs logged a metric.
+        """
+        run_names = [runs] if isinstance(runs, str) else list(runs)
+        names = [metrics] if isinstance(metrics, str) else list(metrics)
+        series = [{"run": run, **series_node(metric, scale, labels)}
+                  for run in run_names for metric in names]
+        columns: dict[tuple[int, int], tuple[Any, Any]] = {}
+        times: dict[tuple[int, int], Any] = {}
+        for meta, pages in self._points(series, rl=False, timestamps=include_timestamps):
+            r, m = divmod(int(meta["item"]), len(names))
+            columns[(r, m)] = (np.concatenate([p[0] for p in pages]),
+                               np.concatenate([p[3] for p in pages]))
+            if include_timestamps:
+                times[(r, m)] = np.concatenate([p[2] for p in pages])
+        return _frames.series_frame(run_names, names, columns,
+                                    times if include_timestamps else None)
+
+    def fetch_float_series_buckets(self, run: str, metric: str, *, buckets_count: int = 1000,
+                                   start: int | None = None, end: int | None = None,
+                                   scale: str | None = None,
+                                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """A chart-sized summary of one series (the dashboard's buckets): at most
+        ``buckets_count`` equal-width buckets of steps over [start, end], each with the min and
+        max of every point in it (a spike is never averaged away), mean, last and count.
+        A 10M-point series costs a read of its block statistics, not of its points.
+
+        Returns:
+            Index ``step`` (each bucket's first step); columns ``min``, ``max``, ``mean``,
+            ``last``, ``count``, ``timestamp``.
+        """
+        answer = self._transport.call("buckets", self._body(
+            run=run, series=series_node(metric, scale, labels), n=buckets_count, start=start,
+            end=end))
+        return _frames.buckets_frame(answer, ("min", "max", "mean", "last", "count"))
+
+    # -------------------------------------------------------------------------- RL
+
+    def fetch_rl_env_float_series(self, run: str, metric: str, *, scale: str | None = None
+                                  ) -> pd.DataFrame:
+        """Every point of an RL metric, every environment (and episode) of a run.
+
+        Returns:
+            Long format, one row per point: ``environment``, ``scale``, ``episode`` (nullable),
+            ``rl_step``, ``minor_step`` (the episode or environment step), ``value``,
+            ``timestamp``. ``frame.pivot_table(index="rl_step", columns="environment",
+            values="value")`` puts environments side by side.
+        """
+        node: dict[str, Any] = {"run": run, "metric": metric}
+        if scale is not None:
+            node["scale"] = scale
+        rows = []
+        for meta, pages in self._points([node], rl=True):
+            x, minor, t, v = (np.concatenate([p[i] for p in pages]) for i in range(4))
+            rows.append((meta, x, minor, t, v))
+        return _frames.rl_points_frame(rows)
+
+    def aggregate_rl_env_series(self, run: str, metric: str, *, buckets_count: int = 1000,
+                                start: int | None = None, end: int | None = None,
+                                scale: str | None = None, evaluation: bool | None = None) -> pd.DataFrame:
+        """An RL metric reduced across environments — the band the dashboard draws: per
+        bucket of ``rl_step``, the mean, standard deviation, min and max of every value of
+        every environment in it, and how many there were.
+
+        Each bucket is one ``rl_step`` when ``buckets_count`` is at least the number of steps
+        in [start, end] and the range holds at most 32 points a bucket (the server then
+        reduces the points themselves); beyond that it reduces 128-point blocks, whose min,
+        max and count are still exact but which may span neighbouring steps.
+
+        Returns:
+            Index ``rl_step`` (each bucket's first step); columns ``mean``, ``std``, ``min``,
+            ``max``, ``count``, ``timestamp``.
+        """
+        answer = self._transport.call("band", self._body(
+            run=run, metric=metric, scale=scale, evaluation=evaluation, n=buckets_count,
+            start=start, end=end))
+        return _frames.band_frame(answer)
