@@ -6,9 +6,11 @@ bad value is a :class:`MetranaConfigError` that names the argument or variable a
 
 from __future__ import annotations
 
+import difflib
 import enum
 import ipaddress
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -164,6 +166,28 @@ _ENV = {
     "mode": "METRANA_MODE",
     "distributed": "METRANA_DISTRIBUTED",
 }
+# Read elsewhere: by metrana serve and the CLI (its database and key), and by the test suite.
+_OTHER_ENV = ("METRANA_SERVER_DB", "METRANA_DB", "METRANA_SERVER_API_KEY", "METRANA_PG_BINDIR")
+
+
+def unknown_environment(env: Mapping[str, str]) -> list[str]:
+    """A warning for each ``METRANA_*`` variable metrana does not read: a misspelt or guessed
+    name (``METRANA_ERROR_STRATEGY`` for ``METRANA_ERROR_MODES``) would otherwise be ignored
+    without a word, and the run would go ahead with the setting the user thought they
+    changed left at its default."""
+    known = (*_ENV.values(), *_OTHER_ENV)
+    out = []
+    for name in sorted(env):
+        if name.startswith("METRANA_") and name not in known:
+            setting = name.removeprefix("METRANA_").lower()  # the init() argument's name?
+            guess = [_ENV[setting]] if setting in _ENV else \
+                difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {guess[0]}?" if guess else ""
+            out.append(f"environment variable {name} is not a metrana setting and is "
+                       f"ignored{hint} (the README's Environment variables lists them)")
+    return out
+
+
 _CHOICES: dict[str, Any] = {
     "backpressure_strategy": BackpressureStrategy,
     "error_strategy": ErrorStrategy,
@@ -216,6 +240,8 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     given, and ``None`` switches the spool off.
     """
     env = os.environ if environ is None else environ
+    for message in unknown_environment(env):
+        warnings.warn(message, UserWarning, stacklevel=3)
     values: dict[str, Any] = {}
     for name in {**dict.fromkeys(_ENV), **arguments}:
         value = arguments.get(name)

@@ -149,3 +149,27 @@ def test_init_reads_its_configuration_from_the_environment(
     for i in range(5000):
         metrana.log("loss", float(i))
     assert metrana.close().sent == 5000  # Block with a 64-point queue: nothing dropped
+
+
+def test_an_unknown_metrana_variable_is_named_with_the_one_meant() -> None:
+    """A guessed name is not silently ignored: the warning names the variable that is read."""
+    env = {"METRANA_ERROR_STRATEGY": "Silent", "METRANA_CLOSE_STRATEGI": "Immediate",
+           "METRANA_ERROR_MODES": "Warn", "METRANA_SERVER_DB": "x.db", "OTHER": "1"}
+    with pytest.warns(UserWarning) as caught:
+        settings = resolve_settings({**BASE, "api_key": "k"}, env)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert "METRANA_CLOSE_STRATEGI is not a metrana setting and is ignored; did you mean " \
+        "METRANA_CLOSE_STRATEGY?" in messages[0]
+    assert "METRANA_ERROR_STRATEGY is not a metrana setting and is ignored; did you mean " \
+        "METRANA_ERROR_MODES?" in messages[1]
+    assert settings.error_strategy is ErrorStrategy.Warn  # what was read, and only that
+
+
+def test_known_variables_give_no_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_settings({**BASE, "api_key": "k"}, {"METRANA_CLOSE_STRATEGY": "CompleteAll",
+                                            "METRANA_DB": "x", "METRANA_SERVER_API_KEY": "k"})
