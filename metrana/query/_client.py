@@ -150,9 +150,10 @@ class QueryClient:
     def fetch_series_summaries(self, runs: Sequence[str] | str, metric: str, *,
                                functions: Sequence[str] = ("last",), scale: str | None = None,
                                labels: Mapping[str, str] | None = None) -> pd.DataFrame:
-        """Summaries of one metric for the named runs: index ``run``, a float64 column per
-        function (``last``, ``min``, ``max``, ``mean``, ``count``), from the aggregates the
-        server keeps (no point is read). A run without the series has NaN."""
+        """Summaries of one metric for the named runs: index ``run``, a column per function
+        (``last``, ``min``, ``max``, ``mean`` as float64; ``count`` as nullable Int64), from the
+        aggregates the server keeps (no point is read). A run without the series has NaN
+        (<NA> for its count)."""
         names = [runs] if isinstance(runs, str) else list(runs)
         summaries = [SeriesSummary(metric, fn, scale=scale, labels=labels) for fn in functions]
         found = self._runs(AttrFilter("sys/name").is_in(names), None, (), summaries, None)

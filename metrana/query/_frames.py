@@ -29,7 +29,8 @@ def _time(ns: Any) -> Any:
 def runs_frame(runs: list[dict[str, Any]], attributes: Sequence[str],
                summary_columns: Sequence[str]) -> Any:
     """One row per run: name, experiment, created, last_activity, status, then each attribute
-    (None where a run lacks it), then each summary (float64, NaN where a run lacks it)."""
+    (None where a run lacks it), then each summary (float64, NaN where a run lacks it; a
+    ``count`` is a number of points: nullable Int64, <NA> where a run lacks the series)."""
     data: dict[str, Any] = {
         "name": [r["name"] for r in runs],
         "experiment": [r["experiment"] for r in runs],
@@ -41,7 +42,11 @@ def runs_frame(runs: list[dict[str, Any]], attributes: Sequence[str],
         values = [_attribute(r["attributes"][i]) for r in runs]
         data[path] = pd.Series(values, dtype=_dtype(values))
     for i, column in enumerate(summary_columns):
-        data[column] = np.array([_float(r["summaries"][i]) for r in runs], dtype=np.float64)
+        numbers = np.array([_float(r["summaries"][i]) for r in runs], dtype=np.float64)
+        if column == "count" or column.endswith(":count"):  # the function is after the last ':'
+            data[column] = pd.array([None if v != v else int(v) for v in numbers], dtype="Int64")
+        else:
+            data[column] = numbers
     return pd.DataFrame(data)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from metrana.query import (
@@ -54,7 +55,7 @@ def test_one_row_per_run_with_attributes_and_summaries(client: QueryClient) -> N
         for s in summaries:
             expected = run.summary(s.series["metric"], s.fn)
             if expected is None:
-                assert math.isnan(row[s.column]), (run.name, s.column)
+                assert pd.isna(row[s.column]), (run.name, s.column)
             else:
                 assert row[s.column] == pytest.approx(expected, rel=1e-12), (run.name, s.column)
 
@@ -260,12 +261,13 @@ def test_summaries_of_named_runs(client: QueryClient) -> None:
     frame = client.fetch_series_summaries(chosen, "acc", functions=["min", "max", "mean",
                                                                     "count", "last"])
     assert list(frame.index) == chosen
+    assert str(frame["count"].dtype) == "Int64" and str(frame["mean"].dtype) == "float64"
     for name in chosen:
         run = KNOWN[int(name.split("-")[1])]
         for fn in ("min", "max", "mean", "count", "last"):
             expected = run.summary("acc", fn)
             if expected is None:
-                assert math.isnan(frame.loc[name, fn])
+                assert pd.isna(frame.loc[name, fn])
             else:
                 assert frame.loc[name, fn] == pytest.approx(expected, rel=1e-12)
     with pytest.raises(QueryRequestError, match="no run 'run-42'"):
