@@ -111,8 +111,13 @@ def _print_stored(url: str, runs: list[tuple[str, str, str]]) -> None:
 def _why_several(metric: str, series: list[dict[str, Any]]) -> str:
     """Why one RL metric is many series: environment and episode are part of its identity."""
     envs = {s["environment_id"] for s in series}
+    evaluation = {s["environment_id"] for s in series
+                  if (s.get("labels") or {}).get("evaluation") == "true"}
     episodes = {s["episode"] for s in series if s["episode"] is not None}
-    parts = [f"{len(envs)} environments"] + ([f"{len(episodes)} episodes"] if episodes else [])
+    where = (f"{len(envs)} environments" if not evaluation else
+             f"{len(envs)} environments ({len(envs - evaluation)} training, "
+             f"{len(evaluation)} evaluation)")
+    parts = [where] + ([f"{len(episodes)} episodes"] if episodes else [])
     return f"{metric} is {len(series)} series, for {' x '.join(parts)}"
 
 

@@ -335,6 +335,7 @@ def test_demo_keeps_its_database_and_its_next_commands_work(tmp_path: Path) -> N
     assert re.search(r"train/lr .* last=1e-07", out) and "0.0000" not in out
     assert re.search(r"cartpole/rl-\S+: 86 series", out)
     assert "reward is 80 series, for 4 environments x 20 episodes" in out
+    assert "episode/return is 5 series, for 5 environments (4 training, 1 evaluation)" in out
     assert "identified by metric, scale, environment, episode and labels" in out
     commands = [line.split("#")[0].strip() for line in out.split("\nnext:\n")[1].splitlines()]
     assert commands[0] == f"metrana runs --db {db}"
