@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_buckets import timed as median_ms  # noqa: E402
 
 from metrana.query import AttrFilter, QueryClient, SeriesFilter, SeriesOrderBy  # noqa: E402
 from metrana.server.store import Store  # noqa: E402
@@ -71,13 +73,9 @@ def fill(store: Store, runs: int, points: int) -> None:
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    fn()  # warm: connections, caches, imports
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), result
+    """Median milliseconds of ``repeat`` calls, after one to warm connections and caches."""
+    fn()
+    return median_ms(fn, repeat)
 
 
 @contextlib.contextmanager

@@ -228,8 +228,8 @@ class AttrOrderBy:
         return OrderBy({"attr": self.path, "dir": "desc"})
 
 
-class SeriesOrderBy:
-    """Order runs by a series summary: ``SeriesOrderBy("acc", "max").desc()``."""
+class _OfSeries:
+    """A summary function of one series (metric, scale, labels), checked when written."""
 
     __slots__ = ("fn", "series")
 
@@ -239,6 +239,12 @@ class SeriesOrderBy:
             raise ValueError(f"unknown summary function {fn!r}; one of {', '.join(FUNCTIONS)}")
         self.series = series_node(metric, scale, labels)
         self.fn = fn
+
+
+class SeriesOrderBy(_OfSeries):
+    """Order runs by a series summary: ``SeriesOrderBy("acc", "max").desc()``."""
+
+    __slots__ = ()
 
     def asc(self) -> OrderBy:
         return OrderBy({"series": self.series, "fn": self.fn, "dir": "asc"})
@@ -247,18 +253,11 @@ class SeriesOrderBy:
         return OrderBy({"series": self.series, "fn": self.fn, "dir": "desc"})
 
 
-class SeriesSummary:
+class SeriesSummary(_OfSeries):
     """A summary column of :meth:`QueryClient.fetch_runs`: ``SeriesSummary("loss", "min")``
     (a ``(metric, fn)`` tuple or ``"loss:min"`` works too). Its column is ``"loss:min"``."""
 
-    __slots__ = ("fn", "series")
-
-    def __init__(self, metric: str, fn: str = "last", *, scale: str | None = None,
-                 labels: Mapping[str, str] | None = None) -> None:
-        if fn not in FUNCTIONS:
-            raise ValueError(f"unknown summary function {fn!r}; one of {', '.join(FUNCTIONS)}")
-        self.series = series_node(metric, scale, labels)
-        self.fn = fn
+    __slots__ = ()
 
     @property
     def column(self) -> str:
