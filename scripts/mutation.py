@@ -98,9 +98,8 @@ MODULES: dict[str, list[str]] = {
         "tests/server/test_app.py",
     ],
     "metrana/server/store.py": [
+        "tests/server/test_store.py",
         "tests/server/test_ingest.py",
-        "tests/server/test_app.py",
-        "tests/dashboard/test_routes.py",
     ],
 }
 ALIASES = {Path(path).stem.lstrip("_"): path for path in MODULES}
@@ -453,18 +452,33 @@ class ModuleResult:
 
 
 def run_module(module: str, workspaces: list[Workspace], limit: int | None,
-               timeout_factor: float, verbose: bool) -> ModuleResult:
+               timeout_factor: float, verbose: bool,
+               previous: ModuleResult | None = None) -> ModuleResult:
+    """Run the module's mutants; with ``previous`` (a result of an earlier run), only the
+    mutants that survived it, counting the ones it killed as still killed."""
     tests = MODULES[module]
     source = (ROOT / module).read_bytes()
     mutants = sample(mutants_of(module, source), limit)
     result = ModuleResult(module)
+    if previous is not None:
+        labels = {m.label for m in mutants}
+        gone = [label for label in previous.survivors if label not in labels]
+        if gone:
+            raise SystemExit(f"{module}: the module changed since that run (no mutant "
+                             f"{gone[0]!r}); run it whole again")
+        wanted = set(previous.survivors)
+        mutants = [m for m in mutants if m.label in wanted]
+        result.mutants = previous.mutants - len(mutants)
+        result.killed = previous.killed
+        result.timeouts = previous.timeouts
+        result.seconds = previous.seconds
     started = time.monotonic()
     baseline = workspaces[0].run(module, source, tests, timeout=900)
     if baseline.status != "survived":  # (pytest exits 1-4: failures, or it could not run)
         raise SystemExit(f"{module}: its tests fail without any mutant ({baseline.by}); "
                          "fix them first")
     timeout = baseline.seconds * timeout_factor + 20
-    print(f"{module}: {len(mutants)} mutants; its tests take {baseline.seconds:.1f} s "
+    print(f"{module}: {len(mutants)} mutants to run; its tests take {baseline.seconds:.1f} s "
           f"(timeout {timeout:.0f} s)", flush=True)
     free = list(workspaces)
     lock = threading.Lock()
@@ -491,7 +505,7 @@ def run_module(module: str, workspaces: list[Workspace], limit: int | None,
                 print(f"  [{done}/{len(mutants)}] {outcome.status:8} {outcome.seconds:5.1f}s "
                       f"{mutant.label}" + (f"  <- {outcome.by}" if verbose and outcome.by else ""),
                       flush=True)
-    result.seconds = time.monotonic() - started
+    result.seconds += time.monotonic() - started
     print(f"{module}: {result.killed + result.timeouts}/{result.mutants} killed "
           f"({result.score:.1f}%), {len(result.survivors)} survived, "
           f"{result.seconds / 60:.1f} min", flush=True)
@@ -681,7 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a mutant's timeout: this times the tests' own time, plus 20 s")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--json", type=Path, help="write the results here (after each module)")
+    parser.add_argument("--recheck", type=Path, metavar="JSON",
+                        help="run only the survivors recorded in this --json file of an "
+                             "earlier run (with the same --max-mutants), keeping its kills")
     parser.add_argument("--planted", nargs="*", metavar="NAME",
                         help="plant the bugs of issue 16 (all, or those whose name contains "
                              "NAME) and check the tests catch each")
@@ -699,8 +716,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.planted is not None:
             return run_planted(args.planted, workspaces[0])
-        results = [run_module(module, workspaces, args.max_mutants, args.timeout_factor,
-                              args.verbose) for module in modules]
+        previous: dict[str, ModuleResult] = {}
+        if args.recheck is not None:
+            for entry in json.loads(args.recheck.read_text()):
+                entry.pop("score", None)
+                previous[entry["module"]] = ModuleResult(**entry)
+            modules = [m for m in modules if m in previous]
+        results: list[ModuleResult] = []
+        for module in modules:
+            results.append(run_module(module, workspaces, args.max_mutants,
+                                      args.timeout_factor, args.verbose, previous.get(module)))
+            if args.json is not None:
+                done = {r.module for r in results}
+                kept = [r for m, r in previous.items() if m not in done]
+                _write_json(args.json, [*results, *kept])
     finally:
         for workspace in workspaces:
             workspace.remove()
@@ -713,10 +742,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n{result.module}: {len(result.survivors)} survivors")
                 for label in result.survivors:
                     print(f"  {label}")
-    if args.json is not None:
-        args.json.write_text(json.dumps([{**asdict(r), "score": r.score} for r in results],
-                                        indent=1))
     return 0
+
+
+def _write_json(path: Path, results: Sequence[ModuleResult]) -> None:
+    path.write_text(json.dumps([{**asdict(r), "score": r.score} for r in results], indent=1))
 
 
 if __name__ == "__main__":
