@@ -121,3 +121,25 @@ async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_ke
     metrics = run.get_metrics()
     assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 0)
     assert service.point_updates() == []
+
+
+async def test_recovery_catches_up_with_a_run_that_keeps_logging(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """A service that takes 0.3 s per request, away from 20 s to 30 s, while a point is logged
+    every 0.1 s for 100 s: each replay round spools more new batches than it takes, so Recovery
+    holds new batches in memory for its last round — and the run is back to direct sending
+    soon after the outage, instead of replaying everything logged until the end."""
+    async def rule(seen: Seen) -> int:
+        await trio.sleep(0.3)
+        return 503 if 20 <= trio.current_time() < 30 else 200
+
+    service = MockService(rule)
+    run = mock_session(service, tmp_path, retry=QUICK)
+    async with run.running(init_timeout=5):
+        count = await log_steadily(run, 100)
+        metrics = await run.aclose()
+    assert service.delivered() == [float(i) for i in range(count)]
+    assert (metrics.sent, metrics.spooled, metrics.failed) == (count, 0, 0)
+    # The outage's 10 s of points (100) and the few batches of its last retries; without the
+    # catch-up, every point from 20 s to the end (~800) would go through the spool.
+    assert 100 <= metrics.replayed <= 130
