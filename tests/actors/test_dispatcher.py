@@ -19,6 +19,7 @@ from metrana._actors.dispatcher import (
     describe_failure,
     is_transient,
     post_with_retries,
+    refusal_error,
 )
 from metrana._actors.parcel import InFlight
 from metrana._stats import Counters
@@ -267,3 +268,12 @@ def test_the_cause_of_a_failure_is_found_through_chains_and_groups() -> None:
     looped = httpx.ConnectError("loop")
     looped.__cause__ = looped  # a cycle must not hang
     assert describe_failure(looped) == "cannot connect (loop)"
+
+
+def test_a_refusal_keeps_2000_characters_of_the_answer_and_says_500() -> None:
+    """A long refusal (a validation error listing every bad point): the error keeps the first
+    2,000 characters of the answer as its body and quotes the first 500 in its message."""
+    text = "".join(chr(ord("a") + i % 26) for i in range(5000))
+    error = refusal_error(12_345, httpx.Response(413, text=text), "spooled points")
+    assert (error.status, error.points, error.body) == (413, 12_345, text[:2000])
+    assert str(error) == f"the service refused 12,345 spooled points with HTTP 413: {text[:500]}"

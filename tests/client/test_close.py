@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+import metrana
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
 from tests.mock_service import MockService, Seen, mock_session
 
@@ -228,6 +229,21 @@ async def test_refused_points_make_the_summary_a_warning(loguru_messages: list[s
     assert summary(loguru_messages).startswith("WARNING metrana: closed run run: 0 of 1 points "
                                                "delivered, 0 spooled; 0 discarded at close, 0 "
                                                "dropped (queue full), 1 rejected")
+
+
+async def test_a_refusal_is_reported_with_its_status_body_and_points() -> None:
+    """What the error strategy receives for refused points: a MetranaApiError carrying the
+    status, the service's answer and how many points it cost."""
+    run = mock_session(MockService(lambda seen: 422), error_strategy="RaiseOnClose")
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+        with pytest.raises(Exception) as raised:
+            await run.aclose()
+    errors = [e for e in raised.value.exceptions  # type: ignore[attr-defined]
+              if isinstance(e, metrana.MetranaApiError)]
+    assert [(e.status, e.points, e.body, str(e)) for e in errors] == [
+        (422, 1, '{"message":"mock answered 422"}',
+         'the service refused 1 points with HTTP 422: {"message":"mock answered 422"}')]
 
 
 # ------------------------------------------------------------- the default retry policy
