@@ -15,6 +15,7 @@ import pytest
 import trio
 
 import metrana
+from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
 from tests.mock_service import MockService, Seen, mock_session
 
@@ -179,6 +180,57 @@ async def test_closing_while_the_service_is_away_spools_at_once(
         assert trio.current_time() - start <= 2
     assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 0)
     assert sorted(spooled_values(tmp_path)) == [float(i) for i in range(20)]
+
+
+@pytest.mark.parametrize("spool", [True, False])
+async def test_spool_now_ends_the_session_at_once_keeping_what_it_can(
+        autojump_clock: trio.abc.Clock, tmp_path: Path, spool: bool) -> None:
+    """What a Ctrl-C during close asks of the engine (``spool_now``), in process: 10 points in
+    a request the service holds, 5 queued. With a spool all 15 are written to it, in order;
+    without one the session stops as an Immediate close: the 10 in flight are in doubt, the 5
+    queued discarded. Either way the engine finishes at once, without close() being called."""
+    hang = Hang()
+    run = mock_session(MockService(hang), tmp_path if spool else None)
+    async with run.running(init_timeout=5):
+        await log_in_flight_and_queued(run, hang)
+        start = trio.current_time()
+        run._engine.spool_now()
+        with trio.fail_after(60):
+            await run._engine.finished.wait()
+        assert trio.current_time() - start <= 0.2  # the queued batch's age, no more
+        metrics = await run.aclose()
+    counts = (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt, metrics.failed)
+    if spool:
+        assert counts == (0, 15, 0, 0, 0)
+        assert spooled_values(tmp_path) == [float(i) for i in range(15)]
+    else:
+        assert counts == (0, 0, 5, 10, 0)
+
+
+async def test_closing_while_the_service_hangs_asks_it_for_2_s_then_spools(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """During an outage the service accepts connections but answers nothing: close() asks it
+    once, gives the question exactly 2 s, then writes what is left to the spool."""
+    hung = [False]
+
+    async def rule(seen: Seen) -> int:
+        if hung[0]:
+            await trio.sleep_forever()
+        return 503
+
+    run = mock_session(MockService(rule), tmp_path,
+                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+    async with run.running(init_timeout=5):
+        for i in range(20):
+            run.log("loss", float(i))
+        await trio.sleep(10)  # the retries are spent: an outage, the points on disk
+        hung[0] = True
+        await trio.sleep(10)
+        start = trio.current_time()
+        metrics = await run.aclose(timeout=600)
+        assert trio.current_time() - start == 2.0
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (0, 20, 0, 0)
+    assert spooled_values(tmp_path) == [float(i) for i in range(20)]
 
 
 # --------------------------------------------------------------- the summary, every drop

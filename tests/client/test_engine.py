@@ -301,6 +301,9 @@ async def test_bodies_follow_compress_and_carry_the_session(tmp_path: Path) -> N
     assert service.delivered() == [1.0]
     sessions = {s.body["sessionId"] for s in service.updates()}
     assert sessions == {str(run._engine.session_id)} and run._engine.session_id > 0
+    # Each session its own id (64 random bits): the server keeps sessions' points apart.
+    ids = {mock_session(service)._engine.session_id for _ in range(3)} | {run._engine.session_id}
+    assert len(ids) == 4 and all(0 < i < 2**64 for i in ids)
 
 
 async def test_without_a_spool_a_run_never_created_ends_the_session_at_once(
