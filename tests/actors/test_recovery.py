@@ -105,7 +105,8 @@ async def test_a_run_the_service_never_created_is_created_before_its_points_are_
 async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_keeps_the_spool(
         autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
     """The service comes back but refuses the run (HTTP 401): that is reported, the engine
-    stops, and the points stay on disk for a later sync instead of being dropped."""
+    stops, and the points stay on disk for a later sync instead of being dropped; points
+    logged after that are counted as discarded, not raised from log()."""
     service = MockService(down=True, create=lambda seen: 401)
     run = mock_session(service, tmp_path, error_strategy="RaiseOnClose")
     async with run.running(init_timeout=5):
@@ -114,12 +115,14 @@ async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_ke
         await trio.sleep(200)
         service.down = False
         await trio.sleep(30)
+        for i in range(5):  # the training loop goes on: no raise, the points are discarded
+            run.log("loss", 100.0 + i)
         with pytest.raises(Exception) as raised:
             await run.aclose()
     errors = [e for e in raised.value.exceptions if isinstance(e, metrana.MetranaApiError)]  # type: ignore[attr-defined]
     assert [e.status for e in errors] == [401]
     metrics = run.get_metrics()
-    assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 0)
+    assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 5)
     assert service.point_updates() == []
 
 
