@@ -166,9 +166,11 @@ async def test_an_immediate_close_sends_no_close_run() -> None:
     assert all("closeRun" not in u for u in service.updates())
 
 
-async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_path: Path) -> None:
+async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(
+        tmp_path: Path, loguru_messages: list[str]) -> None:
     """init() of a run that left points on disk: those go first, then the new ones; the
-    leftover segment is deleted once delivered."""
+    leftover segment is deleted once delivered. That is said (INFO), and not as an outage:
+    the service answers."""
     directory = run_spool_dir(tmp_path, "ws", "proj", "run")
     writer = SpoolWriter(directory)
     key = SeriesKey(False, "loss", "ML_STEP", ())
@@ -176,10 +178,15 @@ async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_pa
                                                    for i in range(5)])]))
     writer.close()
     service = Service()
-    run = session_for(service, tmp_path)
+    run = session_for(service, tmp_path, log_level="Info")
     async with run.running(init_timeout=5):
         for i in range(3):
             run.log("loss", float(i))
+    assert [m for m in loguru_messages if "spool" in m and "closed run" not in m] == [
+        f"INFO metrana: found spooled points from an earlier session in {directory}; "
+        "delivering them first\n",
+        "INFO metrana: the service answers again; 5 spooled points delivered, sending "
+        "directly again\n"]
     sent = [(body.get("sessionId"), p["floatValue"]) for path, body in service.requests
             if path.endswith(":update") for u in body["runUpdates"] for s in u.get("series", [])
             for p in s["points"]]
