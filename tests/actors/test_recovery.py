@@ -146,3 +146,21 @@ async def test_recovery_catches_up_with_a_run_that_keeps_logging(
     # The outage's 10 s of points (100) and the few batches of its last retries; without the
     # catch-up, every point from 20 s to the end (~800) would go through the spool.
     assert 100 <= metrics.replayed <= 130
+
+
+async def test_recovery_waits_for_the_last_lane_before_it_stops(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """Two lanes; at close, lane 0 (series a) is done at once while lane 1 (series b) is still
+    retrying 503s and then spools its batch: Recovery stays until every lane is done, so it
+    replays that batch once the service is back (at 10 s) — the spool ends empty."""
+    service = MockService(lambda seen: 503 if not seen.values("a") and trio.current_time() < 10
+                          else 200)  # away (probes too) but for the first request of a
+    run = mock_session(service, tmp_path, num_dispatch_workers=2,
+                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=3))
+    async with run.running(init_timeout=5):
+        run.log("a", 1.0)
+        run.log("b", 2.0)
+        metrics = await run.aclose(timeout=60)
+    assert (service.delivered("a"), service.delivered("b")) == ([1.0], [2.0])
+    assert (metrics.sent, metrics.spooled, metrics.replayed) == (2, 0, 1)
+    assert segments(run_spool_dir(tmp_path, "ws", "proj", "run")) == []

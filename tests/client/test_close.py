@@ -81,6 +81,34 @@ async def test_complete_pending_cuts_in_flight_requests_at_close_timeout(
             "have stored them); a longer close_timeout, or a spool_dir, keeps them") in line
 
 
+async def test_complete_pending_finishes_the_request_in_flight_and_discards_the_queue(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """CompletePending with a service that is slow (the first request takes 1 s) but answers:
+    the 10 points in flight are delivered; the 5 queued behind them are discarded, not sent
+    (and not spooled, though a spool is there)."""
+    arrived = trio.Event()
+
+    async def slow_first(seen: Seen) -> int:
+        if seen.values() and not arrived.is_set():
+            arrived.set()
+            await trio.sleep(1)
+        return 200
+
+    service = MockService(slow_first)
+    run = mock_session(service, tmp_path)
+    async with run.running(init_timeout=5):
+        for i in range(10):
+            run.log("loss", float(i))
+        await arrived.wait()
+        for i in range(10, 15):
+            run.log("loss", float(i))
+        await trio.sleep(0.5)  # batched (0.2 s) and queued behind the request in flight
+        metrics = await run.aclose(timeout=30, strategy="CompletePending")
+    assert service.delivered() == [float(i) for i in range(10)]
+    assert (metrics.sent, metrics.discarded, metrics.spooled, metrics.in_doubt) == (10, 5, 0, 0)
+    assert spooled_values(tmp_path) == []
+
+
 async def test_complete_all_spools_what_is_left_when_close_timeout_runs_out(
         autojump_clock: trio.abc.Clock, tmp_path: Path, loguru_messages: list[str]) -> None:
     """CompleteAll with a spool: at the timeout the held request and the queued points go to
