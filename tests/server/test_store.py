@@ -591,3 +591,12 @@ def test_rl_series_of_a_metric_are_found_by_scale_and_evaluation(store: Store) -
     assert store.series_ids("ws", "proj", "run", "reward", evaluation=True) == [ids["reward@e2"]]
     assert store.series_ids("ws", "proj", "run", "reward", scale="ENVIRONMENT_STEP",
                             evaluation=False) == [ids["reward@e0"]]
+
+
+def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> None:
+    """Absolute RL steps stored out of order over two requests (minor 1, then minor 0 of the
+    same major step, each its own chunk): read back in (major, minor) order."""
+    create(store)
+    store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [1], ordering=ABSOLUTE),)))
+    store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [0], ordering=ABSOLUTE),)))
+    assert steps(store, "reward@e") == [(0, 0), (0, 1)]
