@@ -297,6 +297,8 @@ def test_long_lists_are_read_by_columns_into_the_same_steps() -> None:
     assert rl.columns.minor.tolist() == list(range(70))
     assert std.columns.v.tolist() == [i / 4 for i in range(70)] == rl.columns.v.tolist()
     assert std.columns.t.tolist()[:2] == [1_795_773_600_500_000_000, 1_795_773_601_500_000_000]
+    _, (run,) = parsed(update(series=[series(long(False, step=str(INT64_MAX)))]))
+    assert run.series[0].columns.x.tolist()[-2:] == [68, INT64_MAX]  # the last step there is
 
 
 @pytest.mark.parametrize(("rl", "odd", "says"), [
@@ -327,14 +329,14 @@ def test_omitted_fields_are_protobufs_defaults() -> None:
     body = {"runUpdates": [{"workspace": "ws", "project": "proj", "runName": "r",
                             "series": [series([{}])],
                             "rlSeries": [{"metricName": "r", "scale": "EPISODE",
-                                          "points": [{"majorStep": "3"}]}]}]}
+                                          "points": [{"majorStep": "3"}, {}]}]}]}
     session, (run,) = parsed(body)
     std, rl = run.series
     assert session == 0
     assert (std.columns.x.tolist(), std.columns.minor.tolist(), std.columns.t.tolist(),
             std.columns.missing.tolist()) == ([0], [0], [0], [True])
     assert (rl.columns.x.tolist(), rl.columns.minor.tolist(), rl.columns.t.tolist()) == (
-        [3], [0], [0])
+        [3, 0], [0, 0], [0, 0])
 
 
 def test_each_ordering_is_stored_by_its_name(tmp_path: Any) -> None:
