@@ -473,6 +473,10 @@ def run_module(module: str, workspaces: list[Workspace], limit: int | None,
         result.timeouts = previous.timeouts
         result.seconds = previous.seconds
     started = time.monotonic()
+    if previous is not None and not mutants:  # nothing survived that run
+        print(f"{module}: {result.killed + result.timeouts}/{result.mutants} killed "
+              f"({result.score:.1f}%), nothing to recheck", flush=True)
+        return result
     baseline = workspaces[0].run(module, source, tests, timeout=900)
     if baseline.status != "survived":  # (pytest exits 1-4: failures, or it could not run)
         raise SystemExit(f"{module}: its tests fail without any mutant ({baseline.by}); "
