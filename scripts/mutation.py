@@ -12,6 +12,11 @@ mutant changes nothing a user could observe (an equivalent mutant, listed with i
     python scripts/mutation.py --module dispatcher --max-mutants 40 --list-survivors
     python scripts/mutation.py --list --module parcel   # the mutants, without running them
     python scripts/mutation.py --planted                # the bugs of issue 16, planted by hand
+    python scripts/mutation.py --max-mutants 60 --json run1.json
+    python scripts/mutation.py --max-mutants 60 --recheck run1.json   # only run1's survivors
+
+Results, and why each surviving mutant is left: docs/mutation-survivors.md and the README's
+development notes.
 
 The working tree is never written: each job copies ``metrana/``, ``tests/`` and
 ``pyproject.toml`` to a temporary directory that is put first on ``PYTHONPATH`` (so servers
