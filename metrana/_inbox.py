@@ -143,7 +143,10 @@ class Inbox:
             if not self.open:
                 self._closed()
                 return
-            self._columns[series].append(pair)
+            column = self._columns.get(series)
+            if column is None:  # a forked child's first log() restarted the session: a new
+                column = self._columns[series] = []  # inbox, without the parent's columns
+            column.append(pair)
 
     def demote(self, series: int) -> None:
         """Move a column's points into the deque as items, before a point that must go there

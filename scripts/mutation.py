@@ -567,9 +567,9 @@ PLANTED: list[Planted] = [
             ("tests/server/test_ingest.py",)),
     Planted("the server keeps the last write of a step (a later request overwrites)",
             "metrana/server/store.py",
-            "    if existing:\n        keep &=",
-            "    if existing:\n        tx.run('DELETE FROM chunks WHERE session_ref = ? AND x_first <= ?"
-            " AND x_last >= ?', (session_ref, hi, lo))\n    if False:\n        keep &=",
+            "    if not existing:\n        return columns\n",
+            "    tx.run('DELETE FROM chunks WHERE session_ref = ? AND x_last >= ? AND x_first <= ?',"
+            " (session_ref, lo, hi))\n    if True:\n        return columns\n",
             ("tests/server/test_ingest.py",)),
     Planted("error strategy Silent warns like Warn", "metrana/_actors/error_collector.py",
             "if self.strategy is ErrorStrategy.Silent:\n            return\n"
