@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The tests that exercise each module, fastest first (``-x`` stops at the first failure, so a
-# mutant the unit tests catch costs a second or two). The store is last: it is being changed
-# (PostgreSQL) while this is written.
+# mutant the unit tests catch costs a second or two). The store is last (its tests run on
+# SQLite and PostgreSQL, and are the slowest); it sits over server/database.py.
 MODULES: dict[str, list[str]] = {
     "metrana/_spool.py": [
         "tests/client/test_spool.py",
