@@ -12,6 +12,11 @@ mutant changes nothing a user could observe (an equivalent mutant, listed with i
     python scripts/mutation.py --module dispatcher --max-mutants 40 --list-survivors
     python scripts/mutation.py --list --module parcel   # the mutants, without running them
     python scripts/mutation.py --planted                # the bugs of issue 16, planted by hand
+    python scripts/mutation.py --max-mutants 60 --json run1.json
+    python scripts/mutation.py --max-mutants 60 --recheck run1.json   # only run1's survivors
+
+Results, and why each surviving mutant is left: docs/mutation-survivors.md and the README's
+development notes.
 
 The working tree is never written: each job copies ``metrana/``, ``tests/`` and
 ``pyproject.toml`` to a temporary directory that is put first on ``PYTHONPATH`` (so servers
@@ -41,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The tests that exercise each module, fastest first (``-x`` stops at the first failure, so a
-# mutant the unit tests catch costs a second or two). The store is last: it is being changed
-# (PostgreSQL) while this is written.
+# mutant the unit tests catch costs a second or two). The store is last (its tests run on
+# SQLite and PostgreSQL, and are the slowest); it sits over server/database.py.
 MODULES: dict[str, list[str]] = {
     "metrana/_spool.py": [
         "tests/client/test_spool.py",
@@ -98,9 +103,8 @@ MODULES: dict[str, list[str]] = {
         "tests/server/test_app.py",
     ],
     "metrana/server/store.py": [
+        "tests/server/test_store.py",
         "tests/server/test_ingest.py",
-        "tests/server/test_app.py",
-        "tests/dashboard/test_routes.py",
     ],
 }
 ALIASES = {Path(path).stem.lstrip("_"): path for path in MODULES}
@@ -453,18 +457,37 @@ class ModuleResult:
 
 
 def run_module(module: str, workspaces: list[Workspace], limit: int | None,
-               timeout_factor: float, verbose: bool) -> ModuleResult:
+               timeout_factor: float, verbose: bool,
+               previous: ModuleResult | None = None) -> ModuleResult:
+    """Run the module's mutants; with ``previous`` (a result of an earlier run), only the
+    mutants that survived it, counting the ones it killed as still killed."""
     tests = MODULES[module]
     source = (ROOT / module).read_bytes()
     mutants = sample(mutants_of(module, source), limit)
     result = ModuleResult(module)
+    if previous is not None:
+        labels = {m.label for m in mutants}
+        gone = [label for label in previous.survivors if label not in labels]
+        if gone:
+            raise SystemExit(f"{module}: the module changed since that run (no mutant "
+                             f"{gone[0]!r}); run it whole again")
+        wanted = set(previous.survivors)
+        mutants = [m for m in mutants if m.label in wanted]
+        result.mutants = previous.mutants - len(mutants)
+        result.killed = previous.killed
+        result.timeouts = previous.timeouts
+        result.seconds = previous.seconds
     started = time.monotonic()
+    if previous is not None and not mutants:  # nothing survived that run
+        print(f"{module}: {result.killed + result.timeouts}/{result.mutants} killed "
+              f"({result.score:.1f}%), nothing to recheck", flush=True)
+        return result
     baseline = workspaces[0].run(module, source, tests, timeout=900)
     if baseline.status != "survived":  # (pytest exits 1-4: failures, or it could not run)
         raise SystemExit(f"{module}: its tests fail without any mutant ({baseline.by}); "
                          "fix them first")
     timeout = baseline.seconds * timeout_factor + 20
-    print(f"{module}: {len(mutants)} mutants; its tests take {baseline.seconds:.1f} s "
+    print(f"{module}: {len(mutants)} mutants to run; its tests take {baseline.seconds:.1f} s "
           f"(timeout {timeout:.0f} s)", flush=True)
     free = list(workspaces)
     lock = threading.Lock()
@@ -491,7 +514,7 @@ def run_module(module: str, workspaces: list[Workspace], limit: int | None,
                 print(f"  [{done}/{len(mutants)}] {outcome.status:8} {outcome.seconds:5.1f}s "
                       f"{mutant.label}" + (f"  <- {outcome.by}" if verbose and outcome.by else ""),
                       flush=True)
-    result.seconds = time.monotonic() - started
+    result.seconds += time.monotonic() - started
     print(f"{module}: {result.killed + result.timeouts}/{result.mutants} killed "
           f"({result.score:.1f}%), {len(result.survivors)} survived, "
           f"{result.seconds / 60:.1f} min", flush=True)
@@ -544,9 +567,9 @@ PLANTED: list[Planted] = [
             ("tests/server/test_ingest.py",)),
     Planted("the server keeps the last write of a step (a later request overwrites)",
             "metrana/server/store.py",
-            "    if existing:\n        keep &=",
-            "    if existing:\n        tx.run('DELETE FROM chunks WHERE session_ref = ? AND x_first <= ?"
-            " AND x_last >= ?', (session_ref, hi, lo))\n    if False:\n        keep &=",
+            "    if not existing:\n        return columns\n",
+            "    tx.run('DELETE FROM chunks WHERE session_ref = ? AND x_last >= ? AND x_first <= ?',"
+            " (session_ref, lo, hi))\n    if True:\n        return columns\n",
             ("tests/server/test_ingest.py",)),
     Planted("error strategy Silent warns like Warn", "metrana/_actors/error_collector.py",
             "if self.strategy is ErrorStrategy.Silent:\n            return\n"
@@ -681,7 +704,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a mutant's timeout: this times the tests' own time, plus 20 s")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--json", type=Path, help="write the results here (after each module)")
+    parser.add_argument("--recheck", type=Path, metavar="JSON",
+                        help="run only the survivors recorded in this --json file of an "
+                             "earlier run (with the same --max-mutants), keeping its kills")
     parser.add_argument("--planted", nargs="*", metavar="NAME",
                         help="plant the bugs of issue 16 (all, or those whose name contains "
                              "NAME) and check the tests catch each")
@@ -699,8 +725,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.planted is not None:
             return run_planted(args.planted, workspaces[0])
-        results = [run_module(module, workspaces, args.max_mutants, args.timeout_factor,
-                              args.verbose) for module in modules]
+        previous: dict[str, ModuleResult] = {}
+        if args.recheck is not None:
+            for entry in json.loads(args.recheck.read_text()):
+                entry.pop("score", None)
+                previous[entry["module"]] = ModuleResult(**entry)
+            modules = [m for m in modules if m in previous]
+        results: list[ModuleResult] = []
+        for module in modules:
+            results.append(run_module(module, workspaces, args.max_mutants,
+                                      args.timeout_factor, args.verbose, previous.get(module)))
+            if args.json is not None:
+                done = {r.module for r in results}
+                kept = [r for m, r in previous.items() if m not in done]
+                _write_json(args.json, [*results, *kept])
     finally:
         for workspace in workspaces:
             workspace.remove()
@@ -713,10 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n{result.module}: {len(result.survivors)} survivors")
                 for label in result.survivors:
                     print(f"  {label}")
-    if args.json is not None:
-        args.json.write_text(json.dumps([{**asdict(r), "score": r.score} for r in results],
-                                        indent=1))
     return 0
+
+
+def _write_json(path: Path, results: Sequence[ModuleResult]) -> None:
+    path.write_text(json.dumps([{**asdict(r), "score": r.score} for r in results], indent=1))
 
 
 if __name__ == "__main__":

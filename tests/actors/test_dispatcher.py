@@ -5,6 +5,7 @@ Narrow unit tests on httpx.MockTransport with trio's autojump clock: no real sle
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -14,13 +15,24 @@ import pytest
 import trio
 
 import metrana
+from metrana._actors.batcher import Batch
 from metrana._actors.dispatcher import (
+    Dispatcher,
     RetryPolicy,
+    RunTarget,
     describe_failure,
     is_transient,
     post_with_retries,
+    refusal_error,
 )
+from metrana._actors.error_collector import ErrorCollector
+from metrana._actors.flush import FlushMarker
 from metrana._actors.parcel import InFlight
+from metrana._actors.step_counter import SeriesState
+from metrana._delivery import Delivery
+from metrana._enums import ErrorStrategy
+from metrana._run_spool import RunSpool
+from metrana._series import SeriesKey
 from metrana._stats import Counters
 
 if sys.version_info < (3, 11):
@@ -267,3 +279,56 @@ def test_the_cause_of_a_failure_is_found_through_chains_and_groups() -> None:
     looped = httpx.ConnectError("loop")
     looped.__cause__ = looped  # a cycle must not hang
     assert describe_failure(looped) == "cannot connect (loop)"
+
+
+def test_a_refusal_keeps_2000_characters_of_the_answer_and_says_500() -> None:
+    """A long refusal (a validation error listing every bad point): the error keeps the first
+    2,000 characters of the answer as its body and quotes the first 500 in its message."""
+    text = "".join(chr(ord("a") + i % 26) for i in range(5000))
+    error = refusal_error(12_345, httpx.Response(413, text=text), "spooled points")
+    assert (error.status, error.points, error.body) == (413, 12_345, text[:2000])
+    assert str(error) == f"the service refused 12,345 spooled points with HTTP 413: {text[:500]}"
+
+
+async def test_batches_queued_behind_a_request_are_merged_up_to_10000_points() -> None:
+    """A lane's backlog drains in requests of up to 10,000 points, in order: batches of 6,000,
+    3,000 and 1,000 go as one request of exactly 10,000; 2,000 then 9,000 go as two (together
+    they would overflow); a flush marker is never merged over (what follows it goes after the
+    marker is acknowledged)."""
+    state = SeriesState(SeriesKey(False, "loss", "ML_STEP", ()))
+    next_step = [0]
+
+    def batch(count: int) -> Batch:
+        first = next_step[0]
+        next_step[0] += count
+        items = [(0, None, None, float(first + i), 10**18 + first + i) for i in range(count)]
+        return Batch([(state, [(first, items)])], count)
+
+    requests: list[list[float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        requests.append([p["floatValue"] for u in body["runUpdates"] for s in u["series"]
+                         for p in s["points"]])
+        return httpx.Response(200, json={})
+
+    counters = Counters()
+    delivery = Delivery(offline=False, spool_dir=None, say=lambda level, text: None)
+    delivery.run_created()
+    marker = FlushMarker()
+    marker.arm(1)
+    send, receive = trio.open_memory_channel[Any](100)
+    for item in (batch(6000), batch(3000), batch(1000), batch(2000), batch(9000), marker,
+                 batch(10), batch(20)):
+        send.send_nowait(item)
+    send.close()
+    async with httpx.AsyncClient(base_url="http://svc/v1",
+                                 transport=httpx.MockTransport(handler)) as client:
+        dispatcher = Dispatcher(receive, client, RunTarget(1, "ws", "proj", "run"),
+                                ErrorCollector(ErrorStrategy.Silent, counters, print), counters,
+                                RetryPolicy(), delivery,
+                                RunSpool(None, 0, {}, 1, counters, lambda e: None))
+        await dispatcher.run()
+    assert [len(r) for r in requests] == [10_000, 2000, 9000, 30]
+    assert [v for r in requests for v in r] == [float(i) for i in range(21_030)]
+    assert marker.done.is_set() and counters.sent == 21_030

@@ -36,14 +36,20 @@ QUICK = RetryPolicy(initial=0.1, multiplier=1.5, max_delay=1.0, max_attempts=6)
 async def test_logging_through_an_outage_delivers_every_point_once_in_order(
         autojump_clock: trio.abc.Clock, tmp_path: Path, loguru_messages: list[str]) -> None:
     """A point every 0.1 s for 100 s; the service answers 503 from 20 s to 60 s: every point
-    arrives exactly once, in the order logged, the spool ends empty, and the return is
-    announced with the number of points replayed."""
+    arrives exactly once, in the order logged, the spool ends empty, the return is announced
+    with the number of points replayed, and close is prompt."""
     service = outage(20, 60)
     run = mock_session(service, tmp_path, log_level="Info", retry=QUICK)
     async with run.running(init_timeout=5):
         count = await log_steadily(run, 100)
+        closing = trio.current_time()
         metrics = await run.aclose()
+        closed_in = trio.current_time() - closing
     assert service.delivered() == [float(i) for i in range(count)]
+    # Recovery finishes once the dispatchers are done and the spool is empty: close does not
+    # wait out close_timeout for it (nor says it timed out).
+    assert closed_in < 1.0
+    assert not [m for m in loguru_messages if "timed out" in m]
     assert (metrics.sent, metrics.spooled, metrics.failed, metrics.discarded) == (count, 0, 0, 0)
     assert 390 <= metrics.replayed <= 420  # the outage's 40 s of points, and the retries' few
     assert segments(run_spool_dir(tmp_path, "ws", "proj", "run")) == []
@@ -102,7 +108,8 @@ async def test_a_run_the_service_never_created_is_created_before_its_points_are_
 async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_keeps_the_spool(
         autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
     """The service comes back but refuses the run (HTTP 401): that is reported, the engine
-    stops, and the points stay on disk for a later sync instead of being dropped."""
+    stops, and the points stay on disk for a later sync instead of being dropped; points
+    logged after that are counted as discarded, not raised from log()."""
     service = MockService(down=True, create=lambda seen: 401)
     run = mock_session(service, tmp_path, error_strategy="RaiseOnClose")
     async with run.running(init_timeout=5):
@@ -111,10 +118,52 @@ async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_ke
         await trio.sleep(200)
         service.down = False
         await trio.sleep(30)
+        for i in range(5):  # the training loop goes on: no raise, the points are discarded
+            run.log("loss", 100.0 + i)
         with pytest.raises(Exception) as raised:
             await run.aclose()
     errors = [e for e in raised.value.exceptions if isinstance(e, metrana.MetranaApiError)]  # type: ignore[attr-defined]
     assert [e.status for e in errors] == [401]
     metrics = run.get_metrics()
-    assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 0)
+    assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 5)
     assert service.point_updates() == []
+
+
+async def test_recovery_catches_up_with_a_run_that_keeps_logging(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """A service that takes 0.3 s per request, away from 20 s to 30 s, while a point is logged
+    every 0.1 s for 100 s: each replay round spools more new batches than it takes, so Recovery
+    holds new batches in memory for its last round — and the run is back to direct sending
+    soon after the outage, instead of replaying everything logged until the end."""
+    async def rule(seen: Seen) -> int:
+        await trio.sleep(0.3)
+        return 503 if 20 <= trio.current_time() < 30 else 200
+
+    service = MockService(rule)
+    run = mock_session(service, tmp_path, retry=QUICK)
+    async with run.running(init_timeout=5):
+        count = await log_steadily(run, 100)
+        metrics = await run.aclose()
+    assert service.delivered() == [float(i) for i in range(count)]
+    assert (metrics.sent, metrics.spooled, metrics.failed) == (count, 0, 0)
+    # The outage's 10 s of points (100) and the few batches of its last retries; without the
+    # catch-up, every point from 20 s to the end (~800) would go through the spool.
+    assert 100 <= metrics.replayed <= 130
+
+
+async def test_recovery_waits_for_the_last_lane_before_it_stops(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """Two lanes; at close, lane 0 (series a) is done at once while lane 1 (series b) is still
+    retrying 503s and then spools its batch: Recovery stays until every lane is done, so it
+    replays that batch once the service is back (at 10 s) — the spool ends empty."""
+    service = MockService(lambda seen: 503 if not seen.values("a") and trio.current_time() < 10
+                          else 200)  # away (probes too) but for the first request of a
+    run = mock_session(service, tmp_path, num_dispatch_workers=2,
+                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=3))
+    async with run.running(init_timeout=5):
+        run.log("a", 1.0)
+        run.log("b", 2.0)
+        metrics = await run.aclose(timeout=60)
+    assert (service.delivered("a"), service.delivered("b")) == ([1.0], [2.0])
+    assert (metrics.sent, metrics.spooled, metrics.replayed) == (2, 0, 1)
+    assert segments(run_spool_dir(tmp_path, "ws", "proj", "run")) == []

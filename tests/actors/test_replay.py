@@ -314,3 +314,113 @@ async def test_probe_asks_once_and_tells_an_answer_from_a_failure() -> None:
     async with httpx.AsyncClient(base_url="http://svc/v1",
                                  transport=httpx.MockTransport(refuse)) as client:
         assert await probe(client, TARGET, RetryPolicy()) is False
+
+
+
+async def replay_scripted(tmp_path: Path, script: list[int]
+                          ) -> tuple[list[str], Any, Counters, list[BaseException]]:
+    """Persistent replay of one point against a service answering ``script`` in turn (0:
+    connection refused; 200 once it runs out): what each request was and got, in order."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 1))]])
+    log: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kind = "points" if values_sent([json.loads(request.content)]) else "probe"
+        status = script[len(log)] if len(log) < len(script) else 200
+        log.append(f"{kind} {status}")
+        if status == 0:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(status, json={})
+
+    counters = Counters(spooled=1)
+    reported: list[BaseException] = []
+    policy = RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=5)
+    async with httpx.AsyncClient(base_url="http://svc/v1",
+                                 transport=httpx.MockTransport(handler)) as client:
+        with trio.fail_after(600):
+            result = await replay_directory(client, tmp_path, TARGET, policy, counters,
+                                            reported.append, own_session=1, persistent=True)
+    return log, result, counters, reported
+
+
+async def test_a_suspect_request_gets_exactly_two_attempts(
+        tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """A request failing with 500 on all 5 attempts while a probe is answered is a suspect:
+    it gets exactly 2 more attempts, then its (single) point is rejected — a third attempt,
+    which this service would have taken, is never made."""
+    log, result, counters, reported = await replay_scripted(
+        tmp_path, [500] * 5 + [200] + [500, 500] + [200])
+    assert log == ["points 500"] * 5 + ["probe 200"] + ["points 500"] * 2
+    assert (result.delivered, result.rejected) == (0, 1)
+    assert (counters.spooled, counters.sent, counters.rejected) == (0, 0, 1)
+    assert len(reported) == 1 and "HTTP 500 on every attempt" in str(reported[0])
+
+
+async def test_an_outage_while_retrying_a_suspect_is_waited_out_not_a_refusal(
+        tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """The suspect's attempts meet a service that no longer answers at all (connection
+    refused): that is an outage, not a refusal of these points — Recovery waits, and once the
+    service takes the point it is delivered; nothing is rejected."""
+    log, result, counters, reported = await replay_scripted(
+        tmp_path, [500] * 5 + [200] + [0, 0] + [200])
+    assert log == ["points 500"] * 5 + ["probe 200"] + ["points 0"] * 2 + ["points 200"]
+    assert (result.delivered, result.rejected, reported) == (1, 0, [])
+    assert (counters.spooled, counters.sent, counters.rejected) == (0, 1, 0)
+    assert segments(tmp_path) == []
+
+
+async def test_a_service_that_stopped_answering_is_waited_for_not_probed(
+        tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """500s and then no answer at all: the last attempt decides — an outage, so no probe and
+    no suspicion of the points; the next round delivers them."""
+    log, result, _, reported = await replay_scripted(tmp_path, [500] * 4 + [0] + [200])
+    assert log == ["points 500"] * 4 + ["points 0"] + ["points 200"]
+    assert (result.delivered, result.rejected, reported) == (1, 0, [])
+
+
+async def test_sync_sends_nothing_after_a_segment_it_could_not_deliver(tmp_path: Path) -> None:
+    """Sync stops at the first segment the service does not take (503 twice), even if the
+    service would take the next one: later points never overtake earlier ones."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 10))], [record(1, LOSS, range(10, 20))],
+                              [record(1, LOSS, range(20, 30))]])
+    before = segments(tmp_path)
+    client, seen = recorder(lambda body: 503 if values_sent([body])[0] == 0.0 else 200)
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert [values_sent([body])[0] for body in seen] == [0.0, 0.0]
+    assert (result.delivered, result.segments) == (0, 0)
+    assert result.stopped is not None and segments(tmp_path) == before
+
+
+async def test_sync_sends_a_merged_request_in_one_lane_by_default(tmp_path: Path) -> None:
+    """``metrana sync`` replays with one lane: two series of one record go in one request."""
+    write_segments(tmp_path, [[encode_record(1, [(key, False, [(0, None, 1.0, 1)])
+                                                 for key in (LOSS, ACC)])]])
+    client, seen = recorder()
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert result.delivered == 2
+    assert [sorted(s["metricName"] for u in body["runUpdates"] for s in u["series"])
+            for body in seen] == [["acc", "loss"]]
+
+
+async def test_a_segment_another_replayer_deleted_meanwhile_counts_as_done(
+        tmp_path: Path) -> None:
+    """Two replayers of one spool (a sync beside a resumed run) may both send a segment; the
+    one that finishes second finds it gone: no error, and the next segment is replayed."""
+    write_segments(tmp_path, [[record(1, LOSS, range(0, 2))], [record(1, LOSS, range(2, 4))]])
+    first = segments(tmp_path)[0]
+
+    def answer(body: dict[str, Any]) -> int:
+        first.unlink(missing_ok=True)  # the other replayer finished this segment first
+        return 200
+
+    client, seen = recorder(answer)
+    async with client:
+        result = await replay_directory(client, tmp_path, TARGET, QUICK, Counters(),
+                                        lambda e: None)
+    assert values_sent(seen) == [0.0, 1.0, 2.0, 3.0]
+    assert (result.delivered, result.segments, result.stopped) == (4, 2, None)
+    assert segments(tmp_path) == []

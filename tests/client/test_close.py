@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import trio
 
+import metrana
+from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
 from tests.mock_service import MockService, Seen, mock_session
 
@@ -77,6 +79,34 @@ async def test_complete_pending_cuts_in_flight_requests_at_close_timeout(
             "'CompleteAll' (the default) delivers them") in line
     assert ("10 points were cut off in flight when close_timeout=3s ran out (the service may "
             "have stored them); a longer close_timeout, or a spool_dir, keeps them") in line
+
+
+async def test_complete_pending_finishes_the_request_in_flight_and_discards_the_queue(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """CompletePending with a service that is slow (the first request takes 1 s) but answers:
+    the 10 points in flight are delivered; the 5 queued behind them are discarded, not sent
+    (and not spooled, though a spool is there)."""
+    arrived = trio.Event()
+
+    async def slow_first(seen: Seen) -> int:
+        if seen.values() and not arrived.is_set():
+            arrived.set()
+            await trio.sleep(1)
+        return 200
+
+    service = MockService(slow_first)
+    run = mock_session(service, tmp_path)
+    async with run.running(init_timeout=5):
+        for i in range(10):
+            run.log("loss", float(i))
+        await arrived.wait()
+        for i in range(10, 15):
+            run.log("loss", float(i))
+        await trio.sleep(0.5)  # batched (0.2 s) and queued behind the request in flight
+        metrics = await run.aclose(timeout=30, strategy="CompletePending")
+    assert service.delivered() == [float(i) for i in range(10)]
+    assert (metrics.sent, metrics.discarded, metrics.spooled, metrics.in_doubt) == (10, 5, 0, 0)
+    assert spooled_values(tmp_path) == []
 
 
 async def test_complete_all_spools_what_is_left_when_close_timeout_runs_out(
@@ -180,6 +210,57 @@ async def test_closing_while_the_service_is_away_spools_at_once(
     assert sorted(spooled_values(tmp_path)) == [float(i) for i in range(20)]
 
 
+@pytest.mark.parametrize("spool", [True, False])
+async def test_spool_now_ends_the_session_at_once_keeping_what_it_can(
+        autojump_clock: trio.abc.Clock, tmp_path: Path, spool: bool) -> None:
+    """What a Ctrl-C during close asks of the engine (``spool_now``), in process: 10 points in
+    a request the service holds, 5 queued. With a spool all 15 are written to it, in order;
+    without one the session stops as an Immediate close: the 10 in flight are in doubt, the 5
+    queued discarded. Either way the engine finishes at once, without close() being called."""
+    hang = Hang()
+    run = mock_session(MockService(hang), tmp_path if spool else None)
+    async with run.running(init_timeout=5):
+        await log_in_flight_and_queued(run, hang)
+        start = trio.current_time()
+        run._engine.spool_now()
+        with trio.fail_after(60):
+            await run._engine.finished.wait()
+        assert trio.current_time() - start <= 0.2  # the queued batch's age, no more
+        metrics = await run.aclose()
+    counts = (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt, metrics.failed)
+    if spool:
+        assert counts == (0, 15, 0, 0, 0)
+        assert spooled_values(tmp_path) == [float(i) for i in range(15)]
+    else:
+        assert counts == (0, 0, 5, 10, 0)
+
+
+async def test_closing_while_the_service_hangs_asks_it_for_2_s_then_spools(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """During an outage the service accepts connections but answers nothing: close() asks it
+    once, gives the question exactly 2 s, then writes what is left to the spool."""
+    hung = [False]
+
+    async def rule(seen: Seen) -> int:
+        if hung[0]:
+            await trio.sleep_forever()
+        return 503
+
+    run = mock_session(MockService(rule), tmp_path,
+                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+    async with run.running(init_timeout=5):
+        for i in range(20):
+            run.log("loss", float(i))
+        await trio.sleep(10)  # the retries are spent: an outage, the points on disk
+        hung[0] = True
+        await trio.sleep(10)
+        start = trio.current_time()
+        metrics = await run.aclose(timeout=600)
+        assert trio.current_time() - start == 2.0
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (0, 20, 0, 0)
+    assert spooled_values(tmp_path) == [float(i) for i in range(20)]
+
+
 # --------------------------------------------------------------- the summary, every drop
 
 @pytest.mark.parametrize(("spool", "reason"), [
@@ -228,6 +309,21 @@ async def test_refused_points_make_the_summary_a_warning(loguru_messages: list[s
     assert summary(loguru_messages).startswith("WARNING metrana: closed run run: 0 of 1 points "
                                                "delivered, 0 spooled; 0 discarded at close, 0 "
                                                "dropped (queue full), 1 rejected")
+
+
+async def test_a_refusal_is_reported_with_its_status_body_and_points() -> None:
+    """What the error strategy receives for refused points: a MetranaApiError carrying the
+    status, the service's answer and how many points it cost."""
+    run = mock_session(MockService(lambda seen: 422), error_strategy="RaiseOnClose")
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+        with pytest.raises(Exception) as raised:
+            await run.aclose()
+    errors = [e for e in raised.value.exceptions  # type: ignore[attr-defined]
+              if isinstance(e, metrana.MetranaApiError)]
+    assert [(e.status, e.points, e.body, str(e)) for e in errors] == [
+        (422, 1, '{"message":"mock answered 422"}',
+         'the service refused 1 points with HTTP 422: {"message":"mock answered 422"}')]
 
 
 # ------------------------------------------------------------- the default retry policy

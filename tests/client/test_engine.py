@@ -76,13 +76,25 @@ async def test_catching_up_gives_up_holding_after_the_grace(tmp_path: Path,
                                                             autojump_clock: trio.abc.Clock) -> None:
     """If the last records take longer (the service went away again), batches go back to
     the spool instead of piling up in memory."""
+    assert CATCH_UP_GRACE == 5.0
     d = delivery(tmp_path)
     d.enter_outage("down")
     d.catch_up()
     start = trio.current_time()
-    await d.wait_sendable()
-    assert trio.current_time() - start == pytest.approx(CATCH_UP_GRACE)
+    released: list[float] = []
+
+    async def dispatcher() -> None:
+        await d.wait_sendable()
+        released.append(trio.current_time() - start)
+
+    async with trio.open_nursery() as nursery:  # two lanes held at once
+        nursery.start_soon(dispatcher)
+        nursery.start_soon(dispatcher)
+    assert released == [5.0, 5.0]
     assert mode(d) is DeliveryMode.OUTAGE and d.spool_only
+    with trio.move_on_after(1) as later:  # a later batch is spooled at once, not held
+        await d.wait_sendable()
+    assert not later.cancelled_caught and trio.current_time() - start == 5.0
 
 
 async def test_forced_is_for_good_and_offline_stays_offline(tmp_path: Path) -> None:
@@ -154,9 +166,11 @@ async def test_an_immediate_close_sends_no_close_run() -> None:
     assert all("closeRun" not in u for u in service.updates())
 
 
-async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_path: Path) -> None:
+async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(
+        tmp_path: Path, loguru_messages: list[str]) -> None:
     """init() of a run that left points on disk: those go first, then the new ones; the
-    leftover segment is deleted once delivered."""
+    leftover segment is deleted once delivered. That is said (INFO), and not as an outage:
+    the service answers."""
     directory = run_spool_dir(tmp_path, "ws", "proj", "run")
     writer = SpoolWriter(directory)
     key = SeriesKey(False, "loss", "ML_STEP", ())
@@ -164,10 +178,15 @@ async def test_an_earlier_sessions_spool_is_delivered_before_anything_new(tmp_pa
                                                    for i in range(5)])]))
     writer.close()
     service = Service()
-    run = session_for(service, tmp_path)
+    run = session_for(service, tmp_path, log_level="Info")
     async with run.running(init_timeout=5):
         for i in range(3):
             run.log("loss", float(i))
+    assert [m for m in loguru_messages if "spool" in m and "closed run" not in m] == [
+        f"INFO metrana: found spooled points from an earlier session in {directory}; "
+        "delivering them first\n",
+        "INFO metrana: the service answers again; 5 spooled points delivered, sending "
+        "directly again\n"]
     sent = [(body.get("sessionId"), p["floatValue"]) for path, body in service.requests
             if path.endswith(":update") for u in body["runUpdates"] for s in u.get("series", [])
             for p in s["points"]]
@@ -289,3 +308,33 @@ async def test_bodies_follow_compress_and_carry_the_session(tmp_path: Path) -> N
     assert service.delivered() == [1.0]
     sessions = {s.body["sessionId"] for s in service.updates()}
     assert sessions == {str(run._engine.session_id)} and run._engine.session_id > 0
+    # Each session its own id (64 random bits): the server keeps sessions' points apart.
+    ids = {mock_session(service)._engine.session_id for _ in range(3)} | {run._engine.session_id}
+    assert len(ids) == 4 and all(0 < i < 2**64 for i in ids)
+
+
+async def test_without_a_spool_a_run_never_created_ends_the_session_at_once(
+        autojump_clock: trio.abc.Clock, loguru_messages: list[str]) -> None:
+    """No spool and nothing answers for the whole retry budget of the run's creation: the user
+    is told the points are kept in memory (not spooled), the creation failure is reported,
+    and close does not wait out close_timeout (30 s) for a run that does not exist."""
+    from metrana._actors.dispatcher import RetryPolicy
+    from tests.mock_service import MockService, mock_session
+
+    service = MockService(down=True)
+    run = mock_session(service, log_level="Warn",
+                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=3))
+    async with run.running(init_timeout=5):
+        run.log("loss", 1.0)
+        await trio.sleep(10)
+        metrics = await run.aclose()
+        assert trio.current_time() == 10.0
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.errors,
+            metrics.requests) == (0, 0, 1, 1, 3)
+    assert loguru_messages[0] == (
+        "WARNING metrana: cannot reach http://127.0.0.1:9 (cannot connect ([Errno 111] "
+        "Connection refused)) — is `metrana serve` running? (start it with `metrana serve`); "
+        "points are kept in memory and sent when it answers\n")
+    assert loguru_messages[1].startswith("WARNING metrana: http://127.0.0.1:9/v1/runs did not "
+                                         "accept the request after 3 attempts")
+    assert [s.path for s in service.requests] == ["/v1/runs"] * 3

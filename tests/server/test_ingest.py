@@ -264,3 +264,93 @@ async def test_each_session_appends_and_keeps_its_own_points(client: httpx.Async
     await post(client, first)
     assert [(s, v) for s, _, v in (await stored(client))["loss"]] == [
         (0, 0.0), (1, 1.0), (2, 2.0), (3, 10.0), (4, 11.0)]
+
+
+# ------------------------------------------------------- long lists (read by columns), defaults
+
+def long(rl: bool, n: int = 70, **odd: Any) -> list[dict[str, Any]]:
+    """``n`` points in the form clients send (long enough for the columnar reader)."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        p: dict[str, Any] = {"timestamp": f"2026-11-27T10:00:{i % 60:02d}.500Z",
+                             "floatValue": i / 4}
+        if rl:
+            p.update(majorStep=str(100 + i // 10), minorStep=str(i))
+        else:
+            p.update(step=str(i))
+        out.append(p)
+    out[-1].update(odd)
+    return out
+
+
+def test_long_lists_are_read_by_columns_into_the_same_steps() -> None:
+    """A long standard list: x is the step; a long RL list: x is the major step and minor
+    the minor step — as for short lists."""
+    from metrana.server.columnar import read_points
+
+    assert read_points(long(False), False) is not None  # the columnar path is taken
+    rl_series = {"metricName": "r", "scale": "EPISODE", "environmentId": "e", "points": long(True)}
+    _, (run,) = parsed(update(series=[series(long(False))], rlSeries=[rl_series]))
+    std, rl = run.series
+    assert std.columns.x.tolist() == list(range(70)) and std.columns.minor.tolist() == [0] * 70
+    assert rl.columns.x.tolist() == [100 + i // 10 for i in range(70)]
+    assert rl.columns.minor.tolist() == list(range(70))
+    assert std.columns.v.tolist() == [i / 4 for i in range(70)] == rl.columns.v.tolist()
+    assert std.columns.t.tolist()[:2] == [1_795_773_600_500_000_000, 1_795_773_601_500_000_000]
+    _, (run,) = parsed(update(series=[series(long(False, step=str(INT64_MAX)))]))
+    assert run.series[0].columns.x.tolist()[-2:] == [68, INT64_MAX]  # the last step there is
+
+
+@pytest.mark.parametrize(("rl", "odd", "says"), [
+    (False, {"step": str(2**63)}, f"series[0].points[69].step: {2**63} is outside"),
+    (True, {"minorStep": str(2**63)}, f"rlSeries[0].points[69].minorStep: {2**63} is outside"),
+    (True, {"majorStep": str(2**63)}, f"rlSeries[0].points[69].majorStep: {2**63} is outside"),
+])
+def test_a_step_past_int64_in_a_long_list_is_refused_naming_it(rl: bool, odd: dict[str, Any],
+                                                               says: str) -> None:
+    body = (update(rlSeries=[{"metricName": "r", "scale": "EPISODE", "points": long(True, **odd)}])
+            if rl else update(series=[series(long(False, **odd))]))
+    with pytest.raises(Unprocessable) as raised:
+        parsed(body)
+    assert str(raised.value) == f"runUpdates[0].{says} what this server stores (0 to 2**63-1)"
+
+
+def test_a_timestamp_out_of_range_after_good_ones_is_refused_naming_it() -> None:
+    body = update(series=[series([point(0, 1.0), {"step": "1",
+                                                 "timestamp": "0001-01-01T00:00:00Z"}])])
+    with pytest.raises(Unprocessable, match=r"^runUpdates\[0\]\.series\[0\]\.points\[1\]\."
+                                            r"timestamp: -62135596800000000000 is outside"):
+        parsed(body)
+
+
+def test_omitted_fields_are_protobufs_defaults() -> None:
+    """proto3 JSON leaves zeros out: a missing step, minor step, timestamp or session id is 0
+    (a missing value is no value)."""
+    body = {"runUpdates": [{"workspace": "ws", "project": "proj", "runName": "r",
+                            "series": [series([{}])],
+                            "rlSeries": [{"metricName": "r", "scale": "EPISODE",
+                                          "points": [{"majorStep": "3"}, {}]}]}]}
+    session, (run,) = parsed(body)
+    std, rl = run.series
+    assert session == 0
+    assert (std.columns.x.tolist(), std.columns.minor.tolist(), std.columns.t.tolist(),
+            std.columns.missing.tolist()) == ([0], [0], [0], [True])
+    assert (rl.columns.x.tolist(), rl.columns.minor.tolist(), rl.columns.t.tolist()) == (
+        [3, 0], [0, 0], [0, 0])
+
+
+def test_each_ordering_is_stored_by_its_name(tmp_path: Any) -> None:
+    from metrana.server.store import Store
+
+    store = Store(str(tmp_path / "s.sqlite3"))
+    try:
+        store.create_run({"run": {"workspace": "ws", "project": "proj", "run_name": "run-001"},
+                          "create_project_if_missing": True})
+        names = ["ORDERING_MODE_UNDEFINED", "ORDERING_MODE_RELATIVE_ORDERED",
+                 "ORDERING_MODE_ABSOLUTE_UNORDERED", "ORDERING_MODE_ABSOLUTE_ORDERED"]
+        store.update_runs(_validate(update(series=[series([point(0, 1.0)], name=f"m{i}",
+                                                          ordering=name)
+                                                   for i, name in enumerate(names)]), "body"))
+        assert [s["ordering"] for s in store.get_run("ws", "proj", "run-001")["series"]] == names
+    finally:
+        store.close()

@@ -533,3 +533,70 @@ def test_servers_starting_at_once_on_an_empty_database_all_open_it(db_target: st
         for s in stores:
             if isinstance(s, Store):
                 s.close()
+
+
+# ----------------------------------------------------------------- what a run reads back
+
+
+def test_a_run_reads_back_its_rules_last_points_and_activity(store: Store) -> None:
+    """Aggregation rules by function name; each series' last point and summary (a NaN last
+    value stays NaN); the run's and the series' last activity, the time of the last write."""
+    store.create_run({"run": {"workspace": "ws", "project": "proj", "run_name": "run"},
+                      "create_project_if_missing": True,
+                      "aggregation_rules": [{"metric_name": "reward", "fns": [1, 2, 3, 4, 5, 6]}]})
+    created = store.get_run("ws", "proj", "run")["created_ns"]
+    store.update_runs(update("run", 1, std("loss", [0, 1, 2], [1.5, 2.5, 3.5]),
+                             std("acc", [0, 1], [1.0, math.nan])))
+    run = store.get_run("ws", "proj", "run")
+    assert run["aggregation_rules"] == [{"metric_name": "reward", "fns": [
+        "AGGREGATION_FN_MEAN", "AGGREGATION_FN_MAX", "AGGREGATION_FN_SUM", "AGGREGATION_FN_MIN",
+        "AGGREGATION_FN_STD_DEV", "AGGREGATION_FN_COUNT"]}]
+    loss, acc = series_of(store)["loss"], series_of(store)["acc"]
+    t0 = 1_700_000_000_000_000_000
+    assert loss["last_point"] == {"step": 2, "minor_step": 0, "timestamp_ns": t0 + 2,
+                                  "value": 3.5}
+    assert loss["summary"] == {"count": 3, "valid": 3, "min": 1.5, "max": 3.5, "mean": 2.5,
+                               "last": 3.5}
+    assert math.isnan(acc["last_point"]["value"]) and math.isnan(acc["summary"]["last"])
+    assert loss["last_activity_ns"] > created
+    assert run["last_activity_ns"] == max(loss["last_activity_ns"], acc["last_activity_ns"])
+    (listed,) = [r for r in store.list_runs() if r["run"] == "run"]
+    assert (listed["last_activity_ns"], listed["status"], listed["series_count"],
+            listed["point_count"]) == (run["last_activity_ns"], "live", 2, 5)
+
+
+def test_a_series_without_points_and_reads_past_the_end(store: Store) -> None:
+    """A series sent with no points (also in a later session) is stored with none and the
+    request's other points are; reading a step range past the last point gives nothing."""
+    create(store)
+    store.update_runs(update("run", 1, std("loss", [0, 1]), std("empty", [])))
+    store.update_runs(update("run", 2, std("loss", [0]), std("empty", [])))
+    assert steps(store, "loss") == [(0, 0), (1, 0), (2, 0)]
+    assert (series_of(store)["empty"]["point_count"], steps(store, "empty")) == (0, [])
+    loss = series_of(store)["loss"]["id"]
+    assert store.get_points(loss, start=5, end=9) == []
+    assert [p["step"] for p in store.get_points(loss, start=1, end=9)] == [1, 2]
+
+
+def test_rl_series_of_a_metric_are_found_by_scale_and_evaluation(store: Store) -> None:
+    create(store)
+    episodic = {**rl("reward", "e1", 0, [0, 1]), "scale": "EPISODE"}
+    evaluation = {**rl("reward", "e2", 0, [0]), "labels": {"evaluation": "true"}}
+    store.update_runs(update("run", 1, rl_series=(rl("reward", "e0", 0, [0]), episodic,
+                                                   evaluation)))
+    ids = {key: s["id"] for key, s in series_of(store).items()}
+    assert store.series_ids("ws", "proj", "run", "reward") == [
+        ids["reward@e0"], ids["reward@e1"], ids["reward@e2"]]
+    assert store.series_ids("ws", "proj", "run", "reward", scale="EPISODE") == [ids["reward@e1"]]
+    assert store.series_ids("ws", "proj", "run", "reward", evaluation=True) == [ids["reward@e2"]]
+    assert store.series_ids("ws", "proj", "run", "reward", scale="ENVIRONMENT_STEP",
+                            evaluation=False) == [ids["reward@e0"]]
+
+
+def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> None:
+    """Absolute RL steps stored out of order over two requests (minor 1, then minor 0 of the
+    same major step, each its own chunk): read back in (major, minor) order."""
+    create(store)
+    store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [1], ordering=ABSOLUTE),)))
+    store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [0], ordering=ABSOLUTE),)))
+    assert steps(store, "reward@e") == [(0, 0), (0, 1)]

@@ -305,3 +305,119 @@ def test_one_odd_point_in_a_long_list_gets_protobufs_verdict_and_values(odd: dic
         for g, w in zip(got, want, strict=True):
             assert g[:4] == w[:4] or (g[3] is None and w[3] == 0 and g[:3] == w[:3])
             assert g[4] == w[4] or (g[4] is None and w[4] == 0.0) or (g[4] != g[4] and w[4] != w[4])
+
+
+def point(**fields: Any) -> dict[str, Any]:
+    return {"runUpdates": [{"series": [{"metricName": "m", "scale": "ML_STEP",
+                                         "points": [fields]}]}]}
+
+
+def attribute(**fields: Any) -> dict[str, Any]:
+    return {"runUpdates": [{"attributes": [{"path": "config/x", **fields}]}]}
+
+
+def f32(*values: Any) -> dict[str, Any]:
+    return {"runUpdates": [{"series": [{"metricName": "m", "pointBatches": [
+        {"valuesF32": list(values)}]}]}]}
+
+
+# (body, accepted): each integer and float kind of the schema at and just past its bounds.
+EDGES: list[tuple[dict[str, Any], bool]] = [
+    (point(step=str(2**64 - 1)), True), (point(step=str(2**64)), False),
+    (point(step=2**64 - 1), True), (point(step=0), True), (point(step=-1), False),
+    (attribute(intValue=str(2**63 - 1)), True), (attribute(intValue=str(2**63)), False),
+    (attribute(intValue=str(-(2**63))), True), (attribute(intValue=str(-(2**63) - 1)), False),
+    (attribute(floatValue="abc"), False), (attribute(floatValue="1e5"), True),
+    (attribute(floatValue="-Infinity"), True), (attribute(floatValue="Infinity"), True),
+    (f32(1.5, -2.0), True), (f32(3.4028234663852886e38), True), (f32(3.5e38), False),
+    (f32(-3.4028234663852886e38), True), (f32(-3.5e38), False),
+    ({"runUpdates": [{"series": [{"ordering": 2**31 - 1}]}]}, True),
+    ({"runUpdates": [{"series": [{"ordering": 2**31}]}]}, False),
+    ({"runUpdates": [{"series": [{"ordering": -(2**31)}]}]}, True),
+    ({"runUpdates": [{"series": [{"ordering": -(2**31) - 1}]}]}, False),
+    ({"runUpdates": [{"series": [{"ordering": 42}]}]}, True),  # proto3 enums are open
+    (point(timestamp="2026-11-26T09:49:01.55"), False),  # no zone
+    (point(timestamp="2026-11-26T09:49:01.5Z"), True),
+    (point(timestamp="2026-11-26T09:49:01.1234567891Z"), False),
+]
+
+
+@pytest.mark.parametrize(("body", "accepted"), EDGES, ids=range(len(EDGES)))
+def test_bounds_of_every_number_kind_get_protobufs_verdict(body: dict[str, Any],
+                                                           accepted: bool) -> None:
+    assert protobuf_accepts(copy.deepcopy(body), api_pb2.UpdateRunsRequest) is accepted
+    assert ours_accepts(body, parse_update) is accepted
+
+
+def test_an_error_names_the_path_of_the_offending_value() -> None:
+    with pytest.raises(ValidationError) as raised:
+        parse_update(point(step=str(2**64)), "body")
+    assert str(raised.value) == (f"body.runUpdates[0].series[0].points[0].step: integer "
+                                 f"{2**64} out of range")
+    assert raised.value.reason == f"integer {2**64} out of range"
+    with pytest.raises(ValidationError) as raised:
+        parse_update({"runUpdates": [{"attributes": [{"path": "a", "floatValue": "abc"}]}]},
+                     "body")
+    assert str(raised.value) == ("body.runUpdates[0].attributes[0].floatValue: couldn't parse "
+                                 "float 'abc'")
+    assert str(ValidationError("bare")) == "bare"
+
+
+def test_null_clears_a_field_given_earlier_under_its_other_name() -> None:
+    """As in protobuf: ``null`` clears a field, also one set just before by its JSON name."""
+    body = {"runUpdates": [{"series": [{"metricName": "m", "metric_name": None}]}]}
+    msg = api_pb2.UpdateRunsRequest()
+    json_format.ParseDict(copy.deepcopy(body), msg)
+    assert msg.run_updates[0].series[0].metric_name == ""
+    assert parse_update(body, "body") == {"run_updates": [{"series": [{}]}]}
+
+
+def edge_message() -> Any:
+    """A proto2 message with a field of every integer kind, a closed enum and a map with bool
+    keys — kinds our schema does not use today, which the validator compiles all the same."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="metrana_edge.proto", package="metrana_edge",
+                                              syntax="proto2")
+    file.enum_type.add(name="Color").value.extend(
+        [descriptor_pb2.EnumValueDescriptorProto(name="RED", number=0),
+         descriptor_pb2.EnumValueDescriptorProto(name="GREEN", number=1)])
+    edge = file.message_type.add(name="Edge")
+    kinds = [F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64, F.TYPE_UINT64, F.TYPE_FIXED64,
+             F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32, F.TYPE_UINT32, F.TYPE_FIXED32]
+    for number, kind in enumerate(kinds, 1):
+        edge.field.add(name=f"f{number}", number=number, type=kind, label=F.LABEL_OPTIONAL)
+    edge.field.add(name="color", number=20, type=F.TYPE_ENUM, type_name=".metrana_edge.Color",
+                   label=F.LABEL_OPTIONAL)
+    entry = edge.nested_type.add(name="FlagsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    edge.field.add(name="flags", number=21, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                   type_name=".metrana_edge.Edge.FlagsEntry")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("metrana_edge.Edge"))
+
+
+def test_every_integer_kind_closed_enums_and_bool_map_keys_match_protobuf() -> None:
+    edge = edge_message()
+    parse = compile_message(edge.DESCRIPTOR)
+    bounds = {1: (-(2**63), 2**63 - 1), 2: (-(2**63), 2**63 - 1), 3: (-(2**63), 2**63 - 1),
+              4: (0, 2**64 - 1), 5: (0, 2**64 - 1), 6: (-(2**31), 2**31 - 1),
+              7: (-(2**31), 2**31 - 1), 8: (-(2**31), 2**31 - 1), 9: (0, 2**32 - 1),
+              10: (0, 2**32 - 1)}
+    cases: list[tuple[dict[str, Any], bool]] = []
+    for number, (lo, hi) in bounds.items():
+        cases += [({f"f{number}": lo}, True), ({f"f{number}": hi}, True),
+                  ({f"f{number}": str(hi)}, True), ({f"f{number}": lo - 1}, False),
+                  ({f"f{number}": hi + 1}, False), ({f"f{number}": str(hi + 1)}, False)]
+    cases += [({"color": "GREEN"}, True), ({"color": 1}, True), ({"color": 7}, False),
+              ({"flags": {"true": "a", "false": "b"}}, True), ({"flags": {"yes": "a"}}, False),
+              ({"flags": {"True": "a"}}, False)]
+    for body, accepted in cases:
+        assert protobuf_accepts(copy.deepcopy(body), edge) is accepted, body
+        assert ours_accepts(body, parse) is accepted, body
+    assert parse({"f4": str(2**64 - 1), "flags": {"true": "a", "false": "b"}, "color": "GREEN"},
+                 "b") == {"f4": 2**64 - 1, "flags": {True: "a", False: "b"}, "color": 1}
