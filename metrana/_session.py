@@ -47,11 +47,15 @@ class State(enum.Enum):
 
 
 def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None,
-                 timeout: float) -> list[str]:
-    """For every kind of drop in ``final``: why it happened and which setting keeps it."""
+                 timeout: float, stopped: BaseException | None = None) -> list[str]:
+    """For every kind of drop in ``final``: why it happened and which setting keeps it.
+    ``stopped``: why the engine stopped taking points (a refused run), if it did."""
     out = []
     if final.discarded:
-        if strategy in (CloseStrategy.Immediate, CloseStrategy.CompletePending):
+        if stopped is not None:
+            out.append(f"{final.discarded:,} points logged after the run could not be logged "
+                       f"to were discarded ({stopped})")
+        elif strategy in (CloseStrategy.Immediate, CloseStrategy.CompletePending):
             out.append(f"{final.discarded:,} points were discarded by close_strategy="
                        f"'{strategy.value}'; close_strategy='CompleteAll' (the default) "
                        "delivers them")
@@ -214,7 +218,8 @@ class BaseSession:
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
-        for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout):
+        for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout,
+                                   self._inbox.failure):
             message += f". {advice}"
         if final.spooled:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "

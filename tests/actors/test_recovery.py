@@ -106,12 +106,12 @@ async def test_a_run_the_service_never_created_is_created_before_its_points_are_
 
 
 async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_keeps_the_spool(
-        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+        autojump_clock: trio.abc.Clock, tmp_path: Path, loguru_messages: list[str]) -> None:
     """The service comes back but refuses the run (HTTP 401): that is reported, the engine
     stops, and the points stay on disk for a later sync instead of being dropped; points
     logged after that are counted as discarded, not raised from log()."""
     service = MockService(down=True, create=lambda seen: 401)
-    run = mock_session(service, tmp_path, error_strategy="RaiseOnClose")
+    run = mock_session(service, tmp_path, error_strategy="RaiseOnClose", log_level="Warn")
     async with run.running(init_timeout=5):
         for i in range(20):
             run.log("loss", float(i))
@@ -127,6 +127,11 @@ async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_ke
     metrics = run.get_metrics()
     assert (metrics.spooled, metrics.sent, metrics.discarded) == (20, 0, 5)
     assert service.point_updates() == []
+    (line,) = [m for m in loguru_messages if "closed run" in m]
+    assert "5 points logged after the run could not be logged to were discarded (creating " \
+        "run ws/proj/run failed with HTTP 401" in line
+    assert "close_timeout" not in line, line
+    assert "20 points wait in " in line
 
 
 async def test_recovery_catches_up_with_a_run_that_keeps_logging(
