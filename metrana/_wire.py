@@ -147,10 +147,8 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _STEP, _MAJOR, _VALUE, _TS = (itemgetter(i) for i in (STEP, MAJOR, VALUE, TS))
 _FAST_MIN = 32  # below this many points the per-point path is cheaper
 _TS_LOW, _TS_HIGH = 10**18, 10**19  # timestamps with 10-digit seconds (2001 to 2286)
-# A point's pieces: constants, and empty places for its own digits (steps, the second's
+# An RL point's pieces: constants, and empty places for its own digits (steps, the second's
 # prefix, nanoseconds, value) that _points fills in.
-_STD_PIECES: list[bytes] = [b'{"step":"', b"", b'","timestamp":', b"", b"", b'Z","floatValue":',
-                            b"", b"},"]
 _RL_PIECES: list[bytes] = [b'{"majorStep":"', b"", b'","minorStep":"', b"", b'","timestamp":',
                            b"", b"", b'Z","floatValue":', b"", b"},"]
 
@@ -204,7 +202,9 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     # Every point as the same run of pieces (constants and its own digits), filled by slice
     # assignment and joined once: no per-point Python code. A point the pieces cannot spell
     # (see above) is written whole in place of its pieces.
-    pieces = _RL_PIECES if majors is not None else _STD_PIECES
+    if majors is None:
+        return _standard(steps, values, seconds, nanos, special)
+    pieces = _RL_PIECES
     width = len(pieces)
     parts = pieces * total
     if majors is not None:
@@ -228,6 +228,43 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
                         float(values[i]), _prefix(int(seconds[i])), int(nanos[i])).encode()
             + b","]
     return b"".join(parts)[:-1]
+
+
+# A standard point's six pieces: its step, '","timestamp":' with its second, its nanoseconds,
+# a constant, its value, and what closes it and opens the next point ('},{"step":"').
+_STD_PIECES: list[bytes] = [b"", b"", b"", b'Z","floatValue":', b"", b'},{"step":"']
+
+
+def _standard(steps: npt.NDArray[Any], values: npt.NDArray[Any], seconds: npt.NDArray[Any],
+              nanos: npt.NDArray[Any], special: npt.NDArray[Any]) -> bytes:
+    """Standard points as :data:`_STD_PIECES` (six pieces a point rather than eight: the
+    constants around a point's value and its neighbour's step are one piece each). A point
+    the pieces cannot spell is its whole text in its first piece; the piece before it then
+    only closes the point before (``},``, or ``,`` after another such point)."""
+    total = len(steps)
+    parts = _STD_PIECES * total
+    parts[0::6] = _numbers(steps)
+    # 10 digits "1xxxxxxxxx": drop the 1 of each (no other digit follows a comma) = %09d.
+    parts[2::6] = orjson.dumps(nanos + 1_000_000_000, option=_NUMPY)[2:-1] \
+        .replace(b",1", b",").split(b",")
+    parts[4::6] = _numbers(values)
+    changes = np.flatnonzero(seconds[1:] != seconds[:-1]) + 1  # one assignment per second
+    bounds = [0, *changes.tolist(), total]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        stamp = b'","timestamp":' + _prefix(int(seconds[a])).encode() + b"."
+        parts[a * 6 + 1:b * 6:6] = [stamp] * (b - a)
+    lead = b'{"step":"'
+    for i in np.flatnonzero(special).tolist():
+        parts[i * 6:i * 6 + 6] = [
+            _point_slow(False, int(steps[i]), None, float(values[i]), _prefix(int(seconds[i])),
+                        int(nanos[i])).encode(), b"", b"", b"", b"", b',{"step":"']
+        if i:
+            parts[i * 6 - 1] = b"," if special[i - 1] else b"},"
+        else:
+            lead = b""
+    parts[-1] = b"" if special[-1] else b"}"
+    parts.insert(0, lead)
+    return b"".join(parts)
 
 
 def encode_update(

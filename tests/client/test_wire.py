@@ -154,3 +154,20 @@ def test_canonical_json_details() -> None:
     assert std["runUpdates"][0]["series"][0]["points"][0] == {
         "step": "3", "timestamp": "1970-01-01T00:00:00Z", "floatValue": "NaN"}
     assert std["runUpdates"][0]["series"][0]["ordering"] == "ORDERING_MODE_ABSOLUTE_UNORDERED"
+
+
+def test_points_the_fast_path_cannot_spell_next_to_each_other_and_at_the_ends() -> None:
+    """Whole-second timestamps and NaN (written point by point) first, last, in pairs and
+    alternating with ordinary points in one long standard series: ParseDict(ours) == protobuf."""
+    key = SeriesKey(False, "loss", "ML_STEP", ())
+    base = 1_795_000_000 * 10**9 + 123_457
+    odd = {0, 1, 5, 6, 7, 10, 12, 14, 39}  # the series has 40 points; 39 is the last
+    points = [(i + 1, 0, math.nan if i % 2 else 0.5 * i,
+               base - base % 10**9 + 10**9 * i if i in odd else base + 1_001 * i)
+              for i in range(40)]
+    for runs in ([(1, Points(0, [x for _, _, v, t in points for x in (v, t)]))],
+                 [(None, [(0, s, None, v, t) for s, _, v, t in points])]):
+        body = encode_update(3, "ws", "p", "r", [(series_header(key, False), False, runs)])
+        parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
+                                       ignore_unknown_fields=False)
+        assert parsed == expected_message(3, ("ws", "p", "r"), [(key, False, points)], [])
