@@ -165,8 +165,11 @@ def test_points_the_fast_path_cannot_spell_next_to_each_other_and_at_the_ends() 
     points = [(i + 1, 0, math.nan if i % 2 else 0.5 * i,
                base - base % 10**9 + 10**9 * i if i in odd else base + 1_001 * i)
               for i in range(40)]
-    for runs in ([(1, Points(0, [x for _, _, v, t in points for x in (v, t)]))],
-                 [(None, [(0, s, None, v, t) for s, _, v, t in points])]):
+    as_column: list[tuple[int | None, Any]] = [
+        (1, Points(0, [x for _, _, v, t in points for x in (v, t)]))]
+    as_items: list[tuple[int | None, Any]] = [
+        (None, [(0, s, None, v, t) for s, _, v, t in points])]
+    for runs in (as_column, as_items):
         body = encode_update(3, "ws", "p", "r", [(series_header(key, False), False, runs)])
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
