@@ -6,6 +6,7 @@ overtakes an older one. Engine-level tests on a mock service in virtual time
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,6 +29,18 @@ async def log_steadily(run: metrana.TrioSession, seconds: float, every: float = 
         run.log("loss", float(i))
         await trio.sleep(every)
     return count
+
+
+async def log_through(rule: Any, tmp_path: Path) -> tuple[MockService, int, metrana.Metrics]:
+    """Log steadily for 100 s against a service answering by ``rule``; every point logged
+    reaches it once, in order."""
+    service = MockService(rule)
+    run = mock_session(service, tmp_path, retry=QUICK)
+    async with run.running(init_timeout=5):
+        count = await log_steadily(run, 100)
+        metrics = await run.aclose()
+    assert service.delivered() == [float(i) for i in range(count)]
+    return service, count, metrics
 
 
 QUICK = RetryPolicy(initial=0.1, multiplier=1.5, max_delay=1.0, max_attempts=6)
@@ -68,12 +81,7 @@ async def test_a_second_outage_during_the_catch_up_goes_back_to_the_spool(
         now = trio.current_time()
         return 503 if any(a <= now < b for a, b in windows) else 200
 
-    service = MockService(rule)
-    run = mock_session(service, tmp_path, retry=QUICK)
-    async with run.running(init_timeout=5):
-        count = await log_steadily(run, 100)
-        metrics = await run.aclose()
-    assert service.delivered() == [float(i) for i in range(count)]
+    service, count, metrics = await log_through(rule, tmp_path)
     assert (metrics.sent, metrics.spooled) == (count, 0)
 
 
@@ -144,12 +152,7 @@ async def test_recovery_catches_up_with_a_run_that_keeps_logging(
         await trio.sleep(0.3)
         return 503 if 20 <= trio.current_time() < 30 else 200
 
-    service = MockService(rule)
-    run = mock_session(service, tmp_path, retry=QUICK)
-    async with run.running(init_timeout=5):
-        count = await log_steadily(run, 100)
-        metrics = await run.aclose()
-    assert service.delivered() == [float(i) for i in range(count)]
+    service, count, metrics = await log_through(rule, tmp_path)
     assert (metrics.sent, metrics.spooled, metrics.failed) == (count, 0, 0)
     # The outage's 10 s of points (100) and the few batches of its last retries; without the
     # catch-up, every point from 20 s to the end (~800) would go through the spool.
