@@ -57,6 +57,22 @@ async def log_in_flight_and_queued(run: Any, hang: Hang) -> None:
         run.log("loss", float(i))
 
 
+async def close_held(spool: Path | None = None, **close: Any
+                     ) -> tuple[metrana.Metrics, float, MockService]:
+    """Against a service that holds its first request: 10 points in flight, 5 queued, then
+    ``aclose(**close)``. Returns the metrics, how long close took (trio time) and the service."""
+    hang = Hang()
+    service = MockService(hang)
+    run = mock_session(service, spool, log_level="Warn")
+    with trio.fail_after(100):
+        async with run.running(init_timeout=5):
+            await log_in_flight_and_queued(run, hang)
+            start = trio.current_time()
+            metrics = await run.aclose(**close)
+            took = trio.current_time() - start
+    return metrics, took, service
+
+
 # ------------------------------------------------------------------ strategies, in time
 
 async def test_complete_pending_cuts_in_flight_requests_at_close_timeout(
@@ -64,14 +80,8 @@ async def test_complete_pending_cuts_in_flight_requests_at_close_timeout(
     """CompletePending: queued points are discarded at once; a request the service never
     answers is cut off when close_timeout runs out (not waited for forever), its points in
     doubt — and the summary says both."""
-    hang = Hang()
-    run = mock_session(MockService(hang), log_level="Warn")
-    with trio.fail_after(100):
-        async with run.running(init_timeout=5):
-            await log_in_flight_and_queued(run, hang)
-            start = trio.current_time()
-            metrics = await run.aclose(timeout=3, strategy="CompletePending")
-            assert trio.current_time() - start == pytest.approx(3)
+    metrics, took, _ = await close_held(timeout=3, strategy="CompletePending")
+    assert took == pytest.approx(3)
     assert (metrics.sent, metrics.in_doubt, metrics.discarded, metrics.pending) == (0, 10, 5, 0)
     line = summary(loguru_messages)
     assert line.startswith("WARNING")
@@ -113,14 +123,8 @@ async def test_complete_all_spools_what_is_left_when_close_timeout_runs_out(
         autojump_clock: trio.abc.Clock, tmp_path: Path, loguru_messages: list[str]) -> None:
     """CompleteAll with a spool: at the timeout the held request and the queued points go to
     disk (nothing discarded), and the summary says where they wait and how to send them."""
-    hang = Hang()
-    run = mock_session(MockService(hang), tmp_path, log_level="Warn")
-    with trio.fail_after(100):
-        async with run.running(init_timeout=5):
-            await log_in_flight_and_queued(run, hang)
-            start = trio.current_time()
-            metrics = await run.aclose(timeout=4)
-            assert trio.current_time() - start == pytest.approx(4)
+    metrics, took, _ = await close_held(tmp_path, timeout=4)
+    assert took == pytest.approx(4)
     assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (0, 15, 0, 0)
     assert sorted(spooled_values(tmp_path)) == [float(i) for i in range(15)]
     assert any(m.startswith("WARNING") and "close timed out after 4s; writing undelivered "
@@ -134,14 +138,8 @@ async def test_complete_all_spools_what_is_left_when_close_timeout_runs_out(
 
 async def test_complete_all_without_a_spool_counts_what_the_timeout_cut_off(
         autojump_clock: trio.abc.Clock, loguru_messages: list[str]) -> None:
-    hang = Hang()
-    run = mock_session(MockService(hang), log_level="Warn")
-    with trio.fail_after(100):
-        async with run.running(init_timeout=5):
-            await log_in_flight_and_queued(run, hang)
-            start = trio.current_time()
-            metrics = await run.aclose(timeout=2)
-            assert trio.current_time() - start == pytest.approx(2)
+    metrics, took, _ = await close_held(timeout=2)
+    assert took == pytest.approx(2)
     assert (metrics.sent, metrics.in_doubt, metrics.discarded, metrics.spooled) == (0, 10, 5, 0)
     line = summary(loguru_messages)
     assert ("5 points were discarded: close_timeout=2s ran out with no spool to keep them; a "
@@ -150,15 +148,8 @@ async def test_complete_all_without_a_spool_counts_what_the_timeout_cut_off(
 
 async def test_immediate_returns_at_once_and_sends_nothing_more(
         autojump_clock: trio.abc.Clock, loguru_messages: list[str]) -> None:
-    hang = Hang()
-    service = MockService(hang)
-    run = mock_session(service, log_level="Warn")
-    with trio.fail_after(100):
-        async with run.running(init_timeout=5):
-            await log_in_flight_and_queued(run, hang)
-            start = trio.current_time()
-            metrics = await run.aclose(strategy="Immediate")
-            assert trio.current_time() == start
+    metrics, took, service = await close_held(strategy="Immediate")
+    assert took == 0
     assert (metrics.sent, metrics.in_doubt, metrics.discarded) == (0, 10, 5)
     assert len(service.updates()) == 1  # the held request: no closeRun, nothing else
     line = summary(loguru_messages)
