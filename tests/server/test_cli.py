@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -189,11 +190,16 @@ def test_every_run_that_runs_lists_is_exportable_by_what_it_prints(served, tmp_p
         assert len(done.stdout.splitlines()) == i + 1
 
 
+def api_run_path(workspace: str, project: str, run: str) -> str:
+    """The read API path of a run as the README says to build it: each name percent-encoded
+    whole (a ``/`` inside a name is ``%2F``), and every ``.`` as ``%2E``."""
+    return "/api/runs/" + "/".join(quote(name, safe="").replace(".", "%2E")
+                                   for name in (workspace, project, run))
+
+
 def test_read_api_paths_survive_http_clients(served) -> None:  # type: ignore[no-untyped-def]
     """httpx drops '.' and '..' path segments before sending; api_run_path encodes each name
     whole and every '.' as %2E, which reaches the server intact (the README documents it)."""
-    from metrana._cli import api_run_path
-
     _, url, _ = served
     post_run(url, "ws", "p", ".", points=1)
     post_run(url, "ws", "p", "a/b", points=2)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from metrana.server.errors import Conflict, SchemaError, Unprocessable
-from metrana.server.schema import SCHEMA_VERSION
 from metrana.server.store import Store
+from metrana.server.store.schema import SCHEMA_VERSION
 from tests.support import in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
