@@ -18,12 +18,15 @@ __all__ = ["STORES", "in_background", "start_serve", "stop_serve", "writers_held
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
 
 
-def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None
-                ) -> tuple[subprocess.Popen[str], str]:
-    """``metrana serve --db DB --port 0`` in its own process; the process and its URL."""
+def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,
+                capture_stderr: bool = True) -> tuple[subprocess.Popen[str], str]:
+    """``metrana serve --db DB --port 0`` in its own process; the process and its URL (the
+    rest of its stdout, and its stderr if captured, are the caller's to read). A server that
+    lives long and is never read from should not capture stderr: a full pipe would stop it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture_stderr else None, text=True,
+        env=env,
     )
     assert proc.stdout is not None
     url = ""

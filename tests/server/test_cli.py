@@ -19,22 +19,13 @@ import pytest
 
 from metrana._cli import main
 from tests.helpers import metrana_command
+from tests.support import start_serve
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     db = tmp_path / "cli.sqlite3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        if match := re.search(r"listening on (http://\S+)", line):
-            url = match.group(1)
-            break
-    assert url, proc.stderr.read() if proc.stderr else ""
+    proc, url = start_serve(db)
     yield proc, url, db
     if proc.poll() is None:
         proc.kill()
@@ -284,16 +275,8 @@ def test_runs_and_export_against_a_server_with_a_key_say_how_to_pass_it(tmp_path
     """A server started with METRANA_SERVER_API_KEY: without a key `metrana runs --url` says
     which flag and variable fix the 401; both work; the key is never printed."""
     env = {**os.environ, "METRANA_SERVER_API_KEY": "s3cret-key-77"}
-    proc = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0", "--db",
-                             str(tmp_path / "k.sqlite3")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc, url = start_serve(tmp_path / "k.sqlite3", env=env)
     try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            if match := re.search(r"listening on (http://\S+)", line):
-                url = match.group(1)
-                break
         post_run(url, "ws", "p", "r", headers={"Authorization": "Bearer s3cret-key-77"})
         for command in (["runs"], ["export", "ws/p/r"]):
             done = metrana(*command, "--url", url)
