@@ -19,6 +19,7 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert '<script src="/static/dashboard.js" type="module">' in page.text
         for path, kind in (("/static/dashboard.js", "text/javascript"),
+                           ("/static/js/chart.js", "text/javascript"),  # its modules
                            ("/static/dashboard.css", "text/css"),
                            ("/static/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
                            ("/static/vendor/uplot/uPlot.min.css", "text/css"),
