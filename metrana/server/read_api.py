@@ -297,7 +297,7 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
     """The route and body a ``GET /api/runs…`` path (as sent: each name percent-encoded
     whole) and its query string stand for; NotFound for a path that is none of them."""
     parts = [unquote(p) for p in path.split("/")[3:]]  # after "", "api", "runs"
-    query = parse_qs(query_string.decode("latin-1"))
+    query = parse_qs(query_string.decode("utf-8", "replace"))
     if not parts:
         return "all_runs", {}
     if len(parts) < 3:

@@ -22,9 +22,9 @@ from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "dumps", "jsonable", "point_dicts", "points_page", "run_detail", "run_status",
-           "run_summary", "runs_page", "series_json", "spelt", "spelt_column", "summary_value", "tagged",
-           "untagged"]
+           "dumps", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
+           "run_status", "run_summary", "runs_page", "series_json", "spelt", "spelt_column",
+           "summary_value", "tagged", "untagged"]
 
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
 
@@ -100,6 +100,14 @@ def run_status(closed_ns: int | None, last_activity: int, now: int) -> str:
     return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
 
 
+def run_activity(created_ns: int, closed_ns: int | None, series_activity: int | None, now: int
+                 ) -> dict[str, Any]:
+    """A run's ``last_activity_ns`` (its newest series' write, or its creation) and
+    ``status``: the same in every answer about runs."""
+    last = max(int(created_ns), int(series_activity or 0))
+    return {"last_activity_ns": last, "status": run_status(closed_ns, last, now)}
+
+
 @attrs.frozen
 class RunRow:
     """A run as the store reads it (:func:`.read.find_run`)."""
@@ -114,9 +122,7 @@ class RunRow:
     aggregation_rules: str  # JSON
 
     def activity(self, series_activity: int | None, now: int) -> dict[str, Any]:
-        """``last_activity_ns`` (its newest series' write, or its creation) and ``status``."""
-        last = max(self.created_ns, int(series_activity or 0))
-        return {"last_activity_ns": last, "status": run_status(self.closed_ns, last, now)}
+        return run_activity(self.created_ns, self.closed_ns, series_activity, now)
 
     def head(self, series_activity: int | None, now: int) -> dict[str, Any]:
         """What every answer about a run says first."""
@@ -161,13 +167,11 @@ def runs_page(rows: list[tuple[Any, ...]], paths: list[str],
     out = []
     for row in rows:
         run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
-        last_activity = max(int(created_ns), int(activity or 0))
         values = attributes.get(run_id, {})
         mine = aggregates.get(run_id, {})
         out.append({
             "name": name, "experiment": experiment, "created_ns": int(created_ns),
-            "last_activity_ns": last_activity,
-            "status": run_status(closed_ns, last_activity, now),
+            **run_activity(created_ns, closed_ns, activity, now),
             "attributes": [row[_SYS_VALUES[p]] if p.startswith("sys/") else tagged(values.get(p))
                            for p in paths],
             "summaries": [summary_value(mine.get(key), fn) for key, fn in summaries],
@@ -216,7 +220,7 @@ def series_json(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def summary_value(row: tuple[Any, ...] | None, fn: str) -> float | int | None:
+def summary_value(row: tuple[Any, ...] | None, fn: str) -> float | int | str | None:
     """One summary (``last``, ``min``, ``max``, ``mean``, ``count``) of a series from its
     aggregates (:data:`.read.SUMMARY_COLUMNS`), spelt."""
     if row is None:
@@ -233,7 +237,8 @@ def summary_value(row: tuple[Any, ...] | None, fn: str) -> float | int | None:
         value = float(vsum) / int(valid) if valid and vsum is not None else None
     else:
         value = float(last_value) if last_kind == 0 and last_value is not None else None
-    return spelt(value)  # type: ignore[no-any-return]
+    shown: float | int | str | None = spelt(value)
+    return shown
 
 
 # ----------------------------------------------------------------------------- points
