@@ -17,7 +17,9 @@ those that read as numbers or booleans become numbers and booleans in the config
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -33,9 +35,22 @@ _PAGE = 1000
 
 
 def _client(tracking_uri: str) -> Any:
+    import os
+
+    # MLflow 3 opens a file store only when allowed: importing one is how it is left behind.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow and SQLAlchemy deprecation warnings are theirs, not the user's to act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def find_runs(tracking_uri: str, experiments: Sequence[str] = ()) -> list[SourceRun]:
@@ -44,6 +59,11 @@ def find_runs(tracking_uri: str, experiments: Sequence[str] = ()) -> list[Source
     Raises:
         ValueError: an experiment named is not in the store (the message lists them).
     """
+    with _quiet():
+        return _find_runs(tracking_uri, experiments)
+
+
+def _find_runs(tracking_uri: str, experiments: Sequence[str]) -> list[SourceRun]:
     from mlflow.entities import ViewType
 
     client = _client(tracking_uri)
@@ -93,6 +113,11 @@ def _key(key: str) -> str:
 
 
 def _read_run(tracking_uri: str, run_id: str) -> RunData:
+    with _quiet():
+        return _read(tracking_uri, run_id)
+
+
+def _read(tracking_uri: str, run_id: str) -> RunData:
     client = _client(tracking_uri)
     run = client.get_run(run_id)
     data = RunData()

@@ -15,7 +15,7 @@ import pytest
 from metrana._cli import main
 from metrana.query import QueryClient
 from tests.helpers import metrana_command, wait_until
-from tests.importexport.conftest import RUN_STEPS, RUNS, write_runs
+from tests.importexport.conftest import RUN_STEPS, RUNS
 from tests.importexport.write_tensorboard import loss, lr
 from tests.support import start_serve, stop_serve
 
@@ -152,7 +152,11 @@ def test_a_file_cut_short_is_imported_up_to_the_cut(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A run still being written ends in a partial record: what precedes it is imported and
     the summary says where reading stopped."""
-    write_runs(tmp_path / "logs", [("live", 50, False)])
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "logs" / "live")) as writer:
+        for step in range(50):
+            writer.add_scalar("train/loss", 1.0, step)
     (events,) = (tmp_path / "logs" / "live").iterdir()
     with open(events, "r+b") as handle:
         handle.truncate(os.path.getsize(events) - 7)
