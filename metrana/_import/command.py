@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._exceptions import MetranaError
+from .source import SourceRun
 
 __all__ = ["run_import"]
 
@@ -128,7 +129,7 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mlflow_runs(args: argparse.Namespace) -> list[object]:
+def _mlflow_runs(args: argparse.Namespace) -> list[SourceRun]:
     from .mlflow import find_runs
 
     try:
@@ -140,4 +141,4 @@ def _mlflow_runs(args: argparse.Namespace) -> list[object]:
     if not runs:
         raise _error(f"no MLflow runs in {args.tracking_uri}"
                      + (f" (experiments {', '.join(args.experiment)})" if args.experiment else ""))
-    return list(runs)
+    return runs

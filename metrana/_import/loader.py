@@ -28,7 +28,6 @@ import numpy as np
 
 from .._api import _build, _with_options
 from .._config import DEFAULT_SPOOL_DIR
-from .._flatten import flatten_config
 from .._spool import run_spool_dir, segments
 from .._stats import Metrics
 from .._thread_session import Session

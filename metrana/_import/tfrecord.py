@@ -37,7 +37,7 @@ _MAX_STEP_BYTES = 10  # a varint of a 64-bit integer (a negative step takes all 
 
 def masked_crc(data: bytes) -> int:
     """TFRecord's masked CRC-32C of ``data``."""
-    crc = google_crc32c.value(data)
+    crc = int(google_crc32c.value(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

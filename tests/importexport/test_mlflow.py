@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# MLflow's SQLAlchemy store uses what SQLAlchemy 2.1 deprecates (its warnings, not ours).
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 from metrana._cli import main
 from metrana.query import QueryClient
+
+# MLflow's SQLAlchemy store uses what SQLAlchemy 2.1 deprecates (its warnings, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 METRICS = ("loss", "accuracy", "lr")
 T0 = 1_750_000_000_000  # ms

@@ -15,11 +15,13 @@ import numpy as np
 
 def loss(step: np.ndarray) -> np.ndarray:
     """What the runs log as train/loss (the tests compare against it as float32)."""
-    return np.exp(-step / 30_000) + 0.01 * np.sin(step)
+    out: np.ndarray = np.exp(-step / 30_000) + 0.01 * np.sin(step)
+    return out
 
 
 def lr(step: np.ndarray) -> np.ndarray:
-    return 0.1 / (1 + step / 1000)
+    out: np.ndarray = 0.1 / (1 + step / 1000)
+    return out
 
 
 def write(directory: str, steps: int, extras: bool) -> None:
