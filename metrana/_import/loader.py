@@ -27,8 +27,8 @@ import attrs
 import numpy as np
 
 from .._api import _build, _with_options
-from .._config import DEFAULT_SPOOL_DIR
-from .._spool import run_spool_dir, segments
+from .._config import SPOOL_DIR_DEFAULT, resolve_settings
+from .._spool import segments
 from .._stats import Metrics
 from .._thread_session import Session
 from .source import RunData, SourceRun
@@ -47,7 +47,9 @@ class Target:
     api_key: str | None
     workspace: str
     project: str
-    spool_dir: Any = DEFAULT_SPOOL_DIR  # the spool the import's sessions use (None: off)
+    # The spool the import's sessions use: METRANA_SPOOL_DIR or ~/.metrana/spool unless given
+    # (None: off).
+    spool_dir: Any = SPOOL_DIR_DEFAULT
 
 
 @attrs.define(eq=False)
@@ -210,10 +212,11 @@ class Loader:
         from .._sync import sync
 
         t = self.target
-        if t.spool_dir is None:
-            return
-        directory = run_spool_dir(t.spool_dir, t.workspace, t.project, name)
-        if directory.exists() and segments(directory):
+        directory = resolve_settings({
+            "workspace_name": t.workspace, "project_name": t.project, "run_name": name,
+            "ingestion_url": t.url, "api_key": t.api_key, "spool_dir": t.spool_dir,
+        }).run_spool_dir()
+        if directory is not None and directory.exists() and segments(directory):
             sync(directory, ingestion_url=t.url, api_key=t.api_key)
 
     def _last_steps(self, name: str) -> dict[str, int]:
