@@ -20,7 +20,6 @@ from urllib.parse import parse_qs, unquote
 import orjson
 import trio
 from loguru import logger
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from .._wire import json_number
 from .dashboard import (
@@ -32,6 +31,7 @@ from .dashboard import (
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .ingest import INT64_MAX
+from .protobuf_v06 import PACKAGE, descriptor
 from .query_api import Binary, QueryError, answer
 from .store import Store
 from .validate import ValidationError, compile_message
@@ -55,8 +55,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_parse_create = compile_message(api_pb2.CreateRunRequest.DESCRIPTOR)
-_parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
+# HTTP/JSON is the 0.6.x protocol (session_id); gRPC (.grpc_ingest) is 0.7.
+_parse_create = compile_message(descriptor(f"{PACKAGE}.svc.CreateRunRequest"))
+_parse_update = compile_message(descriptor(f"{PACKAGE}.svc.UpdateRunsRequest"))
 
 
 class HTTPError(Exception):

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
+from tests.protobuf_v06 import api_pb2
 
 from metrana._items import Points
 from metrana._series import SeriesKey

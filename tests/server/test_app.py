@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
+from tests.protobuf_v06 import api_pb2
 
 from metrana.server import ServerInfo, Store, serve
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from metrana_protobuf.ingestion.v1.svc import api_pb2
+from tests.protobuf_v06 import api_pb2
 
 from metrana.server import ServerInfo
 from metrana.server.errors import Unprocessable

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
-from metrana_protobuf.ingestion.v1.types import updates_pb2
+from tests.protobuf_v06 import api_pb2, updates_pb2
 
 from metrana.server.validate import ValidationError, compile_message, parse_timestamp_ns
 
