@@ -30,6 +30,7 @@ from .dashboard import (
     rl_series_ids,
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .grpc_ingest import GrpcIngest
 from .ingest import INT64_MAX
 from .protobuf_v06 import PACKAGE, descriptor
 from .query_api import Binary, QueryError, answer
@@ -130,6 +131,9 @@ class IngestApp:
         self._max_elements = max_elements
         self._ingest = trio.CapacityLimiter(INGEST_CONCURRENCY)
         self._static = StaticFiles()  # the dashboard, served without the key (it is only code)
+        # The official client's gRPC (metrana-protobuf 0.7), on this same port.
+        self._grpc = GrpcIngest(store, limiter=self._ingest, api_key=self._api_key,
+                                max_message_bytes=max_body_bytes)
 
     def __repr__(self) -> str:  # never show the key
         return f"IngestApp(db={self.store.location!r}, auth={'on' if self._api_key else 'off'})"
@@ -139,6 +143,9 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if GrpcIngest.handles(scope):
+            await self._grpc(scope, receive, send)
             return
         if scope["path"] in self._static:
             status, headers, static_body = self._static.response(
