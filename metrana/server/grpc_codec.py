@@ -142,9 +142,10 @@ def run_token(workspace: str, project: str, run_name: str, created_ns: int) -> b
 
 
 def labels_text(labels: dict[str, str]) -> str:
-    """Labels as ``LastLoggedSteps.SeriesInfo.flat_labels``: ``k=v`` pairs by key, comma-joined
-    (what the client parses back into the series it declares on resume)."""
-    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+    """Labels as ``LastLoggedSteps.SeriesInfo.flat_labels``: ``k=v`` pairs by key, joined by
+    ``&`` (what the client parses back into the series it declares on resume; measured: it
+    names a key set ``evaluation&split``)."""
+    return "&".join(f"{k}={labels[k]}" for k in sorted(labels))
 
 
 # --------------------------------------------------------------------------- InitializeRunLogging
@@ -182,7 +183,7 @@ def init_responses(run: dict[str, Any], token: bytes, created: bool, orchestrati
         family = families.get(key)
         if family is None:
             families[key] = response.RlFamilyDeclarations.RlFamilyDeclaration(
-                metric_name=key[0], scale=key[1], label_key_set=",".join(sorted(series["labels"])),
+                metric_name=key[0], scale=key[1], label_key_set="&".join(sorted(series["labels"])),
                 ordering=ordering, value_kind=series_pb2.SERIES_VALUE_KIND_FLOAT, episodic=episodic)
         elif episodic:
             family.episodic = True
