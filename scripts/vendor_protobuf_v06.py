@@ -38,7 +38,7 @@ def _in_dependency_order(root: _d.FileDescriptor) -> list[_d.FileDescriptor]:
 
 
 def main() -> None:
-    from metrana_protobuf.ingestion.v1.svc import api_pb2  # type: ignore[import-untyped]
+    from metrana_protobuf.ingestion.v1.svc import api_pb2
 
     installed = version("metrana-protobuf")
     if installed != VERSION:

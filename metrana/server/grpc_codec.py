@@ -25,7 +25,7 @@ import hashlib
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -218,6 +218,9 @@ class Unsupported:
                 "them to this one.")
 
 
+StoredRl = Callable[[tuple[Any, ...], int], tuple[int | None, tuple[int, int] | None]]
+
+
 class RlBase:
     """Where an automatically numbered RL batch's minor steps start, per (series, rl_step).
 
@@ -226,7 +229,7 @@ class RlBase:
     that rl_step, or None, and the last (rl_step, flat minor) of the series, or None.
     """
 
-    def __init__(self, stored: Any) -> None:
+    def __init__(self, stored: StoredRl) -> None:
         self._stored = stored
         self._bases: dict[tuple[Any, ...], dict[int, int]] = {}
         self._last: dict[tuple[Any, ...], tuple[int, int] | None] = {}
@@ -382,11 +385,11 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
                                       for s in request.scatter_series])
     unsupported.add("environment attributes", [e.environment_id
                                                for e in request.env_attr_updates])
-    update: dict[str, Any] = {
+    part: dict[str, Any] = {
         "workspace": run.workspace, "project": run.project, "run_name": run.run_name,
         "series": series, "rl_series": rl_series,
         "attributes": [_attribute(a) for a in request.attributes],
     }
     if request.HasField("close_run"):
-        update["close_run"] = {}
-    return {"session_id": request.logger_session_id, "run_updates": [update]}
+        part["close_run"] = {}
+    return {"session_id": request.logger_session_id, "run_updates": [part]}

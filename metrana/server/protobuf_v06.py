@@ -33,7 +33,7 @@ def _pool() -> descriptor_pool.DescriptorPool:
     timestamp = descriptor_pb2.FileDescriptorProto()
     Timestamp.DESCRIPTOR.file.CopyToProto(timestamp)
     pool.Add(timestamp)
-    data = files(__package__).joinpath("protobuf", f"metrana-protobuf-{VERSION}.binpb").read_bytes()
+    data = (files(__package__) / "protobuf" / f"metrana-protobuf-{VERSION}.binpb").read_bytes()
     for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:  # in dependency order
         pool.Add(file)
     return pool

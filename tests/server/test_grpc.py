@@ -14,10 +14,9 @@ import pytest
 from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
 from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
 
+from metrana.server import ServerInfo
 from tests.helpers import read_points
 from tests.support import start_serve, stop_serve
-
-from metrana.server import ServerInfo
 
 Stub = Any
 
@@ -27,7 +26,7 @@ def served(db_target: str) -> Iterator[tuple[ServerInfo, Stub]]:
     proc, url = start_serve(db_target)
     channel = grpc.insecure_channel(url.removeprefix("http://"))
     try:
-        yield ServerInfo(url=url, db_path=db_target), api_pb2_grpc.IngestServiceStub(channel)
+        yield ServerInfo(url=url, db_path=db_target), api_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
     finally:
         channel.close()
         stop_serve(proc)

@@ -18,7 +18,7 @@ from tests.support import start_serve, stop_serve
 
 def f32(values: list[float]) -> list[float]:
     """What the client sends by default (``default_dtype="float32"``), read back as float64."""
-    return np.array(values, dtype=np.float32).astype(np.float64).tolist()
+    return [float(v) for v in np.array(values, dtype=np.float32)]
 
 
 def query(url: str) -> QueryClient:
