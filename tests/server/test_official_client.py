@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +39,10 @@ def rl_points(client: QueryClient, run: str, metric: str) -> list[tuple[object, 
 
 
 LOG_RUN = """
-init(config={"lr": 0.001, "optimizer": {"name": "adam", "betas": [0.9, 0.99]}, "epochs": 3})
+init(config={"lr": 0.001, "optimizer": {"name": "adam", "betas": [0.9, 0.99]}, "epochs": 3},
+     tags=["baseline", "mnist"], description="first try")
+metrana.add_tags(["sweep"])
+metrana.log_distributed("grad_norm", [1.5, 2.5], step=[4, 2])
 for i in range(100):
     metrana.log("loss", 1.0 / (i + 1))
 metrana.log("acc", [0.5, 0.75], step=[10, 20])
@@ -59,7 +63,7 @@ def test_the_official_client_logs_scalars_rl_and_config(db_target: str, tmp_path
     proc, url = start_serve(db_target)
     try:
         out = ran(run_official(LOG_RUN, url, "run-1", cwd=tmp_path))
-        assert "sent 103 12" in out
+        assert "sent 105 12" in out
         with query(url) as client:
             loss = client.fetch_float_series("run-1", "loss")
             assert loss.index.get_level_values("step").tolist() == list(range(100))
@@ -85,6 +89,11 @@ def test_the_official_client_logs_scalars_rl_and_config(db_target: str, tmp_path
             assert (row["config/lr"], row["config/optimizer/name"]) == (0.001, "adam")
             assert (row["config/optimizer/betas/1"], row["config/epochs"]) == (0.99, 3)
             assert row["status"] == "finished"
+            grad = client.fetch_float_series("run-1", "grad_norm")
+            assert grad["grad_norm"].to_dict() == {("run-1", 2): 2.5, ("run-1", 4): 1.5}
+        attributes = httpx.get(f"{url}/api/runs/ws/proj/run-1").json()["attributes"]
+        assert attributes["sys/tags"]["value"] == ["baseline", "mnist", "sweep"]
+        assert attributes["sys/description"]["value"] == "first try"
     finally:
         stop_serve(proc)
 
