@@ -8,7 +8,6 @@ request path is ours to measure. Reads run in worker threads; writes run on the 
 
 from __future__ import annotations
 
-import hmac
 import json
 import uuid
 import zlib
@@ -22,6 +21,7 @@ import trio
 from loguru import logger
 
 from .._wire import json_number
+from .auth import key_problem
 from .dashboard import (
     StaticFiles,
     changed_series,
@@ -234,13 +234,8 @@ class IngestApp:
         raise HTTPError(404, f"no route {method} {path}")
 
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        if self._api_key is None:
-            return
-        given = headers.get(b"authorization", b"")
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._api_key):
-            # Say what was wrong without echoing what was sent.
-            reason = "missing" if not given else "invalid"
+        reason = key_problem(headers, self._api_key)
+        if reason is not None:
             raise HTTPError(401, f"{reason} API key: send 'Authorization: Bearer <api key>'")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:

@@ -27,7 +27,6 @@ Errors are statuses with a message, never a hang: a database that went away is U
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -38,6 +37,7 @@ from google.protobuf import json_format
 from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
+from .auth import key_problem
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
 from .grpc_codec import (
     SERVICE,
@@ -138,12 +138,8 @@ class GrpcIngest:
         }
 
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        if self._api_key is None:
-            return
-        given = headers.get(b"authorization", b"")
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._api_key):
-            reason = "missing" if not given else "invalid"
+        reason = key_problem(headers, self._api_key)
+        if reason is not None:
             raise GrpcError(Status.UNAUTHENTICATED,
                             f"{reason} API key: give init() the key metrana serve was started with")
 
