@@ -31,7 +31,6 @@ from urllib.parse import quote
 
 import attrs
 import numpy as np
-import numpy.typing as npt
 from google.protobuf.message import DecodeError
 from metrana_protobuf.common.v1 import series_pb2
 from metrana_protobuf.ingestion.v1.svc import api_pb2
@@ -255,36 +254,61 @@ class RlBase:
             self._last[key] = (rl_step, last_minor)
 
 
-def _values(batch: Any) -> npt.NDArray[np.float64]:
+def _values(batch: Any) -> Any:
     if batch.values_f32 and batch.values:
         raise GrpcError(Status.INVALID_ARGUMENT, "a batch has both values and values_f32")
-    if batch.values_f32:  # exactly the float32 the client sent
-        return np.array(batch.values_f32, dtype=np.float32).astype(np.float64)
-    return np.array(batch.values, dtype=np.float64)
+    return batch.values_f32 or batch.values
 
 
-def _timestamps(batch: Any, n: int, now_ms: int) -> npt.NDArray[np.int64]:
+def _timestamps(batch: Any, n: int, now_ms: int) -> Any:
     if batch.timestamps_millis:
         if len(batch.timestamps_millis) != n:
             raise GrpcError(Status.INVALID_ARGUMENT, f"a batch has {n} values but "
                             f"{len(batch.timestamps_millis)} timestamps")
-        millis = np.array(batch.timestamps_millis, dtype=np.int64)
-    else:
-        one = batch.timestamp_millis if batch.HasField("timestamp_millis") else now_ms
-        millis = np.full(n, one, dtype=np.int64)
-    if n and (int(millis.max()) > 9_223_372_036_854 or int(millis.min()) < -9_223_372_036_854):
-        raise GrpcError(Status.INVALID_ARGUMENT, "a timestamp is outside what this server stores "
-                        "(int64 nanoseconds: 1677-09-21 to 2262-04-11)")
-    return millis * 1_000_000
+        return batch.timestamps_millis
+    return [batch.timestamp_millis if batch.HasField("timestamp_millis") else now_ms] * n
 
 
-def _steps(given: Any, first: int, n: int, what: str) -> npt.NDArray[np.uint64]:
+def _steps(given: Any, first: int, n: int, what: str) -> Any:
     if given:
         if len(given) != n:
             raise GrpcError(Status.INVALID_ARGUMENT, f"a batch has {n} values but {len(given)} "
                             f"{what}")
-        return np.array(given, dtype=np.uint64)
-    return np.arange(first, first + n, dtype=np.uint64)
+        return given
+    return range(first, first + n)
+
+
+@attrs.define
+class _Columns:
+    """One series' points of an update, gathered batch by batch as lists (the client sends a
+    batch per log() call, often of one point) and made into arrays once."""
+
+    entry: dict[str, Any]
+    minors: list[int] = attrs.field(factory=list)
+    majors: list[int] = attrs.field(factory=list)
+    millis: list[int] = attrs.field(factory=list)
+    values: list[float] = attrs.field(factory=list)
+
+    def add(self, batch: Any, minors: Any, major: int, now_ms: int) -> None:
+        values = _values(batch)
+        n = len(values)
+        self.minors.extend(minors)
+        self.majors.extend([major] * n)
+        self.millis.extend(_timestamps(batch, n, now_ms))
+        self.values.extend(values)
+
+    def finish(self, rl: bool) -> dict[str, Any]:
+        # values_f32 reads back as the float64 equal to the float32 sent: stored exactly.
+        values = np.array(self.values, dtype=np.float64)
+        millis = np.array(self.millis, dtype=np.int64)
+        if millis.shape[0] and (int(millis.max()) > 9_223_372_036_854
+                                or int(millis.min()) < -9_223_372_036_854):
+            raise GrpcError(Status.INVALID_ARGUMENT, "a timestamp is outside what this server "
+                            "stores (int64 nanoseconds: 1677-09-21 to 2262-04-11)")
+        steps = np.array(self.minors, dtype=np.uint64)
+        majors = np.array(self.majors, dtype=np.uint64) if rl else steps
+        return {**self.entry, "points": PointColumns(rl, steps, majors, millis * 1_000_000,
+                                                     values)}
 
 
 @attrs.define
@@ -345,40 +369,41 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
     histograms, scatters and environment attributes go to ``unsupported`` instead."""
     declarations.add(request.series_declarations)
     now_ms = time.time_ns() // 1_000_000
-    series = []
+    series: dict[int, _Columns] = {}
     for update in request.series:
         d = declarations.get(update.series_id)
+        gathered = series.get(update.series_id)
+        if gathered is None:
+            gathered = series[update.series_id] = _Columns({
+                "metric_name": d.metric_name, "scale": d.scale, "labels": d.labels,
+                "ordering": d.ordering})
         for batch in update.point_batches:
-            values = _values(batch)
-            n = values.shape[0]
-            steps = _steps(batch.steps, batch.first_step, n, "steps")
-            series.append({"metric_name": d.metric_name, "scale": d.scale, "labels": d.labels,
-                           "ordering": d.ordering, "points": PointColumns(
-                               False, steps, steps, _timestamps(batch, n, now_ms), values)})
-    rl_series = []
+            n = len(_values(batch))
+            gathered.add(batch, _steps(batch.steps, batch.first_step, n, "steps"), 0, now_ms)
+    rl_series: dict[tuple[Any, ...], _Columns] = {}
     for update in request.rl_series:
         d = declarations.get(update.series_id)
         for batch in update.rl_step_batches:
-            values = _values(batch)
-            n = values.shape[0]
+            n = len(_values(batch))
             episode = batch.episode if batch.HasField("episode") else None
-            first = batch.first_minor_step
             key = (d.metric_name, d.scale, labels_text(d.labels), update.environment_id, episode)
+            gathered = rl_series.get(key)
+            if gathered is None:
+                entry: dict[str, Any] = {
+                    "metric_name": d.metric_name, "scale": d.scale, "labels": d.labels,
+                    "environment_id": update.environment_id, "ordering": d.ordering}
+                if episode is not None:
+                    entry["episode"] = episode
+                gathered = rl_series[key] = _Columns(entry)
+            first = batch.first_minor_step
             numbered = d.ordering == ORDERED and not batch.treat_minors_as_flat_steps \
                 and not batch.minor_steps
             if numbered:
                 first += rl_base.base(key, batch.rl_step, batch.env_steps_from_one)
             minors = _steps(batch.minor_steps, first, n, "minor_steps")
             if numbered and n:
-                rl_base.wrote(key, batch.rl_step, int(minors[-1]))
-            entry: dict[str, Any] = {
-                "metric_name": d.metric_name, "scale": d.scale, "labels": d.labels,
-                "environment_id": update.environment_id, "ordering": d.ordering,
-                "points": PointColumns(True, minors, np.full(n, batch.rl_step, dtype=np.uint64),
-                                       _timestamps(batch, n, now_ms), values)}
-            if episode is not None:
-                entry["episode"] = episode
-            rl_series.append(entry)
+                rl_base.wrote(key, batch.rl_step, first + n - 1)
+            gathered.add(batch, minors, batch.rl_step, now_ms)
     unsupported.add("histograms", [declarations.name(s.series_id)
                                    for s in request.histogram_series])
     unsupported.add("scatter plots", [declarations.name(s.series_id)
@@ -387,7 +412,8 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
                                                for e in request.env_attr_updates])
     part: dict[str, Any] = {
         "workspace": run.workspace, "project": run.project, "run_name": run.run_name,
-        "series": series, "rl_series": rl_series,
+        "series": [g.finish(False) for g in series.values()],
+        "rl_series": [g.finish(True) for g in rl_series.values()],
         "attributes": [_attribute(a) for a in request.attributes],
     }
     if request.HasField("close_run"):
