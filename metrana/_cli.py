@@ -383,7 +383,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"metrana serve: listening on {info.url}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
-                  + (" and an api_key" if api_key else ""), flush=True)
+                  + (" and an api_key" if api_key else "")
+                  + " (the official client metrana>=1.11 too: gRPC on the same port)", flush=True)
             key = "METRANA_API_KEY=<the key> " if api_key else ""
             print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
                   "stop with Ctrl-C", flush=True)
