@@ -10,7 +10,6 @@ free to answer reads while clients ingest.
 
 from __future__ import annotations
 
-import hmac
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
@@ -19,9 +18,11 @@ from typing import Any
 import orjson
 import trio
 from loguru import logger
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
+from .auth import key_problem
 from .errors import Conflict, NotFound, QueryError, Unavailable, Unprocessable
+from .grpc_ingest import GrpcIngest
+from .protobuf_v06 import PACKAGE, descriptor
 from .read_api import alias, answer
 from .static_files import StaticFiles
 from .store import Binary, Store
@@ -46,8 +47,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_parse_create = compile_message(api_pb2.CreateRunRequest.DESCRIPTOR)
-_parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
+# HTTP/JSON is the 0.6.x protocol (session_id); gRPC (.grpc_ingest) is 0.7.
+_parse_create = compile_message(descriptor(f"{PACKAGE}.svc.CreateRunRequest"))
+_parse_update = compile_message(descriptor(f"{PACKAGE}.svc.UpdateRunsRequest"))
 
 
 class HTTPError(Exception):
@@ -94,6 +96,9 @@ class IngestApp:
         self._max_elements = max_elements
         self._ingest = trio.CapacityLimiter(INGEST_CONCURRENCY)
         self._static = StaticFiles()  # the dashboard, served without the key (it is only code)
+        # The official client's gRPC (metrana-protobuf 0.7), on this same port.
+        self._grpc = GrpcIngest(store, limiter=self._ingest, api_key=self._api_key,
+                                max_message_bytes=max_body_bytes)
 
     def __repr__(self) -> str:  # never show the key
         return f"IngestApp(db={self.store.location!r}, auth={'on' if self._api_key else 'off'})"
@@ -103,6 +108,9 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if GrpcIngest.handles(scope):
+            await self._grpc(scope, receive, send)
             return
         if scope["path"] in self._static:
             status, headers, static_body = self._static.response(
@@ -193,13 +201,8 @@ class IngestApp:
         raise HTTPError(404, f"no route {method} {path}")
 
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        if self._api_key is None:
-            return
-        given = headers.get(b"authorization", b"")
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._api_key):
-            # Say what was wrong without echoing what was sent.
-            reason = "missing" if not given else "invalid"
+        reason = key_problem(headers, self._api_key)
+        if reason is not None:
             raise HTTPError(401, f"{reason} API key: send 'Authorization: Bearer <api key>'")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:

@@ -20,6 +20,9 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
   scale, labels);
 - ``many_buckets``: several series' buckets in one answer, each over its own range;
 - ``band``: an RL metric reduced across environments (or within one ``environment``);
+- ``series``: every series of some ``runs`` of a project (null: of all its runs), with its
+  identity, point count and first and last step, from the per-series aggregates (no point is
+  read): what an export lists before reading points, and where a resumed import continues;
 - ``runs``: one page of a project's runs, filtered and ordered in SQL
   (:mod:`.store.filters`), with the asked attributes and series summaries; keyset pagination
   (``next`` is the cursor);
@@ -214,6 +217,16 @@ def _runs(store: Store, body: dict[str, Any]) -> Any:
                             summaries=columns, cursor=_cursor(body.get("cursor")), limit=limit)
 
 
+def _series(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    names = body.get("runs")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_PAGE_RUNS
+                              or not all(isinstance(n, str) for n in names)):
+        raise QueryError(f"'runs' is a list of at most {MAX_PAGE_RUNS} run names, or null for "
+                         "every run of the project")
+    return store.list_series(workspace, project, names)
+
+
 def _points(store: Store, body: dict[str, Any]) -> Any:
     workspace, project = _text(body, "workspace"), _text(body, "project")
     limit = _int(body, "limit", MAX_PAGE_POINTS, 1, MAX_PAGE_POINTS)
@@ -253,6 +266,7 @@ ROUTES: dict[str, Route] = {
     "buckets": _buckets,
     "many_buckets": _many_buckets,
     "band": _band,
+    "series": _series,
     "runs": _runs,
     "points": _points,
 }

@@ -115,6 +115,20 @@ class Store:
         return {"now_ns": now, **run.activity(activity, now),
                 "series": [views.series_json(row) for row in series]}
 
+    def list_series(self, workspace: str, project: str, runs: list[str] | None) -> bytes:
+        """Every series of the named runs (None: of every run of the project), from the
+        per-series aggregates (no point is read): what an export lists before reading
+        points, and where a resumed import continues."""
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            if runs is None:
+                ids = read.project_runs(tx, project_id)
+            else:
+                ids = read.run_ids(tx, project_id, set(runs), f"{workspace}/{project}") \
+                    if runs else {}
+            rows = read.series_listing(tx, list(ids.values()))
+        return views.series_listing(rows, {run_id: name for name, run_id in ids.items()})
+
     # ----------------------------------------------------------------- points
 
     def get_points(self, series_id: int, start: int | None = None, end: int | None = None,

@@ -32,12 +32,11 @@ from .database import Tx
 from .filters import Compiled, SeriesName, after_cursor
 from .views import RunRow
 
-__all__ = ["SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_values", "attributes_of",
-           "buckets", "find_project", "find_run", "known_series", "points", "points_after",
-           "rl_points_series", "project_id", "rl_series", "run", "run_ids", "run_list",
-           "runs_page", "series_activity", "series_of_run", "standard_points_series",
-           "standard_series_id",
-           "summary_rows"]
+__all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_values",
+           "attributes_of", "buckets", "find_project", "find_run", "known_series", "points",
+           "points_after", "project_id", "project_runs", "rl_points_series", "rl_series", "run",
+           "run_ids", "run_list", "runs_page", "series_activity", "series_listing",
+           "series_of_run", "standard_points_series", "standard_series_id", "summary_rows"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -111,6 +110,12 @@ def run_ids(tx: Tx, project_id: int, names: set[str], project: str) -> dict[str,
     return found
 
 
+def project_runs(tx: Tx, project_id: int) -> dict[str, int]:
+    """Every run of the project: its id by name."""
+    return {str(r[1]): int(r[0]) for r in tx.all(
+        "SELECT id, run_name FROM runs WHERE project_id = ?", (project_id,))}
+
+
 def attributes_of(tx: Tx, run_id: int) -> list[tuple[str, str, str]]:
     """A run's attributes: (path, kind, JSON value), by path."""
     return [(str(r[0]), str(r[1]), str(r[2])) for r in tx.all(
@@ -128,6 +133,19 @@ def series_of_run(tx: Tx, run_id: int, since_ns: int | None = None) -> list[tupl
                       (run_id,))
     return tx.all(f"SELECT {SERIES_COLUMNS} FROM series WHERE run_id = ? "
                   "AND last_activity_ns > ? ORDER BY id", (run_id, since_ns))
+
+
+LISTING_COLUMNS = ("run_id, kind, metric_name, scale, labels, environment_id, has_episode, "
+                   "episode, point_count, x_min, x_max, last_t")
+
+
+def series_listing(tx: Tx, run_ids: list[int]) -> list[tuple[Any, ...]]:
+    """The series of these runs (:data:`LISTING_COLUMNS` rows), run by run, in id order."""
+    if not run_ids:
+        return []
+    clause, args = tx.among("run_id", sorted(run_ids))
+    return tx.all(f"SELECT {LISTING_COLUMNS} FROM series WHERE {clause} ORDER BY run_id, id",
+                  args)
 
 
 def series_activity(tx: Tx, run_id: int) -> int | None:

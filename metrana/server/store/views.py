@@ -23,7 +23,8 @@ from ..point_arrays import PointArrays
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
            "dumps", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
-           "run_status", "run_summary", "runs_page", "series_json", "spelt", "spelt_column",
+           "run_status", "run_summary", "runs_page", "series_json", "series_listing", "spelt",
+           "spelt_column",
            "summary_value", "tagged", "untagged"]
 
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
@@ -218,6 +219,21 @@ def series_json(row: tuple[Any, ...]) -> dict[str, Any]:
                     "last": _last_value(last_value, last_kind) if last_x is not None else None},
         "last_activity_ns": last_activity,
     }
+
+
+def series_listing(rows: list[tuple[Any, ...]], name_of: dict[int, str]) -> bytes:
+    """Series (:data:`.read.LISTING_COLUMNS` rows) as ``series`` lists them: their run's name,
+    identity, point count, first and last step and last timestamp. (No floats: encoded
+    straight.)"""
+    encoded: bytes = orjson.dumps({"series": [
+        {"run": name_of[int(r[0])], "kind": r[1], "metric": r[2], "scale": r[3],
+         "labels": json.loads(r[4]), "environment": r[5] if r[1] == "rl" else None,
+         "episode": int(r[7]) if r[6] else None, "count": int(r[8]),
+         "first_step": None if r[9] is None else int(r[9]),
+         "last_step": None if r[10] is None else int(r[10]),
+         "last_timestamp_ns": None if r[11] is None else int(r[11])}
+        for r in rows]})
+    return encoded
 
 
 def summary_value(row: tuple[Any, ...] | None, fn: str) -> float | int | str | None:
