@@ -96,6 +96,7 @@ def test_a_database_opened_in_process_answers_as_the_server(fresh_server: Server
         ids = [s["id"] for s in detail["series"]]
         for route, body in (
                 ("all_runs", {}),
+                ("series", {"workspace": "reads", "project": "alias", "runs": None}),
                 ("series_points", {**names, "series_id": ids[1]}),
                 ("many_buckets", {**names, "series": [{"id": i} for i in ids], "n": 10}),
                 ("band", {**names, "metric": "reward", "n": 3}),
