@@ -196,7 +196,7 @@ class Store:
 
     def series_buckets(self, workspace: str, project: str, run_name: str,
                        series: int | SeriesName, n: int, start: int | None, end: int | None
-                       ) -> dict[str, Any]:
+                       ) -> bytes:
         """The buckets of one series of the run, by id (NotFound if it is not one of the
         run's) or by name (QueryError if the run has no such series)."""
         with self.db.read() as tx:
@@ -209,17 +209,19 @@ class Store:
                 if found is None:
                     raise QueryError(f"run {run_name!r} has no series {series.describe()}")
                 series_id = found
-            return {"series_id": series_id, **read.buckets(tx, [series_id], n, start, end)}
+            buckets = read.buckets(tx, [series_id], n, start, end)
+        return views.encoded({"series_id": series_id, **views.spelt_buckets(buckets)})
 
     def many_buckets(self, workspace: str, project: str, run_name: str,
-                     specs: list[SeriesSpec], n: int) -> dict[str, Any]:
+                     specs: list[SeriesSpec], n: int) -> bytes:
         """Buckets of several series of the run, each over its own [start, end]: a page of
         many charts, and each live poll, is one request, not one per chart."""
         with self.db.read() as tx:
             self._series_of(tx, workspace, project, run_name, [spec[0] for spec in specs])
-            return {"series": [{"series_id": series_id, "start": start, "end": end,
-                                **read.buckets(tx, [series_id], n, start, end)}
-                               for series_id, start, end in specs]}
+            answers = [{"series_id": series_id, "start": start, "end": end,
+                        **views.spelt_buckets(read.buckets(tx, [series_id], n, start, end))}
+                       for series_id, start, end in specs]
+        return views.encoded({"series": answers})
 
     def series_ids(self, workspace: str, project: str, run_name: str, metric_name: str,
                    scale: str | None = None, evaluation: bool | None = None,
@@ -232,7 +234,7 @@ class Store:
 
     def band(self, workspace: str, project: str, run_name: str, metric: str, *,
              scale: str | None, evaluation: bool | None, environment: str | None, n: int,
-             start: int | None, end: int | None) -> dict[str, Any]:
+             start: int | None, end: int | None) -> bytes:
         """An RL metric reduced across environments (or within one) into at most ``n``
         buckets of ``rl_step``: min, max, mean, std, count. NotFound if the run has no such
         series."""
@@ -244,7 +246,8 @@ class Store:
                                f"{metric!r}" + ("" if environment is None
                                                 else f" in {environment!r}"))
             band = read.buckets(tx, ids, n, start, end, spread=True)
-        return {"metric": metric, "series": len(ids), **band}
+        return views.encoded({"metric": metric, "series": len(ids),
+                              **views.spelt_buckets(band)})
 
     # ------------------------------------------------------------ a project's runs
 

@@ -22,9 +22,9 @@ from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "dumps", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
+           "dumps", "encoded", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
            "run_status", "run_summary", "runs_page", "series_json", "series_listing", "spelt",
-           "spelt_column",
+           "spelt_buckets", "spelt_column",
            "summary_value", "tagged", "untagged"]
 
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
@@ -74,6 +74,20 @@ def dumps(payload: Any) -> bytes:
         return fast
     careful: bytes = orjson.dumps(jsonable(payload), option=orjson.OPT_SERIALIZE_NUMPY)
     return careful
+
+
+def spelt_buckets(buckets: dict[str, Any]) -> dict[str, Any]:
+    """Bucket columns (:mod:`.buckets`) with their non-finite floats spelt, column by column."""
+    return {k: spelt_column(v) if isinstance(v, list) else v for k, v in buckets.items()}
+
+
+def encoded(payload: Any) -> bytes:
+    """JSON of a payload whose floats are all spelt already (:func:`spelt_buckets`,
+    :func:`spelt`): orjson once, ``null`` can only be None. A chart's buckets are most of what
+    the dashboard reads, and have nulls (empty buckets, open ranges): :func:`dumps` would
+    encode them twice."""
+    out: bytes = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return out
 
 
 def tagged(value: Any) -> Any:
