@@ -1,6 +1,9 @@
 """The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API
 (the dashboard's ``GET /api/runs…`` and ``metrana.query``'s ``POST /api/query/…``).
 
+Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
+``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
+
 Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
 request path is ours to measure. Reads run in worker threads; writes run on the loop (see
 ``_update_runs``).
@@ -31,6 +34,7 @@ from .dashboard import (
     rl_series_ids,
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .guard import RequestGuard
 from .ingest import INT64_MAX
 from .query_api import Binary, QueryError, answer
 from .store import Store
@@ -70,6 +74,7 @@ class HTTPError(Exception):
 _REASONS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
@@ -122,8 +127,10 @@ class IngestApp:
         api_key: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
+        guard: RequestGuard | None = None,
     ) -> None:
         self.store = store
+        self._guard = guard if guard is not None else RequestGuard()  # loopback names only
         self._api_key = api_key.encode() if api_key else None
         self._max_body = max_body_bytes
         self._max_elements = max_elements
@@ -138,6 +145,14 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        refusal = self._guard.check(scope["method"], scope["headers"])  # before anything else
+        if refusal is not None:
+            body = _dumps(_error(refusal.status, refusal.message))
+            await send({"type": "http.response.start", "status": refusal.status, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
             return
         if scope["path"] in self._static:
             status, headers, static_body = self._static.response(
