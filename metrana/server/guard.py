@@ -93,11 +93,10 @@ class RequestGuard:
     """
 
     def __init__(self, bind_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()) -> None:
-        named = {host_name(n) for n in allowed_hosts}
-        bind = host_name(bind_host) if bind_host.strip() else ""
-        if bind and not _is_address(bind):
-            named.add(bind)
-        self.named = frozenset(named - LOOPBACK_NAMES)
+        named = {host_name(n) for n in allowed_hosts}  # an address among them: accepted anyway
+        if bind_host.strip():
+            named.add(host_name(bind_host))
+        self.named = frozenset(n for n in named - LOOPBACK_NAMES if not _is_address(n))
         self._names = LOOPBACK_NAMES | self.named
 
     def __repr__(self) -> str:
