@@ -141,7 +141,7 @@ async def test_writes_from_the_servers_own_origin_pass(sqlite_server: ServerInfo
     """A page of the server itself (the dashboard) may write: its Origin is the Host it used.
     Any other origin, a different port or name of the same machine included, may not."""
     here = authority(sqlite_server.url)
-    port = urlsplit(sqlite_server.url).port
+    port = urlsplit(sqlite_server.url).port or 0
     async with httpx.AsyncClient(base_url=sqlite_server.url, timeout=30) as client:
         assert (await client.post("/v1/runs", json=CREATE)).status_code == 200
 
