@@ -47,6 +47,7 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABELS = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 _ECHO = 100  # characters of a refused header quoted back (it may come from anyone)
+_REMEMBERED = 64  # accepted Host headers kept parsed
 
 
 @attrs.frozen
@@ -98,6 +99,8 @@ class RequestGuard:
             named.add(host_name(bind_host))
         self.named = frozenset(n for n in named - LOOPBACK_NAMES if not _is_address(n))
         self._names = LOOPBACK_NAMES | self.named
+        # Host headers seen and accepted, parsed: a client sends the same one every request.
+        self._accepted: dict[bytes, tuple[str, int | None]] = {}
 
     def __repr__(self) -> str:
         return f"RequestGuard(named={sorted(self.named)!r})"
@@ -114,22 +117,29 @@ class RequestGuard:
 
         ``headers`` as ASGI gives them: lower-case names, raw values.
         """
-        host: str | None = None
+        raw_host: bytes | None = None
         origin: str | None = None
         referer: str | None = None
-        content_type = ""
+        content_type = b""
         for key, raw in headers:
             if key == b"host":
-                host = raw.decode("latin-1").strip()
+                raw_host = raw
             elif key == b"origin":
                 origin = raw.decode("latin-1").strip()
             elif key == b"referer":
                 referer = raw.decode("latin-1").strip()
             elif key == b"content-type":
-                content_type = raw.decode("latin-1")
-        address = _split_host(host) if host else None
-        if host and (address is None or not self.accepts(address[0])):
-            return self._foreign_host(host, address)
+                content_type = raw
+        host = raw_host.decode("latin-1").strip() if raw_host else ""
+        address = None
+        if raw_host and host:
+            address = self._accepted.get(raw_host)
+            if address is None:
+                address = _split_host(host)
+                if address is None or not self.accepts(address[0]):
+                    return self._foreign_host(host, address)
+                if len(self._accepted) < _REMEMBERED:  # bounded: a sender writes any Host
+                    self._accepted[raw_host] = address
         if method in SAFE_METHODS:
             return None
         source = origin if origin is not None else referer
@@ -140,9 +150,9 @@ class RequestGuard:
                                 f"is not this server's own origin ({own[:_ECHO]}); metrana "
                                 "serve takes writes only from programs (which send no Origin) "
                                 "and from its own pages")
-        media = content_type.split(";", 1)[0].strip().lower()
+        media = content_type.decode("latin-1").split(";", 1)[0].strip().lower()
         if method != "OPTIONS" and media not in WRITE_CONTENT_TYPES:
-            got = f"got {content_type[:_ECHO]!r}" if content_type else "got none"
+            got = f"got {content_type.decode('latin-1')[:_ECHO]!r}" if content_type else "got none"
             return Refusal(415, f"{method:.20} needs 'Content-Type: application/json' ({got}); "
                                 "other types are refused so that a web page cannot write here "
                                 "without the browser asking first")

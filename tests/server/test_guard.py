@@ -25,6 +25,7 @@ import trio
 import metrana
 from metrana._spool import run_spool_dir
 from metrana.server import ServerInfo, serve
+from metrana.server.guard import RequestGuard
 from tests.support import start_serve, stop_serve
 
 CREATE = {"run": {"workspace": "ws", "project": "proj", "runName": "mine"},
@@ -356,3 +357,16 @@ def test_the_clients_requests_carry_no_origin_and_pass(live_server: ServerInfo,
         if s.method != "GET":
             assert s.headers["content-type"] == "application/json", s
         assert s.status in (200, 409), s  # 409: the second session resuming the run
+
+
+def test_a_name_given_to_host_is_accepted_and_addresses_need_no_flag() -> None:
+    """`--host gpu-box.lan` answers to that name; `--host 0.0.0.0` or an address adds no name
+    (every address is accepted); names are compared as browsers send them."""
+    named = RequestGuard("GPU-Box.lan.", ["metrana.example.com", "[fd00::7]"])
+    assert named.named == {"gpu-box.lan", "metrana.example.com"}
+    assert named.describe() == "localhost, any IP address, gpu-box.lan, metrana.example.com"
+    for host in ("gpu-box.lan:8787", "GPU-BOX.LAN", "metrana.example.com:443", "[fd00::7]:1"):
+        assert named.check("GET", [(b"host", host.encode())]) is None, host
+    for bind in ("0.0.0.0", "::", "[::1]", "127.0.0.1", "localhost"):
+        assert RequestGuard(bind).named == frozenset(), bind
+    assert RequestGuard("127.0.0.1", ["bücher.example"]).named == {"xn--bcher-kva.example"}
