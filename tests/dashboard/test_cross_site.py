@@ -7,11 +7,8 @@ Every wait is on something only the test's page sets or a response of the server
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +20,7 @@ from metrana.server import ServerInfo, background_server
 from tests.dashboard.conftest import LAUNCH_ARGS, WAIT_MS
 from tests.dashboard.dashboard_helpers import charts, run_hash
 from tests.helpers import wait_until
+from tests.support import QuietHandler, plain_http_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,7 +40,7 @@ def server(tmp_path: Path) -> Iterator[ServerInfo]:
 def elsewhere() -> Iterator[str]:
     """Another site: a page served from another loopback port (a different origin)."""
 
-    class Page(BaseHTTPRequestHandler):
+    class Page(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             body = b"<!doctype html><title>elsewhere</title><p id=here>another site</p>"
             self.send_response(200)
@@ -51,19 +49,8 @@ def elsewhere() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    site.daemon_threads = True
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{site.server_address[1]}"
-    finally:
-        site.shutdown()
-        site.server_close()
-        thread.join(10)
+    with plain_http_server(Page) as url:
+        yield url
 
 
 def stored(info: ServerInfo) -> dict[str, int]:

@@ -8,11 +8,9 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +24,7 @@ import metrana
 from metrana._spool import run_spool_dir
 from metrana.server import ServerInfo, serve
 from metrana.server.guard import RequestGuard
-from tests.support import start_serve, stop_serve
+from tests.support import QuietHandler, plain_http_server, start_serve, stop_serve
 
 CREATE = {"run": {"workspace": "ws", "project": "proj", "runName": "mine"},
           "createProjectIfMissing": True}
@@ -277,7 +275,7 @@ def recording_proxy(upstream: str) -> Iterator[tuple[str, list[Seen]]]:
     included (so the server judges the client's own headers), and records what it saw."""
     seen: list[Seen] = []
 
-    class Forward(BaseHTTPRequestHandler):
+    class Forward(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def forward(self) -> None:
@@ -296,19 +294,8 @@ def recording_proxy(upstream: str) -> Iterator[tuple[str, list[Seen]]]:
 
         do_GET = do_POST = do_HEAD = do_OPTIONS = forward
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
-    proxy.daemon_threads = True
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{proxy.server_address[1]}", seen
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(10)
+    with plain_http_server(Forward) as url:
+        yield url, seen
 
 
 @attrs.frozen
