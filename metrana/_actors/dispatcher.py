@@ -92,7 +92,7 @@ def describe_failure(exc: httpx.TransportError) -> str:
     causes = _causes(exc)
     if isinstance(exc, httpx.ConnectError) and answered_in_plain_http(causes):
         return PLAIN_HTTP_SERVER  # https:// to a plain-HTTP port (see metrana._scheme)
-    if (any(isinstance(c, ConnectionResetError) for c in causes)
+    if (any(isinstance(c, (ConnectionResetError, BrokenPipeError)) for c in causes)
             or "without sending a response" in str(exc)):
         return NO_ANSWER  # the run creator then asks whether the port speaks TLS
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
