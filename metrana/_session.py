@@ -550,16 +550,29 @@ class BaseSession:
 
     def _log_episodes(self, name: str, values: Any, rl_step: Any, evaluation: bool,
                       episode: Any, env_id: Any, labels: Any, timestamp: int | None) -> None:
-        """``log_rl_episode`` for M environments: one point in each one's series."""
+        """``log_rl_episode`` for M environments: every argument checked, then the M points
+        queued as M scalar calls would queue them (one finished episode is one point, so a
+        :class:`Block` per environment would only cost more, here and in the engine)."""
         rl_step = check_int(rl_step, "rl_step")
         envs = env_id.tolist() if hasattr(env_id, "tolist") else list(env_id)
         floats = one_each(values, len(envs), name)
         episodes = [None if ep is None else check_int(ep, "episode")
                     for ep in per_env(episode, len(envs), "episode")]
-        keys = [self._table.rl(name, "EPISODE", env, None, labels, evaluation) for env in envs]
-        blocks = [self._block(key, ep, rl_step, [value], timestamp)  # every argument checked
-                  for key, ep, value in zip(keys, episodes, floats, strict=True)]
-        self._put_blocks(blocks, len(blocks))
+        table = self._table
+        cache = table.other if labels is None and type(name) is str else {}
+        keys = []
+        for env in envs:
+            key = cache.get((name, "EPISODE", env, None, evaluation))
+            keys.append(key if key is not None
+                        else table.rl(name, "EPISODE", env, None, labels, evaluation))
+        ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
+        items = [(key.index, ep, rl_step, value, ts)
+                 for key, ep, value in zip(keys, episodes, floats, strict=True)]
+        if self._fast:
+            self._inbox.extend(items)
+        else:
+            for item in items:
+                self._put(item)
 
     def _log_env_steps(self, name: str, values: Any, rl_step: Any, evaluation: bool,
                        env_step: Any, episode: Any, env_id: Any, labels: Any,
