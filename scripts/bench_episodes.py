@@ -35,7 +35,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "METRANA_SPOOL_DIR": str(Path(tmp) / "spool"),
-               "METRANA_LOG_LEVEL": "Error"}
+               "METRANA_CLOSE_TIMEOUT": "600", "METRANA_LOG_LEVEL": "Error"}
         sink, url = start([sys.executable, str(HERE / "counting_sink.py")])
         try:
             for envs in args.envs:
