@@ -78,11 +78,13 @@ def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
             f"its arguments are: {', '.join(known)}")
 
 
-def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str
-           ) -> tuple[Session | TrioSession, float]:
+def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str,
+           attributes: Sequence[dict[str, Any]] = ()) -> tuple[Session | TrioSession, float]:
     """Validate init()-style arguments into a (not yet started) session.
 
-    ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors.
+    ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors;
+    ``attributes``: wire attribute updates sent besides the config's (``metrana import``'s
+    ``import/source`` and ``tags/...``).
     """
     arguments = dict(arguments)
     options = arguments.pop("options", {}) or {}
@@ -92,7 +94,7 @@ def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], ca
     init_timeout = float(options.pop("init_timeout", DEFAULT_INIT_TIMEOUT))
     config = arguments.pop("config", None)
     settings = resolve_settings(arguments)
-    attributes = flatten_config(config) if config is not None else []
+    attributes = [*(flatten_config(config) if config is not None else []), *attributes]
     rank = process_rank()
     if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
         return DisabledSession(settings, rank[0]), init_timeout
@@ -251,7 +253,7 @@ def log(
     step: Steps = None,
     labels: Mapping[str, str] | None = None,
     evaluation: bool = False,
-    timestamp: int | None = None,
+    timestamp: Steps = None,
 ) -> None:
     """Log a metric value, or a dict of them, to the run started by :func:`init`.
 

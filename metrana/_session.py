@@ -42,6 +42,7 @@ from ._vector import (
     per_env,
     rows,
     steps_for,
+    timestamps_for,
 )
 
 __all__ = ["BaseSession", "State", "close_advice"]
@@ -308,9 +309,12 @@ class BaseSession:
         step: Steps = None,
         labels: Mapping[str, str] | None = None,
         evaluation: bool = False,
-        timestamp: int | None = None,
+        timestamp: Steps = None,
     ) -> None:
         """Log one value (``log("loss", 0.5)``) or several (``log({"loss": 0.5, "acc": 0.9})``).
+
+        With a 1-D sequence or array of values, ``step`` is the first step or one per value,
+        and ``timestamp`` one for all or one per value (Unix ns).
 
         Raises:
             TypeError: the value or labels have the wrong type.
@@ -407,20 +411,27 @@ class BaseSession:
             self._raise_held()
         self._inbox.put_pair(key.index, (value, ts))
 
-    def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
-        """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
+    def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: Any) -> None:
+        """``log(name, [v0, v1, ...])``: consecutive points of one series in one call;
+        ``timestamp`` one for all, or one per value (points recorded earlier, e.g. imported)."""
         floats = as_values(values, key.name)
         steps = steps_for(step, len(floats), "step")
-        self._put_blocks([self._block(key, steps, None, floats, timestamp)], len(floats))
+        stamps: int | list[int]
+        if timestamp is not None and is_vector(timestamp):
+            stamps = timestamps_for(timestamp, len(floats))
+            if stamps:
+                self._timestamp(min(stamps))  # warns once if they look like seconds
+        else:
+            stamps = _time_ns() if timestamp is None else self._timestamp(timestamp)
+        self._put_blocks([self._block(key, steps, None, floats, stamps)], len(floats))
 
     def _block(self, key: SeriesKey, steps: Any, major: int | None, floats: list[float],
-               timestamp: int | None) -> Block:
+               ts: int | list[int]) -> Block:
         self._demote(key)
         if steps is not None:
             key.manual_seen = True
         key.vector_seen = True
-        return Block(key, steps, major, floats,
-                     _time_ns() if timestamp is None else self._timestamp(timestamp))
+        return Block(key, steps, major, floats, ts)
 
     def _put_blocks(self, blocks: list[Block], points: int) -> None:
         if self._state is not State.OPEN:
@@ -437,7 +448,7 @@ class BaseSession:
         step: Steps,
         labels: Mapping[str, str] | None,
         evaluation: bool,
-        timestamp: int | None,
+        timestamp: Steps,
     ) -> None:
         if value is not None:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
@@ -584,12 +595,13 @@ class BaseSession:
             episodes = per_env(episode, len(envs), "episode")
         else:
             envs, value_rows, episodes = [env_id], [as_values(values, name)], [episode]
+        stamp = _time_ns() if timestamp is None else self._timestamp(timestamp)
         blocks = []
         points = 0
         for env, ep, floats in zip(envs, episodes, value_rows, strict=True):
             ep = None if ep is None else check_int(ep, "episode")
             key = self._table.rl(name, "ENVIRONMENT_STEP", env, ep, labels, evaluation)
             steps = steps_for(env_step, len(floats), "env_step")
-            blocks.append(self._block(key, steps, rl_step, floats, timestamp))
+            blocks.append(self._block(key, steps, rl_step, floats, stamp))
             points += len(floats)
         self._put_blocks(blocks, points)

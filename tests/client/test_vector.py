@@ -134,3 +134,25 @@ def test_vectorized_episodes_are_checked_at_the_call_site(live_server: ServerInf
         with pytest.raises(TypeError, match="must be a number"):
             run.log_rl_episode("ret", [1.0, "x"], rl_step=0, env_id=envs)
     assert run.get_metrics().logged == 0
+
+
+def test_one_timestamp_per_value(live_server: ServerInfo) -> None:
+    """timestamp= may give each value of a vectorized call its own time (points recorded
+    earlier, e.g. imported); a wrong length or float seconds fail in the call."""
+    stamps = np.array([1_700_000_000_000_000_001, 1_700_000_001_000_000_002,
+                       1_700_000_002_500_000_003])
+    with open_run(live_server) as run:
+        run.log("imported", [1.0, 2.0, 3.0], step=[5, 6, 9], timestamp=stamps)
+        run.log("listed", [1.0, 2.0], timestamp=[1_700_000_000_000_000_000,
+                                                 1_700_000_000_000_001_000])
+        with pytest.raises(ValueError, match="timestamp has 2 entries for 3 values"):
+            run.log("imported", [4.0, 5.0, 6.0], step=[10, 11, 12], timestamp=stamps[:2])
+        with pytest.raises(TypeError, match="integer nanoseconds"):
+            run.log("imported", [4.0], step=[10], timestamp=np.array([1.7e9]))
+    stored = read_points(live_server, run.run_name)
+    assert [(p["step"], p["timestamp_ns"]) for p in stored["imported"]] == [
+        (5, 1_700_000_000_000_000_001), (6, 1_700_000_001_000_000_002),
+        (9, 1_700_000_002_500_000_003)]
+    assert [p["timestamp_ns"] for p in stored["listed"]] == [1_700_000_000_000_000_000,
+                                                            1_700_000_000_000_001_000]
+    assert run.get_metrics().logged == 5
