@@ -357,3 +357,36 @@ def test_a_name_given_to_host_is_accepted_and_addresses_need_no_flag() -> None:
     for bind in ("0.0.0.0", "::", "[::1]", "127.0.0.1", "localhost"):
         assert RequestGuard(bind).named == frozenset(), bind
     assert RequestGuard("127.0.0.1", ["bücher.example"]).named == {"xn--bcher-kva.example"}
+
+
+def test_grpc_calls_are_judged_by_their_authority(tmp_path: Path) -> None:
+    """gRPC (HTTP/2, no Origin) passes under a name of the server; under another name it ends
+    with PERMISSION_DENIED and the same message, and stores nothing."""
+    import grpc
+    from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
+    from metrana_protobuf.ingestion.v1.types import run_definition_pb2
+
+    proc, url = start_serve(tmp_path / "grpc.sqlite3", "--allowed-host", "metrana.example.com")
+    target = url.removeprefix("http://")
+    port = urlsplit(url).port
+
+    def initialize(authority: str, run: str) -> list[Any]:
+        request = api_pb2.InitializeRunLoggingRequest(
+            run=run_definition_pb2.Run(workspace="ws", project="proj", run_name=run),
+            create_project_if_missing=True)
+        with grpc.insecure_channel(target, options=[("grpc.default_authority", authority)]
+                                   ) as channel:
+            stub = api_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+            return list(stub.InitializeRunLogging(request, timeout=30))
+
+    try:
+        assert initialize(target, "by-address")
+        assert initialize(f"metrana.example.com:{port}", "by-name")
+        with pytest.raises(grpc.RpcError) as refused:
+            initialize(f"evil.example:{port}", "rebound")
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "--allowed-host evil.example;" in refused.value.details()
+        runs = httpx.get(url + "/api/runs").json()["runs"]
+        assert sorted(r["run"] for r in runs) == ["by-address", "by-name"]
+    finally:
+        stop_serve(proc)
