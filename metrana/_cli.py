@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from ._cli_common import (
     CLIError as _CLIError,
@@ -28,6 +28,9 @@ from ._cli_common import (
     is_url as _is_url,
 )
 from ._wire import json_number, number_from_json
+
+if TYPE_CHECKING:
+    from .server.guard import RequestGuard
 
 __all__ = ["main"]
 
@@ -65,6 +68,12 @@ password).
 It listens on loopback (127.0.0.1) unless --host says otherwise. To require an API key, set
 METRANA_SERVER_API_KEY in its environment (preferred: a --api-key argument is visible to
 every user of the machine in 'ps'); clients then send it as api_key= or METRANA_API_KEY.
+
+It answers requests addressed to localhost, to an IP address, to the name given as --host, or
+to a name given with --allowed-host (repeatable), and refuses others (403): a web page could
+otherwise reach it through DNS rebinding. Writes (every method but GET and HEAD) need
+'Content-Type: application/json' and no Origin header but the server's own, so that no web
+page can write to it.
 """
 
 _READ_SOURCE_HELP = """\
@@ -153,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
                            description=_SERVE_HELP, formatter_class=raw)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests addressed to NAME (a DNS name of this server, "
+                            "a reverse proxy's); repeatable")
     serve.add_argument("--port", type=_port, default=8787,
                        help="port (default 8787; 0 picks a free one and prints it)")
     serve.add_argument("--db", default=None, metavar="PATH|URL",
@@ -334,8 +346,14 @@ def _sync(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
+    from ._config import is_loopback_host
+    from .server.guard import RequestGuard
     from .server.runner import serve, startup_problem, warn_if_public
 
+    try:
+        guard = RequestGuard(args.host, args.allowed_host)
+    except ValueError as exc:
+        raise _CLIError(f"--allowed-host: {exc}", status=2) from None
     db: str | Path = args.db or _default_db()
     if not _is_url(str(db)):
         db = Path(db).expanduser()
@@ -359,11 +377,14 @@ def _serve(args: argparse.Namespace) -> int:
                     host=args.host,
                     port=args.port,
                     api_key=api_key,
+                    allowed_hosts=args.allowed_host,
                     handle_signals=True,
                     task_status=task_status,
                 )
             )
             print(f"metrana serve: listening on {info.url}", flush=True)
+            if guard.named or not is_loopback_host(args.host):
+                print(f"metrana serve: {_names_accepted(guard, info.url)}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
                   + (" and an api_key" if api_key else "")
@@ -381,6 +402,19 @@ def _serve(args: argparse.Namespace) -> int:
         raise _CLIError(problem) from None
     print("metrana serve: stopped; all acknowledged data is committed", flush=True)
     return 0
+
+
+def _names_accepted(guard: RequestGuard, url: str) -> str:
+    """Which names clients may put in their URL, and how to add one (``--host`` not loopback)."""
+    from .server.guard import machine_name
+
+    text = f"answers requests addressed to {guard.describe()}"
+    name = machine_name()
+    if name is None or guard.accepts(name):
+        return text + "; add others with --allowed-host NAME"
+    port = url.rsplit(":", 1)[-1]
+    return (text + f"; to reach it as http://{name}:{port} (or by another name), start it with "
+                   f"--allowed-host {name}")
 
 
 # ------------------------------------------------------------------------ runs / export

@@ -38,6 +38,7 @@ from ._vector import (
     Steps,
     as_values,
     is_vector,
+    one_each,
     per_env,
     rows,
     steps_for,
@@ -486,16 +487,26 @@ class BaseSession:
         value: Any,
         rl_step: int,
         evaluation: bool = False,
-        episode: int | None = None,
-        env_id: str | int | None = None,
+        episode: Steps = None,
+        env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: int | None = None,
     ) -> None:
-        """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
+        """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented
+        per (metric, env, labels) series.
+
+        Vectorized: ``env_id=[...]`` (M environments) with ``value`` of shape ``[M]``, one
+        finished episode each; ``episode`` an int or M ints (automatic per environment when
+        left out).
+        """
         key = None
         if labels is None and (env_id is None or type(env_id) is str):
             key = self._table.other.get((metric_name, "EPISODE", env_id, None, evaluation))
         if key is None:
+            if is_vector(env_id):
+                self._log_episodes(metric_name, value, rl_step, evaluation, episode, env_id,
+                                   labels, timestamp)
+                return
             key = self._table.rl(metric_name, "EPISODE", env_id, None, labels, evaluation)
         if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
@@ -547,6 +558,32 @@ class BaseSession:
             value = coerce_value(value, metric_name)
         self._queue((key.index, env_step, rl_step, value,
                      _time_ns() if timestamp is None else self._timestamp(timestamp)))
+
+    def _log_episodes(self, name: str, values: Any, rl_step: Any, evaluation: bool,
+                      episode: Any, env_id: Any, labels: Any, timestamp: int | None) -> None:
+        """``log_rl_episode`` for M environments: every argument checked, then the M points
+        queued as M scalar calls would queue them (one finished episode is one point, so a
+        :class:`Block` per environment would only cost more, here and in the engine)."""
+        rl_step = check_int(rl_step, "rl_step")
+        envs = env_id.tolist() if hasattr(env_id, "tolist") else list(env_id)
+        floats = one_each(values, len(envs), name)
+        episodes = [None if ep is None else check_int(ep, "episode")
+                    for ep in per_env(episode, len(envs), "episode")]
+        table = self._table
+        cache = table.other if labels is None and type(name) is str else {}
+        keys = []
+        for env in envs:
+            key = cache.get((name, "EPISODE", env, None, evaluation))
+            keys.append(key if key is not None
+                        else table.rl(name, "EPISODE", env, None, labels, evaluation))
+        ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
+        items = [(key.index, ep, rl_step, value, ts)
+                 for key, ep, value in zip(keys, episodes, floats, strict=True)]
+        if self._fast:
+            self._inbox.extend(items)
+        else:
+            for item in items:
+                self._put(item)
 
     def _log_env_steps(self, name: str, values: Any, rl_step: Any, evaluation: bool,
                        env_step: Any, episode: Any, env_id: Any, labels: Any,

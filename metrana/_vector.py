@@ -14,8 +14,8 @@ import attrs
 
 from ._series import MAX_STEP, SeriesKey, check_int, check_timestamp, coerce_value
 
-__all__ = ["ArrayLike", "Block", "Steps", "as_values", "is_vector", "rows", "steps_for",
-           "timestamps_for"]
+__all__ = ["ArrayLike", "Block", "Steps", "as_values", "is_vector", "one_each", "per_env", "rows",
+           "steps_for", "timestamps_for"]
 
 # A numpy array (or anything with ``ndim`` and ``tolist``); numpy itself is optional.
 ArrayLike = Any
@@ -100,6 +100,21 @@ def rows(values: Any, count: int, name: str) -> list[list[float]]:
     if len(values) != count:
         raise ValueError(f"values for {name!r} have {len(values)} rows for {count} envs")
     return [as_values(row, name) if is_vector(row) else [coerce_value(row, name)] for row in values]
+
+
+def one_each(values: Any, count: int, name: str) -> list[float]:
+    """``[M]`` values for M environments, one each (a finished episode's return, say)."""
+    if not is_vector(values):
+        raise TypeError(f"with a list of env_id, values for {name!r} must be a list or array "
+                        f"of one value per environment, got {type(values).__name__}")
+    nested = isinstance(values, (list, tuple)) and any(is_vector(v) for v in values)
+    if getattr(values, "ndim", 1) != 1 or nested:
+        raise TypeError(f"values for {name!r} must have shape [envs], one finished episode "
+                        f"per environment; got {getattr(values, 'shape', 'a nested sequence')}")
+    floats = as_values(values, name)
+    if len(floats) != count:
+        raise ValueError(f"values for {name!r} have {len(floats)} entries for {count} envs")
+    return floats
 
 
 def steps_for(step: Any, count: int, what: str) -> int | list[int] | None:

@@ -62,7 +62,7 @@ class QueryClient:
             self._transport = local
         else:
             resolved = normalize_ingestion_url(
-                url or os.environ.get("METRANA_INGESTION_URL") or DEFAULT_URL)
+                url or os.environ.get("METRANA_INGESTION_URL") or DEFAULT_URL, "url")
             key = api_key or os.environ.get("METRANA_API_KEY") or None
             self._where = resolved
             self._transport = HttpTransport(resolved, key, transport=transport)

@@ -2,6 +2,9 @@
 ``POST /v1/runs:update``), the read API (``POST /api/query/<route>``, :mod:`.read_api`, with
 the documented ``GET /api/runs…`` as aliases of its routes) and the dashboard's files.
 
+Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
+``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
+
 Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
 request path is ours to measure. The loop only moves bytes: parsing, storing and reading run in
 worker threads, and writes one request at a time (``INGEST_CONCURRENCY``), so the loop stays
@@ -22,6 +25,7 @@ from loguru import logger
 from .auth import key_problem
 from .errors import Conflict, NotFound, QueryError, Unavailable, Unprocessable
 from .grpc_ingest import GrpcIngest
+from .guard import RequestGuard
 from .protobuf_v06 import PACKAGE, descriptor
 from .read_api import alias, answer
 from .static_files import StaticFiles
@@ -63,6 +67,7 @@ class HTTPError(Exception):
 _REASONS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
@@ -89,8 +94,10 @@ class IngestApp:
         api_key: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
+        guard: RequestGuard | None = None,
     ) -> None:
         self.store = store
+        self._guard = guard if guard is not None else RequestGuard()  # loopback names only
         self._api_key = api_key.encode() if api_key else None
         self._max_body = max_body_bytes
         self._max_elements = max_elements
@@ -108,6 +115,17 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        refusal = self._guard.check(scope["method"], scope["headers"])  # before anything else
+        if refusal is not None:
+            if GrpcIngest.handles(scope) and scope.get("http_version") == "2":
+                await GrpcIngest.refuse(send, refusal.message)
+                return
+            body = dumps(_error(refusal.status, refusal.message))
+            await send({"type": "http.response.start", "status": refusal.status, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
             return
         if GrpcIngest.handles(scope):
             await self._grpc(scope, receive, send)

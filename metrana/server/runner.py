@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -24,6 +24,7 @@ import trio
 from .._config import is_loopback_host
 from .app import DEFAULT_MAX_BODY_BYTES, IngestApp
 from .errors import DatabaseError, SchemaError
+from .guard import RequestGuard
 from .store import Store
 from .store.database import sqlite_file_problem
 
@@ -45,19 +46,26 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8787,
     api_key: str | None = None,
+    allowed_hosts: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM).
 
-    ``db_path``: a SQLite file, or a ``postgresql://`` URL.
+    ``db_path``: a SQLite file, or a ``postgresql://`` URL. Requests are served when their
+    ``Host`` is ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` (see
+    :mod:`metrana.server.guard`).
+
+    Raises:
+        ValueError: an allowed host that is not a host name (before anything starts).
     """
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
+    guard = RequestGuard(host, allowed_hosts)
     store = Store(db_path)
-    app = IngestApp(store, api_key=api_key, max_body_bytes=max_body_bytes)
+    app = IngestApp(store, api_key=api_key, max_body_bytes=max_body_bytes, guard=guard)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.loglevel = "WARNING"
@@ -90,7 +98,8 @@ async def serve(
 
 @contextmanager
 def background_server(
-    db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None
+    db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Iterator[ServerInfo]:
     """Run a server on its own thread for the duration of the ``with`` block."""
     started = threading.Event()
@@ -111,6 +120,7 @@ def background_server(
                             host=host,
                             port=port,
                             api_key=api_key,
+                            allowed_hosts=allowed_hosts,
                             task_status=task_status,
                         )
                     )

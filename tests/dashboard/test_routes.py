@@ -38,7 +38,7 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
         again = client.get("/static/dashboard.js", headers={"If-None-Match": etag})
         assert again.status_code == 304 and again.content == b""
         assert client.head("/static/dashboard.js").content == b""
-        assert client.post("/").status_code == 405
+        assert client.post("/", headers={"Content-Type": "application/json"}).status_code == 405
         # Only the package's files: nothing else can be named.
         for path in ("/static/", "/static/missing.js", "/static/../store.py",
                      "/static/%2e%2e/store.py", "/index.html"):

@@ -150,7 +150,8 @@ async def test_bad_requests_are_refused_with_a_reason(
     await client.post("/v1/runs", json=create_body())
     good = update_body([{"step": "0", "floatValue": 1.0}])
     assert (await client.post("/v1/runs:update", json=good)).status_code == 200
-    response = await client.post("/v1/runs:update", content=content, headers=headers)
+    response = await client.post("/v1/runs:update", content=content,
+                                 headers={"Content-Type": "application/json", **headers})
     assert response.status_code == status, response.text
     assert says in response.json()["message"]
     assert len(await stored_points(client)) == 1
@@ -174,7 +175,8 @@ async def test_oversized_body_is_413(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         info = await nursery.start(lambda task_status: serve(
             db_path=tmp_path / "s.db", port=0, max_body_bytes=1000, task_status=task_status))
-        async with httpx.AsyncClient(base_url=info.url) as client:
+        async with httpx.AsyncClient(base_url=info.url,
+                                     headers={"Content-Type": "application/json"}) as client:
             big = b"{" + b" " * 2000 + b"}"
             assert (await client.post("/v1/runs:update", content=big)).status_code == 413
             bomb = gzip.compress(big)
