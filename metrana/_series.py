@@ -247,7 +247,7 @@ class SeriesTable:
                 raise TypeError(_kind_message(key.name, kind, key.kind))
             known = self._interned.get(key.identity)
             if known is not None:
-                if known.meta != key.meta:
+                if key.meta and known.meta != key.meta:  # none given: the series' own
                     raise ValueError(
                         f"{key.name!r} was first logged with axis titles {dict(known.meta)}; a "
                         f"series keeps its titles, got {dict(key.meta)}")

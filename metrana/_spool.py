@@ -51,7 +51,8 @@ _HEADER = struct.Struct(">II")
 _MAX_RECORD = 512 * 1024**2
 MANIFEST = "run.json"
 
-Point = tuple[int, "int | None", float, int]
+# (step, major, value, ts): the value a float, or a histogram or cloud (metrana._values).
+Point = tuple[int, "int | None", Any, int]
 SeriesPoints = tuple[SeriesKey, bool, Sequence[Point]]
 
 

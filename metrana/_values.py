@@ -125,8 +125,8 @@ class Histogram:
         if np.any(np.diff(edge_array) <= 0):
             at = int(np.argmax(np.diff(edge_array) <= 0))
             raise ValueError(f"Histogram edges must be strictly increasing: edge {at + 1} "
-                             f"({edge_array[at + 1]!r}) is not above edge {at} "
-                             f"({edge_array[at]!r})")
+                             f"({float(edge_array[at + 1])!r}) is not above edge {at} "
+                             f"({float(edge_array[at])!r})")
         self.edges = edge_array
         self.counts: I64 | None = values if counts is not None else None
         self.densities: F64 | None = values if densities is not None else None
@@ -212,7 +212,7 @@ def _stats(stats: Sequence[float]) -> tuple[float, float, float, float]:
         raise ValueError("Histogram stats must be finite")
     if values[0] > values[1]:
         raise ValueError(f"Histogram stats: min {values[0]!r} is above max {values[1]!r}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2], values[3]
 
 
 def _warn_not_finite(count: int, total: int) -> None:
@@ -242,7 +242,7 @@ class Scatter:
 
     @property
     def weight(self) -> int:
-        return 1 + (3 if self.zs is not None else 2) * self.xs.shape[0] // _NUMBERS_PER_WEIGHT
+        return 1 + (3 if self.zs is not None else 2) * int(self.xs.shape[0]) // _NUMBERS_PER_WEIGHT
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Scatter):

@@ -306,7 +306,7 @@ def encode_update(
     workspace: str,
     project: str,
     run_name: str,
-    series: Iterable[tuple[str, bool, Sequence[tuple[int | None, Sequence[Any]]]]],
+    series: Iterable[tuple[str, int, Sequence[tuple[int | None, Sequence[Any]]]]],
     attributes: Sequence[dict[str, Any]] = (),
     *,
     close_run: bool = False,

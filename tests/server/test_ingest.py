@@ -147,10 +147,6 @@ def test_step_and_timestamp_bounds_are_exactly_int64() -> None:
 UNSUPPORTED = [
     ("envAttrUpdates", [{"environmentId": "e", "attributes": [{"path": "x", "intValue": "1"}]}],
      "runUpdates[0].env_attr_updates is valid but not stored by this server"),
-    ("histogramSeries", [{"metricName": "h", "scale": "ML_STEP", "points": [{}]}],
-     "runUpdates[0].histogram_series is valid but not stored by this server"),
-    ("scatterSeries", [{"metricName": "s", "points": [{}]}],
-     "runUpdates[0].scatter_series is valid but not stored by this server"),
     ("seriesDeclarations", [{"metricName": "d", "declarationId": "1"}],
      "runUpdates[0].series_declarations is valid but not stored by this server"),
     ("streamingSeries", [{"seriesId": "1", "pointBatches": [{"values": [1.0]}]}],

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
-from . import read, views, write
+from . import read, values, views, write
 from .database import Database, Tx, open_database
 from .filters import Compiler, SeriesName
 from .schema import ensure_schema
@@ -97,6 +97,49 @@ class Store:
             attributes = read.attributes_of(tx, run.id)
             series = read.series_of_run(tx, run.id)
         return views.run_detail(run, attributes, series, now)
+
+    # ------------------------------------------------------ histograms and point clouds
+
+    def value_series(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
+        """The run's histogram and scatter series, with their last point's summary."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            return {"series": values.value_series(tx, run.id)}
+
+    def value_chart(self, workspace: str, project: str, run_name: str, series_id: int,
+                    columns: int) -> dict[str, Any]:
+        """A histogram series as a distribution-over-steps chart (:func:`.values.histogram_chart`),
+        or a scatter series' steps."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.one_series(tx, run.id, series_id)
+            if series["kind"] == values.HISTOGRAM:
+                return {"series": series, **values.histogram_chart(tx, series_id, columns)}
+            return {"series": series, "steps": values.value_steps(tx, series)}
+
+    def value_at(self, workspace: str, project: str, run_name: str, series_id: int,
+                 step: int) -> dict[str, Any]:
+        """The histogram or point cloud a series holds at ``step``."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            return values.value_at(tx, values.one_series(tx, run.id, series_id), step)
+
+    def histograms(self, workspace: str, project: str, run_name: str, metric: str
+                   ) -> dict[str, Any]:
+        """Every histogram of a run's series ``metric``, in step order, edges shared."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.find_series(tx, run.id, metric, (values.HISTOGRAM,))
+            return {"series": series, **values.histogram_points(tx, series["id"])}
+
+    def scatter(self, workspace: str, project: str, run_name: str, metric: str,
+                step: int | None) -> dict[str, Any]:
+        """A run's scatter series ``metric``: every step's cloud, or the one at ``step``."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.find_series(tx, run.id, metric, ("scatter", "scatter3d"))
+            return {"series": series, "points": values.scatter_points(
+                tx, series["id"], series["kind"] == "scatter3d", step)}
 
     def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
                        ) -> dict[str, Any]:
