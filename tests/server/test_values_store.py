@@ -31,7 +31,7 @@ def hist(*points: dict[str, Any], name: str = "h") -> dict[str, Any]:
     return {"metricName": name, "scale": "ML_STEP", "points": list(points)}
 
 
-def hpoint(step: int, edges: list[float], counts: list[int] | None = None, **extra: Any
+def hpoint(step: int, edges: list[Any], counts: list[int] | None = None, **extra: Any
            ) -> dict[str, Any]:
     point: dict[str, Any] = {"step": str(step), "timestampMillis": "1700000000000",
                              "binEdges": edges, **extra}
