@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ WS, PROJECT = "dash-values", "proj"
 BINS, STEPS = 512, 10_000
 
 
-def counts_at(step: int) -> np.ndarray:
+def counts_at(step: int) -> Any:
     """The known series: a bump drifting across 512 bins, its height and spread changing."""
     centre = 50 + 400 * step / STEPS
     width = 10 + 30 * (step % 97) / 97
@@ -98,7 +99,8 @@ def test_clouds_are_drawn_at_the_chosen_step_in_run_and_compare_views(
                 n = 100 * (step + 1)
                 session.log_scatter("policy/actions", rng.normal(size=n), rng.normal(size=n),
                                     x_title="steer", y_title="throttle")
-                session.log_scatter3d("embedding", *rng.normal(size=(3, n + 1)), step=step * 10)
+                xs, ys, zs = rng.normal(size=(3, n + 1))
+                session.log_scatter3d("embedding", xs, ys, zs, step=step * 10)
                 session.log_histogram("grads", rng.normal(size=1000), step=step)
     page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "cloud-a"))
     page.wait_for_selector("body[data-ready]")
