@@ -107,15 +107,18 @@ class Store:
             return {"series": values.value_series(tx, run.id)}
 
     def value_chart(self, workspace: str, project: str, run_name: str, series_id: int,
-                    columns: int) -> dict[str, Any]:
+                    columns: int) -> bytes:
         """A histogram series as a distribution-over-steps chart (:func:`.values.histogram_chart`),
         or a scatter series' steps."""
         with self.db.read() as tx:
             run = read.run(tx, workspace, project, run_name)
             series = values.one_series(tx, run.id, series_id)
             if series["kind"] == values.HISTOGRAM:
-                return {"series": series, **values.histogram_chart(tx, series_id, columns)}
-            return {"series": series, "steps": values.value_steps(tx, series)}
+                chart = values.histogram_chart(tx, series_id, columns)
+            else:
+                chart = {"steps": values.value_steps(tx, series)}
+        # Finite numbers and None only (numpy columns as they are): encoded once.
+        return views.encoded({"series": series, **chart})
 
     def value_at(self, workspace: str, project: str, run_name: str, series_id: int,
                  step: int) -> dict[str, Any]:

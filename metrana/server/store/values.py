@@ -271,69 +271,91 @@ def value_at(tx: Tx, series: dict[str, Any], step: int) -> dict[str, Any]:
     return points[0]
 
 
+def _decode_rows(blobs: list[bytes], width: int) -> npt.NDArray[np.float64]:
+    """Blobs of ``width`` numbers each as one matrix: decompressed one by one, then read per
+    type in one ``frombuffer`` (not one array per row)."""
+    matrix = np.empty((len(blobs), width))
+    by_code: dict[int, tuple[list[int], list[bytes]]] = {}
+    for i, blob in enumerate(blobs):
+        code = blob[0]
+        rows, parts = by_code.setdefault(code & 0x0F, ([], []))
+        rows.append(i)
+        parts.append(zlib.decompress(blob[1:]) if code & _ZLIB else blob[1:])
+    for code, (rows, parts) in by_code.items():
+        matrix[rows] = np.frombuffer(b"".join(parts), dtype=_DTYPES[code]).reshape(len(rows),
+                                                                                  width)
+    return matrix
+
+
 def histogram_chart(tx: Tx, series_id: int, columns: int) -> dict[str, Any]:
-    """A distribution-over-steps chart: the steps cut into at most ``columns`` equal groups
-    (consecutive stored steps), and per group the share of values in each bin of one value
-    grid (the series' edges when it kept them; else ``rows`` equal bins over all edges),
-    averaged over the group's histograms; with each group's min, max and mean (from the
-    stats when given, else from the bins)."""
+    """A distribution-over-steps chart: the steps cut into at most ``columns`` groups of
+    consecutive stored steps, and per group the share of values in each bin of one value grid
+    (the series' edges when it kept them; else 256 equal bins over all edges), averaged over
+    the group's histograms, as integers in millionths; with each group's min, max and mean
+    (from the stats when logged, else from the occupied bins)."""
     edges = _edges(tx, series_id)
-    rows = tx.all("SELECT step, edges_id, densities, data, vmin, vmax, vsum, vsumsq FROM "
+    rows = tx.all("SELECT step, edges_id, densities, data, vmin, vmax, vsum FROM "
                   "histogram_points WHERE series_id = ? ORDER BY step", (series_id,))
     n = len(rows)
     if not n:
-        return {"steps": [], "grid": [], "cells": [], "min": [], "max": [], "mean": [],
-                "first": [], "last": []}
+        return {"steps": [], "count": 0, "grid": [], "cells": [], "min": [], "max": [],
+                "mean": [], "first": [], "last": []}
     if len(edges) == 1:
         grid = next(iter(edges.values()))
     else:
-        low = min(float(e[0]) for e in edges.values())
-        high = max(float(e[-1]) for e in edges.values())
-        grid = np.linspace(low, high, 257)
-    width = grid.shape[0] - 1
+        grid = np.linspace(min(float(e[0]) for e in edges.values()),
+                           max(float(e[-1]) for e in edges.values()), 257)
+    steps = np.fromiter((r[0] for r in rows), np.int64, n)
+    edge_ids = np.fromiter((r[1] for r in rows), np.int64, n)
+    dense = np.fromiter((r[2] for r in rows), np.int64, n).astype(bool)
+    stat = np.array([(np.nan if r[4] is None else r[4], np.nan if r[5] is None else r[5],
+                      np.nan if r[6] is None else r[6]) for r in rows], dtype=np.float64)
+    shares = np.empty((n, grid.shape[0] - 1), dtype=np.float32)
+    mins, maxs, means = stat[:, 0].copy(), stat[:, 1].copy(), np.full(n, np.nan)
+    for edges_id, own in edges.items():  # the steps of each distinct edges at once
+        picked = np.flatnonzero(edge_ids == edges_id)
+        if not picked.size:
+            continue
+        mass = _decode_rows([bytes(rows[i][3]) for i in picked.tolist()], own.shape[0] - 1)
+        counted = np.where(dense[picked], 0.0, mass.sum(axis=1))
+        if dense[picked].any():
+            mass[dense[picked]] *= np.diff(own)
+        whole = mass.sum(axis=1)
+        scale = np.divide(1.0, whole, out=np.zeros_like(whole), where=whole > 0)
+        centres = (own[:-1] + own[1:]) / 2
+        with np.errstate(all="ignore"):
+            means[picked] = np.where(np.isnan(stat[picked, 2]) | (counted == 0),
+                                     (mass @ centres) * scale, stat[picked, 2] / counted)
+        means[picked[whole == 0]] = np.nan
+        unlogged = np.flatnonzero(np.isnan(stat[picked, 0]) & (whole > 0))
+        if unlogged.size:  # no stats: the occupied bins' outer edges
+            occupied = mass[unlogged] > 0
+            mins[picked[unlogged]] = own[np.argmax(occupied, axis=1)]
+            maxs[picked[unlogged]] = own[own.shape[0] - 1 - np.argmax(occupied[:, ::-1], axis=1)]
+        fractions = (mass * scale[:, None]).astype(np.float32)
+        if own is grid:
+            shares[picked] = fractions
+        else:  # proportional overlap: the CDF at the grid's edges, differenced
+            cdf = np.concatenate([np.zeros((picked.size, 1), np.float32),
+                                  np.cumsum(fractions, axis=1)], 1)
+            at = np.interp(grid, own, np.arange(own.shape[0]))  # fractional edge positions
+            low = np.clip(np.floor(at).astype(np.int64), 0, own.shape[0] - 2)
+            part = (at - low).astype(np.float32)
+            shares[picked] = np.diff(cdf[:, low] * (1 - part) + cdf[:, low + 1] * part, axis=1)
     groups = min(columns, n)
     bounds = (np.arange(groups + 1) * n) // groups
-    shares = np.zeros((n, width))
-    mins = np.empty(n)
-    maxs = np.empty(n)
-    means = np.empty(n)
-    steps = np.empty(n, np.int64)
-    for i, (step, edges_id, densities, blob, low_, high_, total, _squares) in enumerate(rows):
-        steps[i] = step
-        own = edges[int(edges_id)]
-        values = decode_numbers(bytes(blob)).astype(np.float64)
-        mass = values * np.diff(own) if densities else values
-        whole = mass.sum()
-        fractions = mass / whole if whole > 0 else mass
-        if own is grid:
-            shares[i] = fractions
-        else:  # proportional overlap: the CDF at the grid's edges, differenced
-            cdf = np.concatenate([[0.0], np.cumsum(fractions)])
-            shares[i] = np.diff(np.interp(grid, own, cdf))
-        centres = (own[:-1] + own[1:]) / 2
-        occupied = np.flatnonzero(values > 0)
-        if low_ is not None:
-            mins[i], maxs[i] = low_, high_
-            counted = values.sum() if not densities else 0
-            means[i] = total / counted if counted else float(np.dot(fractions, centres))
-        elif occupied.size:
-            mins[i], maxs[i] = own[occupied[0]], own[occupied[-1] + 1]
-            means[i] = float(np.dot(fractions, centres))
-        else:
-            mins[i] = maxs[i] = means[i] = math.nan
-    cells = np.add.reduceat(shares, bounds[:-1], axis=0) / np.diff(bounds)[:, None]
+    starts = bounds[:-1]
+    cells = np.add.reduceat(shares, starts, axis=0, dtype=np.float64) / np.diff(bounds)[:, None]
     with np.errstate(all="ignore"):
-        group_min = np.fmin.reduceat(mins, bounds[:-1])
-        group_max = np.fmax.reduceat(maxs, bounds[:-1])
-        sums = np.add.reduceat(np.nan_to_num(means), bounds[:-1])
-        valid = np.add.reduceat(~np.isnan(means), bounds[:-1])
-        group_mean = sums / valid
-    first, last = steps[bounds[:-1]], steps[bounds[1:] - 1]
+        group_min = np.fmin.reduceat(mins, starts)
+        group_max = np.fmax.reduceat(maxs, starts)
+        group_mean = (np.add.reduceat(np.nan_to_num(means), starts)
+                      / np.add.reduceat(~np.isnan(means), starts))
 
     def nullable(array: npt.NDArray[Any]) -> list[float | None]:
         return [None if x != x else x for x in array.tolist()]
 
-    return {"steps": steps.tolist() if n <= 10_000 else [], "count": n, "grid": grid.tolist(),
-            "first": first.tolist(), "last": last.tolist(),
-            "cells": np.round(cells, 7).tolist(), "min": nullable(group_min),
-            "max": nullable(group_max), "mean": nullable(group_mean)}
+    return {"steps": steps, "count": n, "grid": grid, "first": steps[starts],
+            "last": steps[bounds[1:] - 1], "cells": np.rint(cells * 1e6).astype(np.int64),
+            "scale": 1e6, "min": nullable(group_min), "max": nullable(group_max),
+            "mean": nullable(group_mean)}

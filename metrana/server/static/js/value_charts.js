@@ -14,7 +14,7 @@ import { fmtInt, fmtTick, fmtValue } from "./format.js";
 
 const HEIGHT = 220;
 const PAD = { left: 52, right: 10, top: 8, bottom: 24 };
-const COLUMNS_MAX = 400;
+const COLUMNS_MAX = 240;  // ~2 px a column: the page's share of 10,000 steps
 const HEAT = [[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
 
 /** The run's histogram and scatter series (an empty list from an older server). */
@@ -108,10 +108,14 @@ export class ValueChart {
   }
 
   async load(signal) {
-    this.signal = signal;
+    this.signal = signal;  // before fetchAt
     const width = Math.max(240, this.area.clientWidth || 440);
     const columns = Math.min(COLUMNS_MAX, Math.max(1, Math.floor(width - PAD.left - PAD.right)));
-    const answer = await api(`${runApi(this.run)}/values/${this.series.id}/chart?n=${columns}`, signal);
+    // The chart and the last step's value at once (the series row names its last step).
+    const last = this.series.last_step;
+    const [answer, value] = await Promise.all([
+      api(`${runApi(this.run)}/values/${this.series.id}/chart?n=${columns}`, signal),
+      last == null ? null : this.fetchAt(last)]);
     this.answer = answer;
     this.steps = answer.steps;
     this.node.dataset.steps = String(this.steps.length);
@@ -119,7 +123,11 @@ export class ValueChart {
     this.slider.value = this.slider.max;
     if (this.kind === "histogram") this.drawDistribution(width);
     else this.area.replaceChildren();
-    await this.show();
+    await this.show(this.steps[this.steps.length - 1] === last ? value : null);
+  }
+
+  fetchAt(step) {
+    return api(`${runApi(this.run)}/values/${this.series.id}/at?step=${step}`, this.signal);
   }
 
   /** The distribution over steps: one column per group of steps, one row per bin of the grid. */
@@ -194,14 +202,14 @@ export class ValueChart {
   }
 
   /** The histogram or cloud at the slider's step, below the chart (or in it, for a cloud). */
-  async show() {
+  async show(known = null) {
     if (!this.steps.length) {
       this.detail.replaceChildren(el("p", { class: "muted" }, "nothing logged yet"));
       return;
     }
     const step = this.steps[Number(this.slider.value)];
     this.stepNote.textContent = `step ${fmtInt(step)} of ${fmtInt(this.steps.length)} logged`;
-    const value = await api(`${runApi(this.run)}/values/${this.series.id}/at?step=${step}`, this.signal);
+    const value = known ?? await this.fetchAt(step);
     if (this.steps[Number(this.slider.value)] !== step) return;  // moved on meanwhile
     if (this.kind === "histogram") this.drawHistogram(value);
     else this.drawCloud(value);
