@@ -206,9 +206,20 @@ def _cursor(value: Any) -> tuple[Any, int] | None:
 
 
 def _filter(body: dict[str, Any]) -> Any:
-    """``filter``: a condition tree, or text (:mod:`.filter_text`) as typed in the dashboard."""
+    """``filter``: a condition tree, or text (:mod:`.filter_text`) as typed in the dashboard;
+    in a tree, ``{"text": "..."}`` stands for the condition that text says (the dashboard's
+    box and-ed with its parallel-coordinate brushes). Blank text is no condition."""
     value = body.get("filter")
-    return parse_filter(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_filter(value)
+    if isinstance(value, dict) and list(value) == ["and"] and isinstance(value["and"], list):
+        parts = [parse_filter(part["text"]) if isinstance(part, dict) and list(part) == ["text"]
+                 and isinstance(part["text"], str) else part for part in value["and"]]
+        kept = [part for part in parts if part is not None]
+        return {"and": kept} if kept else None
+    if isinstance(value, dict) and list(value) == ["text"] and isinstance(value["text"], str):
+        return parse_filter(value["text"])
+    return value
 
 
 def _summary_columns(body: dict[str, Any]) -> list[tuple[SeriesName, str]]:

@@ -6,6 +6,7 @@
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
 //   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
 import { columns } from "./columns.js";
 import { el, setConnection } from "./dom.js";
@@ -84,6 +85,27 @@ export async function api(path, signal) {
     if (!response.ok) throw new ApiError(response.status, body?.message ?? response.statusText);
     setConnection(null);
     return body;
+  }
+}
+
+/** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
+ *  asks, whose filters and groupings do not fit a query string. */
+export async function query(route, body, signal) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    const headers = { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const limited = AbortSignal.any([signal ?? new AbortController().signal,
+                                     AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    const response = await fetch(`/api/query/${route}`, { method: "POST", headers, signal: limited,
+                                                          body: JSON.stringify(body), cache: "no-store" });
+    if (response.status === 401) {
+      await askForKey(Boolean(key));
+      continue;
+    }
+    const answer = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, answer?.message ?? response.statusText);
+    setConnection(null);
+    return answer;
   }
 }
 
