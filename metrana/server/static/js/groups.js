@@ -4,12 +4,10 @@
 // compact legend where hovering the plot highlights the nearest curve.
 
 import { isAbort, query } from "./api.js";
-import { PALETTE } from "./chart.js";
+import { COMPACT_AFTER, PALETTE } from "./chart.js";
 import { smooth } from "./columns.js";
 import { el } from "./dom.js";
 import { fmtInt, fmtTick, fmtValue, num } from "./format.js";
-
-export const COMPACT_AFTER = 8;  // lines; more get the compact legend
 
 /** The colour of each group, the same on every chart: given in the order groups are seen. */
 export class GroupColors {

@@ -13,7 +13,7 @@ import { fmtTick, hoverNum } from "./format.js";
 const HEIGHT = 240;
 const PAD_TOP = 28, PAD_BOTTOM = 18, PAD_X = 60;
 
-/** An axis' scale: numbers (log when positive over two decades or more) or text categories. */
+/** An axis' scale: numbers (log when positive over a decade or more) or text categories. */
 function scaleOf(values) {
   const numbers = values.map((v) => (typeof v === "number" ? v : hoverNum(v?.float ?? null))).filter((v) => v != null && Number.isFinite(v));
   const texts = values.filter((v) => v != null && typeof v !== "number" && !(typeof v === "object" && "float" in v)).map(String);
@@ -24,7 +24,7 @@ function scaleOf(values) {
   }
   let lo = Math.min(...numbers), hi = Math.max(...numbers);
   if (!numbers.length) { lo = 0; hi = 1; }
-  const log = lo > 0 && hi / lo >= 100;
+  const log = lo > 0 && hi / lo >= 10;  // learning rates: decades apart
   const f = log ? Math.log10 : (v) => v;
   const a = f(lo), b = f(hi);
   const span = b - a || 1;

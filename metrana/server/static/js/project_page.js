@@ -151,7 +151,8 @@ export class ProjectPage {
     const summary = el("summary", {}, label);
     const render = () => {
       const chosen = get();
-      summary.textContent = `${label}${chosen.length ? ": " + chosen.map((c) => c.replace(/^config\//, "")).join(", ") : ""} ▾`;
+      const names = chosen.map((c) => c.replace(/^(config|sys)\//, ""));
+      summary.textContent = `${label}${names.length > 4 ? ` (${names.length})` : names.length ? ": " + names.join(", ") : ""} ▾`;
     };
     const list = el("div", { class: "chooser-list" }, options.map(([value, text]) => el("label", {},
       el("input", { type: "checkbox", value, checked: get().includes(value), onchange: () => {
