@@ -12,6 +12,7 @@ import { fmtTick, hoverNum } from "./format.js";
 
 const HEIGHT = 240;
 const PAD_TOP = 28, PAD_BOTTOM = 18, PAD_X = 60;
+const SNAP_PX = 6;  // a brush this close to an axis' end reaches it
 
 /** An axis' scale: numbers (log when positive over a decade or more) or text categories. */
 function scaleOf(values) {
@@ -155,12 +156,13 @@ export class ParallelCoords {
         else {
           const [p0, p1] = [this.p(Math.max(y0, y1)), this.p(Math.min(y0, y1))];
           const s = axis.scale;
-          if (s.kind === "text") this.brush[axis.id] = { values: s.categories.filter((c) => s.pos(c) >= p0 && s.pos(c) <= p1) };
+          const near = SNAP_PX / (HEIGHT - PAD_TOP - PAD_BOTTOM);
+          if (s.kind === "text") this.brush[axis.id] = { values: s.categories.filter((c) => s.pos(c) >= p0 - near && s.pos(c) <= p1 + near) };
           else this.brush[axis.id] = { range: [s.value(Math.max(0, p0)), s.value(Math.min(1, p1))].map((v) => +v.toPrecision(6)) };
-          // A range that holds the axis' ends holds them exactly (no rounding past them).
+          // A range reaching within a few pixels of an axis' end holds the end exactly.
           const b = this.brush[axis.id];
-          if (b.range && p0 <= 0) b.range[0] = s.lo;
-          if (b.range && p1 >= 1) b.range[1] = s.hi;
+          if (b.range && p0 <= near) b.range[0] = s.lo;
+          if (b.range && p1 >= 1 - near) b.range[1] = s.hi;
         }
         this.draw();
         this.onBrush({ ...this.brush });
