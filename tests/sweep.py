@@ -97,6 +97,8 @@ def write_sweep(target: str | Path | Store, workspace: str, project: str, *,
 def bucket_means(xs: np.ndarray, values: np.ndarray, lo: int, hi: int, n: int) -> np.ndarray:
     """numpy's reference: the mean of the values in each of ``n`` equal-width buckets of
     steps over [lo, hi] (NaN where none)."""
+    inside = (xs >= lo) & (xs <= hi)
+    xs, values = xs[inside], values[inside]
     width = (hi - lo + 1) / n
     index = np.minimum(((xs - lo) / width).astype(np.int64), n - 1)
     sums = np.bincount(index, values, n)

@@ -84,6 +84,24 @@ def test_aggregate_runs_groups_seeds_like_numpy(sweep: tuple[QueryClient, list[S
     assert (frame["count"] == 1).any()
 
 
+def test_aggregate_runs_of_long_runs_reads_block_statistics(db_target: str) -> None:
+    """Runs of a block of points per bucket or more are reduced from the blocks' statistics
+    (never the points): with buckets on block boundaries the answer is still numpy's."""
+    runs = write_sweep(db_target, WS, PROJECT, lrs=(1e-3,), algos=("ppo",), seeds=3,
+                       points=4096, ragged=False)
+    with QueryClient(WS, PROJECT, db=db_target) as client:
+        frame = client.aggregate_runs("loss", buckets_count=4, aggregations=("avg", "std",
+                                                                             "count"))
+        zoomed = client.aggregate_runs("loss", buckets_count=2, start=1024, end=3071)
+    means = reference(runs, 0, 4095, 4)
+    assert frame["x"].tolist() == [0, 1024, 2048, 3072]
+    np.testing.assert_allclose(frame["avg"], means.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(frame["std"], means.std(axis=0, ddof=1), rtol=1e-9)
+    assert frame["count"].tolist() == [3] * 4
+    np.testing.assert_allclose(zoomed["avg"], reference(runs, 1024, 3071, 2).mean(axis=0),
+                               rtol=1e-12)
+
+
 def test_aggregate_runs_of_an_rl_metric_takes_each_runs_environment_mean(
         sweep: tuple[QueryClient, list[SweepRun]]) -> None:
     client, runs = sweep

@@ -386,7 +386,7 @@ def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n
                 index = bucket_index(blocks.x_first, lo, width, n)
                 has = blocks.valid > 0
                 sums += np.bincount(index[has], blocks.vsum[has], n)
-                valid += np.bincount(index[has], blocks.valid[has], n)
+                valid += np.bincount(index[has], blocks.valid[has], n).astype(np.int64)
         means[k] = sums_to_means(sums, valid)
     return RunBuckets(means)
 

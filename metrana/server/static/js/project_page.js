@@ -247,7 +247,10 @@ export class ProjectPage {
       } else setConnection(error.message);
     }
     if (Number(this.root.dataset.generation) !== generation) return;
+    await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
+    if (Number(this.root.dataset.generation) !== generation) return;
     this.root.dataset.done = String(generation);
+    window.metranaProjectReady = { at: performance.now(), generation, charts: this.charts.length };
     document.body.dataset.ready = "1";
   }
 
