@@ -136,7 +136,7 @@ def main() -> int:
             t0 = time.perf_counter()
             runs_project(db, "sweep", size, 100)
             print(f"wrote {size:,} runs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            body = {"workspace": "bench", "project": "sweep"}
+            body: dict[str, Any] = {"workspace": "bench", "project": "sweep"}
             for route, extra in (
                     ("project", {}),
                     ("runs", {"limit": 100, "total": True, "attributes": [

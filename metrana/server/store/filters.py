@@ -44,8 +44,8 @@ from ..errors import QueryError
 from ..ingest import labels_key
 from .database import Tx
 
-__all__ = ["FUNCTIONS", "RL_LAST_EPISODES", "RL_SCALES", "SYS_FIELDS", "Compiled", "Compiler", "SeriesName", "after_cursor",
-           "parse_series"]
+__all__ = ["FUNCTIONS", "RL_LAST_EPISODES", "RL_SCALES", "SYS_FIELDS", "Compiled", "Compiler",
+           "SeriesName", "after_cursor", "parse_series"]
 
 FUNCTIONS = ("last", "min", "max", "mean", "count")
 _OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")

@@ -33,13 +33,14 @@ from .filters import Compiled, SeriesName, after_cursor
 from .groups import RunBuckets, bucket_index, sums_to_means
 from .views import RunRow
 
-__all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_values",
-           "attributes_of", "buckets", "find_project", "find_run", "known_series", "points",
-           "points_after", "project_id", "project_runs", "rl_points_series", "rl_series", "run",
-           "run_ids", "run_list", "runs_page", "run_bucket_means", "series_extent",
-           "series_of_runs", "project_attributes", "attribute_samples", "project_metrics",
-           "project_run_count", "count_runs", "matching_run_ids", "expression_values", "series_activity", "series_listing",
-           "series_of_run", "standard_points_series", "standard_series_id", "summary_rows"]
+__all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_samples",
+           "attribute_values", "attributes_of", "buckets", "count_runs", "expression_values",
+           "find_project", "find_run", "known_series", "matching_run_ids", "points",
+           "points_after", "project_attributes", "project_id", "project_metrics",
+           "project_run_count", "project_runs", "rl_points_series", "rl_series", "run",
+           "run_bucket_means", "run_ids", "run_list", "runs_page", "series_activity",
+           "series_extent", "series_listing", "series_of_run", "series_of_runs",
+           "standard_points_series", "standard_series_id", "summary_rows"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -367,26 +368,24 @@ def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n
             continue
         sums = np.zeros(n)
         valid = np.zeros(n, np.int64)
-
-        def add_points(chunk_ids: list[int]) -> None:
-            for part in _chunk_points(tx, chunk_ids, lo, hi):
-                ok = ~(np.isnan(part.v) | part.missing)
-                index = bucket_index(part.x[ok], lo, width, n)
-                np.add.at(sums, index, part.v[ok])
-                np.add.at(valid, index, 1)
-
         if needs_points(sum(int(r[2]) for r in rows), n, len(series_by_run[k]),
                         every_bucket=True):
-            add_points([int(r[0]) for r in rows])
-        else:
+            from_points = [int(r[0]) for r in rows]
+            inner = []
+        else:  # blocks, and the points of chunks cut by the range's ends
+            from_points = [int(r[0]) for r in rows if int(r[3]) < lo or int(r[4]) > hi]
             inner = [r for r in rows if int(r[3]) >= lo and int(r[4]) <= hi]
-            add_points([int(r[0]) for r in rows if int(r[3]) < lo or int(r[4]) > hi])
-            if inner:
-                blocks = decode_blocks([bytes(r[5]) for r in inner])
-                index = bucket_index(blocks.x_first, lo, width, n)
-                has = blocks.valid > 0
-                sums += np.bincount(index[has], blocks.vsum[has], n)
-                valid += np.bincount(index[has], blocks.valid[has], n).astype(np.int64)
+        for part in _chunk_points(tx, from_points, lo, hi):
+            ok = ~(np.isnan(part.v) | part.missing)
+            index = bucket_index(part.x[ok], lo, width, n)
+            np.add.at(sums, index, part.v[ok])
+            np.add.at(valid, index, 1)
+        if inner:
+            blocks = decode_blocks([bytes(r[5]) for r in inner])
+            index = bucket_index(blocks.x_first, lo, width, n)
+            has = blocks.valid > 0
+            sums += np.bincount(index[has], blocks.vsum[has], n)
+            valid += np.bincount(index[has], blocks.valid[has], n).astype(np.int64)
         means[k] = sums_to_means(sums, valid)
     return RunBuckets(means)
 

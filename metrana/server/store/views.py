@@ -23,10 +23,11 @@ from ..point_arrays import PointArrays
 from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "dumps", "encoded", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
-           "run_status", "run_summary", "runs_page", "project_overview", "run_groups", "group_label", "series_label", "summary_columns", "series_json", "series_listing", "spelt",
-           "spelt_buckets", "spelt_column",
-           "summary_value", "tagged", "untagged"]
+           "dumps", "encoded", "group_label", "jsonable", "point_dicts", "points_page",
+           "project_overview", "run_activity", "run_detail", "run_groups", "run_status",
+           "run_summary", "runs_page", "series_json", "series_label", "series_listing", "spelt",
+           "spelt_buckets", "spelt_column", "summary_columns", "summary_value", "tagged",
+           "untagged"]
 
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
 
