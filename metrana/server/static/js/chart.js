@@ -117,15 +117,19 @@ export class Chart {
       // a visible tick at a glance.
       const envelope = { ...edge, stroke: faint(source.color, 0.5), width: 1 };
       const first = series.length;
-      series.push({ ...envelope, label: `${source.label} max` }, { ...envelope, label: `${source.label} min` });
-      data.push(column(cols.max, row), column(cols.min, row));
-      bands.push({ series: [first, first + 1], fill: faint(source.color, 0.1) });
+      // Buckets of one point each (raw points) have no envelope: its lines would be the line.
+      if (cols.count.some((c) => c > 1)) {
+        series.push({ ...envelope, label: `${source.label} max` }, { ...envelope, label: `${source.label} min` });
+        data.push(column(cols.max, row), column(cols.min, row));
+        bands.push({ series: [first, first + 1], fill: faint(source.color, 0.1) });
+      }
       if (source.band && cols.std) {
         const hi = Array.from(row, (i) => (i < 0 ? null : ok(num(cols.mean[i]) + (num(cols.std[i]) ?? 0))));
         const lo = Array.from(row, (i) => (i < 0 ? null : ok(num(cols.mean[i]) - (num(cols.std[i]) ?? 0))));
+        const at = series.length;
         series.push({ ...edge, label: `${source.label} +std` }, { ...edge, label: `${source.label} -std` });
         data.push(hi, lo);
-        bands.push({ series: [first + 2, first + 3], fill: faint(source.color, 0.2) });
+        bands.push({ series: [at, at + 1], fill: faint(source.color, 0.2) });
       }
       const smoothing = settings.smoothing;
       if (smoothing > 0) {
