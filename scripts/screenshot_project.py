@@ -7,19 +7,16 @@ grouped by learning rate in Debian's headless Chromium (the test suite's), saved
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path[:0] = [str(Path(__file__).parent.parent), str(Path(__file__).parent)]
+
+from bench_project import LAUNCH_ARGS, READY, served  # noqa: E402
 
 from tests.sweep import write_sweep  # noqa: E402
-
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def main() -> int:
@@ -30,26 +27,16 @@ def main() -> int:
         db = Path(tmp) / "sweep.sqlite3"
         write_sweep(db, "lab", "cartpole-sweep", lrs=(3e-4, 1e-3, 3e-3), algos=("ppo", "a2c"),
                     seeds=5, points=400, envs=4, episodes=120)
-        server = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0",
-                                   "--db", str(db)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None
-            url = next(m.group(1) for line in server.stdout
-                       if (m := re.search(r"listening on (http://\S+)", line)))
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                    headless=True, args=LAUNCH_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1250})
-                page.goto(f"{url}/#/project/lab/cartpole-sweep?group=config/lr&band=ci95"
-                          "&filter=config%2Falgo%20%3D%3D%20%22ppo%22")
-                page.wait_for_function("() => { const p = document.getElementById('project');"
-                                       " return p && p.dataset.done === p.dataset.generation; }")
-                page.screenshot(path=str(out), full_page=True)
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait()
+        with served(db) as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True,
+                args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1250})
+            page.goto(f"{url}/#/project/lab/cartpole-sweep?group=config/lr&band=ci95"
+                      "&filter=config%2Falgo%20%3D%3D%20%22ppo%22")
+            page.wait_for_function(READY)
+            page.screenshot(path=str(out), full_page=True)
+            browser.close()
     print(out)
     return 0
 

@@ -215,6 +215,18 @@ def test_groups_draw_the_mean_and_band_numpy_computes(live_server: ServerInfo,
     check_against_numpy(page, "loss", sweep, groups, "std")
 
 
+def brush(page: Page, axis: str, down_to: float) -> None:
+    """Drag along a parallel-coordinates axis from its top to ``down_to`` of its height."""
+    box = page.locator(f'.pc-axis[data-axis="{axis}"]').bounding_box()
+    assert box is not None
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] * down_to, steps=4)
+    page.mouse.up()
+    settled(page)
+
+
 def test_brushing_parallel_coordinates_filters_table_and_charts(
         live_server: ServerInfo, sweep: list[SweepRun], page: Page) -> None:
     open_project(page, live_server, "group=config/algo")
@@ -222,15 +234,7 @@ def test_brushing_parallel_coordinates_filters_table_and_charts(
     expect(coords).to_have_attribute("data-lines", "12")
     expect(coords).to_have_attribute("data-selected", "12")
     # Drag along the lr axis over its upper half: lr = 0.01 only (the top of the axis).
-    axis = page.locator('.pc-axis[data-axis="config/lr"]')
-    box = axis.bounding_box()
-    assert box is not None
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 2)
-    page.mouse.down()
-    page.mouse.move(x, box["y"] + box["height"] * 0.4, steps=4)
-    page.mouse.up()
-    settled(page)
+    brush(page, "config/lr", 0.4)
     expect(coords).to_have_attribute("data-selected", "6")
     expect(page.locator("#run-table")).to_have_attribute("data-total", "6")
     assert set(column_values(page, "config/lr")) == {"0.01"}
@@ -239,15 +243,7 @@ def test_brushing_parallel_coordinates_filters_table_and_charts(
     assert sum(runs) == 6
     assert "brush=" in page.url
     # A second brush on a text axis: algo = ppo of those.
-    axis = page.locator('.pc-axis[data-axis="config/algo"]')
-    box = axis.bounding_box()
-    assert box is not None
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 2)
-    page.mouse.down()
-    page.mouse.move(x, box["y"] + box["height"] * 0.2, steps=4)
-    page.mouse.up()
-    settled(page)
+    brush(page, "config/algo", 0.2)
     expect(page.locator("#run-table")).to_have_attribute("data-total", "3")
     assert set(column_values(page, "config/algo")) == {"ppo"}
     # Reopened from its URL, the view is the same.

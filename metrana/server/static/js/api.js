@@ -70,13 +70,15 @@ function askForKey(refused) {
   return keyPrompt;
 }
 
-export async function api(path, signal) {
+/** One request, with the API key (asked for once on a 401), a timeout, and the server's
+ *  message in the error of a refusal. */
+async function send(path, init, signal) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const headers = { ...(init.headers ?? {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const response = await fetch(path, { headers, signal: limited, cache: "no-store" });
+    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {
       await askForKey(Boolean(key));
       continue;
@@ -88,26 +90,12 @@ export async function api(path, signal) {
   }
 }
 
+export const api = (path, signal) => send(path, {}, signal);
+
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export async function query(route, body, signal) {
-  for (;;) {
-    const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) };
-    const limited = AbortSignal.any([signal ?? new AbortController().signal,
-                                     AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const response = await fetch(`/api/query/${route}`, { method: "POST", headers, signal: limited,
-                                                          body: JSON.stringify(body), cache: "no-store" });
-    if (response.status === 401) {
-      await askForKey(Boolean(key));
-      continue;
-    }
-    const answer = await response.json().catch(() => null);
-    if (!response.ok) throw new ApiError(response.status, answer?.message ?? response.statusText);
-    setConnection(null);
-    return answer;
-  }
-}
+export const query = (route, body, signal) => send(`/api/query/${route}`, {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }, signal);
 
 export const isAbort = (error) => error?.name === "AbortError";
 

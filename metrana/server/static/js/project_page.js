@@ -243,7 +243,8 @@ export class ProjectPage {
       if (error instanceof ApiError && error.status === 400) {
         this.filterError.textContent = error.message;
         this.filterError.hidden = false;
-        this.table.node.dataset.total = "";
+        this.table.clear();
+        this.count.textContent = "";
       } else setConnection(error.message);
     }
     if (Number(this.root.dataset.generation) !== generation) return;

@@ -167,6 +167,15 @@ export class RunTable {
     this.body.append(row);
   }
 
+  /** No rows (a question the server refused). */
+  clear() {
+    this.generation = (this.generation ?? 0) + 1;
+    this.total = 0;
+    this.pages = new Map();
+    this.node.dataset.total = "";
+    this.drawRows(true);
+  }
+
   runId(run) { return [this.body_.workspace, this.body_.project, run.name]; }
 
   clearSelection() {
