@@ -176,7 +176,7 @@ def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
             raise QueryError(f"each of 'series' is {{\"id\": ID, \"start\": STEP, \"end\": "
                              f"STEP}}, got {item!r:.80}")
         specs.append((_required_int(item, "id"), _int(item, "start"), _int(item, "end")))
-    return store.many_buckets(*_run_names(body), specs, n)
+    return store.many_buckets(*_run_names(body), specs, n, body.get("compact") is True)
 
 
 def _band(store: Store, body: dict[str, Any]) -> Any:
@@ -396,7 +396,7 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
         if series is None:
             raise QueryError("query parameter 'series' is required")
         return "many_buckets", {**body, "series": parse_series_specs(series),
-                                "n": numbers.get("n")}
+                                "n": numbers.get("n"), "compact": _param(query, "compact") == "1"}
     if rest == ["bands"]:
         evaluation = _param(query, "evaluation")
         return "band", {**body, "metric": _param(query, "metric"),

@@ -23,11 +23,11 @@ from ..point_arrays import PointArrays
 from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "dumps", "encoded", "group_label", "jsonable", "point_dicts", "points_page",
-           "project_overview", "run_activity", "run_detail", "run_groups", "run_status",
-           "run_summary", "runs_page", "series_json", "series_label", "series_listing", "spelt",
-           "spelt_buckets", "spelt_column", "summary_columns", "summary_value", "tagged",
-           "untagged"]
+           "compact_raw", "dumps", "encoded", "group_label", "jsonable", "point_dicts",
+           "points_page", "project_overview", "run_activity", "run_detail", "run_groups",
+           "run_status", "run_summary", "runs_page", "series_json", "series_label",
+           "series_listing", "spelt", "spelt_buckets", "spelt_column", "summary_columns",
+           "summary_value", "tagged", "untagged"]
 
 LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
 
@@ -81,6 +81,15 @@ def dumps(payload: Any) -> bytes:
 def spelt_buckets(buckets: dict[str, Any]) -> dict[str, Any]:
     """Bucket columns (:mod:`.buckets`) with their non-finite floats spelt, column by column."""
     return {k: spelt_column(v) if isinstance(v, list) else v for k, v in buckets.items()}
+
+
+def compact_raw(buckets: dict[str, Any], compact: bool) -> dict[str, Any]:
+    """Raw buckets (one point each) without min, max, last (the value again) and count (1s),
+    when asked: ``{"raw": true, "compact": true, "x", "t", "mean"}``."""
+    if not compact or not buckets.get("raw"):
+        return buckets
+    return {"x": buckets["x"], "t": buckets["t"], "mean": buckets["mean"], "raw": True,
+            "compact": True}
 
 
 def encoded(payload: Any) -> bytes:

@@ -4,7 +4,8 @@
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
+//   GET /api/runs/W/P/R/buckets?n=&compact=1&series=ID:START:END,...   several series' buckets
+//                                                  at once (compact: raw points without repeats)
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
 //   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
@@ -125,7 +126,7 @@ class Batcher {
         const chunk = items.slice(i, i + BATCH);
         const specs = chunk.map(({ seriesId, params }) =>
           [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
-        limit(() => api(`${this.base}/buckets?n=${n}&series=${specs.join(",")}`, chunk[0].signal))
+        limit(() => api(`${this.base}/buckets?n=${n}&compact=1&series=${specs.join(",")}`, chunk[0].signal))
           .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
                 (error) => chunk.forEach((item) => item.reject(error)));
       }
