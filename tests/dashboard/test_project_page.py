@@ -272,9 +272,36 @@ def test_the_url_holds_the_view(live_server: ServerInfo, sweep: list[SweepRun],
     page.locator("#band").select_option("stderr")
     settled(page)
     page.locator("#smoothing").fill("0.3")
+    # The column chooser: two columns fewer; a sort; a zoom of the charts (drag across one).
+    page.locator("#columns summary").click()
+    page.locator('#columns input[value="config/seed"]').uncheck()
+    settled(page)
+    page.locator('#columns input[value="sys/created"]').uncheck()
+    settled(page)
+    page.locator("#columns summary").click()  # closed again
+    headers = page.eval_on_selector_all("#run-table .rt-head [data-col]",
+                                        "cells => cells.map(c => c.dataset.col)")
+    assert headers == ["sys/name", "sys/status", "config/algo", "config/lr", "return.last",
+                       "return.min", "return.max", "return.mean", "sys/duration"]
+    page.locator('.rt-head [data-col="config/lr"]').click()
+    settled(page)
+    order = table_runs(page)
+    chart = page.locator('.group-chart[data-metric="loss"]')
+    whole = int(chart.get_attribute("data-hi") or "") - int(chart.get_attribute("data-lo") or "")
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    settled(page)
+    zoomed = [chart.get_attribute(f"data-{k}") for k in ("lo", "hi")]
+    assert int(zoomed[1] or "") - int(zoomed[0] or "") < whole * 0.6
     url = page.url
     assert re.search(r"filter=config%2Fseed\+%21%3D\+2|filter=config%2Fseed%20%21%3D%202", url)
     assert "group=config%2Falgo" in url and "band=stderr" in url and "smooth=0.3" in url
+    assert "cols=" in url and "sort=config%2Flr%3Aasc" in url and "x=" in url
     fresh = page.context.new_page()
     fresh.goto(url)
     settled(fresh)
@@ -282,7 +309,12 @@ def test_the_url_holds_the_view(live_server: ServerInfo, sweep: list[SweepRun],
     expect(fresh.locator("#band")).to_have_value("stderr")
     expect(fresh.locator("#smoothing")).to_have_value("0.3")
     expect(fresh.locator("#run-table")).to_have_attribute("data-total", "8")
+    assert fresh.eval_on_selector_all("#run-table .rt-head [data-col]",
+                                      "cells => cells.map(c => c.dataset.col)") == headers
+    expect(fresh.locator('.rt-head [data-col="config/lr"]')).to_have_attribute("data-sort", "asc")
+    assert table_runs(fresh) == order
     loss = fresh.locator('.group-chart[data-metric="loss"]')
+    assert [loss.get_attribute(f"data-{k}") for k in ("lo", "hi")] == zoomed
     expect(loss).to_have_attribute("data-groups", "2")
     expect(loss).to_have_attribute("data-band", "stderr")
     expect(loss.locator('.legend .item[data-group="config/algo=ppo"]')).to_have_attribute(
@@ -294,6 +326,21 @@ def test_the_url_holds_the_view(live_server: ServerInfo, sweep: list[SweepRun],
     expect(fresh.locator("#run-table")).to_have_attribute("data-total", "6")
     expect(loss).to_have_attribute("data-groups", "2")
     fresh.close()
+
+
+def test_a_long_table_holds_only_the_rows_in_view(live_server: ServerInfo, page: Page) -> None:
+    """300 runs: the table draws the rows on screen, and reads further pages as it scrolls."""
+    runs = write_sweep(live_server.db_path, WS, "long", lrs=(1e-3, 2e-3, 3e-3, 4e-3, 5e-3),
+                       seeds=30, points=3, ragged=False)
+    names = sorted(r.name for r in runs)
+    open_project(page, live_server, "sort=sys/name:desc", project="long")
+    expect(page.locator("#run-table")).to_have_attribute("data-total", "300")
+    shown = table_runs(page)
+    assert shown == names[::-1][:len(shown)] and 5 < len(shown) < 60
+    page.locator("#run-table .rt-body").evaluate("b => { b.scrollTop = b.scrollHeight; }")
+    page.wait_for_selector('#run-table .rt-row[data-index="299"]')
+    shown = table_runs(page)
+    assert shown == names[::-1][-len(shown):] and len(shown) < 60
 
 
 def test_the_runs_page_links_to_projects(live_server: ServerInfo, sweep: list[SweepRun],
