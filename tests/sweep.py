@@ -55,7 +55,7 @@ def write_sweep(target: str | Path | Store, workspace: str, project: str, *,
                     length = points - (seed * points // 10 if ragged else 0)
                     stride = 1 + (seed % 2 if ragged else 0)
                     steps = np.arange(length, dtype=np.int64) * stride
-                    loss = (2.0 + a) * np.exp(-steps / (points * lr * 100)) \
+                    loss = (2.0 + a) * np.exp(-steps * lr * 3000 / points) \
                         + rng.normal(0, 0.05, length)
                     config = {"lr": lr, "algo": algo, "seed": seed}
                     returns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
