@@ -502,7 +502,8 @@ def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) 
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session",
+    _execute(db_target, "DROP INDEX chunks_by_session", "ALTER TABLE series DROP COLUMN tail_points",
+             "ALTER TABLE series DROP COLUMN tail_mean",
              "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:

@@ -1,7 +1,7 @@
 """Histograms and point clouds on the server (both stores): refused as strictly as scalars
 (422 naming the field, nothing of the request stored), a step sent again overwritten, the
-series' summary from its last histogram, edges stored once, and a version-3 database upgraded
-in place."""
+series' summary from its last histogram, edges stored once, and a database from before
+histograms upgraded in place."""
 
 from __future__ import annotations
 
@@ -156,9 +156,9 @@ def test_counts_are_stored_in_their_narrowest_type() -> None:
     assert decode_numbers(encode_numbers(spread)).tolist() == spread.tolist()
 
 
-def test_a_version_3_database_gets_the_value_tables(db_target: str) -> None:
-    """A database of schema version 3 (before histograms) is upgraded on opening: its points
-    stay, and histograms can be stored."""
+def test_a_database_from_before_histograms_gets_their_tables(db_target: str) -> None:
+    """A database of the schema version before histograms (``SCHEMA_VERSION - 1``) is
+    upgraded on opening: its points stay, and histograms can be stored."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, {"metric_name": "loss", "scale": "ML_STEP", "ordering": 1,
@@ -166,7 +166,7 @@ def test_a_version_3_database_gets_the_value_tables(db_target: str) -> None:
     store.close()
     _execute(db_target, "DROP TABLE scatter_points", "DROP TABLE histogram_points",
              "DROP TABLE histogram_edges", "DROP TABLE value_series",
-             "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+             f"UPDATE meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert [s["metric_name"] for s in store.get_run("ws", "proj", "run")["series"]] == ["loss"]

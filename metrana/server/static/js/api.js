@@ -4,8 +4,10 @@
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
+//   GET /api/runs/W/P/R/buckets?n=&compact=1&series=ID:START:END,...   several series' buckets
+//                                                  at once (compact: raw points without repeats)
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
 import { columns } from "./columns.js";
 import { el, setConnection } from "./dom.js";
@@ -69,13 +71,15 @@ function askForKey(refused) {
   return keyPrompt;
 }
 
-export async function api(path, signal) {
+/** One request, with the API key (asked for once on a 401), a timeout, and the server's
+ *  message in the error of a refusal. */
+async function send(path, init, signal) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const headers = { ...(init.headers ?? {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const response = await fetch(path, { headers, signal: limited, cache: "no-store" });
+    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {
       await askForKey(Boolean(key));
       continue;
@@ -86,6 +90,13 @@ export async function api(path, signal) {
     return body;
   }
 }
+
+export const api = (path, signal) => send(path, {}, signal);
+
+/** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
+ *  asks, whose filters and groupings do not fit a query string. */
+export const query = (route, body, signal) => send(`/api/query/${route}`, {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }, signal);
 
 export const isAbort = (error) => error?.name === "AbortError";
 
@@ -115,7 +126,7 @@ class Batcher {
         const chunk = items.slice(i, i + BATCH);
         const specs = chunk.map(({ seriesId, params }) =>
           [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
-        limit(() => api(`${this.base}/buckets?n=${n}&series=${specs.join(",")}`, chunk[0].signal))
+        limit(() => api(`${this.base}/buckets?n=${n}&compact=1&series=${specs.join(",")}`, chunk[0].signal))
           .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
                 (error) => chunk.forEach((item) => item.reject(error)));
       }
