@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 
-from metrana.server import ServerInfo
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
 from metrana.server.store.values import decode_numbers, encode_numbers
@@ -43,16 +42,6 @@ def hpoint(step: int, edges: list[Any], counts: list[int] | None = None, **extra
 def cloud(*points: dict[str, Any], name: str = "s", is3d: bool = False) -> dict[str, Any]:
     return {"metricName": name, "scale": "ML_STEP", "points": list(points), "is3d": is3d,
             "metadataLabels": {"x_title": "x"}}
-
-
-@pytest.fixture
-async def client(server: ServerInfo) -> Any:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
-        response = await c.post("/v1/runs", json={
-            "run": {"workspace": "ws", "project": "proj", "runName": "run-001"},
-            "createProjectIfMissing": True})
-        assert response.status_code == 200
-        yield c
 
 
 REFUSED = [
