@@ -1,9 +1,14 @@
 """The ASGI application of ``metrana serve``: the ingestion protocol (``POST /v1/runs``,
 ``POST /v1/runs:update``), the read API (``POST /api/query/<route>``, :mod:`.read_api`, with
-the documented ``GET /api/runs…`` as aliases of its routes) and the dashboard's files.
+the documented ``GET /api/runs…`` as aliases of its routes), the dashboard's sign-in
+(``/api/session``), key management (``/api/keys/…``) and the dashboard's files.
 
 Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
 ``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
+Then it is authenticated (:class:`~.auth.Authenticator`: 401, 429) and checked against what its
+route needs (:mod:`.access`: 403). Routes are one table, :data:`ENDPOINTS` (the read API's own
+table behind two of them): each declares its methods and its :class:`~.access.Need`, so a new
+route cannot forget its authorization.
 
 Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
 request path is ours to measure. The loop only moves bytes: parsing, storing and reading run in
@@ -13,24 +18,40 @@ free to answer reads while clients ingest.
 
 from __future__ import annotations
 
+import hmac
+import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import orjson
 import trio
 from loguru import logger
 
-from .auth import key_problem
-from .errors import Conflict, NotFound, QueryError, Unavailable, Unprocessable
+from .access import ANONYMOUS, CREATE_RUNS, LOG, MANAGE_KEYS, Need, Principal
+from .auth import Authenticator
+from .errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    QueryError,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+    Unprocessable,
+)
 from .grpc_ingest import GrpcIngest
-from .guard import RequestGuard
+from .guard import SAFE_METHODS, RequestGuard
+from .keys_admin import create_key, key_json, list_keys, revoke_key
 from .protobuf_v06 import PACKAGE, descriptor
 from .read_api import alias, answer
+from .sessions import CSRF_HEADER, clear_cookie, cookie_name, set_cookie
 from .static_files import StaticFiles
 from .store import Binary, Store
 from .store.views import dumps
+from .throttle import FailureLimiter
 from .validate import ValidationError, compile_message
 
 
@@ -38,7 +59,8 @@ def _loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "IngestApp"]
+__all__ = ["ALIASES", "DEFAULT_MAX_BODY_BYTES", "ENDPOINTS", "QUERY_PREFIX", "Endpoint",
+           "IngestApp"]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # A body's JSON objects and arrays, counted before anything is built from it: a client's request
@@ -50,6 +72,33 @@ INGEST_CONCURRENCY = 1  # requests parsed and stored at once; more wait (bounded
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, Any, Headers]  # status, payload (JSON-able, bytes of JSON, Binary), headers
+
+
+@attrs.frozen
+class Endpoint:
+    """One path of the app: the methods it answers, what it needs of the caller (None: it
+    authenticates by itself: the sign-in), and the :class:`IngestApp` method answering it."""
+
+    methods: tuple[str, ...]
+    need: Need | None
+    answer: str
+
+
+# Every path the app answers but the read API's (below) and the dashboard's files.
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/runs": Endpoint(("POST",), CREATE_RUNS, "_create_run"),
+    "/v1/runs:update": Endpoint(("POST",), LOG, "_update_runs"),
+    "/api/session": Endpoint(("GET", "POST", "DELETE"), None, "_session"),
+    "/api/keys/create": Endpoint(("POST",), MANAGE_KEYS, "_create_key"),
+    "/api/keys/list": Endpoint(("POST",), MANAGE_KEYS, "_list_keys"),
+    "/api/keys/revoke": Endpoint(("POST",), MANAGE_KEYS, "_revoke_key"),
+}
+# The read API: POST /api/query/<route>, and GET /api/runs… aliases of its routes; each route
+# declares its own need (read_api.need_of), checked by read_api.answer.
+QUERY_PREFIX = "/api/query/"
+ALIASES = "/api/runs"
 
 # HTTP/JSON is the 0.6.x protocol (session_id); gRPC (.grpc_ingest) is 0.7.
 _parse_create = compile_message(descriptor(f"{PACKAGE}.svc.CreateRunRequest"))
@@ -68,6 +117,7 @@ _REASONS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
+    429: "RESOURCE_EXHAUSTED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
@@ -85,7 +135,12 @@ def _error(status: int, message: str) -> dict[str, Any]:
 
 
 class IngestApp:
-    """ASGI app over one :class:`Store`."""
+    """ASGI app over one :class:`Store`.
+
+    ``api_key``: the server's own key (``METRANA_SERVER_API_KEY``), an admin key of every
+    workspace; keys made with ``metrana keys create`` are in the store. ``auth_failures``:
+    failed authentications an address may make per minute before 429.
+    """
 
     def __init__(
         self,
@@ -95,20 +150,21 @@ class IngestApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         guard: RequestGuard | None = None,
+        auth_failures: FailureLimiter | None = None,
     ) -> None:
         self.store = store
         self._guard = guard if guard is not None else RequestGuard()  # loopback names only
-        self._api_key = api_key.encode() if api_key else None
+        self.auth = Authenticator(store, api_key, limiter=auth_failures)
         self._max_body = max_body_bytes
         self._max_elements = max_elements
         self._ingest = trio.CapacityLimiter(INGEST_CONCURRENCY)
         self._static = StaticFiles()  # the dashboard, served without the key (it is only code)
         # The official client's gRPC (metrana-protobuf 0.7), on this same port.
-        self._grpc = GrpcIngest(store, limiter=self._ingest, api_key=self._api_key,
+        self._grpc = GrpcIngest(store, limiter=self._ingest, auth=self.auth,
                                 max_message_bytes=max_body_bytes)
 
-    def __repr__(self) -> str:  # never show the key
-        return f"IngestApp(db={self.store.location!r}, auth={'on' if self._api_key else 'off'})"
+    def __repr__(self) -> str:  # never show a key
+        return f"IngestApp(db={self.store.location!r}, {self.auth!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,13 +192,15 @@ class IngestApp:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": static_body})
             return
-        extra: list[tuple[bytes, bytes]] = []
+        extra: Headers = []
         try:
-            status, payload = await self._route(scope, receive)
+            status, payload, extra = await self._route(scope, receive)
         except HTTPError as exc:
             status, payload = exc.status, _error(exc.status, exc.message)
             if exc.retry_after is not None:
                 extra.append((b"retry-after", str(exc.retry_after).encode()))
+            if exc.status == 401:
+                extra.append((b"www-authenticate", b'Bearer realm="metrana"'))
         except Exception as exc:  # noqa: BLE001 - a bug of ours, not the client's: say so
             logger.opt(exception=exc).error("metrana serve: internal error on {} {}",
                                             scope.get("method"), scope.get("path"))
@@ -174,9 +232,15 @@ class IngestApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+    async def _route(self, scope: Scope, receive: Receive) -> Reply:
         try:
             return await self._dispatch(scope, receive)
+        except Unauthenticated as exc:
+            raise HTTPError(401, str(exc)) from None
+        except Forbidden as exc:
+            raise HTTPError(403, str(exc)) from None
+        except Throttled as exc:
+            raise HTTPError(429, str(exc), retry_after=exc.retry_after) from None
         except Conflict as exc:
             raise HTTPError(409, str(exc)) from None
         except NotFound as exc:
@@ -190,38 +254,124 @@ class IngestApp:
             logger.warning("metrana serve: {}", exc)
             raise HTTPError(503, f"{exc}; nothing was stored, retry", retry_after=1) from None
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
         headers = {k.lower(): v for k, v in scope["headers"]}
-        self._authorize(headers)
         method = scope["method"]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
-        if path == "/v1/runs" or path == "/v1/runs:update":
+        request = _Request(scope, headers, receive, method, path)
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is not None:
+            if method not in endpoint.methods:
+                raise HTTPError(405, f"{path} accepts {' or '.join(endpoint.methods)} only")
+            if endpoint.need is not None:
+                request.who = await self._authenticate(request)
+                if endpoint.need.workspaces is None:  # nothing in the body to wait for
+                    request.principal.require(endpoint.need, None)
+            handler: Callable[[_Request], Awaitable[Reply]] = getattr(self, endpoint.answer)
+            return await handler(request)
+        if path.startswith(QUERY_PREFIX):  # metrana.query: JSON bodies (filters are trees)
             if method != "POST":
                 raise HTTPError(405, f"{path} accepts POST only")
-            body = await self._read_body(headers, receive)
-            if path == "/v1/runs":
-                return await self._store(self.store.create_run, _parse_create, body,
-                                         "CreateRunRequest")
-            return await self._store(self.store.update_runs, _parse_update, body,
-                                     "UpdateRunsRequest")
-        if path.startswith("/api/query/"):  # metrana.query: JSON bodies (filters are trees)
-            if method != "POST":
-                raise HTTPError(405, f"{path} accepts POST only")
+            principal = await self._authenticate(request)
             body = await self._read_body(headers, receive)
             return 200, await trio.to_thread.run_sync(
-                answer, self.store, path.removeprefix("/api/query/"), _parse_json(body))
-        if path == "/api/runs" or path.startswith("/api/runs/"):  # aliases of query routes
+                answer, self.store, path.removeprefix(QUERY_PREFIX), _parse_json(body),
+                principal), []
+        if path == ALIASES or path.startswith(ALIASES + "/"):  # aliases of query routes
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
+            principal = await self._authenticate(request)
             route, query = alias(path, scope.get("query_string", b""))
-            return 200, await trio.to_thread.run_sync(answer, self.store, route, query)
+            return 200, await trio.to_thread.run_sync(answer, self.store, route, query,
+                                                      principal), []
         raise HTTPError(404, f"no route {method} {path}")
 
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        reason = key_problem(headers, self._api_key)
-        if reason is not None:
-            raise HTTPError(401, f"{reason} API key: send 'Authorization: Bearer <api key>'")
+    async def _authenticate(self, request: _Request) -> Principal:
+        """Who the request speaks for (401, 429 otherwise); a change the dashboard's session
+        cookie authenticates must carry the session's CSRF header (403 otherwise)."""
+        address = _address(request.scope)
+        principal = self.auth.quick(request.headers, address)
+        if principal is None:
+            server = request.scope.get("server")
+            principal = await trio.to_thread.run_sync(
+                self.auth.authenticate, request.headers, address, server[1] if server else None)
+        if principal.csrf is not None and request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, b"")
+            if not hmac.compare_digest(sent, principal.csrf.encode()):
+                raise Forbidden(f"{request.method} {request.path} came with the dashboard's "
+                                "session cookie but without its X-Metrana-CSRF header: reload "
+                                "the page")
+        return principal
+
+    # ---------------------------------------------------------------- ingestion
+
+    async def _create_run(self, request: _Request) -> Reply:
+        body = await self._read_body(request.headers, request.receive)
+        return await self._store(self.store.create_run, _parse_create, body, "CreateRunRequest",
+                                 CREATE_RUNS, request.principal)
+
+    async def _update_runs(self, request: _Request) -> Reply:
+        body = await self._read_body(request.headers, request.receive)
+        return await self._store(self.store.update_runs, _parse_update, body,
+                                 "UpdateRunsRequest", LOG, request.principal)
+
+    # ---------------------------------------------------------- sign-in, keys
+
+    async def _session(self, request: _Request) -> Reply:
+        """``GET``: whether the server needs a key and who is signed in (never 401: the
+        dashboard asks before anything else); ``POST {"key": ...}``: sign in; ``DELETE``:
+        sign out."""
+        server = request.scope.get("server")
+        port = server[1] if server else None
+        name = cookie_name(request.headers, port)
+        secure = request.scope.get("scheme") == "https"
+        if request.method == "GET":
+            try:
+                principal = await self._authenticate(request)
+            except Unauthenticated:
+                return 200, {"required": True, "signed_in": False}, []
+            return 200, {"required": principal is not ANONYMOUS, **_who(principal)}, []
+        if request.method == "DELETE":
+            await self._authenticate(request)  # a session's sign-out carries its CSRF header
+            await trio.to_thread.run_sync(self.auth.sign_out, request.headers, port)
+            return 200, {"required": True, "signed_in": False}, [
+                (b"set-cookie", clear_cookie(name, secure))]
+        body = _parse_json(await self._read_body(request.headers, request.receive))
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise HTTPError(400, 'sign in with {"key": "<api key>"}')
+        token, principal = await trio.to_thread.run_sync(self.auth.sign_in, key.strip(),
+                                                         _address(request.scope))
+        return 200, {"required": True, **_who(principal)}, [
+            (b"set-cookie", set_cookie(name, token, secure))]
+
+    async def _create_key(self, request: _Request) -> Reply:
+        body = _object(await self._read_body(request.headers, request.receive))
+        expires = body.get("expires_s")
+
+        def work() -> dict[str, Any]:
+            key, record = create_key(self.store, request.principal, workspaces=body.get(
+                "workspaces"), role=body.get("role"), name=body.get("name") or "",
+                expires_s=expires)
+            return {"key": key, **key_json(record, time.time_ns())}
+
+        return 200, await trio.to_thread.run_sync(work), []
+
+    async def _list_keys(self, request: _Request) -> Reply:
+        await self._read_body(request.headers, request.receive)
+        records = await trio.to_thread.run_sync(list_keys, self.store, request.principal)
+        now = time.time_ns()
+        return 200, {"keys": [key_json(r, now) for r in records]}, []
+
+    async def _revoke_key(self, request: _Request) -> Reply:
+        body = _object(await self._read_body(request.headers, request.receive))
+        prefix = body.get("prefix")
+        if not isinstance(prefix, str):
+            raise HTTPError(400, '\'prefix\' is the key\'s prefix: {"prefix": "1a2b3c4d"}')
+        record = await trio.to_thread.run_sync(revoke_key, self.store, request.principal,
+                                               prefix)
+        return 200, key_json(record, time.time_ns()), []
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
@@ -264,16 +414,56 @@ class IngestApp:
             raise HTTPError(400, "gzip body is truncated")
         return out
 
-    async def _store(self, write: Callable[[Any], object], parse: Callable[[Any, str], Any],
-                     data: bytes, name: str) -> tuple[int, Any]:
+    async def _store(self, write: Callable[[Any, str | None], object],
+                     parse: Callable[[Any, str], Any], data: bytes, name: str, need: Need,
+                     principal: Principal) -> Reply:
         # Parsing and storing run in a worker thread, at most INGEST_CONCURRENCY at a time:
         # the event loop stays free to answer reads (the dashboard) while clients ingest.
         def work() -> None:
-            write(_parse(parse, data, name))
+            request = _parse(parse, data, name)
+            principal.require(need, request)  # the workspaces are in the body
+            write(request, principal.writer)
 
         async with self._ingest:
             await trio.to_thread.run_sync(work)
-        return 200, {"operationId": str(uuid.uuid4())}
+        return 200, {"operationId": str(uuid.uuid4())}, []
+
+
+@attrs.define
+class _Request:
+    """What a route handler gets: the request, and who it speaks for once authenticated."""
+
+    scope: Scope
+    headers: dict[bytes, bytes]
+    receive: Receive
+    method: str
+    path: str
+    who: Principal | None = None
+
+    @property
+    def principal(self) -> Principal:
+        assert self.who is not None, "an endpoint with a need is authenticated first"
+        return self.who
+
+
+def _address(scope: Scope) -> str:
+    """The client's address, as failed authentications are counted and logged."""
+    client = scope.get("client")
+    return str(client[0]) if client else "an unknown address"
+
+
+def _who(principal: Principal) -> dict[str, Any]:
+    """Who is signed in, as ``/api/session`` says it (never the key itself)."""
+    return {"signed_in": principal.csrf is not None, "key": principal.shown,
+            "role": principal.role.word, "workspaces": sorted(principal.workspaces),
+            "csrf": principal.csrf}
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    body = _parse_json(data)
+    if not isinstance(body, dict):
+        raise HTTPError(400, "the body is a JSON object")
+    return body
 
 
 def _parse(parse: Callable[[Any, str], Any], data: bytes, name: str) -> Any:

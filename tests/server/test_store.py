@@ -495,6 +495,28 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
+# What version 4 added (keys, dashboard sessions, writers), undone: a version-3 database.
+_V4_UNDONE = ("DROP TABLE run_writers", "DROP TABLE web_sessions", "DROP TABLE api_keys")
+
+
+def test_a_version_3_database_gains_the_key_tables(db_target: str) -> None:
+    """A database of schema version 3 (before API keys) gets the keys, sessions and writers
+    tables on opening; its runs are untouched, and keys and writers then work."""
+    store = Store(db_target)
+    create(store)
+    store.update_runs(update("run", 1, std("loss", list(range(100)))))
+    store.close()
+    _execute(db_target, *_V4_UNDONE, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    store = Store(db_target)
+    try:
+        assert steps(store, "loss") == [(s, 0) for s in range(100)]
+        assert not store.any_key()
+        store.update_runs(update("run", 1, std("loss", [100])), "1a2b3c4d")
+        assert [w["key"] for w in store.get_run("ws", "proj", "run")["writers"]] == ["1a2b3c4d"]
+    finally:
+        store.close()
+
+
 def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) -> None:
     """A database of schema version 2 (before chunks were indexed by session) gets the index
     and the version on opening; its data is untouched and retries find stored points."""
@@ -502,7 +524,7 @@ def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) 
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session",
+    _execute(db_target, "DROP INDEX chunks_by_session", *_V4_UNDONE,
              "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
