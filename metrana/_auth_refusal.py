@@ -23,7 +23,7 @@ def key_label(key: str | None) -> str:
     if not key:
         return "no API key"
     match = _KEY.match(key)
-    return f"API key mk_{match.group(1)}_…" if match else "an API key that is not a metrana key"
+    return f"API key mk_{match.group(1)}_…" if match else "the API key given"
 
 
 def _sent_key(response: httpx.Response) -> str | None:

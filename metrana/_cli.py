@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", default=None, metavar="KEY",
                        help="the server's own key (an admin key of every workspace); prefer "
                             "METRANA_SERVER_API_KEY, which 'ps' does not show")
+    serve.add_argument("--max-auth-failures", type=_positive, default=10, metavar="N",
+                       help="refused keys an address may send per minute before it must wait "
+                            "(HTTP 429; default 10)")
     serve.add_argument("--allow-anonymous", action="store_true",
                        help="with --host beyond loopback and no key at all, serve anyway, open "
                             "to anyone who can reach it (refused otherwise)")
@@ -303,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _port(text: str) -> int:
     """argparse type of --port: a clear message instead of bind()'s OverflowError later."""
     try:
@@ -362,6 +371,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ._config import is_loopback_host
     from .server.guard import RequestGuard
     from .server.runner import serve, startup_problem
+    from .server.throttle import FailureLimiter
 
     try:
         guard = RequestGuard(args.host, args.allowed_host)
@@ -391,6 +401,7 @@ def _serve(args: argparse.Namespace) -> int:
                     api_key=api_key,
                     allowed_hosts=args.allowed_host,
                     allow_anonymous=args.allow_anonymous,
+                    auth_failures=FailureLimiter(args.max_auth_failures),
                     handle_signals=True,
                     task_status=task_status,
                 )
@@ -400,9 +411,13 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"metrana serve: {_names_accepted(guard, info.url)}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
-                  + (" and an api_key" if api_key else "")
+                  + (" and an api_key" if info.needs_key else "")
                   + " (the official client metrana>=1.11 too: gRPC on the same port)", flush=True)
-            key = "METRANA_API_KEY=<the key> " if api_key else ""
+            if not info.needs_key:
+                print("metrana serve: no keys, so every request is served ('metrana keys "
+                      "create' makes the first; from then on each request needs one)",
+                      flush=True)
+            key = "METRANA_API_KEY=<the key> " if info.needs_key else ""
             print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
                   "stop with Ctrl-C", flush=True)
 

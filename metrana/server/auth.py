@@ -144,9 +144,9 @@ class Authenticator:
         prefix = key_prefix(key)
         if prefix is None:
             self._failed(address, "a key", "not the server's key nor one of its keys")
-            raise Unauthenticated("invalid API key: it is not "
-                                  + ("the server's key (METRANA_SERVER_API_KEY) nor "
-                                     if self._server_key else "")
+            raise Unauthenticated("invalid API key: it is "
+                                  + ("neither the server's key (METRANA_SERVER_API_KEY) nor "
+                                     if self._server_key else "not ")
                                   + "a key made by 'metrana keys create' (mk_<prefix>_<secret>)")
         shown = f"API key {label(prefix)}"
         record = self._store.find_key(prefix)

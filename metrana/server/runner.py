@@ -43,6 +43,7 @@ class OpenToOthers(RuntimeError):
 class ServerInfo:
     url: str
     db_path: Path | str  # a SQLite file, or the PostgreSQL URL without its password
+    needs_key: bool = False  # it had a key when it started (its own, or in its database)
 
 
 async def serve(
@@ -107,7 +108,8 @@ async def serve(
             binds = await nursery.start(
                 partial(hypercorn_serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
             )
-            task_status.started(ServerInfo(url=binds[0], db_path=store.path or store.location))
+            task_status.started(ServerInfo(url=binds[0], db_path=store.path or store.location,
+                                           needs_key=not app.auth.is_open()))
             await shutdown.wait()
             # Let hypercorn finish in-flight requests (each is one committed transaction).
             nursery.cancel_scope.deadline = trio.current_time() + 10

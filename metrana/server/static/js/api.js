@@ -1,6 +1,6 @@
 // Reading from the server: the read API's GET aliases (/api/runs…, see metrana/server/read_api.py),
-// the API key asked for once, at most a few requests at once, and the bucket reads of one run's
-// series batched into few requests.
+// signing in when the server asks for a key (session.js: a cookie, never the key itself), at most a
+// few requests at once, and the bucket reads of one run's series batched into few requests.
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
@@ -8,7 +8,8 @@
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
 
 import { columns } from "./columns.js";
-import { el, setConnection } from "./dom.js";
+import { setConnection } from "./dom.js";
+import { signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
@@ -17,7 +18,6 @@ export const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
 const BATCH = 25;            // series per bucket request (several requests draw progressively)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
-const KEY_STORAGE = "metrana.apiKey";
 
 /** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
 const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
@@ -41,43 +41,14 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-let keyPrompt = null;
-
-/** Ask for the server's API key once (a server started with --api-key); kept for this tab. */
-function askForKey(refused) {
-  if (keyPrompt) return keyPrompt;
-  keyPrompt = new Promise((resolve) => {
-    const input = el("input", { type: "password", autocomplete: "off", required: true,
-                                 "aria-label": "API key", placeholder: "API key" });
-    const dialog = el("dialog", {},
-      el("form", { method: "dialog", onsubmit: () => {
-        sessionStorage.setItem(KEY_STORAGE, input.value.trim());
-        dialog.remove();
-        keyPrompt = null;
-        resolve();
-      } },
-      el("h2", {}, "This server needs an API key"),
-      el("p", { class: "muted" }, refused ? "That key was refused. " : "",
-         "It is kept in this tab only (sessionStorage) and sent as ",
-         el("code", {}, "Authorization: Bearer …"), "."),
-      input, el("button", { type: "submit" }, "Continue")));
-    dialog.addEventListener("cancel", (e) => e.preventDefault());
-    document.body.append(dialog);
-    dialog.showModal();
-    input.focus();
-  });
-  return keyPrompt;
-}
-
 export async function api(path, signal) {
   for (;;) {
-    const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = key ? { Authorization: `Bearer ${key}` } : {};
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const response = await fetch(path, { headers, signal: limited, cache: "no-store" });
-    if (response.status === 401) {
-      await askForKey(Boolean(key));
+    // Same-origin: the browser sends the session cookie, if there is one.
+    const response = await fetch(path, { signal: limited, cache: "no-store" });
+    if (response.status === 401) {  // no session, or it ended (signed out, key revoked)
+      await signIn();
       continue;
     }
     const body = await response.json().catch(() => null);
