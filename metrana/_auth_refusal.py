@@ -49,8 +49,10 @@ def auth_refusal(response: httpx.Response, how: str = "api_key= or METRANA_API_K
         return None
     key = _sent_key(response)
     said = server_message(response)
+    label = key_label(key)
+    sent = "it" if label in said else label  # the server's message names a key by its prefix
     if status == 403:
-        return f"{key_label(key)} is not allowed to do this (HTTP 403): {said}"
+        return f"the server refused {'this' if sent == 'it' else sent} (HTTP 403): {said}"
     if not key:
         return f"the server needs an API key (HTTP 401): {said}; pass one as {how}"
-    return f"the server refused {key_label(key)} (HTTP 401): {said}; pass a valid key as {how}"
+    return f"the server refused {sent} (HTTP 401): {said}; pass a valid key as {how}"
