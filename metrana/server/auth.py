@@ -201,14 +201,13 @@ class Authenticator:
         found = self._store.find_session(hashed)
         if found is None:
             raise Unauthenticated(_ENDED)
-        prefix, bound, _ = found
+        prefix, bound, record = found
         csrf = csrf_of(token)
         if prefix == SERVER_KEY:
             if self._server_key is None or bound is None \
                     or not hmac.compare_digest(binding(self._server_key, hashed), bound):
                 raise Unauthenticated(_ENDED)
             return Principal(SERVER.role, SERVER.workspaces, SERVER.writer, SERVER.shown, csrf)
-        record: KeyRecord | None = self._store.find_key(prefix)
         now = time.time_ns()
         if record is None or record.problem(now) is not None:
             raise Unauthenticated(_ENDED)

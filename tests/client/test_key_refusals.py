@@ -14,8 +14,7 @@ from metrana import MetranaApiError
 from metrana.query import MetranaQueryError, QueryClient
 from metrana.server import background_server
 from metrana.server.store import Store
-from tests.server.test_cli import metrana as metrana_cli
-from tests.server.test_cli import one_line
+from tests.server.test_cli import metrana as metrana_cli, one_line
 from tests.support import make_key
 
 

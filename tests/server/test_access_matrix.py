@@ -97,8 +97,23 @@ def grpc_status(call: Callable[[], Any]) -> str:
     try:
         call()
     except grpc.RpcError as exc:
-        return str(exc.code().name)  # type: ignore[attr-defined]
+        return str(exc.code().name)
     return "OK"
+
+
+def grpc_create(stub: Any, metadata: list[tuple[str, str]], run: str) -> str:
+    """InitializeRunLogging (create the run) in the workspace: its status's name."""
+    return grpc_status(lambda: list(stub.InitializeRunLogging(
+        api_pb2.InitializeRunLoggingRequest(
+            run=run_definition_pb2.Run(workspace=WS, project=PROJECT, run_name=run),
+            create_project_if_missing=True), timeout=30, metadata=metadata)))
+
+
+def grpc_log(stub: Any, metadata: list[tuple[str, str]], token: bytes, step: int) -> str:
+    """UpdateRunStream of one point into the run ``token`` names: its status's name."""
+    return grpc_status(lambda: list(stub.UpdateRunStream(iter([
+        api_pb2.UpdateRunRequest(run_id=token), grpc_update(token, step)]),
+        timeout=30, metadata=metadata)))
 
 
 def test_every_key_against_every_request(keyed: Keyed) -> None:
@@ -129,17 +144,8 @@ def test_every_key_against_every_request(keyed: Keyed) -> None:
                 answers.append(http.post("/api/keys/create", json={"workspaces": [WS],
                                                                    "role": "read"}))
             observed[row] = (*(a.status_code for a in answers[:4]), dash, answers[4].status_code,
-                             grpc_status(lambda: list(stub.InitializeRunLogging(
-                                 api_pb2.InitializeRunLoggingRequest(
-                                     run=run_definition_pb2.Run(
-                                         workspace=WS, project=PROJECT,
-                                         run_name=f"grpc-{next(counter)}"),
-                                     create_project_if_missing=True),
-                                 timeout=30, metadata=metadata))),
-                             grpc_status(lambda: list(stub.UpdateRunStream(iter([
-                                 api_pb2.UpdateRunRequest(run_id=token),
-                                 grpc_update(token, next(counter))]),
-                                 timeout=30, metadata=metadata))))
+                             grpc_create(stub, metadata, f"grpc-{next(counter)}"),
+                             grpc_log(stub, metadata, token, next(counter)))
             for answer in answers:
                 message = answer.json().get("message", "") if answer.status_code != 200 else ""
                 if key:

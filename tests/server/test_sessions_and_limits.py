@@ -152,7 +152,7 @@ def test_failed_authentications_are_limited_per_address_and_logged_by_prefix(
                     run=run_definition_pb2.Run(workspace="team-a", project="p", run_name="r"),
                     create_project_if_missing=True), timeout=30,
                     metadata=[("authorization", f"Bearer {key}")]))
-            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         wait_until(lambda: http.get("/api/runs", headers=bearer(key)).status_code == 200,
                    timeout=10)
     refusals = [line for line in logged if "refused" in line]

@@ -322,10 +322,16 @@ class Store:
             keys.purge_sessions(tx, now)
             keys.add_session(tx, token_hash, prefix, binding, now, expires_ns)
 
-    def find_session(self, token_hash: str) -> tuple[str, str | None, int] | None:
-        """A live session's key prefix, binding and expiry (None: unknown or expired)."""
+    def find_session(self, token_hash: str
+                     ) -> tuple[str, str | None, KeyRecord | None] | None:
+        """A live session's key prefix, binding and key (None for the server's own key, or a
+        key since deleted); None when the session is unknown or expired. One read: the
+        dashboard's every request asks."""
         with self.db.read() as tx:
-            return keys.find_session(tx, token_hash, time.time_ns())
+            found = keys.find_session(tx, token_hash, time.time_ns())
+            if found is None:
+                return None
+            return found[0], found[1], keys.find_key(tx, found[0])
 
     def end_session(self, token_hash: str) -> None:
         with self.db.write() as tx:
