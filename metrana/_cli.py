@@ -85,8 +85,8 @@ page can write to it.
 _READ_SOURCE_HELP = """\
 Reads: the database --db (a SQLite file or a postgresql:// URL; default $METRANA_SERVER_DB or
 $METRANA_DB, else ~/.metrana/metrana.sqlite3), or a running server's read API with --url.
-A server started with an API key needs it here too: --api-key KEY, or METRANA_API_KEY in
-the environment (preferred: arguments show in 'ps').
+A server with keys needs one here too (a read key shows its workspaces' runs only):
+--api-key KEY, or METRANA_API_KEY in the environment (preferred: arguments show in 'ps').
 """
 
 _RUNS_HELP = "List the stored runs with their series and point counts.\n\n" + _READ_SOURCE_HELP + """\
