@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from .access import Principal
+from .access import ANONYMOUS, Principal
 from .api_keys import ALL_WORKSPACES, KeyRecord, Role, hash_key, label, new_key
 from .errors import Forbidden, NotFound, QueryError
 from .store import Store
@@ -45,6 +45,16 @@ def _workspaces(values: Any) -> tuple[str, ...]:
     return (ALL_WORKSPACES,) if ALL_WORKSPACES in names else tuple(names)
 
 
+def _keyed(principal: Principal) -> None:
+    """An open server's anonymous callers manage no keys: the first key is made on the
+    database itself, by whoever may open it (else anyone who reaches an open server could
+    make themselves its owner)."""
+    if principal is ANONYMOUS:
+        raise Forbidden("this server has no keys yet: make the first one on its database "
+                        "(metrana keys create --db <the server's database> --workspace '*' "
+                        "--role admin), then manage keys here with it")
+
+
 def _manages(principal: Principal, workspaces: tuple[str, ...]) -> bool:
     if ALL_WORKSPACES in workspaces:
         return principal.everywhere
@@ -56,6 +66,7 @@ def create_key(store: Store, principal: Principal, *, workspaces: Any, role: Any
     """A new key of ``role`` for ``workspaces``: the key (shown once) and its record. The
     arguments may come from a request's JSON: each is checked (QueryError saying what is
     wrong)."""
+    _keyed(principal)
     scope = _workspaces(workspaces)
     try:
         wanted = Role.named(role) if isinstance(role, str) else None
@@ -84,12 +95,14 @@ def create_key(store: Store, principal: Principal, *, workspaces: Any, role: Any
 
 def list_keys(store: Store, principal: Principal) -> list[KeyRecord]:
     """The keys ``principal`` manages (every key, for the owner), oldest first."""
+    _keyed(principal)
     return [r for r in store.key_records() if _manages(principal, r.workspaces)]
 
 
 def revoke_key(store: Store, principal: Principal, prefix: str) -> KeyRecord:
     """Revoke the key (its requests are refused from now on, by every server); the key as it
     is now. Revoking a revoked key changes nothing."""
+    _keyed(principal)
     prefix = normalize_prefix(prefix)
     record = store.find_key(prefix)
     if record is None or not _manages(principal, record.workspaces):

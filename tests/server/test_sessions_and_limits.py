@@ -115,11 +115,16 @@ def test_a_session_of_the_server_key_ends_when_the_server_key_changes(tmp_path: 
         assert http.get("/api/runs").status_code == 401
 
 
-def test_an_open_server_needs_no_sign_in(tmp_path: Path) -> None:
+def test_an_open_server_needs_no_sign_in_and_makes_no_keys(tmp_path: Path) -> None:
+    """A server without keys serves everyone, so nobody signs in; nor can anyone who reaches
+    it make the first key (and with it, the server): that is done on the database."""
     with background_server(tmp_path / "open.sqlite3") as info, \
             httpx.Client(base_url=info.url) as http:
         assert http.get("/api/session").json()["required"] is False
         assert http.post("/api/session", json={"key": "anything"}).status_code == 400
+        made = http.post("/api/keys/create", json={"workspaces": ["*"], "role": "admin"})
+        assert made.status_code == 403 and "metrana keys create --db" in made.json()["message"]
+        assert http.post("/api/keys/list", json={}).status_code == 403
 
 
 # -------------------------------------------------------------- failed authentications
