@@ -52,6 +52,10 @@ def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> 
                              "JSON.stringify({...sessionStorage})")
         assert kept == "{}{}"  # the cookie is invisible to scripts; nothing else is stored
         assert key not in page.content() and key not in page.url
+        # The page's own writes (a POST of api.js) carry the session's CSRF header: accepted.
+        posted = page.evaluate("""async () => (await (await import("/static/js/api.js"))
+                                   .api("/api/query/all_runs", undefined, {})).runs.length""")
+        assert posted == 1
         # Another page of the run: no second sign-in.
         page.locator("#runs a", has_text="mine").click()
         page.wait_for_selector("body[data-ready]")

@@ -9,7 +9,7 @@
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
-import { signIn } from "./session.js";
+import { csrfHeaders, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
@@ -41,12 +41,17 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-export async function api(path, signal) {
+/** One request, signing in first when the server asks (401); a request that changes anything
+ *  (every method but GET: the server's request guard takes them only as JSON) carries the
+ *  session's CSRF header, as the server requires of the cookie's writes. */
+async function send(path, init, signal) {
   for (;;) {
+    const write = (init.method ?? "GET") !== "GET";
+    const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
     // Same-origin: the browser sends the session cookie, if there is one.
-    const response = await fetch(path, { signal: limited, cache: "no-store" });
+    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {  // no session, or it ended (signed out, key revoked)
       await signIn();
       continue;
@@ -57,6 +62,11 @@ export async function api(path, signal) {
     return body;
   }
 }
+
+/** A GET of the read API, or with `body` a POST of it as JSON. */
+export const api = (path, signal, body) => send(path, body === undefined ? {} : {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+  signal);
 
 export const isAbort = (error) => error?.name === "AbortError";
 
