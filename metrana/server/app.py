@@ -22,7 +22,8 @@ import hmac
 import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ import orjson
 import trio
 from loguru import logger
 
+from . import read_api
 from .access import ANONYMOUS, CREATE_RUNS, LOG, MANAGE_KEYS, Need, Principal
 from .auth import Authenticator
 from .errors import (
@@ -46,7 +48,7 @@ from .grpc_ingest import GrpcIngest
 from .guard import SAFE_METHODS, RequestGuard
 from .keys_admin import create_key, key_json, list_keys, revoke_key
 from .protobuf_v06 import PACKAGE, descriptor
-from .read_api import alias, answer
+from .read_api import alias
 from .sessions import CSRF_HEADER, clear_cookie, cookie_name, set_cookie
 from .static_files import StaticFiles
 from .store import Binary, Store
@@ -59,8 +61,8 @@ def _loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
-__all__ = ["ALIASES", "DEFAULT_MAX_BODY_BYTES", "ENDPOINTS", "QUERY_PREFIX", "Endpoint",
-           "IngestApp"]
+__all__ = ["ALIASES", "DEFAULT_MAX_BODY_BYTES", "ENDPOINTS", "QUERY_PREFIX", "TABLES", "Endpoint",
+           "IngestApp", "RouteTable"]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # A body's JSON objects and arrays, counted before anything is built from it: a client's request
@@ -95,9 +97,26 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/keys/list": Endpoint(("POST",), MANAGE_KEYS, "_list_keys"),
     "/api/keys/revoke": Endpoint(("POST",), MANAGE_KEYS, "_revoke_key"),
 }
-# The read API: POST /api/query/<route>, and GET /api/runs… aliases of its routes; each route
-# declares its own need (read_api.need_of), checked by read_api.answer.
+
+
+@attrs.frozen
+class RouteTable:
+    """Routes under a path prefix, ``POST <prefix><route>`` with a JSON body: a module's own
+    table (``routes``), what each route needs (``need_of``), and its ``answer``, which checks
+    that need for the principal before the route runs. ``writes``: its routes change runs, so
+    they run one at a time with ingestion."""
+
+    routes: Mapping[str, object]
+    need_of: Callable[[str], Need]
+    answer: Callable[[Store, str, Any, Principal], bytes | Binary]
+    writes: bool = False
+
+
 QUERY_PREFIX = "/api/query/"
+TABLES: dict[str, RouteTable] = {
+    QUERY_PREFIX: RouteTable(read_api.ROUTES, read_api.need_of, read_api.answer),
+}
+# GET /api/runs… are aliases of the read API's routes (read_api.alias), with their needs.
 ALIASES = "/api/runs"
 
 # HTTP/JSON is the 0.6.x protocol (session_id); gRPC (.grpc_ingest) is 0.7.
@@ -270,20 +289,24 @@ class IngestApp:
                     request.principal.require(endpoint.need, None)
             handler: Callable[[_Request], Awaitable[Reply]] = getattr(self, endpoint.answer)
             return await handler(request)
-        if path.startswith(QUERY_PREFIX):  # metrana.query: JSON bodies (filters are trees)
+        for prefix, table in TABLES.items():  # JSON bodies (metrana.query: filters are trees)
+            if not path.startswith(prefix):
+                continue
             if method != "POST":
                 raise HTTPError(405, f"{path} accepts POST only")
             principal = await self._authenticate(request)
-            body = await self._read_body(headers, receive)
-            return 200, await trio.to_thread.run_sync(
-                answer, self.store, path.removeprefix(QUERY_PREFIX), _parse_json(body),
-                principal), []
+            body = _parse_json(await self._read_body(headers, receive))
+            work = partial(table.answer, self.store, path.removeprefix(prefix), body, principal)
+            if not table.writes:
+                return 200, await trio.to_thread.run_sync(work), []
+            async with self._ingest:  # one write at a time, as ingestion
+                return 200, await trio.to_thread.run_sync(work), []
         if path == ALIASES or path.startswith(ALIASES + "/"):  # aliases of query routes
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
             principal = await self._authenticate(request)
             route, query = alias(path, scope.get("query_string", b""))
-            return 200, await trio.to_thread.run_sync(answer, self.store, route, query,
+            return 200, await trio.to_thread.run_sync(read_api.answer, self.store, route, query,
                                                       principal), []
         raise HTTPError(404, f"no route {method} {path}")
 

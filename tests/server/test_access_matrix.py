@@ -14,7 +14,7 @@ import pytest
 from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
 from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
 
-from metrana.server import app, read_api
+from metrana.server import app
 from metrana.server.access import DELETE_RUNS, EDIT_RUNS, OWNER, Principal, key_principal
 from metrana.server.api_keys import Role, new_key
 from metrana.server.errors import Forbidden
@@ -172,9 +172,10 @@ def grpc_update(token: bytes, step: int) -> Any:
 
 def test_every_route_of_the_tables_is_refused_without_a_key_or_outside_its_scope(
         keyed: Keyed) -> None:
-    """The route tables are the routing: each route of ``app.ENDPOINTS`` and of the read API
-    (``read_api.ROUTES``, ``POST /api/query/<route>``) is refused without a key (401) and, for
-    a key of another workspace, 403; so a route added to them later is covered as it is."""
+    """The route tables are the routing: each route of ``app.ENDPOINTS`` and of the tables
+    under a prefix (``app.TABLES``: the read API's ``POST /api/query/<route>``) is refused
+    without a key (401) and, for a key of another workspace, 403; so a route added to them
+    later is covered as it is."""
     url, keys, _ = keyed
     other, _ = keys["wrong workspace"]
     names = {"workspace": WS, "project": PROJECT, "run": "base"}
@@ -189,16 +190,18 @@ def test_every_route_of_the_tables_is_refused_without_a_key_or_outside_its_scope
         assert sorted(app.ENDPOINTS) == ["/api/keys/create", "/api/keys/list",
                                          "/api/keys/revoke", "/api/session", "/v1/runs",
                                          "/v1/runs:update"]
-        for route in read_api.ROUTES:
-            path = f"{app.QUERY_PREFIX}{route}"
-            assert anonymous.post(path, json=names).status_code == 401, route
-            answer = outsider.post(path, json=names)
-            if read_api.need_of(route).workspaces is None:  # a listing: theirs only
-                assert answer.status_code == 200, (route, answer.text)
-                assert all(run["workspace"] == OTHER for run in answer.json()["runs"])
-            else:
-                assert answer.status_code == 403, (route, answer.text)
-                assert f"in workspace '{WS}'" in answer.json()["message"]
+        assert list(app.TABLES) == [app.QUERY_PREFIX]
+        for prefix, table in app.TABLES.items():
+            for route in table.routes:
+                path = f"{prefix}{route}"
+                assert anonymous.post(path, json=names).status_code == 401, route
+                answer = outsider.post(path, json=names)
+                if table.need_of(route).workspaces is None:  # a listing: theirs only
+                    assert answer.status_code == 200, (route, answer.text)
+                    assert all(run["workspace"] == OTHER for run in answer.json()["runs"])
+                else:
+                    assert answer.status_code == 403, (route, answer.text)
+                    assert f"in workspace '{WS}'" in answer.json()["message"]
 
 
 def test_lists_show_only_the_workspaces_a_key_covers(keyed: Keyed) -> None:
