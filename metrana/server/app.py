@@ -19,7 +19,6 @@ free to answer reads while clients ingest.
 from __future__ import annotations
 
 import hmac
-import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,8 +30,8 @@ import orjson
 import trio
 from loguru import logger
 
-from . import read_api
-from .access import ANONYMOUS, CREATE_RUNS, LOG, MANAGE_KEYS, Need, Principal
+from . import account_routes, read_api
+from .access import CREATE_RUNS, LOG, MANAGE_KEYS, Need, Principal
 from .auth import Authenticator
 from .errors import (
     Conflict,
@@ -46,10 +45,10 @@ from .errors import (
 )
 from .grpc_ingest import GrpcIngest
 from .guard import SAFE_METHODS, RequestGuard
-from .keys_admin import create_key, key_json, list_keys, revoke_key
 from .protobuf_v06 import PACKAGE, descriptor
 from .read_api import alias
-from .sessions import CSRF_HEADER, clear_cookie, cookie_name, set_cookie
+from .request import Receive, Reply, Request, Scope, server_port
+from .sessions import CSRF_HEADER
 from .static_files import StaticFiles
 from .store import Binary, Store
 from .store.views import dumps
@@ -71,31 +70,39 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ELEMENTS = 500_000
 INGEST_CONCURRENCY = 1  # requests parsed and stored at once; more wait (bounded memory)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-Reply = tuple[int, Any, Headers]  # status, payload (JSON-able, bytes of JSON, Binary), headers
 
 
 @attrs.frozen
 class Endpoint:
     """One path of the app: the methods it answers, what it needs of the caller (None: it
-    authenticates by itself: the sign-in), and the :class:`IngestApp` method answering it."""
+    authenticates by itself: the sign-in), and the function answering it (of the app and the
+    request)."""
 
     methods: tuple[str, ...]
     need: Need | None
-    answer: str
+    answer: Callable[[Any, Request], Awaitable[Reply]]
+
+
+async def _create_run(app: IngestApp, request: Request) -> Reply:
+    return await app.store_request(request, app.store.create_run, _parse_create,
+                                   "CreateRunRequest", CREATE_RUNS)
+
+
+async def _update_runs(app: IngestApp, request: Request) -> Reply:
+    return await app.store_request(request, app.store.update_runs, _parse_update,
+                                   "UpdateRunsRequest", LOG)
 
 
 # Every path the app answers but the read API's (below) and the dashboard's files.
 ENDPOINTS: dict[str, Endpoint] = {
-    "/v1/runs": Endpoint(("POST",), CREATE_RUNS, "_create_run"),
-    "/v1/runs:update": Endpoint(("POST",), LOG, "_update_runs"),
-    "/api/session": Endpoint(("GET", "POST", "DELETE"), None, "_session"),
-    "/api/keys/create": Endpoint(("POST",), MANAGE_KEYS, "_create_key"),
-    "/api/keys/list": Endpoint(("POST",), MANAGE_KEYS, "_list_keys"),
-    "/api/keys/revoke": Endpoint(("POST",), MANAGE_KEYS, "_revoke_key"),
+    "/v1/runs": Endpoint(("POST",), CREATE_RUNS, _create_run),
+    "/v1/runs:update": Endpoint(("POST",), LOG, _update_runs),
+    "/api/session": Endpoint(("GET", "POST", "DELETE"), None, account_routes.session),
+    "/api/keys/create": Endpoint(("POST",), MANAGE_KEYS, account_routes.create),
+    "/api/keys/list": Endpoint(("POST",), MANAGE_KEYS, account_routes.listing),
+    "/api/keys/revoke": Endpoint(("POST",), MANAGE_KEYS, account_routes.revoke),
 }
 
 
@@ -278,24 +285,23 @@ class IngestApp:
         method = scope["method"]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
-        request = _Request(scope, headers, receive, method, path)
+        request = Request(scope, headers, receive, method, path)
         endpoint = ENDPOINTS.get(path)
         if endpoint is not None:
             if method not in endpoint.methods:
                 raise HTTPError(405, f"{path} accepts {' or '.join(endpoint.methods)} only")
             if endpoint.need is not None:
-                request.who = await self._authenticate(request)
+                request.who = await self.authenticate(request)
                 if endpoint.need.workspaces is None:  # nothing in the body to wait for
                     request.principal.require(endpoint.need, None)
-            handler: Callable[[_Request], Awaitable[Reply]] = getattr(self, endpoint.answer)
-            return await handler(request)
+            return await endpoint.answer(self, request)
         for prefix, table in TABLES.items():  # JSON bodies (metrana.query: filters are trees)
             if not path.startswith(prefix):
                 continue
             if method != "POST":
                 raise HTTPError(405, f"{path} accepts POST only")
-            principal = await self._authenticate(request)
-            body = _parse_json(await self._read_body(headers, receive))
+            principal = await self.authenticate(request)
+            body = await self.read_json(request)
             work = partial(table.answer, self.store, path.removeprefix(prefix), body, principal)
             if not table.writes:
                 return 200, await trio.to_thread.run_sync(work), []
@@ -304,21 +310,20 @@ class IngestApp:
         if path == ALIASES or path.startswith(ALIASES + "/"):  # aliases of query routes
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
-            principal = await self._authenticate(request)
+            principal = await self.authenticate(request)
             route, query = alias(path, scope.get("query_string", b""))
             return 200, await trio.to_thread.run_sync(read_api.answer, self.store, route, query,
                                                       principal), []
         raise HTTPError(404, f"no route {method} {path}")
 
-    async def _authenticate(self, request: _Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         """Who the request speaks for (401, 429 otherwise); a change the dashboard's session
         cookie authenticates must carry the session's CSRF header (403 otherwise)."""
-        address = _address(request.scope)
-        principal = self.auth.quick(request.headers, address)
+        principal = self.auth.quick(request.headers, request.address)
         if principal is None:
-            server = request.scope.get("server")
             principal = await trio.to_thread.run_sync(
-                self.auth.authenticate, request.headers, address, server[1] if server else None)
+                self.auth.authenticate, request.headers, request.address,
+                server_port(request.scope))
         if principal.csrf is not None and request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, b"")
             if not hmac.compare_digest(sent, principal.csrf.encode()):
@@ -327,74 +332,9 @@ class IngestApp:
                                 "the page")
         return principal
 
-    # ---------------------------------------------------------------- ingestion
-
-    async def _create_run(self, request: _Request) -> Reply:
-        body = await self._read_body(request.headers, request.receive)
-        return await self._store(self.store.create_run, _parse_create, body, "CreateRunRequest",
-                                 CREATE_RUNS, request.principal)
-
-    async def _update_runs(self, request: _Request) -> Reply:
-        body = await self._read_body(request.headers, request.receive)
-        return await self._store(self.store.update_runs, _parse_update, body,
-                                 "UpdateRunsRequest", LOG, request.principal)
-
-    # ---------------------------------------------------------- sign-in, keys
-
-    async def _session(self, request: _Request) -> Reply:
-        """``GET``: whether the server needs a key and who is signed in (never 401: the
-        dashboard asks before anything else); ``POST {"key": ...}``: sign in; ``DELETE``:
-        sign out."""
-        server = request.scope.get("server")
-        port = server[1] if server else None
-        name = cookie_name(request.headers, port)
-        secure = request.scope.get("scheme") == "https"
-        if request.method == "GET":
-            try:
-                principal = await self._authenticate(request)
-            except Unauthenticated:
-                return 200, {"required": True, "signed_in": False}, []
-            return 200, {"required": principal is not ANONYMOUS, **_who(principal)}, []
-        if request.method == "DELETE":
-            await self._authenticate(request)  # a session's sign-out carries its CSRF header
-            await trio.to_thread.run_sync(self.auth.sign_out, request.headers, port)
-            return 200, {"required": True, "signed_in": False}, [
-                (b"set-cookie", clear_cookie(name, secure))]
-        body = _parse_json(await self._read_body(request.headers, request.receive))
-        key = body.get("key") if isinstance(body, dict) else None
-        if not isinstance(key, str) or not key.strip():
-            raise HTTPError(400, 'sign in with {"key": "<api key>"}')
-        token, principal = await trio.to_thread.run_sync(self.auth.sign_in, key.strip(),
-                                                         _address(request.scope))
-        return 200, {"required": True, **_who(principal)}, [
-            (b"set-cookie", set_cookie(name, token, secure))]
-
-    async def _create_key(self, request: _Request) -> Reply:
-        body = _object(await self._read_body(request.headers, request.receive))
-        expires = body.get("expires_s")
-
-        def work() -> dict[str, Any]:
-            key, record = create_key(self.store, request.principal, workspaces=body.get(
-                "workspaces"), role=body.get("role"), name=body.get("name") or "",
-                expires_s=expires)
-            return {"key": key, **key_json(record, time.time_ns())}
-
-        return 200, await trio.to_thread.run_sync(work), []
-
-    async def _list_keys(self, request: _Request) -> Reply:
-        await self._read_body(request.headers, request.receive)
-        records = await trio.to_thread.run_sync(list_keys, self.store, request.principal)
-        now = time.time_ns()
-        return 200, {"keys": [key_json(r, now) for r in records]}, []
-
-    async def _revoke_key(self, request: _Request) -> Reply:
-        body = _object(await self._read_body(request.headers, request.receive))
-        prefix = body.get("prefix")
-        if not isinstance(prefix, str):
-            raise HTTPError(400, '\'prefix\' is the key\'s prefix: {"prefix": "1a2b3c4d"}')
-        record = await trio.to_thread.run_sync(revoke_key, self.store, request.principal,
-                                               prefix)
-        return 200, key_json(record, time.time_ns()), []
+    async def read_json(self, request: Request) -> Any:
+        """The request's body (bounded), parsed as JSON (400 otherwise)."""
+        return _parse_json(await self._read_body(request.headers, request.receive))
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
@@ -437,9 +377,13 @@ class IngestApp:
             raise HTTPError(400, "gzip body is truncated")
         return out
 
-    async def _store(self, write: Callable[[Any, str | None], object],
-                     parse: Callable[[Any, str], Any], data: bytes, name: str, need: Need,
-                     principal: Principal) -> Reply:
+    async def store_request(self, request: Request, write: Callable[[Any, str | None], object],
+                            parse: Callable[[Any, str], Any], name: str, need: Need) -> Reply:
+        """Parse an ingestion request, check ``need`` against the workspaces it names, and
+        store it with its principal as the writer."""
+        data = await self._read_body(request.headers, request.receive)
+        principal = request.principal
+
         # Parsing and storing run in a worker thread, at most INGEST_CONCURRENCY at a time:
         # the event loop stays free to answer reads (the dashboard) while clients ingest.
         def work() -> None:
@@ -450,43 +394,6 @@ class IngestApp:
         async with self._ingest:
             await trio.to_thread.run_sync(work)
         return 200, {"operationId": str(uuid.uuid4())}, []
-
-
-@attrs.define
-class _Request:
-    """What a route handler gets: the request, and who it speaks for once authenticated."""
-
-    scope: Scope
-    headers: dict[bytes, bytes]
-    receive: Receive
-    method: str
-    path: str
-    who: Principal | None = None
-
-    @property
-    def principal(self) -> Principal:
-        assert self.who is not None, "an endpoint with a need is authenticated first"
-        return self.who
-
-
-def _address(scope: Scope) -> str:
-    """The client's address, as failed authentications are counted and logged."""
-    client = scope.get("client")
-    return str(client[0]) if client else "an unknown address"
-
-
-def _who(principal: Principal) -> dict[str, Any]:
-    """Who is signed in, as ``/api/session`` says it (never the key itself)."""
-    return {"signed_in": principal.csrf is not None, "key": principal.shown,
-            "role": principal.role.word, "workspaces": sorted(principal.workspaces),
-            "csrf": principal.csrf}
-
-
-def _object(data: bytes) -> dict[str, Any]:
-    body = _parse_json(data)
-    if not isinstance(body, dict):
-        raise HTTPError(400, "the body is a JSON object")
-    return body
 
 
 def _parse(parse: Callable[[Any, str], Any], data: bytes, name: str) -> Any:

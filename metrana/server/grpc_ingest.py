@@ -65,6 +65,7 @@ from .grpc_codec import (
     trailers,
 )
 from .ingest import RunKey
+from .request import client_address, server_port
 from .store import Store
 
 __all__ = ["ORCHESTRATION_PATH", "GrpcIngest"]
@@ -165,13 +166,11 @@ class GrpcIngest:
 
     async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Principal:
         """Who the call speaks for, as an HTTP/JSON request's (``authorization`` metadata)."""
-        client = scope.get("client")
-        address = str(client[0]) if client else "an unknown address"
+        address = client_address(scope)
         principal = self._auth.quick(headers, address)
         if principal is None:
-            server = scope.get("server")
             principal = await trio.to_thread.run_sync(self._auth.authenticate, headers, address,
-                                                      server[1] if server else None)
+                                                      server_port(scope))
         return principal
 
     # ------------------------------------------------------------------ runs
