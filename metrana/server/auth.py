@@ -59,7 +59,8 @@ _ENDED = ("your dashboard session has ended (signed out, expired, or its key was
 
 
 def _bearer(value: bytes) -> str | None:
-    scheme, _, token = value.decode("latin-1").partition(" ")
+    """The key of ``Bearer <key>`` (as UTF-8: a server key may have any characters)."""
+    scheme, _, token = value.decode("utf-8", "replace").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 
@@ -89,10 +90,6 @@ class Authenticator:
     def __repr__(self) -> str:  # never a key, nor a digest of one
         return (f"Authenticator(server_key={'set' if self._server_key else 'none'}, "
                 f"{self.limiter!r})")
-
-    @property
-    def has_server_key(self) -> bool:
-        return self._server_key is not None
 
     def is_open(self) -> bool:
         """Whether requests need no key: no server key, and no key made in the database (read
