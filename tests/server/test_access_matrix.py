@@ -5,7 +5,9 @@ route tables themselves, so that a route added later cannot be left out of the c
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,6 +16,7 @@ import pytest
 from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
 from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
 
+import metrana
 from metrana.server import app
 from metrana.server.access import DELETE_RUNS, EDIT_RUNS, OWNER, Principal, key_principal
 from metrana.server.api_keys import Role, new_key
@@ -202,6 +205,41 @@ def test_every_route_of_the_tables_is_refused_without_a_key_or_outside_its_scope
                 else:
                     assert answer.status_code == 403, (route, answer.text)
                     assert f"in workspace '{WS}'" in answer.json()["message"]
+
+
+# A server path as the code writes it: quoted in Python (f-strings too), quoted or in a template
+# in the dashboard's JavaScript; up to where a variable part starts.
+_PATH_LITERAL = {".py": re.compile(r"""["'](/(?:api|v1)/[\w.:/-]*)"""),
+                 ".js": re.compile(r"""["'`](/(?:api|v1)/[\w.:/-]*)""")}
+
+
+def _routed(path: str) -> bool:
+    """Whether the app answers ``path`` (or, for a prefix ending in ``/``, the paths under it)
+    from its tables, each route there with its need: an endpoint, a table's prefix, or the
+    read API's GET aliases."""
+    if path in app.ENDPOINTS or any(path.startswith(prefix) for prefix in app.TABLES):
+        return True
+    if path.endswith("/") and any(endpoint.startswith(path) for endpoint in app.ENDPOINTS):
+        return True  # f"/api/keys/{action}"
+    return path == app.ALIASES or path.startswith(app.ALIASES + "/")
+
+
+def test_every_path_the_code_uses_is_a_route_of_the_tables() -> None:
+    """Every server path written anywhere in metrana (the clients, the CLI, the dashboard's
+    JavaScript, the app itself) is one the route tables answer, so each has a declared need:
+    a route added with a branch of its own instead of a table entry (say ``/api/manage/``
+    answered in ``_dispatch``, or called by the dashboard) fails here until it is in the
+    tables, and then the tests above check its refusals."""
+    root = Path(metrana.__file__).parent
+    found: dict[str, set[str]] = {}
+    for file in sorted(root.rglob("*")):
+        pattern = _PATH_LITERAL.get(file.suffix)
+        if pattern is None or "vendor" in file.parts:
+            continue
+        for path in pattern.findall(file.read_text(encoding="utf-8")):
+            found.setdefault(path, set()).add(str(file.relative_to(root)))
+    assert {"/v1/runs", "/api/query/", "/api/session", "/api/runs/"} <= set(found), found
+    assert {path: files for path, files in found.items() if not _routed(path)} == {}
 
 
 def test_lists_show_only_the_workspaces_a_key_covers(keyed: Keyed) -> None:
