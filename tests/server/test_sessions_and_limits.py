@@ -3,6 +3,8 @@ over real sockets, against a server on a thread of the test (its settings are th
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,6 @@ from metrana_protobuf.ingestion.v1.types import run_definition_pb2
 from metrana.server import auth, background_server
 from metrana.server.store import Store
 from metrana.server.throttle import FailureLimiter
-from tests.helpers import wait_until
 from tests.support import make_key
 
 
@@ -77,7 +78,8 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_writes_need_its_csrf(
 
 def test_revoking_a_key_ends_its_sessions_and_sessions_expire(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A session lives while its key does (revoked: gone at once) and at most SESSION_TTL_S."""
+    """A session lives while its key does (revoked: gone at once) and at most SESSION_TTL_S
+    (the expiry the server stored, then checked on every request)."""
     db = tmp_path / "s.sqlite3"
     key, prefix = make_key(db, "write", "team-a")
     with background_server(db) as info, httpx.Client(base_url=info.url) as http:
@@ -91,10 +93,16 @@ def test_revoking_a_key_ends_its_sessions_and_sessions_expire(
         assert http.get("/api/runs").status_code == 401
         assert "sign in again" in http.get("/api/runs").json()["message"]
         other, _ = make_key(db, "write", "team-a")
-        monkeypatch.setattr(auth, "SESSION_TTL_S", 1)
+        monkeypatch.setattr(auth, "SESSION_TTL_S", 3600)
         assert http.post("/api/session", json={"key": other}).status_code == 200
         assert http.get("/api/runs").status_code == 200
-        wait_until(lambda: http.get("/api/runs").status_code == 401, timeout=10)
+        with sqlite3.connect(db) as conn:  # the session's life, as the server recorded it
+            (created, expires), = conn.execute(
+                "SELECT created_ns, expires_ns FROM web_sessions").fetchall()
+            assert abs((expires - created) / 1e9 - 3600) < 60
+            # An hour later, as the server sees it (no test waits an hour).
+            conn.execute("UPDATE web_sessions SET expires_ns = ?", (time.time_ns() - 1,))
+        assert http.get("/api/runs").status_code == 401
 
 
 def test_a_session_of_the_server_key_ends_when_the_server_key_changes(tmp_path: Path) -> None:
@@ -134,20 +142,26 @@ def test_failed_authentications_are_limited_per_address_and_logged_by_prefix(
         tmp_path: Path, logged: list[str]) -> None:
     """After the limit of refused keys from an address, its keys are refused unseen (429 with
     Retry-After; gRPC RESOURCE_EXHAUSTED), the right one too, until the window has passed.
-    Requests without a key do not count. The log names keys by prefix only."""
+    Requests without a key do not count. The window slides: a failure leaves it a minute
+    after it was made (the limiter's clock is driven here, so a busy machine cannot make a
+    slow request fall out of it). The log names keys by prefix only."""
     db = tmp_path / "s.sqlite3"
     key, prefix = make_key(db, "read", "team-a")
     wrong_secret = key[:12] + ("A" if key[12] != "A" else "B") + key[13:]
     unknown = "mk_0badcafe_" + "z" * 43
-    with background_server(db, auth_failures=FailureLimiter(3, window=2.0)) as info, \
+    now = [0.0]
+    limiter = FailureLimiter(3, window=60.0, clock=lambda: now[0])
+    with background_server(db, auth_failures=limiter) as info, \
             httpx.Client(base_url=info.url) as http:
         for _ in range(5):
             assert http.get("/api/runs").status_code == 401  # no key: not counted
-        for wrong in (wrong_secret, unknown, "not-a-metrana-key"):
+        for wrong in (wrong_secret, unknown):
             assert http.get("/api/runs", headers=bearer(wrong)).status_code == 401
+        now[0] = 30.0
+        assert http.get("/api/runs", headers=bearer("not-a-metrana-key")).status_code == 401
         throttled = http.get("/api/runs", headers=bearer(key))
         assert throttled.status_code == 429
-        assert 1 <= int(throttled.headers["retry-after"]) <= 2
+        assert throttled.headers["retry-after"] == "30"  # when the first two leave the window
         assert "too many failed authentications from 127.0.0.1" in throttled.json()["message"]
         assert http.post("/api/session", json={"key": key}).status_code == 429
         with grpc.insecure_channel(info.url.removeprefix("http://")) as channel:
@@ -158,8 +172,13 @@ def test_failed_authentications_are_limited_per_address_and_logged_by_prefix(
                     create_project_if_missing=True), timeout=30,
                     metadata=[("authorization", f"Bearer {key}")]))
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        wait_until(lambda: http.get("/api/runs", headers=bearer(key)).status_code == 200,
-                   timeout=10)
+        now[0] = 59.9
+        assert http.get("/api/runs", headers=bearer(key)).status_code == 429
+        now[0] = 60.0  # one failure (at 30) is left in the window: the key is looked at again
+        assert http.get("/api/runs", headers=bearer(key)).status_code == 200
+        assert http.get("/api/runs", headers=bearer(unknown)).status_code == 401
+        assert http.get("/api/runs", headers=bearer(wrong_secret)).status_code == 401
+        assert http.get("/api/runs", headers=bearer(key)).status_code == 429  # 3 again
     refusals = [line for line in logged if "refused" in line]
     assert any(f"refused API key mk_{prefix}_… from 127.0.0.1: wrong secret" in line
                for line in refusals), refusals
