@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 import metrana
 from metrana.server import background_server
 from metrana.server.store import Store
+from tests.dashboard.conftest import WAIT_MS
 from tests.support import make_key
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
@@ -28,7 +29,7 @@ def sign_in(page: Page, key: str) -> None:
     dialog = page.locator("dialog#sign-in")
     dialog.get_by_label("API key").fill(key)
     dialog.get_by_role("button", name="Sign in").click()
-    expect(dialog).to_have_count(0)
+    expect(dialog).to_have_count(0, timeout=WAIT_MS)
 
 
 def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> None:
@@ -40,9 +41,10 @@ def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> 
         log_run(info.url, owner, "team-b", "theirs")
         page.goto(info.url + "/")
         sign_in(page, key)
-        expect(page.locator('#runs tr[data-run="mine"]')).to_be_visible()
-        expect(page.locator('#runs tr[data-run="theirs"]')).to_have_count(0)  # not its workspace
-        expect(page.locator("#who")).to_contain_text(f"API key mk_{prefix}_… · read")
+        expect(page.locator('#runs tr[data-run="mine"]')).to_be_visible(timeout=WAIT_MS)
+        # not its workspace (the same answer as "mine": absent now, absent for good)
+        expect(page.locator('#runs tr[data-run="theirs"]')).to_have_count(0, timeout=WAIT_MS)
+        expect(page.locator("#who")).to_contain_text(f"API key mk_{prefix}_… · read", timeout=WAIT_MS)
         (cookie,) = page.context.cookies()
         port = info.url.rsplit(":", 1)[1]
         assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"], cookie["expires"]) == (
@@ -59,10 +61,10 @@ def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> 
         # Another page of the run: no second sign-in.
         page.locator("#runs a", has_text="mine").click()
         page.wait_for_selector("body[data-ready]")
-        expect(page.locator("dialog#sign-in")).to_have_count(0)
+        expect(page.locator("dialog#sign-in")).to_have_count(0, timeout=WAIT_MS)
         # Sign out: the session ends on the server, and the page asks again.
         page.locator("#sign-out").click()
-        expect(page.locator("dialog#sign-in")).to_be_visible()
+        expect(page.locator("dialog#sign-in")).to_be_visible(timeout=WAIT_MS)
         with httpx.Client(base_url=info.url, cookies={cookie["name"]: cookie["value"]}) as old:
             assert old.get("/api/runs").status_code == 401
         assert page.context.cookies() == []
@@ -78,13 +80,13 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
         log_run(info.url, key, "team-a", "r")
         page.goto(info.url + "/")
         sign_in(page, key)
-        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible()
+        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
         store = Store(db)
         try:
             store.revoke_key(prefix)
         finally:
             store.close()
-        expect(page.locator("dialog#sign-in")).to_be_visible()
+        expect(page.locator("dialog#sign-in")).to_be_visible(timeout=WAIT_MS)
         sign_in(page, other)
-        expect(page.locator("#who")).to_contain_text("· read")
-        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible()
+        expect(page.locator("#who")).to_contain_text("· read", timeout=WAIT_MS)
+        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
