@@ -18,6 +18,9 @@ __all__ = ["STORES", "QuietHandler", "in_background", "make_key", "plain_http_se
            "start_serve", "stop_serve", "writers_held_at"]
 
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
+# What schema version 5 added (API keys, dashboard sessions, writers), undone: with the meta
+# version set back, a database as an older metrana left it (tests of upgrades).
+UNDO_V5 = ("DROP TABLE run_writers", "DROP TABLE web_sessions", "DROP TABLE api_keys")
 
 
 def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,

@@ -175,7 +175,7 @@ def test_a_filter_too_deep_or_too_large_is_refused(compile_and_run: Any) -> None
 
 
 def test_a_series_is_named_by_metric_scale_and_canonical_labels() -> None:
-    assert parse_series("loss", "here") == SeriesName("loss")
+    assert parse_series("loss", "here") == SeriesName("loss", scale_given=False)
     named = parse_series({"metric": "acc", "scale": "EPOCH", "labels": {"b": "2", "a": "ü"}},
                          "here")
     assert named == SeriesName("acc", "EPOCH", '{"a":"ü","b":"2"}')

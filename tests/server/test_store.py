@@ -20,7 +20,7 @@ import pytest
 from metrana.server.errors import Conflict, SchemaError, Unprocessable
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
-from tests.support import in_background, writers_held_at
+from tests.support import UNDO_V5, in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
 RELATIVE, ABSOLUTE = 1, 2
@@ -495,18 +495,14 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
-# What version 4 added (keys, dashboard sessions, writers), undone: a version-3 database.
-_V4_UNDONE = ("DROP TABLE run_writers", "DROP TABLE web_sessions", "DROP TABLE api_keys")
-
-
-def test_a_version_3_database_gains_the_key_tables(db_target: str) -> None:
-    """A database of schema version 3 (before API keys) gets the keys, sessions and writers
+def test_a_version_4_database_gains_the_key_tables(db_target: str) -> None:
+    """A database of schema version 4 (before API keys) gets the keys, sessions and writers
     tables on opening; its runs are untouched, and keys and writers then work."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(100)))))
     store.close()
-    _execute(db_target, *_V4_UNDONE, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    _execute(db_target, *UNDO_V5, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert steps(store, "loss") == [(s, 0) for s in range(100)]
@@ -524,7 +520,8 @@ def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) 
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session", *_V4_UNDONE,
+    _execute(db_target, "DROP INDEX chunks_by_session", *UNDO_V5,
+             "ALTER TABLE series DROP COLUMN tail_points", "ALTER TABLE series DROP COLUMN tail_mean",
              "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:

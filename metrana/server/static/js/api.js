@@ -4,8 +4,10 @@
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
+//   GET /api/runs/W/P/R/buckets?n=&compact=1&series=ID:START:END,...   several series' buckets
+//                                                  at once (compact: raw points without repeats)
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
@@ -68,6 +70,10 @@ export const api = (path, signal, body) => send(path, body === undefined ? {} : 
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
   signal);
 
+/** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
+ *  asks, whose filters and groupings do not fit a query string. */
+export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
+
 export const isAbort = (error) => error?.name === "AbortError";
 
 /** Bucket reads of one run's series asked for in the same moment go out together: a page of a
@@ -96,7 +102,7 @@ class Batcher {
         const chunk = items.slice(i, i + BATCH);
         const specs = chunk.map(({ seriesId, params }) =>
           [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
-        limit(() => api(`${this.base}/buckets?n=${n}&series=${specs.join(",")}`, chunk[0].signal))
+        limit(() => api(`${this.base}/buckets?n=${n}&compact=1&series=${specs.join(",")}`, chunk[0].signal))
           .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
                 (error) => chunk.forEach((item) => item.reject(error)));
       }
