@@ -30,6 +30,7 @@ from ._actors.pump import Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import probe
 from ._actors.run_creator import RunCreator, RunSpec
+from ._actors.series_ends import StoredEnds
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
 from ._config import Settings, is_local_url
@@ -63,7 +64,8 @@ class EngineOptions:
 class Engine:
     def __init__(self, settings: Settings, inbox: Inbox, counters: Counters,
                  series: list[SeriesKey], *, say: Callable[[str, str], None],
-                 attributes: list[dict[str, Any]], options: EngineOptions) -> None:
+                 attributes: list[dict[str, Any]], options: EngineOptions,
+                 check_reruns: bool = True) -> None:
         self.settings = settings
         self.inbox = inbox
         self.counters = counters
@@ -89,6 +91,12 @@ class Engine:
                               self.spec.manifest(settings.ingestion_url), self.session_id,
                               counters, self.errors.report)
         self.delivery = Delivery(offline=settings.offline, spool_dir=self.spool_dir, say=say)
+        # Where a resumed run's series end (see _actors.series_ends); not asked offline, nor by
+        # a forked child, which logs alongside its parent rather than rerunning it.
+        self.ends = StoredEnds()
+        self._check_reruns = check_reruns and not settings.offline
+        if not self._check_reruns:
+            self.ends.ready.set()
         self._raw_send, self._raw_receive = trio.open_memory_channel[Any](1)
         self.pump = Pump(inbox, self._raw_send)
         self.creator: RunCreator | None = None
@@ -213,7 +221,8 @@ class Engine:
             client, self.spec, self.session_id, policy=self._retry,
             recovery_policy=self._recovery_retry, counters=self.counters,
             delivery=self.delivery, refuse_existing=s.resume_strategy is ResumeStrategy.Never,
-            say=self._say, on_fatal=self._fatal)
+            say=self._say, on_fatal=self._fatal,
+            ends=self.ends if self._check_reruns else None)
         self.creator.on_done = self._release_init
         if self.spool.enabled:
             self._recovery = Recovery(
@@ -235,7 +244,7 @@ class Engine:
         lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
         step_send, step_receive = trio.open_memory_channel[Any](1)
         step_counter = StepCounter(self._raw_receive, step_send, self.errors, self.counters,
-                                   self.series)
+                                   self.series, self.ends)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
                           max_age=self._options.batch_max_age)
         # gzip pays on a real network and costs CPU for nothing on loopback.

@@ -137,6 +137,7 @@ class BaseSession:
         rank = process_rank() if settings.distributed is Distributed.auto else None
         # Kept across a forked child's restart: items already built name its indices.
         self._table = SeriesTable(("rank", str(rank[0])) if rank is not None else None)
+        self._check_reruns = True  # a forked child's restart logs alongside its parent
         self._set_fast: Callable[[bool], None] = lambda value: None
         self._set_columns: Callable[[dict[Any, Any]], None] | None = None
         self._build_engine()
@@ -148,7 +149,8 @@ class BaseSession:
         self._inbox = Inbox(self._counters, maxsize=s.event_queue_max_size,
                             strategy=s.backpressure_strategy, can_block=self._can_block)
         self._engine = Engine(s, self._inbox, self._counters, self._table.keys, say=self._say,
-                              attributes=self._attributes, options=self._options)
+                              attributes=self._attributes, options=self._options,
+                              check_reruns=self._check_reruns)
         self._errors = self._engine.errors
         self._append = self._inbox.append
         # This inbox's columns: series index -> append, and plain name -> append (the names
@@ -221,6 +223,12 @@ class BaseSession:
         for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout,
                                    self._inbox.failure):
             message += f". {advice}"
+        ends = self._engine.ends
+        if ends.refused:
+            message += (f". {ends.refused:,} of the invalid points would have gone before the "
+                        f"points run {self.settings.run_name} already stores (the first: "
+                        f"{ends.first_refusal}); log a rerun to a new run_name, or pass "
+                        "resume_strategy='Never' to refuse reruns")
         if final.spooled:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
                         f"delivered by the next init() of this run, or by `metrana sync "

@@ -269,6 +269,7 @@ class Session(BaseSession):
         are appended after the parent's by the server)."""
         self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
         self._attributes = []
+        self._check_reruns = False  # it logs alongside its parent: not a rerun of the run
         self._final = None
         self._build_engine()
         self.start()

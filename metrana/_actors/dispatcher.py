@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import gzip
 import random
 import socket
@@ -24,7 +25,8 @@ from .error_collector import ErrorCollector
 from .flush import FlushMarker
 from .parcel import InFlight, Parcel, Progress, deliver_isolating, parcel_count
 
-__all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_transient", "post_with_retries"]
+__all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_definite", "is_transient",
+           "post_with_retries"]
 
 
 @attrs.frozen
@@ -100,6 +102,25 @@ def describe_failure(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_NO_ROUTE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+def is_definite(exc: httpx.TransportError) -> bool:
+    """True when the failure is a definite answer that nothing is there: connection refused
+    (nothing listens), no route to the host, or a host name that does not resolve.
+
+    Anything else — a timeout, a reset, a dropped connection — may be a service that is there
+    but slow or busy, and is retried as before. A definite answer is not worth waiting out:
+    the caller spools at once and probes in the background instead (see
+    :func:`post_with_retries`'s ``give_up_if_definite``). Only called on a failure, never on
+    the path of a request that succeeds.
+    """
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    return any(isinstance(c, (ConnectionRefusedError, socket.gaierror))
+               or (isinstance(c, OSError) and c.errno in _NO_ROUTE) for c in _causes(exc))
+
+
 def url_of(client: httpx.AsyncClient, path: str) -> str:
     return str(client.base_url).rstrip("/") + path
 
@@ -114,6 +135,7 @@ async def post_with_retries(
     headers: dict[str, str] | None = None,
     flight: InFlight | None = None,
     on_failure: Callable[[int, str, bool], None] | None = None,
+    give_up_if_definite: bool = False,
 ) -> httpx.Response:
     """POST until a non-transient answer. Raises MetranaConnectionError when the budget is spent.
 
@@ -121,6 +143,8 @@ async def post_with_retries(
     means. Transient = connection errors, timeouts, 408, 429, 5xx. ``flight.outstanding`` is
     True exactly while a request is on the wire; ``on_failure(attempt, reason, unreachable)``
     hears of every failed attempt (``unreachable``: nothing answered at all).
+    ``give_up_if_definite``: raise at the first definite refusal (:func:`is_definite`), with
+    ``definite=True``, instead of retrying it — for callers that keep the points safe anyway.
     """
     last = ""
     unreachable = False
@@ -137,6 +161,11 @@ async def post_with_retries(
                 flight.outstanding = False
             last = describe_failure(exc)
             unreachable = isinstance(exc, httpx.ConnectError)
+            if give_up_if_definite and is_definite(exc):
+                if on_failure is not None:
+                    on_failure(attempt, last, unreachable)
+                raise MetranaConnectionError(f"cannot reach {url_of(client, path)}: {last}",
+                                             unreachable=True, definite=True) from None
         else:
             if flight is not None:
                 flight.outstanding = False
@@ -266,8 +295,11 @@ class Dispatcher:
             # Level 1: most of gzip's saving on this repetitive JSON for a fraction of its CPU.
             body = gzip.compress(body, compresslevel=1)
             headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+        # With a spool, a refused connection is not retried: the points go to disk at once
+        # and Recovery probes in the background; without one, retrying is all that keeps them.
         return await post_with_retries(self._client, "/runs:update", body, self._policy,
-                                       self._counters, headers=headers, flight=flight)
+                                       self._counters, headers=headers, flight=flight,
+                                       give_up_if_definite=self._spool.enabled)
 
     def _sent(self, count: int) -> None:
         self._counters.sent += count

@@ -27,6 +27,7 @@ from .._exceptions import (
 from .._stats import Counters
 from .._wire import encode_update, is_ok
 from .dispatcher import RetryPolicy, post_with_retries
+from .series_ends import StoredEnds, ends_path, fetch_ends
 
 __all__ = ["RunCreator", "RunSpec", "create_run"]
 
@@ -118,7 +119,8 @@ class RunCreator:
     def __init__(self, client: httpx.AsyncClient, spec: RunSpec, session_id: int, *,
                  policy: RetryPolicy, recovery_policy: RetryPolicy, counters: Counters,
                  delivery: Delivery, refuse_existing: bool, say: Callable[[str, str], None],
-                 on_fatal: Callable[[BaseException], None]) -> None:
+                 on_fatal: Callable[[BaseException], None], ends: StoredEnds | None = None,
+                 ) -> None:
         self._client = client
         self._spec = spec
         self._session_id = session_id
@@ -129,6 +131,9 @@ class RunCreator:
         self._refuse_existing = refuse_existing
         self._say = say
         self._on_fatal = on_fatal
+        # Where the series of a resumed run end (None: not asked, e.g. in a forked child);
+        # its ``ready`` is set however creation ends, so the StepCounter never waits for long.
+        self._ends = ends
         self.scope = trio.CancelScope()  # cancelled when nothing more will be sent
         self.done = trio.Event()  # init() may stop waiting: created, refused, or unreachable
         self.on_done: Callable[[], None] = lambda: None  # told the same (thread-mode init())
@@ -161,10 +166,14 @@ class RunCreator:
 
     async def _post(self, persistent: bool, path: str, body: bytes) -> httpx.Response:
         policy = self._recovery_policy if persistent else self._policy
+        # The first try gives up at a definite refusal when points can wait on disk: they are
+        # spooled at once, and Recovery asks again with backoff.
+        give_up = not persistent and self._delivery.can_spool
         while True:
             try:
                 return await post_with_retries(self._client, path, body, policy, self._counters,
-                                               on_failure=self._heard_failure)
+                                               on_failure=self._heard_failure,
+                                               give_up_if_definite=give_up)
             except MetranaConnectionError:
                 if not persistent:
                     raise
@@ -192,6 +201,14 @@ class RunCreator:
         try:
             with self.scope:
                 await self.ensure(persistent=False)
+                if self.resumed and self._ends is not None:
+                    found = await fetch_ends(
+                        self._client, self._service_url() + ends_path(
+                            self._spec.workspace, self._spec.project, self._spec.run_name),
+                        self._spec.name, policy=self._policy, counters=self._counters,
+                        say=self._say)
+                    if found is not None:
+                        self._ends.by_series = found
         except MetranaConnectionError as exc:
             if not self._delivery.can_spool:
                 self._fail(exc)
@@ -202,6 +219,8 @@ class RunCreator:
         except MetranaError as exc:
             self._fail(exc)
         finally:
+            if self._ends is not None:
+                self._ends.ready.set()
             self._release_init()
 
     def _fail(self, error: BaseException) -> None:

@@ -306,6 +306,9 @@ class IngestApp:
             return await trio.to_thread.run_sync(
                 changed_series, store, workspace, project, run_name,
                 _query_int(query, "since") or 0)
+        if parts[3:] == ["ends"]:  # a client resuming the run: where each series ends
+            return {"series": await trio.to_thread.run_sync(
+                store.series_ends, workspace, project, run_name)}
         if parts[3:] == ["buckets"]:  # the dashboard: several series' buckets in one request
             try:
                 specs = parse_series_specs(_query_str(query, "series"))

@@ -697,6 +697,21 @@ class Store:
             out.append(int(series_id))
         return out
 
+    def series_ends(self, workspace: str, project: str, run_name: str) -> list[dict[str, Any]]:
+        """Where each series of a run ends: its identity and its last stored step (for an RL
+        series, its last ``rl_step``). A client resuming the run reads it once, to refuse a
+        rerun's points that would go before what is stored (NotFound if the run is not
+        there)."""
+        with self.db.read() as tx:
+            run_id = self._find_run(tx, workspace, project, run_name)
+            rows = tx.all("SELECT kind, metric_name, scale, labels, environment_id, has_episode, "
+                          "episode, x_max FROM series WHERE run_id = ? AND x_max IS NOT NULL "
+                          "ORDER BY id", (run_id,))
+        return [{"kind": kind, "metric_name": name, "scale": scale, "labels": json.loads(labels),
+                 "environment_id": environment, "episode": episode if has_episode else None,
+                 "last_step": int(last)}
+                for kind, name, scale, labels, environment, has_episode, episode, last in rows]
+
     def iter_export(self, workspace: str, project: str, run_name: str) -> Iterator[dict[str, Any]]:
         """Every point of a run with its series identity, series by series in step order."""
         run = self.get_run(workspace, project, run_name)

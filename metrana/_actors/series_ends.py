@@ -1,0 +1,109 @@
+"""Where a resumed run's series end on the service, so that a rerun cannot overlay them.
+
+Running a script twice under one run name used to store the second session's points among
+the first's: an RL curve zig-zagged between two trainings, a manual-step series got its steps
+logged twice. So at ``init()`` of a run that already exists, the run creator asks the service
+once (``GET /api/runs/<workspace>/<project>/<run>/ends``) for the last stored step of each
+series — for an RL series its last ``rl_step``, per (metric, scale, env_id, episode, labels) —
+and the StepCounter refuses a point that would go before it (an ``rl_step`` lower than that,
+a manual ``step`` not after it), exactly as it refuses a decreasing step within a session.
+Automatic steps are not checked: the service places a new session's after everything stored.
+
+The StepCounter waits for the answer before numbering anything (:attr:`StoredEnds.ready`);
+the question is bounded in time like the run's creation. A service without the route (the
+hosted one answers 404/405) means no check, as before; a forked child does not ask (it logs
+alongside its parent, it is not a rerun), nor does a session that could not reach the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import httpx
+import trio
+
+from .._stats import Counters
+from .._wire import is_ok
+from .dispatcher import RetryPolicy, describe_failure, is_transient
+
+__all__ = ["ENDS_TIMEOUT", "StoredEnds", "ends_path", "fetch_ends"]
+
+ENDS_TIMEOUT = 10.0  # as long as init() waits for the run's creation by default
+_ATTEMPTS = 3
+_NO_ROUTE = (404, 405, 501)  # a service that does not know the question (the hosted one)
+
+Identity = tuple[object, ...]  # SeriesKey.identity: (rl, name, scale, labels, env_id, episode)
+
+
+@attrs.define(eq=False)
+class StoredEnds:
+    """The answer, shared by the run creator (which fills it) and the StepCounter (which
+    reads it once ``ready`` is set), and what the check refused (for the close summary)."""
+
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    by_series: dict[Identity, int] = attrs.field(factory=dict)
+    refused: int = 0
+    first_refusal: str | None = None
+
+    def refuse(self, message: str) -> None:
+        self.refused += 1
+        if self.first_refusal is None:
+            self.first_refusal = message
+
+
+def ends_path(workspace: str, project: str, run_name: str) -> str:
+    """The route's path on the service (each name one percent-encoded segment)."""
+    names = "/".join(quote(name, safe="") for name in (workspace, project, run_name))
+    return f"/api/runs/{names}/ends"
+
+
+def _parse(body: Any) -> dict[Identity, int]:
+    out: dict[Identity, int] = {}
+    for row in body["series"]:
+        labels = tuple(sorted((str(k), str(v)) for k, v in row["labels"].items()))
+        episode = row["episode"]
+        identity = (row["kind"] == "rl", row["metric_name"], row["scale"], labels,
+                    row["environment_id"] or "", None if episode is None else int(episode))
+        out[identity] = int(row["last_step"])
+    return out
+
+
+async def fetch_ends(client: httpx.AsyncClient, url: str, run: str, *, policy: RetryPolicy,
+                     counters: Counters, say: Callable[[str, str], None],
+                     timeout: float = ENDS_TIMEOUT) -> dict[Identity, int] | None:
+    """The last stored step of each series of ``run`` (``url``: the absolute route), or None
+    when the service cannot say — then nothing is checked and the user is told why (only in
+    the debug log when the service simply does not have the route)."""
+    reason = f"no answer within {timeout:g}s"
+    with trio.move_on_after(timeout):
+        for attempt in range(_ATTEMPTS):
+            counters.requests += 1
+            try:
+                response = await client.get(url)
+            except httpx.TransportError as exc:
+                reason = describe_failure(exc)
+            else:
+                status = response.status_code
+                if status in _NO_ROUTE:
+                    say("DEBUG", f"{url} answered HTTP {status}: this service does not say "
+                                 "where a run's series end; a rerun's points are not checked")
+                    return None
+                if is_ok(status):
+                    try:
+                        return _parse(response.json())
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        reason = f"an answer that could not be read ({exc!r:.200})"
+                        break
+                reason = f"HTTP {status}"
+                if not is_transient(status):
+                    break
+            if attempt + 1 < _ATTEMPTS:
+                counters.retries += 1
+                await trio.sleep(policy.delay(attempt, None))
+    say("WARNING", f"could not learn where the series of run {run} end ({reason}); this "
+                   "session's manual steps and rl_steps are not checked against the points "
+                   "the run already has")
+    return None
