@@ -28,7 +28,7 @@ from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_re
 from ._actors.error_collector import ErrorCollector
 from ._actors.pump import Pump
 from ._actors.recovery import Recovery
-from ._actors.replay import probe
+from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
 from ._actors.series_ends import StoredEnds
 from ._actors.step_counter import StepCounter
@@ -49,6 +49,7 @@ BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
 RECOVERY_MAX_DELAY = 5.0  # during an outage the service is asked again at least this often
 PROBE_TIMEOUT = 2.0  # at close, during an outage: how long to ask whether the service is back
+CLOSE_PROBE_EVERY = 1.0  # at close, during an outage: how often to ask whether it refuses
 
 
 @attrs.frozen
@@ -300,8 +301,7 @@ class Engine:
             dispatch_scope.deadline = deadline
         else:
             root.start_soon(self._spool_at, deadline)
-            if self.delivery.outage or not self.delivery.run_ready.is_set():
-                root.start_soon(self._spool_if_unreachable, client)
+            root.start_soon(self._spool_if_refused, client)
 
     def _helper_scope(self) -> trio.CancelScope:
         """Close-time helpers live in the root nursery; the pipeline's end cancels them."""
@@ -318,18 +318,26 @@ class Engine:
                                      f"undelivered points to the spool at {self.spool_dir}")
                 self.force_spool()
 
-    async def _spool_if_unreachable(self, client: httpx.AsyncClient) -> None:
-        """Closing while the service is away: if it still does not answer, do not make the
-        user wait out the close timeout — spool what is left now."""
+    async def _spool_if_refused(self, client: httpx.AsyncClient) -> None:
+        """Closing while the service is away: when it definitely is not there (connection
+        refused, no route, unknown host), do not make the user wait out the close timeout —
+        spool what is left now. A service that is slow or busy (no answer within the probe's
+        time, a 5xx) is there: close waits for it until ``close_timeout``, as it would for a
+        long drain."""
+        delivery = self.delivery
         with self._helper_scope():
-            reachable = False
-            with trio.move_on_after(PROBE_TIMEOUT):
-                reachable = await probe(client, self.target, self._retry)
-            if not reachable and not self.finished.is_set():
-                self._say("WARNING", f"{self.settings.ingestion_url} still does not answer; "
-                                     f"writing undelivered points to the spool at "
-                                     f"{self.spool_dir}")
-                self.force_spool()
+            while not self.finished.is_set():
+                if delivery.outage or not delivery.run_ready.is_set():
+                    answer = Answer.NO_ANSWER
+                    with trio.move_on_after(PROBE_TIMEOUT):
+                        answer = await ask(client, self.target, self._retry)
+                    if answer is Answer.REFUSED and not self.finished.is_set():
+                        self._say("WARNING", f"{self.settings.ingestion_url} refuses "
+                                             "connections; writing undelivered points to the "
+                                             f"spool at {self.spool_dir}")
+                        self.force_spool()
+                        return
+                await trio.sleep(CLOSE_PROBE_EVERY)
 
     def _counted(self, run: Callable[..., Any], left: list[int]) -> Callable[..., Any]:
         async def counted(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -118,8 +118,9 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         async with httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60) as client:
             try:
                 spec = RunSpec.from_manifest(manifest)
+                # A refused connection is not retried: sync says so at once, naming the URL.
                 await create_run(lambda path, body: post_with_retries(
-                    client, path, body, policy, Counters()), spec, 0)
+                    client, path, body, policy, Counters(), give_up_if_definite=True), spec, 0)
             except MetranaError as exc:
                 errors.append(f"{directory}: {exc}")
                 tell(f"{name}: not delivered: {exc}")

@@ -19,6 +19,7 @@ those count as rejected. A transient failure is handled by who is replaying:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from .dispatcher import (
 )
 from .parcel import SPLITTABLE, InFlight, Parcel, Progress, deliver_isolating
 
-__all__ = ["ReplayResult", "probe", "replay_directory"]
+__all__ = ["Answer", "ReplayResult", "ask", "probe", "replay_directory"]
 
 _SUSPECT_SPLITTABLE = SPLITTABLE | frozenset(range(500, 600))
 
@@ -66,15 +67,29 @@ class SpooledSeries:
     manual: bool
 
 
-async def probe(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> bool:
-    """True when the service answers a request (an update with nothing in it) at all."""
+class Answer(enum.Enum):
+    """What asking the service once (:func:`ask`) found."""
+
+    ANSWERED = "answered"  # a non-transient answer: it is there and working
+    REFUSED = "refused"  # a definite "nothing is there": refused, no route, unknown host
+    NO_ANSWER = "no answer"  # anything else: a timeout, a 5xx — slow or busy, maybe away
+
+
+async def ask(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> Answer:
+    """Ask the service once, with an update that carries nothing."""
     body = encode_update(target.session_id, target.workspace, target.project, target.run_name, ())
     try:
         response = await post_with_retries(client, "/runs:update", body,
-                                           attrs.evolve(policy, max_attempts=1), Counters())
-    except MetranaConnectionError:
-        return False
-    return not is_transient(response.status_code)
+                                           attrs.evolve(policy, max_attempts=1), Counters(),
+                                           give_up_if_definite=True)
+    except MetranaConnectionError as exc:
+        return Answer.REFUSED if exc.definite else Answer.NO_ANSWER
+    return Answer.NO_ANSWER if is_transient(response.status_code) else Answer.ANSWERED
+
+
+async def probe(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> bool:
+    """True when the service answers a request (an update with nothing in it) at all."""
+    return await ask(client, target, policy) is Answer.ANSWERED
 
 
 def merge_records(records: list[tuple[int, list[Any]]], max_points: int = MAX_BATCH_POINTS
@@ -155,9 +170,11 @@ class Replayer:
                                else int(reason[5:]))
 
         async def post(part: Parcel, flight: InFlight) -> httpx.Response:
+            # sync stops at a refused connection at once; Recovery keeps probing, paced.
             return await post_with_retries(self.client, "/runs:update",
                                            encode_parcel(target, part, headers), self.policy,
-                                           self.counters, flight=flight, on_failure=heard)
+                                           self.counters, flight=flight, on_failure=heard,
+                                           give_up_if_definite=not self.persistent)
 
         async def post_suspect(part: Parcel, flight: InFlight) -> httpx.Response:
             # The service answers others but fails this request: a failure that persists

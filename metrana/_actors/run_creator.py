@@ -213,9 +213,10 @@ class RunCreator:
             if not self._delivery.can_spool:
                 self._fail(exc)
             else:
-                # Unreachable for the whole retry budget: spool until it answers; Recovery
-                # creates the run before replaying.
-                self._delivery.enter_outage(self.unreachable or str(exc))
+                # Refused, or unreachable for the whole retry budget: spool until it answers;
+                # Recovery creates the run before replaying. (Said already when refused.)
+                self._delivery.enter_outage(self.unreachable or str(exc),
+                                            announce=not exc.definite)
         except MetranaError as exc:
             self._fail(exc)
         finally:
