@@ -112,6 +112,7 @@ class Engine:
         self._dispatch_scope: trio.CancelScope | None = None
         self._helpers: list[trio.CancelScope] = []
         self.crashed: BaseException | None = None
+        self.terminated = False  # SIGTERM: spooled for another process to deliver
         self.finished = trio.Event()
         self._client = self._make_client()
 
@@ -140,6 +141,16 @@ class Engine:
             return
         self.request_close(CloseStrategy.CompleteAll, 0)
         self.force_spool()
+
+    def spool_for_exit(self, timeout: float) -> None:
+        """The process is being terminated (SIGTERM): everything undelivered to the spool at
+        once, or, with the spool off, delivered within ``timeout``. The run is not closed on
+        the service: the process did not close it (its parent, or a later session, does)."""
+        self.terminated = True
+        if self.spool.enabled:
+            self.spool_now()
+        else:
+            self.request_close(CloseStrategy.CompleteAll, timeout)
 
     def force_spool(self) -> None:
         self.delivery.force()
@@ -230,6 +241,7 @@ class Engine:
                 client, delivery=self.delivery, spool=self.spool, creator=self.creator,
                 target=self.target, policy=self._recovery_retry, counters=self.counters,
                 lanes=lanes, report=self.errors.report, say=self._say, on_fatal=self._fatal)
+            self.spool.reopen()
             if self.spool.waiting():
                 # An earlier session left points on disk: they go first, ours queue behind.
                 self._say("INFO", f"found spooled points from an earlier session in "
@@ -302,6 +314,11 @@ class Engine:
         else:
             root.start_soon(self._spool_at, deadline)
             root.start_soon(self._spool_if_refused, client)
+            if self.delivery.mode is DeliveryMode.DIRECT and self.spool.waiting():
+                # Segments whose writer is gone (a worker ended by SIGTERM, a crashed session
+                # of this run): delivered with ours before the run is closed.
+                self._say("INFO", f"delivering points other processes left in {self.spool_dir}")
+                self.delivery.enter_outage("segments of ended processes wait", announce=False)
 
     def _helper_scope(self) -> trio.CancelScope:
         """Close-time helpers live in the root nursery; the pipeline's end cancels them."""
@@ -313,7 +330,7 @@ class Engine:
         """CompleteAll with a spool: at the deadline, put what is left on disk, not in the bin."""
         with self._helper_scope():
             await trio.sleep_until(deadline)
-            if not self.finished.is_set():
+            if not self.finished.is_set() and self.delivery.mode is not DeliveryMode.FORCED:
                 self._say("WARNING", f"close timed out after {self._close_timeout:g}s; writing "
                                      f"undelivered points to the spool at {self.spool_dir}")
                 self.force_spool()
@@ -350,12 +367,32 @@ class Engine:
 
         return counted
 
+    @property
+    def from_others(self) -> int:
+        """Points other sessions (processes) left in the spool that this one delivered."""
+        return self._recovery.from_others if self._recovery is not None else 0
+
     async def _announce_finished(self, client: httpx.AsyncClient) -> None:
         """Tell the service this session is done (``closeRun``), so a dashboard can show the
-        run as finished. Best effort, bounded: it carries no points."""
+        run as finished. Best effort, bounded: it carries no points.
+
+        Not while points of the run wait in its spool (ours, or those of a process that
+        ended before delivering them): the run is not finished until they are delivered, so
+        the close is recorded in the spool instead, and ``metrana sync`` sends it after them.
+        """
         delivery = self.delivery
-        if (not delivery.run_ready.is_set() or delivery.spool_only or delivery.outage
-                or self.crashed is not None or self._close_strategy is CloseStrategy.Immediate):
+        if (self.crashed is not None or self.terminated
+                or self._close_strategy is CloseStrategy.Immediate):
+            return
+        if (delivery.spool_only or delivery.outage or self.spool.waiting()
+                or not delivery.run_ready.is_set()):
+            if self.spool.enabled and (delivery.spool_only or delivery.outage
+                                       or self.spool.waiting()):
+                self.spool.record_close()
+                if not delivery.spool_only and not delivery.outage:
+                    self._say("WARNING", f"points other processes left in {self.spool_dir} are "
+                                         "not delivered; the run is shown finished once `metrana "
+                                         f"sync {self.spool_dir}` delivers them")
             return
         s = self.settings
         body = encode_update(self.session_id, s.workspace_name, s.project_name, s.run_name, (),

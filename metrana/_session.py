@@ -213,16 +213,25 @@ class BaseSession:
         self._close_timeout = self.settings.close_timeout if timeout is None else float(timeout)
         return chosen, self._close_timeout
 
-    def _finish(self) -> None:
-        """The engine has stopped: freeze the counters and say what happened to every point."""
+    def _finish(self, ended_by: str | None = None) -> None:
+        """The engine has stopped: freeze the counters and say what happened to every point.
+        ``ended_by``: the signal that is ending the process (the summary says so)."""
         self._state = State.CLOSED
-        self._final = self._snapshot()
+        self._final = self._snapshot() if ended_by is None else self._inbox.snapshot(wait=0.1)
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
+        if ended_by is not None:
+            message = f"{ended_by}: {message}"
+            if final.pending:
+                message += (f". {final.pending:,} points were still in memory when the process "
+                            "ended (they could not be written to the spool in time)")
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
         for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout,
                                    self._inbox.failure):
             message += f". {advice}"
+        if self._engine.from_others:
+            message += (f". {self._engine.from_others:,} points other processes of this run "
+                        "left in its spool were delivered too")
         ends = self._engine.ends
         if ends.refused:
             message += (f". {ends.refused:,} of the invalid points would have gone before the "
@@ -230,8 +239,10 @@ class BaseSession:
                         f"{ends.first_refusal}); log a rerun to a new run_name, or pass "
                         "resume_strategy='Never' to refuse reruns")
         if final.spooled:
+            by = ("the close() of this run in the process that started it (or another), "
+                  if ended_by is not None else "")
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
-                        f"delivered by the next init() of this run, or by `metrana sync "
+                        f"delivered by {by}the next init() of this run, or by `metrana sync "
                         f"{self._engine.spool_dir}`")
         self._say(level, message)
 

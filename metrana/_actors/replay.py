@@ -20,6 +20,7 @@ those count as rejected. A transient failure is handled by who is replaying:
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import trio
 
 from .._exceptions import MetranaApiError, MetranaConnectionError, MetranaSpoolError
 from .._series import SeriesKey
-from .._spool import Damage, decode_record, is_locked, read_segment, segments
+from .._spool import Damage, decode_record, lock_segment, read_segment, segments
 from .._stats import Counters
 from .._wire import encode_update
 from .batcher import MAX_BATCH_POINTS
@@ -52,6 +53,7 @@ _SUSPECT_SPLITTABLE = SPLITTABLE | frozenset(range(500, 600))
 @attrs.define
 class ReplayResult:
     delivered: int = 0
+    others: int = 0  # of them, points of other sessions (other processes, earlier runs)
     rejected: int = 0
     damaged: int = 0
     segments: int = 0
@@ -150,6 +152,8 @@ class Replayer:
         if session == self.own_session:
             self.counters.spooled -= count
             self.counters.sent += count
+        else:
+            self.result.others += count
 
     def _refused(self, session: int, count: int, error: MetranaApiError) -> None:
         self.result.rejected += count
@@ -267,12 +271,22 @@ async def replay_directory(
     persistent: bool = False,
     lanes: int = 1,
 ) -> ReplayResult:
-    """Deliver every complete segment of ``directory`` not held by a live writer."""
+    """Deliver every complete segment of ``directory`` not held by a live writer.
+
+    Each segment is locked while it is replayed, so two processes replaying one run's spool
+    at once (a parent's close and a worker's recovery) never both take the same segment.
+    """
     replayer = Replayer(client, target, policy, counters, report, own_session, persistent, lanes)
     for segment in segments(directory):
-        if is_locked(segment):
+        lock = lock_segment(segment)
+        if lock is None:
             replayer.result.skipped_in_use += 1
             continue
-        if not await replayer.replay_segment(segment):
-            break
+        try:
+            if not segment.exists():
+                continue  # replayed (and deleted) by another process before we locked it
+            if not await replayer.replay_segment(segment):
+                break
+        finally:
+            os.close(lock)
     return replayer.result
