@@ -262,27 +262,24 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     try:
         return json.loads((directory / MANIFEST).read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # missing, unreadable, not JSON: no manifest to go by
         return None
 
 
 def remove_run_directory(directory: Path, root: Path) -> None:
-    """Remove a delivered run's directory (its manifest, nothing else) and the directories
-    above it, up to ``root``, that this leaves empty. Anything else found there (a segment a
-    writer just started) keeps the directory."""
+    """Remove a delivered run's manifest, then the directories from it up to ``root`` that
+    this leaves empty — not ``root`` itself (the path sync was given stays). Anything else
+    found there (a segment a writer just started) keeps the directory."""
     if segments(directory):
         return
     (directory / MANIFEST).unlink(missing_ok=True)
     current = directory
-    while True:
+    while current != root and root in current.parents:
         try:
             current.rmdir()
         except OSError:  # not empty (or already gone): stop here
             return
-        parent = current.parent
-        if current == root or parent == root or root not in parent.parents:
-            return  # the spool root itself stays
-        current = parent
+        current = current.parent
 
 
 def run_directories(root: Path) -> list[Path]:
