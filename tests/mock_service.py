@@ -54,11 +54,12 @@ class MockService:
     request, ``POST /v1/runs`` too, fails to connect, with an error that is not classified
     (as a connection that times out: a service that may be there); while ``refused``, with a
     definite "connection refused" (nothing listens). ``GET`` of where a run's series end is
-    answered 404, as the hosted service does, unless ``ends`` gives its answer."""
+    answered 404, as the hosted service does, unless ``ends`` gives its answer (a list of
+    series) or the status to answer with."""
 
     def __init__(self, rule: Rule | None = None, *, down: bool = False,
                  create: Callable[[Seen], int] | None = None,
-                 ends: list[dict[str, Any]] | None = None) -> None:
+                 ends: list[dict[str, Any]] | int | None = None) -> None:
         self.rule = rule
         self.down = down
         self.refused = False
@@ -81,8 +82,9 @@ class MockService:
         if self.down:  # no cause attached: not classified as a definite refusal
             raise httpx.ConnectError("[Errno 111] Connection refused")
         if request.method == "GET":
-            if self.ends is None:
-                return httpx.Response(404, json={"message": "no such route"})
+            if self.ends is None or isinstance(self.ends, int):
+                status = 404 if self.ends is None else self.ends
+                return httpx.Response(status, json={"message": f"mock answered {status}"})
             return httpx.Response(200, json={"series": self.ends})
         if request.url.path.endswith("/runs") and self.create is not None:
             status = self.create(seen)

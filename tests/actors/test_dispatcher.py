@@ -5,7 +5,9 @@ Narrow unit tests on httpx.MockTransport with trio's autojump clock: no real sle
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 import time
 from typing import Any
@@ -21,6 +23,7 @@ from metrana._actors.dispatcher import (
     RetryPolicy,
     RunTarget,
     describe_failure,
+    is_definite,
     is_transient,
     post_with_retries,
     refusal_error,
@@ -31,6 +34,7 @@ from metrana._actors.parcel import InFlight
 from metrana._actors.step_counter import SeriesState
 from metrana._delivery import Delivery
 from metrana._enums import ErrorStrategy
+from metrana._exceptions import MetranaConnectionError
 from metrana._run_spool import RunSpool
 from metrana._series import SeriesKey
 from metrana._stats import Counters
@@ -279,6 +283,52 @@ def test_the_cause_of_a_failure_is_found_through_chains_and_groups() -> None:
     looped = httpx.ConnectError("loop")
     looped.__cause__ = looped  # a cycle must not hang
     assert describe_failure(looped) == "cannot connect (loop)"
+
+
+def _caused(cause: BaseException, error: type[httpx.TransportError] = httpx.ConnectError
+            ) -> httpx.TransportError:
+    wrapped = error("All connection attempts failed")
+    wrapped.__cause__ = ExceptionGroup("attempts", [OSError("x"), cause])
+    return wrapped
+
+
+@pytest.mark.parametrize(("error", "definite"), [
+    (_caused(ConnectionRefusedError(111, "Connection refused")), True),  # nothing listens
+    (_caused(socket.gaierror(-2, "Name or service not known")), True),  # DNS fails
+    (_caused(OSError(errno.EHOSTUNREACH, "No route to host")), True),
+    (_caused(OSError(errno.ENETUNREACH, "Network is unreachable")), True),
+    (httpx.ConnectError("[Errno 111] Connection refused"), False),  # nothing says so for sure
+    (httpx.ConnectTimeout("x"), False),  # a full backlog, a firewall: maybe there, busy
+    (_caused(ConnectionRefusedError(111), httpx.ReadError), False),  # connected: it is there
+    (httpx.ReadTimeout("x"), False),
+    (httpx.RemoteProtocolError("peer closed"), False),
+])
+def test_only_a_definite_answer_counts_as_nothing_there(error: httpx.TransportError,
+                                                        definite: bool) -> None:
+    assert is_definite(error) is definite
+
+
+async def test_a_definite_refusal_is_not_retried_when_the_caller_can_keep_the_points() -> None:
+    """give_up_if_definite: the first refused attempt raises (definite, naming the URL), with
+    no retry and no backoff; without it the budget is spent as for any transient failure."""
+    attempts: list[float] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(trio.current_time())
+        raise _caused(ConnectionRefusedError(111, "Connection refused"))
+
+    policy = RetryPolicy(initial=0.01, max_delay=0.01, max_attempts=4)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse),
+                                 base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(MetranaConnectionError) as raised:
+            await post_with_retries(client, "/runs", b"{}", policy, Counters(),
+                                    give_up_if_definite=True)
+        assert raised.value.definite and len(attempts) == 1
+        assert str(raised.value) == ("cannot reach http://127.0.0.1:9/v1/runs: connection "
+                                     "refused")
+        with pytest.raises(MetranaConnectionError) as raised:
+            await post_with_retries(client, "/runs", b"{}", policy, Counters())
+        assert not raised.value.definite and len(attempts) == 1 + 4
 
 
 def test_a_refusal_keeps_2000_characters_of_the_answer_and_says_500() -> None:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import metrana
@@ -227,6 +228,46 @@ def test_offline_run_then_sync_twice_stores_each_point_once(
     report = metrana.sync(directory, ingestion_url=live_server.url)
     assert report.delivered == 100_000
     assert stored_steps(live_server, name) == list(range(100_000))
+
+
+def run_status(info: ServerInfo, run: str) -> str:
+    with httpx.Client(base_url=info.url) as client:
+        return str(client.get(f"/api/runs/ws/proj/{run}").json()["status"])
+
+
+def test_a_run_whose_points_wait_in_the_spool_shows_finished_only_once_synced(
+        proxy: FaultProxy, live_server: ServerInfo, spool_root: Path) -> None:
+    """A session closes with points left in the spool (the service stayed busy past
+    close_timeout): the run is not marked finished — the close is recorded in the spool
+    instead. `metrana sync` delivers the points, then the close: the run shows finished, and
+    the emptied spool directories are gone (the spool root stays)."""
+    name = new_run()
+    with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                         ingestion_url=proxy.url, log_level="Off") as run:
+        run.log("loss", 0.0)
+        run.flush()
+        proxy.reject_status = 503
+        for i in range(1, 100):
+            run.log("loss", float(i))
+        metrics = run.close(timeout=1)
+    assert (metrics.sent, metrics.spooled) == (1, 99)
+    directory = run_spool_dir(spool_root, "ws", "proj", name)
+    assert (read_manifest(directory) or {}).get("closed") is True
+    assert run_status(live_server, name) != "finished"
+    report = metrana.sync(spool_root, ingestion_url=live_server.url)
+    assert (report.delivered, report.errors) == (99, ())
+    assert stored_steps(live_server, name) == list(range(100))
+    assert run_status(live_server, name) == "finished"
+    assert not directory.exists() and list(spool_root.iterdir()) == []
+
+
+def test_an_offline_run_synced_shows_finished(spool_root: Path,
+                                              live_server: ServerInfo) -> None:
+    """An offline run's close is recorded with its points; sync delivers both."""
+    directory = offline_run(spool_root, 100)
+    name = run_name_of(directory)
+    assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0
+    assert run_status(live_server, name) == "finished"
 
 
 def test_sync_without_a_key_for_a_remote_service_fails_at_once(spool_root: Path,

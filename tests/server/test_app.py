@@ -196,10 +196,28 @@ async def test_api_key_is_required_when_configured(tmp_path: Path) -> None:
             right = await client.post("/v1/runs", json=create_body(),
                                       headers={"Authorization": "Bearer s3cret-key"})
             reads = await client.get("/api/runs")
+            ends = await client.get("/api/runs/ws/proj/run-001/ends")
         assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
-        assert reads.status_code == 401
+        assert reads.status_code == ends.status_code == 401
         assert "s3cret" not in missing.text + wrong.text
         nursery.cancel_scope.cancel()
+
+
+async def test_where_each_series_of_a_run_ends(client: httpx.AsyncClient) -> None:
+    """GET /api/runs/<w>/<p>/<r>/ends: each series' last stored step (names are path
+    segments, percent-encoded); 404 for a run that does not exist, 405 for a POST."""
+    run = "a run/with a slash"
+    await client.post("/v1/runs", json=create_body(run))
+    await client.post("/v1/runs:update", json=update_body(
+        [{"step": str(s), "floatValue": 1.0} for s in range(5)], run=run))
+    quoted = "a%20run%2Fwith%20a%20slash"
+    answer = await client.get(f"/api/runs/ws/proj/{quoted}/ends")
+    assert answer.status_code == 200
+    assert answer.json() == {"series": [
+        {"kind": "standard", "metric_name": "loss", "scale": "ML_STEP", "labels": {},
+         "environment_id": "", "episode": None, "last_step": 4}]}
+    assert (await client.get("/api/runs/ws/proj/missing/ends")).status_code == 404
+    assert (await client.post(f"/api/runs/ws/proj/{quoted}/ends")).status_code == 405
 
 
 async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:

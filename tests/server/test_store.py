@@ -600,3 +600,32 @@ def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> N
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [1], ordering=ABSOLUTE),)))
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [0], ordering=ABSOLUTE),)))
     assert steps(store, "reward@e") == [(0, 0), (0, 1)]
+
+
+def test_series_ends_say_where_each_series_of_a_run_ends(store: Store) -> None:
+    """For a resumed run's client: each series' identity and its last stored step — the
+    last major step (rl_step) of an RL series — whatever session or ordering wrote it."""
+    create(store)
+    store.update_runs(update("run", 1, std("loss", [0, 1, 2]),
+                             {**std("eval", [3, 7], ordering=ABSOLUTE),
+                              "labels": {"split": "val"}},
+                             rl_series=(rl("reward", "env-0", 40, [0, 1]),
+                                        {**rl("reward", "env-1", 90, [0]), "episode": 3})))
+    store.update_runs(update("run", 2, std("loss", [0, 1]), rl_series=(
+        rl("reward", "env-0", 30, [0]),)))  # a later session: appended; a lower major step
+    create(store, "other")
+    store.update_runs(update("other", 1, std("loss", [0] * 1)))
+    ends = sorted(store.series_ends("ws", "proj", "run"),
+                  key=lambda e: (e["metric_name"], e["environment_id"]))
+    assert ends == [
+        {"kind": "standard", "metric_name": "eval", "scale": "ML_STEP",
+         "labels": {"split": "val"}, "environment_id": "", "episode": None, "last_step": 7},
+        {"kind": "standard", "metric_name": "loss", "scale": "ML_STEP", "labels": {},
+         "environment_id": "", "episode": None, "last_step": 4},
+        {"kind": "rl", "metric_name": "reward", "scale": "ENVIRONMENT_STEP", "labels": {},
+         "environment_id": "env-0", "episode": None, "last_step": 40},
+        {"kind": "rl", "metric_name": "reward", "scale": "ENVIRONMENT_STEP", "labels": {},
+         "environment_id": "env-1", "episode": 3, "last_step": 90},
+    ]
+    with pytest.raises(Exception, match="does not exist"):
+        store.series_ends("ws", "proj", "missing")
