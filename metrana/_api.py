@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import difflib
 import inspect
+import multiprocessing
 import os
 import sys
 import threading
@@ -17,7 +18,13 @@ from typing import Any
 import attrs
 import trio
 
-from ._config import SPOOL_DIR_DEFAULT, AggregationRule, SpoolDirDefault, resolve_settings
+from ._config import (
+    LIKELY_MEANT,
+    SPOOL_DIR_DEFAULT,
+    AggregationRule,
+    SpoolDirDefault,
+    resolve_settings,
+)
 from ._disabled_session import DisabledSession
 from ._distributed import process_rank
 from ._engine import EngineOptions
@@ -50,22 +57,6 @@ _lock = threading.Lock()
 # bodies: True, False, or None = only for non-loopback services). See EngineOptions.
 _SESSION_OPTIONS = tuple(field.name for field in attrs.fields(EngineOptions))
 
-# Names people reach for first (from other metrics libraries, or by shortening ours), mapped to
-# the argument they mean. difflib finds typos; it cannot see that ``url`` means ingestion_url.
-_LIKELY_MEANT = {
-    "workspace": "workspace_name", "ws": "workspace_name", "entity": "workspace_name",
-    "team": "workspace_name", "project": "project_name", "run": "run_name",
-    "name": "run_name", "run_id": "run_name", "id": "run_name", "experiment": "experiment_name",
-    "group": "experiment_name", "url": "ingestion_url", "host": "ingestion_url",
-    "server": "ingestion_url", "endpoint": "ingestion_url", "base_url": "ingestion_url",
-    "server_url": "ingestion_url", "key": "api_key", "token": "api_key", "apikey": "api_key",
-    "timeout": "close_timeout", "spool": "spool_dir", "spool_path": "spool_dir",
-    "level": "log_level", "verbosity": "log_level", "offline": "mode",
-    "workers": "num_dispatch_workers", "queue_size": "event_queue_max_size",
-    "hyperparameters": "config", "params": "config", "hparams": "config", "args": "config",
-}
-
-
 def _public_arguments() -> list[str]:
     return [*_init_parameters(), "compress"]
 
@@ -75,7 +66,7 @@ def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
     known = _public_arguments()
     parts = []
     for name in unknown:
-        guess = _LIKELY_MEANT.get(name.lower())
+        guess = LIKELY_MEANT.get(name.lower())
         if guess is None:
             close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
             guess = close[0] if close else None
@@ -88,11 +79,13 @@ def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
             f"its arguments are: {', '.join(known)}")
 
 
-def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str
-           ) -> tuple[Session | TrioSession, float]:
+def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str,
+           attributes: Sequence[dict[str, Any]] = ()) -> tuple[Session | TrioSession, float]:
     """Validate init()-style arguments into a (not yet started) session.
 
-    ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors.
+    ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors;
+    ``attributes``: wire attribute updates sent besides the config's (``metrana import``'s
+    ``import/source`` and ``tags/...``).
     """
     arguments = dict(arguments)
     options = arguments.pop("options", {}) or {}
@@ -102,7 +95,7 @@ def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], ca
     init_timeout = float(options.pop("init_timeout", DEFAULT_INIT_TIMEOUT))
     config = arguments.pop("config", None)
     settings = resolve_settings(arguments)
-    attributes = flatten_config(config) if config is not None else []
+    attributes = [*(flatten_config(config) if config is not None else []), *attributes]
     rank = process_rank()
     if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
         return DisabledSession(settings, rank[0]), init_timeout
@@ -249,8 +242,20 @@ def _reset() -> None:
 def _current() -> Session:
     current = _session
     if current is None:
-        raise MetranaNotInitializedError("call metrana.init(...) before logging")
+        raise not_initialized("call metrana.init(...) before logging")
     return current
+
+
+def not_initialized(message: str) -> MetranaNotInitializedError:
+    """The error for a call that needs ``init()`` first; in a worker process it says why
+    the parent's ``init()`` does not count: a spawned (or forkserver) worker is a fresh
+    interpreter, and only a forked one inherits the parent's run."""
+    if multiprocessing.parent_process() is not None:
+        message += (". This is a worker process, and a spawned worker starts empty, without "
+                    "its parent's run: call metrana.init(...) in the worker with the same "
+                    "workspace_name, project_name and run_name to log to the same run (see "
+                    "'Worker processes' in the README)")
+    return MetranaNotInitializedError(message)
 
 
 def log(
@@ -260,7 +265,7 @@ def log(
     step: Steps = None,
     labels: Mapping[str, str] | None = None,
     evaluation: bool = False,
-    timestamp: int | None = None,
+    timestamp: Steps = None,
 ) -> None:
     """Log a metric value, or a dict of them, to the run started by :func:`init`.
 
@@ -268,7 +273,7 @@ def log(
     """
     current = _session
     if current is None:
-        raise MetranaNotInitializedError("call metrana.init(...) before metrana.log()")
+        raise not_initialized("call metrana.init(...) before metrana.log()")
     current.log(metric_name, value, scale, step, labels, evaluation, timestamp)
 
 
@@ -279,9 +284,11 @@ def log_rl_step(metric_name: str, value: Any, evaluation: bool = False, step: in
 
 
 def log_rl_episode(metric_name: str, value: Any, rl_step: int, evaluation: bool = False,
-                   episode: int | None = None, env_id: str | int | None = None,
+                   episode: Steps = None,
+                   env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
                    labels: Mapping[str, str] | None = None, timestamp: int | None = None) -> None:
-    """A per-episode metric. See :meth:`Session.log_rl_episode`."""
+    """A per-episode metric, or one per environment (``env_id=[...]``, values ``[M]``).
+    See :meth:`Session.log_rl_episode`."""
     _current().log_rl_episode(metric_name, value, rl_step, evaluation, episode, env_id, labels,
                               timestamp)
 

@@ -1,4 +1,4 @@
-"""The metrana command: serve, runs, export, sync and demo.
+"""The metrana command: serve, runs, export, import, sync and demo.
 
 Every failure a user can cause (a busy port, a wrong run name, a missing API key, a closed
 pipe) is one line on stderr that says what is wrong and what to do, and a non-zero exit status
@@ -76,12 +76,33 @@ Writes: a table to stdout, one run a line, named WORKSPACE/PROJECT/RUN as 'metra
 takes it. Changes nothing.
 """
 
-_EXPORT_HELP = "Write every point of one run as CSV or JSON lines.\n\n" + _READ_SOURCE_HELP + """\
+_EXPORT_HELP = "Write every point of one run as CSV or JSON lines, or runs as Parquet.\n\n" \
+    + _READ_SOURCE_HELP + """\
 Writes: the points to stdout, or to the file -o (created only once the export succeeded).
 Changes nothing in the database.
 
 RUN is the name 'metrana runs' prints (workspace/project/run, even when a name contains '/').
 If two runs print the same, name one with --workspace, --project and --run instead.
+
+--format parquet (pip install 'metrana[query]'): typed columns (int64 steps, float64 values,
+timestamp[ns, UTC], a labels/<key> column per label). RUN -o FILE writes one run;
+WORKSPACE/PROJECT -o DIR writes a file per run of the project into DIR, and
+WORKSPACE/PROJECT -o FILE.parquet all of them into one file (a 'run' column tells them apart).
+"""
+
+_IMPORT_HELP = """\
+Import runs from another tracker: every scalar of a TensorBoard log directory, or every metric
+of an MLflow tracking store, through the same engine as metrana.log().
+
+Reads: the source. Writes: a run per source run into --url (a running 'metrana serve'), or into
+the database --db (a SQLite file or a postgresql:// URL, written through a server of the
+import's own on a free loopback port; default $METRANA_SERVER_DB, $METRANA_DB or
+~/.metrana/metrana.sqlite3), in project --project of workspace --workspace.
+
+Running it again stores nothing twice: runs are matched by their import/source attribute, and a
+run imported before continues after its last stored point (an interrupted import completes).
+Prints a progress bar while it works (on a terminal) and a table of runs, series, points and
+what was skipped (TensorBoard histograms until metrana stores them, images, audio, text).
 """
 
 _SYNC_HELP = """\
@@ -152,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, summary, description in (
             ("runs", "list stored runs with series and point counts", _RUNS_HELP),
-            ("export", "write every point of one run as CSV or JSON lines", _EXPORT_HELP)):
+            ("export", "write runs as CSV, JSON lines or Parquet", _EXPORT_HELP)):
         cmd = sub.add_parser(name, help=summary, description=description, formatter_class=raw)
         source = cmd.add_mutually_exclusive_group()
         source.add_argument("--db", default=None, metavar="PATH|URL",
@@ -164,17 +185,50 @@ def _parser() -> argparse.ArgumentParser:
                          help="API key of a server started with one (default $METRANA_API_KEY)")
         if name == "export":
             cmd.add_argument("run", metavar="RUN", nargs="?",
-                             help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it")
-            cmd.add_argument("--format", choices=("csv", "jsonl"), default="csv",
-                             help="csv (default) or jsonl: one JSON object a line")
+                             help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it (or "
+                                  "WORKSPACE/PROJECT: every run, with --format parquet)")
+            cmd.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv",
+                             help="csv (default), jsonl (one JSON object a line) or parquet")
             cmd.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
-                             help="write to FILE (default stdout)")
+                             help="write to FILE (default stdout); parquet: a file, or for a "
+                                  "whole project a directory (a file per run) or FILE.parquet")
             by_part = cmd.add_argument_group(
                 "naming the run part by part (instead of RUN, when 'metrana runs' shows a name "
                 "twice)")
             by_part.add_argument("--workspace", default=None)
             by_part.add_argument("--project", default=None)
             by_part.add_argument("--run", dest="run_name", default=None, metavar="RUN_NAME")
+
+    importer = sub.add_parser("import", help="import runs from TensorBoard or MLflow",
+                              description=_IMPORT_HELP, formatter_class=raw)
+    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    tensorboard = sources.add_parser(
+        "tensorboard", help="every run directory under a TensorBoard log directory",
+        description=_IMPORT_HELP, formatter_class=raw)
+    tensorboard.add_argument("logdir", metavar="LOGDIR",
+                             help="the log directory (each directory under it holding "
+                                  "events.out.tfevents.* files is a run)")
+    mlflow = sources.add_parser("mlflow", help="every run of an MLflow tracking store",
+                                description=_IMPORT_HELP, formatter_class=raw)
+    mlflow.add_argument("--tracking-uri", required=True, metavar="URI",
+                        help="the MLflow tracking URI: a path or file:///…/mlruns, "
+                             "sqlite:///…, http://…")
+    mlflow.add_argument("--experiment", action="append", default=None, metavar="NAME",
+                        help="only this experiment (repeat for several; default: all)")
+    for cmd in (tensorboard, mlflow):
+        cmd.add_argument("--workspace", default=None,
+                         help="the workspace to import into (default 'imported')")
+        cmd.add_argument("--project", default=None,
+                         help="the project to import into (default: the log directory's name; "
+                              "'mlflow' for MLflow)")
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument("--url", default=None,
+                           help="log to the metrana server running at URL")
+        where.add_argument("--db", default=None, metavar="PATH|URL",
+                           help="write to this SQLite file or postgresql:// database (default "
+                                "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
+        cmd.add_argument("--api-key", default=None, metavar="KEY",
+                         help="API key of a server started with one (default $METRANA_API_KEY)")
 
     sync = sub.add_parser("sync", help="deliver spooled points (offline runs, outages)",
                           description=_SYNC_HELP, formatter_class=raw)
@@ -207,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "sync":
             return _sync(args)
+        if args.command == "import":
+            from ._import.command import run_import
+
+            return run_import(args)
         if args.command == "demo":
             from ._demo import DEFAULT_DEMO_DB, run_demo
 
@@ -325,7 +383,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"metrana serve: listening on {info.url}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
-                  + (" and an api_key" if api_key else ""), flush=True)
+                  + (" and an api_key" if api_key else "")
+                  + " (the official client metrana>=1.11 too: gRPC on the same port)", flush=True)
             key = "METRANA_API_KEY=<the key> " if api_key else ""
             print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
                   "stop with Ctrl-C", flush=True)
@@ -639,6 +698,10 @@ _EXPORT_COLUMNS = ("kind", "metric_name", "scale", "labels", "environment_id", "
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "parquet":
+        from ._export_parquet import export_command
+
+        return export_command(args)
     parts = (args.workspace, args.project, args.run_name)
     if any(p is not None for p in parts):
         if not all(parts) or args.run is not None:

@@ -10,7 +10,7 @@ import difflib
 import enum
 import ipaddress
 import os
-import warnings
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -30,6 +30,7 @@ from ._enums import (
     parse_choice,
 )
 from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
+from ._log import say
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, run_spool_dir
 
 __all__ = ["SPOOL_DIR_DEFAULT", "AggregationRule", "Settings", "SpoolDirDefault", "resolve_settings"]
@@ -167,7 +168,50 @@ _ENV = {
     "distributed": "METRANA_DISTRIBUTED",
 }
 # Read elsewhere: by metrana serve and the CLI (its database and key), and by the test suite.
-_OTHER_ENV = ("METRANA_SERVER_DB", "METRANA_DB", "METRANA_SERVER_API_KEY", "METRANA_PG_BINDIR")
+_SERVER_ENV = ("METRANA_SERVER_DB", "METRANA_DB", "METRANA_SERVER_API_KEY")
+_OTHER_ENV = (*_SERVER_ENV, "METRANA_PG_BINDIR")
+
+# Names people reach for first (from other metrics libraries, or by shortening ours), mapped to
+# the init() argument they mean: difflib finds typos, it cannot see that ``url`` means
+# ingestion_url. Used for init()'s keywords and for METRANA_* variables alike.
+LIKELY_MEANT = {
+    "workspace": "workspace_name", "ws": "workspace_name", "entity": "workspace_name",
+    "team": "workspace_name", "project": "project_name", "run": "run_name",
+    "name": "run_name", "run_id": "run_name", "id": "run_name", "experiment": "experiment_name",
+    "group": "experiment_name", "url": "ingestion_url", "host": "ingestion_url",
+    "server": "ingestion_url", "endpoint": "ingestion_url", "base_url": "ingestion_url",
+    "server_url": "ingestion_url", "key": "api_key", "token": "api_key", "apikey": "api_key",
+    "timeout": "close_timeout", "spool": "spool_dir", "spool_path": "spool_dir",
+    "level": "log_level", "verbosity": "log_level", "offline": "mode",
+    "workers": "num_dispatch_workers", "queue_size": "event_queue_max_size",
+    "hyperparameters": "config", "params": "config", "hparams": "config", "args": "config",
+}
+
+
+def _meant_variable(name: str) -> str | None:
+    """What a user who set ``name`` most likely meant, as a hint (None: no good guess).
+
+    In order: the variable of the init() argument the name spells (``METRANA_ERROR_STRATEGY``
+    is read as ``METRANA_ERROR_MODES``) or means (``METRANA_URL``: ingestion_url); then the
+    closest spelling among the client's variables, and only then among the server's — a
+    client-side name is not a typo of ``METRANA_DB``.
+    """
+    setting = name.removeprefix("METRANA_").lower()
+    argument = setting if setting in _ENV else LIKELY_MEANT.get(setting)
+    if argument in _ENV:
+        value = "=offline" if setting == "offline" else ""
+        return f"did you mean {_ENV[argument]}{value}?"
+    if argument is not None:
+        return f"{argument} has no environment variable: pass it to init()"
+    groups = [_SERVER_ENV, tuple(_ENV.values())]
+    if not setting.startswith("server"):
+        groups.reverse()
+    for group in groups:
+        by_suffix = {v.removeprefix("METRANA_").lower(): v for v in group}
+        close = difflib.get_close_matches(setting, by_suffix, n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {by_suffix[close[0]]}?"
+    return None
 
 
 def unknown_environment(env: Mapping[str, str]) -> list[str]:
@@ -179,13 +223,21 @@ def unknown_environment(env: Mapping[str, str]) -> list[str]:
     out = []
     for name in sorted(env):
         if name.startswith("METRANA_") and name not in known:
-            setting = name.removeprefix("METRANA_").lower()  # the init() argument's name?
-            guess = [_ENV[setting]] if setting in _ENV else \
-                difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {guess[0]}?" if guess else ""
+            hint = _meant_variable(name)
             out.append(f"environment variable {name} is not a metrana setting and is "
-                       f"ignored{hint} (the README's Environment variables lists them)")
+                       f"ignored{'; ' + hint if hint else ''} (the README's Environment "
+                       "variables lists them)")
     return out
+
+
+def _early_log_level(arguments: Mapping[str, Any], env: Mapping[str, str]) -> LogLevel:
+    """The log level to say things at before the settings are resolved (which may fail:
+    a misspelt variable is often the reason they do)."""
+    given = arguments.get("log_level") or env.get(_ENV["log_level"]) or LogLevel.Success
+    try:
+        return parse_choice(LogLevel, given, "log_level")
+    except MetranaConfigError:
+        return LogLevel.Success  # resolving the settings says what is wrong with it
 
 
 _CHOICES: dict[str, Any] = {
@@ -212,25 +264,53 @@ def is_local_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
-def normalize_ingestion_url(url: Any) -> str:
+def normalize_ingestion_url(url: Any, name: str = "ingestion_url") -> str:
     """Check that ``url`` is an http(s) base URL; drop trailing slashes and a trailing ``/v1``.
 
     Requests go to ``<url>/v1/...``; a URL copied from a request log or from the protocol docs
     often ends in ``/v1`` already, which would make every request ``/v1/v1/...`` (a 404).
+    ``name`` is the argument's name in messages.
 
     Raises:
-        MetranaConfigError: not an http(s) URL.
+        MetranaConfigError: not an http(s) URL, or a dashboard (or API) address.
     """
     text = str(url).strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise MetranaConfigError(
-            f"ingestion_url={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
+            f"{name}={url!r} is not an http(s) URL such as http://127.0.0.1:8787"
         )
+    root = dashboard_root(text)
+    if root is not None:
+        raise MetranaConfigError(
+            f"{name}={url!r} looks like a dashboard address, not the server's base URL; "
+            f"use {name}={root!r}")
     text = text.rstrip("/")
     if text.endswith("/v1") and len(urlsplit(text).path) >= 3:
         text = text[: -len("/v1")].rstrip("/")
     return text
+
+
+# A path that reaches one of the server's own pages or routes (the dashboard, the JSON API, an
+# ingestion endpoint) cannot be a base URL; a service mounted under a prefix of its own
+# (https://example.com/metrana) can.
+_ROUTE = re.compile(r"(?:^|/)(?:api/(?:runs|query)|v1/runs[^/]*|runs?|compare|index\.html)(?:/|$)",
+                    re.IGNORECASE)
+
+
+def dashboard_root(url: str) -> str | None:
+    """The base URL to suggest when ``url`` was copied from the browser's address bar (a
+    ``#/run/...`` fragment, a query, a dashboard or API path), else None.
+
+    Pasted as it is, such a URL becomes requests to ``…/runs#/run/x/v1/runs``: a 404 that names
+    a mangled URL and says nothing of the cause.
+    """
+    parts = urlsplit(url)
+    found = _ROUTE.search(parts.path)
+    if found is None and not parts.fragment and not parts.query:
+        return None
+    path = parts.path[: found.start()] if found is not None else parts.path
+    return f"{parts.scheme}://{parts.netloc}{path.rstrip('/')}"
 
 
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -240,8 +320,10 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     given, and ``None`` switches the spool off.
     """
     env = os.environ if environ is None else environ
-    for message in unknown_environment(env):
-        warnings.warn(message, UserWarning, stacklevel=3)
+    if any(name.startswith("METRANA_") for name in env):
+        level = _early_log_level(arguments, env)
+        for message in unknown_environment(env):
+            say(level, "WARNING", message)
     values: dict[str, Any] = {}
     for name in {**dict.fromkeys(_ENV), **arguments}:
         value = arguments.get(name)

@@ -104,6 +104,10 @@ class Engine:
         self.creation_done = trio.Event()  # init() may stop waiting
         self.on_creation: Callable[[], None] = lambda: None
         self.creation_error: BaseException | None = None
+        # init() still waits for the run: a fatal error is raised there, so it is not printed
+        # too (the session clears this once it stops waiting; then the engine says it).
+        self.init_waits = True
+        self.joins_parent = False  # a forked worker's engine, logging to its parent's run
         self._close_requested = trio.Event()
         self._close_strategy = settings.close_strategy
         self._close_timeout = settings.close_timeout
@@ -169,7 +173,10 @@ class Engine:
         """The run cannot be logged to (refused, e.g. HTTP 401): stop, and say why."""
         if self.creation_error is None:
             self.creation_error = error
-        self.errors.report(error)
+        if self.init_waits and error is self.creation_error:
+            self.counters.errors += 1  # counted as reported; init() raises it, said once
+        else:
+            self.errors.report(error)
         self.inbox.fail(error)
         self.request_close(CloseStrategy.Immediate, 0)
         self._release_init()
@@ -236,6 +243,7 @@ class Engine:
             say=self._say, on_fatal=self._fatal,
             ends=self.ends if self._check_reruns else None)
         self.creator.on_done = self._release_init
+        self.creator.joins_parent = self.joins_parent
         if self.spool.enabled:
             self._recovery = Recovery(
                 client, delivery=self.delivery, spool=self.spool, creator=self.creator,
@@ -269,6 +277,7 @@ class Engine:
             self._dispatch_scope = dispatch_scope
             async with trio.open_nursery() as dispatch:
                 if self.creator is not None:
+                    self.creator.side = dispatch
                     dispatch.start_soon(supervised("run creator", self.creator.run, self._crash))
                 if self._recovery is not None:
                     dispatch.start_soon(supervised("recovery", self._recovery.run, self._crash))

@@ -71,7 +71,14 @@ class MetranaMetricNameError(MetranaError, ValueError):
 
 
 class MetranaMetricStepError(MetranaError, ValueError):
-    """A step is not strictly increasing, or a series mixes manual and automatic steps."""
+    """A step is not strictly increasing, or a series mixes manual and automatic steps.
+
+    ``series`` names the series (``loss/ML_STEP``), when known.
+    """
+
+    def __init__(self, message: str, *, series: str | None = None) -> None:
+        super().__init__(message)
+        self.series = series
 
 
 class MetranaApiError(MetranaError):

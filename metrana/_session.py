@@ -32,7 +32,18 @@ from ._series import (
     coerce_value,
 )
 from ._stats import Counters, Metrics
-from ._vector import ArrayLike, Block, Steps, as_values, is_vector, per_env, rows, steps_for
+from ._vector import (
+    ArrayLike,
+    Block,
+    Steps,
+    as_values,
+    is_vector,
+    one_each,
+    per_env,
+    rows,
+    steps_for,
+    timestamps_for,
+)
 
 __all__ = ["BaseSession", "State", "close_advice"]
 
@@ -317,9 +328,12 @@ class BaseSession:
         step: Steps = None,
         labels: Mapping[str, str] | None = None,
         evaluation: bool = False,
-        timestamp: int | None = None,
+        timestamp: Steps = None,
     ) -> None:
         """Log one value (``log("loss", 0.5)``) or several (``log({"loss": 0.5, "acc": 0.9})``).
+
+        With a 1-D sequence or array of values, ``step`` is the first step or one per value,
+        and ``timestamp`` one for all or one per value (Unix ns).
 
         Raises:
             TypeError: the value or labels have the wrong type.
@@ -416,20 +430,27 @@ class BaseSession:
             self._raise_held()
         self._inbox.put_pair(key.index, (value, ts))
 
-    def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: int | None) -> None:
-        """``log(name, [v0, v1, ...])``: consecutive points of one series in one call."""
+    def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: Any) -> None:
+        """``log(name, [v0, v1, ...])``: consecutive points of one series in one call;
+        ``timestamp`` one for all, or one per value (points recorded earlier, e.g. imported)."""
         floats = as_values(values, key.name)
         steps = steps_for(step, len(floats), "step")
-        self._put_blocks([self._block(key, steps, None, floats, timestamp)], len(floats))
+        stamps: int | list[int]
+        if timestamp is not None and is_vector(timestamp):
+            stamps = timestamps_for(timestamp, len(floats))
+            if stamps:
+                self._timestamp(min(stamps))  # warns once if they look like seconds
+        else:
+            stamps = _time_ns() if timestamp is None else self._timestamp(timestamp)
+        self._put_blocks([self._block(key, steps, None, floats, stamps)], len(floats))
 
     def _block(self, key: SeriesKey, steps: Any, major: int | None, floats: list[float],
-               timestamp: int | None) -> Block:
+               ts: int | list[int]) -> Block:
         self._demote(key)
         if steps is not None:
             key.manual_seen = True
         key.vector_seen = True
-        return Block(key, steps, major, floats,
-                     _time_ns() if timestamp is None else self._timestamp(timestamp))
+        return Block(key, steps, major, floats, ts)
 
     def _put_blocks(self, blocks: list[Block], points: int) -> None:
         if self._state is not State.OPEN:
@@ -446,7 +467,7 @@ class BaseSession:
         step: Steps,
         labels: Mapping[str, str] | None,
         evaluation: bool,
-        timestamp: int | None,
+        timestamp: Steps,
     ) -> None:
         if value is not None:
             raise TypeError("log(dict) takes no separate value; put the values in the dict")
@@ -485,16 +506,26 @@ class BaseSession:
         value: Any,
         rl_step: int,
         evaluation: bool = False,
-        episode: int | None = None,
-        env_id: str | int | None = None,
+        episode: Steps = None,
+        env_id: str | int | Sequence[str | int] | ArrayLike | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: int | None = None,
     ) -> None:
-        """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented."""
+        """A per-episode metric (scale EPISODE); ``episode`` is the step, auto-incremented
+        per (metric, env, labels) series.
+
+        Vectorized: ``env_id=[...]`` (M environments) with ``value`` of shape ``[M]``, one
+        finished episode each; ``episode`` an int or M ints (automatic per environment when
+        left out).
+        """
         key = None
         if labels is None and (env_id is None or type(env_id) is str):
             key = self._table.other.get((metric_name, "EPISODE", env_id, None, evaluation))
         if key is None:
+            if is_vector(env_id):
+                self._log_episodes(metric_name, value, rl_step, evaluation, episode, env_id,
+                                   labels, timestamp)
+                return
             key = self._table.rl(metric_name, "EPISODE", env_id, None, labels, evaluation)
         if type(rl_step) is not int or not 0 <= rl_step <= MAX_STEP:
             rl_step = check_int(rl_step, "rl_step")
@@ -547,6 +578,32 @@ class BaseSession:
         self._queue((key.index, env_step, rl_step, value,
                      _time_ns() if timestamp is None else self._timestamp(timestamp)))
 
+    def _log_episodes(self, name: str, values: Any, rl_step: Any, evaluation: bool,
+                      episode: Any, env_id: Any, labels: Any, timestamp: int | None) -> None:
+        """``log_rl_episode`` for M environments: every argument checked, then the M points
+        queued as M scalar calls would queue them (one finished episode is one point, so a
+        :class:`Block` per environment would only cost more, here and in the engine)."""
+        rl_step = check_int(rl_step, "rl_step")
+        envs = env_id.tolist() if hasattr(env_id, "tolist") else list(env_id)
+        floats = one_each(values, len(envs), name)
+        episodes = [None if ep is None else check_int(ep, "episode")
+                    for ep in per_env(episode, len(envs), "episode")]
+        table = self._table
+        cache = table.other if labels is None and type(name) is str else {}
+        keys = []
+        for env in envs:
+            key = cache.get((name, "EPISODE", env, None, evaluation))
+            keys.append(key if key is not None
+                        else table.rl(name, "EPISODE", env, None, labels, evaluation))
+        ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
+        items = [(key.index, ep, rl_step, value, ts)
+                 for key, ep, value in zip(keys, episodes, floats, strict=True)]
+        if self._fast:
+            self._inbox.extend(items)
+        else:
+            for item in items:
+                self._put(item)
+
     def _log_env_steps(self, name: str, values: Any, rl_step: Any, evaluation: bool,
                        env_step: Any, episode: Any, env_id: Any, labels: Any,
                        timestamp: int | None) -> None:
@@ -557,12 +614,13 @@ class BaseSession:
             episodes = per_env(episode, len(envs), "episode")
         else:
             envs, value_rows, episodes = [env_id], [as_values(values, name)], [episode]
+        stamp = _time_ns() if timestamp is None else self._timestamp(timestamp)
         blocks = []
         points = 0
         for env, ep, floats in zip(envs, episodes, value_rows, strict=True):
             ep = None if ep is None else check_int(ep, "episode")
             key = self._table.rl(name, "ENVIRONMENT_STEP", env, ep, labels, evaluation)
             steps = steps_for(env_step, len(floats), "env_step")
-            blocks.append(self._block(key, steps, rl_step, floats, timestamp))
+            blocks.append(self._block(key, steps, rl_step, floats, stamp))
             points += len(floats)
         self._put_blocks(blocks, points)

@@ -119,14 +119,18 @@ class Session(BaseSession):
         started.wait()
         if crashed:
             raise MetranaError(f"metrana's engine failed to start: {crashed[0]!r}") from crashed[0]
-        if not created.wait(init_timeout):
-            self._say("WARNING", f"{self.settings.ingestion_url} has not answered within "
-                                 f"{init_timeout:g}s; logging continues and points are sent "
-                                 "once it answers")
-        elif engine.creation_error is not None:
+        answered = created.wait(init_timeout)
+        # Cleared before creation_error is read (the engine sets them in the other order), so
+        # an error is raised here or printed by the engine, never lost between the two.
+        engine.init_waits = False
+        if engine.creation_error is not None:
             self._thread.join(timeout=_EXIT_GRACE)
             self._state = State.CLOSED
             raise engine.creation_error
+        if not answered:
+            self._say("WARNING", f"{self.settings.ingestion_url} has not answered within "
+                                 f"{init_timeout:g}s; logging continues and points are sent "
+                                 "once it answers")
         live_sessions.add(self)
         # SIGTERM (Pool.terminate, Slurm, Kubernetes) writes what is in memory to the spool
         # before the process ends, if nobody else handles SIGTERM.
@@ -320,4 +324,5 @@ class Session(BaseSession):
         self._check_reruns = False  # it logs alongside its parent: not a rerun of the run
         self._final = None
         self._build_engine()
+        self._engine.joins_parent = True
         self.start()

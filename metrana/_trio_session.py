@@ -46,6 +46,7 @@ class TrioSession(BaseSession):
                 await nursery.start(engine.run)
                 with trio.move_on_after(init_timeout):
                     await engine.creation_done.wait()
+                engine.init_waits = False  # from now on the engine says a fatal error itself
                 if engine.creation_error is not None:
                     await engine.finished.wait()
                     self._state = State.CLOSED

@@ -12,9 +12,10 @@ from typing import Any, Union
 
 import attrs
 
-from ._series import SeriesKey, check_int, coerce_value
+from ._series import MAX_STEP, SeriesKey, check_int, check_timestamp, coerce_value
 
-__all__ = ["ArrayLike", "Block", "Steps", "as_values", "is_vector", "rows", "steps_for"]
+__all__ = ["ArrayLike", "Block", "Steps", "as_values", "is_vector", "one_each", "per_env", "rows",
+           "steps_for", "timestamps_for"]
 
 # A numpy array (or anything with ``ndim`` and ``tolist``); numpy itself is optional.
 ArrayLike = Any
@@ -25,13 +26,14 @@ Steps = Union[int, Sequence[int], ArrayLike, None]  # noqa: UP007 - a runtime al
 @attrs.define(eq=False)
 class Block:
     """Consecutive points of one series. ``steps``: None (automatic), a first step, or one
-    step per value. Index 0 is the key, like a scalar inbox item."""
+    step per value; ``ts``: one timestamp for all, or one per value (an import's recorded
+    times). Index 0 is the key, like a scalar inbox item."""
 
     key: SeriesKey
     steps: int | list[int] | None
     major: int | None
     values: list[float]
-    ts: int
+    ts: int | list[int]
 
     def __getitem__(self, index: int) -> Any:  # the StepCounter groups items by item[0]
         if index == 0:
@@ -40,6 +42,13 @@ class Block:
 
     def expand(self) -> list[tuple[int, int | None, int | None, float, int]]:
         key, major, ts, steps = self.key.index, self.major, self.ts, self.steps
+        if not isinstance(ts, int):
+            if steps is None or isinstance(steps, int):
+                first = steps
+                return [(key, None if first is None else first + i, major, v, t)
+                        for i, (v, t) in enumerate(zip(self.values, ts, strict=True))]
+            return [(key, s, major, v, t)
+                    for s, v, t in zip(steps, self.values, ts, strict=True)]
         if steps is None:
             return [(key, None, major, v, ts) for v in self.values]
         if isinstance(steps, int):
@@ -93,6 +102,21 @@ def rows(values: Any, count: int, name: str) -> list[list[float]]:
     return [as_values(row, name) if is_vector(row) else [coerce_value(row, name)] for row in values]
 
 
+def one_each(values: Any, count: int, name: str) -> list[float]:
+    """``[M]`` values for M environments, one each (a finished episode's return, say)."""
+    if not is_vector(values):
+        raise TypeError(f"with a list of env_id, values for {name!r} must be a list or array "
+                        f"of one value per environment, got {type(values).__name__}")
+    nested = isinstance(values, (list, tuple)) and any(is_vector(v) for v in values)
+    if getattr(values, "ndim", 1) != 1 or nested:
+        raise TypeError(f"values for {name!r} must have shape [envs], one finished episode "
+                        f"per environment; got {getattr(values, 'shape', 'a nested sequence')}")
+    floats = as_values(values, name)
+    if len(floats) != count:
+        raise ValueError(f"values for {name!r} have {len(floats)} entries for {count} envs")
+    return floats
+
+
 def steps_for(step: Any, count: int, what: str) -> int | list[int] | None:
     """``None`` (automatic), a first step, or one strictly increasing step per value."""
     if step is None:
@@ -103,6 +127,28 @@ def steps_for(step: Any, count: int, what: str) -> int | list[int] | None:
             raise ValueError(f"{what} has {len(steps)} entries for {count} values")
         return steps
     return check_int(step, what)
+
+
+def timestamps_for(timestamp: Any, count: int) -> list[int]:
+    """One timestamp per value (Unix ns, each in [0, 2**63-1]); a numpy integer array is
+    checked whole."""
+    if hasattr(timestamp, "dtype") and hasattr(timestamp, "tolist"):
+        kind = getattr(timestamp.dtype, "kind", "")
+        if kind == "f":
+            raise TypeError("timestamp is Unix time in integer nanoseconds (e.g. time.time_ns()), "
+                            "got an array of floats")
+        if kind not in "iu":
+            raise TypeError(f"timestamp must be integers, got an array of {timestamp.dtype}")
+        if getattr(timestamp, "ndim", 1) != 1:
+            raise TypeError(f"timestamp must be 1-D, got {timestamp.ndim} dimensions")
+        stamps: list[int] = timestamp.tolist()
+        if stamps and (min(stamps) < 0 or max(stamps) > MAX_STEP):
+            raise ValueError("a timestamp is outside what int64 nanoseconds hold (1970 to 2262)")
+    else:
+        stamps = [check_timestamp(t) for t in timestamp]
+    if len(stamps) != count:
+        raise ValueError(f"timestamp has {len(stamps)} entries for {count} values")
+    return stamps
 
 
 def per_env(value: Any, count: int, what: str) -> Sequence[Any]:

@@ -106,7 +106,7 @@ EXPECTED: dict[tuple[str, int], dict[str, int | None]] = {
     ("Quick start", 0): {"my-workspace/my-project/run-001": 3000},
     ("Three ways in", 0): {"ws/p/run-module": 1, "ws/p/run-session": 2, "ws/p/run-trio": 1},
     ("RL helpers", 0): {"readme/snippets/rl-helpers-1": 3},
-    ("RL helpers", 1): {"readme/snippets/rl-helpers-2": 64 * 1000},
+    ("RL helpers", 1): {"readme/snippets/rl-helpers-2": 64 * 1000 + 2},
     # The offline example; the test then runs the `metrana sync --url` the README shows next.
     ("Guarantees", 0): {"ws/p/offline-001": 1},
     ("Integrations", 0): {"ws/p/cartpole-1": None},

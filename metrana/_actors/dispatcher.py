@@ -18,6 +18,7 @@ import trio
 from .._delivery import Delivery
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._run_spool import RunSpool
+from .._scheme import PLAIN_HTTP_SERVER, answered_in_plain_http
 from .._stats import Counters
 from .._wire import JSON_HEADERS, encode_update, series_header
 from .batcher import MAX_BATCH_POINTS, Batch
@@ -85,9 +86,17 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+NO_ANSWER = "the server closed the connection without an HTTP answer"
+
+
 def describe_failure(exc: httpx.TransportError) -> str:
     """What went wrong on the wire, in words a user can act on."""
     causes = _causes(exc)
+    if isinstance(exc, httpx.ConnectError) and answered_in_plain_http(causes):
+        return PLAIN_HTTP_SERVER  # https:// to a plain-HTTP port (see metrana._scheme)
+    if (any(isinstance(c, (ConnectionResetError, BrokenPipeError)) for c in causes)
+            or "without sending a response" in str(exc)):
+        return NO_ANSWER  # the run creator then asks whether the port speaks TLS
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return "connection refused"
     if any(isinstance(c, socket.gaierror) for c in causes):

@@ -17,6 +17,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 __all__ = ["ErrorCollector"]
 
 _KEEP = 100  # errors kept for RaiseOnLog / RaiseOnClose; more are counted, not kept
+NAMED_SERIES = 10  # Warn names this many series' errors of one type; later series are counted
 
 
 class ErrorCollector:
@@ -24,6 +25,10 @@ class ErrorCollector:
 
     Silent ignores them, Warn prints each kind once, RaiseOnLog raises them from the next
     ``log()`` and RaiseOnClose from ``close()``, as an ExceptionGroup of the real errors.
+
+    For Warn, an error that names its series (a step error) is a kind of its own in each
+    series: a second series' different mistake is named too, not hidden behind the first.
+    Past :data:`NAMED_SERIES` series, one more line says that further series are only counted.
     """
 
     def __init__(
@@ -39,7 +44,8 @@ class ErrorCollector:
         self._send, self._receive = trio.open_memory_channel[BaseException](
             maxsize if maxsize else float("inf")
         )
-        self._seen: set[tuple[type[BaseException], object]] = set()
+        self._seen: set[tuple[type[BaseException], object, object]] = set()
+        self._series_named: dict[type[BaseException], int] = {}
         self._held: list[BaseException] = []
         self._held_lock = threading.Lock()
         self.overflow = 0
@@ -70,10 +76,7 @@ class ErrorCollector:
         if self.strategy is ErrorStrategy.Silent:
             return
         if self.strategy is ErrorStrategy.Warn:
-            kind = (type(error), getattr(error, "status", None))
-            if kind not in self._seen:
-                self._seen.add(kind)
-                self._warn(f"{error} (further errors of this kind are counted in get_metrics())")
+            self._warn_once(error)
             return
         with self._held_lock:
             if len(self._held) < _KEEP:
@@ -83,6 +86,25 @@ class ErrorCollector:
             self.raise_pending = self.strategy is ErrorStrategy.RaiseOnLog
         if self.raise_pending:
             self.on_pending()
+
+    def _warn_once(self, error: BaseException) -> None:
+        series = getattr(error, "series", None)
+        kind = (type(error), getattr(error, "status", None), series)
+        if kind in self._seen:
+            return
+        if series is None:
+            self._seen.add(kind)
+            self._warn(f"{error} (further errors of this kind are counted in get_metrics())")
+            return
+        named = self._series_named.get(type(error), 0)
+        self._series_named[type(error)] = named + 1
+        if named < NAMED_SERIES:
+            self._seen.add(kind)
+            self._warn(f"{error} (further errors in this series are counted in get_metrics())")
+        elif named == NAMED_SERIES:
+            self._warn(f"{type(error).__name__} in more than {NAMED_SERIES} series: further "
+                       f"series are not named, only counted in get_metrics(); the "
+                       f"{NAMED_SERIES + 1}th: {error}")
 
     def take(self) -> ExceptionGroup[Exception] | None:
         """The errors held so far as one group (and forget them), or None."""

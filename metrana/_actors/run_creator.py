@@ -9,6 +9,7 @@ waiting then, and fall back to the spool when the budget is spent.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,9 +25,10 @@ from .._exceptions import (
     MetranaError,
     MetranaRunAlreadyExistsError,
 )
+from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
 from .._stats import Counters
 from .._wire import encode_update, is_ok
-from .dispatcher import RetryPolicy, post_with_retries
+from .dispatcher import NO_ANSWER, RetryPolicy, post_with_retries
 from .series_ends import StoredEnds, ends_path, fetch_ends
 
 __all__ = ["RunCreator", "RunSpec", "create_run"]
@@ -92,6 +94,11 @@ async def create_run(post: Post, spec: RunSpec, session_id: int, *,
         raise MetranaRunAlreadyExistsError(
             f"run {spec.name} already exists and resume_strategy is Never; choose another "
             "run_name or resume_strategy='Allow'")
+    if (response.status_code == 400 and response.request.url.scheme == "http"
+            and await speaks_tls(str(response.request.url))):  # as nginx answers plain HTTP
+        root = str(response.request.url).removesuffix("/runs").removesuffix("/v1")
+        raise MetranaApiError(f"{wrong_scheme_advice(root, TLS_SERVER)} (it answered HTTP 400)",
+                              status=400, body=response.text[:2000])
     if response.status_code in _NOT_METRANA:
         raise MetranaApiError(
             f"{response.request.url} answered HTTP {response.status_code}: this URL does not "
@@ -140,6 +147,9 @@ class RunCreator:
         self.error: BaseException | None = None
         self.resumed = False
         self.unreachable: str | None = None  # why the service could not be reached, if so
+        self.joins_parent = False  # a forked worker's session of its parent's run: it exists
+        self.side: trio.Nursery | None = None  # where the scheme check runs (set by the engine)
+        self._scheme_checked = False
 
     def _service_url(self) -> str:
         """The ingestion URL as the user gave it (the client's base URL is ``<it>/v1``)."""
@@ -152,17 +162,30 @@ class RunCreator:
 
     def _heard_failure(self, attempt: int, reason: str, unreachable: bool) -> None:
         """The first failure to reach the service: say at once what is wrong."""
+        if reason == NO_ANSWER and not self._scheme_checked and self.side is not None:
+            self._scheme_checked = True
+            self.side.start_soon(self._check_scheme)
         if self.unreachable is not None or self._delivery.run_ready.is_set() or not unreachable:
             return
         self.unreachable = reason
         url = self._service_url()
-        hint = (" — is `metrana serve` running? (start it with `metrana serve`)"
-                if is_local_url(url) else "")
         spool = self._delivery.can_spool
         kept = "points are kept and spooled" if spool else "points are kept in memory"
-        self._say("WARNING", f"cannot reach {url} ({reason}){hint}; {kept} and sent when it "
-                             "answers")
+        advice = wrong_scheme_advice(url, reason)
+        if advice is not None:
+            self._say("WARNING", f"{advice}; {kept} meanwhile")
+        else:
+            hint = (" — is `metrana serve` running? (start it with `metrana serve`)"
+                    if is_local_url(url) else "")
+            self._say("WARNING", f"cannot reach {url} ({reason}){hint}; {kept} and sent when "
+                                 "it answers")
         self._release_init()  # no point making init() wait for a service that is not there
+
+    async def _check_scheme(self) -> None:
+        """An ``http://`` request got no answer: if the port speaks TLS, that is why."""
+        url = self._service_url()
+        if url.lower().startswith("http://") and await speaks_tls(url):
+            self._heard_failure(0, TLS_SERVER, True)
 
     async def _post(self, persistent: bool, path: str, body: bytes) -> httpx.Response:
         policy = self._recovery_policy if persistent else self._policy
@@ -188,7 +211,10 @@ class RunCreator:
                                         refuse_existing=self._refuse_existing)
         self.unreachable = None
         self._delivery.run_created()
-        if self.resumed:
+        if self.resumed and self.joins_parent:
+            # The parent created it a moment ago: not a resume, nothing the user must know.
+            self._say("DEBUG", f"forked worker (pid {os.getpid()}) joined run {self._spec.name}")
+        elif self.resumed:
             self._say("SUCCESS", f"resuming run {self._spec.name}, which already exists at "
                                  f"{self._service_url()}: new points of its series are "
                                  "stored after the ones it has (resume_strategy='Never' refuses "

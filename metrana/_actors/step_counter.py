@@ -214,6 +214,6 @@ class StepCounter:
 
     def _reject(self, state: SeriesState, reason: str) -> None:
         self._counters.invalid += 1
+        series = state.key.describe()
         self._errors.report(
-            MetranaMetricStepError(f"series {state.key.describe()}: {reason}; point dropped")
-        )
+            MetranaMetricStepError(f"series {series}: {reason}; point dropped", series=series))

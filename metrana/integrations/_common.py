@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._exceptions import MetranaFlushTimeoutError, MetranaNotInitializedError
+from .._exceptions import MetranaFlushTimeoutError
 from .._flatten import MAX_CONFIG_LEAVES, flatten_config
 from .._log import say
 from .._thread_session import Session
@@ -68,7 +68,7 @@ def current_session(session: Session | None, who: str) -> Session:
 
     current = _api._session
     if current is None:
-        raise MetranaNotInitializedError(
+        raise _api.not_initialized(
             f"{who} logs to the run of metrana.init(...): call it first, or pass session=..."
         )
     return current

@@ -24,6 +24,7 @@ __all__ = ["DEFAULT_URL", "QueryClient"]
 DEFAULT_URL = "http://127.0.0.1:8787"  # where `metrana serve` listens by default
 _RUNS_PAGE = 1000
 _POINTS_PAGE = 1_000_000
+_SERIES_PER_REQUEST = 10_000  # what one points request may name
 
 
 class QueryClient:
@@ -61,7 +62,7 @@ class QueryClient:
             self._transport = local
         else:
             resolved = normalize_ingestion_url(
-                url or os.environ.get("METRANA_INGESTION_URL") or DEFAULT_URL)
+                url or os.environ.get("METRANA_INGESTION_URL") or DEFAULT_URL, "url")
             key = api_key or os.environ.get("METRANA_API_KEY") or None
             self._where = resolved
             self._transport = HttpTransport(resolved, key, transport=transport)
@@ -233,6 +234,70 @@ class QueryClient:
             run=run, series=series_node(metric, scale, labels), n=buckets_count, start=start,
             end=end))
         return _frames.buckets_frame(answer, ("min", "max", "mean", "last", "count"))
+
+    # ---------------------------------------------------------------- every series
+
+    def _series_rows(self, runs: Sequence[str] | str | None) -> list[dict[str, Any]]:
+        if runs is None:
+            return list(self._transport.call("series", self._body(runs=None))["series"])
+        names = [runs] if isinstance(runs, str) else list(runs)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(names), _RUNS_PAGE):
+            rows += self._transport.call(
+                "series", self._body(runs=names[start:start + _RUNS_PAGE]))["series"]
+        return rows
+
+    def list_series(self, runs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """Every series of the named runs (default: of every run of the project), from the
+        aggregates the server keeps (no point is read).
+
+        Returns:
+            One row per series: ``run``, ``kind`` (``standard`` or ``rl``), ``metric``,
+            ``scale``, ``labels`` (a dict), ``environment`` and ``episode`` (RL), ``count``,
+            ``first_step``, ``last_step`` (nullable Int64: the RL step for RL series),
+            ``last_timestamp`` (UTC).
+
+        Raises:
+            QueryRequestError: a named run does not exist, or the project does not.
+        """
+        return _frames.series_list_frame(self._series_rows(runs))
+
+    def fetch_run_points(self, runs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """Every point of every series of the named runs (default: every run of the project),
+        in long format — what ``metrana export --format parquet`` writes.
+
+        Returns:
+            One row per point: ``run``, ``kind``, ``metric``, ``scale``, ``environment``,
+            ``episode`` (nullable Int64), ``step`` (int64; the ``rl_step`` of an RL point),
+            ``minor_step`` (nullable Int64: an RL point's episode or environment step),
+            ``value`` (float64), ``timestamp`` (UTC), then one ``labels/<key>`` column per
+            label key any of the series has (None where a series lacks it).
+            ``frame.to_parquet(path)`` (pyarrow, in the ``query`` extra) keeps those types.
+        """
+        rows = self._series_rows(runs)
+        standard = [{"run": r["run"], "metric": r["metric"], "scale": r["scale"],
+                     "labels": r["labels"]} for r in rows if r["kind"] == "standard"]
+        rl_nodes = list(dict.fromkeys((r["run"], r["metric"]) for r in rows if r["kind"] == "rl"))
+        parts: list[tuple[dict[str, Any], Any, Any, Any, Any]] = []
+        for start in range(0, len(standard), _SERIES_PER_REQUEST):
+            nodes = standard[start:start + _SERIES_PER_REQUEST]
+            for meta, pages in self._points(nodes, rl=False):
+                node = nodes[int(meta["item"])]
+                x, t, v = (np.concatenate([p[i] for p in pages]) for i in (0, 2, 3))
+                parts.append(({"run": node["run"], "kind": "standard", "metric": node["metric"],
+                               "scale": node["scale"], "labels": node["labels"],
+                               "environment": None, "episode": None}, x, None, t, v))
+        for start in range(0, len(rl_nodes), _SERIES_PER_REQUEST):
+            chunk = [{"run": run, "metric": metric}
+                     for run, metric in rl_nodes[start:start + _SERIES_PER_REQUEST]]
+            for meta, pages in self._points(chunk, rl=True):
+                node = chunk[int(meta["item"])]
+                x, minor, t, v = (np.concatenate([p[i] for p in pages]) for i in range(4))
+                parts.append(({"run": node["run"], "kind": "rl", "metric": node["metric"],
+                               "scale": meta["scale"], "labels": meta["labels"],
+                               "environment": meta["environment"], "episode": meta["episode"]},
+                              x, minor, t, v))
+        return _frames.long_points_frame(parts)
 
     # -------------------------------------------------------------------------- RL
 

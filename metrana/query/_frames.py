@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["band_frame", "buckets_frame", "points_columns", "rl_points_frame", "runs_frame",
-           "series_frame"]
+__all__ = ["band_frame", "buckets_frame", "long_points_frame", "points_columns",
+           "rl_points_frame", "runs_frame", "series_frame", "series_list_frame"]
 
 _NONFINITE = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf, None: np.nan}
 
@@ -176,3 +176,71 @@ def band_frame(answer: dict[str, Any]) -> Any:
     frame = buckets_frame(answer, ("mean", "std", "min", "max", "count"))
     frame.index.name = "rl_step"
     return frame
+
+
+def _nullable_int(values: list[Any]) -> Any:
+    return pd.array(values, dtype="Int64")
+
+
+def series_list_frame(rows: list[dict[str, Any]]) -> Any:
+    """One row per series: run, kind, metric, scale, labels, environment, episode, count,
+    first_step, last_step, last_timestamp."""
+    return pd.DataFrame({
+        "run": pd.Series([r["run"] for r in rows], dtype=object),
+        "kind": pd.Series([r["kind"] for r in rows], dtype=object),
+        "metric": pd.Series([r["metric"] for r in rows], dtype=object),
+        "scale": pd.Series([r["scale"] for r in rows], dtype=object),
+        "labels": pd.Series([r["labels"] for r in rows], dtype=object),
+        "environment": pd.Series([r["environment"] for r in rows], dtype=object),
+        "episode": _nullable_int([r["episode"] for r in rows]),
+        "count": np.array([r["count"] for r in rows], dtype=np.int64),
+        "first_step": _nullable_int([r["first_step"] for r in rows]),
+        "last_step": _nullable_int([r["last_step"] for r in rows]),
+        "last_timestamp": pd.to_datetime(pd.array([r["last_timestamp_ns"] for r in rows],
+                                                  dtype="Int64"), unit="ns", utc=True),
+    })
+
+
+LONG_COLUMNS = ("run", "kind", "metric", "scale", "environment", "episode", "step",
+                "minor_step", "value", "timestamp")
+
+
+def long_points_frame(parts: list[tuple[dict[str, Any], Any, Any, Any, Any]]) -> Any:
+    """Points of many series in long format: each part is (series, x, minor or None, t, v);
+    a ``labels/<key>`` column per label key (None where a series lacks it)."""
+    counts = [len(x) for _, x, _, _, _ in parts]
+
+    def repeat(values: list[Any]) -> Any:
+        out = np.empty(sum(counts), dtype=object)
+        position = 0
+        for value, n in zip(values, counts, strict=True):
+            out[position:position + n] = value
+            position += n
+        return out
+
+    metas = [m for m, *_ in parts]
+    minor = [np.full(n, -1, dtype=np.int64) if m is None else m
+             for (_, _, m, _, _), n in zip(parts, counts, strict=True)]
+    has_minor = np.concatenate([np.full(n, m["kind"] == "rl") for m, n in
+                                zip(metas, counts, strict=True)]) if parts else np.zeros(0, bool)
+    minor_all = np.concatenate(minor) if parts else np.zeros(0, np.int64)
+    episodes = repeat([m["episode"] for m in metas])
+    data: dict[str, Any] = {
+        "run": repeat([m["run"] for m in metas]),
+        "kind": repeat([m["kind"] for m in metas]),
+        "metric": repeat([m["metric"] for m in metas]),
+        "scale": repeat([m["scale"] for m in metas]),
+        "environment": repeat([m["environment"] for m in metas]),
+        "episode": pd.array(list(episodes), dtype="Int64"),
+        "step": np.concatenate([x for _, x, _, _, _ in parts]).astype(np.int64) if parts
+        else np.zeros(0, np.int64),
+        "minor_step": pd.arrays.IntegerArray(minor_all, ~has_minor),
+        "value": np.concatenate([v for *_, v in parts]).astype(np.float64) if parts
+        else np.zeros(0, np.float64),
+        "timestamp": _time(np.concatenate([t for _, _, _, t, _ in parts]) if parts
+                           else np.zeros(0, np.int64)),
+    }
+    keys = sorted({key for m in metas for key in m["labels"]})
+    for key in keys:
+        data[f"labels/{key}"] = repeat([m["labels"].get(key) for m in metas])
+    return pd.DataFrame(data)

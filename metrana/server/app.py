@@ -8,7 +8,6 @@ request path is ours to measure. Reads run in worker threads; writes run on the 
 
 from __future__ import annotations
 
-import hmac
 import json
 import uuid
 import zlib
@@ -20,9 +19,9 @@ from urllib.parse import parse_qs, unquote
 import orjson
 import trio
 from loguru import logger
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from .._wire import json_number
+from .auth import key_problem
 from .dashboard import (
     StaticFiles,
     changed_series,
@@ -31,7 +30,9 @@ from .dashboard import (
     rl_series_ids,
 )
 from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .grpc_ingest import GrpcIngest
 from .ingest import INT64_MAX
+from .protobuf_v06 import PACKAGE, descriptor
 from .query_api import Binary, QueryError, answer
 from .store import Store
 from .validate import ValidationError, compile_message
@@ -55,8 +56,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_parse_create = compile_message(api_pb2.CreateRunRequest.DESCRIPTOR)
-_parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
+# HTTP/JSON is the 0.6.x protocol (session_id); gRPC (.grpc_ingest) is 0.7.
+_parse_create = compile_message(descriptor(f"{PACKAGE}.svc.CreateRunRequest"))
+_parse_update = compile_message(descriptor(f"{PACKAGE}.svc.UpdateRunsRequest"))
 
 
 class HTTPError(Exception):
@@ -129,6 +131,9 @@ class IngestApp:
         self._max_elements = max_elements
         self._ingest = trio.CapacityLimiter(INGEST_CONCURRENCY)
         self._static = StaticFiles()  # the dashboard, served without the key (it is only code)
+        # The official client's gRPC (metrana-protobuf 0.7), on this same port.
+        self._grpc = GrpcIngest(store, limiter=self._ingest, api_key=self._api_key,
+                                max_message_bytes=max_body_bytes)
 
     def __repr__(self) -> str:  # never show the key
         return f"IngestApp(db={self.store.location!r}, auth={'on' if self._api_key else 'off'})"
@@ -138,6 +143,9 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if GrpcIngest.handles(scope):
+            await self._grpc(scope, receive, send)
             return
         if scope["path"] in self._static:
             status, headers, static_body = self._static.response(
@@ -226,13 +234,8 @@ class IngestApp:
         raise HTTPError(404, f"no route {method} {path}")
 
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        if self._api_key is None:
-            return
-        given = headers.get(b"authorization", b"")
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._api_key):
-            # Say what was wrong without echoing what was sent.
-            reason = "missing" if not given else "invalid"
+        reason = key_problem(headers, self._api_key)
+        if reason is not None:
             raise HTTPError(401, f"{reason} API key: send 'Authorization: Bearer <api key>'")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:

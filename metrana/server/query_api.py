@@ -13,6 +13,9 @@ file directly gets the same answers (and the same errors) as one asking a server
   client no parsing at all: its arrays are views of the body); paginated by point count
   (``next`` is the position and last step of the page); ``"timestamps": false`` leaves out the
   timestamps.
+- ``series``: every series of some runs (or of all the project's runs), with its identity,
+  point count and first and last step, from the per-series aggregates (no point is read):
+  what an export lists before reading points, and where a resumed import continues.
 - ``buckets``: one series' chart buckets — the dashboard's :meth:`.Store.buckets`.
 - ``band``: an RL metric's reduction across environments (min, max, mean, std, count per
   bucket of ``rl_step``) — the dashboard's band, :meth:`.Store.buckets` with ``spread``.
@@ -404,6 +407,40 @@ def _columns_json(columns: Any, rl: bool, timestamps: bool) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------- series
+
+
+def _series(store: Store, body: dict[str, Any]) -> bytes:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    names = body.get("runs")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_PAGE_RUNS
+                              or not all(isinstance(n, str) for n in names)):
+        raise QueryError(f"'runs' is a list of at most {MAX_PAGE_RUNS} run names, or null for "
+                         "every run of the project")
+    with store.db.read() as tx:
+        project_id = _project_id(tx, workspace, project)
+        if names is None:
+            runs = {str(r[1]): int(r[0]) for r in tx.all(
+                "SELECT id, run_name FROM runs WHERE project_id = ?", (project_id,))}
+        else:
+            runs = _run_ids(tx, project_id, set(names), f"{workspace}/{project}") if names else {}
+        rows: list[tuple[Any, ...]] = []
+        if runs:
+            clause, args = tx.among("run_id", sorted(runs.values()))
+            rows = tx.all("SELECT run_id, kind, metric_name, scale, labels, environment_id, "
+                          "has_episode, episode, point_count, x_min, x_max, last_t FROM series "
+                          f"WHERE {clause} ORDER BY run_id, id", args)
+    name_of = {run_id: name for name, run_id in runs.items()}
+    return orjson.dumps({"series": [
+        {"run": name_of[int(r[0])], "kind": r[1], "metric": r[2], "scale": r[3],
+         "labels": json.loads(r[4]), "environment": r[5] if r[1] == "rl" else None,
+         "episode": int(r[7]) if r[6] else None, "count": int(r[8]),
+         "first_step": None if r[9] is None else int(r[9]),
+         "last_step": None if r[10] is None else int(r[10]),
+         "last_timestamp_ns": None if r[11] is None else int(r[11])}
+        for r in rows]})
+
+
 # --------------------------------------------------------------------------------- buckets
 
 
@@ -452,4 +489,5 @@ def _band(store: Store, body: dict[str, Any]) -> dict[str, Any]:
             **store.buckets(ids, n, start, end, spread=True)}
 
 
-_ROUTES = {"runs": _runs, "points": _points, "buckets": _buckets, "band": _band}
+_ROUTES = {"runs": _runs, "points": _points, "series": _series, "buckets": _buckets,
+           "band": _band}

@@ -9,7 +9,7 @@ import trio
 
 from metrana._actors.error_collector import ErrorCollector
 from metrana._enums import ErrorStrategy
-from metrana._exceptions import MetranaApiError, MetranaConnectionError
+from metrana._exceptions import MetranaApiError, MetranaConnectionError, MetranaMetricStepError
 from metrana._stats import Counters
 
 if sys.version_info < (3, 11):
@@ -48,6 +48,32 @@ async def test_warn_says_each_kind_once() -> None:
     assert len(warned) == 3 and counters.errors == 5
     assert "HTTP 400" in warned[0] and "counted in get_metrics()" in warned[0]
     assert "HTTP 422" in warned[1] and "down" in warned[2]
+
+
+def step_error(series: str, step: int) -> MetranaMetricStepError:
+    return MetranaMetricStepError(f"series {series}: step {step} does not increase; point "
+                                  "dropped", series=series)
+
+
+async def test_warn_names_step_errors_once_per_series_for_ten_series_then_counts() -> None:
+    """Warn: a step error in a second series is named too (not hidden behind the first
+    series' "kind"); each series once; past 10 series one line says the rest are counted."""
+    errors: list[BaseException] = [
+        step_error("a/ML_STEP", 1), step_error("a/ML_STEP", 2), step_error("b/ML_STEP", 1),
+        *[step_error(f"s{i}/ML_STEP", 0) for i in range(10)], step_error("s9/ML_STEP", 5),
+        api_error(400)]
+    _, warned, counters = await collect(ErrorStrategy.Warn, errors)
+    named = ["a", "b", *[f"s{i}" for i in range(8)]]
+    assert warned == [
+        *[f"series {s}/ML_STEP: step {1 if s in 'ab' else 0} does not increase; point dropped "
+          "(further errors in this series are counted in get_metrics())" for s in named],
+        "MetranaMetricStepError in more than 10 series: further series are not named, only "
+        "counted in get_metrics(); the 11th: series s8/ML_STEP: step 0 does not increase; "
+        "point dropped",
+        "the service refused 1 points with HTTP 400 (further errors of this kind are counted "
+        "in get_metrics())",
+    ]
+    assert counters.errors == len(errors)
 
 
 async def test_raise_on_log_holds_errors_and_flags_the_caller() -> None:

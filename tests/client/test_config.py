@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,25 +155,74 @@ def test_init_reads_its_configuration_from_the_environment(
     assert metrana.close().sent == 5000  # Block with a 64-point queue: nothing dropped
 
 
-def test_an_unknown_metrana_variable_is_named_with_the_one_meant() -> None:
-    """A guessed name is not silently ignored: the warning names the variable that is read."""
+def unknown(name: str, hint: str) -> str:
+    return (f"environment variable {name} is not a metrana setting and is ignored{hint} "
+            "(the README's Environment variables lists them)")
+
+
+def test_an_unknown_metrana_variable_is_named_with_the_one_meant(
+        loguru_messages: list[str]) -> None:
+    """A guessed name is not silently ignored: metrana's logger names the variable that is
+    read (a WARNING line, not a Python warning), and only what is read counts."""
     env = {"METRANA_ERROR_STRATEGY": "Silent", "METRANA_CLOSE_STRATEGI": "Immediate",
            "METRANA_ERROR_MODES": "Warn", "METRANA_SERVER_DB": "x.db", "OTHER": "1"}
-    with pytest.warns(UserWarning) as caught:
-        settings = resolve_settings({**BASE, "api_key": "k"}, env)
-    messages = [str(w.message) for w in caught]
-    assert len(messages) == 2, messages
-    assert "METRANA_CLOSE_STRATEGI is not a metrana setting and is ignored; did you mean " \
-        "METRANA_CLOSE_STRATEGY?" in messages[0]
-    assert "METRANA_ERROR_STRATEGY is not a metrana setting and is ignored; did you mean " \
-        "METRANA_ERROR_MODES?" in messages[1]
+    settings = resolve_settings({**BASE, "api_key": "k"}, env)  # filterwarnings=error: none
+    assert loguru_messages == [
+        "WARNING metrana: " + unknown("METRANA_CLOSE_STRATEGI",
+                                      "; did you mean METRANA_CLOSE_STRATEGY?") + "\n",
+        "WARNING metrana: " + unknown("METRANA_ERROR_STRATEGY",
+                                      "; did you mean METRANA_ERROR_MODES?") + "\n"]
     assert settings.error_strategy is ErrorStrategy.Warn  # what was read, and only that
 
 
-def test_known_variables_give_no_warning() -> None:
-    import warnings
+@pytest.mark.parametrize(("name", "hint"), [
+    ("METRANA_URL", "; did you mean METRANA_INGESTION_URL?"),  # not METRANA_DB
+    ("METRANA_SERVER_URL", "; did you mean METRANA_INGESTION_URL?"),
+    ("METRANA_INGEST_URL", "; did you mean METRANA_INGESTION_URL?"),
+    ("METRANA_TOKEN", "; did you mean METRANA_API_KEY?"),
+    ("METRANA_TIMEOUT", "; did you mean METRANA_CLOSE_TIMEOUT?"),
+    ("METRANA_OFFLINE", "; did you mean METRANA_MODE=offline?"),
+    ("METRANA_LEVEL", "; did you mean METRANA_LOG_LEVEL?"),
+    ("METRANA_WORKSPACE", "; workspace_name has no environment variable: pass it to init()"),
+    ("METRANA_SERVER_D", "; did you mean METRANA_SERVER_DB?"),  # a server name: the server's
+    ("METRANA_DBB", "; did you mean METRANA_DB?"),  # no client name is close
+    ("METRANA_FROBNICATE", ""),
+])
+def test_suggestions_are_ranked_by_what_the_user_meant(name: str, hint: str) -> None:
+    """The argument a client-side name means comes first, then the closest client variable,
+    and a server variable only for server names or when nothing else is close."""
+    from metrana._config import unknown_environment
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        resolve_settings({**BASE, "api_key": "k"}, {"METRANA_CLOSE_STRATEGY": "CompleteAll",
+    assert unknown_environment({name: "1"}) == [unknown(name, hint)]
+
+
+def test_unknown_variables_are_said_in_metranas_voice_before_init_fails(tmp_path: Path) -> None:
+    """What the user sees: a short metrana WARNING line (no Python warning pointing at
+    metrana's source), printed before the error the misspelt variable causes (no API key for
+    the hosted service, because METRANA_INGESTION_URL was not set)."""
+    script = tmp_path / "env.py"
+    script.write_text("import metrana\n"
+                      "metrana.init(workspace_name='ws', project_name='proj', run_name='r')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRANA_")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env={**env, "METRANA_URL": "http://127.0.0.1:8787"})
+    lines = done.stderr.splitlines()
+    said = [i for i, line in enumerate(lines) if "| WARNING  | metrana: " in line]
+    assert len(said) == 1, done.stderr
+    assert lines[said[0]].endswith("metrana: " + unknown(
+        "METRANA_URL", "; did you mean METRANA_INGESTION_URL?"))
+    assert lines[said[0] + 1] == "Traceback (most recent call last):"  # the line before: ours
+    assert "UserWarning" not in done.stderr
+    assert lines[-1].startswith("metrana._exceptions.NoMetranaApiKeyError: no API key")
+
+
+def test_log_level_off_silences_them_too(loguru_messages: list[str]) -> None:
+    resolve_settings({**BASE, "log_level": "Off"}, {"METRANA_URL": "x"})
+    resolve_settings(BASE, {"METRANA_URL": "x", "METRANA_LOG_LEVEL": "off"})
+    assert loguru_messages == []
+
+
+def test_known_variables_give_no_warning(loguru_messages: list[str]) -> None:
+    resolve_settings({**BASE, "api_key": "k"}, {"METRANA_CLOSE_STRATEGY": "CompleteAll",
                                             "METRANA_DB": "x", "METRANA_SERVER_API_KEY": "k"})
+    assert loguru_messages == []

@@ -212,14 +212,16 @@ async def test_a_run_refused_at_creation_is_raised_and_nothing_is_sent() -> None
 
 
 @pytest.mark.parametrize("status", [404, 405, 501])
-async def test_a_url_that_is_not_metrana_says_so(status: int) -> None:
+async def test_a_url_that_is_not_metrana_says_so(status: int, loguru_messages: list[str]) -> None:
+    """Raised by open_session(), and only raised: no warning line says it a second time."""
     import metrana
     from tests.mock_service import MockService, mock_session
 
-    run = mock_session(MockService(create=lambda seen: status))
+    run = mock_session(MockService(create=lambda seen: status), log_level="Debug")
     with pytest.raises(metrana.MetranaApiError, match="does not look like a Metrana"):
         async with run.running(init_timeout=5):
             pass
+    assert [m for m in loguru_messages if f"HTTP {status}" in m] == []
 
 
 async def test_resuming_an_existing_run_is_said_and_never_refuses_by_default(

@@ -1,11 +1,18 @@
 """The mistakes of a first session with the library, and what each now tells the user:
-guessed keyword names, a URL copied with its /v1, close() in a finally after a failed init(),
-and a readable help(metrana.init)."""
+guessed keyword names, a URL copied with its /v1 or from the dashboard, close() in a finally
+after a failed init(), a refusal said once, workers in other processes, and a readable
+help(metrana.init)."""
 
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import pydoc
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +23,8 @@ from metrana._actors.dispatcher import RetryPolicy, post_with_retries
 from metrana._config import resolve_settings
 from metrana._stats import Counters
 from metrana.server import ServerInfo
-from tests.helpers import read_points
+from tests.faults import FaultProxy
+from tests.helpers import read_points, wait_until
 
 BASE: dict[str, Any] = {"workspace_name": "ws", "project_name": "proj", "run_name": "r"}
 URL = "http://127.0.0.1:9"
@@ -115,3 +123,132 @@ def test_help_shows_the_spool_default_by_name() -> None:
     from_env = resolve_settings({**BASE, "ingestion_url": URL, "spool_dir": default},
                                 environ={"METRANA_SPOOL_DIR": "/tmp/elsewhere"})
     assert str(from_env.spool_dir) == "/tmp/elsewhere"
+
+
+# ------------------------------------------------- round two: a dashboard URL, errors said once
+
+@pytest.mark.parametrize(("pasted", "base"), [
+    ("http://127.0.0.1:8787/runs#/run/x", "http://127.0.0.1:8787"),
+    ("http://127.0.0.1:8787/#/run/ws/proj/r", "http://127.0.0.1:8787"),
+    ("http://127.0.0.1:8787/?run=x", "http://127.0.0.1:8787"),
+    ("http://127.0.0.1:8787/api/runs/ws/proj/r", "http://127.0.0.1:8787"),
+    ("http://127.0.0.1:8787/v1/runs", "http://127.0.0.1:8787"),
+    ("https://example.com/metrana/index.html", "https://example.com/metrana"),
+    ("https://example.com/metrana/#/compare/a,b", "https://example.com/metrana"),
+])
+def test_a_dashboard_address_is_refused_with_the_base_url(pasted: str, base: str) -> None:
+    """A URL copied from the browser is a MetranaConfigError from init() naming the base URL
+    to use, not a 404 naming a mangled URL (``…/runs#/run/x/v1``); from the environment too."""
+    message = (f"ingestion_url={pasted!r} looks like a dashboard address, not the server's base "
+               f"URL; use ingestion_url={base!r}")
+    with pytest.raises(metrana.MetranaConfigError) as raised:
+        metrana.init(**BASE, ingestion_url=pasted)
+    assert str(raised.value) == message
+    with pytest.raises(metrana.MetranaConfigError) as from_env:
+        resolve_settings(BASE, environ={"METRANA_INGESTION_URL": pasted})
+    assert str(from_env.value) == message
+
+
+def test_a_service_under_a_path_prefix_is_still_a_base_url() -> None:
+    """Only a fragment, a query or one of the server's own routes marks a dashboard address."""
+    for url in ("https://example.com/metrana", "https://example.com/api/metrana/v1",
+                "http://runs.example.com:8787"):
+        assert resolve_settings({**BASE, "api_key": "k", "ingestion_url": url}, environ={})
+
+
+def test_query_client_names_its_own_argument() -> None:
+    from metrana.query import QueryClient
+
+    with pytest.raises(metrana.MetranaConfigError,
+                       match=r"^url='http://h:1/#/run/a' looks like a dashboard address.*"
+                             r"use url='http://h:1'$"):
+        QueryClient("ws", "proj", url="http://h:1/#/run/a")
+
+
+@pytest.mark.parametrize("status", [401, 404, 501])
+def test_an_error_init_raises_is_not_printed_as_well(proxy: FaultProxy, status: int,
+                                                     loguru_messages: list[str]) -> None:
+    """A refusal of the run (a 404 or 501 from something that is not Metrana, a 401) is said
+    once: as the exception init() raises, not also as a warning line before it."""
+    proxy.fail_next(1, status)
+    with pytest.raises(metrana.MetranaApiError, match=f"HTTP {status}"):
+        metrana.init(**BASE, ingestion_url=proxy.url)
+    assert [m for m in loguru_messages if f"HTTP {status}" in m] == []
+
+
+def test_a_refusal_after_init_stopped_waiting_is_printed(proxy: FaultProxy,
+                                                         loguru_messages: list[str]) -> None:
+    """When init() returned before the service answered, nobody raises the refusal: the
+    engine says it (so it is never lost between the two)."""
+    proxy.fail_next(1, 404)
+    proxy.hold()
+    run = metrana.session(**BASE, ingestion_url=proxy.url, init_timeout=0.2)
+    wait_until(proxy.arrived.is_set)
+    proxy.release()
+    wait_until(lambda: any("does not look like a Metrana" in m for m in loguru_messages))
+    said = [m for m in loguru_messages if "answered HTTP 404" in m]
+    assert len(said) == 1 and said[0].startswith("WARNING metrana: ")
+    run.close()
+
+
+# ------------------------------------------------------------------------ worker processes
+
+def _log_without_init() -> str:
+    try:
+        metrana.log("loss", 1.0)
+    except metrana.MetranaNotInitializedError as error:
+        return str(error)
+    return "no error"
+
+
+WORKER_HINT = (". This is a worker process, and a spawned worker starts empty, without its "
+               "parent's run: call metrana.init(...) in the worker with the same "
+               "workspace_name, project_name and run_name to log to the same run (see "
+               "'Worker processes' in the README)")
+
+
+def test_a_spawned_worker_is_told_to_call_init_with_the_same_names() -> None:
+    """log() in a spawned worker, whose parent called init(): the error says why the parent's
+    run is not there and what to do; in the main process it stays short."""
+    assert _log_without_init() == "call metrana.init(...) before metrana.log()"
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        said = pool.apply(_log_without_init)
+    assert said == "call metrana.init(...) before metrana.log()" + WORKER_HINT
+
+
+FORKED_WORKERS = """
+import multiprocessing, sys
+import metrana
+
+def task(i):
+    metrana.log("loss", float(i))
+    metrana.flush()
+    return i
+
+metrana.init(workspace_name="ws", project_name="proj", run_name=sys.argv[2],
+             ingestion_url=sys.argv[1], log_level="Debug")
+metrana.log("loss", -1.0)
+pool = multiprocessing.get_context("fork").Pool(2)
+assert sorted(pool.map(task, range(4))) == [0, 1, 2, 3]
+pool.close()
+pool.join()
+metrana.close()
+"""
+
+
+def test_forked_workers_join_the_parents_run_without_a_resume_line(
+        live_server: ServerInfo, tmp_path: Path) -> None:
+    """Pool workers logging to the run their parent opened print no "resuming run" line (not
+    even at Debug): each says at Debug that it joined; all points arrive."""
+    script = tmp_path / "workers.py"
+    script.write_text(FORKED_WORKERS)
+    name = f"workers-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run([sys.executable, str(script), live_server.url, name],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" not in done.stderr and "already exists" not in done.stderr
+    joined = re.findall(rf"DEBUG +\| metrana: forked worker \(pid \d+\) joined run ws/proj/{name} ",
+                        done.stderr)
+    assert len(joined) == 2, done.stderr  # one per worker process
+    assert sorted(p["value"] for p in read_points(live_server, name)["loss"]) == [
+        -1.0, 0.0, 1.0, 2.0, 3.0]

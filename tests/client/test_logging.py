@@ -131,7 +131,7 @@ def test_manual_steps_and_timestamps_are_kept(live_server: ServerInfo) -> None:
         for step in (0, 5, 10):
             run.log("loss", float(step), step=step, timestamp=1_795_686_541_000_000_000 + step)
         with pytest.raises(TypeError, match="nanoseconds"):
-            run.log("loss", 1.0, step=11, timestamp=time.time())  # type: ignore[arg-type]
+            run.log("loss", 1.0, step=11, timestamp=time.time())
         with pytest.raises(ValueError, match=">= 0"):
             run.log("loss", 1.0, step=-1)
     points = read_points(live_server, run.run_name)["loss"]

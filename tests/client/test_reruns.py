@@ -7,6 +7,7 @@ after the stored last one — is refused like a decreasing step within a session
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 import trio
@@ -121,7 +122,7 @@ async def test_the_ends_are_asked_once_and_checked_before_anything_is_numbered(
         autojump_clock: trio.abc.Clock) -> None:
     """Points logged right after init() wait for the answer: the first of them is checked
     too. One GET, after the run's creation said it exists."""
-    ends = [{"kind": "rl", "metric_name": "return", "scale": "EPISODE", "labels": {},
+    ends: list[dict[str, Any]] = [{"kind": "rl", "metric_name": "return", "scale": "EPISODE", "labels": {},
              "environment_id": "env-0", "episode": None, "last_step": 500},
             {"kind": "standard", "metric_name": "score", "scale": "ML_STEP",
              "labels": {"evaluation": "true"}, "environment_id": "", "episode": None,

@@ -45,6 +45,8 @@ def test_rl_argument_errors_at_the_call_site(live_server: ServerInfo) -> None:
         with pytest.raises(ValueError, match="episode"):
             run.log_rl_environment_step("r", 1.0, rl_step=1, episode=-1)
         with pytest.raises(TypeError, match="env_id"):
-            run.log_rl_episode("return", 1.0, rl_step=1, env_id=["a"])  # type: ignore[arg-type]
+            run.log_rl_episode("return", 1.0, rl_step=1, env_id=2.5)
+        with pytest.raises(TypeError, match="with a list of env_id"):
+            run.log_rl_episode("return", 1.0, rl_step=1, env_id=["a"])
         with pytest.raises(metrana.MetranaMetricNameError):
             run.log_rl_environment_step("bad name", 1.0, rl_step=1)

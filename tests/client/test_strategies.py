@@ -287,6 +287,27 @@ def test_silent_says_nothing_but_counts(proxy: FaultProxy, fast_retry: RetryPoli
     assert len(said) == len(refusals) + 1
 
 
+def test_each_series_step_mistake_is_named(live_server: ServerInfo,
+                                           loguru_messages: list[str]) -> None:
+    """Warn (the default): two series with different step mistakes get a warning each, and
+    a repeat of the first mistake does not print again."""
+    with metrana.session(workspace_name="ws", project_name="proj", run_name="step-mistakes",
+                         ingestion_url=live_server.url) as run:
+        run.log("loss", 1.0, step=10)
+        run.log("loss", 2.0, step=5)
+        run.log("loss", 2.5, step=4)
+        run.log("acc", 1.0)
+        run.log("acc", 2.0, step=1)
+    said = [m for m in loguru_messages if "series " in m]
+    assert said == [
+        "WARNING metrana: series loss/ML_STEP: step 5 does not increase (last step was 10); "
+        "manual steps must strictly increase; point dropped (further errors in this series are "
+        "counted in get_metrics())\n",
+        "WARNING metrana: series acc/ML_STEP: got manual step 1 in a series with automatic "
+        "steps; point dropped (further errors in this series are counted in get_metrics())\n"]
+    assert run.get_metrics().invalid == 3
+
+
 def test_step_errors_follow_the_error_strategy(proxy: FaultProxy, fast_retry: RetryPolicy,
                                                live_server: ServerInfo) -> None:
     """A step going backwards is a MetranaMetricStepError via the error strategy; the good

@@ -8,11 +8,11 @@ import random
 from typing import Any
 
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from metrana._items import Points
 from metrana._series import SeriesKey
 from metrana._wire import encode_update, series_header, timestamp_json
+from tests.protobuf_v06 import api_pb2
 
 VALUES = [0.0, -0.0, 1.0, 0.1, -2.5e-308, 1e16, 1.7976931348623157e308, math.nan, math.inf,
           -math.inf, 123456789.123456789]

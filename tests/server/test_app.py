@@ -12,9 +12,9 @@ import httpx
 import pytest
 import trio
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from metrana.server import ServerInfo, Store, serve
+from tests.protobuf_v06 import api_pb2
 
 
 def create_body(run: str = "run-001", create_project: bool = True) -> dict[str, Any]:

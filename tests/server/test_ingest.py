@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from metrana_protobuf.ingestion.v1.svc import api_pb2
 
 from metrana.server import ServerInfo
 from metrana.server.errors import Unprocessable
 from metrana.server.ingest import INT64_MAX, parse_update, signed_session
 from metrana.server.validate import compile_message
+from tests.protobuf_v06 import api_pb2
 
 _validate = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
 SESSION = "1234567890123"

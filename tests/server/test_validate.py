@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from metrana_protobuf.ingestion.v1.svc import api_pb2
-from metrana_protobuf.ingestion.v1.types import updates_pb2
 
 from metrana.server.validate import ValidationError, compile_message, parse_timestamp_ns
+from tests.protobuf_v06 import api_pb2, updates_pb2
 
 parse_update = compile_message(api_pb2.UpdateRunsRequest.DESCRIPTOR)
 parse_create = compile_message(api_pb2.CreateRunRequest.DESCRIPTOR)

@@ -1,0 +1,355 @@
+"""gRPC ingestion: the ``IngestService`` of ``metrana-protobuf`` 0.7, as the official client
+(``metrana`` 1.11, its Rust engine) speaks it, on the same port as the HTTP/JSON API.
+
+gRPC is HTTP/2 (hypercorn serves cleartext HTTP/2 to a client that starts with it) with
+length-prefixed protobuf messages and the status in trailers (the ASGI
+``http.response.trailers`` extension). :class:`GrpcIngest` answers every request whose
+content type is ``application/grpc``; the app hands those over before its own routing.
+
+What the client does, and what we answer (measured against the real client):
+
+1. ``InitializeRunLogging``: create the run, or find it (the client decides whether it may
+   resume, from ``created`` and the run's orchestration identifier, kept as the run attribute
+   ``sys/orchestration_id``); stream back the run's token, each series' last step, each
+   environment's last rl_step and episode, and each RL metric's declaration.
+2. ``UpdateRunStream``: the first message names the run by token; then each update
+   (declarations, point batches, attributes, ``close_run``) is stored, in one transaction,
+   before its response is sent, in order. The logger session is the store's session, so an
+   update resent after a reconnect (same ``logger_session_id``, same steps) is stored once.
+   Histograms, scatter plots and environment attributes are not stored yet: the rest of that
+   update is stored, then the stream ends with UNIMPLEMENTED naming them (the client stops, or
+   with ``delivery_policy="tolerate_loss"`` drops that update and goes on).
+3. ``CheckOpStatuses``: every operation we acknowledged is stored (writes are synchronous).
+
+Errors are statuses with a message, never a hang: a database that went away is UNAVAILABLE
+(the client retries), a request we cannot store is INVALID_ARGUMENT naming what.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+from google.protobuf import json_format
+from loguru import logger
+from metrana_protobuf.ingestion.v1.svc import api_pb2
+
+from .auth import key_problem
+from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .grpc_codec import (
+    SERVICE,
+    Declarations,
+    FrameReader,
+    GrpcError,
+    RlBase,
+    Status,
+    Unsupported,
+    convert_update,
+    frame,
+    init_responses,
+    labels_text,
+    parse,
+    run_token,
+    trailers,
+)
+from .ingest import RunKey
+from .store import Store
+
+__all__ = ["ORCHESTRATION_PATH", "GrpcIngest"]
+
+ORCHESTRATION_PATH = "sys/orchestration_id"
+ALREADY_EXISTS = 6
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class GrpcIngest:
+    """The ``IngestService`` over one :class:`Store`; an ASGI callable for gRPC requests."""
+
+    def __init__(self, store: Store, *, limiter: trio.CapacityLimiter, api_key: bytes | None,
+                 max_message_bytes: int) -> None:
+        self.store = store
+        self._limiter = limiter  # shared with HTTP/JSON ingest: one write at a time
+        self._api_key = api_key
+        self._max = max_message_bytes
+        self._tokens: dict[bytes, RunKey] = {}
+        # Create-or-resume is one decision per run: two processes of one job starting together
+        # must not both see "not created" before the first wrote its orchestration identifier.
+        self._init_lock = trio.Lock()
+
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-type":
+                return bool(value.lower().startswith(b"application/grpc"))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"application/grpc"),
+                                (b"grpc-accept-encoding", b"identity,gzip")]})
+        method = scope["path"].rpartition("/")[2]
+        code, message = Status.OK, ""
+        try:
+            if scope.get("http_version") != "2":
+                raise GrpcError(Status.UNIMPLEMENTED, "gRPC needs HTTP/2")
+            self._authorize(headers)
+            handler = self._methods().get(method)
+            if scope["path"] != f"/{SERVICE}/{method}" or handler is None:
+                raise GrpcError(Status.UNIMPLEMENTED, f"no method {scope['path']} here; this "
+                                f"server implements {SERVICE} of metrana-protobuf 0.7")
+            encoding = headers.get(b"grpc-encoding", b"identity").decode("latin-1").strip()
+            messages = _messages(receive, FrameReader(self._max, encoding))
+            await handler(messages, partial(_send_message, send))
+        except GrpcError as exc:
+            code, message = exc.code, exc.message
+        except Unavailable as exc:
+            logger.warning("metrana serve: {}", exc)
+            code, message = Status.UNAVAILABLE, f"{exc}; nothing of this update was stored, retry"
+        except NotFound as exc:
+            code, message = Status.NOT_FOUND, str(exc)
+        except Unprocessable as exc:
+            code, message = Status.INVALID_ARGUMENT, str(exc)
+        except _Disconnected:
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, not the client's: say so
+            logger.opt(exception=exc).error("metrana serve: internal error in gRPC {}", method)
+            code, message = Status.INTERNAL, (f"internal server error ({type(exc).__name__}); "
+                                              "this is a bug in metrana serve")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": trailers(code, message),
+                    "more_trailers": False})
+
+    def _methods(self) -> dict[str, Callable[[AsyncIterator[bytes], _Sender], Awaitable[None]]]:
+        unimplemented = partial(_unimplemented, "agent traces are not stored by metrana serve")
+        return {
+            "InitializeRunLogging": self._initialize_run_logging,
+            "UpdateRunStream": self._update_run_stream,
+            "CreateRun": self._create_run,
+            "UpdateRuns": self._update_runs,
+            "CheckOpStatuses": self._check_op_statuses,
+            "UpdateTraces": unimplemented,
+            "UpdateTracesStream": unimplemented,
+        }
+
+    def _authorize(self, headers: dict[bytes, bytes]) -> None:
+        reason = key_problem(headers, self._api_key)
+        if reason is not None:
+            raise GrpcError(Status.UNAUTHENTICATED,
+                            f"{reason} API key: give init() the key metrana serve was started with")
+
+    # ------------------------------------------------------------------ runs
+
+    async def _initialize_run_logging(self, messages: AsyncIterator[bytes], send: _Sender
+                                      ) -> None:
+        request = parse(api_pb2.InitializeRunLoggingRequest, await _one(messages))
+        if request.run.HasField("fork_point") and request.run.fork_point.parent_run_name:
+            raise GrpcError(Status.UNIMPLEMENTED, "forking a run (fork_from_run) is not "
+                            "supported by metrana serve")
+        async with self._init_lock, self._limiter:
+            responses = await trio.to_thread.run_sync(self._initialize, request)
+        for response in responses:
+            await send(response)
+
+    def _initialize(self, request: Any) -> list[Any]:
+        key = _run_key(request.run)
+        try:
+            self.store.create_run(_create_request(request))
+            created = True
+            if request.run.orchestration_identifier:
+                self.store.update_runs({"session_id": 0, "run_updates": [{
+                    **_names(key), "attributes": [{"path": ORCHESTRATION_PATH,
+                                                   "string_value":
+                                                   request.run.orchestration_identifier}]}]})
+        except Conflict:
+            created = False
+        run = self.store.get_run(key.workspace, key.project, key.run_name)
+        token = run_token(key.workspace, key.project, key.run_name, int(run["created_ns"]))
+        self._tokens[token] = key
+        orchestration = run["attributes"].get(ORCHESTRATION_PATH, {}).get("value", "")
+        return init_responses(run, token, created, str(orchestration))
+
+    async def _create_run(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+        request = parse(api_pb2.CreateRunRequest, await _one(messages))
+        _run_key(request.run)
+        try:
+            async with self._limiter:
+                await trio.to_thread.run_sync(self.store.create_run, _create_request(request))
+        except Conflict as exc:
+            raise GrpcError(ALREADY_EXISTS, str(exc)) from None
+        await send(api_pb2.CreateRunResponse(operation_id=str(uuid.uuid4())))
+
+    async def _check_op_statuses(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+        request = parse(api_pb2.CheckOpStatusesRequest, await _one(messages))
+        # Every operation id we hand out is acknowledged only once it is committed.
+        await send(api_pb2.CheckOpStatusesResponse(
+            operation_statuses={op: True for op in request.operation_ids}))
+
+    def _resolve(self, token: bytes) -> RunKey:
+        key = self._tokens.get(token)
+        if key is None:  # a client that outlived a restart of this server: look it up
+            for run in self.store.list_runs():
+                self._tokens[run_token(run["workspace"], run["project"], run["run"],
+                                       int(run["created_ns"]))] = RunKey(
+                    run["workspace"], run["project"], run["run"])
+            key = self._tokens.get(token)
+        if key is None:
+            raise GrpcError(Status.NOT_FOUND, "this run_id names no run of this server's "
+                            f"database ({self.store.location}); initialize the run again")
+        return key
+
+    # ------------------------------------------------------------------ updates
+
+    async def _update_run_stream(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+        declarations = Declarations()
+        run: RunKey | None = None
+        token = b""
+        rl_base: RlBase | None = None
+        async for data in messages:
+            request = parse(api_pb2.UpdateRunRequest, data)
+            if run is None or (request.run_id and request.run_id != token):
+                if not request.run_id:
+                    raise GrpcError(Status.INVALID_ARGUMENT,
+                                    "the stream's first message must carry run_id")
+                token = request.run_id
+                run = await trio.to_thread.run_sync(self._resolve, token)
+                rl_base = RlBase(_StoredRl(self.store, run))
+            assert rl_base is not None
+            unsupported = Unsupported()
+            async with self._limiter:
+                await trio.to_thread.run_sync(self._store_update, run, request, declarations,
+                                              rl_base, unsupported)
+            if unsupported.parts:
+                raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
+            await send(api_pb2.UpdateRunResponse(operation_id=str(uuid.uuid4())))
+
+    def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
+                      rl_base: RlBase, unsupported: Unsupported) -> None:
+        update = convert_update(run, request, declarations, rl_base, unsupported)
+        part = update["run_updates"][0]
+        if part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part:
+            self.store.update_runs(update)
+
+    async def _update_runs(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+        request = parse(api_pb2.UpdateRunsRequest, await _one(messages))
+        unsupported = Unsupported()
+        for update in request.run_updates:
+            if update.series or update.rl_series:
+                raise GrpcError(Status.UNIMPLEMENTED, "UpdateRuns with series/rl_series (points "
+                                "named in full) is not supported by metrana serve: send "
+                                "series_declarations with streaming_series/streaming_rl_series, "
+                                "or use UpdateRunStream")
+        for update in request.run_updates:
+            key = _run_key(update)
+            shim = _StreamingShape(update, request.logger_session_id)
+            async with self._limiter:
+                await trio.to_thread.run_sync(self._store_update, key, shim, Declarations(),
+                                              RlBase(_StoredRl(self.store, key)), unsupported)
+        if unsupported.parts:
+            raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
+        await send(api_pb2.UpdateRunsResponse(operation_id=str(uuid.uuid4())))
+
+
+_Sender = Callable[[Any], Awaitable[None]]
+
+
+class _Disconnected(Exception):
+    """The client went away mid-call: nothing to answer."""
+
+
+class _StoredRl:
+    """:class:`RlBase`'s view of the database: a series' first flat minor step at an rl_step,
+    and its last point. The run's series are read once per stream."""
+
+    def __init__(self, store: Store, run: RunKey) -> None:
+        self._store = store
+        self._run = run
+        self._series: dict[tuple[Any, ...], dict[str, Any]] | None = None
+
+    def __call__(self, key: tuple[Any, ...], rl_step: int) -> tuple[int | None,
+                                                                    tuple[int, int] | None]:
+        if self._series is None:
+            run = self._store.get_run(self._run.workspace, self._run.project, self._run.run_name)
+            self._series = {
+                (s["metric_name"], s["scale"], labels_text(s["labels"]), s["environment_id"],
+                 s["episode"]): s for s in run["series"] if s["kind"] == "rl"}
+        series = self._series.get(key)
+        if series is None or series["last_point"] is None:
+            return None, None
+        last = (int(series["last_point"]["step"]), int(series["last_point"]["minor_step"]))
+        points = self._store.get_points(series["id"], rl_step, rl_step)
+        first = min((int(p["minor_step"]) for p in points), default=None)
+        return first, last
+
+
+class _StreamingShape:
+    """An ``UpdateRunsRequest.RunUpdate`` read as the ``UpdateRunRequest`` the stream sends."""
+
+    def __init__(self, update: Any, session: int) -> None:
+        self._update = update
+        self.logger_session_id = session
+        self.series = update.streaming_series
+        self.rl_series = update.streaming_rl_series
+        self.series_declarations = update.series_declarations
+        self.attributes = update.attributes
+        self.histogram_series = update.histogram_series
+        self.scatter_series = update.scatter_series
+        self.env_attr_updates = update.env_attr_updates
+
+    def HasField(self, name: str) -> bool:  # noqa: N802 - protobuf's spelling
+        return bool(self._update.HasField(name))
+
+
+def _run_key(run: Any) -> RunKey:
+    key = RunKey(run.workspace, run.project, run.run_name)
+    for name, value in (("workspace", key.workspace), ("project", key.project),
+                        ("run_name", key.run_name)):
+        if not value:
+            raise GrpcError(Status.INVALID_ARGUMENT, f"run.{name} must not be empty")
+    return key
+
+
+def _names(key: RunKey) -> dict[str, str]:
+    return {"workspace": key.workspace, "project": key.project, "run_name": key.run_name}
+
+
+def _create_request(request: Any) -> dict[str, Any]:
+    run = {**_names(_run_key(request.run)), "experiment": request.run.experiment or None}
+    rules = [json_format.MessageToDict(rule, preserving_proto_field_name=True,
+                                       use_integers_for_enums=True)
+             for rule in request.aggregation_rules]
+    return {"run": run, "create_project_if_missing": request.create_project_if_missing,
+            "aggregation_rules": rules}
+
+
+async def _messages(receive: Receive, reader: FrameReader) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        for data in reader.feed(message.get("body", b"")):
+            yield data
+        if not message.get("more_body", False):
+            reader.finish()
+            return
+
+
+async def _one(messages: AsyncIterator[bytes]) -> bytes:
+    found = [data async for data in messages]
+    if len(found) != 1:
+        raise GrpcError(Status.INVALID_ARGUMENT,
+                        f"a unary call carries one message; this one carried {len(found)}")
+    return found[0]
+
+
+async def _send_message(send: Send, message: Any) -> None:
+    await send({"type": "http.response.body", "body": frame(message), "more_body": True})
+
+
+async def _unimplemented(reason: str, messages: AsyncIterator[bytes], send: _Sender) -> None:
+    raise GrpcError(Status.UNIMPLEMENTED, reason)

@@ -1,0 +1,156 @@
+"""The gRPC API's promises a client cannot easily provoke: an update resent on a new stream is
+stored once, HTTP/JSON (0.6.x) and gRPC (0.7) runs live side by side, and every refusal is a
+status with a message a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
+from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
+
+from metrana.server import ServerInfo
+from tests.helpers import read_points
+from tests.support import start_serve, stop_serve
+
+Stub = Any
+
+
+@pytest.fixture
+def served(db_target: str) -> Iterator[tuple[ServerInfo, Stub]]:
+    proc, url = start_serve(db_target)
+    channel = grpc.insecure_channel(url.removeprefix("http://"))
+    try:
+        yield ServerInfo(url=url, db_path=db_target), api_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+    finally:
+        channel.close()
+        stop_serve(proc)
+
+
+def initialize(stub: Stub, run: str) -> bytes:
+    request = api_pb2.InitializeRunLoggingRequest(
+        run=run_definition_pb2.Run(workspace="ws", project="proj", run_name=run),
+        create_project_if_missing=True)
+    responses = list(stub.InitializeRunLogging(request, timeout=30))
+    token: bytes = responses[0].initialized_run.run_id
+    return token
+
+
+def update(token: bytes, session: int, seq: int, first_step: int, values: list[float]) -> Any:
+    return api_pb2.UpdateRunRequest(
+        run_id=token, logger_session_id=session, sequence_number=seq,
+        series_declarations=[updates_pb2.SeriesDeclaration(
+            metric_name="loss", scale="ML_STEP", declaration_id=1,
+            ordering=updates_pb2.ORDERING_MODE_ABSOLUTE_ORDERED)],
+        series=[updates_pb2.StreamingSeriesUpdate(series_id=1, point_batches=[
+            updates_pb2.PointBatch(values=values, first_step=first_step,
+                                   timestamp_millis=1_700_000_000_000)])])
+
+
+def stream(stub: Stub, token: bytes, *updates: Any) -> list[Any]:
+    opening = api_pb2.UpdateRunRequest(run_id=token)
+    return list(stub.UpdateRunStream(iter([opening, *updates]), timeout=30))
+
+
+def steps(info: ServerInfo, run: str) -> list[tuple[int, float]]:
+    points = next(iter(read_points(info, run).values()))
+    return [(p["step"], p["value"]) for p in points]
+
+
+def test_an_update_resent_on_a_new_stream_is_stored_once(served: tuple[ServerInfo, Stub]) -> None:
+    """The client resends what was not acknowledged after a reconnect (same logger session,
+    same sequence number): the points are stored once, on either store."""
+    info, stub = served
+    token = initialize(stub, "resend")
+    first = update(token, 2**64 - 5, 256, 0, [1.0, 2.0, 3.0])
+    assert len(stream(stub, token, first)) == 2  # one response per message, in order
+    later = update(token, 2**64 - 5, 512, 3, [4.0])
+    assert len(stream(stub, token, first, later, first)) == 4
+    assert steps(info, "resend") == [(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0)]
+
+
+def test_http_json_and_grpc_runs_side_by_side(served: tuple[ServerInfo, Stub]) -> None:
+    """A run logged over HTTP/JSON (0.6.x, ``sessionId``) is resumed over gRPC (0.7): the gRPC
+    client learns its last step and continues after it."""
+    info, stub = served
+    with httpx.Client(base_url=info.url) as http:
+        http.post("/v1/runs", json={"run": {"workspace": "ws", "project": "proj",
+                                            "runName": "both"}, "createProjectIfMissing": True}
+                  ).raise_for_status()
+        http.post("/v1/runs:update", json={"sessionId": "7", "runUpdates": [{
+            "workspace": "ws", "project": "proj", "runName": "both",
+            "series": [{"metricName": "loss", "scale": "ML_STEP",
+                        "ordering": "ORDERING_MODE_RELATIVE_ORDERED",
+                        "points": [{"step": "0", "floatValue": 0.5},
+                                   {"step": "1", "floatValue": 0.25}]}]}]}).raise_for_status()
+    request = api_pb2.InitializeRunLoggingRequest(
+        run=run_definition_pb2.Run(workspace="ws", project="proj", run_name="both"),
+        resume_policy=api_pb2.RESUME_POLICY_ALLOW)
+    responses = list(stub.InitializeRunLogging(request, timeout=30))
+    assert not responses[0].initialized_run.created
+    (series,) = responses[1].last_logged_steps.series
+    assert (series.metric_name, series.scale, series.last_step) == ("loss", "ML_STEP", 1)
+    token = responses[0].initialized_run.run_id
+    stream(stub, token, update(token, 99, 256, 2, [0.125]))
+    assert steps(info, "both") == [(0, 0.5), (1, 0.25), (2, 0.125)]
+
+
+def status(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value.code(), raised.value.details()
+
+
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
+def test_refusals_are_statuses_with_a_message(served: tuple[ServerInfo, Stub]) -> None:
+    """A run this database does not know, an undeclared series, a kind not stored yet, traces:
+    each ends the call at once with a status naming the problem."""
+    info, stub = served
+    assert status(lambda: stream(stub, b"0123456789abcdef")) == (
+        grpc.StatusCode.NOT_FOUND, "this run_id names no run of this server's database "
+        f"({info.db_path}); initialize the run again")
+    token = initialize(stub, "refused")
+    undeclared = api_pb2.UpdateRunRequest(logger_session_id=1, sequence_number=1, series=[
+        updates_pb2.StreamingSeriesUpdate(series_id=9, point_batches=[
+            updates_pb2.PointBatch(values=[1.0], first_step=0)])])
+    code, message = status(lambda: stream(stub, token, undeclared))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "series_id 9 was not declared" in message
+    scatter = update(token, 1, 2, 0, [1.0])
+    scatter.series_declarations.add(metric_name="latents", scale="ML_STEP", declaration_id=2)
+    scatter.scatter_series.add(series_id=2).points.add(step=0, xs=[1.0], ys=[2.0])
+    code, message = status(lambda: stream(stub, token, scatter))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert "does not store scatter plots ('latents') yet" in message
+    assert steps(info, "refused") == [(0, 1.0)]  # the rest of that update was stored
+    code, message = status(lambda: stub.UpdateTraces(api_pb2.UpdateTracesRequest(), timeout=30))
+    assert (code, message) == (grpc.StatusCode.UNIMPLEMENTED,
+                               "agent traces are not stored by metrana serve")
+
+
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
+def test_gzip_compressed_messages_are_read(served: tuple[ServerInfo, Stub]) -> None:
+    """A client that compresses its messages (gzip) is understood."""
+    info, stub = served
+    token = initialize(stub, "gzip")
+    opening = api_pb2.UpdateRunRequest(run_id=token)
+    list(stub.UpdateRunStream(iter([opening, update(token, 3, 256, 0, [5.0])]), timeout=30,
+                              compression=grpc.Compression.Gzip))
+    assert steps(info, "gzip") == [(0, 5.0)]
+
+
+def test_unknown_methods_say_what_is_served(tmp_path: Path) -> None:
+    """A gRPC call to a method this server does not have is UNIMPLEMENTED, naming the service."""
+    proc, url = start_serve(tmp_path / "db.sqlite3")
+    try:
+        with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+            call = channel.unary_unary("/other.Service/Method")
+            code, message = status(lambda: call(b"", timeout=30))
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert "metrana_protobuf.ingestion.v1.svc.IngestService of metrana-protobuf 0.7" in message
+    finally:
+        stop_serve(proc)
