@@ -17,6 +17,7 @@ import trio
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
+from metrana._trio_session import TrioSession
 from tests.mock_service import MockService, Seen, mock_session
 
 
@@ -228,6 +229,19 @@ async def test_spool_now_ends_the_session_at_once_keeping_what_it_can(
         assert counts == (0, 0, 5, 10, 0)
 
 
+def outage_session(service: MockService, tmp_path: Path) -> TrioSession:
+    """A session whose retries are spent in 2 s (virtual): an outage comes quickly."""
+    return mock_session(service, tmp_path,
+                        retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+
+
+async def log_into_an_outage(run: TrioSession) -> None:
+    """20 points the service answers 503 to: once the retries are spent, all on disk."""
+    for i in range(20):
+        run.log("loss", float(i))
+    await trio.sleep(10)
+
+
 @pytest.mark.parametrize("how", ["hangs", "fails to connect without a definite refusal"])
 async def test_closing_while_the_service_is_busy_waits_for_it_until_close_timeout(
         autojump_clock: trio.abc.Clock, tmp_path: Path, how: str) -> None:
@@ -243,12 +257,9 @@ async def test_closing_while_the_service_is_busy_waits_for_it_until_close_timeou
         return 503
 
     service.rule = rule
-    run = mock_session(service, tmp_path,
-                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+    run = outage_session(service, tmp_path)
     async with run.running(init_timeout=5):
-        for i in range(20):
-            run.log("loss", float(i))
-        await trio.sleep(10)  # the retries are spent: an outage, the points on disk
+        await log_into_an_outage(run)
         if how == "hangs":
             hung[0] = True
         else:
@@ -274,12 +285,9 @@ async def test_a_busy_service_that_answers_before_close_timeout_gets_everything(
         return 503
 
     service = MockService(rule)
-    run = mock_session(service, tmp_path,
-                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+    run = outage_session(service, tmp_path)
     async with run.running(init_timeout=5):
-        for i in range(20):
-            run.log("loss", float(i))
-        await trio.sleep(10)  # the retries are spent: an outage, the points on disk
+        await log_into_an_outage(run)
         slow[0] = True
         metrics = await run.aclose(timeout=30)
     assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (20, 0, 0, 0)

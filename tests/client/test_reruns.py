@@ -14,7 +14,7 @@ import trio
 
 import metrana
 from metrana.server import ServerInfo
-from tests.helpers import read_points
+from tests.helpers import read_points, run_spawned
 from tests.mock_service import MockService, mock_session
 
 
@@ -180,12 +180,6 @@ def test_forked_workers_log_alongside_their_parent_not_as_a_rerun(
         live_server: ServerInfo) -> None:
     """A forked child resumes its parent's run with a session of its own, but it is not a
     rerun: its manual steps below the parent's stored ones are stored, not refused."""
-    import multiprocessing
-
     name = new_run()
-    runner = multiprocessing.get_context("spawn").Process(
-        target=_parent_then_forked_workers, args=(live_server.url, name))
-    runner.start()
-    runner.join(90)
-    assert runner.exitcode == 0
+    run_spawned(_parent_then_forked_workers, live_server.url, name)
     assert [p["step"] for p in read_points(live_server, name)["score"]] == [5, 50, 100]

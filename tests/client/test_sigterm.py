@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +23,7 @@ import metrana
 from metrana._spool import run_spool_dir, segments
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
-from tests.helpers import DEFAULT_SIGINT, read_points, wait_until
+from tests.helpers import DEFAULT_SIGINT, read_points, run_spawned, wait_until
 
 
 def new_run() -> str:
@@ -41,11 +42,11 @@ def _task(task: int) -> int:
 
 def _pool_without_flush(url: str, name: str, steps: str) -> None:
     metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
-                 log_level="Off")
+                 log_level="Warn")  # the workers' SIGTERM lines, should a test fail
     with multiprocessing.get_context("fork").Pool(4) as pool:
         assert sorted(pool.map(_task, range(4))) == [0, 1, 2, 3]
     step(steps, "terminated")
-    metrana.close()
+    Path(steps, "out").write_text(str(metrana.close().replayed))
 
 
 def step(directory: str, name: str) -> None:
@@ -66,18 +67,18 @@ def busy_until_terminated(proxy: FaultProxy, steps: Path) -> None:
 
 
 def test_with_pool_without_flush_every_point_is_stored_after_the_parents_close(
-        proxy: FaultProxy, live_server: ServerInfo, tmp_path: Path) -> None:
+        proxy: FaultProxy, live_server: ServerInfo, spool_root: Path, tmp_path: Path) -> None:
     """`with Pool(4) as p: p.map(...)`, no flush() in the tasks, while the service is busy
     (their points still in memory when leaving the block terminates the workers): all 80,000
     stored once the parent closes the run (it used to lose what the workers held)."""
     name = new_run()
     proxy.reject_status = 503
-    runner = multiprocessing.get_context("spawn").Process(
-        target=_pool_without_flush, args=(proxy.url, name, str(tmp_path)))
-    runner.start()
-    busy_until_terminated(proxy, tmp_path)
-    runner.join(120)
-    assert runner.exitcode == 0
+    release = threading.Thread(target=busy_until_terminated, args=(proxy, tmp_path))
+    release.start()
+    run_spawned(_pool_without_flush, proxy.url, name, str(tmp_path), timeout=120)
+    release.join()
+    assert segments(run_spool_dir(spool_root, "ws", "proj", name)) == []
+    assert (tmp_path / "out").read_text() == "80000"  # the workers' points, replayed
     assert sorted(stored(live_server, name)) == [float(i) for i in range(80_000)]
 
 
@@ -198,3 +199,48 @@ def test_a_terminated_script_is_delivered_by_the_runs_next_init(
         pass
     assert sorted(stored(live_server, name)) == [float(i) for i in range(50_000)]
     assert segments(run_spool_dir(spool_root, "ws", "proj", name)) == []
+
+
+def _child_logs_then_blocks_for_good(ready: Any) -> None:
+    import ctypes
+
+    for i in range(10_000):
+        metrana.log("loss", float(i))
+    # The main thread then blocks in a C wait that never returns to Python (a mutex it holds
+    # itself: pthread_mutex_lock retries through signals), as a Pool worker blocks on its
+    # queue's lock: Python's handler can never run there.
+    libc = ctypes.CDLL(None)
+    mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER
+    libc.pthread_mutex_lock(mutex)
+    ready.set()
+    libc.pthread_mutex_lock(mutex)
+
+
+def _parent_terminates_blocked_child(url: str, name: str, steps: str) -> None:
+    metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
+                 log_level="Off")
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_child_logs_then_blocks_for_good, args=(ready,))
+    child.start()
+    assert ready.wait(60)
+    child.terminate()
+    child.join(60)
+    step(steps, "terminated")
+    Path(steps, "out").write_text(f"{child.exitcode} {metrana.close().replayed}")
+
+
+def test_a_child_whose_main_thread_never_returns_to_python_still_ends_and_spools(
+        proxy: FaultProxy, live_server: ServerInfo, tmp_path: Path) -> None:
+    """The child's main thread is stuck in C when SIGTERM comes: the watchdog acts for it —
+    the points are spooled, the child ends as SIGTERM ends a process (it used to hang, and
+    Pool.terminate() with it), and the parent's close() delivers them."""
+    name = new_run()
+    proxy.reject_status = 503
+    release = threading.Thread(target=busy_until_terminated, args=(proxy, tmp_path))
+    release.start()
+    run_spawned(_parent_terminates_blocked_child, proxy.url, name, str(tmp_path), timeout=120)
+    release.join()
+    exitcode, replayed = (tmp_path / "out").read_text().split()
+    assert (int(exitcode), int(replayed)) == (-signal.SIGTERM, 10_000)
+    assert sorted(stored(live_server, name)) == [float(i) for i in range(10_000)]
