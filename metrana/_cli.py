@@ -11,22 +11,28 @@ import argparse
 import contextlib
 import csv
 import difflib
-import errno
 import gc
 import json
 import os
-import socket
 import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
-from urllib.parse import quote
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from ._cli_common import (
+    CLIError as _CLIError,
+    check_database as _check_database,
+    default_db as _default_db,
+    is_url as _is_url,
+)
 from ._wire import json_number, number_from_json
 
-__all__ = ["api_run_path", "main"]
+if TYPE_CHECKING:
+    from .server.guard import RequestGuard
+
+__all__ = ["main"]
 
 _DESCRIPTION = """\
 metrana: metrics for ML and RL training loops, and a local server to send them to.
@@ -62,6 +68,12 @@ password).
 It listens on loopback (127.0.0.1) unless --host says otherwise. To require an API key, set
 METRANA_SERVER_API_KEY in its environment (preferred: a --api-key argument is visible to
 every user of the machine in 'ps'); clients then send it as api_key= or METRANA_API_KEY.
+
+It answers requests addressed to localhost, to an IP address, to the name given as --host, or
+to a name given with --allowed-host (repeatable), and refuses others (403): a web page could
+otherwise reach it through DNS rebinding. Writes (every method but GET and HEAD) need
+'Content-Type: application/json' and no Origin header but the server's own, so that no web
+page can write to it.
 """
 
 _READ_SOURCE_HELP = """\
@@ -132,18 +144,6 @@ def _version() -> str:
     return f"metrana {__version__}"
 
 
-def _default_db() -> str:
-    """$METRANA_SERVER_DB, else $METRANA_DB, else the default SQLite file."""
-    from .server.runner import DEFAULT_DB_PATH
-
-    return (os.environ.get("METRANA_SERVER_DB") or os.environ.get("METRANA_DB")
-            or str(DEFAULT_DB_PATH))
-
-
-def _is_url(db: str) -> bool:
-    return "://" in db
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error on one line (argparse prints the whole usage first)."""
 
@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
                            description=_SERVE_HELP, formatter_class=raw)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests addressed to NAME (a DNS name of this server, "
+                            "a reverse proxy's); repeatable")
     serve.add_argument("--port", type=_port, default=8787,
                        help="port (default 8787; 0 picks a free one and prints it)")
     serve.add_argument("--db", default=None, metavar="PATH|URL",
@@ -287,14 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-class _CLIError(Exception):
-    """A problem to print as one line; ``status`` 1 = it did not work, 2 = bad command line."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _port(text: str) -> int:
     """argparse type of --port: a clear message instead of bind()'s OverflowError later."""
     try:
@@ -351,8 +346,14 @@ def _sync(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
-    from .server.runner import serve, warn_if_public
+    from ._config import is_loopback_host
+    from .server.guard import RequestGuard
+    from .server.runner import serve, startup_problem, warn_if_public
 
+    try:
+        guard = RequestGuard(args.host, args.allowed_host)
+    except ValueError as exc:
+        raise _CLIError(f"--allowed-host: {exc}", status=2) from None
     db: str | Path = args.db or _default_db()
     if not _is_url(str(db)):
         db = Path(db).expanduser()
@@ -376,11 +377,14 @@ def _serve(args: argparse.Namespace) -> int:
                     host=args.host,
                     port=args.port,
                     api_key=api_key,
+                    allowed_hosts=args.allowed_host,
                     handle_signals=True,
                     task_status=task_status,
                 )
             )
             print(f"metrana serve: listening on {info.url}", flush=True)
+            if guard.named or not is_loopback_host(args.host):
+                print(f"metrana serve: {_names_accepted(guard, info.url)}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
                   + (" and an api_key" if api_key else "")
@@ -392,7 +396,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseException as exc:  # noqa: BLE001 - a known startup problem becomes one line
-        problem = _startup_problem(exc, args.host, args.port, db)
+        problem = startup_problem(exc, args.host, args.port, db)
         if problem is None:
             raise
         raise _CLIError(problem) from None
@@ -400,146 +404,37 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_database(db: Path) -> None:
-    """Fail before listening when the database cannot be opened for writing."""
-    try:
-        if db.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "is a directory")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
-        try:
-            conn.execute("PRAGMA schema_version")  # reads the header: "file is not a database"
-            conn.execute("BEGIN IMMEDIATE")  # needs write access
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except (OSError, sqlite3.Error) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _CLIError(
-            f"cannot use {db} as the database ({reason}); pass --db with a file in a writable "
-            "directory (default ~/.metrana/metrana.sqlite3, or set METRANA_DB)"
-        ) from None
+def _names_accepted(guard: RequestGuard, url: str) -> str:
+    """Which names clients may put in their URL, and how to add one (``--host`` not loopback)."""
+    from .server.guard import machine_name
 
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups."""
-    inner = getattr(exc, "exceptions", None)
-    if isinstance(inner, (list, tuple)):
-        for item in inner:
-            yield from _leaves(item)
-    else:
-        yield exc
-
-
-def _startup_problem(exc: BaseException, host: str, port: int, db: str | Path) -> str | None:
-    """One line for a startup failure a user can fix, or None (a bug: show the traceback)."""
-    from .server.errors import DatabaseError, SchemaError
-
-    for leaf in _leaves(exc):
-        if isinstance(leaf, KeyboardInterrupt):
-            return "interrupted before it started"
-        if isinstance(leaf, (DatabaseError, SchemaError)):
-            return str(leaf)
-        if isinstance(leaf, socket.gaierror):
-            return (f"cannot listen on {host!r}: no such address ({leaf.strerror}); use "
-                    "--host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
-        if isinstance(leaf, OverflowError):
-            return f"{port} is not a port number: use 1-65535, or --port 0 to pick a free one"
-        if isinstance(leaf, sqlite3.Error):
-            return (f"cannot use {db} as the database ({leaf}); pass --db with a file in a "
-                    "writable directory")
-        if isinstance(leaf, OSError) and leaf.errno == errno.EADDRINUSE:
-            holder = _port_holder(port)
-            by = f" by {holder}" if holder else ""
-            url = f"http://{host}:{port}"
-            return (f"port {port} on {host} is already in use{by}. If that is a metrana serve, "
-                    f"use it (ingestion_url={url}) or stop it; otherwise pick another port "
-                    f"with --port {port + 1 if port < 65535 else 8787}, or --port 0 for any "
-                    "free port")
-        if isinstance(leaf, OSError) and leaf.errno == errno.EACCES:
-            return (f"not allowed to listen on port {port} (ports below 1024 need root); use "
-                    "--port 8787, or --port 0 to pick a free port")
-        if isinstance(leaf, OSError) and leaf.errno == errno.EADDRNOTAVAIL:
-            return (f"{host} is not an address of this machine; use --host 127.0.0.1 (this "
-                    "machine only) or 0.0.0.0 (every interface)")
-        if isinstance(leaf, OSError):
-            return f"cannot listen on {host}:{port}: {leaf.strerror or leaf}"
-    return None
-
-
-def _port_holder(port: int) -> str | None:
-    """Best effort (Linux): which process listens on ``port``, from /proc/net and /proc/*/fd.
-
-    Only the pid and program name are shown, never the command line: it may hold secrets
-    (``--api-key``). None when it cannot be told (not Linux, another user's process).
-    """
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == "0A":  # 0A = LISTEN
-                with contextlib.suppress(ValueError):
-                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                        inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return f"pid {proc.name} ({_program(proc)})"
-        except OSError:
-            continue
-    return "another process (one this user cannot inspect)"
-
-
-def _program(proc: Path) -> str:
-    try:
-        argv = (proc / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        argv = []
-    words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
-    if "serve" in words and any(w == "metrana" or w.startswith("metrana") for w in words):
-        return "metrana serve"
-    try:
-        return (proc / "comm").read_text().strip() or "unknown program"
-    except OSError:
-        return "unknown program"
+    text = f"answers requests addressed to {guard.describe()}"
+    name = machine_name()
+    if name is None or guard.accepts(name):
+        return text + "; add others with --allowed-host NAME"
+    port = url.rsplit(":", 1)[-1]
+    return (text + f"; to reach it as http://{name}:{port} (or by another name), start it with "
+                   f"--allowed-host {name}")
 
 
 # ------------------------------------------------------------------------ runs / export
 
 
-def api_run_path(workspace: str, project: str, run: str) -> str:
-    """The read API path of a run: ``/api/runs/<workspace>/<project>/<run>``.
-
-    Each name is percent-encoded whole (so a ``/`` inside a name is ``%2F``), and every ``.``
-    as ``%2E``: HTTP clients (httpx, browsers, curl) remove ``.`` and ``..`` path segments
-    before sending, so a run named ``.`` would otherwise be asked for as its project. The
-    server decodes each segment once.
-    """
-    return "/api/runs/" + "/".join(quote(name, safe="").replace(".", "%2E")
-                                   for name in (workspace, project, run))
-
-
 class _Reader:
-    """Reads runs either straight from the SQLite file or over the server's read API."""
+    """Reads runs through the transports ``metrana.query`` uses (:mod:`._read_transport`):
+    the database opened in this process (``--db``), or a server's read API (``--url``). Both
+    answer the same routes alike (:mod:`.server.read_api`), so what follows is the same code
+    either way."""
 
     def __init__(self, db: str | None, url: str | None, api_key: str | None) -> None:
+        from ._read_transport import HttpTransport, LocalTransport, Transport
+
         self._url = url.rstrip("/") if url else None
         self._api_key = api_key or os.environ.get("METRANA_API_KEY") or None
-        self._store: Any = None
-        self._client: Any = None
+        self._transport: Transport
         if self._url is None:
-            from .server.database import redact
-            from .server.errors import DatabaseError, SchemaError
-            from .server.store import Store
+            from ._read_transport import MetranaQueryError
+            from .server.store.database import redact
 
             target = db or _default_db()
             if _is_url(target):
@@ -553,83 +448,64 @@ class _Reader:
                     raise _CLIError(f"{path} is a directory; pass --db with the database file")
                 target = where = str(path)
             try:
-                self._store = Store(target)
-            except (DatabaseError, SchemaError) as exc:
+                self._transport = LocalTransport(target)
+            except MetranaQueryError as exc:
                 raise _CLIError(str(exc)) from None
             except (OSError, sqlite3.Error) as exc:
                 raise _CLIError(f"cannot read {where} as a metrana database: {exc}") from None
             self.where = f"database {where}"
             self.source = f"--db {_shell(where)}"
         else:
-            import httpx
-
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            self._client = httpx.Client(base_url=self._url, headers=headers, timeout=60)
+            self._transport = HttpTransport(self._url, self._api_key, timeout=60)
             self.where = f"the server at {self._url}"
             self.source = f"--url {_shell(self._url)}"
 
-    def _get(self, path: str) -> Any:
-        """GET a read-API path; None for a 404 (the caller says what was not found)."""
-        import httpx
+    def _call(self, route: str, body: dict[str, Any], *, missing_ok: bool = False) -> Any:
+        """The answer of a read route; None for a run or series that is not there, if
+        ``missing_ok`` (the caller says what was not found)."""
+        from ._read_transport import MetranaQueryError
 
         try:
-            response = self._client.get(path)
-        except httpx.HTTPError as exc:
-            raise _CLIError(f"cannot reach {self._url} ({exc}); is 'metrana serve' running "
-                            "there? It prints its URL when it starts") from None
-        if response.status_code == 404 and path != "/api/runs":
-            return None
-        if response.status_code == 401:
-            what = "refused the API key given" if self._api_key else "needs an API key"
-            raise _CLIError(f"{self._url} {what} (HTTP 401): pass --api-key KEY or set "
-                            "METRANA_API_KEY to the key the server was started with "
-                            "(its METRANA_SERVER_API_KEY or --api-key)")
-        if response.status_code != 200:
-            raise _CLIError(f"{self._url}{path}: HTTP {response.status_code}: "
-                            f"{response.text[:300]}; is {self._url} a metrana server?")
-        try:
-            return response.json()
-        except ValueError:
-            raise _CLIError(f"{self._url}{path} did not answer with JSON; is {self._url} a "
-                            "metrana server?") from None
+            return self._transport.call(route, body)
+        except MetranaQueryError as exc:
+            if exc.status == 404 and missing_ok and "no query route" not in str(exc):
+                return None
+            if exc.status == 401:
+                what = "refused the API key given" if self._api_key else "needs an API key"
+                raise _CLIError(f"{self._url} {what} (HTTP 401): pass --api-key KEY or set "
+                                "METRANA_API_KEY to the key the server was started with "
+                                "(its METRANA_SERVER_API_KEY or --api-key)") from None
+            if self._url is None:
+                raise _CLIError(str(exc)) from None
+            if exc.status is None:  # never answered
+                raise _CLIError(f"{exc}; is 'metrana serve' running there? It prints its URL "
+                                "when it starts") from None
+            raise _CLIError(f"{exc}; is {self._url} a metrana server?") from None
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        if self._client is not None:
-            self._client.close()
+        self._transport.close()
 
     def runs(self) -> list[dict[str, Any]]:
-        if self._store is not None:
-            return list(self._store.list_runs())
-        return list(self._get("/api/runs")["runs"])
+        return list(self._call("all_runs", {})["runs"])
 
     def detail(self, workspace: str, project: str, run: str) -> dict[str, Any] | None:
         """The run with its series, or None when it does not exist."""
-        if self._store is not None:
-            from .server.store import NotFound
-
-            try:
-                return dict(self._store.get_run(workspace, project, run))
-            except NotFound:
-                return None
-        found = self._get(api_run_path(workspace, project, run))
+        found = self._call("run", {"workspace": workspace, "project": project, "run": run},
+                           missing_ok=True)
         return dict(found) if found is not None else None
 
     def points(self, detail: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        base = api_run_path(detail["workspace"], detail["project"], detail["run"])
+        names = {"workspace": detail["workspace"], "project": detail["project"],
+                 "run": detail["run"]}
         for series in detail["series"]:
             identity = {k: series[k] for k in
                         ("kind", "metric_name", "scale", "labels", "environment_id", "episode")}
-            if self._store is not None:
-                points = self._store.get_points(series["id"])
-            else:
-                answer = self._get(f"{base}/series/{series['id']}/points")
-                if answer is None:
-                    raise _CLIError(f"run {_label(detail)} changed while it was exported "
-                                    f"(series {series['id']} is gone); export it again")
-                points = answer["points"]
-            for point in points:
+            answer = self._call("series_points", {**names, "series_id": series["id"]},
+                                missing_ok=True)
+            if answer is None:
+                raise _CLIError(f"run {_label(detail)} changed while it was exported "
+                                f"(series {series['id']} is gone); export it again")
+            for point in answer["points"]:
                 value = point["value"]
                 if isinstance(value, str):
                     point["value"] = number_from_json(value)

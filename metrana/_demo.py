@@ -7,17 +7,17 @@ ends by printing the commands to look at it, and those must still work after it 
 from __future__ import annotations
 
 import math
+import os
 import random
 import shlex
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ._api import close, init, log, session
+from ._read_transport import HttpTransport, MetranaQueryError
 from ._stats import Metrics
 
 __all__ = ["DEFAULT_DEMO_DB", "run_demo"]
@@ -78,12 +78,16 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _print_stored(url: str, runs: list[tuple[str, str, str]]) -> None:
-    from ._cli import api_run_path
+def _reader(url: str) -> HttpTransport:
+    """The server's read API, with the key the demo's runs were logged with (if any)."""
+    return HttpTransport(url.rstrip("/"), os.environ.get("METRANA_API_KEY") or None, timeout=30)
 
-    with httpx.Client(base_url=url, timeout=30) as client:
+
+def _print_stored(url: str, runs: list[tuple[str, str, str]]) -> None:
+    with closing(_reader(url)) as reader:
         for workspace, project, name in runs:
-            detail = client.get(api_run_path(workspace, project, name)).json()
+            detail = reader.call("run", {"workspace": workspace, "project": project,
+                                         "run": name})
             total = sum(s["point_count"] for s in detail["series"])
             print(f"\nrun {workspace}/{project}/{name}: {len(detail['series'])} series, "
                   f"{total:,} points, {len(detail['attributes'])} config attributes")
@@ -124,13 +128,15 @@ def _why_several(metric: str, series: list[dict[str, Any]]) -> str:
 def _reachable(url: str) -> str | None:
     """None if a metrana server answers at ``url``, else what is wrong."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/runs", timeout=10)
-    except httpx.HTTPError as exc:
-        return f"cannot reach {url} ({exc}); is 'metrana serve' running there?"
-    if response.status_code == 401:
-        return f"{url} needs an API key: set METRANA_API_KEY to the key the server was started with"
-    if response.status_code != 200:
-        return f"{url} answered HTTP {response.status_code}; is it a metrana server?"
+        with closing(_reader(url)) as reader:
+            reader.call("all_runs", {})
+    except MetranaQueryError as exc:
+        if exc.status is None:
+            return f"{exc}; is 'metrana serve' running there?"
+        if exc.status == 401:
+            return (f"{url} needs an API key: set METRANA_API_KEY to the key the server was "
+                    "started with")
+        return f"{url} answered HTTP {exc.status}; is it a metrana server?"
     return None
 
 

@@ -112,7 +112,7 @@ def export_command(args: Any) -> int:
     """``metrana export … --format parquet`` from parsed arguments; the exit status."""
     import sys
 
-    from ._cli import _CLIError, _default_db
+    from ._cli_common import CLIError as _CLIError, default_db as _default_db
 
     try:
         import pyarrow  # noqa: F401

@@ -240,8 +240,9 @@ def compare_insert(args: argparse.Namespace) -> int:
     """The store's work alone (requests parsed beforehand, as the app hands them over), on
     PostgreSQL, for each way of inserting a request's chunk rows; interleaved repetitions."""
     from metrana.server.app import _parse, _parse_update
-    from metrana.server.database import INSERT_METHODS
-    from metrana.server.store import _CHUNK_COLUMNS, Store
+    from metrana.server.store import Store
+    from metrana.server.store.database import INSERT_METHODS
+    from metrana.server.store.write import CHUNK_COLUMNS
 
     bodies = build_bodies("r", args.points, args.per_request, args.metrics)
     times: dict[str, list[float]] = {m: [] for m in INSERT_METHODS}
@@ -266,7 +267,7 @@ def compare_insert(args: argparse.Namespace) -> int:
         store.create_run({"run": {"workspace": "bench", "project": "server", "run_name": "r"},
                           "create_project_if_missing": True})
         store.update_runs(_parse(_parse_update, bodies[0], ""))
-        names = ", ".join(name for name, _ in _CHUNK_COLUMNS)
+        names = ", ".join(name for name, _ in CHUNK_COLUMNS)
         with store.db.read() as tx:
             rows = tx.all(f"SELECT {names} FROM chunks ORDER BY id")
         alone: dict[str, list[float]] = {m: [] for m in INSERT_METHODS}
@@ -275,7 +276,7 @@ def compare_insert(args: argparse.Namespace) -> int:
                 store.db.insert_method = method  # type: ignore[attr-defined]
                 with store.db.write() as tx:
                     t0 = time.perf_counter()
-                    tx.insert_ids("chunks", _CHUNK_COLUMNS, rows)
+                    tx.insert_ids("chunks", CHUNK_COLUMNS, rows)
                     alone[method].append(time.perf_counter() - t0)
         store.close()
     print(f"\nPostgreSQL, {args.points:,} points in {len(bodies)} requests of "

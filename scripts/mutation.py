@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The tests that exercise each module, fastest first (``-x`` stops at the first failure, so a
 # mutant the unit tests catch costs a second or two). The store is last (its tests run on
-# SQLite and PostgreSQL, and are the slowest); it sits over server/database.py.
+# SQLite and PostgreSQL, and are the slowest); it sits over server/store/database.py.
 MODULES: dict[str, list[str]] = {
     "metrana/_spool.py": [
         "tests/client/test_spool.py",
@@ -102,7 +102,7 @@ MODULES: dict[str, list[str]] = {
         "tests/server/test_ingest.py",
         "tests/server/test_app.py",
     ],
-    "metrana/server/store.py": [
+    "metrana/server/store/write.py": [
         "tests/server/test_store.py",
         "tests/server/test_ingest.py",
     ],
@@ -550,8 +550,8 @@ PLANTED: list[Planted] = [
             "metrana/server/validate.py",
             "if spec is None:\n", "if spec is None:\n                    continue\n",
             ("tests/server/test_validate.py", "tests/server/test_app.py")),
-    Planted("points stored without their key (duplicates stored)", "metrana/server/store.py",
-            "if not appending:", "if False:",
+    Planted("points stored without their key (duplicates stored)",
+            "metrana/server/store/write.py", "if not appending:", "if False:",
             ("tests/server/test_ingest.py", "tests/server/test_app.py")),
     Planted("spool segments replayed newest first", "metrana/_spool.py",
             'return sorted(p for p in directory.iterdir() if p.suffix == ".seg")',
@@ -562,14 +562,14 @@ PLANTED: list[Planted] = [
             "for session, parcel in merge_records(records[::-1]):",
             ("tests/actors/test_replay.py",)),
     Planted("the server keeps the last of several writes of a step in one request",
-            "metrana/server/store.py",
-            "keep[1:] = (np.diff(columns.x) != 0)", "keep[:-1] = (np.diff(columns.x) != 0)",
+            "metrana/server/store/write.py",
+            "keep[1:] = (np.diff(points.x) != 0)", "keep[:-1] = (np.diff(points.x) != 0)",
             ("tests/server/test_ingest.py",)),
     Planted("the server keeps the last write of a step (a later request overwrites)",
-            "metrana/server/store.py",
-            "    if not existing:\n        return columns\n",
+            "metrana/server/store/write.py",
+            "    if not existing:\n        return points\n",
             "    tx.run('DELETE FROM chunks WHERE session_ref = ? AND x_last >= ? AND x_first <= ?',"
-            " (session_ref, lo, hi))\n    if True:\n        return columns\n",
+            " (session_ref, lo, hi))\n    if True:\n        return points\n",
             ("tests/server/test_ingest.py",)),
     Planted("error strategy Silent warns like Warn", "metrana/_actors/error_collector.py",
             "if self.strategy is ErrorStrategy.Silent:\n            return\n"

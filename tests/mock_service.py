@@ -53,9 +53,9 @@ class MockService:
     ``httpx.TransportError`` (a service that cannot be reached). While ``down`` is True every
     request, ``POST /v1/runs`` too, fails to connect, with an error that is not classified
     (as a connection that times out: a service that may be there); while ``refused``, with a
-    definite "connection refused" (nothing listens). ``GET`` of where a run's series end is
-    answered 404, as the hosted service does, unless ``ends`` gives its answer (a list of
-    series) or the status to answer with."""
+    definite "connection refused" (nothing listens). The question of where a run's series end
+    (``POST /api/query/series``) is answered 404, as the hosted service does, unless ``ends``
+    gives its answer (a list of series) or the status to answer with."""
 
     def __init__(self, rule: Rule | None = None, *, down: bool = False,
                  create: Callable[[Seen], int] | None = None,
@@ -81,7 +81,7 @@ class MockService:
             raise error
         if self.down:  # no cause attached: not classified as a definite refusal
             raise httpx.ConnectError("[Errno 111] Connection refused")
-        if request.method == "GET":
+        if request.url.path == "/api/query/series":
             if self.ends is None or isinstance(self.ends, int):
                 status = 404 if self.ends is None else self.ends
                 return httpx.Response(status, json={"message": f"mock answered {status}"})

@@ -8,22 +8,27 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import wait_until
 
-__all__ = ["STORES", "in_background", "start_serve", "stop_serve", "writers_held_at"]
+__all__ = ["STORES", "QuietHandler", "in_background", "plain_http_server", "start_serve",
+           "stop_serve", "writers_held_at"]
 
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
 
 
-def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None
-                ) -> tuple[subprocess.Popen[str], str]:
-    """``metrana serve --db DB --port 0`` in its own process; the process and its URL."""
+def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,
+                capture_stderr: bool = True) -> tuple[subprocess.Popen[str], str]:
+    """``metrana serve --db DB --port 0`` in its own process; the process and its URL (the
+    rest of its stdout, and its stderr if captured, are the caller's to read). A server that
+    lives long and is never read from should not capture stderr: a full pipe would stop it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture_stderr else None, text=True,
+        env=env,
     )
     assert proc.stdout is not None
     url = ""
@@ -91,3 +96,25 @@ def in_background(*calls: Callable[[], Any]) -> Callable[[], list[Any]]:
         return results
 
     return join
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A stdlib request handler that does not log each request to stderr."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def plain_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A small stdlib HTTP server on a loopback port, on its own thread: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

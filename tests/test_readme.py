@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import start_serve, stop_serve
+
 README = Path(__file__).parent.parent / "README.md"
 DEFAULT_URL = "http://127.0.0.1:8787"
 
@@ -144,21 +146,12 @@ BLOCKS = list(python_blocks())
 @pytest.fixture(scope="module")
 def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `metrana serve` of the README's own, so its run names meet no other test's."""
-    db = tmp_path_factory.mktemp("readme") / "readme.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0", "--db",
-                             str(db)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        if match := re.search(r"listening on (http://\S+)", line):
-            url = match.group(1)
-            break
-    assert url, "metrana serve did not start"
+    proc, url = start_serve(tmp_path_factory.mktemp("readme") / "readme.sqlite3",
+                            capture_stderr=False)
     try:
         yield url
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        stop_serve(proc)
 
 
 def stored(url: str) -> dict[str, int]:

@@ -29,7 +29,7 @@ from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
 from .._stats import Counters
 from .._wire import encode_update, is_ok
 from .dispatcher import NO_ANSWER, RetryPolicy, post_with_retries
-from .series_ends import StoredEnds, ends_path, fetch_ends
+from .series_ends import StoredEnds, fetch_ends
 
 __all__ = ["RunCreator", "RunSpec", "create_run"]
 
@@ -228,10 +228,10 @@ class RunCreator:
             with self.scope:
                 await self.ensure(persistent=False)
                 if self.resumed and self._ends is not None:
+                    spec = self._spec
                     found = await fetch_ends(
-                        self._client, self._service_url() + ends_path(
-                            self._spec.workspace, self._spec.project, self._spec.run_name),
-                        self._spec.name, policy=self._policy, counters=self._counters,
+                        self._client, self._service_url(), spec.workspace, spec.project,
+                        spec.run_name, policy=self._policy, counters=self._counters,
                         say=self._say)
                     if found is not None:
                         self._ends.by_series = found

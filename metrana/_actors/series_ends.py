@@ -3,8 +3,9 @@
 Running a script twice under one run name used to store the second session's points among
 the first's: an RL curve zig-zagged between two trainings, a manual-step series got its steps
 logged twice. So at ``init()`` of a run that already exists, the run creator asks the service
-once (``GET /api/runs/<workspace>/<project>/<run>/ends``) for the last stored step of each
-series — for an RL series its last ``rl_step``, per (metric, scale, env_id, episode, labels) —
+once (``POST /api/query/series``, the read API's listing of a run's series) for the last stored
+step of each series — for an RL series its last ``rl_step``, per (metric, scale, env_id,
+episode, labels) —
 and the StepCounter refuses a point that would go before it (an ``rl_step`` lower than that,
 a manual ``step`` not after it), exactly as it refuses a decreasing step within a session.
 Automatic steps are not checked: the service places a new session's after everything stored.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import attrs
 import httpx
@@ -29,8 +29,9 @@ from .._stats import Counters
 from .._wire import is_ok
 from .dispatcher import RetryPolicy, describe_failure, is_transient
 
-__all__ = ["ENDS_TIMEOUT", "StoredEnds", "ends_path", "fetch_ends"]
+__all__ = ["ENDS_PATH", "ENDS_TIMEOUT", "StoredEnds", "fetch_ends"]
 
+ENDS_PATH = "/api/query/series"  # on the service's root, not under /v1
 ENDS_TIMEOUT = 10.0  # as long as init() waits for the run's creation by default
 _ATTEMPTS = 3
 _NO_ROUTE = (404, 405, 501)  # a service that does not know the question (the hosted one)
@@ -54,42 +55,43 @@ class StoredEnds:
             self.first_refusal = message
 
 
-def ends_path(workspace: str, project: str, run_name: str) -> str:
-    """The route's path on the service (each name one percent-encoded segment)."""
-    names = "/".join(quote(name, safe="") for name in (workspace, project, run_name))
-    return f"/api/runs/{names}/ends"
-
-
 def _parse(body: Any) -> dict[Identity, int]:
     out: dict[Identity, int] = {}
     for row in body["series"]:
+        if row["last_step"] is None:
+            continue  # a series without points yet bounds nothing
         labels = tuple(sorted((str(k), str(v)) for k, v in row["labels"].items()))
         episode = row["episode"]
-        identity = (row["kind"] == "rl", row["metric_name"], row["scale"], labels,
-                    row["environment_id"] or "", None if episode is None else int(episode))
+        identity = (row["kind"] == "rl", row["metric"], row["scale"], labels,
+                    row["environment"] or "", None if episode is None else int(episode))
         out[identity] = int(row["last_step"])
     return out
 
 
-async def fetch_ends(client: httpx.AsyncClient, url: str, run: str, *, policy: RetryPolicy,
-                     counters: Counters, say: Callable[[str, str], None],
-                     timeout: float = ENDS_TIMEOUT) -> dict[Identity, int] | None:
-    """The last stored step of each series of ``run`` (``url``: the absolute route), or None
-    when the service cannot say — then nothing is checked and the user is told why (only in
-    the debug log when the service simply does not have the route)."""
+async def fetch_ends(client: httpx.AsyncClient, service: str, workspace: str, project: str,
+                     run: str, *, policy: RetryPolicy, counters: Counters,
+                     say: Callable[[str, str], None], timeout: float = ENDS_TIMEOUT
+                     ) -> dict[Identity, int] | None:
+    """The last stored step of each series of the run (``service``: the ingestion URL), or
+    None when the service cannot say — then nothing is checked and the user is told why (only
+    in the debug log when the service simply does not have the route)."""
+    url = service.rstrip("/") + ENDS_PATH
+    body = {"workspace": workspace, "project": project, "runs": [run]}
+    name = f"{workspace}/{project}/{run}"
     reason = f"no answer within {timeout:g}s"
     with trio.move_on_after(timeout):
         for attempt in range(_ATTEMPTS):
             counters.requests += 1
             try:
-                response = await client.get(url)
+                response = await client.post(url, json=body)
             except httpx.TransportError as exc:
                 reason = describe_failure(exc)
             else:
                 status = response.status_code
                 if status in _NO_ROUTE:
                     say("DEBUG", f"{url} answered HTTP {status}: this service does not say "
-                                 "where a run's series end; a rerun's points are not checked")
+                                 f"where the series of run {name} end; a rerun's points are "
+                                 "not checked")
                     return None
                 if is_ok(status):
                     try:
@@ -103,7 +105,7 @@ async def fetch_ends(client: httpx.AsyncClient, url: str, run: str, *, policy: R
             if attempt + 1 < _ATTEMPTS:
                 counters.retries += 1
                 await trio.sleep(policy.delay(attempt, None))
-    say("WARNING", f"could not learn where the series of run {run} end ({reason}); this "
+    say("WARNING", f"could not learn where the series of run {name} end ({reason}); this "
                    "session's manual steps and rl_steps are not checked against the points "
                    "the run already has")
     return None

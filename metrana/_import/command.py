@@ -26,9 +26,9 @@ DEFAULT_WORKSPACE = "imported"
 
 
 def _error(message: str, status: int = 1) -> Exception:
-    from .._cli import _CLIError
+    from .._cli_common import CLIError
 
-    return _CLIError(message, status)
+    return CLIError(message, status)
 
 
 def _check_extra(source: str) -> None:
@@ -43,7 +43,7 @@ def _check_extra(source: str) -> None:
 @contextmanager
 def _destination(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     """The server to log to, and how to name it in the summary."""
-    from .._cli import _check_database, _default_db, _is_url
+    from .._cli_common import check_database as _check_database, default_db as _default_db, is_url as _is_url
 
     if args.url:
         yield args.url.rstrip("/"), args.url
@@ -61,7 +61,7 @@ def _destination(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     except RuntimeError as exc:
         raise _error(str(exc)) from None
     try:
-        from ..server.database import redact
+        from ..server.store.database import redact
 
         yield url, f"database {redact(db) if _is_url(db) else db}"
     finally:

@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 
 from .._config import normalize_ingestion_url
+from .._read_transport import HttpTransport, LocalTransport, Transport
 from . import _frames
 from ._conditions import AttrFilter, Condition, OrderBy, SeriesSummary, series_node
 from ._exceptions import QueryRequestError
-from ._transport import HttpTransport, LocalTransport, Transport
 
 if TYPE_CHECKING:
     import pandas as pd

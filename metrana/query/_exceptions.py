@@ -13,18 +13,7 @@ at the call site, before anything is sent.
 
 from __future__ import annotations
 
-from .._exceptions import MetranaError
+# Defined beside the transports that raise them, which the command line uses without pandas.
+from .._read_transport import MetranaQueryError as MetranaQueryError, QueryRequestError as QueryRequestError
 
 __all__ = ["MetranaQueryError", "QueryRequestError"]
-
-
-class MetranaQueryError(MetranaError):
-    """A query failed; ``status`` is the server's HTTP status when it answered."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class QueryRequestError(MetranaQueryError, ValueError):
-    """The server refused the question (HTTP 400 or 404); the message says what to fix."""

@@ -1,40 +1,36 @@
-"""The ASGI application of ``metrana serve``: the ingestion protocol plus a small read API
-(the dashboard's ``GET /api/runs…`` and ``metrana.query``'s ``POST /api/query/…``).
+"""The ASGI application of ``metrana serve``: the ingestion protocol (``POST /v1/runs``,
+``POST /v1/runs:update``), the read API (``POST /api/query/<route>``, :mod:`.read_api`, with
+the documented ``GET /api/runs…`` as aliases of its routes) and the dashboard's files.
+
+Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
+``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
 
 Kept framework-free on purpose: a handful of routes do not need a router, and every byte of the
-request path is ours to measure. Reads run in worker threads; writes run on the loop (see
-``_update_runs``).
+request path is ours to measure. The loop only moves bytes: parsing, storing and reading run in
+worker threads, and writes one request at a time (``INGEST_CONCURRENCY``), so the loop stays
+free to answer reads while clients ingest.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import orjson
 import trio
 from loguru import logger
 
-from .._wire import json_number
 from .auth import key_problem
-from .dashboard import (
-    StaticFiles,
-    changed_series,
-    many_buckets,
-    parse_series_specs,
-    rl_series_ids,
-)
-from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .errors import Conflict, NotFound, QueryError, Unavailable, Unprocessable
 from .grpc_ingest import GrpcIngest
-from .ingest import INT64_MAX
+from .guard import RequestGuard
 from .protobuf_v06 import PACKAGE, descriptor
-from .query_api import Binary, QueryError, answer
-from .store import Store
+from .read_api import alias, answer
+from .static_files import StaticFiles
+from .store import Binary, Store
+from .store.views import dumps
 from .validate import ValidationError, compile_message
 
 
@@ -49,7 +45,6 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # holds about one per point (10,000 at most), so this is generous, and it bounds the memory a
 # small gzip body that expands into millions of empty objects could take.
 DEFAULT_MAX_ELEMENTS = 500_000
-MAX_BUCKETS = 10_000
 INGEST_CONCURRENCY = 1  # requests parsed and stored at once; more wait (bounded memory)
 
 Scope = dict[str, Any]
@@ -72,6 +67,7 @@ class HTTPError(Exception):
 _REASONS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
@@ -88,32 +84,6 @@ def _error(status: int, message: str) -> dict[str, Any]:
     return {"code": status, "status": _REASONS.get(status, "ERROR"), "message": message}
 
 
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _dumps(payload: Any) -> bytes:
-    """JSON with NaN/±inf spelt as the protobuf JSON mapping spells them.
-
-    orjson first (a bucket response costs it 0.1 ms, the json module 5); it writes NaN, ±inf
-    and None all as ``null``, so a body with a ``null`` in it is made again the careful way.
-    """
-    fast = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    if b"null" not in fast:
-        return fast
-    return json.dumps(_jsonable(payload), default=_json_default, allow_nan=False).encode()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return json_number(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 class IngestApp:
     """ASGI app over one :class:`Store`."""
 
@@ -124,8 +94,10 @@ class IngestApp:
         api_key: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
+        guard: RequestGuard | None = None,
     ) -> None:
         self.store = store
+        self._guard = guard if guard is not None else RequestGuard()  # loopback names only
         self._api_key = api_key.encode() if api_key else None
         self._max_body = max_body_bytes
         self._max_elements = max_elements
@@ -143,6 +115,17 @@ class IngestApp:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        refusal = self._guard.check(scope["method"], scope["headers"])  # before anything else
+        if refusal is not None:
+            if GrpcIngest.handles(scope) and scope.get("http_version") == "2":
+                await GrpcIngest.refuse(send, refusal.message)
+                return
+            body = dumps(_error(refusal.status, refusal.message))
+            await send({"type": "http.response.start", "status": refusal.status, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
             return
         if GrpcIngest.handles(scope):
             await self._grpc(scope, receive, send)
@@ -168,7 +151,7 @@ class IngestApp:
         content_type = b"application/json"
         if isinstance(payload, Binary):  # metrana.query's points: JSON and raw columns
             payload, content_type = payload.body, Binary.content_type.encode()
-        body = payload if isinstance(payload, bytes) else _dumps(payload)  # bytes: encoded already
+        body = payload if isinstance(payload, bytes) else dumps(payload)  # bytes: encoded already
         await send(
             {
                 "type": "http.response.start",
@@ -218,19 +201,21 @@ class IngestApp:
                 raise HTTPError(405, f"{path} accepts POST only")
             body = await self._read_body(headers, receive)
             if path == "/v1/runs":
-                return await self._create_run(body)
-            return await self._update_runs(body)
+                return await self._store(self.store.create_run, _parse_create, body,
+                                         "CreateRunRequest")
+            return await self._store(self.store.update_runs, _parse_update, body,
+                                     "UpdateRunsRequest")
         if path.startswith("/api/query/"):  # metrana.query: JSON bodies (filters are trees)
             if method != "POST":
                 raise HTTPError(405, f"{path} accepts POST only")
             body = await self._read_body(headers, receive)
             return 200, await trio.to_thread.run_sync(
                 answer, self.store, path.removeprefix("/api/query/"), _parse_json(body))
-        if path == "/api/runs" or path.startswith("/api/runs/"):
+        if path == "/api/runs" or path.startswith("/api/runs/"):  # aliases of query routes
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")
-            query = parse_qs(scope.get("query_string", b"").decode())
-            return 200, await self._read(path, query)
+            route, query = alias(path, scope.get("query_string", b""))
+            return 200, await trio.to_thread.run_sync(answer, self.store, route, query)
         raise HTTPError(404, f"no route {method} {path}")
 
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
@@ -279,94 +264,21 @@ class IngestApp:
             raise HTTPError(400, "gzip body is truncated")
         return out
 
-    async def _create_run(self, data: bytes) -> tuple[int, Any]:
-        def work() -> None:
-            self.store.create_run(_parse(_parse_create, data, "CreateRunRequest"))
-
-        async with self._ingest:
-            await trio.to_thread.run_sync(work)
-        return 200, {"operationId": str(uuid.uuid4())}
-
-    async def _update_runs(self, data: bytes) -> tuple[int, Any]:
+    async def _store(self, write: Callable[[Any], object], parse: Callable[[Any, str], Any],
+                     data: bytes, name: str) -> tuple[int, Any]:
         # Parsing and storing run in a worker thread, at most INGEST_CONCURRENCY at a time:
         # the event loop stays free to answer reads (the dashboard) while clients ingest.
         def work() -> None:
-            self.store.update_runs(_parse(_parse_update, data, "UpdateRunsRequest"))
+            write(_parse(parse, data, name))
 
         async with self._ingest:
             await trio.to_thread.run_sync(work)
         return 200, {"operationId": str(uuid.uuid4())}
-
-    async def _read(self, path: str, query: dict[str, list[str]]) -> Any:
-        parts = [unquote(p) for p in path.split("/")[3:]]  # after "", "api", "runs"
-        store = self.store
-        if not parts:
-            return {"runs": await trio.to_thread.run_sync(store.list_runs)}
-        if len(parts) < 3:
-            raise HTTPError(404, f"no route GET {path}")
-        workspace, project, run_name = parts[:3]
-        if parts[3:] == ["series"]:  # the dashboard's live cursor: series written since a time
-            return await trio.to_thread.run_sync(
-                changed_series, store, workspace, project, run_name,
-                _query_int(query, "since") or 0)
-        if parts[3:] == ["ends"]:  # a client resuming the run: where each series ends
-            return {"series": await trio.to_thread.run_sync(
-                store.series_ends, workspace, project, run_name)}
-        if parts[3:] == ["buckets"]:  # the dashboard: several series' buckets in one request
-            try:
-                specs = parse_series_specs(_query_str(query, "series"))
-            except ValueError as exc:
-                raise HTTPError(400, str(exc)) from None
-            return await trio.to_thread.run_sync(
-                many_buckets, store, workspace, project, run_name, specs, _buckets_n(query))
-        rest = parts[3:]
-        if not rest:
-            return await trio.to_thread.run_sync(store.get_run, workspace, project, run_name)
-        if rest == ["bands"]:
-            metric = _query_str(query, "metric")
-            evaluation = query.get("evaluation", [None])[-1]
-            scale = _query_str(query, "scale", required=False)
-            flag = None if evaluation is None else evaluation.lower() in ("1", "true", "yes")
-            environment = _query_str(query, "environment", required=False)
-            if environment is None:
-                ids = await trio.to_thread.run_sync(
-                    store.series_ids, workspace, project, run_name, metric, scale, flag)
-            else:  # one environment's band (all its episodes)
-                ids = await trio.to_thread.run_sync(
-                    rl_series_ids, store, workspace, project, run_name, metric, scale, flag,
-                    environment)
-            if not ids:
-                raise HTTPError(404, f"run {workspace}/{project}/{run_name} has no RL series "
-                                     f"named {metric!r}"
-                                     + ("" if environment is None else f" in {environment!r}"))
-            band = await trio.to_thread.run_sync(
-                partial(store.buckets, ids, _buckets_n(query), _query_int(query, "start"),
-                        _query_int(query, "end"), spread=True))
-            return {"metric": metric, "series": len(ids), **band}
-        if len(rest) == 3 and rest[0] == "series" and rest[2] in ("points", "buckets"):
-            series_id = _int(rest[1], "series id")
-            if not await trio.to_thread.run_sync(store.has_series, workspace, project, run_name,
-                                                 series_id):
-                raise HTTPError(404, f"run {workspace}/{project}/{run_name} has no series "
-                                     f"{series_id}")
-            start, end = _query_int(query, "start"), _query_int(query, "end")
-            if rest[2] == "points":
-                limit = _query_int(query, "limit")
-                points = await trio.to_thread.run_sync(store.get_points, series_id, start, end,
-                                                       limit)
-                return {"series_id": series_id, "points": points}
-            buckets = await trio.to_thread.run_sync(
-                partial(store.buckets, [series_id], _buckets_n(query), start, end))
-            return {"series_id": series_id, **buckets}
-        raise HTTPError(404, f"no route GET {path}")
 
 
 def _parse(parse: Callable[[Any, str], Any], data: bytes, name: str) -> Any:
     """JSON bytes to a validated request; every client mistake is a 4xx naming its path."""
-    try:
-        body = _loads(data)
-    except ValueError as exc:
-        raise HTTPError(400, f"body is not valid JSON: {exc}") from None
+    body = _parse_json(data)
     try:
         return parse(body, name)
     except ValidationError as exc:
@@ -378,36 +290,3 @@ def _parse_json(data: bytes) -> Any:
         return _loads(data)
     except ValueError as exc:
         raise HTTPError(400, f"body is not valid JSON: {exc}") from None
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise HTTPError(400, f"{what} must be an integer, got {text!r:.40}") from None
-    if not -INT64_MAX - 1 <= number <= INT64_MAX:
-        raise HTTPError(400, f"{what} must fit in 64 bits, got {text:.40}")
-    return number
-
-
-def _query_int(query: dict[str, list[str]], name: str) -> int | None:
-    values = query.get(name)
-    return _int(values[-1], name) if values else None
-
-
-def _query_str(query: dict[str, list[str]], name: str, *, required: bool = True) -> Any:
-    values = query.get(name)
-    if not values:
-        if required:
-            raise HTTPError(400, f"query parameter {name!r} is required")
-        return None
-    return values[-1]
-
-
-def _buckets_n(query: dict[str, list[str]]) -> int:
-    n = _query_int(query, "n")
-    if n is None:
-        return 1000
-    if not 1 <= n <= MAX_BUCKETS:
-        raise HTTPError(400, f"n must be between 1 and {MAX_BUCKETS}, got {n}")
-    return n

@@ -1,12 +1,18 @@
-"""What the store refuses, each mapped to one HTTP status by the app."""
+"""What the server refuses, each mapped to one HTTP status by the app."""
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "DatabaseError", "NotFound", "SchemaError", "Unavailable", "Unprocessable"]
+__all__ = ["Conflict", "DatabaseError", "NotFound", "QueryError", "SchemaError", "Unavailable",
+           "Unprocessable"]
 
 
 class NotFound(LookupError):
     """The request names a run, project or series that does not exist (HTTP 404)."""
+
+
+class QueryError(ValueError):
+    """A read the server refuses: a malformed request, or a filter, order or column that
+    cannot match anything in the project (HTTP 400); the message says which."""
 
 
 class Conflict(Exception):

@@ -88,6 +88,16 @@ class GrpcIngest:
                 return bool(value.lower().startswith(b"application/grpc"))
         return False
 
+    @staticmethod
+    async def refuse(send: Send, message: str) -> None:
+        """End a call the server does not serve (a foreign Host or Origin: see ``.guard``)
+        with PERMISSION_DENIED and why, as a gRPC client shows it (not an HTTP 403)."""
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"application/grpc")]})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.trailers", "more_trailers": False,
+                    "headers": trailers(Status.PERMISSION_DENIED, message)})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope["headers"]}
         await send({"type": "http.response.start", "status": 200, "trailers": True,

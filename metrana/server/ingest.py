@@ -17,9 +17,9 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .chunks import Columns
 from .columnar import PointColumns
 from .errors import Unprocessable
+from .point_arrays import PointArrays
 
 __all__ = ["INT64_MAX", "IncomingSeries", "RunKey", "parse_update", "signed_session"]
 
@@ -69,7 +69,7 @@ class IncomingSeries:
     environment_id: str
     episode: int | None
     ordering: int
-    columns: Columns
+    points: PointArrays
     path: str  # where it is in the request, for error messages
 
     @property
@@ -104,16 +104,16 @@ def _column_range(values: npt.NDArray[Any], path: str, what: str, hi: int = INT6
                             "this server stores (0 to 2**63-1)")
 
 
-def _columns(points: Any, path: str, rl: bool) -> Columns:
+def _arrays(points: Any, path: str, rl: bool) -> PointArrays:
     if isinstance(points, PointColumns):
         _column_range(points.steps, path, "minorStep" if rl else "step")
         if rl:
             _column_range(points.majors, path, "majorStep")
         n = len(points)
         # Timestamps the fast path reads are within int64 ns by construction (1678-2261).
-        return Columns(points.majors.astype(np.int64) if rl else points.steps.astype(np.int64),
-                       points.steps.astype(np.int64) if rl else np.zeros(n, np.int64),
-                       points.timestamps, points.values, np.zeros(n, np.bool_))
+        return PointArrays(points.majors.astype(np.int64) if rl else points.steps.astype(np.int64),
+                           points.steps.astype(np.int64) if rl else np.zeros(n, np.int64),
+                           points.timestamps, points.values, np.zeros(n, np.bool_))
     n = len(points)
     if rl:
         xs = [p.get("major_step", 0) for p in points]
@@ -129,7 +129,7 @@ def _columns(points: Any, path: str, rl: bool) -> Columns:
     raw = [p.get("float_value") for p in points]
     missing = np.fromiter((v is None for v in raw), np.bool_, n)
     values = np.fromiter((math.nan if v is None else v for v in raw), np.float64, n)
-    return Columns(
+    return PointArrays(
         np.array(xs, dtype=np.int64),
         np.array(minors, dtype=np.int64) if rl else np.zeros(n, np.int64),
         np.array(ts, dtype=np.int64),
@@ -167,7 +167,7 @@ def _series(update: dict[str, Any], index: int) -> Iterator[IncomingSeries]:
                 kind, name, scale, labels_key(series.get("labels", {})),
                 series.get("environment_id", "") if kind == "rl" else "", episode,
                 int(series.get("ordering", 0)),
-                _columns(series.get("points", []), path, kind == "rl"), path,
+                _arrays(series.get("points", []), path, kind == "rl"), path,
             )
 
 
@@ -193,7 +193,7 @@ def parse_update(request: dict[str, Any]) -> tuple[int, list[IncomingRun]]:
             if same is None:
                 merged[(series.identity, series.ordering)] = series
             else:
-                same.columns = Columns.concat([same.columns, series.columns])
+                same.points = PointArrays.concat([same.points, series.points])
         runs.append(IncomingRun(key, list(merged.values()), update.get("attributes", []),
                                 "close_run" in update))
     return session, runs

@@ -115,18 +115,23 @@ async def test_a_service_without_the_ends_route_is_logged_to_as_before(
     metrics = run.get_metrics()
     assert run.resumed and (metrics.sent, metrics.invalid) == (2, 0)
     assert not any(m.startswith("WARNING") for m in loguru_messages), loguru_messages
-    assert any("answered HTTP 404" in m and "not checked" in m for m in loguru_messages)
+    assert any("/api/query/series answered HTTP 404" in m and "not checked" in m
+               for m in loguru_messages)
 
 
 async def test_the_ends_are_asked_once_and_checked_before_anything_is_numbered(
         autojump_clock: trio.abc.Clock) -> None:
     """Points logged right after init() wait for the answer: the first of them is checked
-    too. One GET, after the run's creation said it exists."""
-    ends: list[dict[str, Any]] = [{"kind": "rl", "metric_name": "return", "scale": "EPISODE", "labels": {},
-             "environment_id": "env-0", "episode": None, "last_step": 500},
-            {"kind": "standard", "metric_name": "score", "scale": "ML_STEP",
-             "labels": {"evaluation": "true"}, "environment_id": "", "episode": None,
-             "last_step": 3}]
+    too. One question, after the run's creation said it exists."""
+    ends: list[dict[str, Any]] = [
+        {"run": "run", "kind": "rl", "metric": "return", "scale": "EPISODE", "labels": {},
+         "environment": "env-0", "episode": None, "count": 9, "first_step": 0, "last_step": 500},
+        {"run": "run", "kind": "standard", "metric": "score", "scale": "ML_STEP",
+         "labels": {"evaluation": "true"}, "environment": None, "episode": None, "count": 4,
+         "first_step": 0, "last_step": 3},
+        {"run": "run", "kind": "standard", "metric": "empty", "scale": "ML_STEP", "labels": {},
+         "environment": None, "episode": None, "count": 0, "first_step": None,
+         "last_step": None}]
     service = MockService(create=lambda seen: 409, ends=ends)
     run = mock_session(service)
     async with run.running(init_timeout=5):
@@ -138,8 +143,8 @@ async def test_the_ends_are_asked_once_and_checked_before_anything_is_numbered(
     metrics = run.get_metrics()
     assert (metrics.sent, metrics.invalid) == (3, 2)
     assert sorted(service.delivered()) == [2.0, 2.0, 3.0]
-    gets = [s.path for s in service.requests if not s.body]
-    assert gets == ["/api/runs/ws/proj/run/ends"]
+    asked = [s.body for s in service.requests if s.path == "/api/query/series"]
+    assert asked == [{"workspace": "ws", "project": "proj", "runs": ["run"]}]
 
 
 async def test_an_unanswered_question_about_the_ends_warns_and_checks_nothing(
@@ -153,7 +158,8 @@ async def test_an_unanswered_question_about_the_ends_warns_and_checks_nothing(
     assert run.get_metrics().sent == 1
     assert any("could not learn where the series of run ws/proj/run end (HTTP 500)" in m
                for m in loguru_messages)
-    assert len([s for s in service.requests if not s.body]) == 3  # asked, and asked again
+    assert len([s for s in service.requests if s.path == "/api/query/series"]) == 3  # asked,
+    # and asked again
 
 
 def _worker_logs(step: int) -> None:

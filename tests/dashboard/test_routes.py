@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import httpx
 
 import metrana
 from metrana.server import ServerInfo, background_server
+from metrana.server.static_files import STATIC_DIR
 
 
 def test_page_and_static_files_are_served_from_the_package(live_server: ServerInfo) -> None:
@@ -18,7 +20,12 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
         assert page.headers["content-type"] == "text/html; charset=utf-8"
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert '<script src="/static/dashboard.js" type="module">' in page.text
+        # Every module of the page is preloaded (fetched at once, not import after import).
+        modules = {f"/static/js/{p.name}" for p in (STATIC_DIR / "js").glob("*.js")}
+        assert modules and set(re.findall(r'<link rel="modulepreload" href="([^"]+)">',
+                                          page.text)) == modules
         for path, kind in (("/static/dashboard.js", "text/javascript"),
+                           ("/static/js/chart.js", "text/javascript"),  # its modules
                            ("/static/dashboard.css", "text/css"),
                            ("/static/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
                            ("/static/vendor/uplot/uPlot.min.css", "text/css"),
@@ -31,7 +38,7 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
         again = client.get("/static/dashboard.js", headers={"If-None-Match": etag})
         assert again.status_code == 304 and again.content == b""
         assert client.head("/static/dashboard.js").content == b""
-        assert client.post("/").status_code == 405
+        assert client.post("/", headers={"Content-Type": "application/json"}).status_code == 405
         # Only the package's files: nothing else can be named.
         for path in ("/static/", "/static/missing.js", "/static/../store.py",
                      "/static/%2e%2e/store.py", "/index.html"):

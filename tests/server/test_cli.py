@@ -12,28 +12,20 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from metrana._cli import main
 from tests.helpers import metrana_command
+from tests.support import start_serve
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     db = tmp_path / "cli.sqlite3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metrana", "serve", "--port", "0", "--db", str(db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        if match := re.search(r"listening on (http://\S+)", line):
-            url = match.group(1)
-            break
-    assert url, proc.stderr.read() if proc.stderr else ""
+    proc, url = start_serve(db)
     yield proc, url, db
     if proc.poll() is None:
         proc.kill()
@@ -189,11 +181,16 @@ def test_every_run_that_runs_lists_is_exportable_by_what_it_prints(served, tmp_p
         assert len(done.stdout.splitlines()) == i + 1
 
 
+def api_run_path(workspace: str, project: str, run: str) -> str:
+    """The read API path of a run as the README says to build it: each name percent-encoded
+    whole (a ``/`` inside a name is ``%2F``), and every ``.`` as ``%2E``."""
+    return "/api/runs/" + "/".join(quote(name, safe="").replace(".", "%2E")
+                                   for name in (workspace, project, run))
+
+
 def test_read_api_paths_survive_http_clients(served) -> None:  # type: ignore[no-untyped-def]
     """httpx drops '.' and '..' path segments before sending; api_run_path encodes each name
     whole and every '.' as %2E, which reaches the server intact (the README documents it)."""
-    from metrana._cli import api_run_path
-
     _, url, _ = served
     post_run(url, "ws", "p", ".", points=1)
     post_run(url, "ws", "p", "a/b", points=2)
@@ -278,16 +275,8 @@ def test_runs_and_export_against_a_server_with_a_key_say_how_to_pass_it(tmp_path
     """A server started with METRANA_SERVER_API_KEY: without a key `metrana runs --url` says
     which flag and variable fix the 401; both work; the key is never printed."""
     env = {**os.environ, "METRANA_SERVER_API_KEY": "s3cret-key-77"}
-    proc = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0", "--db",
-                             str(tmp_path / "k.sqlite3")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc, url = start_serve(tmp_path / "k.sqlite3", env=env)
     try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            if match := re.search(r"listening on (http://\S+)", line):
-                url = match.group(1)
-                break
         post_run(url, "ws", "p", "r", headers={"Authorization": "Bearer s3cret-key-77"})
         for command in (["runs"], ["export", "ws/p/r"]):
             done = metrana(*command, "--url", url)

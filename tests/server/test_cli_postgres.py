@@ -117,6 +117,6 @@ def test_serve_refuses_a_database_of_a_newer_metrana_in_one_line(db_target: str)
 def test_database_urls_are_shown_without_their_password(url: str, shown: str) -> None:
     """Wherever a database URL is printed: the password (in the user part, in a password=
     parameter, in a URL too malformed to parse) is replaced by ***, the rest kept."""
-    from metrana.server.database import redact
+    from metrana.server.store.database import redact
 
     assert redact(url) == shown

@@ -71,7 +71,7 @@ def test_a_request_becomes_one_entry_per_series_with_its_columns_in_order() -> N
     assert (str(run.key), run.attributes, run.close) == (
         "ws/proj/run-001", [{"path": "config/lr", "float_value": 0.1}], True)
     described = [(s.kind, s.metric_name, s.labels, s.environment_id, s.episode, s.relative,
-                  s.columns.x.tolist(), s.columns.minor.tolist()) for s in run.series]
+                  s.points.x.tolist(), s.points.minor.tolist()) for s in run.series]
     assert described == [
         ("standard", "loss", "{}", "", None, True, [0, 1, 2], [0, 0, 0]),
         ("standard", "loss", '{"split":"val"}', "", None, True, [1], [0]),
@@ -79,12 +79,12 @@ def test_a_request_becomes_one_entry_per_series_with_its_columns_in_order() -> N
         ("rl", "r", "{}", "e", None, False, [10], [2]),  # no ordering: absolute steps
         ("rl", "r", "{}", "e", 0, False, [11], [0]),  # episode 0 is not "no episode"
     ]
-    assert [s.columns.v.tolist() for s in run.series[:4]] == [[1.0, 2.0, 3.0], [9.0], [7.0],
+    assert [s.points.v.tolist() for s in run.series[:4]] == [[1.0, 2.0, 3.0], [9.0], [7.0],
                                                              [0.5]]
     rl_missing = run.series[4]
-    assert rl_missing.columns.missing.tolist() == [True] and math.isnan(rl_missing.columns.v[0])
-    assert run.series[0].columns.missing.tolist() == [False, False, False]
-    assert run.series[0].columns.t.tolist() == [1_795_773_600_000_000_000] * 3
+    assert rl_missing.points.missing.tolist() == [True] and math.isnan(rl_missing.points.v[0])
+    assert run.series[0].points.missing.tolist() == [False, False, False]
+    assert run.series[0].points.t.tolist() == [1_795_773_600_000_000_000] * 3
     assert [s.path for s in run.series] == ["runUpdates[0].series[0]", "runUpdates[0].series[1]",
                                            "runUpdates[0].series[3]", "runUpdates[0].rlSeries[0]",
                                            "runUpdates[0].rlSeries[1]"]
@@ -95,7 +95,7 @@ def test_labels_are_one_canonical_identity_whatever_their_order() -> None:
     _, (run,) = parsed(update(series=[series([point(0, 1.0)], labels={"b": "2", "a": "ü"}),
                                       series([point(1, 2.0)], labels={"a": "ü", "b": "2"})]))
     (only,) = run.series
-    assert only.labels == '{"a":"ü","b":"2"}' and only.columns.x.tolist() == [0, 1]
+    assert only.labels == '{"a":"ü","b":"2"}' and only.points.x.tolist() == [0, 1]
 
 
 @pytest.mark.parametrize(("body", "says"), [
@@ -129,7 +129,7 @@ def test_step_and_timestamp_bounds_are_exactly_int64() -> None:
     both ends included."""
     _, (run,) = parsed(update(series=[series([{"step": str(INT64_MAX), "floatValue": 1.0}]),
                                       series([{"step": "0"}], name="b")]))
-    assert [s.columns.x.tolist() for s in run.series] == [[INT64_MAX], [0]]
+    assert [s.points.x.tolist() for s in run.series] == [[INT64_MAX], [0]]
     for ts, ok in (("1677-09-21T00:12:43.145224192Z", True), ("1677-09-21T00:12:43.145224191Z",
                                                               False),
                    ("2262-04-11T23:47:16.854775807Z", True), ("2262-04-11T23:47:16.854775808Z",
@@ -137,7 +137,7 @@ def test_step_and_timestamp_bounds_are_exactly_int64() -> None:
         body = update(series=[series([{"step": "0", "timestamp": ts}])])
         if ok:
             (s,) = parsed(body)[1][0].series
-            assert s.columns.t.dtype == np.int64
+            assert s.points.t.dtype == np.int64
         else:
             with pytest.raises(Unprocessable, match=r"points\[0\]\.timestamp: -?\d+ is outside "
                                                     r"what this server stores \(int64 nano"):
@@ -184,7 +184,7 @@ def test_empty_parts_of_the_schema_are_no_data_and_are_accepted() -> None:
     """An empty list (or an empty message) carries nothing that could be lost."""
     _, (run,) = parsed(update(histogramSeries=[], series=[series([point(0, 1.0)],
                                                                  floatPoints={})]))
-    assert [s.columns.n for s in run.series] == [1]
+    assert [s.points.n for s in run.series] == [1]
 
 
 # ------------------------------------------------------------------ over HTTP, read back
@@ -292,13 +292,13 @@ def test_long_lists_are_read_by_columns_into_the_same_steps() -> None:
     rl_series = {"metricName": "r", "scale": "EPISODE", "environmentId": "e", "points": long(True)}
     _, (run,) = parsed(update(series=[series(long(False))], rlSeries=[rl_series]))
     std, rl = run.series
-    assert std.columns.x.tolist() == list(range(70)) and std.columns.minor.tolist() == [0] * 70
-    assert rl.columns.x.tolist() == [100 + i // 10 for i in range(70)]
-    assert rl.columns.minor.tolist() == list(range(70))
-    assert std.columns.v.tolist() == [i / 4 for i in range(70)] == rl.columns.v.tolist()
-    assert std.columns.t.tolist()[:2] == [1_795_773_600_500_000_000, 1_795_773_601_500_000_000]
+    assert std.points.x.tolist() == list(range(70)) and std.points.minor.tolist() == [0] * 70
+    assert rl.points.x.tolist() == [100 + i // 10 for i in range(70)]
+    assert rl.points.minor.tolist() == list(range(70))
+    assert std.points.v.tolist() == [i / 4 for i in range(70)] == rl.points.v.tolist()
+    assert std.points.t.tolist()[:2] == [1_795_773_600_500_000_000, 1_795_773_601_500_000_000]
     _, (run,) = parsed(update(series=[series(long(False, step=str(INT64_MAX)))]))
-    assert run.series[0].columns.x.tolist()[-2:] == [68, INT64_MAX]  # the last step there is
+    assert run.series[0].points.x.tolist()[-2:] == [68, INT64_MAX]  # the last step there is
 
 
 @pytest.mark.parametrize(("rl", "odd", "says"), [
@@ -333,9 +333,9 @@ def test_omitted_fields_are_protobufs_defaults() -> None:
     session, (run,) = parsed(body)
     std, rl = run.series
     assert session == 0
-    assert (std.columns.x.tolist(), std.columns.minor.tolist(), std.columns.t.tolist(),
-            std.columns.missing.tolist()) == ([0], [0], [0], [True])
-    assert (rl.columns.x.tolist(), rl.columns.minor.tolist(), rl.columns.t.tolist()) == (
+    assert (std.points.x.tolist(), std.points.minor.tolist(), std.points.t.tolist(),
+            std.points.missing.tolist()) == ([0], [0], [0], [True])
+    assert (rl.points.x.tolist(), rl.points.minor.tolist(), rl.points.t.tolist()) == (
         [3, 0], [0, 0], [0, 0])
 
 

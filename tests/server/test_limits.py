@@ -5,28 +5,20 @@ from __future__ import annotations
 import gzip
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support import start_serve, stop_serve
+
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0", "--db",
-                             str(tmp_path / "limits.sqlite3")], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = ""
-    for line in proc.stdout:
-        if match := re.search(r"listening on (http://\S+)", line):
-            url = match.group(1)
-            break
-    assert url
+    proc, url = start_serve(tmp_path / "limits.sqlite3", capture_stderr=False)
     yield proc, url
-    proc.terminate()
-    proc.communicate(timeout=30)
+    stop_serve(proc)
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from metrana.server.errors import Conflict, SchemaError, Unprocessable
-from metrana.server.schema import SCHEMA_VERSION
+from metrana.server.errors import Conflict, NotFound, SchemaError, Unprocessable
 from metrana.server.store import Store
+from metrana.server.store.schema import SCHEMA_VERSION
 from tests.support import in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
@@ -602,9 +602,11 @@ def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> N
     assert steps(store, "reward@e") == [(0, 0), (0, 1)]
 
 
-def test_series_ends_say_where_each_series_of_a_run_ends(store: Store) -> None:
-    """For a resumed run's client: each series' identity and its last stored step — the
-    last major step (rl_step) of an RL series — whatever session or ordering wrote it."""
+def test_a_runs_series_listing_says_where_each_series_ends(store: Store) -> None:
+    """What a client resuming a run asks: each series' identity and its last stored step —
+    the last major step (rl_step) of an RL series — whatever session or ordering wrote it."""
+    import json
+
     create(store)
     store.update_runs(update("run", 1, std("loss", [0, 1, 2]),
                              {**std("eval", [3, 7], ordering=ABSOLUTE),
@@ -614,18 +616,12 @@ def test_series_ends_say_where_each_series_of_a_run_ends(store: Store) -> None:
     store.update_runs(update("run", 2, std("loss", [0, 1]), rl_series=(
         rl("reward", "env-0", 30, [0]),)))  # a later session: appended; a lower major step
     create(store, "other")
-    store.update_runs(update("other", 1, std("loss", [0] * 1)))
-    ends = sorted(store.series_ends("ws", "proj", "run"),
-                  key=lambda e: (e["metric_name"], e["environment_id"]))
-    assert ends == [
-        {"kind": "standard", "metric_name": "eval", "scale": "ML_STEP",
-         "labels": {"split": "val"}, "environment_id": "", "episode": None, "last_step": 7},
-        {"kind": "standard", "metric_name": "loss", "scale": "ML_STEP", "labels": {},
-         "environment_id": "", "episode": None, "last_step": 4},
-        {"kind": "rl", "metric_name": "reward", "scale": "ENVIRONMENT_STEP", "labels": {},
-         "environment_id": "env-0", "episode": None, "last_step": 40},
-        {"kind": "rl", "metric_name": "reward", "scale": "ENVIRONMENT_STEP", "labels": {},
-         "environment_id": "env-1", "episode": 3, "last_step": 90},
-    ]
-    with pytest.raises(Exception, match="does not exist"):
-        store.series_ends("ws", "proj", "missing")
+    store.update_runs(update("other", 1, std("loss", [0])))
+    listing = json.loads(store.list_series("ws", "proj", ["run"]))["series"]
+    ends = sorted((s["kind"], s["metric"], s["labels"], s["environment"], s["episode"],
+                   s["last_step"]) for s in listing)
+    assert ends == [("rl", "reward", {}, "env-0", None, 40), ("rl", "reward", {}, "env-1", 3, 90),
+                    ("standard", "eval", {"split": "val"}, None, None, 7),
+                    ("standard", "loss", {}, None, None, 4)]
+    with pytest.raises(NotFound, match="has no run 'missing'"):
+        store.list_series("ws", "proj", ["missing"])

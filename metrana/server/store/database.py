@@ -6,13 +6,14 @@ lives here: how a write transaction starts (SQLite: one writer connection under 
 ``BEGIN IMMEDIATE``; PostgreSQL: a pooled connection in READ COMMITTED, with row locks taken by
 the store through :attr:`Database.for_update`), how readers get their connections, how many
 rows are inserted at once (:meth:`Tx.insert_ids`: binary ``COPY`` on PostgreSQL), and which
-failures are worth a retry (:class:`.errors.Unavailable`, HTTP 503).
+failures are worth a retry (:class:`..errors.Unavailable`, HTTP 503).
 
 psycopg runs synchronously, in trio's worker threads (its async mode needs asyncio).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import queue
 import random
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import DatabaseError, Unavailable
+from ..errors import DatabaseError, Unavailable
 
 __all__ = [
     "INSERT_METHODS",
@@ -38,6 +39,7 @@ __all__ = [
     "is_postgres_url",
     "open_database",
     "redact",
+    "sqlite_file_problem",
 ]
 
 _SCHEMA_LOCK = 0x6D6574726E61  # "metrna": the advisory lock held while changing the schema
@@ -411,3 +413,23 @@ def open_database(target: str | Path, *, insert_method: str = "copy") -> Databas
                             f"{scheme.group(1)!r}; use postgresql://USER@HOST/DATABASE, "
                             "or a SQLite file path")
     return SQLiteDatabase(Path(text).expanduser())
+
+
+def sqlite_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a server's SQLite database (a directory, a file that cannot be
+    created or written, a file that is not SQLite), or None. Asked before a server listens,
+    so that the user reads one line instead of a failed request later."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+        try:
+            conn.execute("PRAGMA schema_version")  # reads the header: "file is not a database"
+            conn.execute("BEGIN IMMEDIATE")  # needs write access
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return None

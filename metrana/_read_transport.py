@@ -1,6 +1,9 @@
-"""Where a :class:`~metrana.query.QueryClient`'s questions go: a server over HTTP, or a local
-database opened directly. Both answer :func:`metrana.server.query_api.answer`'s routes with
-the same JSON, so everything above this module is the same code either way.
+"""Where a reader's questions go: a server over HTTP, or a local database opened directly.
+
+Both answer :func:`metrana.server.read_api.answer`'s routes with the same JSON, so everything
+above this module is the same code either way. Its readers: :class:`~metrana.query.QueryClient`,
+``metrana runs``/``export`` and ``metrana demo``. It needs neither pandas (the ``query``
+extra) nor, over HTTP, the server: the command line reads with the ``server`` extra alone.
 """
 
 from __future__ import annotations
@@ -12,13 +15,26 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from ._exceptions import MetranaQueryError, QueryRequestError
+from ._exceptions import MetranaError
 
-__all__ = ["BINARY_TYPE", "HttpTransport", "LocalTransport", "Transport", "decode_binary"]
+__all__ = ["BINARY_TYPE", "HttpTransport", "LocalTransport", "MetranaQueryError",
+           "QueryRequestError", "Transport", "decode_binary"]
 
 TIMEOUT_S = 120.0  # a page of a million points on a loaded machine, with room to spare
-# metrana.server.query_api.Binary: the points route's answer with raw columns.
+# metrana.server.store.views.Binary: the points route's answer with raw columns.
 BINARY_TYPE = "application/vnd.metrana.columns"
+
+
+class MetranaQueryError(MetranaError):
+    """A query failed; ``status`` is the server's HTTP status when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class QueryRequestError(MetranaQueryError, ValueError):
+    """The server refused the question (HTTP 400 or 404); the message says what to fix."""
 
 
 def decode_binary(body: bytes) -> dict[str, Any]:
@@ -41,10 +57,11 @@ class HttpTransport:
     """``metrana serve`` over HTTP (sync httpx: a notebook has no event loop to share)."""
 
     def __init__(self, url: str, api_key: str | None, *,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, timeout: float = TIMEOUT_S
+                 ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url
-        self._client = httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT_S,
+        self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout,
                                     transport=transport)
 
     def __repr__(self) -> str:  # never the key
@@ -61,7 +78,11 @@ class HttpTransport:
             raise _error(response.status_code, response.content, self.url)
         if response.headers.get("content-type") == BINARY_TYPE:
             return decode_binary(response.content)
-        return orjson.loads(response.content)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise MetranaQueryError(f"{self.url}/api/query/{route} did not answer with JSON",
+                                    status=response.status_code) from exc
 
     def close(self) -> None:
         self._client.close()
@@ -87,21 +108,25 @@ class LocalTransport:
 
     def __init__(self, db: str | Path) -> None:
         try:
-            from ..server.store import Store
+            from .server.errors import DatabaseError, SchemaError
+            from .server.store import Store
         except ImportError as exc:  # pragma: no cover - numpy and orjson are dependencies
             raise MetranaQueryError(f"opening a database needs the server extra: pip install "
                                     f"'metrana[server]' ({exc})") from None
-        if not str(db).startswith(("postgresql://", "postgres://")) and not Path(db).exists():
+        if "://" not in str(db) and not Path(db).exists():  # a URL says itself what is wrong
             raise MetranaQueryError(f"no metrana database at {db}")
-        self._store = Store(db)
+        try:
+            self._store = Store(db)
+        except (DatabaseError, SchemaError) as exc:  # one line, without a password
+            raise MetranaQueryError(str(exc)) from None
         self.location = self._store.location
 
     def __repr__(self) -> str:
         return f"LocalTransport({self.location!r})"
 
     def call(self, route: str, body: dict[str, Any]) -> Any:
-        from ..server.errors import NotFound
-        from ..server.query_api import Binary, QueryError, answer
+        from .server.errors import NotFound, QueryError
+        from .server.read_api import Binary, answer
 
         try:
             result = answer(self._store, route, body)
@@ -111,9 +136,7 @@ class LocalTransport:
             raise QueryRequestError(str(exc), status=404) from None
         if isinstance(result, Binary):
             return decode_binary(result.body)
-        if isinstance(result, bytes):
-            return orjson.loads(result)
-        return result
+        return orjson.loads(result)
 
     def close(self) -> None:
         self._store.close()

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .chunks import BLOCK_POINTS, Blocks, Columns
+from ..point_arrays import PointArrays
+from .chunks import BLOCK_POINTS, Blocks
 
 __all__ = ["aggregate", "bucket_points", "needs_points", "raw_columns"]
 
@@ -30,7 +31,7 @@ def _json_floats(values: npt.NDArray[np.float64]) -> list[float | None]:
     return [None if v != v else v for v in values.tolist()]
 
 
-def raw_columns(columns: Columns) -> dict[str, Any]:
+def raw_columns(columns: PointArrays) -> dict[str, Any]:
     """Every point, as bucket columns of one point each (``raw: true``)."""
     values = [None if m else v for v, m in zip(columns.v.tolist(), columns.missing.tolist(),
                                                  strict=True)]
@@ -87,7 +88,7 @@ def aggregate(blocks: Blocks, lo: int, hi: int, n: int, *, spread: bool = False
     return out
 
 
-def bucket_points(columns: Columns, lo: int, hi: int, n: int, *, spread: bool = False
+def bucket_points(columns: PointArrays, lo: int, hi: int, n: int, *, spread: bool = False
                   ) -> dict[str, Any]:
     """Buckets computed from points in (x, minor) order, already restricted to [lo, hi]."""
     if not spread and columns.n <= 2 * n:

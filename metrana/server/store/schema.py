@@ -7,14 +7,22 @@ points it already stored without reading the whole table. An older database is m
 place, in one transaction, the first time a newer server opens it (version 1 exists only on
 SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
 server knows is refused with a message saying so, and left as it was.
+
+Creating or migrating runs in one exclusive transaction (on PostgreSQL it holds an advisory
+lock), so servers starting together on an empty database create it once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import numpy as np
+
+from ..errors import SchemaError
+from ..point_arrays import PointArrays
 from .database import Database, Tx
-from .errors import SchemaError
+from .write import Aggregates, SeriesSession, Writer, write_aggregates
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
@@ -155,7 +163,7 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in sql.split(";\n") if s.strip()]
 
 
-def ensure_schema(db: Database, migrate_v1: Callable[[Tx], None]) -> None:
+def ensure_schema(db: Database) -> None:
     """Create, migrate or accept the schema; refuse a newer one with a clear message.
 
     Runs in one exclusive transaction (several servers starting at once on one PostgreSQL
@@ -176,7 +184,7 @@ def ensure_schema(db: Database, migrate_v1: Callable[[Tx], None]) -> None:
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)
         elif version == 1:
-            steps = [_META + _V2_COLUMNS + _V2_TABLES, migrate_v1, _V3]
+            steps = [_META + _V2_COLUMNS + _V2_TABLES, _migrate_v1, _V3]
         elif version == 2:
             steps = [_V3]
             if db.dialect == "postgresql":
@@ -191,3 +199,37 @@ def ensure_schema(db: Database, migrate_v1: Callable[[Tx], None]) -> None:
                 step(tx)
         tx.run("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) "
                "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+
+def _migrate_v1(tx: Tx) -> None:
+    """Move a version-1 database's points (a row each) into chunks, then drop that table.
+
+    Version-1 points carry no session: they become one absolute session (id 0) per series, so
+    they keep their steps, and later sessions' relative steps go after them.
+    """
+    writer = Writer()
+    aggregates: dict[int, Aggregates] = {}
+    for series_id, kind in tx.all("SELECT id, kind FROM series ORDER BY id"):
+        rows = tx.all("SELECT step, minor_step, timestamp_ns, value, value_kind FROM points "
+                      "WHERE series_id = ? ORDER BY step, minor_step", (series_id,))
+        if not rows:
+            continue
+        n = len(rows)
+        points = PointArrays(
+            np.fromiter((r[0] for r in rows), np.int64, n),
+            np.fromiter((r[1] for r in rows), np.int64, n),
+            np.fromiter((r[2] or 0 for r in rows), np.int64, n),
+            np.fromiter((math.nan if r[4] != 0 or r[3] is None else r[3] for r in rows),
+                        np.float64, n),
+            np.fromiter((r[4] == 2 for r in rows), np.bool_, n),
+        )
+        session = SeriesSession(None, int(series_id), False, 0)
+        writer.use(session)
+        writer.plan(session, points, kind == "rl", merge_tail=False)
+        aggregate = Aggregates(0, 0, None, None, None, None, None, None, None, None, None, None,
+                               None, 0)
+        aggregate.add(points, int(points.t.max()))
+        aggregates[int(series_id)] = aggregate
+    writer.flush(tx, 0)
+    write_aggregates(tx, aggregates)
+    tx.run("DROP TABLE points")

@@ -30,15 +30,16 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from ..point_arrays import PointArrays
+
 __all__ = [
     "BLOCK_POINTS",
     "CHUNK_POINTS",
     "Blocks",
-    "Columns",
     "decode_blocks",
-    "decode_columns",
+    "decode_points",
     "encode_blocks",
-    "encode_columns",
+    "encode_points",
 ]
 
 CHUNK_POINTS = 4096
@@ -52,38 +53,6 @@ _LEVEL = 1  # most of zlib's gain on shuffled columns for a third of level 6's t
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-B = npt.NDArray[np.bool_]
-
-
-@attrs.define
-class Columns:
-    """Points of one chunk (or any run of points) as numpy columns."""
-
-    x: I64
-    minor: I64
-    t: I64
-    v: F64
-    missing: B
-
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    def take(self, index: Any) -> Columns:
-        return Columns(self.x[index], self.minor[index], self.t[index], self.v[index],
-                       self.missing[index])
-
-    @staticmethod
-    def concat(parts: list[Columns]) -> Columns:
-        if len(parts) == 1:
-            return parts[0]
-        return Columns(*(np.concatenate([getattr(p, f) for p in parts])
-                         for f in ("x", "minor", "t", "v", "missing")))
-
-    @staticmethod
-    def empty() -> Columns:
-        return Columns(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
-                       np.empty(0, np.float64), np.empty(0, np.bool_))
 
 
 def _shuffle(array: npt.NDArray[Any]) -> bytes:
@@ -104,7 +73,7 @@ def _delta(array: I64) -> I64:
     return out
 
 
-def encode_columns(columns: Columns, rl: bool) -> bytes:
+def encode_points(columns: PointArrays, rl: bool) -> bytes:
     n = columns.n
     flags = (_HAS_MINOR if rl else 0) | (_HAS_MISSING if columns.missing.any() else 0)
     parts = [_shuffle(_delta(columns.x))]
@@ -116,7 +85,7 @@ def encode_columns(columns: Columns, rl: bool) -> bytes:
     return _HEAD.pack(_MAGIC, _VERSION, flags, n) + zlib.compress(b"".join(parts), _LEVEL)
 
 
-def decode_columns(blob: bytes) -> Columns:
+def decode_points(blob: bytes) -> PointArrays:
     magic, version, flags, n = _HEAD.unpack_from(blob)
     if magic != _MAGIC or version != _VERSION:
         raise ValueError(f"not a chunk this server can read (version {version})")
@@ -139,7 +108,7 @@ def decode_columns(blob: bytes) -> Columns:
         missing = np.unpackbits(np.frombuffer(data[offset:], np.uint8), count=n).astype(bool)
     else:
         missing = np.zeros(n, np.bool_)
-    return Columns(x, minor, t, v, missing)
+    return PointArrays(x, minor, t, v, missing)
 
 
 @attrs.define
@@ -179,7 +148,7 @@ class Blocks:
         return Blocks(*(getattr(self, f)[index] for f in Blocks.FIELDS))
 
     @staticmethod
-    def of_points(columns: Columns, size: int = BLOCK_POINTS) -> Blocks:
+    def of_points(columns: PointArrays, size: int = BLOCK_POINTS) -> Blocks:
         """Blocks of ``size`` points (the last one shorter) over points in x order."""
         n = columns.n
         starts = np.arange(0, n, size)

@@ -32,11 +32,12 @@ from typing import Any
 
 import attrs
 
+from ..errors import QueryError
+from ..ingest import labels_key
 from .database import Tx
-from .ingest import labels_key
 
-__all__ = ["FUNCTIONS", "SYS_FIELDS", "Compiled", "Compiler", "QueryError", "SeriesKey",
-           "after_cursor", "parse_series"]
+__all__ = ["FUNCTIONS", "SYS_FIELDS", "Compiled", "Compiler", "SeriesName", "after_cursor",
+           "parse_series"]
 
 FUNCTIONS = ("last", "min", "max", "mean", "count")
 _OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")
@@ -46,7 +47,7 @@ MAX_DEPTH = 32
 MAX_NODES = 1000
 MAX_IN = 10_000
 
-# The series columns of each summary function (the aggregates of :mod:`.store`).
+# The series columns of each summary function (the aggregates :mod:`.write` keeps).
 _FN_SQL = {
     "last": "CASE WHEN s.last_kind = 0 THEN s.last_value END",
     "min": "s.vmin",
@@ -63,13 +64,10 @@ SYS_FIELDS = {
 }
 
 
-class QueryError(ValueError):
-    """A filter, order or column the server refuses (HTTP 400); the message says which."""
-
-
 @attrs.frozen
-class SeriesKey:
-    """One standard series of a run: its metric name, scale and labels (canonical JSON)."""
+class SeriesName:
+    """What names one standard series of a run in a query: its metric name, scale and labels
+    (canonical JSON). (The client's ``_series.SeriesName`` is its own table's key.)"""
 
     metric: str
     scale: str = "ML_STEP"
@@ -88,8 +86,8 @@ class Compiled:
     args: tuple[Any, ...] = ()
 
 
-def parse_series(node: Any, where: str) -> SeriesKey:
-    """``{"metric": ..., "scale": ..., "labels": {...}}`` as a :class:`SeriesKey`."""
+def parse_series(node: Any, where: str) -> SeriesName:
+    """``{"metric": ..., "scale": ..., "labels": {...}}`` as a :class:`SeriesName`."""
     if isinstance(node, str):
         node = {"metric": node}
     if not isinstance(node, dict) or not isinstance(node.get("metric"), str) or not node["metric"]:
@@ -100,7 +98,7 @@ def parse_series(node: Any, where: str) -> SeriesKey:
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise QueryError(f"{where}: a series' scale is a string and its labels map strings to "
                          "strings")
-    return SeriesKey(node["metric"], scale, labels_key(labels))
+    return SeriesName(node["metric"], scale, labels_key(labels))
 
 
 def _kind_of(value: Any) -> str:
@@ -134,7 +132,7 @@ class Compiler:
         self._project_id = project_id
         self._project = project
         self._kinds: dict[str, frozenset[str]] = {}
-        self._known_series: set[SeriesKey] = set()
+        self._known_series: set[SeriesName] = set()
         self._nodes = 0
 
     # ---------------------------------------------------------------- lookups
@@ -159,7 +157,7 @@ class Compiler:
             self._kinds[path] = kinds
         return kinds
 
-    def check_series(self, key: SeriesKey) -> None:
+    def check_series(self, key: SeriesName) -> None:
         """QueryError if no run of the project has this series."""
         if key in self._known_series:
             return
@@ -217,7 +215,7 @@ class Compiler:
         raise QueryError(f"attribute {path!r} holds {', '.join(sorted(kinds))} values across "
                          "runs; only numbers, strings or booleans can be ordered")
 
-    def _series_value(self, key: SeriesKey, fn: Any, where: str) -> Compiled:
+    def _series_value(self, key: SeriesName, fn: Any, where: str) -> Compiled:
         if fn not in FUNCTIONS:
             raise QueryError(f"{where}: unknown summary function {fn!r}; one of "
                              f"{', '.join(FUNCTIONS)}")
@@ -300,7 +298,7 @@ class Compiler:
         return Compiled(f"EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = runs.id AND "
                         f"a.path = ?{restrict} AND {test})", (path, *args))
 
-    def _series_condition(self, key: SeriesKey, fn: Any, op: str, value: Any) -> Compiled:
+    def _series_condition(self, key: SeriesName, fn: Any, op: str, value: Any) -> Compiled:
         if op == "exists":
             self.check_series(key)
             return Compiled("EXISTS (SELECT 1 FROM series s WHERE s.run_id = runs.id AND "

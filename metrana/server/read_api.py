@@ -1,0 +1,347 @@
+"""The read API: one route table, ``POST /api/query/<route>`` with a JSON body.
+
+The dashboard, ``metrana runs``/``export`` and ``metrana.query`` all read through it. A route
+checks its body and makes one call into the :class:`~metrana.server.store.Store`, which owns
+every query; it never opens a transaction or writes SQL. One function, :func:`answer`,
+serves both ways in: the app calls it for HTTP requests, and ``metrana.query``'s
+``LocalTransport`` (``QueryClient(db=...)``, ``metrana runs --db``) calls it on a store it
+opened itself, so reading a database file gives the same answers, and the same errors, as
+asking a server.
+
+Routes (every run-level route takes ``workspace``, ``project``, ``run``):
+
+- ``all_runs``: every run of every project, newest first, with series and point counts;
+- ``run``: one run with its attributes and series (ids, identity, extent, last point);
+- ``changed_series``: the run's status and its series written after ``since_ns`` (the
+  dashboard's live cursor);
+- ``series_points``: one series' points (by ``series_id``) as objects, ``start``/``end``
+  bounding the step, at most ``limit``;
+- ``buckets``: one series' chart buckets, by ``series_id`` or by name (``series``: metric,
+  scale, labels);
+- ``many_buckets``: several series' buckets in one answer, each over its own range;
+- ``band``: an RL metric reduced across environments (or within one ``environment``);
+- ``series``: every series of some ``runs`` of a project (null: of all its runs), with its
+  identity, point count and first and last step, from the per-series aggregates (no point is
+  read): what an export lists before reading points, and where a resumed import continues;
+- ``runs``: one page of a project's runs, filtered and ordered in SQL
+  (:mod:`.store.filters`), with the asked attributes and series summaries; keyset pagination
+  (``next`` is the cursor);
+- ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
+  with ``"encoding": "binary"`` a :class:`~.store.views.Binary` answer (its arrays are views
+  of the body for the client); paginated by point count.
+
+``GET /api/runs…`` (the read API the README has documented since the first server) is kept as
+thin aliases of these routes: :func:`alias` turns the path and its query string into a route
+and a body, and nothing else differs.
+
+Bad requests raise :class:`.errors.QueryError` (HTTP 400), unknown projects, runs and series
+ids :class:`.errors.NotFound` (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from .errors import NotFound, QueryError
+from .ingest import INT64_MAX
+from .store import Binary, SeriesSpec, Store
+from .store.filters import FUNCTIONS, SeriesName, parse_series
+from .store.views import dumps, untagged
+
+__all__ = ["MAX_BATCH", "MAX_BUCKETS", "MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "ROUTES", "Binary",
+           "QueryError", "alias", "answer", "parse_series_specs"]
+
+MAX_PAGE_RUNS = 1000
+MAX_PAGE_POINTS = 1_000_000
+MAX_COLUMNS = 1000
+MAX_BUCKETS = 10_000
+MAX_BATCH = 100  # series in one many_buckets request
+MAX_POINT_SERIES = 10_000  # (run, series) pairs in one points request
+INT64_MIN = -INT64_MAX - 1
+
+Route = Callable[[Store, dict[str, Any]], Any]
+
+
+def answer(store: Store, name: str, body: Any) -> bytes | Binary:
+    """The answer to ``POST /api/query/<name>``: JSON (encoded), or :class:`Binary`."""
+    if not isinstance(body, dict):
+        raise QueryError("the body is a JSON object")
+    route = ROUTES.get(name)
+    if route is None:
+        raise NotFound(f"no query route {name!r}; one of {', '.join(ROUTES)}")
+    result = route(store, body)
+    return result if isinstance(result, (bytes, Binary)) else dumps(result)
+
+
+# ----------------------------------------------------------------------- the body's fields
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise QueryError(f"{name!r} must be a non-empty string")
+    return value
+
+
+def _int(body: dict[str, Any], name: str, default: int | None = None, low: int = INT64_MIN,
+         high: int = INT64_MAX) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise QueryError(f"{name!r} must be an integer from {low} to {high}, got {value!r:.40}")
+    return value
+
+
+def _required_int(body: dict[str, Any], name: str) -> int:
+    value = _int(body, name)
+    if value is None:
+        raise QueryError(f"{name!r} is required: an integer")
+    return value
+
+
+def _run_names(body: dict[str, Any]) -> tuple[str, str, str]:
+    return _text(body, "workspace"), _text(body, "project"), _text(body, "run")
+
+
+def _range(body: dict[str, Any]) -> tuple[int, int | None, int | None]:
+    """Buckets ``n`` (default 1000) over the steps [``start``, ``end``]."""
+    n = _int(body, "n", 1000, 1, MAX_BUCKETS)
+    assert n is not None
+    return n, _int(body, "start"), _int(body, "end")
+
+
+def _optional(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise QueryError(f"{name!r} is {what}")
+    return value
+
+
+# ------------------------------------------------------------------------- one run
+
+
+def _all_runs(store: Store, body: dict[str, Any]) -> Any:
+    return {"runs": store.list_runs()}
+
+
+def _run(store: Store, body: dict[str, Any]) -> Any:
+    return store.get_run(*_run_names(body))
+
+
+def _changed_series(store: Store, body: dict[str, Any]) -> Any:
+    since = _int(body, "since_ns", 0)
+    assert since is not None
+    return store.changed_series(*_run_names(body), since)
+
+
+def _series_points(store: Store, body: dict[str, Any]) -> Any:
+    return store.series_points(*_run_names(body), _required_int(body, "series_id"),
+                               _int(body, "start"), _int(body, "end"), _int(body, "limit"))
+
+
+def _buckets(store: Store, body: dict[str, Any]) -> Any:
+    n, start, end = _range(body)
+    series: int | SeriesName
+    if body.get("series_id") is not None:
+        series = _required_int(body, "series_id")
+    else:
+        series = parse_series(body.get("series"), "buckets")
+    return store.series_buckets(*_run_names(body), series, n, start, end)
+
+
+def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
+    n, _, _ = _range(body)
+    items = body.get("series")
+    if not isinstance(items, list) or not items:
+        raise QueryError("'series' is a non-empty list of {\"id\": ID, \"start\": STEP, "
+                         "\"end\": STEP} (start and end may be null)")
+    if len(items) > MAX_BATCH:
+        raise QueryError(f"at most {MAX_BATCH} series per request, got {len(items)}")
+    specs: list[SeriesSpec] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise QueryError(f"each of 'series' is {{\"id\": ID, \"start\": STEP, \"end\": "
+                             f"STEP}}, got {item!r:.80}")
+        specs.append((_required_int(item, "id"), _int(item, "start"), _int(item, "end")))
+    return store.many_buckets(*_run_names(body), specs, n)
+
+
+def _band(store: Store, body: dict[str, Any]) -> Any:
+    metric = _text(body, "metric")
+    n, start, end = _range(body)
+    return store.band(
+        *_run_names(body), metric, n=n, start=start, end=end,
+        scale=_optional(body, "scale", str, "a string such as 'EPISODE'"),
+        evaluation=_optional(body, "evaluation", bool, "true, false or null"),
+        environment=_optional(body, "environment", str, "an environment id (a string)"))
+
+
+# ------------------------------------------------------------------- a project's runs
+
+
+def _cursor(value: Any) -> tuple[Any, int] | None:
+    """The ``next`` of a previous page, checked, with ±inf restored."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or isinstance(value[1], bool) \
+            or not isinstance(value[1], int):
+        raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
+    key = untagged(value[0])
+    if not isinstance(key, (str, int, float, type(None))):
+        raise QueryError("'cursor' is the 'next' of the previous page, unchanged")
+    return key, value[1]
+
+
+def _runs(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    limit = _int(body, "limit", MAX_PAGE_RUNS, 1, MAX_PAGE_RUNS)
+    assert limit is not None
+    paths = body.get("attributes") or []
+    if not isinstance(paths, list) or len(paths) > MAX_COLUMNS:
+        raise QueryError(f"'attributes' is a list of at most {MAX_COLUMNS} paths")
+    summaries = body.get("summaries") or []
+    if not isinstance(summaries, list) or len(summaries) > MAX_COLUMNS:
+        raise QueryError(f"'summaries' is a list of at most {MAX_COLUMNS} "
+                         "{\"series\": ..., \"fn\": ...}")
+    columns: list[tuple[SeriesName, str]] = []
+    for item in summaries:
+        if not isinstance(item, dict) or item.get("fn") not in FUNCTIONS:
+            raise QueryError(f"a summary column is {{\"series\": ..., \"fn\": one of "
+                             f"{', '.join(FUNCTIONS)}}}, got {item!r:.80}")
+        columns.append((parse_series(item.get("series"), "summary column"), item["fn"]))
+    return store.query_runs(workspace, project, filter=body.get("filter"),
+                            order_by=body.get("order_by"), attributes=paths,
+                            summaries=columns, cursor=_cursor(body.get("cursor")), limit=limit)
+
+
+def _series(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    names = body.get("runs")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_PAGE_RUNS
+                              or not all(isinstance(n, str) for n in names)):
+        raise QueryError(f"'runs' is a list of at most {MAX_PAGE_RUNS} run names, or null for "
+                         "every run of the project")
+    return store.list_series(workspace, project, names)
+
+
+def _points(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    limit = _int(body, "limit", MAX_PAGE_POINTS, 1, MAX_PAGE_POINTS)
+    assert limit is not None
+    rl = body.get("rl", False) is True
+    encoding = body.get("encoding", "json")
+    if encoding not in ("json", "binary"):
+        raise QueryError("'encoding' is \"json\" (arrays of numbers) or \"binary\"")
+    cursor = None
+    if body.get("cursor") is not None:
+        try:
+            position, x, minor = (int(v) for v in body["cursor"])
+        except (TypeError, ValueError):
+            raise QueryError("'cursor' is the 'next' of the previous page, unchanged") from None
+        cursor = (position, x, minor)
+    items = body.get("series")
+    if not isinstance(items, list) or not items or len(items) > MAX_POINT_SERIES:
+        raise QueryError("'series' is a non-empty list of {\"run\": NAME, \"metric\": NAME}")
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("run"), str):
+            raise QueryError(f"each of 'series' names a \"run\", got {item!r:.80}")
+    named = [(item["run"], parse_series(item, "series")) for item in items]
+    common = {"limit": limit, "cursor": cursor, "binary": encoding == "binary",
+              "timestamps": body.get("timestamps", True) is not False}
+    if rl:
+        return store.query_points(workspace, project, **common, rl=[
+            (run, name.metric, item.get("scale")) for (run, name), item in zip(named, items,
+                                                                                strict=True)])
+    return store.query_points(workspace, project, **common, standard=named)
+
+
+ROUTES: dict[str, Route] = {
+    "all_runs": _all_runs,
+    "run": _run,
+    "changed_series": _changed_series,
+    "series_points": _series_points,
+    "buckets": _buckets,
+    "many_buckets": _many_buckets,
+    "band": _band,
+    "series": _series,
+    "runs": _runs,
+    "points": _points,
+}
+
+
+# ----------------------------------------------------------------- GET /api/runs… aliases
+
+
+def _param(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _param_int(text: str | None, what: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise QueryError(f"{what} must be an integer, got {text!r:.40}") from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise QueryError(f"{what} must fit in 64 bits, got {text:.40}")
+    return number
+
+
+def parse_series_specs(text: str) -> list[dict[str, int | None]]:
+    """``ID[:START[:END]],...`` (START or END may be empty) as ``many_buckets``' series;
+    QueryError saying what is wrong."""
+    specs: list[dict[str, int | None]] = []
+    for item in text.split(","):
+        fields = item.split(":")
+        if not 1 <= len(fields) <= 3 or not fields[0]:
+            raise QueryError(f"series must be ID[:START[:END]], comma-separated; got "
+                             f"{item!r:.40}")
+        numbers = [_param_int(field or None, f"series {item!r:.40}")
+                   for field in fields + [""] * (3 - len(fields))]
+        specs.append(dict(zip(("id", "start", "end"), numbers, strict=True)))
+    return specs
+
+
+def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
+    """The route and body a ``GET /api/runs…`` path (as sent: each name percent-encoded
+    whole) and its query string stand for; NotFound for a path that is none of them."""
+    parts = [unquote(p) for p in path.split("/")[3:]]  # after "", "api", "runs"
+    query = parse_qs(query_string.decode("utf-8", "replace"))
+    if not parts:
+        return "all_runs", {}
+    if len(parts) < 3:
+        raise NotFound(f"no route GET {path}")
+    body: dict[str, Any] = {"workspace": parts[0], "project": parts[1], "run": parts[2]}
+    rest = parts[3:]
+    numbers = {name: _param_int(_param(query, name), name)
+               for name in ("n", "start", "end", "limit", "since") if name in query}
+    if not rest:
+        return "run", body
+    if rest == ["series"]:  # the dashboard's live cursor: series written since a time
+        return "changed_series", {**body, "since_ns": numbers.get("since") or 0}
+    if rest == ["buckets"]:  # several series' buckets in one request
+        series = _param(query, "series")
+        if series is None:
+            raise QueryError("query parameter 'series' is required")
+        return "many_buckets", {**body, "series": parse_series_specs(series),
+                                "n": numbers.get("n")}
+    if rest == ["bands"]:
+        evaluation = _param(query, "evaluation")
+        return "band", {**body, "metric": _param(query, "metric"),
+                        "scale": _param(query, "scale"),
+                        "environment": _param(query, "environment"),
+                        "evaluation": None if evaluation is None
+                        else evaluation.lower() in ("1", "true", "yes"),
+                        **{k: numbers.get(k) for k in ("n", "start", "end")}}
+    if len(rest) == 3 and rest[0] == "series" and rest[2] in ("points", "buckets"):
+        body["series_id"] = _param_int(rest[1], "series id")
+        if rest[2] == "points":
+            return "series_points", {**body, **{k: numbers.get(k)
+                                                for k in ("start", "end", "limit")}}
+        return "buckets", {**body, **{k: numbers.get(k) for k in ("n", "start", "end")}}
+    raise NotFound(f"no route GET {path}")

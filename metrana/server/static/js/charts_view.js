@@ -1,0 +1,292 @@
+// A page of charts grouped by metric, shared by the run page (js/run_page.js) and the compare
+// page (js/compare_page.js), which add their headers. Live: polls each run's changed series.
+
+import { api, CURSOR_SLACK_NS, isAbort, POLL_HIDDEN_MS, POLL_LIVE_MS, POLL_QUIET_MS, runApi } from "./api.js";
+import { Chart, DASHES, PALETTE } from "./chart.js";
+import { el, setConnection } from "./dom.js";
+import { fmtLabels, naturalOrder } from "./format.js";
+import { saveSettings, settings } from "./settings.js";
+import { Source } from "./source.js";
+
+/** Charts grouped by metric: one run (labels as lines, RL bands, environments), or several
+ *  runs overlaid (one colour per run). Live: polls each run's changed series. A page says
+ *  what it is about in `showCrumbs()` and `renderHeader()`. */
+export class ChartsView {
+  constructor(main, runs) {
+    this.abort = new AbortController();
+    this.runIds = runs;
+    this.compare = runs.length > 1;
+    this.runs = [];       // per run: {id, detail, series: Map(id → series), cursor}
+    this.charts = new Map();
+    this.sections = new Map();
+    this.main = main;
+    this.start().catch((error) => {
+      if (isAbort(error)) return;
+      main.replaceChildren(el("p", { class: "error" }, error.message),
+                           el("p", {}, el("a", { href: "#/" }, "All runs")));
+    });
+  }
+
+  async start() {
+    const details = await Promise.all(this.runIds.map((id) => api(runApi(id), this.abort.signal)));
+    this.runs = details.map((detail, i) => ({
+      id: this.runIds[i], detail, color: PALETTE[i % PALETTE.length],
+      series: new Map(detail.series.map((s) => [s.id, s])),
+      cursor: detail.last_activity_ns,
+    }));
+    this.layout();
+    this.sync();
+    const t0 = performance.now();
+    // In page order: the first requests bring the charts at the top.
+    const byNode = new Map([...this.charts.values()].map((c) => [c.node, c]));
+    const ordered = [...this.groups.querySelectorAll(".chart")].map((node) => byNode.get(node));
+    await Promise.all(ordered.map((c) => this.loadChart(c)));
+    await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
+    window.metranaReady = { at: performance.now(), charts: this.charts.size, load: performance.now() - t0 };
+    document.body.dataset.ready = "1";
+    this.timer = setTimeout(() => this.poll(), this.pollDelay());
+  }
+
+  async loadChart(chart) {
+    try {
+      await chart.load(this.abort.signal);
+    } catch (error) {
+      if (!isAbort(error)) chart.area.replaceChildren(el("div", { class: "placeholder error" }, error.message));
+    }
+  }
+
+  pollDelay() {
+    if (document.hidden) return POLL_HIDDEN_MS;
+    return this.runs.some((r) => r.detail.status === "live") ? POLL_LIVE_MS : POLL_QUIET_MS;
+  }
+
+  layout() {
+    this.showCrumbs();
+    this.header = el("div");
+    this.renderHeader();
+    const xSelect = el("select", { "aria-label": "x axis", onchange: () => { settings.x = xSelect.value; this.settingsChanged(true); } },
+      el("option", { value: "step" }, "step"), el("option", { value: "wall" }, "wall time"),
+      el("option", { value: "relative" }, "relative time"));
+    xSelect.value = settings.x;
+    const smoothValue = el("span", {}, settings.smoothing.toFixed(2));
+    const smoothing = el("input", { type: "range", min: 0, max: 0.99, step: 0.01, value: String(settings.smoothing),
+                                    "aria-label": "smoothing", oninput: () => {
+      settings.smoothing = Number(smoothing.value);
+      smoothValue.textContent = settings.smoothing.toFixed(2);
+      clearTimeout(this.smoothTimer);
+      this.smoothTimer = setTimeout(() => this.settingsChanged(false), 60);
+    } });
+    const logY = el("input", { type: "checkbox", checked: settings.logY, onchange: () => {
+      settings.logY = logY.checked; this.settingsChanged(false); } });
+    const filter = el("input", { type: "search", placeholder: "filter metrics", "aria-label": "filter metrics",
+                                 oninput: () => this.filter(filter.value) });
+    this.groups = el("div", {}, el("p", { class: "empty" },
+      "No points logged yet: charts appear here as they arrive."));
+    this.main.replaceChildren(this.header,
+      el("div", { class: "toolbar" },
+        el("label", {}, "x axis", xSelect),
+        el("label", { title: "exponential moving average; the raw line stays faint behind" }, "smoothing", smoothing, smoothValue),
+        el("label", {}, logY, "log y"),
+        el("span", { class: "grow" }), filter,
+        el("span", { class: "muted" }, "drag to zoom · double-click to reset")),
+      this.groups);
+  }
+
+  /** Charts for every metric group not charted yet; lines for series new to a chart. */
+  sync() {
+    const single = !this.compare;
+    const added = [];
+    this.runs.forEach((run, runIndex) => {
+      const byGroup = new Map();
+      for (const s of run.series.values()) {
+        const evaluation = s.labels.evaluation === "true";
+        const key = s.kind === "rl" ? JSON.stringify(["rl", s.metric_name, s.scale, evaluation])
+          : JSON.stringify(["std", s.metric_name, s.scale]);
+        if (!byGroup.has(key)) byGroup.set(key, []);
+        byGroup.get(key).push(s);
+      }
+      for (const [key, members] of byGroup) {
+        const first = members[0];
+        let chart = this.charts.get(key);
+        if (!chart) {
+          chart = this.newChart(key, first);
+          added.push(chart);
+        }
+        const base = runApi(run.id);
+        if (first.kind === "rl") {
+          let source = chart.sources.find((s) => s.run === run.detail && s.environment === undefined);
+          if (!source) {
+            source = new Source({
+              url: `${base}/bands`, run: run.detail, band: true,
+              query: { metric: first.metric_name, scale: first.scale, evaluation: String(first.labels.evaluation === "true") },
+              label: single ? "mean ± std, min–max" : run.id[2],
+              color: single ? PALETTE[0] : run.color,
+            });
+            chart.add(source);
+            if (!added.includes(chart)) chart.pending = true;
+          }
+          source.expected = members.reduce((a, s) => a + s.point_count, 0);
+          const envs = new Map();
+          for (const s of members) envs.set(s.environment_id, (envs.get(s.environment_id) ?? 0) + s.point_count);
+          for (const env of chart.sources.filter((s) => s.environment !== undefined && s.run === run.detail)) env.expected = envs.get(env.environment) ?? 0;
+          source.label = single ? `mean ± std, min–max across ${envs.size} environment${envs.size === 1 ? "" : "s"}` : run.id[2];
+          if (single) chart.setEnvironments?.([...envs.keys()].sort(naturalOrder));
+        } else {
+          members.forEach((s) => {
+            let source = chart.sources.find((x) => x.seriesId === s.id && x.run === run.detail);
+            if (!source) {
+              const lineIndex = chart.sources.filter((x) => x.run === run.detail).length;
+              const labels = fmtLabels(s.labels);
+              source = new Source({
+                url: base, seriesId: s.id, run: run.detail,
+                label: single ? (labels || s.metric_name) : run.id[2] + (labels ? ` {${labels}}` : ""),
+                color: single ? PALETTE[chart.sources.length % PALETTE.length] : run.color,
+                dash: single ? [] : DASHES[lineIndex % DASHES.length],
+              });
+              chart.add(source);
+              if (!added.includes(chart)) chart.pending = true;
+            }
+            source.expected = s.point_count;
+          });
+        }
+      }
+      run.detail.series = [...run.series.values()];
+    });
+    return added;
+  }
+
+  newChart(key, first) {
+    const rl = first.kind === "rl";
+    const evaluation = first.labels.evaluation === "true";
+    const title = first.metric_name + (first.scale !== "ML_STEP" ? ` · ${first.scale.toLowerCase().replace("_", " ")}` : "")
+      + (rl && evaluation ? " · evaluation" : "");
+    let envBox = null;
+    let chart;
+    if (rl && !this.compare) {
+      const list = el("div", { class: "list" });
+      const summary = el("summary", {}, "single environments");
+      envBox = el("details", { class: "envs" }, summary, list);
+      const known = new Set();
+      envBox.setEnvironments = (envs) => {
+        summary.textContent = `single environments (${envs.length})`;
+        for (const env of envs) {
+          if (known.has(env)) continue;
+          known.add(env);
+          list.append(el("label", {}, el("input", { type: "checkbox", dataset: { env },
+            onchange: (e) => this.toggleEnvironment(chart, env, e.target.checked) }), env || "(none)"));
+        }
+      };
+    }
+    chart = new Chart({
+      title, metric: first.metric_name, xName: rl ? "rl_step" : "step", onEnvironments: envBox,
+      onResetZoom: (from) => {
+        for (const c of this.charts.values()) if (c.syncKey() === from.syncKey() && (c.zoom || c === from)) c.resetZoom();
+      },
+      attrs: { scale: first.scale, kind: first.kind, ...(rl ? { evaluation: String(evaluation) } : {}) },
+    });
+    chart.setEnvironments = envBox?.setEnvironments;
+    this.charts.set(key, chart);
+    const name = first.metric_name;
+    const prefix = name.includes("/") ? name.slice(0, name.indexOf("/")) : "";
+    const grid = this.section(prefix).grid;
+    const after = [...grid.children].find((node) => naturalOrder(node.dataset.title, title) > 0);
+    chart.node.dataset.title = title;
+    grid.insertBefore(chart.node, after ?? null);
+    return chart;
+  }
+
+  section(prefix) {
+    let section = this.sections.get(prefix);
+    if (!section) {
+      const grid = el("div", { class: "grid" });
+      const node = el("section", { class: "group", dataset: { prefix } },
+        el("h2", {}, prefix ? `${prefix}/` : "metrics"), grid);
+      section = { node, grid };
+      this.sections.set(prefix, section);
+      const order = [...this.sections.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : a > b ? 1 : 0));
+      this.groups.replaceChildren(...order.map((p) => this.sections.get(p).node));
+    }
+    return section;
+  }
+
+  async toggleEnvironment(chart, env, on) {
+    const run = this.runs[0];
+    if (!on) {
+      chart.sources = chart.sources.filter((s) => s.environment !== env);
+      chart.draw();
+      return;
+    }
+    const band = chart.sources[0];
+    const color = PALETTE[(1 + chart.sources.length) % PALETTE.length];
+    const source = new Source({ url: band.url, query: { ...band.query, environment: env }, run: run.detail,
+                                label: `env ${env}`, color, counts: false });
+    source.environment = env;
+    source.expected = [...run.series.values()].filter((s) => s.kind === "rl" && s.environment_id === env
+      && s.metric_name === band.query.metric && s.scale === band.query.scale).reduce((a, s) => a + s.point_count, 0);
+    chart.add(source);
+    try {
+      await source.loadAll(chart.buckets(), this.abort.signal);
+      if (chart.zoom) source.zoomed = null;
+      chart.draw();
+    } catch (error) {
+      if (!isAbort(error)) setConnection(error.message);
+    }
+  }
+
+  async poll() {
+    try {
+      let changed = false;
+      await Promise.all(this.runs.map(async (run) => {
+        const body = await api(`${runApi(run.id)}/series?since=${Math.max(0, run.cursor - CURSOR_SLACK_NS)}`, this.abort.signal);
+        run.cursor = body.now_ns;
+        if (body.status !== run.detail.status || body.last_activity_ns !== run.detail.last_activity_ns) changed = true;
+        run.detail.status = body.status;
+        run.detail.last_activity_ns = body.last_activity_ns;
+        for (const s of body.series) run.series.set(s.id, s);
+      }));
+      const added = this.sync();
+      if (changed) this.renderHeader();
+      await Promise.all([
+        ...added.map((c) => this.loadChart(c)),
+        ...[...this.charts.values()].filter((c) => !added.includes(c)).map(async (c) => {
+          if (c.pending) {  // a new line: read it whole, once
+            c.pending = false;
+            await Promise.all(c.sources.filter((s) => !s.data.x.length).map((s) => s.loadAll(c.buckets(), this.abort.signal)));
+          }
+          await c.refresh(this.abort.signal);
+        }),
+      ]);
+      if (this.filterText) this.filter(this.filterText);
+    } catch (error) {
+      if (isAbort(error)) return;
+      setConnection(`live updates paused: ${error.message}`);
+    }
+    this.timer = setTimeout(() => this.poll(), this.pollDelay());
+  }
+
+  settingsChanged(resetZoom) {
+    saveSettings();
+    for (const chart of this.charts.values()) {
+      if (resetZoom) { chart.zoom = null; for (const s of chart.sources) s.zoomed = null; }
+      chart.shape = null;
+      chart.draw();
+    }
+  }
+
+  filter(text) {
+    this.filterText = text;
+    const terms = text.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const chart of this.charts.values()) {
+      chart.node.hidden = !terms.every((t) => chart.metric.toLowerCase().includes(t));
+    }
+    for (const section of this.sections.values()) {
+      section.node.hidden = [...section.grid.children].every((c) => c.hidden);
+    }
+  }
+
+  destroy() {
+    this.abort.abort();
+    clearTimeout(this.timer);
+    for (const chart of this.charts.values()) chart.destroy();
+  }
+}

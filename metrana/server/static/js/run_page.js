@@ -1,0 +1,49 @@
+// One run's page: its name, status and numbers, its config, and its charts (labels as lines,
+// RL bands across environments, single environments on demand).
+
+import { ChartsView } from "./charts_view.js";
+import { crumbs, el, statusBadge } from "./dom.js";
+import { fmtAgo, fmtDate, fmtInt } from "./format.js";
+
+export class RunPage extends ChartsView {
+  showCrumbs() {
+    const [w, p, r] = this.runs[0].id;
+    crumbs(el("a", { href: "#/" }, "runs"), el("span", {}, `${w} / ${p}`), el("span", {}, r));
+  }
+
+  renderHeader() {
+    const run = this.runs[0].detail;
+    const points = run.series.reduce((a, s) => a + s.point_count, 0);
+    if (!this.configBox) this.configBox = attributesBox(run.attributes);
+    this.header.replaceChildren(
+      el("h1", {}, run.run, " ", statusBadge(run.status)),
+      el("div", { class: "meta" },
+        el("span", {}, "workspace ", el("b", {}, run.workspace)),
+        el("span", {}, "project ", el("b", {}, run.project)),
+        run.experiment ? el("span", {}, "experiment ", el("b", {}, run.experiment)) : null,
+        el("span", {}, "created ", el("b", {}, fmtDate(run.created_ns))),
+        el("span", {}, "last activity ", el("b", {}, fmtAgo(run.last_activity_ns))),
+        el("span", {}, el("b", {}, fmtInt(run.series.length)), " series"),
+        el("span", {}, el("b", { id: "run-points" }, fmtInt(points)), " points")),
+      this.configBox);
+  }
+}
+
+/** The run's config (attributes under `config/`, the prefix dropped) and its other
+ *  attributes, as tables; open when there is some config and not too much of it. */
+function attributesBox(attributes) {
+  const entries = Object.entries(attributes);
+  const config = entries.filter(([path]) => path.startsWith("config/"));
+  const other = entries.filter(([path]) => !path.startsWith("config/"));
+  const value = (a) => (Array.isArray(a.value) ? a.value.join(", ") : String(a.value));
+  const table = (rows, strip) => el("table", { class: "data config" },
+    el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", {}, "value"), el("th", {}, "type"))),
+    el("tbody", {}, rows.map(([path, a]) => el("tr", {},
+      el("td", { class: "path" }, strip ? path.slice(strip.length) : path),
+      el("td", { class: "value" }, value(a)), el("td", { class: "muted" }, a.kind)))));
+  return el("details", { class: "box", id: "config", open: config.length > 0 && config.length <= 40 },
+    el("summary", {}, `Config (${config.length})`),
+    el("div", { class: "inner" },
+      config.length ? table(config, "config/") : el("p", { class: "muted" }, "This run has no config."),
+      other.length ? [el("h2", { style: "margin:12px 0 6px" }, "Other attributes"), table(other, "")] : null));
+}

@@ -1,0 +1,302 @@
+"""The store: runs, series and points on SQLite or PostgreSQL, the same way on both. It owns
+every SQL statement of the server; nothing outside this package writes one.
+
+What it guarantees, on either database:
+
+- **A request is stored whole or not at all** (one transaction), and what cannot be stored is
+  refused before anything is written (:mod:`..ingest`).
+- **Idempotent**: a retried, replayed or synced request stores nothing twice, also when two
+  servers receive it at once (:mod:`.write`).
+- **Session-relative steps**: a resumed run appends, a second process never overwrites the
+  first (:mod:`.write`).
+- **No state but the database.** Several servers can share one PostgreSQL database.
+
+The package, by job:
+
+- :mod:`.database`: the ``Database``/``Tx`` layer (one SQLite writer connection and WAL
+  readers; a pool of PostgreSQL connections), and what differs between the two;
+- :mod:`.schema`: the tables, their version, and the migrations of older databases;
+- :mod:`.write`: ingest planning and flushing (:func:`.write.create_run`,
+  :func:`.write.update_runs`);
+- :mod:`.read`: every query the server answers; :mod:`.filters` compiles a query's filters
+  and orderings into SQL; :mod:`.chunks` and :mod:`.buckets` are how points are stored and
+  reduced for charts;
+- :mod:`.views`: rows to JSON (and raw columns), with one spelling of NaN and ±inf.
+
+:class:`Store` is their face: each method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
+from . import read, views, write
+from .database import Database, Tx, open_database
+from .filters import Compiler, SeriesName
+from .schema import ensure_schema
+from .views import Binary
+
+__all__ = ["Binary", "Conflict", "NotFound", "SchemaError", "SeriesName", "SeriesSpec", "Store",
+           "Unprocessable"]
+
+SeriesSpec = tuple[int, int | None, int | None]  # a series id and the steps [start, end] asked
+
+
+class Store:
+    """One database (a SQLite file, or a ``postgresql://`` URL) of runs, series and points.
+
+    Methods are synchronous and thread-safe; the app calls them from worker threads. Reads
+    return what the read API answers (JSON-able data, bytes of JSON already encoded, or
+    :class:`Binary`); a missing run or project raises :class:`NotFound`.
+    """
+
+    def __init__(self, target: str | Path, *, insert_method: str = "copy") -> None:
+        """``insert_method``: how PostgreSQL inserts a request's chunks (``copy``, the default
+        and fastest measured; ``executemany``; ``each``). SQLite ignores it."""
+        self.db: Database = open_database(target, insert_method=insert_method)
+        try:
+            ensure_schema(self.db)
+        except BaseException:
+            self.db.close()
+            raise
+        self.location = self.db.description
+        self.path: Path | None = getattr(self.db, "path", None)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def create_run(self, request: dict[str, Any]) -> None:
+        """Store a CreateRunRequest; raises Conflict if the run exists."""
+        write.create_run(self.db, request)
+
+    def update_runs(self, request: dict[str, Any]) -> int:
+        """Store an UpdateRunsRequest in one transaction; returns the points newly stored."""
+        return write.update_runs(self.db, request)
+
+    # ------------------------------------------------------------------- runs
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with its series and point counts and its status."""
+        now = time.time_ns()
+        with self.db.read() as tx:
+            rows = read.run_list(tx)
+        return [views.run_summary(run, activity, series, points, now)
+                for run, activity, series, points in rows]
+
+    def get_run(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
+        """A run with its attributes and series."""
+        now = time.time_ns()
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            attributes = read.attributes_of(tx, run.id)
+            series = read.series_of_run(tx, run.id)
+        return views.run_detail(run, attributes, series, now)
+
+    def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
+                       ) -> dict[str, Any]:
+        """The run's status and the series written after ``since_ns`` (server time, ns).
+
+        ``now_ns`` is the cursor for the next call. A writer stamps its series with the time
+        its request started, so a request that started before ``now_ns`` may commit after this
+        read: callers ask again from a few seconds before the cursor (a series seen twice is
+        harmless).
+        """
+        now = time.time_ns()
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            activity = read.series_activity(tx, run.id)
+            series = read.series_of_run(tx, run.id, since_ns)
+        return {"now_ns": now, **run.activity(activity, now),
+                "series": [views.series_json(row) for row in series]}
+
+    def list_series(self, workspace: str, project: str, runs: list[str] | None) -> bytes:
+        """Every series of the named runs (None: of every run of the project), from the
+        per-series aggregates (no point is read): what an export lists before reading
+        points, and where a resumed import continues."""
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            if runs is None:
+                ids = read.project_runs(tx, project_id)
+            else:
+                ids = read.run_ids(tx, project_id, set(runs), f"{workspace}/{project}") \
+                    if runs else {}
+            rows = read.series_listing(tx, list(ids.values()))
+        return views.series_listing(rows, {run_id: name for name, run_id in ids.items()})
+
+    # ----------------------------------------------------------------- points
+
+    def get_points(self, series_id: int, start: int | None = None, end: int | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """Points of one series in step order; ``start``/``end`` bound the (major) step."""
+        with self.db.read() as tx:
+            points = read.points(tx, series_id, start, end)
+        if limit is not None:
+            points = points.take(slice(0, max(limit, 0)))
+        return views.point_dicts(points)
+
+    def series_points(self, workspace: str, project: str, run_name: str, series_id: int,
+                      start: int | None, end: int | None, limit: int | None) -> dict[str, Any]:
+        """:meth:`get_points` of a series of this run (NotFound if it is not one)."""
+        with self.db.read() as tx:
+            self._series_of(tx, workspace, project, run_name, [series_id])
+            points = read.points(tx, series_id, start, end)
+        if limit is not None:
+            points = points.take(slice(0, max(limit, 0)))
+        return {"series_id": series_id, "points": views.point_dicts(points)}
+
+    def query_points(self, workspace: str, project: str, *,
+                     standard: list[tuple[str, SeriesName]] | None = None,
+                     rl: list[tuple[str, str, str | None]] | None = None,
+                     limit: int, cursor: tuple[int, int, int] | None, binary: bool,
+                     timestamps: bool) -> bytes | Binary:
+        """A page of at most ``limit`` points of the series named (``standard``: run and
+        series; ``rl``: run, metric and scale or None, every environment and episode), series
+        after series; ``cursor`` is the previous page's ``next`` (position, step, minor)."""
+        start, after = (0, None) if cursor is None else (cursor[0], (cursor[1], cursor[2]))
+        parts: list[dict[str, Any]] = []
+        buffers = views.Buffers() if binary else None
+        room = limit
+        next_cursor = None
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            label = f"{workspace}/{project}"
+            listed = (read.rl_points_series(tx, project_id, label, rl) if rl is not None
+                      else read.standard_points_series(tx, project_id, label, standard or []))
+            for position in range(start, len(listed)):
+                meta = listed[position]
+                points = read.points_after(tx, meta["id"], after if position == start else None,
+                                           room)
+                part = {"position": position, **{k: v for k, v in meta.items() if k != "id"}}
+                part.update(views.columns_json(points, rl is not None, timestamps)
+                            if buffers is None
+                            else views.columns_binary(points, rl is not None, timestamps,
+                                                      buffers))
+                parts.append(part)
+                room -= points.n
+                if room <= 0:
+                    if points.n:
+                        next_cursor = [position, int(points.x[-1]), int(points.minor[-1])]
+                    break
+        return views.points_page(parts, next_cursor, buffers)
+
+    # ---------------------------------------------------------------- buckets
+
+    def buckets(self, series_ids: list[int], n: int, start: int | None = None,
+                end: int | None = None, *, spread: bool = False) -> dict[str, Any]:
+        """At most ``n`` buckets over [start, end] of one series (or, with ``spread``, of
+        several at once: the RL band across environments)."""
+        with self.db.read() as tx:
+            return read.buckets(tx, series_ids, n, start, end, spread=spread)
+
+    def series_buckets(self, workspace: str, project: str, run_name: str,
+                       series: int | SeriesName, n: int, start: int | None, end: int | None
+                       ) -> bytes:
+        """The buckets of one series of the run, by id (NotFound if it is not one of the
+        run's) or by name (QueryError if the run has no such series)."""
+        with self.db.read() as tx:
+            if isinstance(series, int):
+                self._series_of(tx, workspace, project, run_name, [series])
+                series_id = series
+            else:
+                run = read.run(tx, workspace, project, run_name)
+                found = read.standard_series_id(tx, run.id, series)
+                if found is None:
+                    raise QueryError(f"run {run_name!r} has no series {series.describe()}")
+                series_id = found
+            buckets = read.buckets(tx, [series_id], n, start, end)
+        return views.encoded({"series_id": series_id, **views.spelt_buckets(buckets)})
+
+    def many_buckets(self, workspace: str, project: str, run_name: str,
+                     specs: list[SeriesSpec], n: int) -> bytes:
+        """Buckets of several series of the run, each over its own [start, end]: a page of
+        many charts, and each live poll, is one request, not one per chart."""
+        with self.db.read() as tx:
+            self._series_of(tx, workspace, project, run_name, [spec[0] for spec in specs])
+            answers = [{"series_id": series_id, "start": start, "end": end,
+                        **views.spelt_buckets(read.buckets(tx, [series_id], n, start, end))}
+                       for series_id, start, end in specs]
+        return views.encoded({"series": answers})
+
+    def series_ids(self, workspace: str, project: str, run_name: str, metric_name: str,
+                   scale: str | None = None, evaluation: bool | None = None,
+                   environment: str | None = None) -> list[int]:
+        """The RL series of one metric across environments (and episodes) of a run; of one
+        scale, evaluation or not, or one environment, if asked."""
+        with self.db.read() as tx:
+            return self._rl_series_ids(tx, workspace, project, run_name, metric_name, scale,
+                                       evaluation, environment)
+
+    def band(self, workspace: str, project: str, run_name: str, metric: str, *,
+             scale: str | None, evaluation: bool | None, environment: str | None, n: int,
+             start: int | None, end: int | None) -> bytes:
+        """An RL metric reduced across environments (or within one) into at most ``n``
+        buckets of ``rl_step``: min, max, mean, std, count. NotFound if the run has no such
+        series."""
+        with self.db.read() as tx:
+            ids = self._rl_series_ids(tx, workspace, project, run_name, metric, scale,
+                                      evaluation, environment)
+            if not ids:
+                raise NotFound(f"run {workspace}/{project}/{run_name} has no RL series "
+                               f"{metric!r}" + ("" if environment is None
+                                                else f" in {environment!r}"))
+            band = read.buckets(tx, ids, n, start, end, spread=True)
+        return views.encoded({"metric": metric, "series": len(ids),
+                              **views.spelt_buckets(band)})
+
+    # ------------------------------------------------------------ a project's runs
+
+    def query_runs(self, workspace: str, project: str, *, filter: Any, order_by: Any,
+                   attributes: list[str], summaries: list[tuple[SeriesName, str]],
+                   cursor: tuple[Any, int] | None, limit: int) -> bytes:
+        """One page of the project's runs: ``filter`` and ``order_by`` are expression trees
+        (:mod:`.filters`), checked against the project; each run with its values of
+        ``attributes`` and ``summaries`` (a series and a function)."""
+        now = time.time_ns()
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            compiler = Compiler(tx, project_id, f"{workspace}/{project}")
+            for path in attributes:
+                compiler.attribute_kinds(path)
+            for name, _ in summaries:
+                compiler.check_series(name)
+            where = compiler.condition(filter) if filter is not None else None
+            key, descending = compiler.order_key(order_by)
+            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit)
+            ids = [int(row[0]) for row in rows]
+            values = read.attribute_values(tx, ids, [p for p in attributes
+                                                     if not p.startswith("sys/")])
+            aggregates = read.summary_rows(tx, ids, {name.metric for name, _ in summaries})
+        keys = [((name.metric, name.scale, name.labels), fn) for name, fn in summaries]
+        return views.runs_page(rows, attributes, keys, values, aggregates, now, limit)
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _series_of(tx: Tx, workspace: str, project: str, run_name: str,
+                   series_ids: list[int]) -> None:
+        """NotFound unless every one of ``series_ids`` is a series of the run."""
+        run = read.run(tx, workspace, project, run_name)
+        known = read.known_series(tx, run.id, series_ids)
+        unknown = sorted(set(series_ids) - known)
+        if unknown:
+            raise NotFound(f"run {workspace}/{project}/{run_name} has no series "
+                           f"{', '.join(map(str, unknown[:10]))}")
+
+    @staticmethod
+    def _rl_series_ids(tx: Tx, workspace: str, project: str, run_name: str, metric: str,
+                       scale: str | None, evaluation: bool | None, environment: str | None
+                       ) -> list[int]:
+        run = read.run(tx, workspace, project, run_name)
+        return [series_id for series_id, series_scale, env, labels, _
+                in read.rl_series(tx, run.id, metric)
+                if (scale is None or series_scale == scale)
+                and (environment is None or env == environment)
+                and (evaluation is None
+                     or (json.loads(labels).get("evaluation") == "true") == evaluation)]
+

@@ -1,0 +1,354 @@
+"""Rows and point arrays as the read API answers them: JSON (bytes), or JSON with raw columns.
+
+The one place that decides how a run, a series, a point and a page of runs look, and the one
+spelling of non-finite floats: JSON has no NaN or ±inf, so they are the strings ``"NaN"``,
+``"Infinity"``, ``"-Infinity"`` (:func:`metrana._wire.json_number`, the protobuf JSON
+mapping the client writes too). Where a string could be mistaken for one (a sort key, an
+attribute value), a non-finite float is tagged instead: ``{"float": "Infinity"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import orjson
+
+from ..._wire import json_number, number_from_json
+from ..point_arrays import PointArrays
+
+__all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
+           "dumps", "encoded", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
+           "run_status", "run_summary", "runs_page", "series_json", "series_listing", "spelt",
+           "spelt_buckets", "spelt_column",
+           "summary_value", "tagged", "untagged"]
+
+LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
+
+
+# ------------------------------------------------------------------- non-finite floats
+
+
+def spelt(value: Any) -> Any:
+    """A value as JSON carries it: NaN and ±inf spelt as strings, anything else as it is."""
+    if type(value) is float and value - value != 0.0:
+        return json_number(value)
+    return value
+
+
+def spelt_column(column: list[Any]) -> list[Any]:
+    """A list of numbers (and None) with its non-finite floats spelt; the same list, not a
+    copy, when it has none (the common case, checked without building anything)."""
+    if not any(type(v) is float and v - v != 0.0 for v in column):
+        return column
+    return [spelt(v) for v in column]
+
+
+def jsonable(value: Any) -> Any:
+    """Dicts and lists with every non-finite float spelt."""
+    if type(value) is float:
+        return spelt(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if any(isinstance(v, (dict, list)) for v in value):
+            return [jsonable(v) for v in value]
+        return spelt_column(value)
+    return value
+
+
+def dumps(payload: Any) -> bytes:
+    """JSON with NaN/±inf spelt.
+
+    orjson first (a bucket response costs it 0.1 ms, the json module 5); it writes NaN, ±inf
+    and None all as ``null``, so a body with a ``null`` in it is made again from a copy with
+    every non-finite float spelt (after which ``null`` can only be None). Numpy arrays in a
+    payload must be finite: :func:`columns_json` keeps them so.
+    """
+    fast: bytes = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"null" not in fast:
+        return fast
+    careful: bytes = orjson.dumps(jsonable(payload), option=orjson.OPT_SERIALIZE_NUMPY)
+    return careful
+
+
+def spelt_buckets(buckets: dict[str, Any]) -> dict[str, Any]:
+    """Bucket columns (:mod:`.buckets`) with their non-finite floats spelt, column by column."""
+    return {k: spelt_column(v) if isinstance(v, list) else v for k, v in buckets.items()}
+
+
+def encoded(payload: Any) -> bytes:
+    """JSON of a payload whose floats are all spelt already (:func:`spelt_buckets`,
+    :func:`spelt`): orjson once, ``null`` can only be None. A chart's buckets are most of what
+    the dashboard reads, and have nulls (empty buckets, open ranges): :func:`dumps` would
+    encode them twice."""
+    out: bytes = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return out
+
+
+def tagged(value: Any) -> Any:
+    """A sort key or an attribute value as JSON can carry it: a non-finite float tagged,
+    ``{"float": "Infinity"}``, so that a string "Infinity" stays a string. (NaN is never a sort
+    key: the store keeps it as NULL.)"""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": json_number(value)}
+    return value
+
+
+def untagged(value: Any) -> Any:
+    """The inverse of :func:`tagged` for ±inf (what a cursor can hold)."""
+    if isinstance(value, dict) and value.get("float") in ("Infinity", "-Infinity"):
+        return number_from_json(value["float"])
+    return value
+
+
+# ------------------------------------------------------------------------------- runs
+
+
+def run_status(closed_ns: int | None, last_activity: int, now: int) -> str:
+    if closed_ns is not None and closed_ns >= last_activity:
+        return "finished"
+    return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
+
+
+def run_activity(created_ns: int, closed_ns: int | None, series_activity: int | None, now: int
+                 ) -> dict[str, Any]:
+    """A run's ``last_activity_ns`` (its newest series' write, or its creation) and
+    ``status``: the same in every answer about runs."""
+    last = max(int(created_ns), int(series_activity or 0))
+    return {"last_activity_ns": last, "status": run_status(closed_ns, last, now)}
+
+
+@attrs.frozen
+class RunRow:
+    """A run as the store reads it (:func:`.read.find_run`)."""
+
+    id: int
+    workspace: str
+    project: str
+    name: str
+    experiment: str | None
+    created_ns: int
+    closed_ns: int | None
+    aggregation_rules: str  # JSON
+
+    def activity(self, series_activity: int | None, now: int) -> dict[str, Any]:
+        return run_activity(self.created_ns, self.closed_ns, series_activity, now)
+
+    def head(self, series_activity: int | None, now: int) -> dict[str, Any]:
+        """What every answer about a run says first."""
+        return {"workspace": self.workspace, "project": self.project, "run": self.name,
+                "experiment": self.experiment, "created_ns": self.created_ns,
+                **self.activity(series_activity, now)}
+
+
+def run_summary(run: RunRow, series_activity: int | None, series_count: int,
+                point_count: int, now: int) -> dict[str, Any]:
+    """A run as ``all_runs`` lists it."""
+    return {**run.head(series_activity, now), "series_count": int(series_count),
+            "point_count": int(point_count)}
+
+
+def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
+               series: list[tuple[Any, ...]], now: int) -> dict[str, Any]:
+    """A run with its aggregation rules, attributes (path, kind, JSON value) and series
+    (:data:`.read.SERIES_COLUMNS` rows)."""
+    shown = [series_json(row) for row in series]
+    activity = max([0] + [s["last_activity_ns"] for s in shown])
+    return {
+        **run.head(activity, now),
+        "aggregation_rules": json.loads(run.aggregation_rules),
+        "attributes": {path: {"kind": kind, "value": json.loads(value)}
+                       for path, kind, value in attributes},
+        "series": shown,
+    }
+
+
+_SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3}  # in a runs-page row
+
+
+def runs_page(rows: list[tuple[Any, ...]], paths: list[str],
+              summaries: list[tuple[tuple[str, str, str], str]],
+              attributes: dict[int, dict[str, Any]],
+              aggregates: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]], now: int,
+              limit: int) -> bytes:
+    """A page of ``runs``: each row of :func:`.read.runs_page` with its attribute values
+    (by path) and its summaries (a series' (metric, scale, labels) and a function); ``next``
+    is the last row's sort key and id when the page is full."""
+    out = []
+    for row in rows:
+        run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
+        values = attributes.get(run_id, {})
+        mine = aggregates.get(run_id, {})
+        out.append({
+            "name": name, "experiment": experiment, "created_ns": int(created_ns),
+            **run_activity(created_ns, closed_ns, activity, now),
+            "attributes": [row[_SYS_VALUES[p]] if p.startswith("sys/") else tagged(values.get(p))
+                           for p in paths],
+            "summaries": [summary_value(mine.get(key), fn) for key, fn in summaries],
+        })
+    more = len(rows) == limit
+    page = {"runs": out, "next": [tagged(rows[-1][6]), int(rows[-1][0])] if more else None}
+    # Spelt and tagged already: orjson straight (the careful path of dumps() would be taken
+    # for nothing, a page of runs has many nulls: runs without an experiment or an attribute).
+    encoded: bytes = orjson.dumps(page)
+    return encoded
+
+
+def _last_value(value: float | None, kind: int | None) -> float | None:
+    """The last point's value from its stored form: ``kind`` 0 a number, 1 NaN, 2 none."""
+    if kind == 1:
+        return math.nan
+    return value if kind == 0 else None
+
+
+def series_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A series (a :data:`.read.SERIES_COLUMNS` row): identity, extent, last point, summary."""
+    (series_id, kind, metric_name, scale, labels, environment_id, has_episode, episode, ordering,
+     point_count, valid_count, x_min, x_max, _minor_max, vmin, vmax, vsum, last_x, last_minor,
+     last_t, last_value, last_kind, last_activity) = row
+    last = None
+    if last_x is not None:
+        last = {"step": last_x, "minor_step": last_minor or 0, "timestamp_ns": last_t,
+                "value": _last_value(last_value, last_kind)}
+    return {
+        "id": series_id,
+        "kind": kind,
+        "metric_name": metric_name,
+        "scale": scale,
+        "labels": json.loads(labels),
+        "environment_id": environment_id,
+        "episode": episode if has_episode else None,
+        "ordering": ordering,
+        "point_count": point_count,
+        "first_step": x_min,
+        "last_step": x_max,
+        "last_point": last,
+        "summary": {"count": point_count, "valid": valid_count, "min": vmin, "max": vmax,
+                    "mean": (vsum / valid_count) if valid_count and vsum is not None else None,
+                    "last": _last_value(last_value, last_kind) if last_x is not None else None},
+        "last_activity_ns": last_activity,
+    }
+
+
+def series_listing(rows: list[tuple[Any, ...]], name_of: dict[int, str]) -> bytes:
+    """Series (:data:`.read.LISTING_COLUMNS` rows) as ``series`` lists them: their run's name,
+    identity, point count, first and last step and last timestamp. (No floats: encoded
+    straight.)"""
+    encoded: bytes = orjson.dumps({"series": [
+        {"run": name_of[int(r[0])], "kind": r[1], "metric": r[2], "scale": r[3],
+         "labels": json.loads(r[4]), "environment": r[5] if r[1] == "rl" else None,
+         "episode": int(r[7]) if r[6] else None, "count": int(r[8]),
+         "first_step": None if r[9] is None else int(r[9]),
+         "last_step": None if r[10] is None else int(r[10]),
+         "last_timestamp_ns": None if r[11] is None else int(r[11])}
+        for r in rows]})
+    return encoded
+
+
+def summary_value(row: tuple[Any, ...] | None, fn: str) -> float | int | str | None:
+    """One summary (``last``, ``min``, ``max``, ``mean``, ``count``) of a series from its
+    aggregates (:data:`.read.SUMMARY_COLUMNS`), spelt."""
+    if row is None:
+        return None
+    count, vmin, vmax, vsum, valid, last_value, last_kind = row
+    value: float | int | None
+    if fn == "count":
+        value = int(count)
+    elif fn == "min":
+        value = vmin if vmin is None else float(vmin)
+    elif fn == "max":
+        value = vmax if vmax is None else float(vmax)
+    elif fn == "mean":
+        value = float(vsum) / int(valid) if valid and vsum is not None else None
+    else:
+        value = float(last_value) if last_kind == 0 and last_value is not None else None
+    shown: float | int | str | None = spelt(value)
+    return shown
+
+
+# ----------------------------------------------------------------------------- points
+
+
+def point_dicts(points: PointArrays) -> list[dict[str, Any]]:
+    """Points as objects (``series_points``): step, minor step, timestamp, value (None for a
+    point without one)."""
+    return [{"step": x, "minor_step": m, "timestamp_ns": t, "value": None if missing else v}
+            for x, m, t, v, missing in zip(points.x.tolist(), points.minor.tolist(),
+                                            points.t.tolist(), points.v.tolist(),
+                                            points.missing.tolist(), strict=True)]
+
+
+@attrs.frozen
+class Binary:
+    """An answer that is not JSON: ``<u4 n`` (little-endian), ``n`` bytes of JSON (the answer,
+    where each column is ``[offset, count]`` into what follows), then the columns' raw
+    little-endian bytes (steps and timestamps int64, values float64, NaN for no value)."""
+
+    body: bytes
+    content_type: ClassVar[str] = "application/vnd.metrana.columns"
+
+
+class Buffers:
+    """The raw columns of a binary answer, and where each starts."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> int:
+        offset = self.size
+        self.parts.append(data)
+        self.size += len(data)
+        return offset
+
+
+def columns_binary(points: PointArrays, rl: bool, timestamps: bool, buffers: Buffers
+                   ) -> dict[str, Any]:
+    """Columns appended to ``buffers`` as raw bytes; each as its [offset, count]. A point
+    without a value is NaN. Timestamps only if asked for: they are a third of the bytes."""
+    named = [("x", points.x, "<i8"), ("v", np.where(points.missing, np.nan, points.v), "<f8")]
+    if timestamps:
+        named.append(("t", points.t, "<i8"))
+    if rl:
+        named.append(("minor", points.minor, "<i8"))
+    out: dict[str, Any] = {}
+    for name, array, dtype in named:
+        data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+        out[name] = [buffers.add(data), points.n]
+    return {"binary": out}
+
+
+def columns_json(points: PointArrays, rl: bool, timestamps: bool) -> dict[str, Any]:
+    """Columns as JSON arrays; non-finite and missing values listed apart (orjson would write
+    them all as null), by their index."""
+    v = points.v
+    finite = np.isfinite(v)
+    out: dict[str, Any] = {"x": points.x}
+    if timestamps:
+        out["t"] = points.t
+    if rl:
+        out["minor"] = points.minor
+    if finite.all() and not points.missing.any():
+        out["v"] = v
+        return out
+    odd = np.flatnonzero(~finite | points.missing)
+    out["v"] = np.where(finite, v, 0.0)
+    out["special"] = [[i, None if points.missing[i] else spelt(float(v[i]))]
+                      for i in odd.tolist()]
+    return out
+
+
+def points_page(parts: list[dict[str, Any]], next_cursor: list[int] | None,
+                buffers: Buffers | None) -> bytes | Binary:
+    """A page of ``points``: JSON, or (with ``buffers``) JSON followed by the raw columns."""
+    # Spelt already (columns_json): nothing here may be written as null by mistake.
+    header: bytes = orjson.dumps({"series": parts, "next": next_cursor},
+                                 option=orjson.OPT_SERIALIZE_NUMPY)
+    if buffers is None:
+        return header
+    return Binary(b"".join([struct.pack("<I", len(header)), header, *buffers.parts]))
