@@ -30,8 +30,7 @@ from ._actors.pump import Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
-from ._actors.series_ends import StoredEnds
-from ._actors.step_counter import StepCounter
+from ._actors.step_counter import StepCounter, StoredEnds
 from ._actors.supervisor import supervised
 from ._config import Settings, is_local_url
 from ._delivery import Delivery, DeliveryMode

@@ -29,7 +29,8 @@ from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
 from .._stats import Counters
 from .._wire import encode_update, is_ok
 from .dispatcher import NO_ANSWER, RetryPolicy, post_with_retries
-from .series_ends import StoredEnds, fetch_ends
+from .series_ends import fetch_ends
+from .step_counter import StoredEnds
 
 __all__ = ["RunCreator", "RunSpec", "create_run"]
 

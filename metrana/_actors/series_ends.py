@@ -10,7 +10,8 @@ and the StepCounter refuses a point that would go before it (an ``rl_step`` lowe
 a manual ``step`` not after it), exactly as it refuses a decreasing step within a session.
 Automatic steps are not checked: the service places a new session's after everything stored.
 
-The StepCounter waits for the answer before numbering anything (:attr:`StoredEnds.ready`);
+The StepCounter waits for the answer before numbering anything (``StoredEnds.ready``, in
+:mod:`.step_counter`);
 the question is bounded in time like the run's creation. A service without the route (the
 hosted one answers 404/405) means no check, as before; a forked child does not ask (it logs
 alongside its parent, it is not a rerun), nor does a session that could not reach the service.
@@ -21,38 +22,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import httpx
 import trio
 
 from .._stats import Counters
 from .._wire import is_ok
 from .dispatcher import RetryPolicy, describe_failure, is_transient
+from .step_counter import Identity
 
-__all__ = ["ENDS_PATH", "ENDS_TIMEOUT", "StoredEnds", "fetch_ends"]
+__all__ = ["ENDS_PATH", "ENDS_TIMEOUT", "fetch_ends"]
 
 ENDS_PATH = "/api/query/series"  # on the service's root, not under /v1
 ENDS_TIMEOUT = 10.0  # as long as init() waits for the run's creation by default
 _ATTEMPTS = 3
 _NO_ROUTE = (404, 405, 501)  # a service that does not know the question (the hosted one)
-
-Identity = tuple[object, ...]  # SeriesKey.identity: (rl, name, scale, labels, env_id, episode)
-
-
-@attrs.define(eq=False)
-class StoredEnds:
-    """The answer, shared by the run creator (which fills it) and the StepCounter (which
-    reads it once ``ready`` is set), and what the check refused (for the close summary)."""
-
-    ready: trio.Event = attrs.field(factory=trio.Event)
-    by_series: dict[Identity, int] = attrs.field(factory=dict)
-    refused: int = 0
-    first_refusal: str | None = None
-
-    def refuse(self, message: str) -> None:
-        self.refused += 1
-        if self.first_refusal is None:
-            self.first_refusal = message
 
 
 def _parse(body: Any) -> dict[Identity, int]:

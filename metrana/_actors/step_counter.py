@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
@@ -18,12 +18,29 @@ from .._vector import Block
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 
-if TYPE_CHECKING:  # the module imports the dispatcher, which imports the batcher, which us
-    from .series_ends import StoredEnds
-
-__all__ = ["Segment", "SeriesState", "StepCounter"]
+__all__ = ["Identity", "Segment", "SeriesState", "StepCounter", "StoredEnds"]
 
 _UNSET, _AUTO, _MANUAL = 0, 1, 2
+
+
+Identity = tuple[object, ...]  # SeriesKey.identity: (rl, name, scale, labels, env_id, episode)
+
+
+@attrs.define(eq=False)
+class StoredEnds:
+    """Where a resumed run's series end on the service (see :mod:`.series_ends`): filled by
+    the run creator, read by the StepCounter once ``ready`` is set; and what the check
+    refused, for the close summary."""
+
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    by_series: dict[Identity, int] = attrs.field(factory=dict)
+    refused: int = 0
+    first_refusal: str | None = None
+
+    def refuse(self, message: str) -> None:
+        self.refused += 1
+        if self.first_refusal is None:
+            self.first_refusal = message
 
 
 @attrs.define(eq=False)

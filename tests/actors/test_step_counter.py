@@ -107,7 +107,7 @@ def test_a_resumed_runs_stored_ends_bound_rl_steps_and_manual_steps() -> None:
     refused (an equal one is not), a manual step must go after the stored last one; the
     refusals are counted invalid, told apart from a session's own decreasing step, and the
     first is kept for the close summary. Automatic steps are not bounded."""
-    from metrana._actors.series_ends import StoredEnds
+    from metrana._actors.step_counter import StoredEnds
 
     rl_key = SeriesKey(True, "ret", "EPISODE", (), "env-0")
     manual = SeriesKey(False, "score", "ML_STEP", ())

@@ -89,21 +89,6 @@ def _child_logs_and_waits(ready: Any) -> None:
     time.sleep(600)  # holding its points (no flush) until terminated
 
 
-def _parent_terminates_child(url: str, name: str, steps: str) -> None:
-    metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
-                 log_level="Success")
-    context = multiprocessing.get_context("fork")
-    ready = context.Event()
-    child = context.Process(target=_child_logs_and_waits, args=(ready,))
-    child.start()
-    assert ready.wait(60)
-    child.terminate()  # SIGTERM
-    child.join(60)
-    step(steps, "terminated")
-    closed = metrana.close()
-    Path(steps, "out").write_text(f"{child.exitcode} {closed.replayed}")
-
-
 def test_a_terminated_child_spools_and_the_parents_close_delivers_it(
         proxy: FaultProxy, live_server: ServerInfo, tmp_path: Path) -> None:
     """A forked child logs 30,000 points (the service busy: they stay in memory) and is
@@ -113,9 +98,10 @@ def test_a_terminated_child_spools_and_the_parents_close_delivers_it(
     name = new_run()
     proxy.reject_status = 503
     script = (f"{DEFAULT_SIGINT}; import sys; sys.path.insert(0, {str(Path.cwd())!r}); "
-              "from tests.client.test_sigterm import _parent_terminates_child as run; "
+              "from tests.client.test_sigterm import _parent_terminates as run; "
               "run(*sys.argv[1:])")
-    runner = subprocess.Popen([sys.executable, "-c", script, proxy.url, name, str(tmp_path)],
+    runner = subprocess.Popen([sys.executable, "-c", script, "waits", proxy.url, name,
+                               str(tmp_path)],
                               stderr=subprocess.PIPE, text=True)
     busy_until_terminated(proxy, tmp_path)
     _, err = runner.communicate(timeout=120)
@@ -216,18 +202,24 @@ def _child_logs_then_blocks_for_good(ready: Any) -> None:
     libc.pthread_mutex_lock(mutex)
 
 
-def _parent_terminates_blocked_child(url: str, name: str, steps: str) -> None:
+CHILDREN = {"waits": _child_logs_and_waits, "blocks": _child_logs_then_blocks_for_good}
+
+
+def _parent_terminates(child_name: str, url: str, name: str, steps: str) -> None:
+    """A run whose forked child logs, then is terminated (SIGTERM) while it holds its points;
+    then the parent closes the run. Writes the child's exit code and what close() replayed."""
     metrana.init(workspace_name="ws", project_name="proj", run_name=name, ingestion_url=url,
-                 log_level="Off")
+                 log_level="Success")
     context = multiprocessing.get_context("fork")
     ready = context.Event()
-    child = context.Process(target=_child_logs_then_blocks_for_good, args=(ready,))
+    child = context.Process(target=CHILDREN[child_name], args=(ready,))
     child.start()
     assert ready.wait(60)
-    child.terminate()
+    child.terminate()  # SIGTERM
     child.join(60)
     step(steps, "terminated")
-    Path(steps, "out").write_text(f"{child.exitcode} {metrana.close().replayed}")
+    closed = metrana.close()
+    Path(steps, "out").write_text(f"{child.exitcode} {closed.replayed}")
 
 
 def test_a_child_whose_main_thread_never_returns_to_python_still_ends_and_spools(
@@ -239,7 +231,7 @@ def test_a_child_whose_main_thread_never_returns_to_python_still_ends_and_spools
     proxy.reject_status = 503
     release = threading.Thread(target=busy_until_terminated, args=(proxy, tmp_path))
     release.start()
-    run_spawned(_parent_terminates_blocked_child, proxy.url, name, str(tmp_path), timeout=120)
+    run_spawned(_parent_terminates, "blocks", proxy.url, name, str(tmp_path), timeout=120)
     release.join()
     exitcode, replayed = (tmp_path / "out").read_text().split()
     assert (int(exitcode), int(replayed)) == (-signal.SIGTERM, 10_000)
