@@ -8,7 +8,7 @@ import gzip
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -27,7 +27,42 @@ from .flush import FlushMarker
 from .parcel import InFlight, Parcel, Progress, deliver_isolating, parcel_count
 
 __all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_definite", "is_transient",
-           "post_with_retries"]
+           "post", "post_with_retries"]
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body sent in one piece, by a plain iterator. httpx hands ``content=bytes``
+    to the connection as an async generator; a request cancelled while its body is written
+    (close spooling what is left, a probe's time limit) leaves that generator unfinished, and
+    trio warns when it is collected. An iterator leaves nothing to finalize."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._body)
+
+
+class _Once:
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes,
+               headers: dict[str, str]) -> httpx.Response:
+    """One POST of ``body`` (see :class:`_Body` for why not ``client.post``)."""
+    request = client.build_request("POST", url, content=body, headers=headers)
+    request.stream = _Body(body)
+    return await client.send(request)
 
 
 @attrs.frozen
@@ -164,7 +199,7 @@ async def post_with_retries(
         if flight is not None:
             flight.outstanding = True
         try:
-            response = await client.post(path, content=body, headers=headers or JSON_HEADERS)
+            response = await post(client, path, body, headers or JSON_HEADERS)
         except httpx.TransportError as exc:
             if flight is not None:
                 flight.outstanding = False

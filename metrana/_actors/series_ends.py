@@ -23,11 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import trio
 
 from .._stats import Counters
-from .._wire import is_ok
-from .dispatcher import RetryPolicy, describe_failure, is_transient
+from .._wire import JSON_HEADERS, is_ok
+from .dispatcher import RetryPolicy, describe_failure, is_transient, post
 from .step_counter import Identity
 
 __all__ = ["ENDS_PATH", "ENDS_TIMEOUT", "fetch_ends"]
@@ -66,7 +67,7 @@ async def fetch_ends(client: httpx.AsyncClient, service: str, workspace: str, pr
         for attempt in range(_ATTEMPTS):
             counters.requests += 1
             try:
-                response = await client.post(url, json=body)
+                response = await post(client, url, orjson.dumps(body), JSON_HEADERS)
             except httpx.TransportError as exc:
                 reason = describe_failure(exc)
             else:

@@ -382,3 +382,22 @@ async def test_batches_queued_behind_a_request_are_merged_up_to_10000_points() -
     assert [len(r) for r in requests] == [10_000, 2000, 9000, 30]
     assert [v for r in requests for v in r] == [float(i) for i in range(21_030)]
     assert marker.done.is_set() and counters.sent == 21_030
+
+
+async def test_a_request_cancelled_while_its_body_is_written_leaves_nothing_to_finalize() -> None:
+    """Close cancels requests on the wire (spooling what is left). Cancelled while its body
+    is being written — the server takes no bytes — a POST must leave no half-run async
+    generator behind: trio warns when one is collected (an error in this suite)."""
+    import gc
+
+    with socket.socket() as listener:  # listens, never accepts: the body cannot be written
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+        async with httpx.AsyncClient(base_url=url) as client:
+            with trio.move_on_after(1) as scope:
+                await post_with_retries(client, "/runs:update", b"x" * (64 << 20),
+                                        RetryPolicy(max_attempts=1), Counters())
+            assert scope.cancelled_caught
+            gc.collect()
+            await trio.sleep(0)  # trio finalizes collected generators in a task of the run
