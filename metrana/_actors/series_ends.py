@@ -5,14 +5,13 @@ the first's: an RL curve zig-zagged between two trainings, a manual-step series 
 logged twice. So at ``init()`` of a run that already exists, the run creator asks the service
 once (``POST /api/query/series``, the read API's listing of a run's series) for the last stored
 step of each series — for an RL series its last ``rl_step``, per (metric, scale, env_id,
-episode, labels) —
-and the StepCounter refuses a point that would go before it (an ``rl_step`` lower than that,
-a manual ``step`` not after it), exactly as it refuses a decreasing step within a session.
-Automatic steps are not checked: the service places a new session's after everything stored.
+episode, labels) — and the StepCounter refuses a point that would go before it (an
+``rl_step`` lower than that, a manual ``step`` not after it), exactly as it refuses a
+decreasing step within a session. Automatic steps are not checked: the service places a new
+session's after everything stored.
 
 The StepCounter waits for the answer before numbering anything (``StoredEnds.ready``, in
-:mod:`.step_counter`);
-the question is bounded in time like the run's creation. A service without the route (the
+:mod:`.step_counter`); the question is bounded in time like the run's creation. A service without the route (the
 hosted one answers 404/405) means no check, as before; a forked child does not ask (it logs
 alongside its parent, it is not a rerun), nor does a session that could not reach the service.
 """
