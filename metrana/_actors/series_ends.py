@@ -11,9 +11,10 @@ decreasing step within a session. Automatic steps are not checked: the service p
 session's after everything stored.
 
 The StepCounter waits for the answer before numbering anything (``StoredEnds.ready``, in
-:mod:`.step_counter`); the question is bounded in time like the run's creation. A service without the route (the
-hosted one answers 404/405) means no check, as before; a forked child does not ask (it logs
-alongside its parent, it is not a rerun), nor does a session that could not reach the service.
+:mod:`.step_counter`); the question is bounded in time like the run's creation. A service
+without the route (the hosted one answers 404/405) means no check, as before; a forked child
+does not ask (it logs alongside its parent, it is not a rerun), nor does a session that could
+not reach the service.
 """
 
 from __future__ import annotations

@@ -393,7 +393,7 @@ async def test_a_request_cancelled_while_its_body_is_written_leaves_nothing_to_f
     with socket.socket() as listener:  # listens, never accepts: the body cannot be written
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         async with httpx.AsyncClient(base_url=url) as client:
             with trio.move_on_after(1) as scope:
                 await post_with_retries(client, "/runs:update", b"x" * (64 << 20),
