@@ -93,7 +93,8 @@ def test_scatters_round_trip_exactly(any_live_server: ServerInfo) -> None:
             client.fetch_histogram_series(run, "actions")
 
 
-def test_spooled_histograms_arrive_through_sync(live_server: ServerInfo, tmp_path: Path) -> None:
+def test_spooled_histograms_arrive_through_sync(any_live_server: ServerInfo,
+                                               tmp_path: Path) -> None:
     """Offline: histograms and clouds wait in the spool and arrive exactly with sync()."""
     run = _run()
     spool = tmp_path / "spool"
@@ -105,9 +106,9 @@ def test_spooled_histograms_arrive_through_sync(live_server: ServerInfo, tmp_pat
         session.log("loss", 0.25)
         metrics = session.close()
     assert metrics.spooled == 3
-    report = metrana.sync(spool, ingestion_url=live_server.url)
+    report = metrana.sync(spool, ingestion_url=any_live_server.url)
     assert report.delivered == 3, report
-    with QueryClient(WORKSPACE, PROJECT, url=live_server.url) as client:
+    with QueryClient(WORKSPACE, PROJECT, url=any_live_server.url) as client:
         frame = client.fetch_histogram_series(run, "h")
         assert frame["step"].tolist() == [3]
         assert np.array_equal(frame["counts"][0], np.asarray(histogram.counts))
