@@ -45,6 +45,11 @@ def spelt(value: Any) -> Any:
 def spelt_column(column: list[Any]) -> list[Any]:
     """A list of numbers (and None) with its non-finite floats spelt; the same list, not a
     copy, when it has none (the common case, checked without building anything)."""
+    try:  # numpy checks a column of numbers (None as NaN) 30x faster than a Python loop
+        if np.isfinite(np.array(column, dtype=np.float64)).all():
+            return column
+    except (TypeError, ValueError, OverflowError):  # not numbers only: ask each value
+        pass
     if not any(type(v) is float and v - v != 0.0 for v in column):
         return column
     return [spelt(v) for v in column]
