@@ -96,8 +96,19 @@ export const api = (path, signal) => send(path, {}, signal);
 
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export const query = (route, body, signal) => send(`/api/query/${route}`, {
-  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }, signal);
+export const query = (route, body, signal) => {
+  const text = JSON.stringify(body);
+  const ask = () => send(`/api/query/${route}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: text }, signal);
+  // The page's first read, sent by early.js before the modules loaded: taken once, when this
+  // is the same question; had it failed (a key to ask for, an error to show), asked again.
+  const early = window.metranaEarly;
+  if (early?.route === route && early.body === text) {
+    window.metranaEarly = null;
+    return early.answer.then((answer) => answer ?? ask());
+  }
+  return ask();
+};
 
 export const isAbort = (error) => error?.name === "AbortError";
 
