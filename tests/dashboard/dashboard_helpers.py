@@ -92,8 +92,9 @@ def bucket_reads(requests: list[Request]) -> list[tuple[str, int | None, int | N
         parts = urlsplit(request.url)
         query = parse_qs(parts.query)
         if parts.path == "/api/query/many_runs_buckets":
+            body = request.post_data_json or {}
             reads.extend((f"series {spec['id']}", spec["start"], spec["end"])
-                         for run in request.post_data_json["runs"] for spec in run["series"])
+                         for run in body["runs"] for spec in run["series"])
         elif parts.path.endswith("/buckets") and "series" in query:
             for spec in query["series"][0].split(","):
                 series_id, start, end = (spec.split(":") + ["", ""])[:3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -147,14 +148,15 @@ def test_several_runs_and_their_buckets_in_one_request_each(any_live_server: Ser
         runs = client.post("/api/query/many_runs", json={"runs": names})
         assert runs.status_code == 200, runs.text
         details = runs.json()["runs"]
-        for detail, name in zip(details, names, strict=True):
-            one = client.get(f"/api/runs/dash/routes/{name['run']}").json()
+        for detail, named in zip(details, names, strict=True):
+            one = client.get(f"/api/runs/dash/routes/{named['run']}").json()
             assert {k: v for k, v in detail.items() if k != "now_ns"} == \
                 {k: v for k, v in one.items() if k != "now_ns"}
         ids = [{s["metric_name"]: s["id"] for s in d["series"]} for d in details]
-        asked = [{**names[0], "series": [{"id": ids[0]["loss"], "start": None, "end": None},
-                                         {"id": ids[0]["odd"], "start": None, "end": None}]},
-                 {**names[1], "series": [{"id": ids[1]["acc"], "start": 10, "end": 19}]}]
+        whole = {"start": None, "end": None}
+        asked: list[dict[str, Any]] = [
+            {**names[0], "series": [{"id": ids[0]["loss"], **whole}, {"id": ids[0]["odd"], **whole}]},
+            {**names[1], "series": [{"id": ids[1]["acc"], "start": 10, "end": 19}]}]
         body = client.post("/api/query/many_runs_buckets",
                            json={"n": 10, "compact": True, "runs": asked})
         assert body.status_code == 200, body.text
