@@ -294,7 +294,8 @@ def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -
         expect(page.locator('#runs tr[data-run="keyed"]')).to_contain_text("1")
         # Navigating on does not ask again; the key is in no URL and not in the page.
         page.locator('#runs a', has_text="keyed").click()
-        page.wait_for_selector("body[data-ready]")
+        # The run page's own chart (the runs page sets data-ready too: not a signal here).
+        expect(page.locator('[data-metric="loss"]')).to_have_attribute("data-points", "1")
         assert charts(page) == {"loss": "1"}
         assert key not in page.url and key not in page.content()
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from metrana.server.errors import Conflict, SchemaError, Unprocessable
+from metrana.server.errors import Conflict, NotFound, SchemaError, Unprocessable
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
 from tests.support import in_background, writers_held_at
@@ -601,3 +601,28 @@ def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> N
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [1], ordering=ABSOLUTE),)))
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [0], ordering=ABSOLUTE),)))
     assert steps(store, "reward@e") == [(0, 0), (0, 1)]
+
+
+def test_a_runs_series_listing_says_where_each_series_ends(store: Store) -> None:
+    """What a client resuming a run asks: each series' identity and its last stored step —
+    the last major step (rl_step) of an RL series — whatever session or ordering wrote it."""
+    import json
+
+    create(store)
+    store.update_runs(update("run", 1, std("loss", [0, 1, 2]),
+                             {**std("eval", [3, 7], ordering=ABSOLUTE),
+                              "labels": {"split": "val"}},
+                             rl_series=(rl("reward", "env-0", 40, [0, 1]),
+                                        {**rl("reward", "env-1", 90, [0]), "episode": 3})))
+    store.update_runs(update("run", 2, std("loss", [0, 1]), rl_series=(
+        rl("reward", "env-0", 30, [0]),)))  # a later session: appended; a lower major step
+    create(store, "other")
+    store.update_runs(update("other", 1, std("loss", [0])))
+    listing = json.loads(store.list_series("ws", "proj", ["run"]))["series"]
+    ends = sorted((s["kind"], s["metric"], s["labels"], s["environment"], s["episode"],
+                   s["last_step"]) for s in listing)
+    assert ends == [("rl", "reward", {}, "env-0", None, 40), ("rl", "reward", {}, "env-1", 3, 90),
+                    ("standard", "eval", {"split": "val"}, None, None, 7),
+                    ("standard", "loss", {}, None, None, 4)]
+    with pytest.raises(NotFound, match="has no run 'missing'"):
+        store.list_series("ws", "proj", ["missing"])
