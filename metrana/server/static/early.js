@@ -3,7 +3,7 @@
 // the read travels while the modules and uPlot load, instead of after them: the project page
 // reads its overview, the run and compare pages their runs. js/api.js (`query`) takes the
 // answer when the page asks the same question; an error is ignored here and asked again
-// there, where the API key prompt and error messages live. dashboard.js routes with
+// there, where signing in and error messages live. dashboard.js routes with
 // `metranaPage`, so the page and its early read can never disagree.
 
 "use strict";
@@ -45,12 +45,12 @@ window.metranaFirstRead = (page) => {
   if (!read) return;
   const [route, body] = read;
   const text = JSON.stringify(body);
-  const key = sessionStorage.getItem("metrana.apiKey");
+  // Without the session's CSRF header (session.js has it once the modules run): a server
+  // with a key refuses this read, and the page asks it again, signed in.
   window.metranaEarly = {
     route, body: text,
     answer: fetch(`/api/query/${route}`, {
-      method: "POST", body: text, cache: "no-store",
-      headers: { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+      method: "POST", body: text, cache: "no-store", headers: { "Content-Type": "application/json" },
     }).then((response) => (response.ok ? response.json() : null), () => null),
   };
 })();
