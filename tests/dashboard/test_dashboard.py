@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, Request, expect
@@ -301,42 +300,3 @@ def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -
         expect(page.locator('[data-metric="loss"]')).to_have_attribute("data-points", "1")
         assert charts(page) == {"loss": "1"}
         assert key not in page.url and key not in page.content()
-
-
-def test_the_first_read_starts_before_the_modules_and_is_asked_once(live_server: ServerInfo,
-                                                                    page: Page) -> None:
-    """early.js sends a page's first read as the page loads; the page takes that answer
-    instead of asking again: one request for the runs compared, one for a project."""
-    log_ml_run(live_server.url, "early-a", 30)
-    log_ml_run(live_server.url, "early-b", 20)
-    requests: list[Request] = []
-    page.on("request", lambda request: requests.append(request))
-    page.goto(f"{live_server.url}/#/compare/{WS}/{PROJECT}/early-a,{WS}/{PROJECT}/early-b")
-    page.wait_for_selector("body[data-ready]")
-    assert charts(page)["train/loss"] == "50"
-    paths = [urlsplit(r.url).path for r in requests]
-    assert paths.count("/api/query/many_runs") == 1, paths
-    assert paths.count("/api/query/many_runs_buckets") == 1, paths
-    page.goto(f"{live_server.url}/#/project/{WS}/{PROJECT}")  # a hash change: no new load
-    page.wait_for_selector("#project[data-done]")
-    requests.clear()
-    page.reload()  # a fresh load of the project page
-    page.wait_for_selector("#project[data-done]")
-    paths = [urlsplit(r.url).path for r in requests]
-    assert paths.count("/api/query/project") == 1, paths
-
-
-def test_a_refused_early_read_is_asked_again_with_the_key(tmp_path: Path, page: Page) -> None:
-    key = "s3cret-early-key"
-    with background_server(tmp_path / "early.sqlite3", api_key=key) as info:
-        for name in ("k-a", "k-b"):
-            with metrana.session(workspace_name=WS, project_name=PROJECT, run_name=name,
-                                 ingestion_url=info.url, api_key=key) as session:
-                session.log("loss", 1.0)
-        page.goto(f"{info.url}/#/compare/{WS}/{PROJECT}/k-a,{WS}/{PROJECT}/k-b")
-        dialog = page.locator("dialog")
-        dialog.get_by_label("API key").fill(key)
-        dialog.get_by_role("button", name="Continue").click()
-        page.wait_for_selector("body[data-ready]")
-        assert charts(page) == {"loss": "2"}
-        expect(page.locator("dialog")).to_have_count(0)

@@ -35,20 +35,35 @@ function route() {
   delete document.body.dataset.ready;
   setConnection(null);
   const main = document.getElementById("main");
-  const page = window.metranaPage(location.hash);  // early.js: the hash's page
-  if (page.name === "project") {
-    view = new ProjectPage(main, page.workspace, page.project, page.search);
-    document.title = `${page.project} · metrana`;
-  } else if (page.name === "run") {
-    view = new RunPage(main, page.runs);
-    document.title = `${page.runs[0][2]} · metrana`;
-  } else if (page.name === "compare") {
-    view = new ComparePage(main, page.runs);
-    document.title = `compare ${page.runs.length} runs · metrana`;
-  } else {
-    document.title = "metrana";
-    view = new RunsView(main);
+  const full = location.hash.replace(/^#\/?/, "");
+  const cut = full.indexOf("?");
+  const hash = cut < 0 ? full : full.slice(0, cut);
+  const [name, ...rest] = hash.split("/");
+  try {
+    if (name === "project" && rest.length === 2) {
+      const [w, p] = rest.map(decodeURIComponent);
+      view = new ProjectPage(main, w, p, cut < 0 ? "" : full.slice(cut + 1));
+      document.title = `${p} · metrana`;
+      return;
+    }
+    if (name === "run" && rest.length === 3) {
+      view = new RunPage(main, [rest.map(decodeURIComponent)]);
+      document.title = `${decodeURIComponent(rest[2])} · metrana`;
+      return;
+    }
+    if (name === "compare") {
+      const runs = rest.join("/").split(",").filter(Boolean).map((r) => r.split("/").map(decodeURIComponent));
+      if (runs.length && runs.every((r) => r.length === 3)) {
+        view = runs.length > 1 ? new ComparePage(main, runs) : new RunPage(main, runs);
+        document.title = `compare ${runs.length} runs · metrana`;
+        return;
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error;
   }
+  document.title = "metrana";
+  view = new RunsView(main);
 }
 
 window.addEventListener("hashchange", route);

@@ -74,16 +74,7 @@ export const api = (path, signal, body) => send(path, body === undefined ? {} : 
 
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export const query = (route, body, signal) => {
-  // The page's first read, sent by early.js before the modules loaded: taken once, when this
-  // is the same question; had it failed (signing in, an error to show), asked again here.
-  const early = window.metranaEarly;
-  if (early?.route === route && early.body === JSON.stringify(body)) {
-    window.metranaEarly = null;
-    return early.answer.then((answer) => answer ?? api(`/api/query/${route}`, signal, body));
-  }
-  return api(`/api/query/${route}`, signal, body);
-};
+export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
 
 export const isAbort = (error) => error?.name === "AbortError";
 
