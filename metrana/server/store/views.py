@@ -23,7 +23,7 @@ from ..point_arrays import PointArrays
 from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "compact_raw", "dumps", "encoded", "group_label", "jsonable", "point_dicts",
+           "compact_raw", "dumps", "encoded", "group_label", "group_order", "jsonable", "point_dicts",
            "points_page", "project_overview", "run_activity", "run_detail", "run_groups",
            "run_status", "run_summary", "runs_page", "series_json", "series_label",
            "series_listing", "spelt", "spelt_buckets", "spelt_column", "summary_columns",
@@ -458,7 +458,7 @@ def group_label(paths: list[str], key: tuple[Any, ...]) -> str:
     return ", ".join(f"{p}={shown(v)}" for p, v in zip(paths, key, strict=True)) or "all runs"
 
 
-def _group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+def group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
     """Groups sorted by their values: numbers as numbers, then strings, missing last."""
     return tuple((2, "") if v is None else (0, float(v), "") if isinstance(v, (int, float))
                  and not isinstance(v, bool) else (1, 0.0, str(v)) for v in key)
@@ -473,7 +473,7 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
     members: dict[tuple[Any, ...], list[int]] = {}
     for row, key in enumerate(keys):
         members.setdefault(key, []).append(row)
-    ordered = sorted(members, key=_group_order)
+    ordered = sorted(members, key=group_order)
     width, starts = bucket_grid(lo, hi, n)
     computed = []
     for key in ordered:
