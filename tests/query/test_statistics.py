@@ -200,3 +200,34 @@ def test_rliable_is_imported_only_when_asked() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_last10_of_a_standard_series_spans_chunks_and_sessions(db_target: str) -> None:
+    """A standard series' last 10 points, when they lie in two chunks of one session (4,096 +
+    3 points) and a second session's chunk, one without a number: the mean of the others."""
+    from metrana.server.store import Store
+
+    values = {run: np.random.default_rng(k).normal(k, 1, 4099) for k, run in enumerate("ab")}
+    values["a"][-2] = np.nan
+    later = {"a": [7.0, 8.0, 9.0], "b": [1.0, 2.0, 3.0]}
+    store = Store(db_target)
+    try:
+        for run in "ab":
+            store.create_run({"run": {"workspace": WS, "project": "tails", "run_name": run},
+                              "create_project_if_missing": True})
+            for session, points in ((1, values[run]), (2, np.array(later[run]))):
+                store.update_runs({"session_id": session, "run_updates": [{
+                    "workspace": WS, "project": "tails", "run_name": run,
+                    "series": [{"metric_name": "score", "scale": "ML_STEP", "ordering": 1,
+                                "points": [{"step": k, "timestamp": k + 1,
+                                            **({} if v != v else {"float_value": float(v)})}
+                                           for k, v in enumerate(points)]}]}]})
+    finally:
+        store.close()
+    with QueryClient(WS, "tails", db=db_target) as client:
+        frame = client.compare_groups("score", group_by="sys/name", aggregates=("mean",),
+                                      reps=10)
+    for run in "ab":
+        tail = np.concatenate([values[run][-7:], later[run]])
+        expected = np.nanmean(tail)
+        assert frame.set_index("group")["value"][f"sys/name={run}"] == pytest.approx(expected)
