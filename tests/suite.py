@@ -44,7 +44,8 @@ class SuiteRun:
                 return float(every[-10:].mean())
             if summary == "last":
                 return float(every[-1])
-        return float({"min": np.min, "max": np.max, "mean": np.mean}[summary](every))
+        return float(every.min() if summary == "min" else every.max() if summary == "max"
+                     else every.mean())
 
 
 def write_suite(target: str | Path | Store, workspace: str, project: str, *,
