@@ -152,15 +152,22 @@ def score_matrices(scores: RunScores, group_by: list[str], normalize: Any) -> Sc
 # --------------------------------------------------------------------- bootstrap
 
 
-def _resampled(rs: np.random.RandomState, matrix: F64, reps: int) -> Iterator[F64]:
-    """Blocks of bootstrap repetitions of ``matrix`` (runs × tasks), each run resampled with
-    replacement within its task: rliable's StratifiedBootstrap, repetition after repetition
-    (one ``randint`` of many repetitions draws what as many ``np.random.choice`` calls do)."""
+def _draws(rs: np.random.RandomState, matrix: F64, reps: int
+           ) -> Iterator[npt.NDArray[np.int64]]:
+    """Blocks of bootstrap repetitions of ``matrix`` (runs × tasks) as the runs drawn
+    (repetitions × runs × tasks), each run drawn with replacement within its task: rliable's
+    StratifiedBootstrap, repetition after repetition (one ``randint`` of many repetitions
+    draws what as many ``np.random.choice`` calls do)."""
     runs, tasks = matrix.shape
     block = max(1, _BLOCK // matrix.size)
-    columns = np.arange(tasks)
     for start in range(0, reps, block):
-        index = rs.randint(0, runs, (min(block, reps - start), runs, tasks))
+        yield rs.randint(0, runs, (min(block, reps - start), runs, tasks))
+
+
+def _resampled(rs: np.random.RandomState, matrix: F64, reps: int) -> Iterator[F64]:
+    """:func:`_draws` as the scores drawn."""
+    columns = np.arange(matrix.shape[1])
+    for index in _draws(rs, matrix, reps):
         yield matrix[index, columns]
 
 
@@ -196,18 +203,40 @@ def _point_aggregates(metrics: ModuleType, matrix: F64, names: Sequence[str], ga
     return [float(functions[name](matrix)) for name in names]
 
 
-def _profile(x: F64, thresholds: F64) -> F64:
-    """The fraction of scores above each threshold (rliable's score distribution), per row."""
-    flat = x.reshape(x.shape[0], -1)
-    return np.stack([(flat > tau).mean(axis=1) for tau in thresholds], axis=1)
+def _profile(matrix: F64, thresholds: F64, counts: F64) -> F64:
+    """The fraction of scores above each threshold (rliable's score distribution) in each
+    repetition (``counts``: how many times each run is drawn, repetitions × tasks × runs):
+    the sum over tasks of counts · (score > threshold), exact small integers, over the
+    number of scores."""
+    above = (matrix[:, :, None] > thresholds).astype(np.float64)  # runs × tasks × thresholds
+    total = sum(counts[:, t] @ above[:, t] for t in range(matrix.shape[1]))
+    out: F64 = np.asarray(total) / matrix.size
+    return out
 
 
-def _improvement(x: F64, y: F64) -> F64:
-    """P(X > Y) per repetition (rows), ties counting half, averaged over tasks: rliable's
-    Mann-Whitney U / (runs_x · runs_y)."""
-    bigger = (x[:, :, None, :] > y[:, None, :, :]).sum(axis=(1, 2))
-    equal = (x[:, :, None, :] == y[:, None, :, :]).sum(axis=(1, 2))
-    out: F64 = ((bigger + 0.5 * equal) / (x.shape[1] * y.shape[1])).mean(axis=1)
+def _counts(index: npt.NDArray[np.int64], runs: int) -> F64:
+    """How many times each run is drawn: ``index`` (repetitions × draws × tasks) as counts
+    (repetitions × tasks × runs)."""
+    reps, _, tasks = index.shape
+    offsets = (np.arange(reps)[:, None] * tasks + np.arange(tasks)[None, :]) * runs
+    flat = (index.transpose(0, 2, 1) + offsets[:, :, None]).ravel()
+    return np.bincount(flat, minlength=reps * tasks * runs).reshape(reps, tasks, runs) \
+        .astype(np.float64)
+
+
+def _improvement(x: F64, y: F64, x_index: npt.NDArray[np.int64],
+                 y_index: npt.NDArray[np.int64]) -> F64:
+    """P(X > Y) of each repetition (the runs drawn: ``x_index``, ``y_index``, repetitions ×
+    runs × tasks), ties counting half, averaged over tasks: rliable's Mann-Whitney U /
+    (runs_x · runs_y). The sign of every (x run, y run) pair is computed once; a repetition's
+    sum of signs is then counts_x · signs · counts_y (exact small integers), and U = (pairs +
+    that sum) / 2."""
+    nx, ny = x.shape[0], y.shape[0]
+    cx, cy = _counts(x_index, nx), _counts(y_index, ny)
+    signs = np.sign(x[:, None, :] - y[None, :, :])  # nx × ny × tasks
+    total = np.stack([((cx[:, t] @ signs[:, :, t]) * cy[:, t]).sum(axis=1)
+                      for t in range(x.shape[1])], axis=1)
+    out: F64 = (((nx * ny + total) / 2) / (nx * ny)).mean(axis=1)
     return out
 
 
@@ -216,24 +245,15 @@ def _pair_replicates(rs: np.random.RandomState, x: F64, y: F64, reps: int) -> F6
     repetition, X's runs resampled within each task, then Y's."""
     nx, tasks = x.shape
     ny = y.shape[0]
-    columns = np.arange(tasks)
-    out = []
-    if nx == ny:  # one draw of many repetitions is the same stream
-        block = max(1, _BLOCK // (nx * ny * tasks))
-        for start in range(0, reps, block):
-            index = rs.randint(0, nx, (min(block, reps - start), 2, nx, tasks))
-            out.append(_improvement(x[index[:, 0], columns], y[index[:, 1], columns]))
-        return np.concatenate(out)
+    if nx == ny:  # one draw of every repetition is the same stream
+        index = rs.randint(0, nx, (reps, 2, nx, tasks))
+        return _improvement(x, y, index[:, 0], index[:, 1])
     xs = np.empty((reps, nx, tasks), np.int64)
     ys = np.empty((reps, ny, tasks), np.int64)
     for rep in range(reps):
         xs[rep] = rs.randint(0, nx, (nx, tasks))
         ys[rep] = rs.randint(0, ny, (ny, tasks))
-    block = max(1, _BLOCK // (nx * ny * tasks))
-    for start in range(0, reps, block):
-        part = slice(start, start + block)
-        out.append(_improvement(x[xs[part], columns], y[ys[part], columns]))
-    return np.concatenate(out)
+    return _improvement(x, y, xs, ys)
 
 
 # ----------------------------------------------------------------------- answers
@@ -332,11 +352,12 @@ def compare(scores: RunScores, *, group_by: list[str], task_key: str | None, nor
         rs = generator()
         curves = []
         for group in scored.groups:
-            values = np.concatenate([_profile(x, thresholds)
-                                     for x in _resampled(rs, group.matrix, reps)])
+            runs = group.matrix.shape[0]
+            values = np.concatenate([_profile(group.matrix, thresholds, _counts(index, runs))
+                                     for index in _draws(rs, group.matrix, reps)])
             low, high = _interval(values)
-            curves.append({"label": group.label,
-                           "fraction": _profile(group.matrix[None], thresholds)[0].tolist(),
+            fraction = (group.matrix.ravel()[:, None] > thresholds).mean(axis=0)
+            curves.append({"label": group.label, "fraction": fraction.tolist(),
                            "ci_low": low.tolist(), "ci_high": high.tolist()})
         answer["profile"] = {"thresholds": thresholds.tolist(), "groups": curves}
     if improvement is not None:
