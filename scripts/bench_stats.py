@@ -96,7 +96,9 @@ def main() -> None:
 
             def ask(project: str, **extra: Any) -> dict[str, Any]:
                 body = {**base, "project": project, **extra}
-                found: dict[str, Any] = orjson.loads(answer(store, "compare_groups", body))
+                encoded = answer(store, "compare_groups", body)
+                assert isinstance(encoded, bytes)
+                found: dict[str, Any] = orjson.loads(encoded)
                 return found
 
             ask("one-task")  # imports rliable and scipy once, as a server's first request does
