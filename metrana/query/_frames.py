@@ -293,6 +293,10 @@ def profile_frame(answer: dict[str, Any]) -> Any:
                            **{name: np.asarray(curve[name], np.float64)
                               for name in ("fraction", "ci_low", "ci_high")}})
              for curve in answer["profile"]["groups"]]
+    if not parts:
+        return pd.DataFrame({"group": pd.Series([], dtype=object),
+                             **{name: pd.Series([], dtype=np.float64)
+                                for name in ("threshold", "fraction", "ci_low", "ci_high")}})
     return pd.concat(parts, ignore_index=True)
 
 

@@ -112,17 +112,16 @@ def _references(normalize: Any, tasks: list[Any]) -> list[tuple[float, float]] |
 
 def score_matrices(scores: RunScores, group_by: list[str], normalize: Any) -> Scored:
     """The runs' scores as one matrix per group (groups in the order of their values, runs
-    by name within each task); QueryError when there is nothing to compare or a group's tasks
-    do not hold as many runs each."""
+    by name within each task); QueryError when a group's tasks do not hold as many runs each
+    (or a group lacks a task)."""
     unscored = [n for n, s in zip(scores.names, scores.scores, strict=True) if s is None]
     cells: dict[tuple[Any, ...], dict[Any, list[tuple[str, float]]]] = {}
     for name, key, task, score in zip(scores.names, scores.keys, scores.tasks, scores.scores,
                                       strict=True):
         if score is not None:
             cells.setdefault(key, {}).setdefault(task, []).append((name, score))
-    if not cells:
-        raise QueryError(f"no matching run has a value of {scores.series.describe()} to score"
-                         if scores.names else "no run matches")
+    if not cells:  # nothing to compare: no groups (a filter matching nothing is no error)
+        return Scored([], [], unscored)
     tasks = sorted({t for by_task in cells.values() for t in by_task},
                    key=lambda t: group_order((t,)))
     references = _references(normalize, tasks)
@@ -278,6 +277,8 @@ def _thresholds(profile: Any, groups: list[Group]) -> F64:
     if isinstance(points, bool) or not isinstance(points, int) \
             or not 2 <= points <= MAX_THRESHOLDS:
         raise QueryError(f"profile points is an integer from 2 to {MAX_THRESHOLDS}")
+    if not groups:
+        return np.zeros(0)
     every = np.concatenate([g.matrix.ravel() for g in groups])
     return np.linspace(float(every.min()), float(every.max()), points)
 
