@@ -18,10 +18,9 @@ import { el } from "./dom.js";
 import { fmtInt, fmtTick, fmtValue } from "./format.js";
 
 export const SUMMARIES = [["last10", "last 10 (episodes or points)"], ["last", "last"], ["min", "min"], ["max", "max"], ["mean", "mean"]];
-const AGGREGATES = [["iqm", "IQM"], ["median", "median"], ["mean", "mean"], ["optimality_gap", "optimality gap"]];
+const AGGREGATES = [["iqm", "IQM"], ["median", "median"], ["mean", "mean"], ["optimality_gap", "optimality gap (γ = 1)"]];
 const MIN_SEEDS = 5;          // fewer runs per task than this: the intervals are not to be trusted
 const MATRIX_GROUPS = 12;     // more groups: no probability-of-improvement matrix (n·(n-1) pairs)
-const REPS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
 
 function svg(tag, attrs = {}, ...children) {
@@ -72,7 +71,7 @@ export class StatsPanel {
     const body = {
       workspace: base.workspace, project: base.project, filter: base.filter, runs: base.runs,
       group_by: state.group, series: { metric: metric.metric, scale: metric.scale, labels: metric.labels, kind: metric.kind },
-      summary: state.score || "last10", task_key: state.task || null, reps: REPS, seed: 0,
+      summary: state.score || "last10", task_key: state.task || null, reps: state.reps, seed: 0,
       aggregates: AGGREGATES.map(([id]) => id), profile: { points: 51 },
     };
     try {
@@ -131,7 +130,10 @@ export class StatsPanel {
   /** One small plot per aggregate: groups down, the interval as a whisker, the value a dot. */
   intervals(groups) {
     const rowH = 22, top = 20, left = 8, width = 220, height = top + rowH * groups.length + 22;
-    return el("div", { class: "stats-intervals" }, AGGREGATES.map(([id, name]) => {
+    const names = svg("svg", { width: 170, height, class: "interval-plot names" }, groups.map((g, i) =>
+      svg("text", { x: 164, y: top + rowH * i + rowH / 2 + 4, "text-anchor": "end", class: "name" },
+        g.label.length > 28 ? g.label.slice(0, 27) + "…" : g.label)));
+    return el("div", { class: "stats-intervals" }, names, AGGREGATES.map(([id, name]) => {
       const values = groups.flatMap((g) => [g.aggregates[id].ci_low, g.aggregates[id].ci_high, g.aggregates[id].value]).filter((v) => v != null);
       let lo = Math.min(...values), hi = Math.max(...values);
       if (!(hi > lo)) { lo -= 1; hi += 1; }
