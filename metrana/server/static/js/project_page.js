@@ -33,6 +33,11 @@ export class ProjectPage {
     this.root = el("div", { class: "project-page", id: "project", dataset: { generation: "0" } },
       el("p", { class: "muted" }, "Loading…"));
     main.replaceChildren(this.root);
+    // A chooser's list floats over the table: a click anywhere else closes it, as menus do.
+    this.closeChoosers = (event) => {
+      for (const open of this.root.querySelectorAll("details.chooser[open]")) if (!open.contains(event.target)) open.open = false;
+    };
+    document.addEventListener("pointerdown", this.closeChoosers);
     crumbs(el("a", { href: "#/" }, "runs"), el("span", {}, `${workspace} / ${project}`));
     this.start().catch((error) => {
       if (isAbort(error)) return;
@@ -313,6 +318,7 @@ export class ProjectPage {
 
   destroy() {
     this.abort.abort();
+    document.removeEventListener("pointerdown", this.closeChoosers);
     for (const c of this.charts) c.destroy();
     this.parcoords?.destroy();
     this.stats?.destroy();
