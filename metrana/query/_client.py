@@ -26,7 +26,7 @@ DEFAULT_URL = "http://127.0.0.1:8787"  # where `metrana serve` listens by defaul
 _RUNS_PAGE = 1000
 _POINTS_PAGE = 1_000_000
 _SERIES_PER_REQUEST = 10_000  # what one points request may name
-_AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi")
+_AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi", "mid")
 
 
 def _check_filter(filter: Any) -> None:
@@ -207,7 +207,10 @@ class QueryClient:
         bucket (an RL metric: of every environment's points there); across the group's runs
         with points in the bucket: ``avg``, sample ``std`` (ddof=1), ``stderr`` (std /
         sqrt(count)), ``min``, ``max``, ``count`` (runs), and the band's ``lo`` and ``hi``
-        (``band``: ``std``, ``stderr``, ``ci95`` = avg ± 1.96·stderr, ``minmax``).
+        (``band``: ``std``, ``stderr``, ``ci95`` = avg ± 1.96·stderr, ``minmax``, or
+        ``iqm95``: the interquartile mean across the runs, ``mid``, with its stratified
+        bootstrap 95% interval, 2,000 repetitions seeded, rliable's sample-efficiency curves)
+        and ``mid``, the curve the band is drawn around (``avg``, or the IQM for ``iqm95``).
 
         Returns:
             A row per group and bucket where the group has points: one column per

@@ -263,8 +263,9 @@ def aggregate_frame(answer: dict[str, Any], group_by: Sequence[str],
         for name in aggregations:
             if name == "count":
                 data[name] = count[keep]
-            else:
-                data[name] = np.array([_float(v) for v in group[name]], np.float64)[keep]
+            else:  # "mid": the band's centre, the mean unless the band has its own
+                values = group.get(name, group["avg"]) if name == "mid" else group[name]
+                data[name] = np.array([_float(v) for v in values], np.float64)[keep]
         parts.append(pd.DataFrame(data))
     if not parts:
         empty: dict[str, Any] = {path: pd.Series([], dtype=object) for path in group_by}

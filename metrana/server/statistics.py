@@ -36,6 +36,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .bootstrap import BLOCK, CONFIDENCE, counts, draws, interval
 from .errors import QueryError
 from .store import RunScores
 from .store.views import group_label, group_order, tagged
@@ -48,8 +49,6 @@ AGGREGATES = ("iqm", "median", "mean", "optimality_gap")
 INSTALL = "pip install 'metrana[stats]'"
 MAX_REPS = 50_000  # rliable's own default
 MAX_THRESHOLDS = 1000
-CONFIDENCE = 0.95
-_BLOCK = 1_000_000  # resampled values held at once (repetitions are drawn block by block)
 
 
 def rliable_metrics() -> ModuleType:
@@ -151,30 +150,12 @@ def score_matrices(scores: RunScores, group_by: list[str], normalize: Any) -> Sc
 # --------------------------------------------------------------------- bootstrap
 
 
-def _draws(rs: np.random.RandomState, matrix: F64, reps: int
-           ) -> Iterator[npt.NDArray[np.int64]]:
-    """Blocks of bootstrap repetitions of ``matrix`` (runs × tasks) as the runs drawn
-    (repetitions × runs × tasks), each run drawn with replacement within its task: rliable's
-    StratifiedBootstrap, repetition after repetition (one ``randint`` of many repetitions
-    draws what as many ``np.random.choice`` calls do)."""
-    runs, tasks = matrix.shape
-    block = max(1, _BLOCK // matrix.size)
-    for start in range(0, reps, block):
-        yield rs.randint(0, runs, (min(block, reps - start), runs, tasks))
-
-
 def _resampled(rs: np.random.RandomState, matrix: F64, reps: int) -> Iterator[F64]:
-    """:func:`_draws` as the scores drawn."""
+    """Blocks of bootstrap repetitions of ``matrix`` (runs × tasks), each run resampled
+    within its task (:func:`.bootstrap.draws`), as the scores drawn."""
     columns = np.arange(matrix.shape[1])
-    for index in _draws(rs, matrix, reps):
+    for index in draws(rs, matrix.shape[0], (matrix.shape[1],), reps):
         yield matrix[index, columns]
-
-
-def _interval(values: F64) -> tuple[F64, F64]:
-    """arch's percentile interval (what rliable asks for) of each column of ``values``."""
-    alpha = (1.0 - CONFIDENCE) / 2
-    low, high = np.percentile(values, [100 * alpha, 100 * (1.0 - alpha)], axis=0)
-    return low, high
 
 
 def _replicate_aggregates(x: F64, names: Sequence[str], gamma: float) -> F64:
@@ -213,16 +194,6 @@ def _profile(matrix: F64, thresholds: F64, counts: F64) -> F64:
     return out
 
 
-def _counts(index: npt.NDArray[np.int64], runs: int) -> F64:
-    """How many times each run is drawn: ``index`` (repetitions × draws × tasks) as counts
-    (repetitions × tasks × runs)."""
-    reps, _, tasks = index.shape
-    offsets = (np.arange(reps)[:, None] * tasks + np.arange(tasks)[None, :]) * runs
-    flat = (index.transpose(0, 2, 1) + offsets[:, :, None]).ravel()
-    return np.bincount(flat, minlength=reps * tasks * runs).reshape(reps, tasks, runs) \
-        .astype(np.float64)
-
-
 def _improvement(x: F64, y: F64, x_index: npt.NDArray[np.int64],
                  y_index: npt.NDArray[np.int64]) -> F64:
     """P(X > Y) of each repetition (the runs drawn: ``x_index``, ``y_index``, repetitions ×
@@ -231,7 +202,7 @@ def _improvement(x: F64, y: F64, x_index: npt.NDArray[np.int64],
     sum of signs is then counts_x · signs · counts_y (exact small integers), and U = (pairs +
     that sum) / 2."""
     nx, ny = x.shape[0], y.shape[0]
-    cx, cy = _counts(x_index, nx), _counts(y_index, ny)
+    cx, cy = counts(x_index, nx), counts(y_index, ny)
     signs = np.sign(x[:, None, :] - y[None, :, :])  # nx × ny × tasks
     total = np.stack([((cx[:, t] @ signs[:, :, t]) * cy[:, t]).sum(axis=1)
                       for t in range(x.shape[1])], axis=1)
@@ -244,15 +215,21 @@ def _pair_replicates(rs: np.random.RandomState, x: F64, y: F64, reps: int) -> F6
     repetition, X's runs resampled within each task, then Y's."""
     nx, tasks = x.shape
     ny = y.shape[0]
-    if nx == ny:  # one draw of every repetition is the same stream
-        index = rs.randint(0, nx, (reps, 2, nx, tasks))
-        return _improvement(x, y, index[:, 0], index[:, 1])
-    xs = np.empty((reps, nx, tasks), np.int64)
-    ys = np.empty((reps, ny, tasks), np.int64)
-    for rep in range(reps):
-        xs[rep] = rs.randint(0, nx, (nx, tasks))
-        ys[rep] = rs.randint(0, ny, (ny, tasks))
-    return _improvement(x, y, xs, ys)
+    block = max(1, BLOCK // ((nx + ny) * tasks))
+    out = []
+    for start in range(0, reps, block):
+        count = min(block, reps - start)
+        if nx == ny:  # one draw of many repetitions is the same stream
+            index = rs.randint(0, nx, (count, 2, nx, tasks))
+            out.append(_improvement(x, y, index[:, 0], index[:, 1]))
+            continue
+        xs = np.empty((count, nx, tasks), np.int64)
+        ys = np.empty((count, ny, tasks), np.int64)
+        for rep in range(count):
+            xs[rep] = rs.randint(0, nx, (nx, tasks))
+            ys[rep] = rs.randint(0, ny, (ny, tasks))
+        out.append(_improvement(x, y, xs, ys))
+    return np.concatenate(out)
 
 
 # ----------------------------------------------------------------------- answers
@@ -328,7 +305,7 @@ def compare(scores: RunScores, *, group_by: list[str], task_key: str | None, nor
     for group in scored.groups:
         values = np.concatenate([_replicate_aggregates(x, aggregates, gamma)
                                  for x in _resampled(rs, group.matrix, reps)])
-        low, high = _interval(values)
+        low, high = interval(values)
         points = _point_aggregates(metrics, group.matrix, aggregates, gamma)
         groups.append({
             "key": {p: tagged(v) for p, v in zip(group_by, group.key, strict=True)},
@@ -354,9 +331,10 @@ def compare(scores: RunScores, *, group_by: list[str], task_key: str | None, nor
         curves = []
         for group in scored.groups:
             runs = group.matrix.shape[0]
-            values = np.concatenate([_profile(group.matrix, thresholds, _counts(index, runs))
-                                     for index in _draws(rs, group.matrix, reps)])
-            low, high = _interval(values)
+            values = np.concatenate([_profile(group.matrix, thresholds, counts(index, runs))
+                                     for index in draws(rs, runs, group.matrix.shape[1:],
+                                                        reps)])
+            low, high = interval(values)
             fraction = (group.matrix.ravel()[:, None] > thresholds).mean(axis=0)
             curves.append({"label": group.label, "fraction": fraction.tolist(),
                            "ci_low": low.tolist(), "ci_high": high.tolist()})
@@ -367,7 +345,7 @@ def compare(scores: RunScores, *, group_by: list[str], task_key: str | None, nor
         found = []
         for i, j in pairs:
             x, y = scored.groups[i].matrix, scored.groups[j].matrix
-            low, high = _interval(_pair_replicates(rs, x, y, reps)[:, None])
+            low, high = interval(_pair_replicates(rs, x, y, reps)[:, None])
             found.append({"x": scored.groups[i].label, "y": scored.groups[j].label,
                           "value": float(metrics.probability_of_improvement(x, y)),
                           "ci_low": float(low[0]), "ci_high": float(high[0])})

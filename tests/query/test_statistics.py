@@ -231,3 +231,41 @@ def test_last10_of_a_standard_series_spans_chunks_and_sessions(db_target: str) -
         tail = np.concatenate([values[run][-7:], later[run]])
         expected = np.nanmean(tail)
         assert frame.set_index("group")["value"][f"sys/name={run}"] == pytest.approx(expected)
+
+
+def test_iqm_band_on_aligned_buckets_equals_rliable(any_live_server: ServerInfo) -> None:
+    """The ``iqm95`` band of grouped curves: per bucket, the IQM across the group's runs of
+    their bucket means, and its stratified bootstrap interval: rliable's on scores runs × 1 ×
+    buckets (each bucket resampled on its own), 2,000 repetitions, ``np.random.seed(0)``,
+    groups in order. Asked over HTTP, whose answer lists each group's runs in row order."""
+    import httpx
+
+    from tests.sweep import bucket_means, write_sweep
+
+    project = f"curves-{next(_PROJECTS)}"
+    runs = {r.name: r for r in write_sweep(any_live_server.db_path, WS, project, seeds=5,
+                                           points=40, ragged=False)}
+    n = 5
+    answer = httpx.post(f"{any_live_server.url}/api/query/aggregate_runs", json={
+        "workspace": WS, "project": project, "series": {"metric": "loss"},
+        "group_by": ["config/lr"], "band": "iqm95", "n": n}, timeout=60).json()
+    lo, hi = answer["lo"], answer["hi"]
+    scores = {g["label"]: np.array([bucket_means(runs[r].steps, runs[r].loss, lo, hi, n)
+                                    for r in g["runs"]])[:, None, :] for g in answer["groups"]}
+    np.random.seed(0)
+    points, intervals = rly.get_interval_estimates(scores, lambda s: np.array(
+        [metrics.aggregate_iqm(s[..., j]) for j in range(n)]), reps=2000)
+    assert [g["label"] for g in answer["groups"]] == ["config/lr=0.001", "config/lr=0.01"]
+    for group in answer["groups"]:
+        assert len(group["runs"]) == 10
+        np.testing.assert_allclose(group["mid"], points[group["label"]], rtol=1e-9)
+        np.testing.assert_allclose(group["lo"], intervals[group["label"]][0], rtol=1e-9)
+        np.testing.assert_allclose(group["hi"], intervals[group["label"]][1], rtol=1e-9)
+    with QueryClient(WS, project, url=any_live_server.url) as client:
+        frame = client.aggregate_runs("loss", group_by="config/lr", band="iqm95",
+                                      buckets_count=n, aggregations=("mid", "lo", "hi", "avg"))
+    first = answer["groups"][0]
+    mine = frame[frame["config/lr"] == 0.001]
+    np.testing.assert_allclose(mine["mid"], first["mid"])
+    np.testing.assert_allclose(mine[["lo", "hi"]].to_numpy().T, [first["lo"], first["hi"]])
+    assert not np.allclose(mine["mid"], mine["avg"])  # the IQM, not the mean

@@ -476,11 +476,12 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
     ordered = sorted(members, key=group_order)
     width, starts = bucket_grid(lo, hi, n)
     computed = []
+    rs = np.random.RandomState(0)  # a bootstrapped band: the same view draws the same band
     for key in ordered:
         rows = members[key]
         mine = RunBuckets(buckets.means[rows])
         stats = group_stats(mine)
-        low, high = band.edges(stats, mine)
+        low, high = band.edges(stats, mine, rs)
         computed.append((key, rows, mine, stats, low, high))
     present = np.zeros(n, bool)
     for _, _, _, stats, _, _ in computed:
@@ -497,6 +498,8 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
             "max": column(stats.max[keep]), "count": stats.count[keep].tolist(),
             "lo": column(low[keep]), "hi": column(high[keep]),
         }
+        if band.center is not None:  # the curve the band is around, when not the mean
+            group["mid"] = column(band.center(mine)[keep])
         if per_run:
             group["per_run"] = [column(values[keep]) for values in mine.means]
         groups.append(group)
