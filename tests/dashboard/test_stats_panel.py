@@ -167,3 +167,40 @@ def test_without_the_stats_extra_the_panel_says_what_to_install(
             "pip install 'metrana[stats]'")
     finally:
         stop_serve(proc)
+
+
+def test_the_iqm_band_draws_the_iqm_and_its_interval(live_server: ServerInfo,
+                                                    suite: list[SuiteRun], page: Page) -> None:
+    """The grouped chart with the "IQM, 95% bootstrap CI" band: each group's curve is the IQM
+    across its runs (numpy's on the runs' bucket means) and its band the server's bootstrap
+    interval (checked against rliable in tests/query/test_statistics.py)."""
+    import httpx
+    from scipy.stats import trim_mean
+
+    from tests.sweep import bucket_means
+
+    page.goto(f"{live_server.url}/#/project/{WS}/{PROJECT}?group=config/algo"
+              "&metric=eval/return&band=iqm95")
+    page.wait_for_function("() => { const p = document.getElementById('project');"
+                           " return p && p.dataset.done === p.dataset.generation; }")
+    chart = page.locator('.group-chart[data-metric="eval/return"]')
+    expect(chart).to_have_attribute("data-band", "iqm95")
+    lo, hi, n = (int(chart.get_attribute(f"data-{k}") or "") for k in ("lo", "hi", "n"))
+    assert n <= 100
+    answer = httpx.post(f"{live_server.url}/api/query/aggregate_runs", json={
+        "workspace": WS, "project": PROJECT, "series": {"metric": "eval/return"},
+        "group_by": ["config/algo"], "band": "iqm95", "n": n, "max_runs": 1000},
+        timeout=60).json()
+    served = {g["label"]: g for g in answer["groups"]}
+    entries = data_of(page, '.group-chart[data-metric="eval/return"] .legend .item')
+    assert sorted(e["group"] for e in entries) == sorted(served)
+    for entry in entries:
+        algo = entry["group"].removeprefix("config/algo=")
+        means = np.array([bucket_means(10 * np.arange(len(r.eval_return)), r.eval_return,
+                                       lo, hi, n) for r in suite if r.algo == algo])
+        last = means[:, ~np.isnan(means).any(axis=0)][:, -1]
+        assert float(entry["mid"]) == pytest.approx(trim_mean(last, 0.25), rel=1e-9)
+        assert float(entry["mid"]) != pytest.approx(float(entry["avg"]), rel=1e-6)
+        assert float(entry["lo"]) == pytest.approx(served[entry["group"]]["lo"][-1], rel=1e-12)
+        assert float(entry["hi"]) == pytest.approx(served[entry["group"]]["hi"][-1], rel=1e-12)
+        assert float(entry["lo"]) <= float(entry["mid"]) <= float(entry["hi"])
