@@ -269,3 +269,15 @@ def test_iqm_band_on_aligned_buckets_equals_rliable(any_live_server: ServerInfo)
     np.testing.assert_allclose(mine["mid"], first["mid"])
     np.testing.assert_allclose(mine[["lo", "hi"]].to_numpy().T, [first["lo"], first["hi"]])
     assert not np.allclose(mine["mid"], mine["avg"])  # the IQM, not the mean
+
+
+def test_a_filter_matching_nothing_gives_empty_frames(suite: tuple[QueryClient, list[SuiteRun]]
+                                                      ) -> None:
+    client, _ = suite
+    empty = "config/seed > 100"
+    assert client.compare_groups("eval/return", group_by="config/algo", filter=empty).empty
+    assert client.performance_profile("eval/return", group_by="config/algo", filter=empty).empty
+    assert list(client.performance_profile("eval/return", filter=empty).columns) == [
+        "group", "threshold", "fraction", "ci_low", "ci_high"]
+    assert client.probability_of_improvement("eval/return", group_by="config/algo",
+                                             filter=empty).empty
