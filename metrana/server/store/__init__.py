@@ -333,23 +333,9 @@ class Store:
             project_id = read.project_id(tx, workspace, project)
             compiler = Compiler(tx, project_id, f"{workspace}/{project}")
             name = compiler.check_series(series)
-            for path in group_by:
-                if path.startswith("sys/") and path != "sys/name":
-                    raise QueryError(f"group by config keys or sys/name, not {path!r}")
-                compiler.attribute_kinds(path)
-            conditions = [filter] if filter is not None else []
-            if runs is not None:
-                conditions.append({"attr": "sys/name", "op": "in", "value": runs} if runs
-                                  else {"attr": "sys/name", "op": "in", "value": [""]})
-            where = (compiler.condition({"and": conditions}) if conditions else None)
-            key, descending = compiler.order_key(order_by)
-            matched = read.matching_run_ids(tx, project_id, where, key, descending,
-                                            max_runs + 1)
-            truncated = len(matched) > max_runs
-            matched = matched[:max_runs]
+            matched, truncated, total, values = self._grouped_runs(
+                tx, compiler, project_id, filter, runs, group_by, order_by, max_runs)
             ids = [run_id for run_id, _ in matched]
-            total = read.count_runs(tx, project_id, where) if truncated else len(matched)
-            values = read.attribute_values(tx, ids, [p for p in group_by if p != "sys/name"])
             owned = read.series_of_runs(tx, ids, name)
             used = [(run_id, run_name) for run_id, run_name in matched if run_id in owned]
             extent = read.series_extent(tx, [i for ids_ in owned.values() for i in ids_])
@@ -382,22 +368,10 @@ class Store:
             project_id = read.project_id(tx, workspace, project)
             compiler = Compiler(tx, project_id, f"{workspace}/{project}")
             name = compiler.check_series(series)
-            for path in paths:
-                if path.startswith("sys/") and path != "sys/name":
-                    raise QueryError(f"group by config keys or sys/name, not {path!r}")
-                compiler.attribute_kinds(path)
-            conditions = [filter] if filter is not None else []
-            if runs is not None:
-                conditions.append({"attr": "sys/name", "op": "in", "value": runs or [""]})
-            where = compiler.condition({"and": conditions}) if conditions else None
-            key, descending = compiler.order_key({"attr": "sys/name", "dir": "asc"})
-            matched = read.matching_run_ids(tx, project_id, where, key, descending,
-                                            max_runs + 1)
-            truncated = len(matched) > max_runs
-            matched = matched[:max_runs]
+            matched, truncated, total, values = self._grouped_runs(
+                tx, compiler, project_id, filter, runs, paths,
+                {"attr": "sys/name", "dir": "asc"}, max_runs)
             ids = [run_id for run_id, _ in matched]
-            total = read.count_runs(tx, project_id, where) if truncated else len(matched)
-            values = read.attribute_values(tx, ids, [p for p in paths if p != "sys/name"])
             scores: dict[int, float]
             if summary == "last10" and not name.rl:
                 owned = read.series_of_runs(tx, ids, name)
@@ -421,6 +395,30 @@ class Store:
             truncated=truncated)
 
     # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _grouped_runs(tx: Tx, compiler: Compiler, project_id: int, filter: Any,
+                      runs: list[str] | None, paths: list[str], order_by: Any, max_runs: int
+                      ) -> tuple[list[tuple[int, str]], bool, int, dict[int, dict[str, Any]]]:
+        """The first ``max_runs`` runs matching ``filter`` (and among ``runs``, if named) in
+        ``order_by``'s order, whether more matched, how many did, and their values of
+        ``paths`` (config keys or sys/name, checked against the project)."""
+        for path in paths:
+            if path.startswith("sys/") and path != "sys/name":
+                raise QueryError(f"group by config keys or sys/name, not {path!r}")
+            compiler.attribute_kinds(path)
+        conditions = [filter] if filter is not None else []
+        if runs is not None:
+            conditions.append({"attr": "sys/name", "op": "in", "value": runs or [""]})
+        where = compiler.condition({"and": conditions}) if conditions else None
+        key, descending = compiler.order_key(order_by)
+        matched = read.matching_run_ids(tx, project_id, where, key, descending, max_runs + 1)
+        truncated = len(matched) > max_runs
+        matched = matched[:max_runs]
+        total = read.count_runs(tx, project_id, where) if truncated else len(matched)
+        values = read.attribute_values(tx, [run_id for run_id, _ in matched],
+                                       [p for p in paths if p != "sys/name"])
+        return matched, truncated, total, values
 
     @staticmethod
     def _series_of(tx: Tx, workspace: str, project: str, run_name: str,
