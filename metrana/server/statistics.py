@@ -41,7 +41,7 @@ from .errors import QueryError
 from .store import RunScores
 from .store.views import group_label, group_order, tagged
 
-__all__ = ["AGGREGATES", "INSTALL", "MAX_REPS", "MAX_THRESHOLDS", "Scored", "compare",
+__all__ = ["AGGREGATES", "INSTALL", "MAX_PAIRS", "MAX_REPS", "MAX_THRESHOLDS", "Scored", "compare",
            "score_matrices"]
 
 F64 = npt.NDArray[np.float64]
@@ -49,6 +49,7 @@ AGGREGATES = ("iqm", "median", "mean", "optimality_gap")
 INSTALL = "pip install 'metrana[stats]'"
 MAX_REPS = 50_000  # rliable's own default
 MAX_THRESHOLDS = 1000
+MAX_PAIRS = 400  # probabilities of improvement in one answer (every pair of 20 groups: 380)
 
 
 def rliable_metrics() -> ModuleType:
@@ -275,11 +276,14 @@ def _group_index(side: Any, groups: list[Group], group_by: list[str]) -> int:
 
 def _pairs(improvement: Any, groups: list[Group], group_by: list[str]) -> list[tuple[int, int]]:
     if improvement == "all":
+        if len(groups) * (len(groups) - 1) > MAX_PAIRS:
+            raise QueryError(f"{len(groups)} groups make {len(groups) * (len(groups) - 1):,} "
+                             f"pairs, more than {MAX_PAIRS}: name the pairs to compare")
         return [(i, j) for i in range(len(groups)) for j in range(len(groups)) if i != j]
-    if not isinstance(improvement, list) or not all(
+    if not isinstance(improvement, list) or len(improvement) > MAX_PAIRS or not all(
             isinstance(p, list) and len(p) == 2 for p in improvement):
-        raise QueryError("improvement is \"all\" or a list of [group X, group Y], each a "
-                         "label or {path: value}")
+        raise QueryError(f"improvement is \"all\" or a list of at most {MAX_PAIRS} [group X, "
+                         "group Y], each a label or {path: value}")
     return [(_group_index(x, groups, group_by), _group_index(y, groups, group_by))
             for x, y in improvement]
 

@@ -176,6 +176,8 @@ def test_what_cannot_be_compared_is_told(suite: tuple[QueryClient, list[SuiteRun
         client.compare_groups("eval/retrun")
     with pytest.raises(QueryRequestError, match="is the task key; group by other keys"):
         client.compare_groups("eval/return", group_by="config/task", task_key="config/task")
+    with pytest.raises(QueryRequestError, match="28 groups make 756 pairs, more than 400"):
+        client.probability_of_improvement("eval/return", group_by="sys/name")
     with pytest.raises(QueryRequestError, match="'reps' must be an integer from 1 to 50000"):
         client.compare_groups("eval/return", reps=0)
 
