@@ -246,9 +246,14 @@ export class ProjectPage {
     if (what.table) tasks.push(this.loadTable(signal));
     if (what.charts) tasks.push(this.loadCharts(signal));
     if (what.parcoords) tasks.push(this.loadParcoords(signal));
-    // The statistics (seconds of bootstrap for many groups) are drawn when they come, with
-    // their own marks (#stats[data-done]); the page is ready without them.
-    if (what.charts || what.stats || what.rebuild) this.loadStats(signal);
+    // The statistics (a bootstrap per group) are asked for once the charts are drawn (or by
+    // the next view drawn, if this one is superseded), and have their own marks
+    // (#stats[data-done] reaching [data-generation], counted from now): the page is ready
+    // without them.
+    if (what.charts || what.stats || what.rebuild) {
+      this.stats.begin();
+      this.statsPending = true;
+    }
     try {
       await Promise.all(tasks);
     } catch (error) {
@@ -266,6 +271,10 @@ export class ProjectPage {
     this.root.dataset.done = String(generation);
     window.metranaProjectReady = { at: performance.now(), generation, charts: this.charts.length };
     document.body.dataset.ready = "1";
+    if (this.statsPending) {
+      this.statsPending = false;
+      this.loadStats();
+    }
   }
 
   async loadTable(signal) {
@@ -292,9 +301,12 @@ export class ProjectPage {
     await loadCharts(this.charts, this.chartBody(), signal, (chart) => chart.draw(this.state.smooth, grouped));
   }
 
-  loadStats(signal) {
-    const body = this.chartBody();
-    this.stats.load(body, this.metricEntry(), this.state, signal).catch((error) => {
+  /** The statistics of the current view; a newer one aborts it (a table-only change does not). */
+  loadStats() {
+    this.statsAbort?.abort();
+    this.statsAbort = new AbortController();
+    const signal = AbortSignal.any([this.abort.signal, this.statsAbort.signal]);
+    this.stats.load(this.chartBody(), this.metricEntry(), this.state, signal).catch((error) => {
       if (!isAbort(error)) setConnection(error.message);
     });
   }

@@ -59,9 +59,11 @@ export class StatsPanel {
   }
 
   /** Read and draw the statistics of the page's question (filter, groups, metric). */
+  /** A new view is asked for: its statistics are pending until `load` draws them. */
+  begin() { this.node.dataset.generation = String(Number(this.node.dataset.generation) + 1); }
+
   async load(base, metric, state, signal) {
-    const generation = Number(this.node.dataset.generation) + 1;
-    this.node.dataset.generation = String(generation);
+    const generation = Number(this.node.dataset.generation);
     const done = () => { if (Number(this.node.dataset.generation) === generation) this.node.dataset.done = String(generation); };
     if (!state.group.length || !metric) {
       this.clear("Group the runs (group by) to compare the groups with statistical confidence.");
