@@ -12,16 +12,17 @@ min)`` with the user's reference scores, as rliable does with human-normalised s
 group's scores form a matrix ``runs × tasks`` (the same number of runs on every task: the
 bootstrap resamples runs within each task).
 
-**Numbers equal rliable's.** The point estimates are rliable's own functions
-(``rliable.metrics``). The bootstrap draws exactly what rliable's ``StratifiedBootstrap``
+**Numbers equal rliable's.** The aggregates' and the probability of improvement's point
+estimates are rliable's own functions (``rliable.metrics``; a profile's is the fraction of
+scores above each threshold, as rliable's). The bootstrap draws exactly what rliable's ``StratifiedBootstrap``
 (and ``StratifiedIndependentBootstrap`` for the probability of improvement) draws —
 ``np.random.choice(runs, (runs, tasks))`` per repetition from the legacy generator — and takes
 arch's percentile interval, but all repetitions at once in numpy: rliable calls the statistic
 once per repetition in Python (10 groups × 20 runs × 2,000 repetitions: seconds), this takes
 tens of milliseconds. With ``seed``, the draws come from ``np.random.RandomState(seed)``,
 groups (or pairs) in their listed order: what rliable gives after ``np.random.seed(seed)``
-(the tests compare every number). rliable is still what computes the estimates, so it is
-required: the ``stats`` extra (``pip install 'metrana[stats]'``), imported on first use only.
+(the tests compare every number). rliable computes the point estimates, so it is required:
+the ``stats`` extra (``pip install 'metrana[stats]'``), imported on first use only.
 """
 
 from __future__ import annotations
