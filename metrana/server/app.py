@@ -1,6 +1,7 @@
 """The ASGI application of ``metrana serve``: the ingestion protocol (``POST /v1/runs``,
 ``POST /v1/runs:update``), the read API (``POST /api/query/<route>``, :mod:`.read_api`, with
-the documented ``GET /api/runs…`` as aliases of its routes) and the dashboard's files.
+the documented ``GET /api/runs…`` as aliases of its routes), the changes to runs (``POST
+/api/manage/<route>``, :mod:`.manage_api`) and the dashboard's files.
 
 Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
 ``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
@@ -23,9 +24,10 @@ import trio
 from loguru import logger
 
 from .auth import key_problem
-from .errors import Conflict, NotFound, QueryError, Unavailable, Unprocessable
+from .errors import Conflict, Gone, NotFound, QueryError, Unavailable, Unprocessable
 from .grpc_ingest import GrpcIngest
 from .guard import RequestGuard
+from .manage_api import answer as manage_answer
 from .protobuf_v06 import PACKAGE, descriptor
 from .read_api import alias, answer
 from .static_files import StaticFiles
@@ -71,6 +73,7 @@ _REASONS = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
+    410: "GONE",
     411: "LENGTH_REQUIRED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
@@ -179,6 +182,8 @@ class IngestApp:
             return await self._dispatch(scope, receive)
         except Conflict as exc:
             raise HTTPError(409, str(exc)) from None
+        except Gone as exc:
+            raise HTTPError(410, str(exc)) from None
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
         except Unprocessable as exc:
@@ -211,6 +216,14 @@ class IngestApp:
             body = await self._read_body(headers, receive)
             return 200, await trio.to_thread.run_sync(
                 answer, self.store, path.removeprefix("/api/query/"), _parse_json(body))
+        if path.startswith("/api/manage/"):  # delete, rename, tags and notes: writes
+            if method != "POST":
+                raise HTTPError(405, f"{path} accepts POST only")
+            body = await self._read_body(headers, receive)
+            async with self._ingest:  # one write at a time, as ingestion
+                return 200, await trio.to_thread.run_sync(
+                    manage_answer, self.store, path.removeprefix("/api/manage/"),
+                    _parse_json(body))
         if path == "/api/runs" or path.startswith("/api/runs/"):  # aliases of query routes
             if method != "GET":
                 raise HTTPError(405, f"{path} accepts GET only")

@@ -241,9 +241,9 @@ class GrpcIngest:
     def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
                       rl_base: RlBase, unsupported: Unsupported) -> None:
         update = convert_update(run, request, declarations, rl_base, unsupported)
-        part = update["run_updates"][0]
-        if part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part:
-            self.store.update_runs(update)
+        # Stored even when it carries nothing (declarations only): every message says its
+        # logger session is alive (the run's running/crashed state, store.liveness).
+        self.store.update_runs(update)
 
     async def _update_runs(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
         request = parse(api_pb2.UpdateRunsRequest, await _one(messages))

@@ -27,6 +27,7 @@ from .errors import DatabaseError, SchemaError
 from .guard import RequestGuard
 from .store import Store
 from .store.database import sqlite_file_problem
+from .store.liveness import DEFAULT_HEARTBEAT_TIMEOUT_S
 
 __all__ = ["DEFAULT_DB_PATH", "ServerInfo", "background_server", "database_problem", "serve",
            "startup_problem", "warn_if_public"]
@@ -49,13 +50,15 @@ async def serve(
     allowed_hosts: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     handle_signals: bool = False,
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM).
 
     ``db_path``: a SQLite file, or a ``postgresql://`` URL. Requests are served when their
     ``Host`` is ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` (see
-    :mod:`metrana.server.guard`).
+    :mod:`metrana.server.guard`). A run not closed and not heard from for
+    ``heartbeat_timeout_s`` is shown as crashed.
 
     Raises:
         ValueError: an allowed host that is not a host name (before anything starts).
@@ -64,7 +67,7 @@ async def serve(
     from hypercorn.trio import serve as hypercorn_serve
 
     guard = RequestGuard(host, allowed_hosts)
-    store = Store(db_path)
+    store = Store(db_path, heartbeat_timeout_s=heartbeat_timeout_s)
     app = IngestApp(store, api_key=api_key, max_body_bytes=max_body_bytes, guard=guard)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -100,6 +103,7 @@ async def serve(
 def background_server(
     db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
 ) -> Iterator[ServerInfo]:
     """Run a server on its own thread for the duration of the ``with`` block."""
     started = threading.Event()
@@ -121,6 +125,7 @@ def background_server(
                             port=port,
                             api_key=api_key,
                             allowed_hosts=allowed_hosts,
+                            heartbeat_timeout_s=heartbeat_timeout_s,
                             task_status=task_status,
                         )
                     )

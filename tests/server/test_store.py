@@ -495,18 +495,26 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
-def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) -> None:
-    """A database of schema version 2 (before chunks were indexed by session) gets the index
-    and the version on opening; its data is untouched and retries find stored points."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_database_is_brought_to_the_current_version(db_target: str, version: int
+                                                             ) -> None:
+    """A database of schema version 2 (before chunks were indexed by session) or 3 (before
+    writer sessions were recorded) gets what it lacks and the version on opening; its data is
+    untouched, retries find stored points, and its runs have a state (a run closed before is
+    finished, one never closed and quiet for longer than the timeout crashed)."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session",
-             "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    _execute(db_target, *(["DROP INDEX chunks_by_session"] if version == 2 else []),
+             "DROP TABLE writer_sessions", "DROP TABLE retired_runs",
+             f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert steps(store, "loss") == [(s, 0) for s in range(5000)]
+        assert store.get_run("ws", "proj", "run")["status"] == "running"  # written just now
+        store.heartbeat_timeout_s = 1e-9
+        assert store.get_run("ws", "proj", "run")["status"] == "crashed"
         assert store.update_runs(update("run", 1, std("loss", list(range(4000, 5000))))) == 0
     finally:
         store.close()
@@ -562,7 +570,7 @@ def test_a_run_reads_back_its_rules_last_points_and_activity(store: Store) -> No
     assert run["last_activity_ns"] == max(loss["last_activity_ns"], acc["last_activity_ns"])
     (listed,) = [r for r in store.list_runs() if r["run"] == "run"]
     assert (listed["last_activity_ns"], listed["status"], listed["series_count"],
-            listed["point_count"]) == (run["last_activity_ns"], "live", 2, 5)
+            listed["point_count"]) == (run["last_activity_ns"], "running", 2, 5)
 
 
 def test_a_series_without_points_and_reads_past_the_end(store: Store) -> None:

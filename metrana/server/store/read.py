@@ -36,7 +36,8 @@ __all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_va
            "attributes_of", "buckets", "find_project", "find_run", "known_series", "points",
            "points_after", "project_id", "project_runs", "rl_points_series", "rl_series", "run",
            "run_ids", "run_list", "runs_page", "series_activity", "series_listing",
-           "series_of_run", "standard_points_series", "standard_series_id", "summary_rows"]
+           "series_of_run", "standard_points_series", "standard_series_id", "summary_rows",
+           "tags_of"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -57,9 +58,11 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
                   None if row[6] is None else int(row[6]), row[7])
 
 
-def find_run(tx: Tx, workspace: str, project: str, run_name: str) -> RunRow | None:
-    """The run named so, or None: the one lookup of a run by its names (reads and writes)."""
-    row = tx.one(f"{_RUN} WHERE workspace = ? AND project = ? AND run_name = ?",
+def find_run(tx: Tx, workspace: str, project: str, run_name: str, *, lock: str = ""
+             ) -> RunRow | None:
+    """The run named so, or None: the one lookup of a run by its names (reads and writes;
+    ``lock``: a locking clause for a writer)."""
+    row = tx.one(f"{_RUN} WHERE workspace = ? AND project = ? AND run_name = ?{lock}",
                  (workspace, project, run_name))
     return None if row is None else _run_row(row)
 
@@ -331,14 +334,15 @@ def buckets(tx: Tx, series_ids: list[int], n: int, start: int | None, end: int |
 
 
 def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, descending: bool,
-              cursor: tuple[Any, int] | None, limit: int) -> list[tuple[Any, ...]]:
+              cursor: tuple[Any, int] | None, limit: int, status: Compiled
+              ) -> list[tuple[Any, ...]]:
     """One page of the project's runs matching ``where``, ordered by ``key`` (nulls last)
     then id, after ``cursor``: (id, name, experiment, created, closed, latest series write,
-    sort key)."""
+    sort key, status)."""
     sql = ("SELECT runs.id, runs.run_name, runs.experiment, runs.created_ns, runs.closed_ns, "
            "(SELECT MAX(s.last_activity_ns) FROM series s WHERE s.run_id = runs.id), "
-           f"{key.sql} AS sort_key FROM runs WHERE runs.project_id = ?")
-    args: list[Any] = [*key.args, project_id]
+           f"{key.sql} AS sort_key, {status.sql} FROM runs WHERE runs.project_id = ?")
+    args: list[Any] = [*key.args, *status.args, project_id]
     if where is not None:
         sql += f" AND {where.sql}"
         args += where.args
@@ -348,6 +352,12 @@ def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, de
         args += after.args
     sql += f" ORDER BY sort_key {'DESC' if descending else 'ASC'} NULLS LAST, runs.id LIMIT ?"
     return tx.all(sql, (*args, limit))
+
+
+def tags_of(tx: Tx, ids: list[int]) -> dict[int, list[str]]:
+    """Each run's tags (its ``sys/tags`` string set), by run id."""
+    return {run_id: values["sys/tags"] for run_id, values
+            in attribute_values(tx, ids, ["sys/tags"]).items()}
 
 
 def attribute_values(tx: Tx, ids: list[int], paths: list[str]) -> dict[int, dict[str, Any]]:

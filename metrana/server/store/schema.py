@@ -3,7 +3,9 @@
 Version 1 is what ``metrana serve`` wrote up to 0.3.0.dev0 on SQLite: a row per point and no
 version table. Version 2 stores points in chunks (:mod:`.chunks`) with per-series aggregates and
 per-session step bases. Version 3 indexes chunks by session, so a retried request finds the
-points it already stored without reading the whole table. An older database is migrated in
+points it already stored without reading the whole table. Version 4 records each writer
+session of a run (:mod:`.liveness`: when it started, was last heard from, and closed) and the
+names of runs deleted or renamed (:mod:`.manage`). An older database is migrated in
 place, in one transaction, the first time a newer server opens it (version 1 exists only on
 SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
 server knows is refused with a message saying so, and left as it was.
@@ -26,7 +28,7 @@ from .write import Aggregates, SeriesSession, Writer, write_aggregates
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TYPES = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY", "INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
@@ -126,6 +128,28 @@ _V3 = """
 CREATE INDEX chunks_by_session ON chunks (session_ref, x_last);
 """
 
+# Version 4: what makes a run running, finished or crashed (one row per writer session, so
+# that several writers of one run each count), and what became of runs that are gone.
+_V4 = """
+CREATE TABLE writer_sessions (
+    run_id {INT} NOT NULL REFERENCES runs (id),
+    session_id {INT} NOT NULL,
+    started_ns {INT} NOT NULL,
+    last_seen_ns {INT} NOT NULL,
+    closed_ns {INT},
+    PRIMARY KEY (run_id, session_id)
+);
+CREATE TABLE retired_runs (
+    workspace TEXT NOT NULL,
+    project TEXT NOT NULL,
+    run_name TEXT NOT NULL,
+    fate TEXT NOT NULL CHECK (fate IN ('deleted', 'renamed')),
+    renamed_to TEXT,
+    at_ns {INT} NOT NULL,
+    PRIMARY KEY (workspace, project, run_name)
+);
+"""
+
 # PostgreSQL: the points (already compressed) out of line and not compressed again; the block
 # statistics (at most 32 blocks of 80 bytes) inline, so a chart reads them with the chunk rows
 # instead of one TOAST lookup per chunk (a 1M-point chart: 2.6 ms instead of 4.8).
@@ -180,15 +204,17 @@ def ensure_schema(db: Database) -> None:
             return
         if version is None:
             steps: list[str | Callable[[Tx], None]] = [_META + _V1_TABLES + _V2_COLUMNS
-                                                       + _V2_TABLES + _V3]
+                                                       + _V2_TABLES + _V3 + _V4]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)
         elif version == 1:
-            steps = [_META + _V2_COLUMNS + _V2_TABLES, _migrate_v1, _V3]
+            steps = [_META + _V2_COLUMNS + _V2_TABLES, _migrate_v1, _V3, _V4]
         elif version == 2:
-            steps = [_V3]
+            steps = [_V3, _V4]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)  # new rows get it; old rows stay as they are
+        elif version == 3:
+            steps = [_V4]
         else:
             raise SchemaError(f"{db.description} has unknown schema version {version}")
         for step in steps:

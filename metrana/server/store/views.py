@@ -21,13 +21,11 @@ import orjson
 from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
 
-__all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
+__all__ = ["Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
            "dumps", "encoded", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
-           "run_status", "run_summary", "runs_page", "series_json", "series_listing", "spelt",
+           "run_summary", "runs_page", "series_json", "series_listing", "spelt",
            "spelt_buckets", "spelt_column",
            "summary_value", "tagged", "untagged"]
-
-LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
 
 
 # ------------------------------------------------------------------- non-finite floats
@@ -109,18 +107,11 @@ def untagged(value: Any) -> Any:
 # ------------------------------------------------------------------------------- runs
 
 
-def run_status(closed_ns: int | None, last_activity: int, now: int) -> str:
-    if closed_ns is not None and closed_ns >= last_activity:
-        return "finished"
-    return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
-
-
-def run_activity(created_ns: int, closed_ns: int | None, series_activity: int | None, now: int
-                 ) -> dict[str, Any]:
+def run_activity(created_ns: int, series_activity: int | None, status: str) -> dict[str, Any]:
     """A run's ``last_activity_ns`` (its newest series' write, or its creation) and
-    ``status``: the same in every answer about runs."""
-    last = max(int(created_ns), int(series_activity or 0))
-    return {"last_activity_ns": last, "status": run_status(closed_ns, last, now)}
+    ``status`` (:mod:`.liveness`): the same in every answer about runs."""
+    return {"last_activity_ns": max(int(created_ns), int(series_activity or 0)),
+            "status": status}
 
 
 @attrs.frozen
@@ -136,31 +127,31 @@ class RunRow:
     closed_ns: int | None
     aggregation_rules: str  # JSON
 
-    def activity(self, series_activity: int | None, now: int) -> dict[str, Any]:
-        return run_activity(self.created_ns, self.closed_ns, series_activity, now)
+    def activity(self, series_activity: int | None, status: str) -> dict[str, Any]:
+        return run_activity(self.created_ns, series_activity, status)
 
-    def head(self, series_activity: int | None, now: int) -> dict[str, Any]:
+    def head(self, series_activity: int | None, status: str) -> dict[str, Any]:
         """What every answer about a run says first."""
         return {"workspace": self.workspace, "project": self.project, "run": self.name,
                 "experiment": self.experiment, "created_ns": self.created_ns,
-                **self.activity(series_activity, now)}
+                **self.activity(series_activity, status)}
 
 
 def run_summary(run: RunRow, series_activity: int | None, series_count: int,
-                point_count: int, now: int) -> dict[str, Any]:
+                point_count: int, status: str, tags: list[str] | None) -> dict[str, Any]:
     """A run as ``all_runs`` lists it."""
-    return {**run.head(series_activity, now), "series_count": int(series_count),
-            "point_count": int(point_count)}
+    return {**run.head(series_activity, status), "series_count": int(series_count),
+            "point_count": int(point_count), "tags": tags or []}
 
 
 def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
-               series: list[tuple[Any, ...]], now: int) -> dict[str, Any]:
+               series: list[tuple[Any, ...]], status: str) -> dict[str, Any]:
     """A run with its aggregation rules, attributes (path, kind, JSON value) and series
     (:data:`.read.SERIES_COLUMNS` rows)."""
     shown = [series_json(row) for row in series]
     activity = max([0] + [s["last_activity_ns"] for s in shown])
     return {
-        **run.head(activity, now),
+        **run.head(activity, status),
         "aggregation_rules": json.loads(run.aggregation_rules),
         "attributes": {path: {"kind": kind, "value": json.loads(value)}
                        for path, kind, value in attributes},
@@ -168,26 +159,27 @@ def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
     }
 
 
-_SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3}  # in a runs-page row
+_SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3,
+               "sys/status": 7}  # in a runs-page row
 
 
 def runs_page(rows: list[tuple[Any, ...]], paths: list[str],
               summaries: list[tuple[tuple[str, str, str], str]],
               attributes: dict[int, dict[str, Any]],
-              aggregates: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]], now: int,
+              aggregates: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]],
               limit: int) -> bytes:
     """A page of ``runs``: each row of :func:`.read.runs_page` with its attribute values
     (by path) and its summaries (a series' (metric, scale, labels) and a function); ``next``
     is the last row's sort key and id when the page is full."""
     out = []
     for row in rows:
-        run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
+        run_id, name, experiment, created_ns, _closed_ns, activity = row[:6]
         values = attributes.get(run_id, {})
         mine = aggregates.get(run_id, {})
         out.append({
             "name": name, "experiment": experiment, "created_ns": int(created_ns),
-            **run_activity(created_ns, closed_ns, activity, now),
-            "attributes": [row[_SYS_VALUES[p]] if p.startswith("sys/") else tagged(values.get(p))
+            **run_activity(created_ns, activity, row[7]),
+            "attributes": [row[_SYS_VALUES[p]] if p in _SYS_VALUES else tagged(values.get(p))
                            for p in paths],
             "summaries": [summary_value(mine.get(key), fn) for key, fn in summaries],
         })

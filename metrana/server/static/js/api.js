@@ -11,7 +11,7 @@ import { columns } from "./columns.js";
 import { el, setConnection } from "./dom.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
-export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
+export const POLL_QUIET_MS = 5000;  // finished or crashed runs (they may be resumed)
 export const POLL_HIDDEN_MS = 15000; // a tab nobody looks at
 export const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
