@@ -5,6 +5,7 @@
 """
 
 from ._api import (
+    add_tags as add_tags,
     close as close,
     flush as flush,
     get_metrics as get_metrics,
@@ -14,7 +15,9 @@ from ._api import (
     log_rl_episode as log_rl_episode,
     log_rl_step as log_rl_step,
     open_session as open_session,
+    remove_tags as remove_tags,
     session as session,
+    set_notes as set_notes,
 )
 from ._config import AggregationRule as AggregationRule
 from ._enums import (
@@ -74,6 +77,7 @@ __all__ = [
     "StandardMetricScale",
     "SyncReport",
     "TrioSession",
+    "add_tags",
     "close",
     "flush",
     "get_metrics",
@@ -83,6 +87,8 @@ __all__ = [
     "log_rl_episode",
     "log_rl_step",
     "open_session",
+    "remove_tags",
     "session",
+    "set_notes",
     "sync",
 ]

@@ -58,6 +58,9 @@ class DisabledSession(Session):
     def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
+        return
+
     def flush(self, timeout: float | None = None) -> None:
         return None
 

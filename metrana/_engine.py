@@ -30,8 +30,10 @@ from ._actors.pump import Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import probe
 from ._actors.run_creator import RunCreator, RunSpec
+from ._actors.run_updates import RunUpdates
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
+from ._actors.system_sampler import SystemSampler
 from ._config import Settings, is_local_url
 from ._delivery import Delivery, DeliveryMode
 from ._enums import CloseStrategy, ResumeStrategy
@@ -63,7 +65,9 @@ class EngineOptions:
 class Engine:
     def __init__(self, settings: Settings, inbox: Inbox, counters: Counters,
                  series: list[SeriesKey], *, say: Callable[[str, str], None],
-                 attributes: list[dict[str, Any]], options: EngineOptions) -> None:
+                 attributes: list[dict[str, Any]], options: EngineOptions,
+                 emit_system: Callable[[list[tuple[str, float]], int], None] | None = None
+                 ) -> None:
         self.settings = settings
         self.inbox = inbox
         self.counters = counters
@@ -109,6 +113,12 @@ class Engine:
         self.crashed: BaseException | None = None
         self.finished = trio.Event()
         self._client = self._make_client()
+        self.run_updates = RunUpdates(self._client, self.target, self.delivery,
+                                      policy=self._retry, counters=counters, say=say,
+                                      report=self.errors.report)
+        interval = settings.system_metrics_interval
+        self.sampler = (SystemSampler(interval, emit_system, say)
+                        if emit_system is not None and interval > 0 else None)
 
     @property
     def resumed(self) -> bool:
@@ -118,6 +128,16 @@ class Engine:
 
     def wake(self) -> None:
         self.pump.wake()
+        self.run_updates.wake()
+
+    def change_attributes(self, attributes: list[dict[str, Any]]) -> None:
+        """From any thread: tags or notes changed while the run is open (sent by RunUpdates;
+        the caller then wakes the engine)."""
+        if self.settings.offline:
+            self._say("WARNING", "tags and notes changed after init() are not recorded in "
+                                 "offline mode (only those given to init() are)")
+            return
+        self.run_updates.pending.append(attributes)
 
     def request_close(self, strategy: CloseStrategy, timeout: float) -> None:
         """Begin closing. Intake stops at once."""
@@ -127,6 +147,9 @@ class Engine:
             self.inbox.close()
             self._close_requested.set()
             self.pump.wake()
+            self.run_updates.finish()
+            if self.sampler is not None:
+                self.sampler.scope.cancel()
 
     def spool_now(self) -> None:
         """Stop waiting for the service: write everything still undelivered to the spool."""
@@ -259,6 +282,9 @@ class Engine:
                     dispatch.start_soon(supervised("run creator", self.creator.run, self._crash))
                 if self._recovery is not None:
                     dispatch.start_soon(supervised("recovery", self._recovery.run, self._crash))
+                if self.creator is not None:  # not offline: there is a service to tell
+                    dispatch.start_soon(supervised("run updates", self.run_updates.run,
+                                                   self._crash))
                 left = [lanes]
                 for index, (_, receive) in enumerate(lane_channels):
                     dispatcher = Dispatcher(receive, client, self.target, self.errors,
@@ -274,6 +300,9 @@ class Engine:
                         await intake.start(supervised("step counter", step_counter.run,
                                                       self._crash))
                         await intake.start(supervised("inbox pump", self.pump.run, self._crash))
+                        if self.sampler is not None:
+                            intake.start_soon(supervised("system metrics", self.sampler.run,
+                                                         self._crash))
                         task_status.started()
                         await self._close_requested.wait()
                         self._apply_close(client, root, intake_scope, dispatch_scope)

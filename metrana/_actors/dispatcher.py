@@ -280,6 +280,7 @@ class Dispatcher:
 
     def _sent(self, count: int) -> None:
         self._counters.sent += count
+        self._delivery.contacted()
 
     def _refused(self, count: int, response: httpx.Response) -> None:
         self._counters.rejected += count
