@@ -30,7 +30,7 @@ from ._actors.pump import Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import probe
 from ._actors.run_creator import RunCreator, RunSpec
-from ._actors.run_updates import RunUpdates
+from ._actors.run_updates import HEARTBEAT_S, RunUpdates
 from ._actors.step_counter import StepCounter
 from ._actors.supervisor import supervised
 from ._actors.system_sampler import SystemSampler
@@ -60,6 +60,7 @@ class EngineOptions:
     retry: RetryPolicy | None = None
     batch_max_age: float = BATCH_MAX_AGE
     compress: bool | None = None  # gzip bodies; None: only for a non-loopback service
+    heartbeat_interval: float = HEARTBEAT_S  # an idle run's empty update, this often
 
 
 class Engine:
@@ -115,7 +116,8 @@ class Engine:
         self._client = self._make_client()
         self.run_updates = RunUpdates(self._client, self.target, self.delivery,
                                       policy=self._retry, counters=counters, say=say,
-                                      report=self.errors.report)
+                                      report=self.errors.report,
+                                      interval=options.heartbeat_interval)
         interval = settings.system_metrics_interval
         self.sampler = (SystemSampler(interval, emit_system, say)
                         if emit_system is not None and interval > 0 else None)

@@ -21,6 +21,7 @@ from ._engine import Engine, EngineOptions
 from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
 from ._exceptions import MetranaLoggerClosedError
 from ._inbox import Inbox
+from ._flatten import flatten_config
 from ._log import say
 from ._run_attributes import notes_change, tag_changes
 from ._series import (
@@ -234,6 +235,12 @@ class BaseSession:
     def set_notes(self, notes: str) -> None:
         """Set the run's notes (a free text, shown and editable on its dashboard page)."""
         self._change_attributes(notes_change(check_notes(notes, "set_notes()")))
+
+    def _update_config(self, config: Mapping[str, Any]) -> None:
+        """Send more config (``config/…`` attributes) to the open run: what integrations learn
+        only once training starts (SB3's hyper-parameters, a Trainer's arguments). A key sent
+        before is overwritten."""
+        self._change_attributes(flatten_config(config))
 
     def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
         if self._state is not State.OPEN:

@@ -284,6 +284,7 @@ class Dispatcher:
 
     def _refused(self, count: int, response: httpx.Response) -> None:
         self._counters.rejected += count
+        self._delivery.contacted()
         self._errors.report(refusal_error(count, response))
 
     async def send(self, batch: Batch) -> None:

@@ -53,6 +53,7 @@ class RunUpdates:
         self._wake = trio.Event()
         self._closing = False
         self._refused = False
+        self._tried_at = 0.0  # (trio time) our last attempt, answered or not
         self.heartbeats = 0  # sent and answered (tests, diagnostics)
 
     def wake(self) -> None:
@@ -72,6 +73,7 @@ class RunUpdates:
         """One update; True when it was answered (accepted or refused), False when the
         service could not be reached (the caller keeps what it holds)."""
         policy = self._policy if attributes else attrs.evolve(self._policy, max_attempts=1)
+        self._tried_at = trio.current_time()
         try:
             response = await post_with_retries(self._client, "/runs:update",
                                                self._body(attributes), policy, self._counters)
@@ -104,7 +106,9 @@ class RunUpdates:
             with trio.move_on_after(0.5):  # (a close is noticed within this)
                 await self._delivery.run_ready.wait()
         while True:
-            quiet_until = self._delivery.contact_at + self.interval
+            # After a quiet spell, or (the service not answering) an interval after our last
+            # try: never a request in a loop.
+            quiet_until = max(self._delivery.contact_at, self._tried_at) + self.interval
             with trio.move_on_at(quiet_until):
                 await self._wake.wait()
             self._wake = trio.Event()
@@ -121,7 +125,7 @@ class RunUpdates:
             if self._closing:
                 break
             if (not self._refused and not self.pending
-                    and trio.current_time() >= self._delivery.contact_at + self.interval):
+                    and trio.current_time() >= quiet_until):
                 await self._send([])
         if self.pending:
             count = sum(len(change) for change in self.pending)

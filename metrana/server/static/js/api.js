@@ -6,6 +6,7 @@
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
 //   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/manage/edit_run|rename_run|delete_run   a run's tags and notes, its name, its end
 
 import { columns } from "./columns.js";
 import { el, setConnection } from "./dom.js";
@@ -69,13 +70,20 @@ function askForKey(refused) {
   return keyPrompt;
 }
 
-export async function api(path, signal) {
+/** A GET of the read API (`body` absent), or a POST of a JSON body (a change: the server's
+ *  request guard takes writes only as JSON), with the API key when the server has one. */
+export async function api(path, signal, body) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
     const headers = key ? { Authorization: `Bearer ${key}` } : {};
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const response = await fetch(path, { headers, signal: limited, cache: "no-store" });
+    const init = { headers, signal: limited, cache: "no-store" };
+    if (body !== undefined) {
+      Object.assign(init, { method: "POST", body: JSON.stringify(body) });
+      headers["Content-Type"] = "application/json";
+    }
+    const response = await fetch(path, init);
     if (response.status === 401) {
       await askForKey(Boolean(key));
       continue;
@@ -88,6 +96,10 @@ export async function api(path, signal) {
 }
 
 export const isAbort = (error) => error?.name === "AbortError";
+
+/** A change to a run (POST /api/manage/<route>, see metrana/server/manage_api.py). */
+export const manage = (route, [workspace, project, run], fields) =>
+  api(`/api/manage/${route}`, undefined, { workspace, project, run, ...fields });
 
 /** Bucket reads of one run's series asked for in the same moment go out together: a page of a
  *  hundred charts, or a live poll of a hundred series, is a few requests, not a hundred. */
