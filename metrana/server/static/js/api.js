@@ -70,17 +70,17 @@ function askForKey(refused) {
   return keyPrompt;
 }
 
-/** A GET of the read API (`body` absent), or a POST of a JSON body (a change: the server's
+/** A GET of the read API (`payload` absent), or a POST of it as JSON (a change: the server's
  *  request guard takes writes only as JSON), with the API key when the server has one. */
-export async function api(path, signal, body) {
+export async function api(path, signal, payload) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
     const headers = key ? { Authorization: `Bearer ${key}` } : {};
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
     const init = { headers, signal: limited, cache: "no-store" };
-    if (body !== undefined) {
-      Object.assign(init, { method: "POST", body: JSON.stringify(body) });
+    if (payload !== undefined) {
+      Object.assign(init, { method: "POST", body: JSON.stringify(payload) });
       headers["Content-Type"] = "application/json";
     }
     const response = await fetch(path, init);
