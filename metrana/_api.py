@@ -30,7 +30,7 @@ from ._engine import EngineOptions
 from ._enums import Distributed
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
-from ._run_attributes import run_attributes, tag_changes
+from ._run_attributes import run_attributes
 from ._stats import Counters, Metrics
 from ._thread_session import DEFAULT_INIT_TIMEOUT, Session, live_sessions
 from ._trio_session import TrioSession

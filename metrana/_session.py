@@ -20,8 +20,8 @@ from ._distributed import process_rank
 from ._engine import Engine, EngineOptions
 from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
 from ._exceptions import MetranaLoggerClosedError
-from ._inbox import Inbox
 from ._flatten import flatten_config
+from ._inbox import Inbox
 from ._log import say
 from ._run_attributes import notes_change, tag_changes
 from ._series import (

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from ..errors import Conflict, NotFound
-from .database import Database, Tx
+from .database import Database, SQLiteDatabase, Tx
 from .read import find_run
 
 __all__ = ["NOTES_PATH", "TAGS_PATH", "compact", "delete_run", "edit_run", "gone_message",
@@ -121,7 +121,7 @@ def compact(db: Database) -> bool:
     """Give the space of deleted rows back to the disk: ``VACUUM`` on SQLite (it rewrites the
     file: it takes a while on a large database, and writes wait meanwhile). True if it did
     anything; PostgreSQL's autovacuum does this by itself (False)."""
-    if db.dialect != "sqlite":
+    if not isinstance(db, SQLiteDatabase):
         return False
     db.vacuum()
     return True
