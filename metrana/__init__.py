@@ -48,8 +48,7 @@ from ._stats import Metrics as Metrics
 from ._sync import SyncReport as SyncReport, sync as sync
 from ._thread_session import Session as Session
 from ._trio_session import TrioSession as TrioSession
-
-__version__ = "0.3.0.dev0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AggregationFn",

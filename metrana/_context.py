@@ -141,7 +141,7 @@ def _items(secrets: list[str]) -> Iterator[tuple[str, Callable[[], Any]]]:
 
 
 def _versions() -> Iterator[tuple[str, str]]:
-    from . import __version__
+    from ._version import __version__
 
     yield "metrana", __version__
     for name, module_name in _FRAMEWORKS.items():

@@ -171,13 +171,20 @@ def test_bad_tags_and_notes_are_refused_at_the_call(live_server: ServerInfo) -> 
     assert attributes(live_server, "bad")["sys/tags"] == ["ok"]
 
 
+@pytest.mark.parametrize("nvml", ["installed", "absent"])
 def test_system_metrics_are_sampled_off_the_callers_thread(live_server: ServerInfo,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           loguru_messages: list[str],
+                                                           nvml: str) -> None:
     """Every interval a point of each system/ series, read in a worker thread (never the
-    thread that logs); no GPU series and no warning on a machine without one."""
+    thread that logs). GPU series only where NVML answers (nvidia-ml-py installed and a GPU
+    visible); without the package, or without a GPU, none and no warning."""
     from metrana import _system_metrics
 
+    if nvml == "absent":
+        monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml: ImportError
+    gpus = _system_metrics.gpu_names()
+    assert nvml == "installed" or gpus == []
     threads: list[int] = []
     sample = _system_metrics.Sampler.sample
 
@@ -186,22 +193,57 @@ def test_system_metrics_are_sampled_off_the_callers_thread(live_server: ServerIn
         return sample(self)
 
     monkeypatch.setattr(_system_metrics.Sampler, "sample", recorded)
-    run = metrana.session(workspace_name="ws", project_name="proj", run_name="sys",
+    run = metrana.session(workspace_name="ws", project_name="proj", run_name=f"sys-{nvml}",
                           ingestion_url=live_server.url, system_metrics_interval=0.2)
     while len(threads) < 4:
         run.log("loss", 1.0)
         time.sleep(0.05)
     run.close()
     assert threading.get_ident() not in threads
-    detail = httpx.get(f"{live_server.url}/api/runs/ws/proj/sys").json()
+    detail = httpx.get(f"{live_server.url}/api/runs/ws/proj/sys-{nvml}").json()
     counts = {s["metric_name"]: s["point_count"] for s in detail["series"]}
     for name in ("cpu_percent", "process_cpu_percent", "process_rss_bytes", "memory_used_bytes",
                  "memory_percent"):
         assert counts[f"system/{name}"] >= 4
     assert counts["system/disk_read_bytes_per_s"] >= 3  # rates: from the second reading on
-    assert not any("gpu" in name for name in counts)
+    assert any("gpu" in name for name in counts) == bool(gpus)
     rss = {s["metric_name"]: s["summary"] for s in detail["series"]}["system/process_rss_bytes"]
     assert 10e6 < rss["min"] <= rss["max"] < 10e9  # a Python process's resident memory
+    assert not [m for m in loguru_messages if m.startswith(("WARNING", "ERROR"))]
+
+
+def test_system_metrics_every_15_s_by_default_and_0_turns_them_off(
+        live_server: ServerInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRANA_SYSTEM_METRICS_INTERVAL")
+    with metrana.session(workspace_name="ws", project_name="proj", run_name="sys-default",
+                         ingestion_url=live_server.url) as run:
+        assert run._engine.sampler is not None and run._engine.sampler.interval == 15.0
+    for source in ("argument", "environment"):
+        if source == "environment":
+            monkeypatch.setenv("METRANA_SYSTEM_METRICS_INTERVAL", "0")
+        with metrana.session(workspace_name="ws", project_name="proj", run_name=f"off-{source}",
+                             ingestion_url=live_server.url,
+                             **({"system_metrics_interval": 0} if source == "argument" else {})
+                             ) as run:
+            assert run._engine.sampler is None
+            run.log("loss", 1.0)
+        series = httpx.get(f"{live_server.url}/api/runs/ws/proj/off-{source}").json()["series"]
+        assert [s["metric_name"] for s in series] == ["loss"]
+
+
+def test_a_bad_system_metrics_interval_is_refused_at_init(live_server: ServerInfo,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    with pytest.raises(MetranaConfigError, match=r"system_metrics_interval=-1 must be >= 0 "
+                       r"seconds \(0 turns system metrics off\)"):
+        metrana.session(workspace_name="ws", project_name="proj", run_name="bad-interval",
+                        ingestion_url=live_server.url, system_metrics_interval=-1)
+    monkeypatch.setenv("METRANA_SYSTEM_METRICS_INTERVAL", "often")
+    with pytest.raises(MetranaConfigError, match="METRANA_SYSTEM_METRICS_INTERVAL='often' must "
+                       "be a number of seconds"):
+        metrana.session(workspace_name="ws", project_name="proj", run_name="bad-interval",
+                        ingestion_url=live_server.url)
+    assert httpx.get(f"{live_server.url}/api/runs/ws/proj/bad-interval").status_code == 404
 
 
 def test_gpus_are_read_through_nvml_when_it_answers(live_server: ServerInfo,

@@ -5,9 +5,8 @@
   at once and autovacuum reuses their space; on SQLite the file keeps its size and reuses the
   freed pages for new points, and :func:`compact` (``VACUUM``) gives them back to the disk.
 - **Rename** changes the run's name; its points, series and attributes stay.
-- Both remember the old name (``retired_runs``): a client still logging to it is refused with
-  HTTP 410 and a message saying what became of the run (:func:`gone_message`), rather than a
-  bare "does not exist". Creating a run of that name again forgets it (:func:`unretire`).
+- Both remember the old name (:mod:`.retired`): a client still logging to it is refused with
+  HTTP 410 and a message saying what became of the run, rather than a bare "does not exist".
 - **Tags and notes** are the run attributes ``sys/tags`` (a string set) and ``sys/notes`` (a
   string), the same ones a client sets with ``init(tags=..., notes=...)``.
 """
@@ -20,40 +19,13 @@ from typing import Any
 from ..errors import Conflict, NotFound
 from .database import Database, SQLiteDatabase, Tx
 from .read import find_run
+from .retired import gone_message, retire, unretire
+from .write import set_attribute
 
-__all__ = ["NOTES_PATH", "TAGS_PATH", "compact", "delete_run", "edit_run", "gone_message",
-           "rename_run", "unretire"]
+__all__ = ["NOTES_PATH", "TAGS_PATH", "compact", "delete_run", "edit_run", "rename_run"]
 
 TAGS_PATH = "sys/tags"
 NOTES_PATH = "sys/notes"
-
-
-def _retire(tx: Tx, workspace: str, project: str, run_name: str, fate: str,
-            renamed_to: str | None, now: int) -> None:
-    tx.run("INSERT INTO retired_runs (workspace, project, run_name, fate, renamed_to, at_ns) "
-           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, project, run_name) DO UPDATE SET "
-           "fate = excluded.fate, renamed_to = excluded.renamed_to, at_ns = excluded.at_ns",
-           (workspace, project, run_name, fate, renamed_to, now))
-
-
-def unretire(tx: Tx, workspace: str, project: str, run_name: str) -> None:
-    """A run of this name exists (again): forget that an earlier one was deleted or renamed."""
-    tx.run("DELETE FROM retired_runs WHERE workspace = ? AND project = ? AND run_name = ?",
-           (workspace, project, run_name))
-
-
-def gone_message(tx: Tx, workspace: str, project: str, run_name: str) -> str | None:
-    """"run W/P/R was deleted at …" (or renamed to …), or None if it never was."""
-    row = tx.one("SELECT fate, renamed_to, at_ns FROM retired_runs WHERE workspace = ? AND "
-                 "project = ? AND run_name = ?", (workspace, project, run_name))
-    if row is None:
-        return None
-    fate, renamed_to, at_ns = row
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(at_ns) / 1e9))
-    name = f"run {workspace}/{project}/{run_name}"
-    if fate == "renamed":
-        return f"{name} was renamed to {renamed_to!r} at {when}"
-    return f"{name} was deleted at {when}"
 
 
 def _run_id(tx: Tx, workspace: str, project: str, run_name: str) -> int:
@@ -80,7 +52,7 @@ def delete_run(db: Database, workspace: str, project: str, run_name: str) -> dic
         for table in ("series", "attributes", "writer_sessions"):
             tx.run(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         tx.run("DELETE FROM runs WHERE id = ?", (run_id,))
-        _retire(tx, workspace, project, run_name, "deleted", None, now)
+        retire(tx, workspace, project, run_name, "deleted", None, now)
     return {"workspace": workspace, "project": project, "run": run_name,
             "series_removed": int(row[0]), "points_removed": int(row[1])}
 
@@ -98,15 +70,13 @@ def rename_run(db: Database, workspace: str, project: str, run_name: str, new_na
                            "choose another name (or delete that run first)")
         tx.run("UPDATE runs SET run_name = ? WHERE id = ?", (new_name, run_id))
         unretire(tx, workspace, project, new_name)
-        _retire(tx, workspace, project, run_name, "renamed", new_name, now)
+        retire(tx, workspace, project, run_name, "renamed", new_name, now)
     return {"workspace": workspace, "project": project, "run": new_name}
 
 
 def edit_run(db: Database, workspace: str, project: str, run_name: str, *,
              tags: list[str] | None, notes: str | None) -> None:
     """Set a run's tags (the whole set) and/or notes, as its attributes."""
-    from .write import set_attribute  # write imports this module
-
     with db.write() as tx:
         run_id = _run_id(tx, workspace, project, run_name)
         if tags is not None:

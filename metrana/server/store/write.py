@@ -37,8 +37,8 @@ from ..point_arrays import PointArrays
 from .chunks import CHUNK_POINTS, Blocks, decode_points, encode_blocks, encode_points
 from .database import Database, Tx
 from .liveness import heard_from
-from .manage import gone_message, unretire
 from .read import find_project, find_run
+from .retired import gone_message, unretire
 
 __all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer", "set_attribute",
            "create_run", "update_runs", "write_aggregates"]
