@@ -111,6 +111,7 @@ EXPECTED: dict[tuple[str, int], dict[str, int | None]] = {
     ("RL helpers", 1): {"readme/snippets/rl-helpers-2": 64 * 1000 + 2},
     # The offline example; the test then runs the `metrana sync --url` the README shows next.
     ("Guarantees", 0): {"ws/p/offline-001": 1},
+    ("What a run records besides your metrics", 0): {"ws/p/tagged-1": 1},
     ("Integrations", 0): {"ws/p/cartpole-1": None},
     ("Integrations", 1): {"readme/snippets/integrations-2": None},
     ("Integrations", 2): {"ws/p/ppo-1": None},
