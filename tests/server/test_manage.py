@@ -136,7 +136,7 @@ def test_a_client_still_logging_to_a_gone_run_is_refused_and_counts_it(
 
 def test_tags_and_notes_edited_through_the_route(tmp_path: Path) -> None:
     """The dashboard's edit: JSON only (the request guard), with the server's key when it has
-    one; bad tags are refused naming what is wrong."""
+    one (as delete and rename); bad tags are refused naming what is wrong."""
     with background_server(tmp_path / "t.sqlite3", api_key="sekret") as info:
         _log_run(info.url, "r", 1, api_key="sekret", tags=["a"])
         url = f"{info.url}/api/manage/edit_run"
@@ -144,6 +144,11 @@ def test_tags_and_notes_edited_through_the_route(tmp_path: Path) -> None:
                 "notes": "why this run"}
         assert httpx.post(url, json=body).status_code == 401
         key = {"Authorization": "Bearer sekret"}
+        # Deleting and renaming need the key as much (a wrong one too is refused).
+        for route, extra in (("delete_run", {}), ("rename_run", {"new_name": "r2"})):
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                assert httpx.post(f"{info.url}/api/manage/{route}", headers=headers,
+                                  json={**body, **extra}).status_code == 401
         assert httpx.post(url, content=b"{}", headers={**key, "Content-Type": "text/plain"}
                           ).status_code == 415
         assert httpx.post(url, json={**body, "tags": [""]}, headers=key).json()["message"] == \
