@@ -5,7 +5,7 @@ version table. Version 2 stores points in chunks (:mod:`.chunks`) with per-serie
 per-session step bases. Version 3 indexes chunks by session, so a retried request finds the
 points it already stored without reading the whole table. Version 4 records each writer
 session of a run (:mod:`.liveness`: when it started, was last heard from, and closed) and the
-names of runs deleted or renamed (:mod:`.manage`). An older database is migrated in
+names of runs deleted or renamed (:mod:`.retired`). An older database is migrated in
 place, in one transaction, the first time a newer server opens it (version 1 exists only on
 SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
 server knows is refused with a message saying so, and left as it was.
