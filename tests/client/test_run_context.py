@@ -195,7 +195,11 @@ def test_system_metrics_are_sampled_off_the_callers_thread(live_server: ServerIn
     monkeypatch.setattr(_system_metrics.Sampler, "sample", recorded)
     run = metrana.session(workspace_name="ws", project_name="proj", run_name=f"sys-{nvml}",
                           ingestion_url=live_server.url, system_metrics_interval=0.2)
-    while len(threads) < 4:
+    sampler = run._engine.sampler
+    assert sampler is not None
+    # Four readings queued (one still being read when close() comes is abandoned: close does
+    # not wait for /proc).
+    while sampler.samples < 4:
         run.log("loss", 1.0)
         time.sleep(0.05)
     run.close()
