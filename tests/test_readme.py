@@ -119,6 +119,8 @@ EXPECTED: dict[tuple[str, int], dict[str, int | None]] = {
     ("Integrations", 4): {"ws/p/mlp-1": None},
     ("Read your runs from Python", 0): {"me/sweep/lr-0.3": 400, "me/sweep/lr-0.03": 400,
                                         "me/sweep/lr-0.003": 400},
+    ("Sweeps: seeds grouped, RL summaries", 0): {f"me/seeds/lr{lr}-s{seed}": 120
+                                                 for lr in (0.01, 0.1) for seed in range(3)},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,17 @@ _RUNS_PAGE = 1000
 RUN_STATES = ("running", "finished", "crashed")  # metrana.server.store.liveness
 _POINTS_PAGE = 1_000_000
 _SERIES_PER_REQUEST = 10_000  # what one points request may name
+_AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi")
+
+
+def _check_filter(filter: Any) -> None:
+    if filter is not None and not isinstance(filter, (Condition, str)):
+        raise TypeError(f"filter must be a Condition (AttrFilter(...) < 1, combined with & and "
+                        f"|) or its text ('config/lr < 0.01'), got {type(filter).__name__}")
+
+
+def _filter_body(filter: Condition | str | None) -> Any:
+    return filter.tree if isinstance(filter, Condition) else filter
 
 
 class QueryClient:
@@ -86,12 +98,10 @@ class QueryClient:
 
     # ------------------------------------------------------------------------ runs
 
-    def _runs(self, filter: Condition | None, order_by: OrderBy | None,
+    def _runs(self, filter: Condition | str | None, order_by: OrderBy | None,
               attributes: Sequence[str], summaries: Sequence[SeriesSummary],
               max_runs: int | None) -> list[dict[str, Any]]:
-        if filter is not None and not isinstance(filter, Condition):
-            raise TypeError(f"filter must be a Condition (AttrFilter(...) < 1, combined with & "
-                            f"and |), got {type(filter).__name__}")
+        _check_filter(filter)
         if order_by is not None and not isinstance(order_by, OrderBy):
             raise TypeError("order_by must be AttrOrderBy(...).asc()/.desc() or "
                             "SeriesOrderBy(...).asc()/.desc()")
@@ -100,7 +110,7 @@ class QueryClient:
         if max_runs is not None and max_runs < 0:
             raise ValueError("max_runs must be >= 0")
         body = self._body(
-            filter=None if filter is None else filter.tree,
+            filter=_filter_body(filter),
             order_by=None if order_by is None else order_by.tree,
             attributes=list(attributes),
             summaries=[{"series": s.series, "fn": s.fn} for s in summaries])
@@ -115,7 +125,7 @@ class QueryClient:
                 break
         return runs
 
-    def fetch_runs(self, *, filter: Condition | None = None, order_by: OrderBy | None = None,
+    def fetch_runs(self, *, filter: Condition | str | None = None, order_by: OrderBy | None = None,
                    attributes: Sequence[str] = (),
                    series_summaries: Sequence[SeriesSummary | tuple[str, str] | str] = (),
                    max_runs: int | None = None, experiment: str | None = None,
@@ -124,7 +134,10 @@ class QueryClient:
 
         Args:
             filter: e.g. ``(AttrFilter("config/lr") < 0.01) & (SeriesFilter("loss").last() <
-                0.1)``.
+                0.1)``, or the same as text, as typed in the dashboard's filter box:
+                ``'config/lr < 0.01 and loss.last < 0.1'``. An RL metric works too:
+                ``SeriesFilter("return", scale="EPISODE").last() > 100``, where ``last`` is the
+                mean over environments of each one's mean of its last 10 episodes.
             order_by: e.g. ``SeriesOrderBy("acc", "max").desc()``; default: newest first.
             attributes: attribute columns, e.g. ``["config/lr", "config/optimizer"]``.
             series_summaries: summary columns: ``SeriesSummary("loss", "min")``, ``("loss",
@@ -145,14 +158,17 @@ class QueryClient:
                 (the message names it); an unknown project.
         """
         summaries = [SeriesSummary.of(s) for s in series_summaries]
-        if experiment is not None:
-            mine = AttrFilter("sys/experiment") == experiment
-            filter = mine if filter is None else filter & mine
-        if status is not None:
-            if status not in RUN_STATES:
-                raise ValueError(f"status is one of {', '.join(RUN_STATES)}, got {status!r}")
-            state = AttrFilter("sys/status") == status
-            filter = state if filter is None else filter & state
+        if status is not None and status not in RUN_STATES:
+            raise ValueError(f"status is one of {', '.join(RUN_STATES)}, got {status!r}")
+        for field, value in (("sys/experiment", experiment), ("sys/status", status)):
+            if value is None:
+                continue
+            condition = AttrFilter(field) == value
+            if isinstance(filter, str):
+                filter = (f"({filter}) and {field} == {json.dumps(value)}" if filter.strip()
+                          else condition)
+            else:
+                filter = condition if filter is None else filter & condition
         runs = self._runs(filter, order_by, attributes, summaries, max_runs)
         return _frames.runs_frame(runs, list(attributes), [s.column for s in summaries])
 
@@ -173,6 +189,48 @@ class QueryClient:
                                     f"run {', '.join(map(repr, missing[:10]))}", status=404)
         frame = _frames.runs_frame([by_name[name] for name in names], [], list(functions))
         return frame.set_index(frame["name"].rename("run"))[list(functions)]
+
+    def aggregate_runs(self, metric: str, *, filter: Condition | str | None = None,
+                       group_by: Sequence[str] | str = (),
+                       aggregations: Sequence[str] = ("avg", "std", "count"),
+                       buckets_count: int = 1000, scale: str | None = None,
+                       labels: Mapping[str, str] | None = None, band: str = "std",
+                       start: int | None = None, end: int | None = None,
+                       max_runs: int = 1000) -> pd.DataFrame:
+        """A metric across the runs matching ``filter``, grouped by config values — the
+        dashboard's grouped charts (mean over seeds with a band), as a DataFrame.
+
+        On one grid of ``buckets_count`` equal-width buckets of steps over [start, end]
+        (default: every step any run has), each run contributes the mean of its points in a
+        bucket (an RL metric: of every environment's points there); across the group's runs
+        with points in the bucket: ``avg``, sample ``std`` (ddof=1), ``stderr`` (std /
+        sqrt(count)), ``min``, ``max``, ``count`` (runs), and the band's ``lo`` and ``hi``
+        (``band``: ``std``, ``stderr``, ``ci95`` = avg ± 1.96·stderr, ``minmax``).
+
+        Returns:
+            A row per group and bucket where the group has points: one column per
+            ``group_by`` path (its value), ``x`` (the bucket's first step), then one column
+            per aggregation.
+
+        Raises:
+            QueryRequestError: an unknown metric, path or filter; more than ``max_runs``
+                runs match (narrow the filter).
+        """
+        paths = [group_by] if isinstance(group_by, str) else list(group_by)
+        unknown = [a for a in aggregations if a not in _AGGREGATIONS]
+        if unknown or isinstance(aggregations, str):
+            raise ValueError(f"aggregations are some of {', '.join(_AGGREGATIONS)}; got "
+                             f"{aggregations!r}")
+        _check_filter(filter)
+        answer = self._transport.call("aggregate_runs", self._body(
+            series=series_node(metric, scale, labels), filter=_filter_body(filter),
+            group_by=paths, n=buckets_count, start=start, end=end, band=band,
+            max_runs=max_runs))
+        if answer["truncated"]:
+            raise QueryRequestError(
+                f"{answer['runs_matched']:,} runs match, more than max_runs={max_runs:,}: "
+                "narrow the filter (or raise max_runs, up to 1,000)", status=400)
+        return _frames.aggregate_frame(answer, paths, list(aggregations))
 
     # ---------------------------------------------------------------------- points
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["band_frame", "buckets_frame", "long_points_frame", "points_columns",
+__all__ = ["aggregate_frame", "band_frame", "buckets_frame", "long_points_frame", "points_columns",
            "rl_points_frame", "runs_frame", "series_frame", "series_list_frame"]
 
 _NONFINITE = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf, None: np.nan}
@@ -244,3 +244,31 @@ def long_points_frame(parts: list[tuple[dict[str, Any], Any, Any, Any, Any]]) ->
     for key in keys:
         data[f"labels/{key}"] = repeat([m["labels"].get(key) for m in metas])
     return pd.DataFrame(data)
+
+
+def aggregate_frame(answer: dict[str, Any], group_by: Sequence[str],
+                    aggregations: Sequence[str]) -> Any:
+    """``aggregate_runs``: a row per (group, bucket) where the group has runs with points;
+    the group's values of ``group_by``, ``x`` (the bucket's first step), then each
+    aggregation (float64; ``count``, of runs, int64)."""
+    x = np.asarray(answer["x"], dtype=np.int64)
+    parts = []
+    for group in answer["groups"]:
+        count = np.asarray(group["count"], dtype=np.int64)
+        keep = count > 0
+        data: dict[str, Any] = {path: [_attribute(group["key"][path])] * int(keep.sum())
+                                for path in group_by}
+        data["x"] = x[keep]
+        for name in aggregations:
+            if name == "count":
+                data[name] = count[keep]
+            else:
+                data[name] = np.array([_float(v) for v in group[name]], np.float64)[keep]
+        parts.append(pd.DataFrame(data))
+    if not parts:
+        empty: dict[str, Any] = {path: pd.Series([], dtype=object) for path in group_by}
+        empty["x"] = pd.Series([], dtype=np.int64)
+        for name in aggregations:
+            empty[name] = pd.Series([], dtype=np.int64 if name == "count" else np.float64)
+        return pd.DataFrame(empty)
+    return pd.concat(parts, ignore_index=True)

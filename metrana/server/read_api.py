@@ -23,9 +23,16 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
 - ``series``: every series of some ``runs`` of a project (null: of all its runs), with its
   identity, point count and first and last step, from the per-series aggregates (no point is
   read): what an export lists before reading points, and where a resumed import continues;
-- ``runs``: one page of a project's runs, filtered and ordered in SQL
-  (:mod:`.store.filters`), with the asked attributes and series summaries; keyset pagination
-  (``next`` is the cursor);
+- ``runs``: one page of a project's runs, filtered (a condition tree, or text:
+  :mod:`.filter_text`) and ordered in SQL (:mod:`.store.filters`), with the asked attributes
+  and series summaries (standard or RL); keyset pagination (``next`` is the cursor) or
+  ``offset``; ``total`` adds how many match; ``"format": "columns"`` answers up to 20,000 runs
+  as columns;
+- ``project``: a project's run count, attribute paths (kinds, distinct values), metrics and
+  band kinds: what its page needs first;
+- ``aggregate_runs``: the matching runs grouped by attribute values, each group reduced on
+  aligned step buckets (mean of each run's points per bucket; across runs avg, std, min, max,
+  count) with a band (:mod:`.store.groups`);
 - ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
   with ``"encoding": "binary"`` a :class:`~.store.views.Binary` answer (its arrays are views
   of the body for the client); paginated by point count.
@@ -45,6 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .errors import NotFound, QueryError
+from .filter_text import parse_filter
 from .ingest import INT64_MAX
 from .store import Binary, SeriesSpec, Store
 from .store.filters import FUNCTIONS, SeriesName, parse_series
@@ -54,6 +62,8 @@ __all__ = ["MAX_BATCH", "MAX_BUCKETS", "MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "ROUT
            "QueryError", "alias", "answer", "parse_series_specs"]
 
 MAX_PAGE_RUNS = 1000
+MAX_COLUMN_RUNS = 20_000  # runs in one columnar answer (parallel coordinates)
+MAX_GROUP_RUNS = 1000  # runs reduced into groups in one aggregate_runs answer
 MAX_PAGE_POINTS = 1_000_000
 MAX_COLUMNS = 1000
 MAX_BUCKETS = 10_000
@@ -166,7 +176,7 @@ def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
             raise QueryError(f"each of 'series' is {{\"id\": ID, \"start\": STEP, \"end\": "
                              f"STEP}}, got {item!r:.80}")
         specs.append((_required_int(item, "id"), _int(item, "start"), _int(item, "end")))
-    return store.many_buckets(*_run_names(body), specs, n)
+    return store.many_buckets(*_run_names(body), specs, n, body.get("compact") is True)
 
 
 def _band(store: Store, body: dict[str, Any]) -> Any:
@@ -195,13 +205,24 @@ def _cursor(value: Any) -> tuple[Any, int] | None:
     return key, value[1]
 
 
-def _runs(store: Store, body: dict[str, Any]) -> Any:
-    workspace, project = _text(body, "workspace"), _text(body, "project")
-    limit = _int(body, "limit", MAX_PAGE_RUNS, 1, MAX_PAGE_RUNS)
-    assert limit is not None
-    paths = body.get("attributes") or []
-    if not isinstance(paths, list) or len(paths) > MAX_COLUMNS:
-        raise QueryError(f"'attributes' is a list of at most {MAX_COLUMNS} paths")
+def _filter(body: dict[str, Any]) -> Any:
+    """``filter``: a condition tree, or text (:mod:`.filter_text`) as typed in the dashboard;
+    in a tree, ``{"text": "..."}`` stands for the condition that text says (the dashboard's
+    box and-ed with its parallel-coordinate brushes). Blank text is no condition."""
+    value = body.get("filter")
+    if isinstance(value, str):
+        return parse_filter(value)
+    if isinstance(value, dict) and list(value) == ["and"] and isinstance(value["and"], list):
+        parts = [parse_filter(part["text"]) if isinstance(part, dict) and list(part) == ["text"]
+                 and isinstance(part["text"], str) else part for part in value["and"]]
+        kept = [part for part in parts if part is not None]
+        return {"and": kept} if kept else None
+    if isinstance(value, dict) and list(value) == ["text"] and isinstance(value["text"], str):
+        return parse_filter(value["text"])
+    return value
+
+
+def _summary_columns(body: dict[str, Any]) -> list[tuple[SeriesName, str]]:
     summaries = body.get("summaries") or []
     if not isinstance(summaries, list) or len(summaries) > MAX_COLUMNS:
         raise QueryError(f"'summaries' is a list of at most {MAX_COLUMNS} "
@@ -212,9 +233,53 @@ def _runs(store: Store, body: dict[str, Any]) -> Any:
             raise QueryError(f"a summary column is {{\"series\": ..., \"fn\": one of "
                              f"{', '.join(FUNCTIONS)}}}, got {item!r:.80}")
         columns.append((parse_series(item.get("series"), "summary column"), item["fn"]))
-    return store.query_runs(workspace, project, filter=body.get("filter"),
+    return columns
+
+
+def _runs(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    columnar = body.get("format", "rows") == "columns"
+    if body.get("format", "rows") not in ("rows", "columns"):
+        raise QueryError("'format' is \"rows\" (an object per run) or \"columns\"")
+    most = MAX_COLUMN_RUNS if columnar else MAX_PAGE_RUNS
+    limit = _int(body, "limit", most, 1, most)
+    offset = _int(body, "offset", 0, 0)
+    assert limit is not None and offset is not None
+    if offset and body.get("cursor") is not None:
+        raise QueryError("page by 'cursor' or by 'offset', not both")
+    paths = body.get("attributes") or []
+    if not isinstance(paths, list) or len(paths) > MAX_COLUMNS:
+        raise QueryError(f"'attributes' is a list of at most {MAX_COLUMNS} paths")
+    return store.query_runs(workspace, project, filter=_filter(body),
                             order_by=body.get("order_by"), attributes=paths,
-                            summaries=columns, cursor=_cursor(body.get("cursor")), limit=limit)
+                            summaries=_summary_columns(body), cursor=_cursor(body.get("cursor")),
+                            limit=limit, offset=offset, total=body.get("total") is True,
+                            columnar=columnar)
+
+
+def _project(store: Store, body: dict[str, Any]) -> Any:
+    return store.project_overview(_text(body, "workspace"), _text(body, "project"))
+
+
+def _aggregate_runs(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    n, start, end = _range(body)
+    group_by = body.get("group_by") or []
+    if not isinstance(group_by, list) or len(group_by) > 10 or not all(
+            isinstance(p, str) and p for p in group_by):
+        raise QueryError("'group_by' is a list of at most 10 attribute paths (config/lr)")
+    runs = body.get("runs")
+    if runs is not None and (not isinstance(runs, list) or len(runs) > MAX_GROUP_RUNS
+                             or not all(isinstance(r, str) for r in runs)):
+        raise QueryError(f"'runs' is a list of at most {MAX_GROUP_RUNS:,} run names, or null")
+    max_runs = _int(body, "max_runs", MAX_GROUP_RUNS, 1, MAX_GROUP_RUNS)
+    assert max_runs is not None
+    band = body.get("band") or "std"
+    return store.aggregate_runs(
+        workspace, project, series=parse_series(body.get("series"), "aggregate_runs"),
+        filter=_filter(body), runs=runs, group_by=group_by, n=n, start=start, end=end,
+        band=band, order_by=body.get("order_by"), max_runs=max_runs,
+        per_run=body.get("per_run") is True)
 
 
 def _series(store: Store, body: dict[str, Any]) -> Any:
@@ -268,6 +333,8 @@ ROUTES: dict[str, Route] = {
     "band": _band,
     "series": _series,
     "runs": _runs,
+    "project": _project,
+    "aggregate_runs": _aggregate_runs,
     "points": _points,
 }
 
@@ -329,7 +396,7 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
         if series is None:
             raise QueryError("query parameter 'series' is required")
         return "many_buckets", {**body, "series": parse_series_specs(series),
-                                "n": numbers.get("n")}
+                                "n": numbers.get("n"), "compact": _param(query, "compact") == "1"}
     if rest == ["bands"]:
         evaluation = _param(query, "evaluation")
         return "band", {**body, "metric": _param(query, "metric"),

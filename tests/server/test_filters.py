@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from metrana.server.errors import QueryError
+from metrana.server.filter_text import parse_filter
 from metrana.server.store import Store, liveness, read
 from metrana.server.store.filters import Compiler, SeriesName, parse_series
 
@@ -178,6 +179,7 @@ def test_tags_contains_a_tag_and_notes_contain_a_part(compile_and_run: Any) -> N
     """`tags contains "baseline"` matches the runs tagged exactly so (case-sensitive, a whole
     tag); on a string attribute, contains matches a part of it; sys/status is a run field."""
     assert compile_and_run({"attr": "sys/tags", "op": "contains", "value": "baseline"}) == ["a"]
+    assert compile_and_run(parse_filter('sys/tags contains "baseline"')) == ["a"]  # as typed
     assert sorted(compile_and_run({"attr": "sys/tags", "op": "contains", "value": "gpu"})) \
         == ["a", "b"]
     assert compile_and_run({"attr": "sys/tags", "op": "contains", "value": "base"}) == []
@@ -208,7 +210,7 @@ def test_a_filter_too_deep_or_too_large_is_refused(compile_and_run: Any) -> None
 
 
 def test_a_series_is_named_by_metric_scale_and_canonical_labels() -> None:
-    assert parse_series("loss", "here") == SeriesName("loss")
+    assert parse_series("loss", "here") == SeriesName("loss", scale_given=False)
     named = parse_series({"metric": "acc", "scale": "EPOCH", "labels": {"b": "2", "a": "ü"}},
                          "here")
     assert named == SeriesName("acc", "EPOCH", '{"a":"ü","b":"2"}')

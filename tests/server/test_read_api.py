@@ -82,6 +82,17 @@ def test_every_get_url_answers_as_its_query_route(fresh_server: ServerInfo) -> N
         # tests of each route; here, that the aliases are not all errors).
         statuses = [client.get(path).status_code for path, _, _ in aliases]
         assert statuses == [200] * 8 + [404, 404, 404, 400]
+        # compact=1 (the dashboard's): raw points without the columns repeating their value.
+        full = client.get(f"{base}/buckets?n=500&series={odd}").json()["series"][0]
+        compact = client.get(f"{base}/buckets?n=500&compact=1&series={odd}").json()["series"][0]
+        assert full["raw"] and set(compact) == {"series_id", "start", "end", "x", "t", "mean",
+                                                "raw", "compact"}
+        assert (compact["x"], compact["t"], compact["mean"]) == (full["x"], full["t"],
+                                                                 full["min"])
+        assert compact["mean"][:2] == ["NaN", "Infinity"]
+        assert client.post("/api/query/many_buckets", json={
+            **names, "n": 500, "compact": True, "series": [{"id": odd}]}).json()["series"][0] \
+            == compact
 
 
 def test_a_database_opened_in_process_answers_as_the_server(fresh_server: ServerInfo) -> None:

@@ -495,19 +495,22 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_an_older_database_is_brought_to_the_current_version(db_target: str, version: int
                                                              ) -> None:
-    """A database of schema version 2 (before chunks were indexed by session) or 3 (before
-    writer sessions were recorded) gets what it lacks and the version on opening; its data is
-    untouched, retries find stored points, and its runs have a state (a run closed before is
-    finished, one never closed and quiet for longer than the timeout crashed)."""
+    """A database of schema version 2 (before chunks were indexed by session), 3 (before RL
+    tails) or 4 (before writer sessions were recorded) gets what it lacks and the version on
+    opening; its data is untouched, retries find stored points, and its runs have a state
+    (written just now: running; quiet for longer than the timeout and never closed: crashed)."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, *(["DROP INDEX chunks_by_session"] if version == 2 else []),
-             "DROP TABLE writer_sessions", "DROP TABLE retired_runs",
+    later = {3: ["DROP INDEX chunks_by_session"],
+             4: ["ALTER TABLE series DROP COLUMN tail_points",
+                 "ALTER TABLE series DROP COLUMN tail_mean"],
+             5: ["DROP TABLE writer_sessions", "DROP TABLE retired_runs"]}
+    _execute(db_target, *[sql for v in range(version + 1, 6) for sql in later[v]],
              f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:

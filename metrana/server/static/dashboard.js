@@ -5,6 +5,11 @@
 //   js/runs_page.js      #/                    every run, searched, selected to compare
 //   js/run_page.js       #/run/W/P/R           one run: header, config, its charts
 //   js/compare_page.js   #/compare/W/P/R,...   several runs' charts overlaid
+//   js/project_page.js   #/project/W/P?...     a project: run table, parallel coordinates, groups
+//   js/run_table.js      the project's runs: columns, server-side sort/filter/paging, virtual rows
+//   js/groups.js         charts of runs in groups: mean and band per group, one colour each
+//   js/parallel_coords.js  config keys and a summary as axes, brushed to filter
+//   js/url_state.js      the project page's view in the URL
 //   js/charts_view.js    what those two share: charts grouped by metric, kept live
 //   js/chart.js          one chart (uPlot): envelopes, band, legend, zoom, live updates
 //   js/source.js         one line of a chart and where its buckets come from
@@ -17,6 +22,7 @@
 
 import { ComparePage } from "./js/compare_page.js";
 import { setConnection } from "./js/dom.js";
+import { ProjectPage } from "./js/project_page.js";
 import { RunPage } from "./js/run_page.js";
 import { RunsView } from "./js/runs_page.js";
 
@@ -27,9 +33,17 @@ function route() {
   delete document.body.dataset.ready;
   setConnection(null);
   const main = document.getElementById("main");
-  const hash = location.hash.replace(/^#\/?/, "");
+  const full = location.hash.replace(/^#\/?/, "");
+  const cut = full.indexOf("?");
+  const hash = cut < 0 ? full : full.slice(0, cut);
   const [name, ...rest] = hash.split("/");
   try {
+    if (name === "project" && rest.length === 2) {
+      const [w, p] = rest.map(decodeURIComponent);
+      view = new ProjectPage(main, w, p, cut < 0 ? "" : full.slice(cut + 1));
+      document.title = `${p} · metrana`;
+      return;
+    }
     if (name === "run" && rest.length === 3) {
       view = new RunPage(main, [rest.map(decodeURIComponent)]);
       document.title = `${decodeURIComponent(rest[2])} · metrana`;

@@ -37,12 +37,14 @@ from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
 from . import liveness, manage, read, views, write
 from .database import Database, Tx, open_database
 from .filters import SYS_FIELDS, Compiler, SeriesName
+from .groups import BAND_KINDS
 from .schema import ensure_schema
 from .views import Binary
 
 __all__ = ["Binary", "Conflict", "NotFound", "SchemaError", "SeriesName", "SeriesSpec", "Store",
            "Unprocessable"]
 
+_SAMPLED = 50  # an attribute with at most this many distinct values lists them
 SeriesSpec = tuple[int, int | None, int | None]  # a series id and the steps [start, end] asked
 
 
@@ -249,13 +251,16 @@ class Store:
         return views.encoded({"series_id": series_id, **views.spelt_buckets(buckets)})
 
     def many_buckets(self, workspace: str, project: str, run_name: str,
-                     specs: list[SeriesSpec], n: int) -> bytes:
+                     specs: list[SeriesSpec], n: int, compact: bool = False) -> bytes:
         """Buckets of several series of the run, each over its own [start, end]: a page of
-        many charts, and each live poll, is one request, not one per chart."""
+        many charts, and each live poll, is one request, not one per chart. ``compact``:
+        raw points (buckets of one point) without the columns that repeat their value (min,
+        max, last) and their counts (all 1): less than half the bytes (the dashboard)."""
         with self.db.read() as tx:
             self._series_of(tx, workspace, project, run_name, [spec[0] for spec in specs])
             answers = [{"series_id": series_id, "start": start, "end": end,
-                        **views.spelt_buckets(read.buckets(tx, [series_id], n, start, end))}
+                        **views.spelt_buckets(views.compact_raw(
+                            read.buckets(tx, [series_id], n, start, end), compact))}
                        for series_id, start, end in specs]
         return views.encoded({"series": answers})
 
@@ -289,10 +294,12 @@ class Store:
 
     def query_runs(self, workspace: str, project: str, *, filter: Any, order_by: Any,
                    attributes: list[str], summaries: list[tuple[SeriesName, str]],
-                   cursor: tuple[Any, int] | None, limit: int) -> bytes:
+                   cursor: tuple[Any, int] | None, limit: int, offset: int = 0,
+                   total: bool = False, columnar: bool = False) -> bytes:
         """One page of the project's runs: ``filter`` and ``order_by`` are expression trees
         (:mod:`.filters`), checked against the project; each run with its values of
-        ``attributes`` and ``summaries`` (a series and a function)."""
+        ``attributes`` and ``summaries`` (a series, standard or RL, and a function). Paged by
+        ``cursor`` (keyset) or ``offset``; ``total`` adds how many runs match."""
         now = time.time_ns()
         with self.db.read() as tx:
             project_id = read.project_id(tx, workspace, project)
@@ -300,18 +307,84 @@ class Store:
             compiler = Compiler(tx, project_id, f"{workspace}/{project}", status=status)
             for path in attributes:
                 compiler.attribute_kinds(path)
-            for name, _ in summaries:
-                compiler.check_series(name)
+            resolved = [(compiler.check_series(name), fn) for name, fn in summaries]
             where = compiler.condition(filter) if filter is not None else None
             key, descending = compiler.order_key(order_by)
-            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit, status)
+            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit, status,
+                                  offset)
             ids = [int(row[0]) for row in rows]
             values = read.attribute_values(tx, ids, [p for p in attributes
                                                      if p not in SYS_FIELDS
                                                      and p != liveness.STATUS_PATH])
-            aggregates = read.summary_rows(tx, ids, {name.metric for name, _ in summaries})
-        keys = [((name.metric, name.scale, name.labels), fn) for name, fn in summaries]
-        return views.runs_page(rows, attributes, keys, values, aggregates, limit)
+            aggregates = read.summary_rows(tx, ids, {name.metric for name, _ in resolved
+                                                     if not name.rl})
+            rl_columns = [(name, fn) for name, fn in resolved if name.rl]
+            rl_values = read.expression_values(
+                tx, ids, [compiler.series_value(name, fn) for name, fn in rl_columns])
+            count = read.count_runs(tx, project_id, where) if total else None
+        columns = views.summary_columns(ids, resolved, aggregates, rl_values)
+        return views.runs_page(rows, attributes, columns, values, limit, count,
+                               [views.series_label(name, fn) for name, fn in resolved],
+                               columnar)
+
+    def project_overview(self, workspace: str, project: str) -> dict[str, Any]:
+        """What a project page needs before any run: how many runs, the attribute paths
+        (kinds, how many distinct values, a sample of them), the metrics (standard series and
+        RL metrics, with how many runs logged each), and the band kinds groups can draw."""
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            count = read.project_run_count(tx, project_id)
+            paths = read.project_attributes(tx, project_id)
+            samples = read.attribute_samples(
+                tx, project_id, sorted({p for p, _, d, _ in paths if d <= _SAMPLED}), _SAMPLED)
+            metrics = read.project_metrics(tx, project_id)
+        return views.project_overview(workspace, project, count, paths, samples, metrics)
+
+    def aggregate_runs(self, workspace: str, project: str, *, series: SeriesName, filter: Any,
+                       runs: list[str] | None, group_by: list[str], n: int,
+                       start: int | None, end: int | None, band: str, order_by: Any,
+                       max_runs: int, per_run: bool = False) -> bytes:
+        """The runs matching ``filter`` (and among ``runs``, if named), grouped by the values
+        of ``group_by``, each group reduced on one grid of aligned step buckets with a band
+        (:mod:`.groups`). At most ``max_runs`` runs, the first in ``order_by``'s order
+        (``truncated`` says when more matched)."""
+        if band not in BAND_KINDS:
+            raise QueryError(f"unknown band {band!r}; one of {', '.join(BAND_KINDS)}")
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            status = liveness.status_sql(time.time_ns(), self.heartbeat_timeout_s)
+            compiler = Compiler(tx, project_id, f"{workspace}/{project}", status=status)
+            name = compiler.check_series(series)
+            for path in group_by:
+                if path.startswith("sys/") and path != "sys/name":
+                    raise QueryError(f"group by config keys or sys/name, not {path!r}")
+                compiler.attribute_kinds(path)
+            conditions = [filter] if filter is not None else []
+            if runs is not None:
+                conditions.append({"attr": "sys/name", "op": "in", "value": runs} if runs
+                                  else {"attr": "sys/name", "op": "in", "value": [""]})
+            where = (compiler.condition({"and": conditions}) if conditions else None)
+            key, descending = compiler.order_key(order_by)
+            matched = read.matching_run_ids(tx, project_id, where, key, descending,
+                                            max_runs + 1)
+            truncated = len(matched) > max_runs
+            matched = matched[:max_runs]
+            ids = [run_id for run_id, _ in matched]
+            total = read.count_runs(tx, project_id, where) if truncated else len(matched)
+            values = read.attribute_values(tx, ids, [p for p in group_by if p != "sys/name"])
+            owned = read.series_of_runs(tx, ids, name)
+            used = [(run_id, run_name) for run_id, run_name in matched if run_id in owned]
+            extent = read.series_extent(tx, [i for ids_ in owned.values() for i in ids_])
+            lo, hi = (0, -1) if extent is None else extent
+            lo = lo if start is None else start
+            hi = hi if end is None else end
+            buckets = read.run_bucket_means(tx, [owned[run_id] for run_id, _ in used],
+                                            lo, hi, n)
+        keys = [tuple(run_name if p == "sys/name" else values.get(run_id, {}).get(p)
+                      for p in group_by) for run_id, run_name in used]
+        return views.run_groups(name, group_by, keys, [run_name for _, run_name in used],
+                                buckets, lo, hi, n, BAND_KINDS[band], matched=total,
+                                truncated=truncated, per_run=per_run)
 
     # ---------------------------------------------------------------- helpers
 

@@ -9,9 +9,17 @@ only this module writes SQL text. The tree::
                | {"series": SERIES, "fn": FN, "op": OP, "value": NUMBER}
                | {"series": SERIES, "op": "exists"}
     order     := {"attr": PATH, "dir": "asc" | "desc"} | {"series": SERIES, "fn": FN, "dir": ...}
-    SERIES    := {"metric": NAME, "scale": "ML_STEP", "labels": {...}}   (a standard series)
+    SERIES    := {"metric": NAME, "scale": SCALE, "labels": {...}, "kind": "standard" | "rl"}
     OP        := "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not_in" | "exists" | "contains"
     FN        := "last" | "min" | "max" | "mean" | "count"
+
+A series is a standard series (one per run) or an RL metric (a series per environment, and per
+episode on the ``ENVIRONMENT_STEP`` scale); without a ``kind`` it is whichever the project has,
+standard first, and without a ``scale`` a standard ``ML_STEP`` series or else the RL metric at
+whatever scale it was logged (``EPISODE`` first). An RL metric's ``last`` is the mean over its
+environments of each environment's mean of its last 10 episodes (:data:`RL_LAST_EPISODES`; on
+the ``ENVIRONMENT_STEP`` scale, of its last 10 episodes' means); ``min``, ``max``, ``mean`` and
+``count`` are over every point of every environment.
 
 A path is a run attribute (``config/lr``, ``sys/tags``) or one of the run's own fields
 (:data:`SYS_FIELDS`, and ``sys/status``: running, finished or crashed, :mod:`.liveness`).
@@ -39,8 +47,8 @@ from ..errors import QueryError
 from ..ingest import labels_key
 from .database import Tx
 
-__all__ = ["FUNCTIONS", "STATUS_PATH", "SYS_FIELDS", "Compiled", "Compiler", "SeriesName", "after_cursor",
-           "parse_series"]
+__all__ = ["FUNCTIONS", "RL_LAST_EPISODES", "RL_SCALES", "STATUS_PATH", "SYS_FIELDS", "Compiled",
+           "Compiler", "SeriesName", "after_cursor", "parse_series"]
 
 FUNCTIONS = ("last", "min", "max", "mean", "count")
 _OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists", "contains")
@@ -49,6 +57,8 @@ _NUMERIC = frozenset({"int", "float"})
 MAX_DEPTH = 32
 MAX_NODES = 1000
 MAX_IN = 10_000
+RL_LAST_EPISODES = 10  # what "last" means for an RL metric (see write.TAIL_POINTS)
+RL_SCALES = ("EPISODE", "ENVIRONMENT_STEP")
 
 # The series columns of each summary function (the aggregates :mod:`.write` keeps).
 _FN_SQL = {
@@ -65,8 +75,28 @@ SYS_FIELDS = {
     "sys/name": ("runs.run_name", "string"),
     "sys/experiment": ("runs.experiment", "string"),
     "sys/created": ("runs.created_ns", "int"),
+    # From creation to close, or to the last write while it is open (ns).
+    "sys/duration": ("(COALESCE(runs.closed_ns, (SELECT MAX(s.last_activity_ns) FROM series s "
+                     "WHERE s.run_id = runs.id), runs.created_ns) - runs.created_ns)", "int"),
 }
 STATUS_PATH = "sys/status"
+
+# An RL metric's summaries over its series (environments, episodes) of one run.
+_RL_FN_SQL = {
+    "last": "AVG(s.tail_mean)",
+    "min": "MIN(s.vmin)",
+    "max": "MAX(s.vmax)",
+    "mean": "SUM(s.vsum) / NULLIF(SUM(s.valid_count), 0)",
+    "count": "SUM(s.point_count)",
+}
+_RL_WHERE = ("s.run_id = runs.id AND s.kind = 'rl' AND s.metric_name = ? AND s.scale = ? AND "
+             "s.labels = ?")
+# ENVIRONMENT_STEP: a series per episode; each environment's last episodes' means, averaged.
+_RL_LAST_ENV_STEPS = (
+    "(SELECT AVG(env_mean) FROM (SELECT AVG(episode_mean) AS env_mean FROM (SELECT "
+    "s.environment_id AS env, s.vsum / NULLIF(s.valid_count, 0) AS episode_mean, ROW_NUMBER() "
+    "OVER (PARTITION BY s.environment_id ORDER BY s.episode DESC) AS recent FROM series s "
+    f"WHERE {_RL_WHERE}) episodes WHERE recent <= {RL_LAST_EPISODES} GROUP BY env) envs)")
 
 
 @attrs.frozen
@@ -77,10 +107,20 @@ class SeriesName:
     metric: str
     scale: str = "ML_STEP"
     labels: str = "{}"
+    kind: str | None = None  # "standard", "rl", or None: whichever the project has
+    scale_given: bool = True  # False: ML_STEP if standard, else the RL metric's scale
 
     def describe(self) -> str:
         extra = "" if self.scale == "ML_STEP" else f" (scale {self.scale})"
         return f"{self.metric!r}{extra}" + ("" if self.labels == "{}" else f" {self.labels}")
+
+    @property
+    def rl(self) -> bool:
+        return self.kind == "rl"
+
+    @property
+    def key(self) -> tuple[str, str, str, str | None]:
+        return (self.metric, self.scale, self.labels, self.kind)
 
 
 @attrs.frozen
@@ -99,11 +139,15 @@ def parse_series(node: Any, where: str) -> SeriesName:
         raise QueryError(f"{where}: a series is {{\"metric\": NAME}}, got {node!r:.80}")
     scale = node.get("scale") or "ML_STEP"
     labels = node.get("labels") or {}
+    kind = node.get("kind")
     if not isinstance(scale, str) or not isinstance(labels, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise QueryError(f"{where}: a series' scale is a string and its labels map strings to "
                          "strings")
-    return SeriesName(node["metric"], scale, labels_key(labels))
+    if kind not in (None, "standard", "rl"):
+        raise QueryError(f"{where}: a series' kind is \"standard\" or \"rl\", got {kind!r:.40}")
+    return SeriesName(node["metric"], scale, labels_key(labels), kind,
+                      bool(node.get("scale")))
 
 
 def _kind_of(value: Any) -> str:
@@ -143,7 +187,7 @@ class Compiler:
         self._project_id = project_id
         self._project = project
         self._kinds: dict[str, frozenset[str]] = {}
-        self._known_series: set[SeriesName] = set()
+        self._known_series: dict[SeriesName, SeriesName] = {}
         self._nodes = 0
 
     # ---------------------------------------------------------------- lookups
@@ -169,18 +213,36 @@ class Compiler:
             self._kinds[path] = kinds
         return kinds
 
-    def check_series(self, key: SeriesName) -> None:
-        """QueryError if no run of the project has this series."""
-        if key in self._known_series:
-            return
-        row = self._tx.one(
-            "SELECT 1 FROM series s WHERE s.kind = 'standard' AND s.metric_name = ? AND "
-            "s.scale = ? AND s.labels = ? AND s.run_id IN (SELECT id FROM runs WHERE "
-            "project_id = ?) LIMIT 1", (key.metric, key.scale, key.labels, self._project_id))
-        if row is None:
-            raise QueryError(f"unknown series {key.describe()}: no run of project "
+    def check_series(self, key: SeriesName) -> SeriesName:
+        """The series as the project has it (its kind and scale found); QueryError if no run
+        of the project has it."""
+        known = self._known_series.get(key)
+        if known is not None:
+            return known
+        found = None
+        if key.kind != "rl":
+            row = self._tx.one(
+                "SELECT 1 FROM series s WHERE s.kind = 'standard' AND s.metric_name = ? AND "
+                "s.scale = ? AND s.labels = ? AND s.run_id IN (SELECT id FROM runs WHERE "
+                "project_id = ?) LIMIT 1", (key.metric, key.scale, key.labels, self._project_id))
+            if row is not None:
+                found = attrs.evolve(key, kind="standard", scale_given=True)
+        if found is None and key.kind != "standard":
+            scales = {str(r[0]) for r in self._tx.all(
+                "SELECT DISTINCT s.scale FROM series s WHERE s.kind = 'rl' AND s.metric_name = ? "
+                "AND s.labels = ? AND s.run_id IN (SELECT id FROM runs WHERE project_id = ?)",
+                (key.metric, key.labels, self._project_id))}
+            if key.scale_given:
+                scales &= {key.scale}
+            scale = next((s for s in (*RL_SCALES, *sorted(scales)) if s in scales), None)
+            if scale is not None:
+                found = attrs.evolve(key, kind="rl", scale=scale, scale_given=True)
+        if found is None:
+            what = "RL metric" if key.kind == "rl" else "series"
+            raise QueryError(f"unknown {what} {key.describe()}: no run of project "
                              f"{self._project} logged it")
-        self._known_series.add(key)
+        self._known_series[key] = found
+        return found
 
     # ------------------------------------------------------------ expressions
 
@@ -231,10 +293,19 @@ class Compiler:
         if fn not in FUNCTIONS:
             raise QueryError(f"{where}: unknown summary function {fn!r}; one of "
                              f"{', '.join(FUNCTIONS)}")
-        self.check_series(key)
+        key = self.check_series(key)
+        args = (key.metric, key.scale, key.labels)
+        if key.rl:
+            if fn == "last" and key.scale == "ENVIRONMENT_STEP":
+                return Compiled(_RL_LAST_ENV_STEPS, args)
+            return Compiled(f"(SELECT {_RL_FN_SQL[fn]} FROM series s WHERE {_RL_WHERE})", args)
         return Compiled(f"(SELECT {_FN_SQL[fn]} FROM series s WHERE s.run_id = runs.id AND "
                         "s.kind = 'standard' AND s.metric_name = ? AND s.scale = ? AND "
-                        "s.labels = ?)", (key.metric, key.scale, key.labels))
+                        "s.labels = ?)", args)
+
+    def series_value(self, key: SeriesName, fn: str) -> Compiled:
+        """A run's summary ``fn`` of a series (standard or RL), as SQL over ``runs``."""
+        return self._series_value(key, fn, "summary column")
 
     # -------------------------------------------------------------- conditions
 
@@ -335,10 +406,10 @@ class Compiler:
 
     def _series_condition(self, key: SeriesName, fn: Any, op: str, value: Any) -> Compiled:
         if op == "exists":
-            self.check_series(key)
+            key = self.check_series(key)
             return Compiled("EXISTS (SELECT 1 FROM series s WHERE s.run_id = runs.id AND "
-                            "s.kind = 'standard' AND s.metric_name = ? AND s.scale = ? AND "
-                            "s.labels = ?)", (key.metric, key.scale, key.labels))
+                            "s.kind = ? AND s.metric_name = ? AND s.scale = ? AND "
+                            "s.labels = ?)", (key.kind, key.metric, key.scale, key.labels))
         where = f"series {key.describe()}"
         target = self._series_value(key, fn, where)
         if op in ("in", "not_in"):

@@ -30,14 +30,17 @@ from .buckets import aggregate, bucket_points, needs_points
 from .chunks import BLOCK_POINTS, Blocks, decode_blocks, decode_points
 from .database import Tx
 from .filters import Compiled, SeriesName, after_cursor
+from .groups import RunBuckets, bucket_index, sums_to_means
 from .views import RunRow
 
-__all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_values",
-           "attributes_of", "buckets", "find_project", "find_run", "known_series", "points",
-           "points_after", "project_id", "project_runs", "rl_points_series", "rl_series", "run",
-           "run_ids", "run_list", "runs_page", "series_activity", "series_listing",
-           "series_of_run", "standard_points_series", "standard_series_id", "summary_rows",
-           "tags_of"]
+__all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_samples",
+           "attribute_values", "attributes_of", "buckets", "count_runs", "expression_values",
+           "find_project", "find_run", "known_series", "matching_run_ids", "points",
+           "points_after", "project_attributes", "project_id", "project_metrics",
+           "project_run_count", "project_runs", "rl_points_series", "rl_series", "run",
+           "run_bucket_means", "run_ids", "run_list", "runs_page", "series_activity",
+           "series_extent", "series_listing", "series_of_run", "series_of_runs",
+           "standard_points_series", "standard_series_id", "summary_rows", "tags_of"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -196,6 +199,19 @@ def standard_points_series(tx: Tx, project_id: int, project: str,
             found.setdefault(name.describe(), False)
     unknown = [described for described, yes in found.items() if not yes]
     if unknown:
+        metrics = sorted({name.metric for _, name in items if not found[name.describe()]})
+        clause, args = tx.among("run_id", sorted(runs.values()))
+        names, name_args = tx.among("metric_name", metrics)
+        rl = [str(r[0]) for r in tx.all(
+            f"SELECT DISTINCT metric_name FROM series WHERE kind = 'rl' AND {clause} AND "
+            f"{names} ORDER BY metric_name", (*args, *name_args))]
+        if rl:
+            raise QueryError(
+                f"{', '.join(map(repr, rl))} {'is an RL metric' if len(rl) == 1 else 'are RL metrics'}"
+                " (logged per environment and episode): read its points with "
+                "fetch_rl_env_float_series(run, metric) or its band across environments with "
+                "aggregate_rl_env_series (metrana.query); over HTTP, the points route with "
+                "\"rl\": true")
         raise QueryError(f"unknown series {', '.join(unknown)}: none of the runs asked for "
                          "logged it")
     return out
@@ -318,7 +334,7 @@ def buckets(tx: Tx, series_ids: list[int], n: int, start: int | None, end: int |
         return aggregate(_no_blocks(), 0, 0, 1, spread=spread)
     lo, hi = span
     rows = _chunk_rows(tx, series_ids, lo, hi)
-    if needs_points(sum(r[1] for r in rows), n):
+    if needs_points(sum(r[1] for r in rows), n, len(series_ids), every_bucket=spread):
         return bucket_points(_points_of_chunks(tx, [r[0] for r in rows], lo, hi), lo, hi, n,
                              spread=spread)
     inner = [r for r in rows if r[2] >= lo and r[3] <= hi]
@@ -330,15 +346,124 @@ def buckets(tx: Tx, series_ids: list[int], n: int, start: int | None, end: int |
     return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n, spread=spread)
 
 
+def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n: int
+                     ) -> RunBuckets:
+    """Per run (each a list of its series: one, or an RL metric's environments) the mean of
+    its points in each of ``n`` equal-width buckets over [lo, hi] (:mod:`.groups`). The
+    chunks of every run are listed in one query; a run of few points a bucket is reduced
+    from its points, else from its block statistics (and the points of chunks cut by the
+    range's ends)."""
+    means = np.full((len(series_by_run), n), np.nan)
+    owner = {series_id: k for k, ids in enumerate(series_by_run) for series_id in ids}
+    if not owner or hi < lo:
+        return RunBuckets(means)
+    width = (hi - lo + 1) / n
+    rows_by_run: list[list[tuple[Any, ...]]] = [[] for _ in series_by_run]
+    ids = sorted(owner)
+    for start in range(0, len(ids), _IN_ONE_QUERY):
+        clause, args = tx.among("series_id", ids[start:start + _IN_ONE_QUERY])
+        for row in tx.all(f"SELECT id, series_id, n, x_first, x_last, blocks FROM chunks "
+                          f"WHERE {clause} AND x_first <= ? AND x_last >= ?", (*args, hi, lo)):
+            rows_by_run[owner[int(row[1])]].append(row)
+    for k, rows in enumerate(rows_by_run):
+        if not rows:
+            continue
+        sums = np.zeros(n)
+        valid = np.zeros(n, np.int64)
+        if needs_points(sum(int(r[2]) for r in rows), n, len(series_by_run[k]),
+                        every_bucket=True):
+            from_points = [int(r[0]) for r in rows]
+            inner = []
+        else:  # blocks, and the points of chunks cut by the range's ends
+            from_points = [int(r[0]) for r in rows if int(r[3]) < lo or int(r[4]) > hi]
+            inner = [r for r in rows if int(r[3]) >= lo and int(r[4]) <= hi]
+        for part in _chunk_points(tx, from_points, lo, hi):
+            ok = ~(np.isnan(part.v) | part.missing)
+            index = bucket_index(part.x[ok], lo, width, n)
+            np.add.at(sums, index, part.v[ok])
+            np.add.at(valid, index, 1)
+        if inner:
+            blocks = decode_blocks([bytes(r[5]) for r in inner])
+            index = bucket_index(blocks.x_first, lo, width, n)
+            has = blocks.valid > 0
+            sums += np.bincount(index[has], blocks.vsum[has], n)
+            valid += np.bincount(index[has], blocks.valid[has], n).astype(np.int64)
+        means[k] = sums_to_means(sums, valid)
+    return RunBuckets(means)
+
+
+def series_extent(tx: Tx, series_ids: list[int]) -> tuple[int, int] | None:
+    """The first and last step of these series, from their aggregates."""
+    if not series_ids:
+        return None
+    found: tuple[int, int] | None = None
+    for start in range(0, len(series_ids), _IN_ONE_QUERY):
+        clause, args = tx.among("id", series_ids[start:start + _IN_ONE_QUERY])
+        row = tx.one(f"SELECT MIN(x_min), MAX(x_max) FROM series WHERE {clause}", args)
+        if row is None or row[0] is None:
+            continue
+        lo, hi = int(row[0]), int(row[1])
+        found = (lo, hi) if found is None else (min(found[0], lo), max(found[1], hi))
+    return found
+
+
+def series_of_runs(tx: Tx, run_ids: list[int], name: SeriesName) -> dict[int, list[int]]:
+    """Each run's series of ``name`` (resolved: standard, or an RL metric's environments and
+    episodes), by run id."""
+    out: dict[int, list[int]] = {}
+    for start in range(0, len(run_ids), _IN_ONE_QUERY):
+        clause, args = tx.among("run_id", run_ids[start:start + _IN_ONE_QUERY])
+        for series_id, run_id in tx.all(
+                f"SELECT id, run_id FROM series WHERE {clause} AND kind = ? AND "
+                "metric_name = ? AND scale = ? AND labels = ?",
+                (*args, "rl" if name.rl else "standard", name.metric, name.scale, name.labels)):
+            out.setdefault(int(run_id), []).append(int(series_id))
+    return out
+
+
+def project_attributes(tx: Tx, project_id: int) -> list[tuple[str, str, int, int]]:
+    """The project's attribute paths: (path, kind, distinct values, runs having it)."""
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in tx.all(
+        "SELECT a.path, a.kind, COUNT(DISTINCT a.value), COUNT(*) FROM attributes a "
+        "JOIN runs ON runs.id = a.run_id WHERE runs.project_id = ? GROUP BY a.path, a.kind "
+        "ORDER BY a.path", (project_id,))]
+
+
+def attribute_samples(tx: Tx, project_id: int, paths: list[str], limit: int
+                      ) -> dict[str, list[str]]:
+    """Up to ``limit`` distinct stored values (JSON text) of each of ``paths``."""
+    out: dict[str, list[str]] = {}
+    for path in paths:
+        out[path] = [str(r[0]) for r in tx.all(
+            "SELECT DISTINCT a.value FROM attributes a JOIN runs ON runs.id = a.run_id "
+            "WHERE runs.project_id = ? AND a.path = ? ORDER BY a.value LIMIT ?",
+            (project_id, path, limit))]
+    return out
+
+
+def project_metrics(tx: Tx, project_id: int) -> list[tuple[str, str, str, str, int]]:
+    """The project's metrics: (kind, metric, scale, labels, runs logging it)."""
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in tx.all(
+        "SELECT s.kind, s.metric_name, s.scale, s.labels, COUNT(DISTINCT s.run_id) FROM series s "
+        "JOIN runs ON runs.id = s.run_id WHERE runs.project_id = ? "
+        "GROUP BY s.kind, s.metric_name, s.scale, s.labels ORDER BY s.metric_name, s.kind, "
+        "s.scale, s.labels", (project_id,))]
+
+
+def project_run_count(tx: Tx, project_id: int) -> int:
+    row = tx.one("SELECT COUNT(*) FROM runs WHERE project_id = ?", (project_id,))
+    return int(row[0]) if row else 0
+
+
 # ----------------------------------------------------------------- a project's runs
 
 
 def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, descending: bool,
-              cursor: tuple[Any, int] | None, limit: int, status: Compiled
+              cursor: tuple[Any, int] | None, limit: int, status: Compiled, offset: int = 0
               ) -> list[tuple[Any, ...]]:
     """One page of the project's runs matching ``where``, ordered by ``key`` (nulls last)
-    then id, after ``cursor``: (id, name, experiment, created, closed, latest series write,
-    sort key, status)."""
+    then id, after ``cursor`` (or skipping ``offset`` rows: a table scrolled far down):
+    (id, name, experiment, created, closed, latest series write, sort key, status)."""
     sql = ("SELECT runs.id, runs.run_name, runs.experiment, runs.created_ns, runs.closed_ns, "
            "(SELECT MAX(s.last_activity_ns) FROM series s WHERE s.run_id = runs.id), "
            f"{key.sql} AS sort_key, {status.sql} FROM runs WHERE runs.project_id = ?")
@@ -351,6 +476,9 @@ def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, de
         sql += f" AND {after.sql}"
         args += after.args
     sql += f" ORDER BY sort_key {'DESC' if descending else 'ASC'} NULLS LAST, runs.id LIMIT ?"
+    if offset:
+        sql += " OFFSET ?"
+        return tx.all(sql, (*args, limit, offset))
     return tx.all(sql, (*args, limit))
 
 
@@ -358,6 +486,46 @@ def tags_of(tx: Tx, ids: list[int]) -> dict[int, list[str]]:
     """Each run's tags (its ``sys/tags`` string set), by run id."""
     return {run_id: values["sys/tags"] for run_id, values
             in attribute_values(tx, ids, ["sys/tags"]).items()}
+
+
+def count_runs(tx: Tx, project_id: int, where: Compiled | None) -> int:
+    """How many of the project's runs match ``where``."""
+    sql = "SELECT COUNT(*) FROM runs WHERE runs.project_id = ?"
+    args: list[Any] = [project_id]
+    if where is not None:
+        sql += f" AND {where.sql}"
+        args += where.args
+    row = tx.one(sql, args)
+    return int(row[0]) if row else 0
+
+
+def matching_run_ids(tx: Tx, project_id: int, where: Compiled | None, key: Compiled,
+                     descending: bool, limit: int) -> list[tuple[int, str]]:
+    """The first ``limit`` runs matching ``where`` in the order ``key`` then id: (id, name)."""
+    sql = f"SELECT runs.id, runs.run_name, {key.sql} AS sort_key FROM runs WHERE " \
+          "runs.project_id = ?"
+    args: list[Any] = [*key.args, project_id]
+    if where is not None:
+        sql += f" AND {where.sql}"
+        args += where.args
+    sql += f" ORDER BY sort_key {'DESC' if descending else 'ASC'} NULLS LAST, runs.id LIMIT ?"
+    return [(int(r[0]), str(r[1])) for r in tx.all(sql, (*args, limit))]
+
+
+def expression_values(tx: Tx, ids: list[int], expressions: list[Compiled]
+                      ) -> dict[int, list[Any]]:
+    """Each run's values of SQL expressions over ``runs`` (compiled summaries)."""
+    if not ids or not expressions:
+        return {}
+    out: dict[int, list[Any]] = {}
+    columns = ", ".join(e.sql for e in expressions)
+    args = [a for e in expressions for a in e.args]
+    for start in range(0, len(ids), _IN_ONE_QUERY):
+        clause, id_args = tx.among("runs.id", ids[start:start + _IN_ONE_QUERY])
+        for row in tx.all(f"SELECT runs.id, {columns} FROM runs WHERE {clause}",
+                          (*args, *id_args)):
+            out[int(row[0])] = [None if v is None else float(v) for v in row[1:]]
+    return out
 
 
 def attribute_values(tx: Tx, ids: list[int], paths: list[str]) -> dict[int, dict[str, Any]]:

@@ -3,12 +3,15 @@
 Version 1 is what ``metrana serve`` wrote up to 0.3.0.dev0 on SQLite: a row per point and no
 version table. Version 2 stores points in chunks (:mod:`.chunks`) with per-series aggregates and
 per-session step bases. Version 3 indexes chunks by session, so a retried request finds the
-points it already stored without reading the whole table. Version 4 records each writer
-session of a run (:mod:`.liveness`: when it started, was last heard from, and closed) and the
-names of runs deleted or renamed (:mod:`.retired`). An older database is migrated in
-place, in one transaction, the first time a newer server opens it (version 1 exists only on
-SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
-server knows is refused with a message saying so, and left as it was.
+points it already stored without reading the whole table. Version 4 keeps an RL series' last
+10 points and their mean beside its aggregates (``tail_points``, ``tail_mean``): the "mean of
+the last 10 episodes" a project's run table sorts and filters on in SQL; an older database gets
+them computed from its points. Version 5 records each writer session of a run
+(:mod:`.liveness`: when it started, was last heard from, and closed) and the names of runs
+deleted or renamed (:mod:`.retired`). An older database is migrated in place, in one
+transaction, the first time a newer server opens it (version 1 exists only on SQLite;
+PostgreSQL support started at version 2). A database whose version is newer than this server
+knows is refused with a message saying so, and left as it was.
 
 Creating or migrating runs in one exclusive transaction (on PostgreSQL it holds an advisory
 lock), so servers starting together on an empty database create it once.
@@ -24,11 +27,12 @@ import numpy as np
 from ..errors import SchemaError
 from ..point_arrays import PointArrays
 from .database import Database, Tx
+from .read import points as read_points
 from .write import Aggregates, SeriesSession, Writer, write_aggregates
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TYPES = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY", "INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
@@ -128,9 +132,14 @@ _V3 = """
 CREATE INDEX chunks_by_session ON chunks (session_ref, x_last);
 """
 
-# Version 4: what makes a run running, finished or crashed (one row per writer session, so
-# that several writers of one run each count), and what became of runs that are gone.
 _V4 = """
+ALTER TABLE series ADD COLUMN tail_points {BLOB};
+ALTER TABLE series ADD COLUMN tail_mean {REAL};
+"""
+
+# Version 5: what makes a run running, finished or crashed (one row per writer session, so
+# that several writers of one run each count), and what became of runs that are gone.
+_V5 = """
 CREATE TABLE writer_sessions (
     run_id {INT} NOT NULL REFERENCES runs (id),
     session_id {INT} NOT NULL,
@@ -204,17 +213,19 @@ def ensure_schema(db: Database) -> None:
             return
         if version is None:
             steps: list[str | Callable[[Tx], None]] = [_META + _V1_TABLES + _V2_COLUMNS
-                                                       + _V2_TABLES + _V3 + _V4]
+                                                       + _V2_TABLES + _V3 + _V4 + _V5]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)
         elif version == 1:
-            steps = [_META + _V2_COLUMNS + _V2_TABLES, _migrate_v1, _V3, _V4]
+            steps = [_META + _V2_COLUMNS + _V2_TABLES + _V4, _migrate_v1, _V3, _V5]
         elif version == 2:
-            steps = [_V3, _V4]
+            steps = [_V3, _V4, _rl_tails, _V5]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)  # new rows get it; old rows stay as they are
         elif version == 3:
-            steps = [_V4]
+            steps = [_V4, _rl_tails, _V5]
+        elif version == 4:
+            steps = [_V5]
         else:
             raise SchemaError(f"{db.description} has unknown schema version {version}")
         for step in steps:
@@ -254,8 +265,23 @@ def _migrate_v1(tx: Tx) -> None:
         writer.plan(session, points, kind == "rl", merge_tail=False)
         aggregate = Aggregates(0, 0, None, None, None, None, None, None, None, None, None, None,
                                None, 0)
-        aggregate.add(points, int(points.t.max()))
+        aggregate.add(points, int(points.t.max()), rl=kind == "rl")
         aggregates[int(series_id)] = aggregate
     writer.flush(tx, 0)
     write_aggregates(tx, aggregates)
     tx.run("DROP TABLE points")
+
+
+def _rl_tails(tx: Tx) -> None:
+    """Version 4: each RL series' last points and their mean, from its stored points."""
+    aggregates: dict[int, Aggregates] = {}
+    for (series_id,) in tx.all("SELECT id FROM series WHERE kind = 'rl' ORDER BY id"):
+        stored = read_points(tx, int(series_id), None, None)
+        if not stored.n:
+            continue
+        aggregate = Aggregates(0, 0, None, None, None, None, None, None, None, None, None, None,
+                               None, 0)
+        aggregate.add(stored, 0, rl=True)
+        aggregates[int(series_id)] = aggregate
+    tx.many("UPDATE series SET tail_points = ?, tail_mean = ? WHERE id = ?",
+            [(a.tail_points, a.tail_mean, series_id) for series_id, a in aggregates.items()])

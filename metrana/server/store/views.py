@@ -20,11 +20,13 @@ import orjson
 
 from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
+from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "dumps", "encoded", "jsonable", "point_dicts", "points_page", "run_activity", "run_detail",
-           "run_summary", "runs_page", "series_json", "series_listing", "spelt",
-           "spelt_buckets", "spelt_column",
+           "compact_raw", "dumps", "encoded", "group_label", "jsonable", "point_dicts",
+           "points_page", "project_overview", "run_activity", "run_detail", "run_groups",
+           "run_summary", "runs_page", "series_json", "series_label",
+           "series_listing", "spelt", "spelt_buckets", "spelt_column", "summary_columns",
            "summary_value", "tagged", "untagged"]
 
 
@@ -77,6 +79,15 @@ def dumps(payload: Any) -> bytes:
 def spelt_buckets(buckets: dict[str, Any]) -> dict[str, Any]:
     """Bucket columns (:mod:`.buckets`) with their non-finite floats spelt, column by column."""
     return {k: spelt_column(v) if isinstance(v, list) else v for k, v in buckets.items()}
+
+
+def compact_raw(buckets: dict[str, Any], compact: bool) -> dict[str, Any]:
+    """Raw buckets (one point each) without min, max, last (the value again) and count (1s),
+    when asked: ``{"raw": true, "compact": true, "x", "t", "mean"}``."""
+    if not compact or not buckets.get("raw"):
+        return buckets
+    return {"x": buckets["x"], "t": buckets["t"], "mean": buckets["mean"], "raw": True,
+            "compact": True}
 
 
 def encoded(payload: Any) -> bytes:
@@ -163,28 +174,75 @@ _SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3,
                "sys/status": 7}  # in a runs-page row
 
 
-def runs_page(rows: list[tuple[Any, ...]], paths: list[str],
-              summaries: list[tuple[tuple[str, str, str], str]],
-              attributes: dict[int, dict[str, Any]],
-              aggregates: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]],
-              limit: int) -> bytes:
+def _duration(created_ns: int, closed_ns: int | None, activity: int | None) -> int:
+    """From creation to close, or to the last write (``sys/duration``, as filters.py has it)."""
+    end = closed_ns if closed_ns is not None else activity if activity is not None else created_ns
+    return int(end) - int(created_ns)
+
+
+def series_label(name: Any, fn: str) -> str:
+    """A summary column's name as shown: ``loss.last``; an RL metric's ``last`` says what it
+    is (the mean over environments of each one's last 10 episodes)."""
+    if getattr(name, "rl", False) and fn == "last":
+        return f"{name.metric}.last (mean of last 10 episodes, over environments)"
+    return f"{name.metric}.{fn}"
+
+
+def summary_columns(ids: list[int], resolved: list[tuple[Any, str]],
+                    aggregates: dict[int, dict[tuple[str, str, str], tuple[Any, ...]]],
+                    rl_values: dict[int, list[Any]]) -> dict[int, list[Any]]:
+    """Each run's summary values, spelt: a standard series' from its aggregates, an RL
+    metric's as computed in SQL (:meth:`.filters.Compiler.series_value`)."""
+    out: dict[int, list[Any]] = {}
+    for run_id in ids:
+        mine = aggregates.get(run_id, {})
+        rl = iter(rl_values.get(run_id, [None] * len(resolved)))
+        row: list[Any] = []
+        for name, fn in resolved:
+            if name.rl:
+                value = next(rl)
+                row.append(spelt(int(value) if fn == "count" and value is not None else value))
+            else:
+                row.append(summary_value(mine.get((name.metric, name.scale, name.labels)), fn))
+        out[run_id] = row
+    return out
+
+
+def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int, list[Any]],
+              attributes: dict[int, dict[str, Any]], limit: int,
+              total: int | None = None, labels: list[str] | None = None,
+              columnar: bool = False) -> bytes:
     """A page of ``runs``: each row of :func:`.read.runs_page` with its attribute values
-    (by path) and its summaries (a series' (metric, scale, labels) and a function); ``next``
-    is the last row's sort key and id when the page is full."""
+    (by path) and its summary values; ``next`` is the last row's sort key and id when the
+    page is full; ``total`` (when asked) how many runs match; ``labels`` the summary columns'
+    names as shown."""
     out = []
     for row in rows:
-        run_id, name, experiment, created_ns, _closed_ns, activity = row[:6]
+        run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
         values = attributes.get(run_id, {})
-        mine = aggregates.get(run_id, {})
+        shown = run_activity(created_ns, activity, row[7])
         out.append({
-            "name": name, "experiment": experiment, "created_ns": int(created_ns),
-            **run_activity(created_ns, activity, row[7]),
-            "attributes": [row[_SYS_VALUES[p]] if p in _SYS_VALUES else tagged(values.get(p))
-                           for p in paths],
-            "summaries": [summary_value(mine.get(key), fn) for key, fn in summaries],
+            "name": name, "experiment": experiment, "created_ns": int(created_ns), **shown,
+            "duration_ns": _duration(created_ns, closed_ns, activity),
+            "attributes": [_duration(created_ns, closed_ns, activity) if p == "sys/duration"
+                           else row[_SYS_VALUES[p]] if p in _SYS_VALUES
+                           else tagged(values.get(p)) for p in paths],
+            "summaries": summaries.get(run_id, []),
         })
     more = len(rows) == limit
-    page = {"runs": out, "next": [tagged(rows[-1][6]), int(rows[-1][0])] if more else None}
+    page: dict[str, Any] = {"runs": out,
+                            "next": [tagged(rows[-1][6]), int(rows[-1][0])] if more else None}
+    if total is not None:
+        page["total"] = total
+    if columnar:  # a column per field: what parallel coordinates read for thousands of runs
+        page["runs"] = {"name": [r["name"] for r in out], "status": [r["status"] for r in out],
+                        "attributes": [list(c) for c in zip(*(r["attributes"] for r in out),
+                                                            strict=True)] or [[] for _ in paths],
+                        "summaries": [list(c) for c in zip(*(r["summaries"] for r in out),
+                                                           strict=True)]
+                        or [[] for _ in (labels or [])]}
+    if labels is not None:
+        page["summary_labels"] = labels
     # Spelt and tagged already: orjson straight (the careful path of dumps() would be taken
     # for nothing, a page of runs has many nulls: runs without an experiment or an attribute).
     encoded: bytes = orjson.dumps(page)
@@ -344,3 +402,100 @@ def points_page(parts: list[dict[str, Any]], next_cursor: list[int] | None,
     if buffers is None:
         return header
     return Binary(b"".join([struct.pack("<I", len(header)), header, *buffers.parts]))
+
+
+# ------------------------------------------------------------------------ projects
+
+
+def _decoded(kind: str, value: str) -> Any:
+    decoded = json.loads(value)
+    if kind == "float" and isinstance(decoded, str):
+        decoded = float(decoded)
+    return tagged(decoded)
+
+
+def project_overview(workspace: str, project: str, runs: int,
+                     paths: list[tuple[str, str, int, int]], samples: dict[str, list[str]],
+                     metrics: list[tuple[str, str, str, str, int]]) -> dict[str, Any]:
+    """A project as its page starts: its attribute paths (kinds, distinct values, runs having
+    each, up to 50 values), its metrics and the band kinds."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for path, kind, distinct, having in paths:
+        entry = by_path.setdefault(path, {"path": path, "kinds": [], "distinct": 0, "runs": 0})
+        entry["kinds"].append(kind)
+        entry["distinct"] += distinct
+        entry["runs"] += having
+    for path, entry in by_path.items():
+        if path in samples:
+            kinds = entry["kinds"]
+            entry["values"] = [_decoded(kinds[0] if len(kinds) == 1 else "", v)
+                               for v in samples[path]]
+    return {
+        "workspace": workspace, "project": project, "runs": runs,
+        "attributes": list(by_path.values()),
+        "metrics": [{"kind": kind, "metric": metric, "scale": scale, "labels": json.loads(labels),
+                     "runs": having} for kind, metric, scale, labels, having in metrics],
+        "band_kinds": [{"id": b.id, "label": b.label} for b in BAND_KINDS.values()],
+    }
+
+
+def group_label(paths: list[str], key: tuple[Any, ...]) -> str:
+    """``config/lr=0.001, config/algo=ppo``: how a group is named (legend, DataFrame)."""
+    def shown(value: Any) -> str:
+        if value is None:
+            return "(none)"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+    return ", ".join(f"{p}={shown(v)}" for p, v in zip(paths, key, strict=True)) or "all runs"
+
+
+def _group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Groups sorted by their values: numbers as numbers, then strings, missing last."""
+    return tuple((2, "") if v is None else (0, float(v), "") if isinstance(v, (int, float))
+                 and not isinstance(v, bool) else (1, 0.0, str(v)) for v in key)
+
+
+def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_names: list[str],
+               buckets: RunBuckets, lo: int, hi: int, n: int, band: BandKind, *, matched: int,
+               truncated: bool, per_run: bool) -> bytes:
+    """Groups of runs on aligned buckets (:mod:`.groups`): the grid, then per group its key,
+    runs and, per bucket, avg, std, stderr, min, max, count and the band's edges. Only the
+    buckets where some group has a value are listed."""
+    members: dict[tuple[Any, ...], list[int]] = {}
+    for row, key in enumerate(keys):
+        members.setdefault(key, []).append(row)
+    ordered = sorted(members, key=_group_order)
+    width, starts = bucket_grid(lo, hi, n)
+    computed = []
+    for key in ordered:
+        rows = members[key]
+        mine = RunBuckets(buckets.means[rows])
+        stats = group_stats(mine)
+        low, high = band.edges(stats, mine)
+        computed.append((key, rows, mine, stats, low, high))
+    present = np.zeros(n, bool)
+    for _, _, _, stats, _, _ in computed:
+        present |= stats.count > 0
+    keep = np.flatnonzero(present)
+    groups = []
+    for key, rows, mine, stats, low, high in computed:
+        group: dict[str, Any] = {
+            "key": {p: tagged(v) for p, v in zip(paths, key, strict=True)},
+            "label": group_label(paths, key),
+            "runs": [run_names[r] for r in rows],
+            "avg": column(stats.avg[keep]), "std": column(stats.std[keep]),
+            "stderr": column(stats.stderr[keep]), "min": column(stats.min[keep]),
+            "max": column(stats.max[keep]), "count": stats.count[keep].tolist(),
+            "lo": column(low[keep]), "hi": column(high[keep]),
+        }
+        if per_run:
+            group["per_run"] = [column(values[keep]) for values in mine.means]
+        groups.append(group)
+    return encoded({
+        "metric": name.metric, "kind": name.kind, "scale": name.scale,
+        "labels": json.loads(name.labels), "group_by": paths, "lo": lo, "hi": hi, "n": n,
+        "width": width, "band": {"id": band.id, "label": band.label},
+        "x": [starts[i] for i in keep.tolist()], "groups": groups, "runs_matched": matched,
+        "runs_used": len(run_names), "truncated": truncated,
+    })

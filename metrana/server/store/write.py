@@ -64,7 +64,9 @@ _SESSION_COLUMNS = (("series_id", "int8"), ("session_id", "int8"), ("relative", 
                     ("base", "int8"))
 AGGREGATE_FIELDS = ("point_count", "valid_count", "x_min", "x_max", "minor_max", "vmin", "vmax",
                     "vsum", "last_x", "last_minor", "last_t", "last_value", "last_kind",
-                    "last_activity_ns")
+                    "last_activity_ns", "tail_points", "tail_mean")
+TAIL_POINTS = 10  # an RL series' last points kept beside its aggregates (last10 summaries)
+_TAIL_DTYPE = np.dtype([("x", "<i8"), ("minor", "<i8"), ("v", "<f8")])
 
 
 def _nullable(value: float) -> float | None:
@@ -127,9 +129,15 @@ class Aggregates:
     last_value: float | None
     last_kind: int | None
     last_activity_ns: int
+    tail_points: bytes | None = None
+    tail_mean: float | None = None
     changed: bool = False
 
-    def add(self, points: PointArrays, now: int) -> None:
+    def add(self, points: PointArrays, now: int, *, rl: bool = False) -> None:
+        """Count ``points`` in; an RL series also keeps its last :data:`TAIL_POINTS` points
+        (by step, then minor step) and their mean: "the mean of the last 10 episodes"."""
+        if rl:
+            self._add_tail(points)
         ok = ~(np.isnan(points.v) | points.missing)
         new_valid = int(ok.sum())
         if new_valid:
@@ -158,6 +166,19 @@ class Aggregates:
             self.last_value, self.last_kind = (None if kind else value), kind
         self.last_activity_ns = now
         self.changed = True
+
+    def _add_tail(self, points: PointArrays) -> None:
+        new = np.empty(min(points.n, TAIL_POINTS), _TAIL_DTYPE)
+        order = np.lexsort((points.minor, points.x))[-new.shape[0]:]
+        new["x"], new["minor"] = points.x[order], points.minor[order]
+        new["v"] = np.where(points.missing[order], np.nan, points.v[order])
+        old = (np.frombuffer(bytes(self.tail_points), _TAIL_DTYPE) if self.tail_points
+               else np.empty(0, _TAIL_DTYPE))
+        both = np.concatenate([old, new])
+        both = both[np.lexsort((both["minor"], both["x"]))][-TAIL_POINTS:]
+        self.tail_points = both.tobytes()
+        values = both["v"][~np.isnan(both["v"])]
+        self.tail_mean = float(values.mean()) if values.size else None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in AGGREGATE_FIELDS)
@@ -450,7 +471,7 @@ def _write_points(tx: Tx, session_id: int, found: list[tuple[int, IncomingSeries
             if points.n == 0:
                 continue
         writer.plan(session, points, rl, merge_tail=appending)
-        aggregate.add(points, now)
+        aggregate.add(points, now, rl=rl)
         stored += points.n
     writer.flush(tx, session_id)
     write_aggregates(tx, aggregates)

@@ -4,8 +4,10 @@
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/buckets?n=&series=ID:START:END,...   several series' buckets at once
+//   GET /api/runs/W/P/R/buckets?n=&compact=1&series=ID:START:END,...   several series' buckets
+//                                                  at once (compact: raw points without repeats)
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 //   POST /api/manage/edit_run|rename_run|delete_run   a run's tags and notes, its name, its end
 
 import { columns } from "./columns.js";
@@ -70,20 +72,15 @@ function askForKey(refused) {
   return keyPrompt;
 }
 
-/** A GET of the read API (`payload` absent), or a POST of it as JSON (a change: the server's
- *  request guard takes writes only as JSON), with the API key when the server has one. */
-export async function api(path, signal, payload) {
+/** One request, with the API key (asked for once on a 401), a timeout, and the server's
+ *  message in the error of a refusal. */
+async function send(path, init, signal) {
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const headers = { ...(init.headers ?? {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    const init = { headers, signal: limited, cache: "no-store" };
-    if (payload !== undefined) {
-      Object.assign(init, { method: "POST", body: JSON.stringify(payload) });
-      headers["Content-Type"] = "application/json";
-    }
-    const response = await fetch(path, init);
+    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {
       await askForKey(Boolean(key));
       continue;
@@ -95,11 +92,21 @@ export async function api(path, signal, payload) {
   }
 }
 
+export const api = (path, signal) => send(path, {}, signal);
+
+/** A POST of a JSON body (the server's request guard takes only JSON in a POST). */
+const post = (path, body, signal) => send(path, {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }, signal);
+
+/** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
+ *  asks, whose filters and groupings do not fit a query string. */
+export const query = (route, body, signal) => post(`/api/query/${route}`, body, signal);
+
 export const isAbort = (error) => error?.name === "AbortError";
 
 /** A change to a run (POST /api/manage/<route>, see metrana/server/manage_api.py). */
 export const manage = (route, [workspace, project, run], fields) =>
-  api(`/api/manage/${route}`, undefined, { workspace, project, run, ...fields });
+  post(`/api/manage/${route}`, { workspace, project, run, ...fields });
 
 /** Bucket reads of one run's series asked for in the same moment go out together: a page of a
  *  hundred charts, or a live poll of a hundred series, is a few requests, not a hundred. */
@@ -127,7 +134,7 @@ class Batcher {
         const chunk = items.slice(i, i + BATCH);
         const specs = chunk.map(({ seriesId, params }) =>
           [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
-        limit(() => api(`${this.base}/buckets?n=${n}&series=${specs.join(",")}`, chunk[0].signal))
+        limit(() => api(`${this.base}/buckets?n=${n}&compact=1&series=${specs.join(",")}`, chunk[0].signal))
           .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
                 (error) => chunk.forEach((item) => item.reject(error)));
       }

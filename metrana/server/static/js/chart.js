@@ -11,6 +11,7 @@ import { xValues } from "./source.js";
 export const PALETTE = ["#2463eb", "#e8590c", "#2f9e44", "#c2255c", "#7048e8", "#0c8599", "#a07400",
                  "#d6336c", "#5c940d", "#1971c2", "#862e9c", "#e03131"];
 export const DASHES = [[], [6, 3], [2, 3], [10, 3, 2, 3]];
+export const COMPACT_AFTER = 8;  // lines on a chart; more get a compact legend
 
 /** Rows of several tables (each sorted by x) in one x-sorted table; a row holds one x value
  *  and each table's bucket at that x, if any. Returns xs and, per table, bucket index by row. */
@@ -112,16 +113,23 @@ export class Chart {
       const mean = column(cols.mean, row);
       const edge = { stroke: faint(source.color, 0), width: 0, points: { show: false }, spanGaps: true,
                      show: source.shown };
+      // The envelope's edges are lines, not only a fill: one spike among a million points is
+      // a visible tick at a glance.
+      const envelope = { ...edge, stroke: faint(source.color, 0.5), width: 1 };
       const first = series.length;
-      series.push({ ...edge, label: `${source.label} max` }, { ...edge, label: `${source.label} min` });
-      data.push(column(cols.max, row), column(cols.min, row));
-      bands.push({ series: [first, first + 1], fill: faint(source.color, 0.1) });
+      // Buckets of one point each (raw points) have no envelope: its lines would be the line.
+      if (cols.count.some((c) => c > 1)) {
+        series.push({ ...envelope, label: `${source.label} max` }, { ...envelope, label: `${source.label} min` });
+        data.push(column(cols.max, row), column(cols.min, row));
+        bands.push({ series: [first, first + 1], fill: faint(source.color, 0.1) });
+      }
       if (source.band && cols.std) {
         const hi = Array.from(row, (i) => (i < 0 ? null : ok(num(cols.mean[i]) + (num(cols.std[i]) ?? 0))));
         const lo = Array.from(row, (i) => (i < 0 ? null : ok(num(cols.mean[i]) - (num(cols.std[i]) ?? 0))));
+        const at = series.length;
         series.push({ ...edge, label: `${source.label} +std` }, { ...edge, label: `${source.label} -std` });
         data.push(hi, lo);
-        bands.push({ series: [first + 2, first + 3], fill: faint(source.color, 0.2) });
+        bands.push({ series: [at, at + 1], fill: faint(source.color, 0.2) });
       }
       const smoothing = settings.smoothing;
       if (smoothing > 0) {
@@ -138,8 +146,12 @@ export class Chart {
     return { series, data, bands, xs };
   }
 
+  /** More lines than this: a compact legend, and the line nearest the cursor highlighted. */
+  compact() { return (this.lines?.length ?? 0) > COMPACT_AFTER; }
+
   options({ series, bands }) {
     const mode = settings.x;
+    const compact = this.compact();
     const xAxis = { label: mode === "step" ? this.xName : X_TITLES[mode], labelSize: 16, labelGap: 0,
                     size: 36, space: 70 };
     if (mode === "relative") xAxis.values = (u, splits) => splits.map(fmtDuration);
@@ -149,6 +161,7 @@ export class Chart {
       legend: { show: false },
       series,
       bands,
+      focus: { alpha: compact ? 0.15 : 1 },
       scales: { x: { time: mode === "wall" }, y: { distr: settings.logY ? 3 : 1 } },
       axes: [xAxis, {
         values: (u, splits) => splits.map(fmtTick),
@@ -158,12 +171,14 @@ export class Chart {
         // Charts on the same x (steps, rl_steps, or time) share the cursor and the zoom.
         sync: { key: this.syncKey() },
         y: false,
+        focus: { prox: compact ? 24 : -1 },
         drag: { x: true, y: false },
         bind: { dblclick: () => () => { (this.onResetZoom ?? (() => this.resetZoom()))(this); return null; } },
       },
       hooks: {
         setScale: [(u, key) => { if (key === "x") this.onZoom(u); }],
         setCursor: [(u) => this.hover(u.cursor.idx)],
+        setSeries: [(u, i) => { this.focused = i; this.hover(u.cursor.idx); }],
       },
     };
   }
@@ -272,22 +287,35 @@ export class Chart {
                                 (cols.std ? ` std ${fmtValue(cols.std[i])}` : "") + ` · ${fmtInt(count)} pts`);
       line.valueNode.textContent = fmtValue(i >= 0 ? cols.mean[i] : null);
       line.extraNode.textContent = extra.length ? " " + extra.join(" · ") : "";
+      if (line.series.includes(this.focused)) {
+        this.focusNode.textContent = `${line.source.label}: ${line.valueNode.textContent}`;
+        this.focusNode.style.color = line.source.color;
+      }
     }
+    if (!this.lines.some((l) => l.series.includes(this.focused))) this.focusNode.textContent = "";
   }
 
   /** The legend's entries, made once per drawing; hovering only changes their text. */
   buildLegend() {
     this.legendLines = this.lines;
     this.legendX = el("span", { class: "x" });
+    this.focusNode = el("span", { class: "focus" });
+    const compact = this.compact();
     const items = this.lines.map((line) => {
       line.valueNode = el("b");
       line.extraNode = el("span", { class: "extra" });
+      const main = line.series[line.series.length - 1];
       return el("span", { class: "item" + (line.source.shown ? "" : " off"), title: "click to show or hide",
-                          onclick: (e) => { this.toggle(line); e.currentTarget.classList.toggle("off", !line.source.shown); } },
+                          onclick: (e) => { this.toggle(line); e.currentTarget.classList.toggle("off", !line.source.shown); },
+                          onmouseenter: () => this.plot?.setSeries(main, { focus: true }),
+                          onmouseleave: () => this.plot?.setSeries(null, { focus: true }) },
         el("span", { class: "sw", style: `background:${line.source.color}` }),
-        line.source.label, " ", line.valueNode, line.extraNode);
+        line.source.label, compact ? "" : [" ", line.valueNode, line.extraNode]);
     });
-    this.legend.replaceChildren(this.legendX, ...items);
+    // Past COMPACT_AFTER lines: names only, in a short scrolling box; the value shown is the
+    // highlighted line's (hover the plot near a line, or its name).
+    this.legend.classList.toggle("compact", compact);
+    this.legend.replaceChildren(this.legendX, compact ? this.focusNode : "", ...items);
   }
 
   toggle(line) {

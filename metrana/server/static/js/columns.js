@@ -5,9 +5,13 @@ import { hoverNum } from "./format.js";
 
 /** Bucket columns as the server sends them, with numbers made drawable. */
 export function columns(body) {
+  const mean = body.mean.map(hoverNum);
+  if (body.compact) {  // raw points sent once (many_buckets' compact=1): min = max = mean
+    return { x: body.x, t: body.t, count: new Array(mean.length).fill(1), min: mean, max: mean, mean, std: null };
+  }
   return {
     x: body.x, t: body.t, count: body.count,
-    min: body.min.map(hoverNum), max: body.max.map(hoverNum), mean: body.mean.map(hoverNum),
+    min: body.min.map(hoverNum), max: body.max.map(hoverNum), mean,
     std: body.std ? body.std.map(hoverNum) : null,
   };
 }

@@ -6,6 +6,8 @@ import { crumbs, el, statusBadge } from "./dom.js";
 import { fmtAgo, fmtDate, fmtInt } from "./format.js";
 import { dangerButtons, editBox } from "./run_edit.js";
 
+const CONFIG_OPEN_UP_TO = 6;  // config keys; more start collapsed
+
 export class RunPage extends ChartsView {
   showCrumbs() {
     const [w, p, r] = this.runs[0].id;
@@ -35,7 +37,8 @@ export class RunPage extends ChartsView {
 }
 
 /** The run's config (attributes under `config/`, the prefix dropped) and its other
- *  attributes, as tables; open when there is some config and not too much of it. */
+ *  attributes, as tables; open when there is some config and no more than 6 keys of it (a
+ *  longer one would push the charts off the screen). */
 function attributesBox(attributes) {
   const entries = Object.entries(attributes);
   const config = entries.filter(([path]) => path.startsWith("config/"));
@@ -46,7 +49,7 @@ function attributesBox(attributes) {
     el("tbody", {}, rows.map(([path, a]) => el("tr", {},
       el("td", { class: "path" }, strip ? path.slice(strip.length) : path),
       el("td", { class: "value" }, value(a)), el("td", { class: "muted" }, a.kind)))));
-  return el("details", { class: "box", id: "config", open: config.length > 0 && config.length <= 40 },
+  return el("details", { class: "box", id: "config", open: config.length > 0 && config.length <= CONFIG_OPEN_UP_TO },
     el("summary", {}, `Config (${config.length})`),
     el("div", { class: "inner" },
       config.length ? table(config, "config/") : el("p", { class: "muted" }, "This run has no config."),

@@ -3,6 +3,7 @@
 import { api, isAbort, POLL_HIDDEN_MS } from "./api.js";
 import { compareHash, crumbs, el, runHash, runKey, setConnection, statusBadge } from "./dom.js";
 import { fmtAgo, fmtDate, fmtInt } from "./format.js";
+import { projectHash } from "./url_state.js";
 
 export class RunsView {
   constructor(main) {
@@ -62,7 +63,7 @@ export class RunsView {
         el("td", {}, el("input", { type: "checkbox", "aria-label": `select ${r.run}`, checked: this.selected.has(key),
                                    onchange: (e) => { e.target.checked ? this.selected.add(key) : this.selected.delete(key); this.updateButton(); } })),
         el("td", {}, el("a", { href: runHash(r.id) }, r.run)),
-        el("td", {}, `${r.workspace} / ${r.project}`),
+        el("td", {}, el("a", { href: projectHash(r.workspace, r.project), class: "project-link" }, `${r.workspace} / ${r.project}`)),
         el("td", {}, r.experiment ?? ""),
         el("td", { title: fmtDate(r.created_ns) }, fmtDate(r.created_ns)),
         el("td", { title: fmtDate(r.last_activity_ns) }, fmtAgo(r.last_activity_ns)),

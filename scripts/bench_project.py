@@ -1,0 +1,196 @@
+"""Comparing runs: the project page, grouped charts and the compare page, timed in a real
+browser (Debian's Chromium via Playwright) and the server's answers timed in process.
+
+Cases (each database written straight through the store, then served by ``metrana serve``):
+
+- **project page** of 1,000 and 10,000 runs (config lr × algo × seed, a 100-point ``loss``):
+  ready = the page's own mark (table's first page, parallel coordinates over every run, the
+  ungrouped chart of the first 20 runs, drawn), from navigation start, cold cache;
+- **grouped view**: 3 groups × 10 runs × 100,000 points, grouped by lr with a 95% CI band:
+  the server's ``aggregate_runs`` answer (in process, the page's bucket count) and the page;
+- **compare 20 runs** × 4 metrics × 1,000 points (the compare page ready);
+- **baseline** in the same run: one run's page with 4 metrics × 1,000 points.
+
+Goals (issue 22): project page ≤ 300 ms (1,000 runs) and ≤ 1 s (10,000); grouped view server
+≤ 100 ms and page ≤ 600 ms; compare 20 runs ≤ 600 ms. Medians of ``--loads`` loads.
+
+    python scripts/bench_project.py [--loads 5] [--sizes 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrana.server.read_api import answer
+from metrana.server.store import Store
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+READY = ("() => { const p = document.getElementById('project');"
+         " return p && p.dataset.done && p.dataset.done === p.dataset.generation; }")
+
+
+def runs_project(db: Path, project: str, runs: int, points: int, metrics: int = 1,
+                 lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)) -> None:
+    """``runs`` runs of a sweep, ``metrics`` series of ``points`` points each, written in
+    requests of up to 50 runs."""
+    store = Store(db)
+    rng = np.random.default_rng(0)
+    base = time.time_ns() - 10**12
+    try:
+        pending: list[dict[str, Any]] = []
+        for i in range(runs):
+            name = f"run-{i:05d}"
+            lr, algo, seed = lrs[i % len(lrs)], ("ppo", "dqn")[(i // len(lrs)) % 2], i // 10
+            store.create_run({"run": {"workspace": "bench", "project": project,
+                                      "run_name": name}, "create_project_if_missing": True})
+            steps = np.arange(points)
+            series = []
+            for m in range(metrics):
+                values = np.exp(-steps / points * 5 * lr * 1e3) + rng.normal(0, 0.05, points) + m
+                series.append({"metric_name": "loss" if m == 0 else f"metric{m}",
+                               "scale": "ML_STEP", "ordering": 1, "points": [
+                                   {"step": int(s), "timestamp": base + int(s),
+                                    "float_value": float(v)}
+                                   for s, v in zip(steps, values, strict=True)]})
+            pending.append({"workspace": "bench", "project": project, "run_name": name,
+                            "attributes": [{"path": "config/lr", "float_value": lr},
+                                           {"path": "config/algo", "string_value": algo},
+                                           {"path": "config/seed", "int_value": seed}],
+                            "series": series, "close_run": {}})
+            if len(pending) >= max(1, 50_000 // max(points * metrics, 1)) or i == runs - 1:
+                store.update_runs({"session_id": 1, "run_updates": pending})
+                pending = []
+    finally:
+        store.close()
+
+
+@contextmanager
+def served(db: Path) -> Iterator[str]:
+    server = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0",
+                               "--db", str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield next(m.group(1) for line in server.stdout
+                   if (m := re.search(r"listening on (http://\S+)", line)))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def page_ready(browser: Any, url: str, wait: str, mark: str, loads: int) -> list[float]:
+    """ms from navigation start to the page's own ready mark, ``loads`` cold loads."""
+    times = []
+    for _ in range(loads):
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function(wait, timeout=60_000)
+        times.append(float(page.evaluate(f"window.{mark}.at")))
+        context.close()
+    return times
+
+
+def in_process(db: Path, route: str, body: dict[str, Any], repeat: int) -> list[float]:
+    store = Store(db)
+    try:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            answer(store, route, body)
+            times.append((time.perf_counter() - t0) * 1000)
+        return times
+    finally:
+        store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    rows: list[tuple[str, str, list[float], str]] = []
+    median: Callable[[list[float]], float] = statistics.median
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.chromium, headless=True,
+                                             args=LAUNCH_ARGS)
+        for size in (int(s) for s in args.sizes.split(",")):
+            db = Path(tmp) / f"runs{size}.sqlite3"
+            t0 = time.perf_counter()
+            runs_project(db, "sweep", size, 100)
+            print(f"wrote {size:,} runs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            body: dict[str, Any] = {"workspace": "bench", "project": "sweep"}
+            for route, extra in (
+                    ("project", {}),
+                    ("runs", {"limit": 100, "total": True, "attributes": [
+                        "sys/name", "config/lr", "config/algo", "config/seed", "sys/created"],
+                        "summaries": [{"series": {"metric": "loss"}, "fn": fn}
+                                      for fn in ("last", "min", "max", "mean")]}),
+                    ("runs", {"format": "columns", "limit": 20000, "attributes": [
+                        "config/lr", "config/algo", "config/seed"],
+                        "summaries": [{"series": {"metric": "loss"}, "fn": "last"}]}),
+                    ("aggregate_runs", {"series": {"metric": "loss"}, "group_by": ["sys/name"],
+                                        "max_runs": 20, "n": 300})):
+                label = route + (" (columns)" if extra.get("format") else "")
+                rows.append((f"{size:,} runs", f"server: {label}",
+                             in_process(db, route, {**body, **extra}, 7), ""))
+            with served(db) as url:
+                goal = "≤ 300 ms" if size <= 1000 else "≤ 1 s"
+                rows.append((f"{size:,} runs", "project page ready",
+                             page_ready(browser, f"{url}/#/project/bench/sweep", READY,
+                                        "metranaProjectReady", args.loads), goal))
+        # Grouped: 3 groups × 10 runs × 100,000 points.
+        db = Path(tmp) / "grouped.sqlite3"
+        runs_project(db, "grouped", 30, 100_000, lrs=(1e-4, 1e-3, 1e-2))
+        body = {"workspace": "bench", "project": "grouped", "series": {"metric": "loss"},
+                "group_by": ["config/lr"], "band": "ci95"}
+        for n in (300, 1000):
+            rows.append(("3 × 10 runs × 100k points", f"server: aggregate_runs n={n}",
+                         in_process(db, "aggregate_runs", {**body, "n": n}, 7),
+                         "≤ 100 ms" if n == 300 else ""))
+        with served(db) as url:
+            rows.append(("3 × 10 runs × 100k points", "grouped page ready",
+                         page_ready(browser, f"{url}/#/project/bench/grouped?group=config/lr"
+                                    "&band=ci95", READY, "metranaProjectReady", args.loads),
+                         "≤ 600 ms"))
+        # Compare 20 runs × 4 metrics × 1,000 points; baseline: one run's page.
+        db = Path(tmp) / "compare.sqlite3"
+        runs_project(db, "compare", 20, 1000, metrics=4)
+        with served(db) as url:
+            names = ",".join(f"bench/compare/run-{i:05d}" for i in range(20))
+            wait = "() => document.body.dataset.ready && window.metranaReady"
+            rows.append(("20 runs × 4 × 1,000 points", "compare page ready",
+                         page_ready(browser, f"{url}/#/compare/{names}", wait, "metranaReady",
+                                    args.loads), "≤ 600 ms"))
+            rows.append(("1 run × 4 × 1,000 points", "baseline: run page ready",
+                         page_ready(browser, f"{url}/#/run/bench/compare/run-00000", wait,
+                                    "metranaReady", args.loads), ""))
+        browser.close()
+    print(f"\n{'data':<28} {'what':<38} {'median ms':>10} {'min':>8} {'max':>8}  goal")
+    for data, what, times, goal in rows:
+        print(f"{data:<28} {what:<38} {median(times):>10.1f} {min(times):>8.1f} "
+              f"{max(times):>8.1f}  {goal}")
+    print(json.dumps({f"{d} | {w}": round(median(t), 1) for d, w, t, _ in rows}),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
