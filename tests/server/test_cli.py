@@ -72,8 +72,8 @@ def test_runs_lists_status_times_and_counts(served, capsys: pytest.CaptureFixtur
     for source in (["--db", str(db)], ["--url", url]):
         assert main(["runs", *source]) == 0
         out = capsys.readouterr().out
-        assert re.search(rf"ws/p/r\s+-\s+running\s+{stamp}\s+\d+s ago\s+2\s+6", out), out
-        assert re.search(rf"ws/p/done\s+-\s+finished\s+{stamp}\s+\d+s ago\s+1\s+1", out), out
+        assert re.search(rf"ws/p/r\s+-\s+running\s+-\s+{stamp}\s+\d+s ago\s+2\s+6", out), out
+        assert re.search(rf"ws/p/done\s+-\s+finished\s+-\s+{stamp}\s+\d+s ago\s+1\s+1", out), out
         assert out.index("ws/p/r") < out.index("ws/p/done")
 
 
