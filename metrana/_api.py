@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import trio
 
 from ._config import (
     LIKELY_MEANT,
@@ -217,7 +218,18 @@ async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
     Takes the keyword arguments of :func:`init`. The engine runs in this task's nursery (no
     thread); ``run.log(...)`` stays synchronous. Leaving the block closes the run per the close
     strategy, also when the body raises.
+
+    Raises:
+        RuntimeError: not called from trio (e.g. from asyncio): use ``metrana.session()``.
     """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "metrana.open_session() runs its engine in a trio nursery and must be used from a "
+            "trio program; from asyncio (or any other event loop, or no loop) use "
+            "`with metrana.session(...) as run:`, whose engine runs on its own thread, and "
+            "call run.log(...) as usual") from None
     built, init_timeout = _build(_with_options(arguments), TrioSession, "open_session")
     if isinstance(built, DisabledSession):
         yield built  # type: ignore[misc]

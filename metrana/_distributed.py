@@ -31,7 +31,12 @@ _LAUNCHERS = (
 
 
 def process_rank(environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
-    """``(rank, world size)`` when the environment says this is one process of several."""
+    """``(rank, world size)`` when the environment says this is one process of several.
+
+    The first launcher (in the order above) whose two variables are set decides: a world of
+    one (``WORLD_SIZE=1``: torchrun with one process, even inside a Slurm job of several
+    tasks) is not a distributed job, and gets no rank label.
+    """
     env = os.environ if environ is None else environ
     for rank_name, size_name in _LAUNCHERS:
         rank, size = env.get(rank_name), env.get(size_name)
@@ -43,4 +48,5 @@ def process_rank(environ: Mapping[str, str] | None = None) -> tuple[int, int] | 
             continue
         if size_number > 1 and 0 <= rank_number < size_number:
             return rank_number, size_number
+        return None
     return None

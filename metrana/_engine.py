@@ -28,10 +28,10 @@ from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_re
 from ._actors.error_collector import ErrorCollector
 from ._actors.pump import Pump
 from ._actors.recovery import Recovery
-from ._actors.replay import probe
+from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
 from ._actors.run_updates import HEARTBEAT_S, RunUpdates
-from ._actors.step_counter import StepCounter
+from ._actors.step_counter import StepCounter, StoredEnds
 from ._actors.supervisor import supervised
 from ._actors.system_sampler import SystemSampler
 from ._config import Settings, is_local_url
@@ -50,6 +50,7 @@ BATCH_MAX_AGE = 0.2
 SPOOL_GRACE = 10.0  # after a close timeout: time allowed to write what is left to disk
 RECOVERY_MAX_DELAY = 5.0  # during an outage the service is asked again at least this often
 PROBE_TIMEOUT = 2.0  # at close, during an outage: how long to ask whether the service is back
+CLOSE_PROBE_EVERY = 1.0  # at close, during an outage: how often to ask whether it refuses
 
 
 @attrs.frozen
@@ -67,8 +68,8 @@ class Engine:
     def __init__(self, settings: Settings, inbox: Inbox, counters: Counters,
                  series: list[SeriesKey], *, say: Callable[[str, str], None],
                  attributes: list[dict[str, Any]], options: EngineOptions,
-                 emit_system: Callable[[list[tuple[str, float]], int], None] | None = None
-                 ) -> None:
+                 emit_system: Callable[[list[tuple[str, float]], int], None] | None = None,
+                 check_reruns: bool = True) -> None:
         self.settings = settings
         self.inbox = inbox
         self.counters = counters
@@ -94,6 +95,12 @@ class Engine:
                               self.spec.manifest(settings.ingestion_url), self.session_id,
                               counters, self.errors.report)
         self.delivery = Delivery(offline=settings.offline, spool_dir=self.spool_dir, say=say)
+        # Where a resumed run's series end (see _actors.series_ends); not asked offline, nor by
+        # a forked child, which logs alongside its parent rather than rerunning it.
+        self.ends = StoredEnds()
+        self._check_reruns = check_reruns and not settings.offline
+        if not self._check_reruns:
+            self.ends.ready.set()
         self._raw_send, self._raw_receive = trio.open_memory_channel[Any](1)
         self.pump = Pump(inbox, self._raw_send)
         self.creator: RunCreator | None = None
@@ -112,6 +119,7 @@ class Engine:
         self._dispatch_scope: trio.CancelScope | None = None
         self._helpers: list[trio.CancelScope] = []
         self.crashed: BaseException | None = None
+        self.terminated = False  # SIGTERM: spooled for another process to deliver
         self.finished = trio.Event()
         self._client = self._make_client()
         self.run_updates = RunUpdates(self._client, self.target, self.delivery,
@@ -160,6 +168,16 @@ class Engine:
             return
         self.request_close(CloseStrategy.CompleteAll, 0)
         self.force_spool()
+
+    def spool_for_exit(self, timeout: float) -> None:
+        """The process is being terminated (SIGTERM): everything undelivered to the spool at
+        once, or, with the spool off, delivered within ``timeout``. The run is not closed on
+        the service: the process did not close it (its parent, or a later session, does)."""
+        self.terminated = True
+        if self.spool.enabled:
+            self.spool_now()
+        else:
+            self.request_close(CloseStrategy.CompleteAll, timeout)
 
     def force_spool(self) -> None:
         self.delivery.force()
@@ -245,7 +263,8 @@ class Engine:
             client, self.spec, self.session_id, policy=self._retry,
             recovery_policy=self._recovery_retry, counters=self.counters,
             delivery=self.delivery, refuse_existing=s.resume_strategy is ResumeStrategy.Never,
-            say=self._say, on_fatal=self._fatal)
+            say=self._say, on_fatal=self._fatal,
+            ends=self.ends if self._check_reruns else None)
         self.creator.on_done = self._release_init
         self.creator.joins_parent = self.joins_parent
         if self.spool.enabled:
@@ -253,6 +272,7 @@ class Engine:
                 client, delivery=self.delivery, spool=self.spool, creator=self.creator,
                 target=self.target, policy=self._recovery_retry, counters=self.counters,
                 lanes=lanes, report=self.errors.report, say=self._say, on_fatal=self._fatal)
+            self.spool.reopen()
             if self.spool.waiting():
                 # An earlier session left points on disk: they go first, ours queue behind.
                 self._say("INFO", f"found spooled points from an earlier session in "
@@ -268,7 +288,7 @@ class Engine:
         lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
         step_send, step_receive = trio.open_memory_channel[Any](1)
         step_counter = StepCounter(self._raw_receive, step_send, self.errors, self.counters,
-                                   self.series)
+                                   self.series, self.ends)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
                           max_age=self._options.batch_max_age)
         # gzip pays on a real network and costs CPU for nothing on loopback.
@@ -331,8 +351,12 @@ class Engine:
             dispatch_scope.deadline = deadline
         else:
             root.start_soon(self._spool_at, deadline)
-            if self.delivery.outage or not self.delivery.run_ready.is_set():
-                root.start_soon(self._spool_if_unreachable, client)
+            root.start_soon(self._spool_if_refused, client)
+            if self.delivery.mode is DeliveryMode.DIRECT and self.spool.waiting():
+                # Segments whose writer is gone (a worker ended by SIGTERM, a crashed session
+                # of this run): delivered with ours before the run is closed.
+                self._say("INFO", f"delivering points other processes left in {self.spool_dir}")
+                self.delivery.enter_outage("segments of ended processes wait", announce=False)
 
     def _helper_scope(self) -> trio.CancelScope:
         """Close-time helpers live in the root nursery; the pipeline's end cancels them."""
@@ -344,23 +368,31 @@ class Engine:
         """CompleteAll with a spool: at the deadline, put what is left on disk, not in the bin."""
         with self._helper_scope():
             await trio.sleep_until(deadline)
-            if not self.finished.is_set():
+            if not self.finished.is_set() and self.delivery.mode is not DeliveryMode.FORCED:
                 self._say("WARNING", f"close timed out after {self._close_timeout:g}s; writing "
                                      f"undelivered points to the spool at {self.spool_dir}")
                 self.force_spool()
 
-    async def _spool_if_unreachable(self, client: httpx.AsyncClient) -> None:
-        """Closing while the service is away: if it still does not answer, do not make the
-        user wait out the close timeout — spool what is left now."""
+    async def _spool_if_refused(self, client: httpx.AsyncClient) -> None:
+        """Closing while the service is away: when it definitely is not there (connection
+        refused, no route, unknown host), do not make the user wait out the close timeout —
+        spool what is left now. A service that is slow or busy (no answer within the probe's
+        time, a 5xx) is there: close waits for it until ``close_timeout``, as it would for a
+        long drain."""
+        delivery = self.delivery
         with self._helper_scope():
-            reachable = False
-            with trio.move_on_after(PROBE_TIMEOUT):
-                reachable = await probe(client, self.target, self._retry)
-            if not reachable and not self.finished.is_set():
-                self._say("WARNING", f"{self.settings.ingestion_url} still does not answer; "
-                                     f"writing undelivered points to the spool at "
-                                     f"{self.spool_dir}")
-                self.force_spool()
+            while not self.finished.is_set():
+                if delivery.outage or not delivery.run_ready.is_set():
+                    answer = Answer.NO_ANSWER
+                    with trio.move_on_after(PROBE_TIMEOUT):
+                        answer = await ask(client, self.target, self._retry)
+                    if answer is Answer.REFUSED and not self.finished.is_set():
+                        self._say("WARNING", f"{self.settings.ingestion_url} refuses "
+                                             "connections; writing undelivered points to the "
+                                             f"spool at {self.spool_dir}")
+                        self.force_spool()
+                        return
+                await trio.sleep(CLOSE_PROBE_EVERY)
 
     def _counted(self, run: Callable[..., Any], left: list[int]) -> Callable[..., Any]:
         async def counted(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -373,15 +405,39 @@ class Engine:
 
         return counted
 
+    @property
+    def from_others(self) -> int:
+        """Points other sessions (processes) left in the spool that this one delivered."""
+        return self._recovery.from_others if self._recovery is not None else 0
+
     async def _announce_finished(self, client: httpx.AsyncClient) -> None:
         """Tell the service this session is done (``closeRun``), so a dashboard can show the
-        run as finished. Best effort, bounded: it carries no points."""
+        run as finished. Best effort, bounded: it carries no points.
+
+        Not while points of the run wait in its spool (ours, or those of a process that
+        ended before delivering them): the run is not finished until they are delivered, so
+        the close is recorded in the spool instead, and ``metrana sync`` sends it after them.
+        """
         delivery = self.delivery
-        if (not delivery.run_ready.is_set() or delivery.spool_only or delivery.outage
-                or self.crashed is not None or self._close_strategy is CloseStrategy.Immediate):
+        if (self.crashed is not None or self.terminated
+                or self._close_strategy is CloseStrategy.Immediate):
+            return
+        if (delivery.spool_only or delivery.outage or self.spool.waiting()
+                or not delivery.run_ready.is_set()):
+            if self.spool.enabled and (delivery.spool_only or delivery.outage
+                                       or self.spool.waiting()):
+                self.spool.record_close()
+                if not delivery.spool_only and not delivery.outage:
+                    self._say("WARNING", f"points other processes left in {self.spool_dir} are "
+                                         "not delivered; the run is shown finished once `metrana "
+                                         f"sync {self.spool_dir}` delivers them")
             return
         s = self.settings
-        body = encode_update(self.session_id, s.workspace_name, s.project_name, s.run_name, (),
+        # Having delivered what ended processes left in the spool, the close is the run's, not
+        # only this session's (session 0): the server then counts their sessions, which the
+        # replay made look alive, as closed too (metrana.server.store.liveness).
+        closing = 0 if self.from_others else self.session_id
+        body = encode_update(closing, s.workspace_name, s.project_name, s.run_name, (),
                              close_run=True)
         with trio.move_on_after(PROBE_TIMEOUT):
             try:

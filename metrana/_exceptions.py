@@ -97,12 +97,16 @@ class MetranaConnectionError(MetranaError):
 
     ``unreachable`` is True when nothing answered at all (e.g. connection refused), False when
     the service answered with transient errors (5xx, 429, 408) until the budget ran out.
+    ``definite`` is True when the attempt got a definite "nothing is there" (connection
+    refused, no route, unknown host) and was not retried.
     """
 
-    def __init__(self, message: str, *, points: int = 0, unreachable: bool = False) -> None:
+    def __init__(self, message: str, *, points: int = 0, unreachable: bool = False,
+                 definite: bool = False) -> None:
         super().__init__(message)
         self.points = points
         self.unreachable = unreachable
+        self.definite = definite
 
 
 class MetranaSpoolError(MetranaError):

@@ -231,12 +231,22 @@ class Inbox:
                 self._space.notify_all()
         return items, bool(markers)
 
-    def snapshot(self) -> Metrics:
-        """The counters with what is still queued here counted as pending, consistently."""
-        with self._lock:
-            queued = len(self._queue) - self._new_markers
-            queued += sum(map(len, self._columns.values())) // 2
-            return self._counters.snapshot(queued)
+    def snapshot(self, wait: float = -1) -> Metrics:
+        """The counters with what is still queued here counted as pending, consistently.
+
+        ``wait``: at most this long for the lock, then a snapshot without it — for a signal
+        handler, which may have interrupted its own thread while it held the lock.
+        """
+        if not self._lock.acquire(timeout=wait):
+            return self._counters.snapshot(self._queued())
+        try:
+            return self._counters.snapshot(self._queued())
+        finally:
+            self._lock.release()
+
+    def _queued(self) -> int:
+        return (len(self._queue) - self._new_markers
+                + sum(map(len, list(self._columns.values()))) // 2)
 
     def put_marker(self, marker: FlushMarker) -> None:
         """Queue a flush barrier behind every point put so far (ignores the bound)."""

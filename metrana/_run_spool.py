@@ -8,13 +8,22 @@ counting rule: a point is ``spooled`` only once its record is whole and fsync'd,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._actors.parcel import Parcel, run_points
 from ._exceptions import MetranaSpoolError
-from ._spool import SpoolWriter, encode_record, is_locked, segments, write_manifest
+from ._spool import (
+    MANIFEST,
+    SpoolWriter,
+    encode_record,
+    lock_segment,
+    read_manifest,
+    segments,
+    write_manifest,
+)
 from ._stats import Counters
 
 __all__ = ["RunSpool"]
@@ -37,7 +46,10 @@ class RunSpool:
         return self.writer is not None
 
     def write_manifest(self) -> None:
-        if self.directory is not None and not self._manifest_written:
+        """Before the first record, and again if it went missing (a ``metrana sync`` removed
+        the run's directory once it was delivered): segments are never left without it."""
+        if self.directory is not None and not (
+                self._manifest_written and (self.directory / MANIFEST).exists()):
             write_manifest(self.directory, self._manifest)
             self._manifest_written = True
 
@@ -62,7 +74,26 @@ class RunSpool:
         """Records on disk that Recovery could replay now (not held by a live writer)."""
         if self.directory is None:
             return False
-        return any(not is_locked(p) for p in segments(self.directory))
+        for path in segments(self.directory):
+            fd = lock_segment(path)
+            if fd is not None:
+                os.close(fd)
+                return True
+        return False
+
+    def reopen(self) -> None:
+        """A new session of the run begins: a close an earlier session recorded (for
+        ``metrana sync`` to send once the spool is delivered) no longer holds."""
+        if self.directory is not None:
+            manifest = read_manifest(self.directory)
+            if manifest is not None and manifest.get("closed"):
+                write_manifest(self.directory, self._manifest)
+
+    def record_close(self) -> None:
+        """The run was closed while points of it wait here: ``metrana sync`` tells the service
+        once it has delivered them all (so the run then shows finished, not idle)."""
+        if self.directory is not None and self.directory.exists():
+            write_manifest(self.directory, {**self._manifest, "closed": True})
 
     def empty(self) -> bool:
         """Nothing of this run waits on disk: no open record of ours, no segment to replay."""

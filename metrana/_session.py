@@ -150,6 +150,7 @@ class BaseSession:
         rank = process_rank() if settings.distributed is Distributed.auto else None
         # Kept across a forked child's restart: items already built name its indices.
         self._table = SeriesTable(("rank", str(rank[0])) if rank is not None else None)
+        self._check_reruns = True  # a forked child's restart logs alongside its parent
         self._set_fast: Callable[[bool], None] = lambda value: None
         self._set_columns: Callable[[dict[Any, Any]], None] | None = None
         self._build_engine()
@@ -162,7 +163,7 @@ class BaseSession:
                             strategy=s.backpressure_strategy, can_block=self._can_block)
         self._engine = Engine(s, self._inbox, self._counters, self._table.keys, say=self._say,
                               attributes=self._attributes, options=self._options,
-                              emit_system=self._log_system)
+                              emit_system=self._log_system, check_reruns=self._check_reruns)
         self._errors = self._engine.errors
         self._append = self._inbox.append
         # This inbox's columns: series index -> append, and plain name -> append (the names
@@ -272,19 +273,36 @@ class BaseSession:
         self._close_timeout = self.settings.close_timeout if timeout is None else float(timeout)
         return chosen, self._close_timeout
 
-    def _finish(self) -> None:
-        """The engine has stopped: freeze the counters and say what happened to every point."""
+    def _finish(self, ended_by: str | None = None) -> None:
+        """The engine has stopped: freeze the counters and say what happened to every point.
+        ``ended_by``: the signal that is ending the process (the summary says so)."""
         self._state = State.CLOSED
-        self._final = self._snapshot()
+        self._final = self._snapshot() if ended_by is None else self._inbox.snapshot(wait=0.1)
         final = self._final
         message = f"closed run {self.settings.run_name}: {final.summary()}"
+        if ended_by is not None:
+            message = f"{ended_by}: {message}"
+            if final.pending:
+                message += (f". {final.pending:,} points were still in memory when the process "
+                            "ended (they could not be written to the spool in time)")
         level = "WARNING" if final.dropped or final.pending or final.spooled else "SUCCESS"
         for advice in close_advice(final, self.settings, self._closed_with, self._close_timeout,
                                    self._inbox.failure):
             message += f". {advice}"
+        if self._engine.from_others:
+            message += (f". {self._engine.from_others:,} points other processes of this run "
+                        "left in its spool were delivered too")
+        ends = self._engine.ends
+        if ends.refused:
+            message += (f". {ends.refused:,} of the invalid points would have gone before the "
+                        f"points run {self.settings.run_name} already stores (the first: "
+                        f"{ends.first_refusal}); log a rerun to a new run_name, or pass "
+                        "resume_strategy='Never' to refuse reruns")
         if final.spooled:
+            by = ("the close() of this run in the process that started it (or another), "
+                  if ended_by is not None else "")
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
-                        f"delivered by the next init() of this run, or by `metrana sync "
+                        f"delivered by {by}the next init() of this run, or by `metrana sync "
                         f"{self._engine.spool_dir}`")
         self._say(level, message)
 

@@ -39,6 +39,7 @@ __all__ = [
     "encode_record",
     "read_manifest",
     "read_segment",
+    "remove_run_directory",
     "run_spool_dir",
     "segments",
     "write_manifest",
@@ -118,18 +119,27 @@ def segments(directory: Path) -> list[Path]:
         return []
 
 
-def is_locked(path: Path) -> bool:
-    """True when a live writer (another process, or another writer here) holds the segment."""
+def lock_segment(path: Path) -> int | None:
+    """An open file descriptor holding the segment's lock, or None when a live writer (or a
+    replayer) holds it, or it is gone. Closing the descriptor releases the lock."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the probe lock
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_locked(path: Path) -> bool:
+    """True when a live writer (another process, or another writer here) holds the segment."""
+    fd = lock_segment(path)
+    if fd is None:
+        return path.exists()
+    os.close(fd)  # closing drops the probe lock
     return False
 
 
@@ -252,8 +262,24 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     try:
         return json.loads((directory / MANIFEST).read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # missing, unreadable, not JSON: no manifest to go by
         return None
+
+
+def remove_run_directory(directory: Path, root: Path) -> None:
+    """Remove a delivered run's manifest, then the directories from it up to ``root`` that
+    this leaves empty — not ``root`` itself (the path sync was given stays). Anything else
+    found there (a segment a writer just started) keeps the directory."""
+    if segments(directory):
+        return
+    (directory / MANIFEST).unlink(missing_ok=True)
+    current = directory
+    while current != root and root in current.parents:
+        try:
+            current.rmdir()
+        except OSError:  # not empty (or already gone): stop here
+            return
+        current = current.parent
 
 
 def run_directories(root: Path) -> list[Path]:

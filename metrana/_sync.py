@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -23,8 +24,9 @@ from ._actors.replay import replay_directory
 from ._actors.run_creator import RunSpec, create_run
 from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL, is_local_url, normalize_ingestion_url
 from ._exceptions import MetranaError, NoMetranaApiKeyError
-from ._spool import read_manifest, run_directories, segments
+from ._spool import read_manifest, remove_run_directory, run_directories, segments
 from ._stats import Counters
+from ._wire import encode_update, is_ok
 
 __all__ = ["SyncReport", "sync"]
 
@@ -78,6 +80,26 @@ def sync(
     return trio.run(_sync, root, url, key, retry or RetryPolicy(), progress)
 
 
+async def _finish_run(client: httpx.AsyncClient, directory: Path, manifest: dict[str, Any],
+                      policy: RetryPolicy, root: Path, errors: list[str]) -> None:
+    """Everything of the run is delivered: send the close its last session recorded (so it
+    shows finished), then remove its spool directory, and the parents it leaves empty."""
+    if manifest.get("closed"):
+        body = encode_update(0, manifest["workspace"], manifest["project"],
+                             manifest["run_name"], (), close_run=True)
+        try:
+            response = await post_with_retries(client, "/runs:update", body, policy, Counters(),
+                                               give_up_if_definite=True)
+        except MetranaError as exc:
+            errors.append(f"{directory}: the run's points are delivered, its close is not: {exc}")
+            return
+        if not is_ok(response.status_code):
+            errors.append(f"{directory}: the run's points are delivered, its close was refused "
+                          f"with HTTP {response.status_code}: {response.text[:500]}")
+            return
+    remove_run_directory(directory, root)
+
+
 def _require_key_for_remote(root: Path, url: str | None) -> None:
     """Fail at once, as ``init()`` does, when a run would go to a non-loopback service without
     a key: it would answer 401 (or never), after retries that look like a hang."""
@@ -109,7 +131,7 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
     totals = {"delivered": 0, "rejected": 0, "damaged": 0, "in_use": 0, "runs": 0}
     for directory in run_directories(root):
         manifest = read_manifest(directory)
-        if manifest is None or not segments(directory):
+        if manifest is None or not (segments(directory) or manifest.get("closed")):
             continue
         base = (url or manifest.get("ingestion_url") or HOSTED_INGESTION_URL).rstrip("/")
         name = f"{manifest['workspace']}/{manifest['project']}/{manifest['run_name']}"
@@ -118,8 +140,9 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         async with httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60) as client:
             try:
                 spec = RunSpec.from_manifest(manifest)
+                # A refused connection is not retried: sync says so at once, naming the URL.
                 await create_run(lambda path, body: post_with_retries(
-                    client, path, body, policy, Counters()), spec, 0)
+                    client, path, body, policy, Counters(), give_up_if_definite=True), spec, 0)
             except MetranaError as exc:
                 errors.append(f"{directory}: {exc}")
                 tell(f"{name}: not delivered: {exc}")
@@ -133,6 +156,8 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
                 errors.append(f"{directory}: stopped, the service did not take the points: "
                               f"{result.stopped}; what is left stays in the spool: run sync "
                               "again once the service answers")
+            elif not segments(directory):
+                await _finish_run(client, directory, manifest, policy, root, errors)
         tell(f"{name}: {result.delivered:,} points delivered, {result.rejected:,} rejected")
         totals["runs"] += 1
         totals["delivered"] += result.delivered

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from . import _terminate
 from ._actors.flush import FlushMarker
 from ._config import Settings
 from ._engine import SPOOL_GRACE, EngineOptions
@@ -40,12 +41,26 @@ def _close_at_process_exit(ref: weakref.ref[Session]) -> None:
         session._close_at_exit()
 
 
+def _spool_at_sigterm(deadline: float) -> None:
+    """The process got SIGTERM (see :mod:`._terminate`): every open run writes what it holds
+    to its spool, all at once, until ``deadline``; each then says what became of its points."""
+    try:
+        sessions = list(live_sessions)
+    except RuntimeError:  # the set changed while it was copied (a thread closing a run)
+        sessions = list(live_sessions)
+    stopping = [session for session in sessions if session._spool_for_exit()]
+    for session in stopping:
+        session._end_after_sigterm(deadline)
+
+
 class Session(BaseSession):
     """A run being logged, its engine on a background thread. Thread-safe."""
 
     def __init__(self, settings: Settings, attributes: list[dict[str, Any]] | None = None, *,
                  options: EngineOptions | None = None) -> None:
-        self._close_lock = threading.Lock()
+        # Reentrant: SIGTERM may interrupt close() in the thread that holds it (see
+        # _end_after_sigterm), which then still says what became of the points.
+        self._close_lock = threading.RLock()
         self._exit_finalizer: _mp_util.Finalize | None = None
         self._forked = False  # this object was inherited by a forked child
         self._thread: threading.Thread | None = None
@@ -117,6 +132,9 @@ class Session(BaseSession):
                                  f"{init_timeout:g}s; logging continues and points are sent "
                                  "once it answers")
         live_sessions.add(self)
+        # SIGTERM (Pool.terminate, Slurm, Kubernetes) writes what is in memory to the spool
+        # before the process ends, if nobody else handles SIGTERM.
+        _terminate.install(_spool_at_sigterm)
         # A process that ends without close() still delivers: atexit covers the main program
         # and spawned children; multiprocessing's finalizers cover forked workers (Pool,
         # Process), which leave through os._exit and never run atexit.
@@ -150,12 +168,14 @@ class Session(BaseSession):
                     raise KeyboardInterrupt
         return self._checked_final()
 
-    def _finish(self) -> None:
+    def _finish(self, ended_by: str | None = None) -> None:
         live_sessions.discard(self)
+        if not live_sessions and ended_by is None:
+            _terminate.uninstall()
         if self._exit_finalizer is not None:
             self._exit_finalizer.cancel()
             self._exit_finalizer = None
-        super()._finish()
+        super()._finish(ended_by)
 
     def _call_engine(self, fn: Any, *args: Any) -> None:
         if self._token is not None:
@@ -255,12 +275,40 @@ class Session(BaseSession):
         except Exception as exc:  # noqa: BLE001 - never turn exit into a traceback
             self._say("ERROR", f"closing run {self.run_name!r} at exit failed: {exc!r}")
 
+    # ------------------------------------------------------------- SIGTERM
+
+    def _spool_for_exit(self) -> bool:
+        """SIGTERM, in the main thread, at any point of it: ask the engine to spool what it
+        holds. Never waits (the engine may need a lock the interrupted code holds); True when
+        the engine was asked."""
+        token, stopped = self._token, self._stopped
+        if (self._state not in (State.OPEN, State.CLOSING) or token is None or stopped is None
+                or stopped.is_set()):
+            return False
+        try:
+            token.run_sync_soon(self._engine.spool_for_exit, _terminate.TERM_BOUND)
+        except trio.RunFinishedError:
+            return False
+        return True
+
+    def _end_after_sigterm(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for the engine to finish spooling; say what happened."""
+        assert self._stopped is not None
+        self._stopped.wait(max(0.0, deadline - time.monotonic()))
+        if not self._close_lock.acquire(blocking=False):
+            return  # another thread is closing this run: it says what happened
+        try:
+            if self._final is None:
+                self._finish(ended_by="SIGTERM")
+        finally:
+            self._close_lock.release()
+
     def _after_fork_in_child(self) -> None:
         """Called in a forked child: the engine thread did not survive the fork."""
         self._forked = True
         self._exit_finalizer = None  # the parent's; multiprocessing forgets it in the child
         self._state = State.FORKED
-        self._close_lock = threading.Lock()
+        self._close_lock = threading.RLock()
 
     def _not_open(self) -> None:
         if self._state is State.FORKED:
@@ -273,6 +321,7 @@ class Session(BaseSession):
         are appended after the parent's by the server)."""
         self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
         self._attributes = []
+        self._check_reruns = False  # it logs alongside its parent: not a rerun of the run
         self._final = None
         self._build_engine()
         self._engine.joins_parent = True

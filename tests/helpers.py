@@ -11,7 +11,7 @@ import httpx
 
 from metrana.server import ServerInfo
 
-__all__ = ["DEFAULT_SIGINT", "metrana_command", "read_points", "wait_until"]
+__all__ = ["DEFAULT_SIGINT", "metrana_command", "read_points", "run_spawned", "wait_until"]
 
 # What a child process that a test interrupts needs first: Ctrl-C (SIGINT) raising
 # KeyboardInterrupt. A suite launched with SIGINT ignored (`nohup … &`, some CI runners) hands
@@ -50,3 +50,14 @@ def read_points(info: ServerInfo, run: str, workspace: str = "ws", project: str 
             out[name] = client.get(
                 f"/api/runs/{workspace}/{project}/{run}/series/{s['id']}/points").json()["points"]
     return out
+
+
+def run_spawned(target: Callable[..., Any], *args: Any, timeout: float = 90) -> None:
+    """``target(*args)`` in a fresh (spawned) interpreter, as a script of its own would run:
+    its forks, signal handlers and exit are its own, not the test process's. It must succeed."""
+    import multiprocessing
+
+    runner = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    runner.start()
+    runner.join(timeout)
+    assert runner.exitcode == 0, f"exit code {runner.exitcode}"

@@ -51,13 +51,20 @@ class MockService:
     """Answers ``POST /v1/runs`` with 200 (409 once the run exists) and every update with
     ``rule(request)`` (default 200); the rule may await (a slow or hung service) or raise an
     ``httpx.TransportError`` (a service that cannot be reached). While ``down`` is True every
-    request, ``POST /v1/runs`` too, fails as a refused connection."""
+    request, ``POST /v1/runs`` too, fails to connect, with an error that is not classified
+    (as a connection that times out: a service that may be there); while ``refused``, with a
+    definite "connection refused" (nothing listens). The question of where a run's series end
+    (``POST /api/query/series``) is answered 404, as the hosted service does, unless ``ends``
+    gives its answer (a list of series) or the status to answer with."""
 
     def __init__(self, rule: Rule | None = None, *, down: bool = False,
-                 create: Callable[[Seen], int] | None = None) -> None:
+                 create: Callable[[Seen], int] | None = None,
+                 ends: list[dict[str, Any]] | int | None = None) -> None:
         self.rule = rule
         self.down = down
+        self.refused = False
         self.create = create  # answers POST /v1/runs instead, when given
+        self.ends = ends
         self.requests: list[Seen] = []
         self.runs: set[str] = set()
 
@@ -65,10 +72,20 @@ class MockService:
         content = request.content
         if request.headers.get("content-encoding") == "gzip":
             content = gzip.decompress(content)
-        seen = Seen(trio.current_time(), request.url.path, json.loads(content))
+        seen = Seen(trio.current_time(), request.url.path,
+                    json.loads(content) if content else {})
         self.requests.append(seen)
-        if self.down:
+        if self.refused:
+            error = httpx.ConnectError("[Errno 111] Connection refused")
+            error.__cause__ = ConnectionRefusedError(111, "Connection refused")
+            raise error
+        if self.down:  # no cause attached: not classified as a definite refusal
             raise httpx.ConnectError("[Errno 111] Connection refused")
+        if request.url.path == "/api/query/series":
+            if self.ends is None or isinstance(self.ends, int):
+                status = 404 if self.ends is None else self.ends
+                return httpx.Response(status, json={"message": f"mock answered {status}"})
+            return httpx.Response(200, json={"series": self.ends})
         if request.url.path.endswith("/runs") and self.create is not None:
             status = self.create(seen)
         elif request.url.path.endswith("/runs"):

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import gzip
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
 import httpx
 import trio
 
+from .._auth_refusal import auth_refusal
 from .._delivery import Delivery
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._run_spool import RunSpool
@@ -25,7 +27,43 @@ from .error_collector import ErrorCollector
 from .flush import FlushMarker
 from .parcel import InFlight, Parcel, Progress, deliver_isolating, parcel_count
 
-__all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_transient", "post_with_retries"]
+__all__ = ["Dispatcher", "RetryPolicy", "describe_failure", "is_definite", "is_transient",
+           "post", "post_with_retries"]
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body sent in one piece, by a plain iterator. httpx hands ``content=bytes``
+    to the connection as an async generator; a request cancelled while its body is written
+    (close spooling what is left, a probe's time limit) leaves that generator unfinished, and
+    trio warns when it is collected. An iterator leaves nothing to finalize."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._body)
+
+
+class _Once:
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes,
+               headers: dict[str, str]) -> httpx.Response:
+    """One POST of ``body`` (see :class:`_Body` for why not ``client.post``)."""
+    request = client.build_request("POST", url, content=body, headers=headers)
+    request.stream = _Body(body)
+    return await client.send(request)
 
 
 @attrs.frozen
@@ -109,6 +147,25 @@ def describe_failure(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_NO_ROUTE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+def is_definite(exc: httpx.TransportError) -> bool:
+    """True when the failure is a definite answer that nothing is there: connection refused
+    (nothing listens), no route to the host, or a host name that does not resolve.
+
+    Anything else — a timeout, a reset, a dropped connection — may be a service that is there
+    but slow or busy, and is retried as before. A definite answer is not worth waiting out:
+    the caller spools at once and probes in the background instead (see
+    :func:`post_with_retries`'s ``give_up_if_definite``). Only called on a failure, never on
+    the path of a request that succeeds.
+    """
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    return any(isinstance(c, (ConnectionRefusedError, socket.gaierror))
+               or (isinstance(c, OSError) and c.errno in _NO_ROUTE) for c in _causes(exc))
+
+
 def url_of(client: httpx.AsyncClient, path: str) -> str:
     return str(client.base_url).rstrip("/") + path
 
@@ -123,6 +180,7 @@ async def post_with_retries(
     headers: dict[str, str] | None = None,
     flight: InFlight | None = None,
     on_failure: Callable[[int, str, bool], None] | None = None,
+    give_up_if_definite: bool = False,
 ) -> httpx.Response:
     """POST until a non-transient answer. Raises MetranaConnectionError when the budget is spent.
 
@@ -130,6 +188,8 @@ async def post_with_retries(
     means. Transient = connection errors, timeouts, 408, 429, 5xx. ``flight.outstanding`` is
     True exactly while a request is on the wire; ``on_failure(attempt, reason, unreachable)``
     hears of every failed attempt (``unreachable``: nothing answered at all).
+    ``give_up_if_definite``: raise at the first definite refusal (:func:`is_definite`), with
+    ``definite=True``, instead of retrying it — for callers that keep the points safe anyway.
     """
     last = ""
     unreachable = False
@@ -140,12 +200,17 @@ async def post_with_retries(
         if flight is not None:
             flight.outstanding = True
         try:
-            response = await client.post(path, content=body, headers=headers or JSON_HEADERS)
+            response = await post(client, path, body, headers or JSON_HEADERS)
         except httpx.TransportError as exc:
             if flight is not None:
                 flight.outstanding = False
             last = describe_failure(exc)
             unreachable = isinstance(exc, httpx.ConnectError)
+            if give_up_if_definite and is_definite(exc):
+                if on_failure is not None:
+                    on_failure(attempt, last, unreachable)
+                raise MetranaConnectionError(f"cannot reach {url_of(client, path)}: {last}",
+                                             unreachable=True, definite=True) from None
         else:
             if flight is not None:
                 flight.outstanding = False
@@ -187,7 +252,9 @@ def encode_parcel(target: RunTarget, parcel: Parcel, headers: dict[Any, str]) ->
 
 
 def refusal_error(count: int, response: httpx.Response, what: str = "points") -> MetranaApiError:
+    refused = auth_refusal(response)  # a key refused or out of its scope: say which
     return MetranaApiError(
+        f"the service refused {count:,} {what}: {refused}" if refused is not None else
         f"the service refused {count:,} {what} with HTTP {response.status_code}: "
         f"{response.text[:500]}",
         status=response.status_code, body=response.text[:2000], points=count,
@@ -275,8 +342,11 @@ class Dispatcher:
             # Level 1: most of gzip's saving on this repetitive JSON for a fraction of its CPU.
             body = gzip.compress(body, compresslevel=1)
             headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+        # With a spool, a refused connection is not retried: the points go to disk at once
+        # and Recovery probes in the background; without one, retrying is all that keeps them.
         return await post_with_retries(self._client, "/runs:update", body, self._policy,
-                                       self._counters, headers=headers, flight=flight)
+                                       self._counters, headers=headers, flight=flight,
+                                       give_up_if_definite=self._spool.enabled)
 
     def _sent(self, count: int) -> None:
         self._counters.sent += count

@@ -45,6 +45,7 @@ class Recovery:
         self._on_fatal = on_fatal
         self.scope = trio.CancelScope()  # cancelled when everything left goes to disk anyway
         self._dispatchers_done = False
+        self.from_others = 0  # points of other sessions (ended processes) it delivered
 
     def dispatchers_done(self) -> None:
         """No batch will come any more: finish once the spool is empty (or at once if it is)."""
@@ -79,6 +80,7 @@ class Recovery:
                 lanes=self._lanes,
             )
             replayed += result.delivered
+            self.from_others += result.others
             # No await between this check and the switch: a batch spooled meanwhile would
             # otherwise be overtaken by the next one sent straight to the network.
             if spool.empty():

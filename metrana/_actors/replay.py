@@ -19,6 +19,8 @@ those count as rejected. A transient failure is handled by who is replaying:
 
 from __future__ import annotations
 
+import enum
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import trio
 
 from .._exceptions import MetranaApiError, MetranaConnectionError, MetranaSpoolError
 from .._series import SeriesKey
-from .._spool import Damage, decode_record, is_locked, read_segment, segments
+from .._spool import Damage, decode_record, lock_segment, read_segment, segments
 from .._stats import Counters
 from .._wire import encode_update
 from .batcher import MAX_BATCH_POINTS
@@ -43,7 +45,7 @@ from .dispatcher import (
 )
 from .parcel import SPLITTABLE, InFlight, Parcel, Progress, deliver_isolating
 
-__all__ = ["ReplayResult", "probe", "replay_directory"]
+__all__ = ["Answer", "ReplayResult", "ask", "probe", "replay_directory"]
 
 _SUSPECT_SPLITTABLE = SPLITTABLE | frozenset(range(500, 600))
 
@@ -51,6 +53,7 @@ _SUSPECT_SPLITTABLE = SPLITTABLE | frozenset(range(500, 600))
 @attrs.define
 class ReplayResult:
     delivered: int = 0
+    others: int = 0  # of them, points of other sessions (other processes, earlier runs)
     rejected: int = 0
     damaged: int = 0
     segments: int = 0
@@ -66,15 +69,29 @@ class SpooledSeries:
     manual: bool
 
 
-async def probe(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> bool:
-    """True when the service answers a request (an update with nothing in it) at all."""
+class Answer(enum.Enum):
+    """What asking the service once (:func:`ask`) found."""
+
+    ANSWERED = "answered"  # a non-transient answer: it is there and working
+    REFUSED = "refused"  # a definite "nothing is there": refused, no route, unknown host
+    NO_ANSWER = "no answer"  # anything else: a timeout, a 5xx — slow or busy, maybe away
+
+
+async def ask(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> Answer:
+    """Ask the service once, with an update that carries nothing."""
     body = encode_update(target.session_id, target.workspace, target.project, target.run_name, ())
     try:
         response = await post_with_retries(client, "/runs:update", body,
-                                           attrs.evolve(policy, max_attempts=1), Counters())
-    except MetranaConnectionError:
-        return False
-    return not is_transient(response.status_code)
+                                           attrs.evolve(policy, max_attempts=1), Counters(),
+                                           give_up_if_definite=True)
+    except MetranaConnectionError as exc:
+        return Answer.REFUSED if exc.definite else Answer.NO_ANSWER
+    return Answer.NO_ANSWER if is_transient(response.status_code) else Answer.ANSWERED
+
+
+async def probe(client: httpx.AsyncClient, target: RunTarget, policy: RetryPolicy) -> bool:
+    """True when the service answers a request (an update with nothing in it) at all."""
+    return await ask(client, target, policy) is Answer.ANSWERED
 
 
 def merge_records(records: list[tuple[int, list[Any]]], max_points: int = MAX_BATCH_POINTS
@@ -135,6 +152,8 @@ class Replayer:
         if session == self.own_session:
             self.counters.spooled -= count
             self.counters.sent += count
+        else:
+            self.result.others += count
 
     def _refused(self, session: int, count: int, error: MetranaApiError) -> None:
         self.result.rejected += count
@@ -155,9 +174,11 @@ class Replayer:
                                else int(reason[5:]))
 
         async def post(part: Parcel, flight: InFlight) -> httpx.Response:
+            # sync stops at a refused connection at once; Recovery keeps probing, paced.
             return await post_with_retries(self.client, "/runs:update",
                                            encode_parcel(target, part, headers), self.policy,
-                                           self.counters, flight=flight, on_failure=heard)
+                                           self.counters, flight=flight, on_failure=heard,
+                                           give_up_if_definite=not self.persistent)
 
         async def post_suspect(part: Parcel, flight: InFlight) -> httpx.Response:
             # The service answers others but fails this request: a failure that persists
@@ -250,12 +271,22 @@ async def replay_directory(
     persistent: bool = False,
     lanes: int = 1,
 ) -> ReplayResult:
-    """Deliver every complete segment of ``directory`` not held by a live writer."""
+    """Deliver every complete segment of ``directory`` not held by a live writer.
+
+    Each segment is locked while it is replayed, so two processes replaying one run's spool
+    at once (a parent's close and a worker's recovery) never both take the same segment.
+    """
     replayer = Replayer(client, target, policy, counters, report, own_session, persistent, lanes)
     for segment in segments(directory):
-        if is_locked(segment):
+        lock = lock_segment(segment)
+        if lock is None:
             replayer.result.skipped_in_use += 1
             continue
-        if not await replayer.replay_segment(segment):
-            break
+        try:
+            if not segment.exists():
+                continue  # replayed (and deleted) by another process before we locked it
+            if not await replayer.replay_segment(segment):
+                break
+        finally:
+            os.close(lock)
     return replayer.result

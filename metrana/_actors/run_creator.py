@@ -17,6 +17,7 @@ import attrs
 import httpx
 import trio
 
+from .._auth_refusal import auth_refusal
 from .._config import is_local_url
 from .._delivery import Delivery
 from .._exceptions import (
@@ -29,6 +30,8 @@ from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
 from .._stats import Counters
 from .._wire import encode_update, is_ok
 from .dispatcher import NO_ANSWER, RetryPolicy, post_with_retries
+from .series_ends import fetch_ends
+from .step_counter import StoredEnds
 
 __all__ = ["RunCreator", "RunSpec", "create_run"]
 
@@ -104,6 +107,10 @@ async def create_run(post: Post, spec: RunSpec, session_id: int, *,
             "look like a Metrana ingestion service. Check ingestion_url (the local server is "
             "`metrana serve`, at http://127.0.0.1:8787 by default; give the server's base URL, "
             "without /v1)", status=response.status_code, body=response.text[:2000])
+    refused = auth_refusal(response)
+    if refused is not None:  # a wrong key, or one outside its workspace: say which
+        raise MetranaApiError(f"creating run {spec.name}: {refused}",
+                              status=response.status_code, body=response.text[:2000])
     if not resumed and not is_ok(response.status_code):
         raise MetranaApiError(
             f"creating run {spec.name} failed with HTTP {response.status_code}: "
@@ -125,7 +132,8 @@ class RunCreator:
     def __init__(self, client: httpx.AsyncClient, spec: RunSpec, session_id: int, *,
                  policy: RetryPolicy, recovery_policy: RetryPolicy, counters: Counters,
                  delivery: Delivery, refuse_existing: bool, say: Callable[[str, str], None],
-                 on_fatal: Callable[[BaseException], None]) -> None:
+                 on_fatal: Callable[[BaseException], None], ends: StoredEnds | None = None,
+                 ) -> None:
         self._client = client
         self._spec = spec
         self._session_id = session_id
@@ -136,6 +144,9 @@ class RunCreator:
         self._refuse_existing = refuse_existing
         self._say = say
         self._on_fatal = on_fatal
+        # Where the series of a resumed run end (None: not asked, e.g. in a forked child);
+        # its ``ready`` is set however creation ends, so the StepCounter never waits for long.
+        self._ends = ends
         self.scope = trio.CancelScope()  # cancelled when nothing more will be sent
         self.done = trio.Event()  # init() may stop waiting: created, refused, or unreachable
         self.on_done: Callable[[], None] = lambda: None  # told the same (thread-mode init())
@@ -184,10 +195,14 @@ class RunCreator:
 
     async def _post(self, persistent: bool, path: str, body: bytes) -> httpx.Response:
         policy = self._recovery_policy if persistent else self._policy
+        # The first try gives up at a definite refusal when points can wait on disk: they are
+        # spooled at once, and Recovery asks again with backoff.
+        give_up = not persistent and self._delivery.can_spool
         while True:
             try:
                 return await post_with_retries(self._client, path, body, policy, self._counters,
-                                               on_failure=self._heard_failure)
+                                               on_failure=self._heard_failure,
+                                               give_up_if_definite=give_up)
             except MetranaConnectionError:
                 if not persistent:
                     raise
@@ -218,16 +233,27 @@ class RunCreator:
         try:
             with self.scope:
                 await self.ensure(persistent=False)
+                if self.resumed and self._ends is not None:
+                    spec = self._spec
+                    found = await fetch_ends(
+                        self._client, self._service_url(), spec.workspace, spec.project,
+                        spec.run_name, policy=self._policy, counters=self._counters,
+                        say=self._say)
+                    if found is not None:
+                        self._ends.by_series = found
         except MetranaConnectionError as exc:
             if not self._delivery.can_spool:
                 self._fail(exc)
             else:
-                # Unreachable for the whole retry budget: spool until it answers; Recovery
-                # creates the run before replaying.
-                self._delivery.enter_outage(self.unreachable or str(exc))
+                # Refused, or unreachable for the whole retry budget: spool until it answers;
+                # Recovery creates the run before replaying. (Said already when refused.)
+                self._delivery.enter_outage(self.unreachable or str(exc),
+                                            announce=not exc.definite)
         except MetranaError as exc:
             self._fail(exc)
         finally:
+            if self._ends is not None:
+                self._ends.ready.set()
             self._release_init()
 
     def _fail(self, error: BaseException) -> None:

@@ -18,9 +18,29 @@ from .._vector import Block
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 
-__all__ = ["Segment", "SeriesState", "StepCounter"]
+__all__ = ["Identity", "Segment", "SeriesState", "StepCounter", "StoredEnds"]
 
 _UNSET, _AUTO, _MANUAL = 0, 1, 2
+
+
+Identity = tuple[object, ...]  # SeriesKey.identity: (rl, name, scale, labels, env_id, episode)
+
+
+@attrs.define(eq=False)
+class StoredEnds:
+    """Where a resumed run's series end on the service (see :mod:`.series_ends`): filled by
+    the run creator, read by the StepCounter once ``ready`` is set; and what the check
+    refused, for the close summary."""
+
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    by_series: dict[Identity, int] = attrs.field(factory=dict)
+    refused: int = 0
+    first_refusal: str | None = None
+
+    def refuse(self, message: str) -> None:
+        self.refused += 1
+        if self.first_refusal is None:
+            self.first_refusal = message
 
 
 @attrs.define(eq=False)
@@ -31,6 +51,9 @@ class SeriesState:
     mode: int = _UNSET
     next_step: int = 0
     last_major: int = -1
+    # A resumed run's last stored step of this (standard) series: a manual step must go after
+    # it (an RL series' stored last rl_step starts ``last_major`` instead; see .series_ends).
+    stored_end: int = -1
 
     @property
     def manual(self) -> bool:
@@ -87,17 +110,23 @@ class StepCounter:
         errors: ErrorCollector,
         counters: Counters,
         series: list[SeriesKey],
+        ends: StoredEnds | None = None,
     ) -> None:
         self._receive = receive
         self._send = send
         self._errors = errors
         self._counters = counters
         self._series = series  # index -> key, filled by the session before items are queued
+        self._ends = ends  # where a resumed run's series end; None: nothing to check
         self.states: dict[int, SeriesState] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._send, self._receive:
             task_status.started()
+            # Nothing is numbered before it is known where a resumed run's series end (the run
+            # creator sets this however its creation ends, bounded in time).
+            if self._ends is not None:
+                await self._ends.ready.wait()
             async for chunk in self._receive:
                 if type(chunk) is FlushMarker:
                     await self._send.send(chunk)
@@ -119,8 +148,7 @@ class StepCounter:
         for index, items in groups.items():
             state = states.get(index)
             if state is None:
-                key = self._series[index]
-                state = states[index] = SeriesState(key)
+                state = states[index] = self._new_state(self._series[index])
             key = state.key
             if not key.rl and not key.manual_seen and not key.vector_seen:
                 first = state.next_step
@@ -132,6 +160,16 @@ class StepCounter:
                 if checked:
                     out.append((state, None, checked))
         return out
+
+    def _new_state(self, key: SeriesKey) -> SeriesState:
+        state = SeriesState(key)
+        end = self._ends.by_series.get(key.identity) if self._ends is not None else None
+        if end is not None:
+            if key.rl:
+                state.last_major = end
+            else:
+                state.stored_end = end
+        return state
 
     def _assign_each(self, state: SeriesState, items: Sequence[Any]) -> list[Any]:
         if state.key.vector_seen:
@@ -145,7 +183,12 @@ class StepCounter:
         out = []
         for key, step, major, value, ts in items:
             if major is not None and major < state.last_major:
-                self._reject(state, f"rl_step {major} is lower than the previous {state.last_major}")
+                if state.mode == _UNSET:  # nothing taken yet: the bound is the stored one
+                    self._rerun(state, f"rl_step {major} is lower than {state.last_major}, the "
+                                       "last rl_step the run already stores for it")
+                else:
+                    self._reject(state, f"rl_step {major} is lower than the previous "
+                                        f"{state.last_major}")
                 continue
             if step is None:
                 if state.mode == _MANUAL:
@@ -165,12 +208,26 @@ class StepCounter:
                         "manual steps must strictly increase",
                     )
                     continue
+                if step <= state.stored_end:
+                    self._rerun(state, f"step {step} is not after {state.stored_end}, the last "
+                                       "step the run already stores for it")
+                    continue
                 state.mode = _MANUAL
                 state.next_step = step + 1
             if major is not None:
                 state.last_major = major
             out.append((key, step, major, value, ts))
         return out
+
+    def _rerun(self, state: SeriesState, reason: str) -> None:
+        """A point of a resumed run that would go among the points it already stores."""
+        where = f"series {state.key.describe()}: {reason}"
+        message = (f"{where} (a rerun or resume of an existing run); point dropped. Log to a "
+                   "new run_name, or pass resume_strategy='Never' to refuse reruns")
+        if self._ends is not None:
+            self._ends.refuse(where)
+        self._counters.invalid += 1
+        self._errors.report(MetranaMetricStepError(message))
 
     def _reject(self, state: SeriesState, reason: str) -> None:
         self._counters.invalid += 1

@@ -2,9 +2,11 @@
 
 The dashboard's delete and rename dialogs and tag and note edits, and ``metrana runs delete`` /
 ``metrana runs rename``, call these; the CLI with ``--db`` calls :func:`answer` on a store it
-opened itself (as :mod:`.read_api` serves both ways in). Like every write, a route needs the
-server's API key when it has one and a JSON body (:mod:`.guard`). ``ROLES`` says what each
-route changes: ``admin`` removes or renames data, ``write`` edits a run's tags and notes.
+opened itself (as :mod:`.read_api` serves both ways in). Like every write, a route needs a JSON
+body (:mod:`.guard`). Who may call it (:mod:`.access`, checked by :func:`answer` before the route
+runs): deleting and renaming need role ``admin`` in the body's ``workspace``
+(:data:`~.access.DELETE_RUNS`), editing tags and notes role ``write``
+(:data:`~.access.EDIT_RUNS`).
 
 - ``delete_run`` (``workspace``, ``project``, ``run``, optional ``compact``): the run and
   everything stored for it; answers the series and points removed. ``compact: true`` then
@@ -21,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .access import DELETE_RUNS, EDIT_RUNS, OWNER, Need, Principal
 from .errors import NotFound, QueryError
 from .store import Store
 from .store.views import dumps
 
-__all__ = ["MAX_NOTES", "MAX_TAG", "MAX_TAGS", "ROLES", "ROUTES", "answer", "check_tags"]
+__all__ = ["MAX_NOTES", "MAX_TAG", "MAX_TAGS", "NEEDS", "ROUTES", "answer", "check_tags",
+           "need_of"]
 
 MAX_TAGS = 100
 MAX_TAG = 200  # characters
@@ -85,14 +89,26 @@ ROUTES: dict[str, Route] = {
     "rename_run": _rename_run,
     "edit_run": _edit_run,
 }
-ROLES: dict[str, str] = {"delete_run": "admin", "rename_run": "admin", "edit_run": "write"}
+NEEDS: dict[str, Need] = {"delete_run": DELETE_RUNS, "rename_run": DELETE_RUNS,
+                          "edit_run": EDIT_RUNS}
 
 
-def answer(store: Store, name: str, body: Any) -> bytes:
-    """The answer to ``POST /api/manage/<name>`` (JSON, encoded)."""
+def need_of(name: str) -> Need:
+    """What route ``name`` needs of its caller (:mod:`.access`)."""
+    return NEEDS[name]
+
+
+def answer(store: Store, name: str, body: Any, principal: Principal = OWNER) -> bytes:
+    """The answer to ``POST /api/manage/<name>`` for ``principal`` (default: the database
+    opened in this process, which may change everything), JSON encoded.
+
+    Raises:
+        Forbidden: the principal may not do this in the workspace the body names.
+    """
     if not isinstance(body, dict):
         raise QueryError("the body is a JSON object")
     route = ROUTES.get(name)
     if route is None:
         raise NotFound(f"no manage route {name!r}; one of {', '.join(ROUTES)}")
+    principal.require(need_of(name), body)
     return dumps(route(store, body))

@@ -5,7 +5,9 @@ Narrow unit tests on httpx.MockTransport with trio's autojump clock: no real sle
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 import time
 from typing import Any
@@ -21,6 +23,7 @@ from metrana._actors.dispatcher import (
     RetryPolicy,
     RunTarget,
     describe_failure,
+    is_definite,
     is_transient,
     post_with_retries,
     refusal_error,
@@ -31,6 +34,7 @@ from metrana._actors.parcel import InFlight
 from metrana._actors.step_counter import SeriesState
 from metrana._delivery import Delivery
 from metrana._enums import ErrorStrategy
+from metrana._exceptions import MetranaConnectionError
 from metrana._run_spool import RunSpool
 from metrana._series import SeriesKey
 from metrana._stats import Counters
@@ -281,6 +285,52 @@ def test_the_cause_of_a_failure_is_found_through_chains_and_groups() -> None:
     assert describe_failure(looped) == "cannot connect (loop)"
 
 
+def _caused(cause: BaseException, error: type[httpx.TransportError] = httpx.ConnectError
+            ) -> httpx.TransportError:
+    wrapped = error("All connection attempts failed")
+    wrapped.__cause__ = ExceptionGroup("attempts", [OSError("x"), cause])
+    return wrapped
+
+
+@pytest.mark.parametrize(("error", "definite"), [
+    (_caused(ConnectionRefusedError(111, "Connection refused")), True),  # nothing listens
+    (_caused(socket.gaierror(-2, "Name or service not known")), True),  # DNS fails
+    (_caused(OSError(errno.EHOSTUNREACH, "No route to host")), True),
+    (_caused(OSError(errno.ENETUNREACH, "Network is unreachable")), True),
+    (httpx.ConnectError("[Errno 111] Connection refused"), False),  # nothing says so for sure
+    (httpx.ConnectTimeout("x"), False),  # a full backlog, a firewall: maybe there, busy
+    (_caused(ConnectionRefusedError(111), httpx.ReadError), False),  # connected: it is there
+    (httpx.ReadTimeout("x"), False),
+    (httpx.RemoteProtocolError("peer closed"), False),
+])
+def test_only_a_definite_answer_counts_as_nothing_there(error: httpx.TransportError,
+                                                        definite: bool) -> None:
+    assert is_definite(error) is definite
+
+
+async def test_a_definite_refusal_is_not_retried_when_the_caller_can_keep_the_points() -> None:
+    """give_up_if_definite: the first refused attempt raises (definite, naming the URL), with
+    no retry and no backoff; without it the budget is spent as for any transient failure."""
+    attempts: list[float] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(trio.current_time())
+        raise _caused(ConnectionRefusedError(111, "Connection refused"))
+
+    policy = RetryPolicy(initial=0.01, max_delay=0.01, max_attempts=4)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse),
+                                 base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(MetranaConnectionError) as raised:
+            await post_with_retries(client, "/runs", b"{}", policy, Counters(),
+                                    give_up_if_definite=True)
+        assert raised.value.definite and len(attempts) == 1
+        assert str(raised.value) == ("cannot reach http://127.0.0.1:9/v1/runs: connection "
+                                     "refused")
+        with pytest.raises(MetranaConnectionError) as raised:
+            await post_with_retries(client, "/runs", b"{}", policy, Counters())
+        assert not raised.value.definite and len(attempts) == 1 + 4
+
+
 def test_a_refusal_keeps_2000_characters_of_the_answer_and_says_500() -> None:
     """A long refusal (a validation error listing every bad point): the error keeps the first
     2,000 characters of the answer as its body and quotes the first 500 in its message."""
@@ -332,3 +382,22 @@ async def test_batches_queued_behind_a_request_are_merged_up_to_10000_points() -
     assert [len(r) for r in requests] == [10_000, 2000, 9000, 30]
     assert [v for r in requests for v in r] == [float(i) for i in range(21_030)]
     assert marker.done.is_set() and counters.sent == 21_030
+
+
+async def test_a_request_cancelled_while_its_body_is_written_leaves_nothing_to_finalize() -> None:
+    """Close cancels requests on the wire (spooling what is left). Cancelled while its body
+    is being written — the server takes no bytes — a POST must leave no half-run async
+    generator behind: trio warns when one is collected (an error in this suite)."""
+    import gc
+
+    with socket.socket() as listener:  # listens, never accepts: the body cannot be written
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            with trio.move_on_after(1) as scope:
+                await post_with_retries(client, "/runs:update", b"x" * (64 << 20),
+                                        RetryPolicy(max_attempts=1), Counters())
+            assert scope.cancelled_caught
+            gc.collect()
+            await trio.sleep(0)  # trio finalizes collected generators in a task of the run

@@ -100,3 +100,30 @@ def test_rl_step_may_not_decrease_and_minor_steps_auto_increment() -> None:
                      (REWARD, None, 9, 1.0, 0), (REWARD, None, 12, 1.0, 0)))
     assert steps(out) == [("reward", 0, 10), ("reward", 1, 10), ("reward", 2, 12)]
     assert "rl_step 9 is lower than the previous 10" in str(errors.reported[0])
+
+
+def test_a_resumed_runs_stored_ends_bound_rl_steps_and_manual_steps() -> None:
+    """Where the run's series end on the server: an rl_step lower than the stored last one is
+    refused (an equal one is not), a manual step must go after the stored last one; the
+    refusals are counted invalid, told apart from a session's own decreasing step, and the
+    first is kept for the close summary. Automatic steps are not bounded."""
+    from metrana._actors.step_counter import StoredEnds
+
+    rl_key = SeriesKey(True, "ret", "EPISODE", (), "env-0")
+    manual = SeriesKey(False, "score", "ML_STEP", ())
+    auto = SeriesKey(False, "auto", "ML_STEP", ())
+    ends = StoredEnds(by_series={rl_key.identity: 100, manual.identity: 9, auto.identity: 50})
+    errors, counters = Errors(), Counters()
+    sc = StepCounter(None, None, errors, counters, TABLE, ends)  # type: ignore[arg-type]
+    out = sc.assign(points((rl_key, None, 99, 1.0, 0), (rl_key, None, 100, 2.0, 0),
+                           (rl_key, None, 99, 3.0, 0), (manual, 9, None, 1.0, 0),
+                           (manual, 10, None, 2.0, 0), (auto, None, None, 1.0, 0)))
+    assert sorted(steps(out)) == [("auto", 0, None), ("ret", 0, 100), ("score", 10, None)]
+    assert counters.invalid == 3 and ends.refused == 2
+    messages = [str(e) for e in errors.reported]
+    assert "rl_step 99 is lower than 100, the last rl_step the run already stores" in messages[0]
+    assert "rl_step 99 is lower than the previous 100" in messages[1]  # this session's own
+    assert "step 9 is not after 9, the last step the run already stores" in messages[2]
+    assert "resume_strategy='Never'" in messages[0] and "new run_name" in messages[2]
+    assert ends.first_refusal == ("series ret/EPISODE/env=env-0: rl_step 99 is lower than 100, "
+                                  "the last rl_step the run already stores for it")

@@ -17,6 +17,7 @@ import trio
 import metrana
 from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
+from metrana._trio_session import TrioSession
 from tests.mock_service import MockService, Seen, mock_session
 
 
@@ -185,11 +186,13 @@ async def test_complete_all_delivers_everything_and_then_says_the_run_is_closed(
     assert metrics.requests == 1 + len(service.updates())
 
 
-async def test_closing_while_the_service_is_away_spools_at_once(
+async def test_closing_while_the_service_refuses_connections_spools_at_once(
         autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
-    """The service cannot be reached: close() does not wait out close_timeout (600 s here):
-    a probe of at most 2 s, then everything goes to the spool."""
-    run = mock_session(MockService(down=True), tmp_path)
+    """Nothing listens (connection refused): close() does not wait out close_timeout (600 s
+    here): a probe of at most 2 s, then everything goes to the spool."""
+    service = MockService()
+    service.refused = True
+    run = mock_session(service, tmp_path)
     async with run.running(init_timeout=5):
         for i in range(20):
             run.log("loss", float(i))
@@ -226,30 +229,70 @@ async def test_spool_now_ends_the_session_at_once_keeping_what_it_can(
         assert counts == (0, 0, 5, 10, 0)
 
 
-async def test_closing_while_the_service_hangs_asks_it_for_2_s_then_spools(
-        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
-    """During an outage the service accepts connections but answers nothing: close() asks it
-    once, gives the question exactly 2 s, then writes what is left to the spool."""
+def outage_session(service: MockService, tmp_path: Path) -> TrioSession:
+    """A session whose retries are spent in 2 s (virtual): an outage comes quickly."""
+    return mock_session(service, tmp_path,
+                        retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+
+
+async def log_into_an_outage(run: TrioSession) -> None:
+    """20 points the service answers 503 to: once the retries are spent, all on disk."""
+    for i in range(20):
+        run.log("loss", float(i))
+    await trio.sleep(10)
+
+
+@pytest.mark.parametrize("how", ["hangs", "fails to connect without a definite refusal"])
+async def test_closing_while_the_service_is_busy_waits_for_it_until_close_timeout(
+        autojump_clock: trio.abc.Clock, tmp_path: Path, how: str) -> None:
+    """During an outage the service accepts connections but answers nothing (or connecting
+    fails in a way that is not a definite refusal): it may be there, busy. close() waits for
+    it until close_timeout (600 s here), then writes what is left to the spool."""
     hung = [False]
+    service = MockService()
 
     async def rule(seen: Seen) -> int:
         if hung[0]:
             await trio.sleep_forever()
         return 503
 
-    run = mock_session(MockService(rule), tmp_path,
-                       retry=RetryPolicy(initial=1, multiplier=1, max_delay=1, max_attempts=2))
+    service.rule = rule
+    run = outage_session(service, tmp_path)
     async with run.running(init_timeout=5):
-        for i in range(20):
-            run.log("loss", float(i))
-        await trio.sleep(10)  # the retries are spent: an outage, the points on disk
-        hung[0] = True
+        await log_into_an_outage(run)
+        if how == "hangs":
+            hung[0] = True
+        else:
+            service.down = True
         await trio.sleep(10)
         start = trio.current_time()
         metrics = await run.aclose(timeout=600)
-        assert trio.current_time() - start == 2.0
+        assert trio.current_time() - start >= 600
     assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (0, 20, 0, 0)
     assert spooled_values(tmp_path) == [float(i) for i in range(20)]
+
+
+async def test_a_busy_service_that_answers_before_close_timeout_gets_everything(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """During an outage at close the service holds every request 5 s (busy, not gone): close()
+    waits, and once it answers everything is delivered — nothing is spooled for good."""
+    slow = [False]
+
+    async def rule(seen: Seen) -> int:
+        if slow[0]:
+            await trio.sleep(5)
+            return 200
+        return 503
+
+    service = MockService(rule)
+    run = outage_session(service, tmp_path)
+    async with run.running(init_timeout=5):
+        await log_into_an_outage(run)
+        slow[0] = True
+        metrics = await run.aclose(timeout=30)
+    assert (metrics.sent, metrics.spooled, metrics.discarded, metrics.in_doubt) == (20, 0, 0, 0)
+    assert sorted(service.delivered()) == [float(i) for i in range(20)]
+    assert spooled_values(tmp_path) == []
 
 
 # --------------------------------------------------------------- the summary, every drop

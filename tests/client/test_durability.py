@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import metrana
@@ -213,19 +214,60 @@ def offline_run(spool_root: Path, points: int, flush_every: int | None = None) -
 def test_offline_run_then_sync_twice_stores_each_point_once(
         spool_root: Path, live_server: ServerInfo) -> None:
     """mode=offline needs no key and no network; `metrana sync` twice (and again after a
-    simulated crash mid-sync) stores every point exactly once."""
+    simulated crash mid-sync) stores every point exactly once. A delivered run's directory,
+    and the ones above it left empty, are removed (the spool root stays)."""
     directory = offline_run(spool_root, 100_000)
+    name = run_name_of(directory)  # read before sync removes the delivered run's manifest
     backup = spool_root.parent / "backup"
     shutil.copytree(directory, backup)
     assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0
-    assert segments(directory) == []
+    assert not directory.exists() and spool_root.is_dir() and list(spool_root.iterdir()) == []
     assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0  # nothing left: no-op
-    shutil.rmtree(directory)
     shutil.copytree(backup, directory)  # as if the first sync had crashed before deleting
     shutil.rmtree(backup)
     report = metrana.sync(directory, ingestion_url=live_server.url)
     assert report.delivered == 100_000
-    assert stored_steps(live_server, run_name_of(directory)) == list(range(100_000))
+    assert stored_steps(live_server, name) == list(range(100_000))
+
+
+def run_status(info: ServerInfo, run: str) -> str:
+    with httpx.Client(base_url=info.url) as client:
+        return str(client.get(f"/api/runs/ws/proj/{run}").json()["status"])
+
+
+def test_a_run_whose_points_wait_in_the_spool_shows_finished_only_once_synced(
+        proxy: FaultProxy, live_server: ServerInfo, spool_root: Path) -> None:
+    """A session closes with points left in the spool (the service stayed busy past
+    close_timeout): the run is not marked finished — the close is recorded in the spool
+    instead. `metrana sync` delivers the points, then the close: the run shows finished, and
+    the emptied spool directories are gone (the spool root stays)."""
+    name = new_run()
+    with metrana.session(workspace_name="ws", project_name="proj", run_name=name,
+                         ingestion_url=proxy.url, log_level="Off") as run:
+        run.log("loss", 0.0)
+        run.flush()
+        proxy.reject_status = 503
+        for i in range(1, 100):
+            run.log("loss", float(i))
+        metrics = run.close(timeout=1)
+    assert (metrics.sent, metrics.spooled) == (1, 99)
+    directory = run_spool_dir(spool_root, "ws", "proj", name)
+    assert (read_manifest(directory) or {}).get("closed") is True
+    assert run_status(live_server, name) != "finished"
+    report = metrana.sync(spool_root, ingestion_url=live_server.url)
+    assert (report.delivered, report.errors) == (99, ())
+    assert stored_steps(live_server, name) == list(range(100))
+    assert run_status(live_server, name) == "finished"
+    assert not directory.exists() and list(spool_root.iterdir()) == []
+
+
+def test_an_offline_run_synced_shows_finished(spool_root: Path,
+                                              live_server: ServerInfo) -> None:
+    """An offline run's close is recorded with its points; sync delivers both."""
+    directory = offline_run(spool_root, 100)
+    name = run_name_of(directory)
+    assert cli(["sync", str(spool_root), "--url", live_server.url]) == 0
+    assert run_status(live_server, name) == "finished"
 
 
 def test_sync_without_a_key_for_a_remote_service_fails_at_once(spool_root: Path,
@@ -235,6 +277,7 @@ def test_sync_without_a_key_for_a_remote_service_fails_at_once(spool_root: Path,
     pass (it used to retry for 45 s and then report "synced 0 run(s)"); nothing is touched.
     With --url (a trailing /v1 is fine) it reports each run as it goes."""
     directory = offline_run(spool_root, 1000)
+    name = run_name_of(directory)
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "metrana", "sync"], capture_output=True,
                           text=True, timeout=60)
@@ -250,11 +293,11 @@ def test_sync_without_a_key_for_a_remote_service_fails_at_once(spool_root: Path,
     done = subprocess.run([sys.executable, "-m", "metrana", "sync", "--url",
                            live_server.url + "/v1/"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    run = f"ws/proj/{run_name_of(directory)}"
+    run = f"ws/proj/{name}"
     assert f"metrana sync: {run}: sending 1 spool segment(s) to {live_server.url} ..." in done.stderr
     assert f"metrana sync: {run}: 1,000 points delivered, 0 rejected" in done.stderr
     assert done.stdout.startswith("synced 1 run(s): 1,000 points delivered")
-    assert stored_steps(live_server, run_name_of(directory)) == list(range(1000))
+    assert stored_steps(live_server, name) == list(range(1000))
     done = subprocess.run([sys.executable, "-m", "metrana", "sync", "--url", live_server.url],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("nothing to sync: no spooled points")
@@ -264,6 +307,7 @@ def test_damaged_segment_delivers_intact_records_and_reports(
         spool_root: Path, live_server: ServerInfo) -> None:
     """A flipped byte skips that record; a torn tail skips the rest; the others arrive."""
     directory = offline_run(spool_root, 1000, flush_every=100)  # ten records of 100 points
+    name = run_name_of(directory)
     (segment,) = segments(directory)
     data = bytearray(segment.read_bytes())
     offsets = [m.start() for m in re.finditer(rb'\{"session"', bytes(data))]
@@ -274,7 +318,7 @@ def test_damaged_segment_delivers_intact_records_and_reports(
     assert report.delivered == 800 and report.damaged_records == 2
     assert any("checksum" in e for e in report.errors)
     assert any("torn" in e for e in report.errors)
-    steps = stored_steps(live_server, run_name_of(directory))
+    steps = stored_steps(live_server, name)
     assert steps == [s for s in range(900) if not 300 <= s < 400]
 
 

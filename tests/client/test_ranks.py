@@ -68,3 +68,22 @@ def test_off_ignores_the_launcher(live_server: ServerInfo) -> None:
     assert run_ranks(live_server.url, name, "off") == ["101 101"] * 2
     points = read_points(live_server, name)
     assert sorted(p["value"] for p in points["loss"]) == sorted([float(i) for i in range(100)] * 2)
+
+
+@pytest.mark.parametrize("world", [
+    {"RANK": "0", "WORLD_SIZE": "1"},
+    {"SLURM_PROCID": "0", "SLURM_NTASKS": "1"},
+    # torchrun with one process in a Slurm job of several tasks: torchrun's world decides
+    {"RANK": "0", "WORLD_SIZE": "1", "SLURM_PROCID": "2", "SLURM_NTASKS": "4"},
+])
+def test_a_world_of_one_process_adds_no_rank_label(live_server: ServerInfo,
+                                                  world: dict[str, str]) -> None:
+    """distributed="auto" in a launcher's world of one: plain series, as without a launcher."""
+    name = f"ddp-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RANK", "WORLD_SIZE", "SLURM_", "OMPI_", "PMI_"))}
+    done = subprocess.run([sys.executable, "-c", RANK_SCRIPT.format(), live_server.url, name,
+                           "default"], env={**env, **world}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["101", "101"], done.stderr
+    assert sorted(read_points(live_server, name)) == ["loss", "return@env-0/None"]

@@ -41,8 +41,10 @@ def test_threads_fork_outage_and_resume_store_every_point_exactly_once(
         proxy: FaultProxy, live_server: ServerInfo, tmp_path: Path) -> None:
     name = f"stress-{uuid.uuid4().hex[:8]}"
     retry = RetryPolicy(initial=0.01, multiplier=1.5, max_delay=0.05, max_attempts=4)
+    # close_timeout: how long the child, exiting while the service answers 503 (busy, not
+    # gone), waits for it before spooling; the parent closes with a timeout of its own.
     metrana.init(workspace_name="ws", project_name="proj", run_name=name,
-                 ingestion_url=proxy.url, retry=retry, log_level="Off")
+                 ingestion_url=proxy.url, retry=retry, log_level="Off", close_timeout=3)
     halfway = threading.Barrier(THREADS + 1)
     resume = threading.Event()
 
@@ -71,7 +73,7 @@ def test_threads_fork_outage_and_resume_store_every_point_exactly_once(
     for thread in threads:
         thread.join()
     proxy.recover()  # ...and comes back
-    first = metrana.close()
+    first = metrana.close(timeout=60)
     assert first.logged == THREADS * PER_THREAD and drops(first) == 0
     assert first.spooled == 0 and first.sent == first.logged
 

@@ -35,6 +35,22 @@ async def test_trio_native_session_runs_in_the_callers_nursery(server: ServerInf
     assert detail["series"][0]["point_count"] == 1000
 
 
+def test_open_session_outside_trio_names_the_way_that_works() -> None:
+    """From asyncio, open_session() cannot run its engine (it needs a trio nursery): a clear
+    error pointing to metrana.session(), not trio's internals; nothing is started."""
+    import asyncio
+    import threading
+
+    async def main() -> None:
+        async with metrana.open_session(workspace_name="ws", project_name="proj",
+                                        run_name="from-asyncio", mode="offline"):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"from asyncio .* use `with metrana\.session"):
+        asyncio.run(main())
+    assert not [t for t in threading.enumerate() if t.name.startswith("metrana-")]
+
+
 async def test_trio_native_session_closes_when_the_body_raises(server: ServerInfo) -> None:
     """The body's exception propagates; what was logged is still delivered."""
     with pytest.raises(KeyError):

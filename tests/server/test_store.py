@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from metrana.server.errors import Conflict, SchemaError, Unprocessable
+from metrana.server.errors import Conflict, NotFound, SchemaError, Unprocessable
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
-from tests.support import in_background, writers_held_at
+from tests.support import UNDO_V5, UNDO_V6, in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
 RELATIVE, ABSOLUTE = 1, 2
@@ -495,13 +495,32 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+def test_a_version_4_database_gains_the_key_tables(db_target: str) -> None:
+    """A database of schema version 4 (before API keys) gets the keys, sessions and writers
+    tables on opening; its runs are untouched, and keys and writers then work."""
+    store = Store(db_target)
+    create(store)
+    store.update_runs(update("run", 1, std("loss", list(range(100)))))
+    store.close()
+    _execute(db_target, *UNDO_V6, *UNDO_V5, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    store = Store(db_target)
+    try:
+        assert steps(store, "loss") == [(s, 0) for s in range(100)]
+        assert not store.any_key()
+        store.update_runs(update("run", 1, std("loss", [100])), "1a2b3c4d")
+        assert [w["key"] for w in store.get_run("ws", "proj", "run")["writers"]] == ["1a2b3c4d"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_an_older_database_is_brought_to_the_current_version(db_target: str, version: int
                                                              ) -> None:
     """A database of schema version 2 (before chunks were indexed by session), 3 (before RL
-    tails) or 4 (before writer sessions were recorded) gets what it lacks and the version on
-    opening; its data is untouched, retries find stored points, and its runs have a state
-    (written just now: running; quiet for longer than the timeout and never closed: crashed)."""
+    tails), 4 (before API keys) or 5 (before writer sessions were recorded) gets what it lacks
+    and the version on opening; its data is untouched, retries find stored points, and its runs
+    have a state (written just now: running; quiet for longer than the timeout and never
+    closed: crashed)."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
@@ -509,8 +528,9 @@ def test_an_older_database_is_brought_to_the_current_version(db_target: str, ver
     later = {3: ["DROP INDEX chunks_by_session"],
              4: ["ALTER TABLE series DROP COLUMN tail_points",
                  "ALTER TABLE series DROP COLUMN tail_mean"],
-             5: ["DROP TABLE writer_sessions", "DROP TABLE retired_runs"]}
-    _execute(db_target, *[sql for v in range(version + 1, 6) for sql in later[v]],
+             5: list(UNDO_V5),
+             6: list(UNDO_V6)}
+    _execute(db_target, *[sql for v in range(SCHEMA_VERSION, version, -1) for sql in later[v]],
              f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
@@ -530,6 +550,26 @@ def test_an_older_database_is_brought_to_the_current_version(db_target: str, ver
             assert conn.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
             assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_by_session'"
                                 ).fetchall() == [(1,)]
+
+
+def test_a_run_closed_by_no_session_ends_the_sessions_a_replay_made_look_alive(
+        store: Store) -> None:
+    """Two writer sessions, one closed, one whose points came last (a replay of an ended
+    process's spool looks the same): the run is running. A close that no session sends
+    (session 0: metrana sync, or a process that delivered what ended ones left) ends the
+    run: finished. A session heard from after it (a resume) makes it running again."""
+    create(store)
+    closing = update("run", 1, std("loss", [0]))
+    closing["run_updates"][0]["close_run"] = {}
+    store.update_runs(closing)
+    store.update_runs(update("run", 2, std("loss", [1])))
+    assert store.get_run("ws", "proj", "run")["status"] == "running"
+    run_close = update("run", 0)
+    run_close["run_updates"][0]["close_run"] = {}
+    store.update_runs(run_close)
+    assert store.get_run("ws", "proj", "run")["status"] == "finished"
+    store.update_runs(update("run", 3, std("loss", [2])))
+    assert store.get_run("ws", "proj", "run")["status"] == "running"
 
 
 def test_servers_starting_at_once_on_an_empty_database_all_open_it(db_target: str) -> None:
@@ -611,3 +651,28 @@ def test_rl_points_of_one_major_step_read_back_in_minor_order(store: Store) -> N
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [1], ordering=ABSOLUTE),)))
     store.update_runs(update("run", 1, rl_series=(rl("reward", "e", 0, [0], ordering=ABSOLUTE),)))
     assert steps(store, "reward@e") == [(0, 0), (0, 1)]
+
+
+def test_a_runs_series_listing_says_where_each_series_ends(store: Store) -> None:
+    """What a client resuming a run asks: each series' identity and its last stored step —
+    the last major step (rl_step) of an RL series — whatever session or ordering wrote it."""
+    import json
+
+    create(store)
+    store.update_runs(update("run", 1, std("loss", [0, 1, 2]),
+                             {**std("eval", [3, 7], ordering=ABSOLUTE),
+                              "labels": {"split": "val"}},
+                             rl_series=(rl("reward", "env-0", 40, [0, 1]),
+                                        {**rl("reward", "env-1", 90, [0]), "episode": 3})))
+    store.update_runs(update("run", 2, std("loss", [0, 1]), rl_series=(
+        rl("reward", "env-0", 30, [0]),)))  # a later session: appended; a lower major step
+    create(store, "other")
+    store.update_runs(update("other", 1, std("loss", [0])))
+    listing = json.loads(store.list_series("ws", "proj", ["run"]))["series"]
+    ends = sorted((s["kind"], s["metric"], s["labels"], s["environment"], s["episode"],
+                   s["last_step"]) for s in listing)
+    assert ends == [("rl", "reward", {}, "env-0", None, 40), ("rl", "reward", {}, "env-1", 3, 90),
+                    ("standard", "eval", {"split": "val"}, None, None, 7),
+                    ("standard", "loss", {}, None, None, 4)]
+    with pytest.raises(NotFound, match="has no run 'missing'"):
+        store.list_series("ws", "proj", ["missing"])

@@ -5,15 +5,19 @@ stored once; a run resumed through the other server appends."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import metrana
+from metrana.server import Store
 from tests.pgcluster import Cluster
 from tests.support import STORES, in_background, start_serve, stop_serve, writers_held_at
 
@@ -151,3 +155,60 @@ def test_a_run_resumed_through_the_other_server_appends(two_servers: tuple[str, 
         points = a.get(f"/api/runs/ws/proj/resumed/series/{series['id']}/points").json()
     assert [(p["step"], p["value"]) for p in points["points"]] == [
         (i, float(i)) for i in range(200)]
+
+
+def test_a_server_opening_a_sqlite_file_another_is_creating_waits_for_it(
+        tmp_path: Path) -> None:
+    """Another server holds the write lock of a new file it is creating: switching the file
+    to WAL gets "database is locked" at once, without SQLite's busy wait — so opening it
+    waits for the lock like a write does, instead of failing (it used to fail at once)."""
+    path = tmp_path / "new.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE creating (x)")
+    outcome: list[object] = []
+
+    def open_store() -> None:
+        try:
+            Store(path).close()
+            outcome.append("ok")
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_store)
+    opener.start()
+    opener.join(timeout=1)  # a failure would show here; a wait is what is expected
+    assert opener.is_alive() and outcome == []
+    other.execute("COMMIT")
+    opener.join(timeout=60)
+    assert outcome == ["ok"]
+    other.close()
+
+
+def _open_store(path: str, ready: Any, results: Any) -> None:
+    ready.wait()
+    try:
+        Store(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - handed to the test
+        results.put(repr(exc))
+
+
+def test_servers_opening_a_new_sqlite_file_together_never_fail(tmp_path: Path) -> None:
+    """Three servers start on one new SQLite file at the same moment, 10 times over: each
+    opens it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for attempt in range(10):
+        path = str(tmp_path / f"new-{attempt}.sqlite3")
+        ready, results = context.Barrier(3), context.Queue()
+        procs = [context.Process(target=_open_store, args=(path, ready, results))
+                 for _ in range(3)]
+        for proc in procs:
+            proc.start()
+        failures += [r for r in (results.get(timeout=60) for _ in procs) if r != "ok"]
+        for proc in procs:
+            proc.join(60)
+    assert failures == []

@@ -15,6 +15,12 @@ stays true for runs written by several processes:
 
 A run no session wrote to yet (just created, or stored before sessions were recorded) is
 judged by its own ``closed_ns`` and its last activity the same way.
+
+A close that no writer session sends (session 0: ``metrana sync`` delivering a run whose last
+session recorded its close, or a process closing after it delivered the points that ended
+processes left in the spool) ends the run: every session of it heard from until then counts
+as closed. Their points were delivered by a replay, which looks to the server like the session
+speaking, though its process is gone.
 """
 
 from __future__ import annotations
@@ -61,11 +67,15 @@ def statuses(tx: Tx, run_ids: list[int], now_ns: int, timeout_s: float) -> dict[
 def heard_from(tx: Tx, sessions: list[tuple[int, int, bool]], now_ns: int) -> None:
     """Record that these (run, session, closing) were heard from now, in (run, session)
     order (two servers recording the same rows lock them in one order). Session 0 is no
-    writer (an attribute set on its own, as the gRPC run initialization does)."""
+    writer (an attribute set on its own, as the gRPC run initialization does); its close ends
+    every session of the run (see above), after the rows are recorded."""
     closing_of: dict[tuple[int, int], bool] = {}
+    ended: set[int] = set()
     for run_id, session_id, closing in sessions:
         if session_id != 0:
             closing_of[(run_id, session_id)] = closing_of.get((run_id, session_id)) or closing
+        elif closing:
+            ended.add(run_id)
     rows = sorted(closing_of.items())
     tx.many("INSERT INTO writer_sessions (run_id, session_id, started_ns, last_seen_ns, "
             "closed_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, session_id) DO UPDATE SET "
@@ -73,3 +83,6 @@ def heard_from(tx: Tx, sessions: list[tuple[int, int, bool]], now_ns: int) -> No
             "closed_ns = COALESCE(writer_sessions.closed_ns, excluded.closed_ns)",
             [(run_id, session_id, now_ns, now_ns, now_ns if closing else None)
              for (run_id, session_id), closing in rows])
+    for run_id in sorted(ended):
+        tx.run("UPDATE writer_sessions SET closed_ns = ? WHERE run_id = ? AND closed_ns IS NULL "
+               "AND last_seen_ns <= ?", (now_ns, run_id, now_ns))

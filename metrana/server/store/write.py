@@ -36,6 +36,7 @@ from ..ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_up
 from ..point_arrays import PointArrays
 from .chunks import CHUNK_POINTS, Blocks, decode_points, encode_blocks, encode_points
 from .database import Database, Tx
+from .keys import CREATED_BY, record_writer
 from .liveness import heard_from
 from .read import find_project, find_run
 from .retired import gone_message, unretire
@@ -296,8 +297,9 @@ def write_aggregates(tx: Tx, aggregates: dict[int, Aggregates]) -> None:
             [(*a.row(), series_id) for series_id, a in sorted(aggregates.items()) if a.changed])
 
 
-def create_run(db: Database, request: dict[str, Any]) -> None:
-    """Store a CreateRunRequest; raises Conflict if the run exists."""
+def create_run(db: Database, request: dict[str, Any], writer: str | None = None) -> None:
+    """Store a CreateRunRequest; raises Conflict if the run exists. ``writer``: the prefix of
+    the key that sent it, kept as the run's ``created_by`` and its first writer."""
     run = request.get("run") or {}
     key = RunKey(run.get("workspace", ""), run.get("project", ""), run.get("run_name", ""))
     for name, value in (("workspace", key.workspace), ("project", key.project),
@@ -326,15 +328,20 @@ def create_run(db: Database, request: dict[str, Any]) -> None:
         if created is None:
             raise Conflict(f"run {key} already exists")
         unretire(tx, key.workspace, key.project, key.run_name)
+        if writer is not None:
+            tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
+                   (int(created[0]), CREATED_BY, "string", json.dumps(writer)))
+            record_writer(tx, [int(created[0])], writer, now)
 
 
-def update_runs(db: Database, request: dict[str, Any]) -> int:
+def update_runs(db: Database, request: dict[str, Any], writer: str | None = None) -> int:
     """Store an UpdateRunsRequest in one transaction; returns the points newly stored.
+    ``writer``: the prefix of the key that sent it, added to each run's writers.
 
     Locks are taken in one order by every request, so two servers writing the same runs
     wait for each other but never deadlock: new series are inserted in identity order,
     series rows locked in id order, attributes written in (run, path) order, runs closed
-    in id order.
+    in id order, writers recorded last in run id order.
     """
     session, runs = parse_update(request)
     now = time.time_ns()
@@ -355,6 +362,8 @@ def update_runs(db: Database, request: dict[str, Any]) -> int:
             tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
         heard_from(tx, [(run_id, session, run.close)
                         for run_id, run in zip(run_ids, runs, strict=True)], now)
+        if writer is not None:  # last: a writer's row is locked only until the commit
+            record_writer(tx, run_ids, writer, now)
     return stored
 
 
@@ -482,6 +491,9 @@ def set_attribute(tx: Tx, run_id: int, attribute: dict[str, Any], for_update: st
     path = attribute.get("path", "")
     if not path:
         raise Unprocessable("attribute path must not be empty")
+    if path == CREATED_BY:
+        raise Unprocessable(f"attribute {CREATED_BY!r} is set by the server (the key that "
+                            "created the run); log yours under another name")
     for kind in _ATTR_KINDS:
         if kind in attribute:
             value: Any = attribute[kind]
