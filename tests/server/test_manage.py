@@ -20,15 +20,17 @@ import metrana
 from metrana._cli import main
 from metrana.server import background_server
 from metrana.server.store import Store
+from tests.support import make_key
 
 RUN_ROWS = ("SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM series), "
             "(SELECT COUNT(*) FROM chunks), (SELECT COUNT(*) FROM sessions), "
-            "(SELECT COUNT(*) FROM attributes), (SELECT COUNT(*) FROM writer_sessions)")
+            "(SELECT COUNT(*) FROM attributes), (SELECT COUNT(*) FROM writer_sessions), "
+            "(SELECT COUNT(*) FROM run_writers)")
 
 
 def _rows(db_target: str) -> tuple[int, ...]:
     """How many rows each table holds (runs, series, chunks, sessions, attributes, writer
-    sessions), read with the store's own connection."""
+    sessions, the keys that wrote to runs), read with the store's own connection."""
     store = Store(db_target)
     try:
         with store.db.read() as tx:
@@ -49,16 +51,21 @@ def _log_run(url: str, name: str, points: int, **init: Any) -> None:
 
 
 def test_delete_removes_every_row_of_the_run_and_says_how_many_points(
-        db_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+        db_target: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key, _ = make_key(db_target, "admin", "ws")  # the runs record it as their writer
+    monkeypatch.setenv("METRANA_API_KEY", key)
     with background_server(db_target) as info:
         _log_run(info.url, "keep", 10)
         before = _rows(db_target)
         _log_run(info.url, "gone", 5000, tags=["x"])
+        assert _rows(db_target)[-1] == before[-1] + 1
         assert main(["runs", "delete", "ws/p/gone", "--yes", "--url", info.url]) == 0
         assert capsys.readouterr().out.splitlines()[0] == \
             "deleted ws/p/gone: 5,001 points in 2 series removed"
         assert _rows(db_target) == before  # the other run untouched, nothing of this one left
-        assert [r["run"] for r in httpx.get(f"{info.url}/api/runs").json()["runs"]] == ["keep"]
+        listed = httpx.get(f"{info.url}/api/runs", headers={"Authorization": f"Bearer {key}"})
+        assert [r["run"] for r in listed.json()["runs"]] == ["keep"]
         # Deleting again: it says what became of it.
         assert main(["runs", "delete", "ws/p/gone", "--yes", "--db", db_target]) == 1
         assert "no run 'ws/p/gone'" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def delete_run(db: Database, workspace: str, project: str, run_name: str) -> dic
         series = "SELECT id FROM series WHERE run_id = ?"
         tx.run(f"DELETE FROM chunks WHERE series_id IN ({series})", (run_id,))
         tx.run(f"DELETE FROM sessions WHERE series_id IN ({series})", (run_id,))
-        for table in ("series", "attributes", "writer_sessions"):
+        # run_writers too: SQLite does not enforce its ON DELETE CASCADE, and may reuse the id.
+        for table in ("series", "attributes", "writer_sessions", "run_writers"):
             tx.run(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         tx.run("DELETE FROM runs WHERE id = ?", (run_id,))
         retire(tx, workspace, project, run_name, "deleted", None, now)
