@@ -5,6 +5,7 @@
 """
 
 from ._api import (
+    add_tags as add_tags,
     close as close,
     flush as flush,
     get_metrics as get_metrics,
@@ -17,7 +18,9 @@ from ._api import (
     log_scatter as log_scatter,
     log_scatter3d as log_scatter3d,
     open_session as open_session,
+    remove_tags as remove_tags,
     session as session,
+    set_notes as set_notes,
 )
 from ._config import AggregationRule as AggregationRule
 from ._enums import (
@@ -49,8 +52,7 @@ from ._sync import SyncReport as SyncReport, sync as sync
 from ._thread_session import Session as Session
 from ._trio_session import TrioSession as TrioSession
 from ._values import Histogram as Histogram
-
-__version__ = "0.3.0.dev0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AggregationFn",
@@ -79,6 +81,7 @@ __all__ = [
     "StandardMetricScale",
     "SyncReport",
     "TrioSession",
+    "add_tags",
     "close",
     "flush",
     "get_metrics",
@@ -91,6 +94,8 @@ __all__ = [
     "log_scatter",
     "log_scatter3d",
     "open_session",
+    "remove_tags",
     "session",
+    "set_notes",
     "sync",
 ]

@@ -31,12 +31,14 @@ from ._engine import EngineOptions
 from ._enums import Distributed
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
+from ._run_attributes import run_attributes
 from ._stats import Counters, Metrics
 from ._thread_session import DEFAULT_INIT_TIMEOUT, Session, live_sessions
 from ._trio_session import TrioSession
 from ._vector import ArrayLike, Steps
 
 __all__ = [
+    "add_tags",
     "close",
     "flush",
     "get_metrics",
@@ -46,7 +48,9 @@ __all__ = [
     "log_rl_episode",
     "log_rl_step",
     "open_session",
+    "remove_tags",
     "session",
+    "set_notes",
 ]
 
 _session: Session | None = None
@@ -99,6 +103,7 @@ def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], ca
     rank = process_rank()
     if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
         return DisabledSession(settings, rank[0]), init_timeout
+    attributes += run_attributes(settings)
     return cls(settings, attributes, options=EngineOptions(**options)), init_timeout
 
 
@@ -126,6 +131,10 @@ def init(
     spool_max_bytes: int | None = None,
     mode: str | None = None,
     distributed: str | None = None,
+    tags: Sequence[str] | None = None,
+    notes: str | None = None,
+    capture_context: bool | None = None,
+    system_metrics_interval: float | None = None,
     **options: Any,
 ) -> Session:
     """Start logging a run; every argument left as None is read from its environment variable.
@@ -139,6 +148,16 @@ def init(
     ``metrana sync`` to deliver later. ``distributed`` (env ``METRANA_DISTRIBUTED``) says what
     each process of a distributed job does: ``"auto"`` labels its series ``rank=<RANK>``,
     ``"rank0"`` logs from rank 0 only, ``"off"`` ignores the launcher's environment.
+
+    ``tags`` (strings) are added to the run's tags and ``notes`` set its notes (the run
+    attributes ``sys/tags`` and ``sys/notes``; change them later with :func:`add_tags`,
+    :func:`remove_tags`, :func:`set_notes`, or in the dashboard). ``capture_context`` (default
+    True, env ``METRANA_CAPTURE_CONTEXT``) records what produced the run under ``context/``:
+    the git commit, branch, dirty flag and remote, the command line, working directory, host,
+    user, Python, OS and versions of frameworks already imported (never an environment
+    variable's value or a key). ``system_metrics_interval`` (default 15 s, env
+    ``METRANA_SYSTEM_METRICS_INTERVAL``; 0 turns it off) samples CPU, memory, disk, network
+    and GPUs into ``system/…`` series, on the engine's thread.
 
     Raises:
         MetranaConfigError: a strategy, size or URL is invalid (the message lists the choices).
@@ -342,6 +361,21 @@ def close(timeout: float | None = None, *, strategy: Any = None) -> Metrics:
     if current is None:
         return Counters().snapshot()
     return current.close(timeout, strategy=strategy)
+
+
+def add_tags(*tags: str) -> None:
+    """Add tags to the run started by :func:`init`. See :meth:`Session.add_tags`."""
+    _current().add_tags(*tags)
+
+
+def remove_tags(*tags: str) -> None:
+    """Remove tags from the run started by :func:`init`."""
+    _current().remove_tags(*tags)
+
+
+def set_notes(notes: str) -> None:
+    """Set the notes of the run started by :func:`init`."""
+    _current().set_notes(notes)
 
 
 def flush(timeout: float | None = None) -> None:

@@ -89,9 +89,32 @@ A server with keys needs one here too (a read key shows its workspaces' runs onl
 --api-key KEY, or METRANA_API_KEY in the environment (preferred: arguments show in 'ps').
 """
 
-_RUNS_HELP = "List the stored runs with their series and point counts.\n\n" + _READ_SOURCE_HELP + """\
+_RUNS_HELP = "List the stored runs with their state, tags, series and point counts.\n\n" \
+    + _READ_SOURCE_HELP + """\
 Writes: a table to stdout, one run a line, named WORKSPACE/PROJECT/RUN as 'metrana export'
-takes it. Changes nothing.
+takes it. Changes nothing. A run's STATUS is running (its client is logging), finished
+(closed) or crashed (not closed, and not heard from for the server's --heartbeat-timeout).
+
+'metrana runs delete RUN...' and 'metrana runs rename RUN NEW_NAME' change runs.
+"""
+
+_DELETE_HELP = """\
+Delete runs and every point stored for them, for good.
+
+Asks for confirmation, naming each run with its series and point counts, unless --yes. Works
+on the database --db (default $METRANA_SERVER_DB or $METRANA_DB, else
+~/.metrana/metrana.sqlite3) or through a running server with --url (and its API key).
+A client still logging to a deleted run has its points refused (HTTP 410, counted as rejected).
+
+Disk space: PostgreSQL reuses the rows' space at once. A SQLite file keeps its size and reuses
+the freed pages for new points; --compact rewrites it (VACUUM) to give the space back to the
+disk, which takes a while on a large file and makes writers wait meanwhile.
+"""
+
+_RENAME_HELP = """\
+Rename a run (its points, series, config and tags stay). Fails if the project already has a
+run of the new name. A client still logging under the old name has its points refused
+(HTTP 410): init() with the new name to go on logging.
 """
 
 _EXPORT_HELP = "Write every point of one run as CSV or JSON lines, or runs as Parquet.\n\n" \
@@ -186,18 +209,42 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --host beyond loopback and no key at all, serve anyway, open "
                             "to anyone who can reach it (refused otherwise)")
 
+    serve.add_argument("--heartbeat-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+                       help="a run not closed whose client was not heard from for this long is "
+                            "shown as crashed (default 120; clients send a heartbeat every 30 s)")
+
+    def source_options(cmd: argparse.ArgumentParser, default: Any = None) -> None:
+        source = cmd.add_mutually_exclusive_group()
+        source.add_argument("--db", default=default, metavar="PATH|URL",
+                            help="this SQLite file or postgresql:// database (default "
+                                 "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
+        source.add_argument("--url", default=default,
+                            help="the server running at URL instead")
+        cmd.add_argument("--api-key", default=default, metavar="KEY",
+                         help="API key of a server started with one (default $METRANA_API_KEY)")
+
     for name, summary, description in (
-            ("runs", "list stored runs with series and point counts", _RUNS_HELP),
+            ("runs", "list, delete or rename stored runs", _RUNS_HELP),
             ("export", "write runs as CSV, JSON lines or Parquet", _EXPORT_HELP)):
         cmd = sub.add_parser(name, help=summary, description=description, formatter_class=raw)
-        source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--db", default=None, metavar="PATH|URL",
-                            help="read this SQLite file or postgresql:// database (default "
-                                 "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
-        source.add_argument("--url", default=None,
-                            help="read from the server running at URL instead")
-        cmd.add_argument("--api-key", default=None, metavar="KEY",
-                         help="API key of a server started with one (default $METRANA_API_KEY)")
+        source_options(cmd)
+        if name == "runs":
+            actions = cmd.add_subparsers(dest="action", metavar="ACTION")
+            delete = actions.add_parser("delete", help="delete runs and their points",
+                                        description=_DELETE_HELP, formatter_class=raw)
+            delete.add_argument("runs", nargs="+", metavar="RUN",
+                                help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it")
+            delete.add_argument("-y", "--yes", action="store_true",
+                                help="do not ask for confirmation")
+            delete.add_argument("--compact", action="store_true",
+                                help="SQLite: give the space back to the disk afterwards (VACUUM)")
+            rename = actions.add_parser("rename", help="rename a run",
+                                        description=_RENAME_HELP, formatter_class=raw)
+            rename.add_argument("run", metavar="RUN",
+                                help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it")
+            rename.add_argument("new_name", metavar="NEW_NAME", help="the run's new name")
+            for action in (delete, rename):  # also after the action: runs delete X --db F
+                source_options(action, argparse.SUPPRESS)
         if name == "export":
             cmd.add_argument("run", metavar="RUN", nargs="?",
                              help="WORKSPACE/PROJECT/RUN, as 'metrana runs' prints it (or "
@@ -273,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "runs":
+            if args.action == "delete":
+                return _delete(args)
+            if args.action == "rename":
+                return _rename(args)
             return _runs(args)
         if args.command == "export":
             return _export(args)
@@ -304,6 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metrana {args.command}: interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _seconds(text: str) -> float:
+    """argparse type of a duration in seconds (> 0)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return seconds
 
 
 def _positive(text: str) -> int:
@@ -403,6 +465,7 @@ def _serve(args: argparse.Namespace) -> int:
                     allow_anonymous=args.allow_anonymous,
                     auth_failures=FailureLimiter(args.max_auth_failures),
                     handle_signals=True,
+                    heartbeat_timeout_s=args.heartbeat_timeout,
                     task_status=task_status,
                 )
             )
@@ -511,6 +574,17 @@ class _Reader:
     def close(self) -> None:
         self._transport.close()
 
+    def manage(self, route: str, body: dict[str, Any]) -> Any:
+        """The answer of a change route (delete, rename); its refusal as a _CLIError."""
+        from ._read_transport import MetranaQueryError
+
+        try:
+            return self._transport.manage(route, body)
+        except MetranaQueryError as exc:
+            if exc.status == 401:
+                self._call("all_runs", {})  # says what to do about the key
+            raise _CLIError(str(exc)) from None
+
     def runs(self) -> list[dict[str, Any]]:
         return list(self._call("all_runs", {})["runs"])
 
@@ -558,15 +632,16 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     runs = list(reversed(runs))  # oldest first: the run just made is printed last
     now = time.time_ns()
-    rows = [("WORKSPACE/PROJECT/RUN", "EXPERIMENT", "STATUS", "CREATED", "LAST ACTIVITY",
-             "SERIES", "POINTS")] + [
-        (_label(r), r["experiment"] or "-", r.get("status", "-"), _when(r.get("created_ns")),
+    rows = [("WORKSPACE/PROJECT/RUN", "EXPERIMENT", "STATUS", "TAGS", "CREATED",
+             "LAST ACTIVITY", "SERIES", "POINTS")] + [
+        (_label(r), r["experiment"] or "-", r.get("status", "-"),
+         ",".join(r.get("tags") or []) or "-", _when(r.get("created_ns")),
          _ago(r.get("last_activity_ns"), now), f"{r['series_count']:,}", f"{r['point_count']:,}")
         for r in runs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
+        print("  ".join(cell.ljust(w) if i < 6 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
     labels = [_label(r) for r in runs]
     twice = sorted({label for label in labels if labels.count(label) > 1})
@@ -574,6 +649,61 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"\n{', '.join(twice)}: more than one run prints like this (a '/' inside a name); "
               "export one with --workspace W --project P --run R")
     print(f"\nexport one: metrana export {_shell(labels[-1])} {reader.source} -o points.csv")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    """``metrana runs delete RUN...``: each run named, counted and confirmed, then deleted."""
+    reader = _Reader(args.db, args.url, args.api_key)
+    try:
+        found = [_find_run(reader, text, (None, None, None)) for text in args.runs]
+        unique = list({_label(d): d for d in found}.values())
+        lines = [f"  {_label(d)}: {len(d['series']):,} series, "
+                 f"{sum(s['point_count'] for s in d['series']):,} points" for d in unique]
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise _CLIError("deleting runs asks for confirmation on a terminal; pass --yes "
+                                "to delete without asking", status=2)
+            print(f"delete {len(unique)} run(s) from {reader.where}, for good?", file=sys.stderr)
+            print("\n".join(lines), file=sys.stderr)
+            reply = input("type 'yes' to delete: ").strip().lower()
+            if reply not in ("y", "yes"):
+                print("nothing deleted", file=sys.stderr)
+                return 1
+        total = 0
+        for index, detail in enumerate(unique):
+            last = index == len(unique) - 1
+            removed = reader.manage("delete_run", {
+                "workspace": detail["workspace"], "project": detail["project"],
+                "run": detail["run"], "compact": bool(args.compact and last)})
+            total += int(removed["points_removed"])
+            print(f"deleted {_label(detail)}: {removed['points_removed']:,} points in "
+                  f"{removed['series_removed']:,} series removed")
+            if last and args.compact:
+                print("compacted the database file (VACUUM)" if removed["compacted"] else
+                      "nothing to compact: PostgreSQL reuses the space by itself")
+        if len(unique) > 1:
+            print(f"{total:,} points removed in all")
+    finally:
+        reader.close()
+    return 0
+
+
+def _rename(args: argparse.Namespace) -> int:
+    """``metrana runs rename RUN NEW_NAME``."""
+    if not args.new_name or args.new_name.strip() != args.new_name:
+        raise _CLIError(f"NEW_NAME {args.new_name!r} is empty or has surrounding whitespace",
+                        status=2)
+    reader = _Reader(args.db, args.url, args.api_key)
+    try:
+        detail = _find_run(reader, args.run, (None, None, None))
+        reader.manage("rename_run", {"workspace": detail["workspace"],
+                                     "project": detail["project"], "run": detail["run"],
+                                     "new_name": args.new_name})
+    finally:
+        reader.close()
+    print(f"renamed {_label(detail)} to "
+          f"{_label({**detail, 'run': args.new_name})}")
     return 0
 
 

@@ -33,11 +33,15 @@ from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
 from ._log import say
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, run_spool_dir
 
-__all__ = ["SPOOL_DIR_DEFAULT", "AggregationRule", "Settings", "SpoolDirDefault", "resolve_settings"]
+__all__ = ["SPOOL_DIR_DEFAULT", "AggregationRule", "Settings", "SpoolDirDefault", "check_notes", "check_tags",
+           "resolve_settings"]
 
 HOSTED_INGESTION_URL = "https://ingestion.development.metrana.ai"
 DEFAULT_SPOOL_DIR = Path.home() / ".metrana" / "spool"
 DEFAULT_CLOSE_TIMEOUT = 30.0
+DEFAULT_SYSTEM_METRICS_INTERVAL = 15.0
+MAX_TAGS = 100
+MAX_TAG = 200  # characters (the server's limits too: metrana.server.manage_api)
 
 
 class _Default(enum.Enum):
@@ -137,6 +141,10 @@ class Settings(BaseModel):
     spool_max_bytes: int = Field(default=DEFAULT_SPOOL_MAX_BYTES, gt=0)
     offline: bool = False
     distributed: Distributed = Distributed.auto
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+    capture_context: bool = True
+    system_metrics_interval: float = Field(default=DEFAULT_SYSTEM_METRICS_INTERVAL, ge=0)
 
     def run_spool_dir(self) -> Path | None:
         """Where this run's points wait when they cannot be delivered (None: no spool)."""
@@ -166,6 +174,8 @@ _ENV = {
     "spool_max_bytes": "METRANA_SPOOL_MAX_BYTES",
     "mode": "METRANA_MODE",
     "distributed": "METRANA_DISTRIBUTED",
+    "capture_context": "METRANA_CAPTURE_CONTEXT",
+    "system_metrics_interval": "METRANA_SYSTEM_METRICS_INTERVAL",
 }
 # Read elsewhere: by metrana serve and the CLI (its database and key), and by the test suite.
 _SERVER_ENV = ("METRANA_SERVER_DB", "METRANA_DB", "METRANA_SERVER_API_KEY")
@@ -185,6 +195,9 @@ LIKELY_MEANT = {
     "level": "log_level", "verbosity": "log_level", "offline": "mode",
     "workers": "num_dispatch_workers", "queue_size": "event_queue_max_size",
     "hyperparameters": "config", "params": "config", "hparams": "config", "args": "config",
+    "tag": "tags", "description": "notes", "note": "notes",
+    "system_metrics": "system_metrics_interval", "monitor_system": "system_metrics_interval",
+    "capture_code": "capture_context", "save_code": "capture_context",
 }
 
 
@@ -345,6 +358,14 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
             value = _as_spool_dir(value)
         elif name == "close_timeout":
             value = _as_float(value, source)
+        elif name == "system_metrics_interval":
+            value = _as_interval(value, source)
+        elif name == "capture_context":
+            value = _as_bool(value, source)
+        elif name == "tags":
+            value = check_tags(value, source)
+        elif name == "notes":
+            value = check_notes(value, source)
         elif name == "aggregation_rules":
             value = tuple(_as_rule(rule) for rule in value)
         values[name] = value
@@ -408,6 +429,62 @@ def _as_float(value: Any, source: str) -> float:
     if not number > 0:
         raise MetranaConfigError(f"{source}={value!r} must be > 0 seconds")
     return number
+
+
+def _as_interval(value: Any, source: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MetranaConfigError(f"{source}={value!r} must be a number of seconds (0 turns "
+                                 "system metrics off)") from None
+    if not number >= 0 or number == float("inf"):
+        raise MetranaConfigError(f"{source}={value!r} must be >= 0 seconds (0 turns system "
+                                 "metrics off)")
+    return number
+
+
+def _as_bool(value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise MetranaConfigError(f"{source}={value!r} must be true or false")
+
+
+def check_tags(value: Any, source: str = "tags") -> tuple[str, ...]:
+    """Tags as a run keeps them: a list (or tuple, or set) of non-empty strings of at most
+    :data:`MAX_TAG` characters, surrounding whitespace dropped, each once."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(f"{source} is a list of strings, e.g. {source}=['baseline'], got "
+                        f"{type(value).__name__}")
+    tags: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str):
+            raise TypeError(f"{source}: a tag is a string, got {type(tag).__name__} {tag!r:.40}")
+        tag = tag.strip()
+        if not tag or len(tag) > MAX_TAG:
+            raise MetranaConfigError(f"{source}: a tag is a non-empty string of at most "
+                                     f"{MAX_TAG} characters, got {tag!r:.60}")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise MetranaConfigError(f"{source}: a run has at most {MAX_TAGS} tags, got {len(tags)}")
+    return tuple(tags)
+
+
+MAX_NOTES = 20_000  # characters (the server's limit too)
+
+
+def check_notes(value: Any, source: str = "notes") -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{source} is a string, got {type(value).__name__}")
+    if len(value) > MAX_NOTES:
+        raise MetranaConfigError(f"{source}: at most {MAX_NOTES:,} characters, got "
+                                 f"{len(value):,}")
+    return value
 
 
 def _as_rule(rule: Any) -> AggregationRule:

@@ -48,6 +48,7 @@ class Delivery:
         self._go = trio.Event()  # dispatchers may go on: the run exists, or all goes to disk
         self.recovery_wake = trio.Event()  # something for Recovery to do
         self.discard_queued = False  # CompletePending: batches not yet sent are dropped
+        self.contact_at = 0.0  # (trio time) when the service last answered a request of ours
         if offline:
             self.run_ready.set()
             self._go.set()
@@ -81,6 +82,11 @@ class Delivery:
     def run_created(self) -> None:
         self.run_ready.set()
         self._go.set()
+        self.contacted()
+
+    def contacted(self) -> None:
+        """The service answered us just now (the heartbeat waits for a quiet spell)."""
+        self.contact_at = trio.current_time()
 
     def enter_outage(self, reason: str, *, announce: bool = True) -> None:
         """From now on every batch goes to the spool until Recovery has replayed it all."""

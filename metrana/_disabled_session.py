@@ -67,6 +67,9 @@ class DisabledSession(Session):
     def log_scatter3d(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
+        return
+
     def flush(self, timeout: float | None = None) -> None:
         return None
 

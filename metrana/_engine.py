@@ -30,8 +30,10 @@ from ._actors.pump import Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
+from ._actors.run_updates import HEARTBEAT_S, RunUpdates
 from ._actors.step_counter import StepCounter, StoredEnds
 from ._actors.supervisor import supervised
+from ._actors.system_sampler import SystemSampler
 from ._config import Settings, is_local_url
 from ._delivery import Delivery, DeliveryMode
 from ._enums import CloseStrategy, ResumeStrategy
@@ -59,12 +61,14 @@ class EngineOptions:
     retry: RetryPolicy | None = None
     batch_max_age: float = BATCH_MAX_AGE
     compress: bool | None = None  # gzip bodies; None: only for a non-loopback service
+    heartbeat_interval: float = HEARTBEAT_S  # an idle run's empty update, this often
 
 
 class Engine:
     def __init__(self, settings: Settings, inbox: Inbox, counters: Counters,
                  series: list[SeriesKey], *, say: Callable[[str, str], None],
                  attributes: list[dict[str, Any]], options: EngineOptions,
+                 emit_system: Callable[[list[tuple[str, float]], int], None] | None = None,
                  check_reruns: bool = True) -> None:
         self.settings = settings
         self.inbox = inbox
@@ -118,6 +122,13 @@ class Engine:
         self.terminated = False  # SIGTERM: spooled for another process to deliver
         self.finished = trio.Event()
         self._client = self._make_client()
+        self.run_updates = RunUpdates(self._client, self.target, self.delivery,
+                                      policy=self._retry, counters=counters, say=say,
+                                      report=self.errors.report,
+                                      interval=options.heartbeat_interval)
+        interval = settings.system_metrics_interval
+        self.sampler = (SystemSampler(interval, emit_system, say)
+                        if emit_system is not None and interval > 0 else None)
 
     @property
     def resumed(self) -> bool:
@@ -127,6 +138,16 @@ class Engine:
 
     def wake(self) -> None:
         self.pump.wake()
+        self.run_updates.wake()
+
+    def change_attributes(self, attributes: list[dict[str, Any]]) -> None:
+        """From any thread: tags or notes changed while the run is open (sent by RunUpdates;
+        the caller then wakes the engine)."""
+        if self.settings.offline:
+            self._say("WARNING", "tags and notes changed after init() are not recorded in "
+                                 "offline mode (only those given to init() are)")
+            return
+        self.run_updates.pending.append(attributes)
 
     def request_close(self, strategy: CloseStrategy, timeout: float) -> None:
         """Begin closing. Intake stops at once."""
@@ -136,6 +157,9 @@ class Engine:
             self.inbox.close()
             self._close_requested.set()
             self.pump.wake()
+            self.run_updates.finish()
+            if self.sampler is not None:
+                self.sampler.scope.cancel()
 
     def spool_now(self) -> None:
         """Stop waiting for the service: write everything still undelivered to the spool."""
@@ -280,6 +304,9 @@ class Engine:
                     dispatch.start_soon(supervised("run creator", self.creator.run, self._crash))
                 if self._recovery is not None:
                     dispatch.start_soon(supervised("recovery", self._recovery.run, self._crash))
+                if self.creator is not None:  # not offline: there is a service to tell
+                    dispatch.start_soon(supervised("run updates", self.run_updates.run,
+                                                   self._crash))
                 left = [lanes]
                 for index, (_, receive) in enumerate(lane_channels):
                     dispatcher = Dispatcher(receive, client, self.target, self.errors,
@@ -295,6 +322,9 @@ class Engine:
                         await intake.start(supervised("step counter", step_counter.run,
                                                       self._crash))
                         await intake.start(supervised("inbox pump", self.pump.run, self._crash))
+                        if self.sampler is not None:
+                            intake.start_soon(supervised("system metrics", self.sampler.run,
+                                                         self._crash))
                         task_status.started()
                         await self._close_requested.wait()
                         self._apply_close(client, root, intake_scope, dispatch_scope)
@@ -403,7 +433,11 @@ class Engine:
                                          f"sync {self.spool_dir}` delivers them")
             return
         s = self.settings
-        body = encode_update(self.session_id, s.workspace_name, s.project_name, s.run_name, (),
+        # Having delivered what ended processes left in the spool, the close is the run's, not
+        # only this session's (session 0): the server then counts their sessions, which the
+        # replay made look alive, as closed too (metrana.server.store.liveness).
+        closing = 0 if self.from_others else self.session_id
+        body = encode_update(closing, s.workspace_name, s.project_name, s.run_name, (),
                              close_run=True)
         with trio.move_on_after(PROBE_TIMEOUT):
             try:

@@ -102,6 +102,14 @@ class Inbox:
                     raise MetranaLoggerClosedError("the logger was closed while log() waited for room")
             self._queue.append(item)
 
+    def put_internal(self, items: list[Any]) -> None:
+        """Points the engine logs itself (system metrics), from the engine's thread: queued
+        while the inbox is open, dropped once it closed (the run is ending), outside the
+        bound (a handful every interval: never worth blocking the engine for)."""
+        with self._lock:
+            if self.open:
+                self._queue.extend(items)
+
     def put_blocks(self, blocks: list[Any], points: int) -> None:
         """Vectorized calls: each block counts as one queue entry, its points as points."""
         with self._lock:

@@ -51,6 +51,9 @@ class Transport(Protocol):
     def call(self, route: str, body: dict[str, Any]) -> Any:
         """The decoded answer of ``POST /api/query/<route>``."""
 
+    def manage(self, route: str, body: dict[str, Any]) -> Any:
+        """The decoded answer of ``POST /api/manage/<route>`` (a change: delete, rename)."""
+
     def close(self) -> None: ...
 
 
@@ -69,9 +72,12 @@ class HttpTransport:
     def __repr__(self) -> str:  # never the key
         return f"HttpTransport({self.url!r})"
 
-    def call(self, route: str, body: dict[str, Any]) -> Any:
+    def manage(self, route: str, body: dict[str, Any]) -> Any:
+        return self.call(route, body, prefix="/api/manage/")
+
+    def call(self, route: str, body: dict[str, Any], *, prefix: str = "/api/query/") -> Any:
         try:
-            response = self._client.post(f"/api/query/{route}", content=orjson.dumps(body),
+            response = self._client.post(f"{prefix}{route}", content=orjson.dumps(body),
                                          headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
             raise MetranaQueryError(f"cannot reach the metrana server at {self.url}: "
@@ -86,7 +92,7 @@ class HttpTransport:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise MetranaQueryError(f"{self.url}/api/query/{route} did not answer with JSON",
+            raise MetranaQueryError(f"{self.url}{prefix}{route} did not answer with JSON",
                                     status=response.status_code) from exc
 
     def close(self) -> None:
@@ -102,14 +108,14 @@ def _error(status: int, content: bytes, url: str) -> MetranaQueryError:
     if status == 404 and "no route" in message:
         message += (f" — is {url} a metrana server with the query routes (metrana 0.3 or "
                     "later)?")
-    if status in (400, 404):
+    if status in (400, 404, 409, 410):
         return QueryRequestError(message, status=status)
     return MetranaQueryError(f"HTTP {status}: {message}", status=status)
 
 
 class LocalTransport:
-    """A SQLite file (or PostgreSQL URL) opened in this process: no server needed. Reads only;
-    a server may be writing to the same file at the same time (SQLite WAL)."""
+    """A SQLite file (or PostgreSQL URL) opened in this process: no server needed. A server
+    may be writing to the same file at the same time (SQLite WAL)."""
 
     def __init__(self, db: str | Path) -> None:
         try:
@@ -142,6 +148,19 @@ class LocalTransport:
         if isinstance(result, Binary):
             return decode_binary(result.body)
         return orjson.loads(result)
+
+    def manage(self, route: str, body: dict[str, Any]) -> Any:
+        from .server.errors import Conflict, NotFound, QueryError
+        from .server.manage_api import answer
+
+        try:
+            return orjson.loads(answer(self._store, route, body))
+        except QueryError as exc:
+            raise QueryRequestError(str(exc), status=400) from None
+        except NotFound as exc:
+            raise QueryRequestError(str(exc), status=404) from None
+        except Conflict as exc:
+            raise QueryRequestError(str(exc), status=409) from None
 
     def close(self) -> None:
         self._store.close()

@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._config import Settings
+from ._config import Settings, check_notes, check_tags
 from ._distributed import process_rank
 from ._engine import Engine, EngineOptions
 from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
 from ._exceptions import MetranaLoggerClosedError
+from ._flatten import flatten_config
 from ._inbox import Inbox
 from ._log import say
+from ._run_attributes import notes_change, tag_changes
 from ._series import (
     MAX_STEP,
     PLAUSIBLE_NS,
@@ -173,7 +175,7 @@ class BaseSession:
                             strategy=s.backpressure_strategy, can_block=self._can_block)
         self._engine = Engine(s, self._inbox, self._counters, self._table.keys, say=self._say,
                               attributes=self._attributes, options=self._options,
-                              check_reruns=self._check_reruns)
+                              emit_system=self._log_system, check_reruns=self._check_reruns)
         self._errors = self._engine.errors
         self._append = self._inbox.append
         # This inbox's columns: series index -> append, and plain name -> append (the names
@@ -226,6 +228,53 @@ class BaseSession:
 
     def _say(self, level: str, message: str) -> None:
         say(self.settings.log_level, level, message)
+
+    # ------------------------------------------------------------- tags and notes
+
+    def add_tags(self, *tags: str) -> None:
+        """Add tags to the run (``run.add_tags("baseline", "gpu")``); sent in the background.
+
+        Raises:
+            TypeError: a tag is not a string.
+            MetranaConfigError: a tag is empty or longer than 200 characters.
+            MetranaLoggerClosedError: the run is closed.
+        """
+        self._change_attributes(tag_changes(added=check_tags(list(tags), "add_tags()")))
+
+    def remove_tags(self, *tags: str) -> None:
+        """Remove tags from the run (those it does not have are ignored)."""
+        self._change_attributes(tag_changes(removed=check_tags(list(tags), "remove_tags()")))
+
+    def set_notes(self, notes: str) -> None:
+        """Set the run's notes (a free text, shown and editable on its dashboard page)."""
+        self._change_attributes(notes_change(check_notes(notes, "set_notes()")))
+
+    def _update_config(self, config: Mapping[str, Any]) -> None:
+        """Send more config (``config/…`` attributes) to the open run: what integrations learn
+        only once training starts (SB3's hyper-parameters, a Trainer's arguments). A key sent
+        before is overwritten."""
+        self._change_attributes(flatten_config(config))
+
+    def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
+        if self._state is not State.OPEN:
+            self._not_open()
+        if attributes:
+            self._engine.change_attributes(attributes)
+            self._inbox.wake()
+
+    # ------------------------------------------------------------ system metrics
+
+    def _log_system(self, values: list[tuple[str, float]], ts: int) -> None:
+        """Engine side: a reading of the system metrics, queued as points of ``system/…``
+        series (see :mod:`metrana._actors.system_sampler`)."""
+        items = []
+        for name, value in values:
+            key = self._table.standard(name, None, None, False)
+            if key.index in self._columns:
+                continue  # the user logs this name themselves (a column of their thread)
+            key.queued_seen = True  # in the deque from now on, like a point of another thread
+            items.append((key.index, None, None, value, ts))
+        self._inbox.put_internal(items)
 
     # ----------------------------------------------------------- closing, counting
 

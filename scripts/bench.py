@@ -8,11 +8,14 @@ Measures, each workload in a fresh process (``scripts/bench_workload.py``):
   into ``metrana serve`` with SQLite — with the count each receiver stored (must equal N);
 - vectorized RL logging: N env-step points as [64 envs x 1000] blocks (client-side rate);
 - peak RSS of the client, and whether it grows with N at a fixed event queue of 100,000;
+- the cost of system metrics: ``log()`` amortized with them off and on (sampled every 0.5 s,
+  30x the default rate), interleaved in the same run, and one reading's own time (it runs in
+  the engine's worker thread, never the caller's);
 - ``--compare-seed``: the same cost and end-to-end workloads through the seed client
   (``metrana==0.2.1``, ``metrana-protobuf==0.6.1``, installed into a throwaway virtualenv),
   in the same run, with the ratios.
 
-    python scripts/bench.py [--points 1000000] [--repeat 5] [--compare-seed]
+    python scripts/bench.py [--points 1000000] [--repeat 5] [--compare-seed] [--only system]
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def main() -> int:
     parser.add_argument("--compare-seed", action="store_true")
     parser.add_argument("--seed-points", type=int, default=20_000,
                         help="end-to-end points for the seed client (it is slow)")
+    parser.add_argument("--only", choices=("system",), default=None,
+                        help="only the system metrics' rows")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -113,6 +118,9 @@ def main() -> int:
                     results.append(out)
                 return results
 
+            system_metrics_rows(env, serve_url, args.repeat, rows)
+            if args.only == "system":
+                return report(rows, failures, args.repeat)
             # The headline: log() as a training loop feels it, engine included (see
             # bench_workload.amortized), against metrana serve.
             amortized = [workload(sys.executable, env, "amortized", serve_url, "--rounds", 5,
@@ -193,10 +201,44 @@ def main() -> int:
             for proc in (sink, serve):
                 proc.terminate()
                 proc.communicate(timeout=30)
+    return report(rows, failures, args.repeat)
 
+
+def system_metrics_rows(env: dict[str, str], url: str, repeat: int,
+                        rows: list[tuple[str, str, str]]) -> None:
+    """log() amortized without and with system metrics, the two interleaved (a noisy
+    machine drifts: pairs compare like with like), and one reading's time."""
+    off: list[dict[str, Any]] = []
+    on: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        for results, interval in ((off, "0"), (on, "0.5")):
+            results.append(workload(sys.executable, {**env, "METRANA_SYSTEM_METRICS_INTERVAL":
+                                                     interval}, "amortized", url, "--rounds",
+                                    10, "--calls", 1_000_000, "--metrics", 4))
+    rows.append(("log() mean, no system metrics", f"{median(off, 'mean'):.3f}",
+                 "µs/call (10 x 1,000,000 calls, every round counted; "
+                 "METRANA_SYSTEM_METRICS_INTERVAL=0)"))
+    rows.append(("log() mean, system metrics", f"{median(on, 'mean'):.3f}",
+                 "µs/call (the same, sampled every 0.5 s: 30x the default rate; "
+                 "interleaved with the above)"))
+    sys.path.insert(0, str(HERE.parent))
+    from metrana._system_metrics import Sampler
+
+    sampler = Sampler()
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        sampler.sample()
+        times.append(time.perf_counter() - start)
+    sampler.close()
+    rows.append(("system metrics, one reading", f"{statistics.median(times) * 1e6:.0f}",
+                 "µs (median of 200; in the engine's worker thread, never the caller's)"))
+
+
+def report(rows: list[tuple[str, str, str]], failures: list[str], repeat: int) -> int:
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    print(f"\nmedians of {args.repeat} runs; {time.strftime('%Y-%m-%d %H:%M')}; "
+    print(f"\nmedians of {repeat} runs; {time.strftime('%Y-%m-%d %H:%M')}; "
           f"{os.cpu_count()} cores")
     for name, value, unit in rows:
         print(f"{name:<{width}}  {value:>{value_width}}  {unit}")

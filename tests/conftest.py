@@ -8,6 +8,7 @@ started once per session, dropped after the test).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +20,14 @@ from metrana.server import ServerInfo, background_server, serve
 from tests.faults import FaultProxy, running_proxy
 from tests.pgcluster import Cluster, throwaway_cluster
 from tests.support import STORES, start_serve, stop_serve
+
+# What a run records besides what the user logs — the context attributes and the system
+# metrics' points — is off for the suite (its processes inherit this environment), so that a
+# test of something else counts exactly the points and attributes it sent. The tests of those
+# features turn them on with init(capture_context=True, system_metrics_interval=...) and
+# check the defaults with these variables unset (tests/client/test_run_context.py).
+QUIET_ENV = {"METRANA_CAPTURE_CONTEXT": "false", "METRANA_SYSTEM_METRICS_INTERVAL": "0"}
+os.environ.update(QUIET_ENV)  # servers and clients started before a test's own fixture
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +136,8 @@ def clean_metrana(monkeypatch: pytest.MonkeyPatch, spool_root: Path) -> Iterator
         if name.startswith("METRANA_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("METRANA_SPOOL_DIR", str(spool_root))
+    for name, value in QUIET_ENV.items():
+        monkeypatch.setenv(name, value)
     yield
     current = api._session
     if current is not None and current._final is None:

@@ -122,6 +122,7 @@ def mock_session(service: MockService, spool: Path | None = None,
     options = {k: arguments.pop(k) for k in ("retry", "batch_max_age", "compress")
                if k in arguments}
     attributes = arguments.pop("attributes", None)
+    arguments.setdefault("system_metrics_interval", 0)  # as the suite (tests/conftest.py)
     settings = resolve_settings({"workspace_name": "ws", "project_name": "proj",
                                  "run_name": "run", "ingestion_url": "http://127.0.0.1:9",
                                  "log_level": "Off", "spool_dir": spool, **arguments},

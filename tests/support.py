@@ -21,6 +21,11 @@ STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixt
 # What schema version 5 added (API keys, dashboard sessions, writers), undone: with the meta
 # version set back, a database as an older metrana left it (tests of upgrades).
 UNDO_V5 = ("DROP TABLE run_writers", "DROP TABLE web_sessions", "DROP TABLE api_keys")
+# What schema version 6 added (histograms and point clouds), undone: applied before UNDO_V5.
+UNDO_V6 = ("DROP TABLE scatter_points", "DROP TABLE histogram_points",
+           "DROP TABLE histogram_edges", "DROP TABLE value_series")
+# What schema version 7 added (writer sessions, retired runs), undone: applied before UNDO_V6.
+UNDO_V7 = ("DROP TABLE writer_sessions", "DROP TABLE retired_runs")
 
 
 def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,

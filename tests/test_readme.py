@@ -114,6 +114,7 @@ EXPECTED: dict[tuple[str, int], dict[str, int | None]] = {
     ("Histograms and scatter plots", 0): {"readme/snippets/histograms-and-scatter-plots-1": 0},
     # The offline example; the test then runs the `metrana sync --url` the README shows next.
     ("Guarantees", 0): {"ws/p/offline-001": 1},
+    ("What a run records besides your metrics", 0): {"ws/p/tagged-1": 1},
     ("Integrations", 0): {"ws/p/cartpole-1": None},
     ("Integrations", 1): {"readme/snippets/integrations-2": None},
     ("Integrations", 2): {"ws/p/ppo-1": None},

@@ -352,9 +352,11 @@ class Dispatcher:
 
     def _sent(self, count: int) -> None:
         self._counters.sent += count
+        self._delivery.contacted()
 
     def _refused(self, count: int, response: httpx.Response) -> None:
         self._counters.rejected += count
+        self._delivery.contacted()
         self._errors.report(refusal_error(count, response))
 
     async def send(self, batch: Batch) -> None:

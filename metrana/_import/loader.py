@@ -200,7 +200,9 @@ class Loader:
             "experiment_name": experiment, "ingestion_url": t.url, "api_key": t.api_key,
             "config": config or None, "close_strategy": "CompleteAll",
             "backpressure_strategy": "Block", "event_queue_max_size": _QUEUE_ENTRIES,
-            "error_strategy": "RaiseOnClose", "log_level": "Warn", "spool_dir": t.spool_dir})
+            "error_strategy": "RaiseOnClose", "log_level": "Warn", "spool_dir": t.spool_dir,
+            # The importer's machine and process are not what produced the run.
+            "capture_context": False, "system_metrics_interval": 0})
         created, init_timeout = _build(arguments, Session, "import", attributes)
         assert isinstance(created, Session)
         created.start(init_timeout)

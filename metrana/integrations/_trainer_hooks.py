@@ -87,7 +87,9 @@ class TrainerHooks:
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            self._target(args, model)
+            session = self._target(args, model)
+            if self._own is None:  # the run of metrana.init: its config gains the arguments
+                session._update_config(self._config(args, model))
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                     **kwargs: Any) -> None:

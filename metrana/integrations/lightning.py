@@ -42,7 +42,6 @@ from ._common import (
     log_weight_histograms,
     metric_name,
     safe_config,
-    say_for,
 )
 
 __all__ = ["MetranaLogger"]
@@ -155,17 +154,15 @@ class MetranaLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any,
                         **kwargs: Any) -> None:
-        """The run's config, when this logger opens the run; otherwise not sent (a run's
-        config is fixed when it opens: pass ``config=`` to ``metrana.init``)."""
+        """The run's config: sent with the run when this logger opens it, else added to the
+        open run's config (``config/<name>``)."""
         values = vars(params) if isinstance(params, Namespace) else dict(params or {})
         own = self._own.session if self._own is not None else None
         if self._own is not None and (own is None or own.is_closed):
             self._target(safe_config(values, who=WHO, reserve=self._own.user_config)
                          if values else None)
         elif values:
-            say_for(self._known(), "INFO",
-                    f"{WHO}: the run is already open, so its config cannot change; "
-                    f"{len(values)} hyper-parameters were not sent")
+            self._target()._update_config(safe_config(values, who=WHO))
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:

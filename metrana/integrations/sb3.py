@@ -20,10 +20,59 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'metrana[integrations]' (or stable-baselines3)") from exc
 
 from .._thread_session import Session
-from ._common import StepFilter, as_number, current_session, global_rank, metric_name
+from ._common import (
+    StepFilter,
+    as_number,
+    current_session,
+    global_rank,
+    metric_name,
+    safe_config,
+)
 from ._episodes import episode_statistics, log_episodes
 
-__all__ = ["MetranaCallback", "MetranaOutputFormat"]
+__all__ = ["MetranaCallback", "MetranaOutputFormat", "hyperparameters"]
+
+# What SB3's algorithms keep as attributes of the model, as their constructors name them.
+_HYPERPARAMETERS = (
+    "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef",
+    "vf_coef", "max_grad_norm", "clip_range", "clip_range_vf", "normalize_advantage",
+    "target_kl", "use_sde", "sde_sample_freq", "buffer_size", "learning_starts", "tau",
+    "train_freq", "gradient_steps", "target_update_interval", "target_policy_noise",
+    "target_noise_clip", "policy_delay", "exploration_fraction", "exploration_initial_eps",
+    "exploration_final_eps", "optimize_memory_usage", "seed", "n_envs", "rms_prop_eps",
+    "use_rms_prop", "policy_kwargs",
+)
+
+
+def hyperparameters(model: Any) -> dict[str, Any]:
+    """An SB3 model's hyper-parameters as config: ``algorithm`` (its class), ``policy`` (the
+    policy's class), ``device``, and each of the usual constructor arguments the model has
+    (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ``gae_lambda``,
+    ``ent_coef``, ...). A schedule (``learning_rate=linear_schedule(3e-4)``, PPO's
+    ``clip_range``) is its value at the start of training plus ``<name>_schedule``, the
+    schedule's name."""
+    out: dict[str, Any] = {"algorithm": type(model).__name__}
+    policy = getattr(model, "policy_class", None) or type(getattr(model, "policy", None))
+    if isinstance(policy, type):
+        out["policy"] = policy.__name__
+    device = getattr(model, "device", None)
+    if device is not None:
+        out["device"] = str(device)
+    for name in _HYPERPARAMETERS:
+        value = getattr(model, name, None)
+        if value is None:
+            continue
+        if callable(value):
+            schedule = getattr(value, "__qualname__", None) or type(value).__name__
+            out[f"{name}_schedule"] = schedule
+            try:
+                value = value(1.0)  # SB3 schedules take the remaining progress: 1 at the start
+            except Exception:  # noqa: BLE001 - a schedule we cannot call: its name says enough
+                continue
+        if hasattr(value, "_asdict"):  # TrainFreq(frequency, unit)
+            value = {k: getattr(v, "value", v) for k, v in value._asdict().items()}
+        out[name] = value
+    return out
 
 
 class MetranaOutputFormat(KVWriter):
@@ -81,6 +130,8 @@ class MetranaCallback(BaseCallback):
             aggregates (``rollout/ep_rew_mean``, ``train/loss``...) are logged (default True).
         evaluation: mark the episode series as evaluation (label ``evaluation=true``).
         labels: extra labels of the episode series.
+        log_hyperparameters: add the model's hyper-parameters to the run's config when
+            training starts, as ``config/sb3/<name>`` (:func:`hyperparameters`; default True).
         rank_zero_only: in a distributed job only rank 0 logs (default True).
         verbose: SB3's verbosity.
 
@@ -90,9 +141,10 @@ class MetranaCallback(BaseCallback):
 
     def __init__(self, session: Session | None = None, *, prefix: str = "episode",
                  log_sb3_metrics: bool = True, evaluation: bool = False,
-                 labels: Mapping[str, str] | None = None, rank_zero_only: bool = True,
-                 verbose: int = 0) -> None:
+                 labels: Mapping[str, str] | None = None, log_hyperparameters: bool = True,
+                 rank_zero_only: bool = True, verbose: int = 0) -> None:
         super().__init__(verbose)
+        self._log_hyperparameters = log_hyperparameters
         self._session = session
         self._prefix = prefix
         self._log_sb3_metrics = log_sb3_metrics
@@ -108,7 +160,11 @@ class MetranaCallback(BaseCallback):
         self._logs_here = not self._rank_zero_only or global_rank() == 0
         if not self._logs_here:
             return
-        current_session(self._session, "MetranaCallback")  # fail before training, not during
+        session = current_session(self._session, "MetranaCallback")  # fail before training
+        if self._log_hyperparameters:
+            session._update_config({"sb3": safe_config(hyperparameters(self.model),
+                                                       who="MetranaCallback",
+                                                       session=session)})
         if self._log_sb3_metrics:
             formats = self.model.logger.output_formats
             if not any(isinstance(f, MetranaOutputFormat) for f in formats):

@@ -24,6 +24,7 @@ __all__ = ["DEFAULT_URL", "QueryClient"]
 
 DEFAULT_URL = "http://127.0.0.1:8787"  # where `metrana serve` listens by default
 _RUNS_PAGE = 1000
+RUN_STATES = ("running", "finished", "crashed")  # metrana.server.store.liveness
 _POINTS_PAGE = 1_000_000
 _SERIES_PER_REQUEST = 10_000  # what one points request may name
 _AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi", "mid")
@@ -136,8 +137,8 @@ class QueryClient:
     def fetch_runs(self, *, filter: Condition | str | None = None, order_by: OrderBy | None = None,
                    attributes: Sequence[str] = (),
                    series_summaries: Sequence[SeriesSummary | tuple[str, str] | str] = (),
-                   max_runs: int | None = None, experiment: str | None = None
-                   ) -> pd.DataFrame:
+                   max_runs: int | None = None, experiment: str | None = None,
+                   status: str | None = None) -> pd.DataFrame:
         """The project's runs, one row each, filtered and ordered by the server.
 
         Args:
@@ -153,24 +154,30 @@ class QueryClient:
             max_runs: at most this many runs (the first ones in the order).
             experiment: only the runs of this experiment (``AttrFilter("sys/experiment") ==
                 experiment``, and-ed with ``filter``).
+            status: only the runs in this state: ``"running"``, ``"finished"`` or
+                ``"crashed"`` (``AttrFilter("sys/status") == status``, and-ed with ``filter``).
 
         Returns:
             A DataFrame: ``name``, ``experiment``, ``created``, ``last_activity`` (UTC
-            timestamps), ``status`` (live, idle, finished), then the attribute columns, then
-            the summary columns.
+            timestamps), ``status`` (running, finished, crashed), then the attribute columns
+            (``"sys/tags"``: a list of strings), then the summary columns.
 
         Raises:
             QueryRequestError: an unknown attribute or series, or a value of the wrong type
                 (the message names it); an unknown project.
         """
         summaries = [SeriesSummary.of(s) for s in series_summaries]
-        if experiment is not None:
-            mine = AttrFilter("sys/experiment") == experiment
+        if status is not None and status not in RUN_STATES:
+            raise ValueError(f"status is one of {', '.join(RUN_STATES)}, got {status!r}")
+        for field, value in (("sys/experiment", experiment), ("sys/status", status)):
+            if value is None:
+                continue
+            condition = AttrFilter(field) == value
             if isinstance(filter, str):
-                filter = f'({filter}) and sys/experiment == {json.dumps(experiment)}' \
-                    if filter.strip() else mine
+                filter = (f"({filter}) and {field} == {json.dumps(value)}" if filter.strip()
+                          else condition)
             else:
-                filter = mine if filter is None else filter & mine
+                filter = condition if filter is None else filter & condition
         runs = self._runs(filter, order_by, attributes, summaries, max_runs)
         return _frames.runs_frame(runs, list(attributes), [s.column for s in summaries])
 

@@ -117,8 +117,9 @@ class _Comparable:
 class AttrFilter(_Comparable):
     """A run attribute in a filter: ``AttrFilter("config/lr") < 0.01``.
 
-    Paths are ``config/<key>/<subkey>`` (the flattened ``init(config=...)``) or a run's own
-    fields: ``sys/name``, ``sys/experiment``, ``sys/created`` (ns since the epoch). A run
+    Paths are ``config/<key>/<subkey>`` (the flattened ``init(config=...)``), ``context/…``,
+    ``sys/tags`` and ``sys/notes``, or a run's own fields: ``sys/name``, ``sys/experiment``,
+    ``sys/created`` (ns since the epoch), ``sys/status`` (running, finished, crashed). A run
     without the attribute matches no comparison (``!=`` and ``not_in`` included).
     """
 
@@ -137,6 +138,14 @@ class AttrFilter(_Comparable):
 
     def exists(self) -> Condition:
         return Condition({"attr": self.path, "op": "exists"})
+
+    def contains(self, value: str) -> Condition:
+        """A string set holding ``value`` (``AttrFilter("sys/tags").contains("baseline")``),
+        or a string with ``value`` in it (``AttrFilter("sys/notes").contains("retry")``)."""
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"AttrFilter({self.path!r}).contains() takes a non-empty string, "
+                            f"got {value!r}")
+        return Condition({"attr": self.path, "op": "contains", "value": value})
 
     def __repr__(self) -> str:
         return f"AttrFilter({self.path!r})"

@@ -1,7 +1,8 @@
 """The ASGI application of ``metrana serve``: the ingestion protocol (``POST /v1/runs``,
 ``POST /v1/runs:update``), the read API (``POST /api/query/<route>``, :mod:`.read_api`, with
-the documented ``GET /api/runs…`` as aliases of its routes), the dashboard's sign-in
-(``/api/session``), key management (``/api/keys/…``) and the dashboard's files.
+the documented ``GET /api/runs…`` as aliases of its routes), the changes to runs (``POST
+/api/manage/<route>``, :mod:`.manage_api`), the dashboard's sign-in (``/api/session``), key
+management (``/api/keys/…``) and the dashboard's files.
 
 Every request first passes :class:`~.guard.RequestGuard` (its ``Host``; for a write, its
 ``Origin`` and ``Content-Type``): GET and HEAD routes must therefore never change anything.
@@ -30,12 +31,13 @@ import orjson
 import trio
 from loguru import logger
 
-from . import account_routes, read_api
+from . import account_routes, manage_api, read_api
 from .access import CREATE_RUNS, LOG, MANAGE_KEYS, Need, Principal
 from .auth import Authenticator
 from .errors import (
     Conflict,
     Forbidden,
+    Gone,
     NotFound,
     QueryError,
     Throttled,
@@ -60,8 +62,8 @@ def _loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
-__all__ = ["ALIASES", "DEFAULT_MAX_BODY_BYTES", "ENDPOINTS", "QUERY_PREFIX", "TABLES", "Endpoint",
-           "IngestApp", "RouteTable"]
+__all__ = ["ALIASES", "DEFAULT_MAX_BODY_BYTES", "ENDPOINTS", "MANAGE_PREFIX", "QUERY_PREFIX",
+           "TABLES", "Endpoint", "IngestApp", "RouteTable"]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # A body's JSON objects and arrays, counted before anything is built from it: a client's request
@@ -120,8 +122,11 @@ class RouteTable:
 
 
 QUERY_PREFIX = "/api/query/"
+MANAGE_PREFIX = "/api/manage/"  # delete, rename, tags and notes: writes
 TABLES: dict[str, RouteTable] = {
     QUERY_PREFIX: RouteTable(read_api.ROUTES, read_api.need_of, read_api.answer),
+    MANAGE_PREFIX: RouteTable(manage_api.ROUTES, manage_api.need_of, manage_api.answer,
+                              writes=True),
 }
 # GET /api/runs… are aliases of the read API's routes (read_api.alias), with their needs.
 ALIASES = "/api/runs"
@@ -147,6 +152,7 @@ _REASONS = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "ALREADY_EXISTS",
+    410: "GONE",
     411: "LENGTH_REQUIRED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
@@ -269,6 +275,8 @@ class IngestApp:
             raise HTTPError(429, str(exc), retry_after=exc.retry_after) from None
         except Conflict as exc:
             raise HTTPError(409, str(exc)) from None
+        except Gone as exc:
+            raise HTTPError(410, str(exc)) from None
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
         except Unprocessable as exc:

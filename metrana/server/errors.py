@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "DatabaseError", "Forbidden", "NotFound", "QueryError", "SchemaError",
-           "Throttled", "Unauthenticated", "Unavailable", "Unprocessable"]
+__all__ = ["Conflict", "DatabaseError", "Forbidden", "Gone", "NotFound", "QueryError",
+           "SchemaError", "Throttled", "Unauthenticated", "Unavailable", "Unprocessable"]
 
 
 class NotFound(LookupError):
     """The request names a run, project or series that does not exist (HTTP 404)."""
+
+
+class Gone(NotFound):
+    """The request names a run that was deleted or renamed (HTTP 410): the message says which,
+    and when, so that a client still logging to it knows why its points are refused."""
 
 
 class QueryError(ValueError):

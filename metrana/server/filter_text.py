@@ -9,7 +9,7 @@ Grammar (keywords in any case)::
     term       := factor ("and" factor)*
     factor     := "(" expr ")" | comparison
     comparison := operand OP value | operand ("in" | "not in") "[" value ("," value)* "]"
-                | operand "exists"
+                | operand "exists" | PATH "contains" "string"
     operand    := PATH               an attribute: config/lr, sys/name, sys/created, ...
                 | METRIC "." FN      a series summary: loss.last, episode/return.mean
                 | METRIC "@" SCALE "." FN      at a scale: return@EPISODE.last
@@ -43,7 +43,7 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[()\[\],])
   | (?P<name>[A-Za-z_][\w./@:\-]*)
 """, re.VERBOSE)
-_KEYWORDS = {"and", "or", "not", "in", "exists", "true", "false"}
+_KEYWORDS = {"and", "or", "not", "in", "exists", "contains", "true", "false"}
 
 
 class _Token:
@@ -152,6 +152,9 @@ class _Parser:
         if following.is_word("exists"):
             self.take()
             return {**subject, "op": "exists"}
+        if following.is_word("contains"):  # sys/tags contains "baseline"
+            self.take()
+            return {**subject, **fn, "op": "contains", "value": self.value()}
         if following.is_word("in") or following.is_word("not"):
             self.take()
             op = "in"
@@ -162,7 +165,7 @@ class _Parser:
                 op = "not_in"
             return {**subject, **fn, "op": op, "value": self.values()}
         if following.kind != "op":
-            raise self.fail("a comparison (==, !=, <, <=, >, >=, in, not in, exists)")
+            raise self.fail("a comparison (==, !=, <, <=, >, >=, in, not in, exists, contains)")
         self.take()
         op = "==" if following.text == "=" else following.text
         return {**subject, **fn, "op": op, "value": self.value()}

@@ -271,10 +271,9 @@ class GrpcIngest:
     def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
                       rl_base: RlBase, unsupported: Unsupported, writer: str | None) -> None:
         update = convert_update(run, request, declarations, rl_base, unsupported)
-        part = update["run_updates"][0]
-        if (part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part
-                or part["histogram_series"] or part["scatter_series"]):
-            self.store.update_runs(update, writer)
+        # Stored even when it carries nothing (declarations only): every message says its
+        # logger session is alive (the run's running/crashed state, store.liveness).
+        self.store.update_runs(update, writer)
 
     async def _update_runs(self, principal: Principal, messages: AsyncIterator[bytes],
                            send: _Sender) -> None:

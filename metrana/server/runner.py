@@ -27,6 +27,7 @@ from .errors import DatabaseError, SchemaError
 from .guard import RequestGuard
 from .store import Store
 from .store.database import sqlite_file_problem
+from .store.liveness import DEFAULT_HEARTBEAT_TIMEOUT_S
 from .throttle import FailureLimiter
 
 __all__ = ["DEFAULT_DB_PATH", "OpenToOthers", "ServerInfo", "background_server",
@@ -57,6 +58,7 @@ async def serve(
     auth_failures: FailureLimiter | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     handle_signals: bool = False,
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM).
@@ -67,7 +69,8 @@ async def serve(
     workspace); the keys of ``metrana keys create`` are in the database. Without either, the
     server is open to whoever reaches it: on a ``host`` other than loopback only with
     ``allow_anonymous``. ``auth_failures``: how many failed authentications an address may
-    make in a window (default 10 a minute).
+    make in a window (default 10 a minute). A run not closed and not heard from for
+    ``heartbeat_timeout_s`` is shown as crashed.
 
     Raises:
         ValueError: an allowed host that is not a host name (before anything starts).
@@ -78,7 +81,7 @@ async def serve(
     from hypercorn.trio import serve as hypercorn_serve
 
     guard = RequestGuard(host, allowed_hosts)
-    store = Store(db_path)
+    store = Store(db_path, heartbeat_timeout_s=heartbeat_timeout_s)
     try:
         _check_open(host, api_key, allow_anonymous, store)
     except BaseException:
@@ -121,6 +124,7 @@ async def serve(
 def background_server(
     db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
     allowed_hosts: Sequence[str] = (), auth_failures: FailureLimiter | None = None,
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
 ) -> Iterator[ServerInfo]:
     """Run a server on its own thread for the duration of the ``with`` block."""
     started = threading.Event()
@@ -142,6 +146,7 @@ def background_server(
                             port=port,
                             api_key=api_key,
                             allowed_hosts=allowed_hosts,
+                            heartbeat_timeout_s=heartbeat_timeout_s,
                             auth_failures=auth_failures,
                             task_status=task_status,
                         )

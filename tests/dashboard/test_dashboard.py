@@ -164,7 +164,7 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
         page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "live-run"))
         chart = page.locator('[data-metric="train/loss"]')
         expect(chart).to_have_attribute("data-points", "500")
-        expect(page.locator("h1 .status")).to_have_text("live")
+        expect(page.locator("h1 .status")).to_have_text("running")
         first_load = len(bucket_reads(requests))
         for i in range(500, 3500):
             session.log("train/loss", 1 / (i + 1))

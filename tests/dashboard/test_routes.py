@@ -65,7 +65,7 @@ def test_series_changed_since_a_cursor(any_live_server: ServerInfo) -> None:
         base = "/api/runs/dash/routes/cursor/series"
         everything = client.get(base, params={"since": 0}).json()
         assert sorted(s["metric_name"] for s in everything["series"]) == ["a", "b"]
-        assert everything["status"] == "live"
+        assert everything["status"] == "running"
         cursor = everything["now_ns"]
         assert client.get(base, params={"since": cursor}).json()["series"] == []
         session.log("b", 3.0)

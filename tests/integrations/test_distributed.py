@@ -23,6 +23,8 @@ def test_two_process_job_logs_from_rank_zero_only(live_server: ServerInfo, tmp_p
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("METRANA_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
     env["METRANA_SPOOL_DIR"] = str(tmp_path / "spool")
+    # As the suite (tests/conftest.py): no context attributes or system series to count.
+    env.update({"METRANA_CAPTURE_CONTEXT": "false", "METRANA_SYSTEM_METRICS_INTERVAL": "0"})
     result = subprocess.run([sys.executable, str(JOB), live_server.url, pl_run, rl_run],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

@@ -139,8 +139,8 @@ def test_fit_logs_every_metric_once_per_step(live_server: ServerInfo) -> None:
 def test_logger_on_the_open_run_and_on_other_ranks(live_server: ServerInfo,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Without init arguments the logger logs to metrana.init's run and leaves it open; its
-    hyper-parameters cannot change that run's config (said, not raised). On a rank other
-    than 0 it logs nothing and experiment is a no-op object."""
+    hyper-parameters are added to that run's config. On a rank other than 0 it logs nothing
+    and experiment is a no-op object."""
     from lightning.pytorch.utilities import rank_zero_only
 
     name = run_name("pl-global")
@@ -160,4 +160,6 @@ def test_logger_on_the_open_run_and_on_other_ranks(live_server: ServerInfo,
     stored = {s["metric_name"]: [(p["step"], p["value"]) for p in s["points"]]
               for s in series(live_server, name)}
     assert stored == {"pl/loss": [(3, 1.0), (4, 0.5)]}
-    assert httpx.get(f"{live_server.url}/api/runs/ws/proj/{name}").json()["attributes"] == {}
+    attributes = httpx.get(f"{live_server.url}/api/runs/ws/proj/{name}").json()["attributes"]
+    assert {path: a["value"] for path, a in attributes.items() if path.startswith("config/")} \
+        == {"config/lr": 0.1}

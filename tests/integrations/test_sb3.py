@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
@@ -96,6 +97,18 @@ def test_ppo_on_cartpole(live_server: ServerInfo) -> None:
     for key, points in expected.items():
         assert [(p["step"], p["value"]) for p in standard[key]] == points, key
     assert standard["time/total_timesteps"][-1]["step"] == 512
+
+    # The model's hyper-parameters, as config (the run page's Config), sent when training began.
+    config = {path.removeprefix("config/sb3/"): a["value"] for path, a in httpx.get(
+        f"{live_server.url}/api/runs/ws/proj/{name}").json()["attributes"].items()}
+    assert {k: config[k] for k in ("algorithm", "policy", "device", "n_steps", "batch_size",
+                                   "n_epochs", "gamma", "gae_lambda", "ent_coef", "seed",
+                                   "n_envs", "learning_rate", "clip_range")} == {
+        "algorithm": "PPO", "policy": "ActorCriticPolicy", "device": "cpu", "n_steps": 64,
+        "batch_size": 64, "n_epochs": 2, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0,
+        "seed": 0, "n_envs": 2, "learning_rate": 0.0003, "clip_range": 0.2}
+    assert config["policy_kwargs/net_arch/0"] == 16
+    assert isinstance(config["clip_range_schedule"], str)  # SB3 makes clip_range a schedule
 
 
 def test_output_format_repeats_and_restarts(live_server: ServerInfo,

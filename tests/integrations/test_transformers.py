@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
+import metrana
 from metrana.integrations.transformers import MetranaCallback
 from metrana.server import ServerInfo
 from tests.integrations.helpers import attributes, run_name, series
@@ -106,6 +107,23 @@ def test_trainer_logs_metrics_and_config(live_server: ServerInfo, tmp_path: Path
     assert after["loss{evaluation=true}"] == expected["loss{evaluation=true}"]
     assert metrics["eval_loss"] == pytest.approx(after["loss{evaluation=true}"][-1][1])
     assert resumed.get_metrics().invalid == 0
+
+
+def test_the_arguments_go_to_the_config_of_a_run_opened_by_init(live_server: ServerInfo,
+                                                                tmp_path: Path) -> None:
+    """Logging to the run of metrana.init(): the TrainingArguments and the model config are
+    added to its config when training begins (next to the user's own)."""
+    name = run_name("hf-init")
+    metrana.init(workspace_name="ws", project_name="proj", run_name=name,
+                 ingestion_url=live_server.url, config={"dataset": "tokens"})
+    trainer = tiny_trainer(tmp_path, MetranaCallback())
+    trainer.train()
+    metrana.close()
+    attrs = attributes(live_server, name)
+    assert attrs["config/args/learning_rate"] == trainer.args.learning_rate == 1e-3
+    assert attrs["config/args/max_steps"] == 8
+    assert attrs["config/model/hidden_size"] == 16
+    assert attrs["config/dataset"] == "tokens"
 
 
 def test_only_world_process_zero_logs(live_server: ServerInfo, tmp_path: Path) -> None:

@@ -18,28 +18,28 @@ from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
 
 import metrana
 from metrana.server import app
-from metrana.server.access import DELETE_RUNS, EDIT_RUNS, OWNER, Principal, key_principal
-from metrana.server.api_keys import Role, new_key
-from metrana.server.errors import Forbidden
+from metrana.server.api_keys import new_key
 from metrana.server.grpc_codec import run_token
 from tests.support import make_key, start_serve, stop_serve
 
 WS, OTHER, PROJECT = "team-a", "team-b", "proj"
 ROWS = ("read", "write", "admin", "wrong workspace", "revoked", "expired", "unknown", "no key")
-# Expected status of each request (columns) for each kind of key (rows). "delete" is issue
-# 25's route (not served yet: its need is checked below, on the access model itself).
+# Expected status of each request (columns) for each kind of key (rows). "edit" and "delete"
+# are issue 25's run edits (tags and notes; deleting a run of the key's workspace).
 EXPECTED = {
-    #                  create log  read query dash keys  gRPC create, log
-    "read":            (403, 403, 200, 200, 200, 403, "PERMISSION_DENIED", "PERMISSION_DENIED"),
-    "write":           (200, 200, 200, 200, 200, 403, "OK", "OK"),
-    "admin":           (200, 200, 200, 200, 200, 200, "OK", "OK"),
-    "wrong workspace": (403, 403, 403, 403, 403, 403, "PERMISSION_DENIED", "PERMISSION_DENIED"),
-    **{row: (401, 401, 401, 401, 401, 401, "UNAUTHENTICATED", "UNAUTHENTICATED")
+    #                  create log  read query dash keys edit delete  gRPC create, log
+    "read":            (403, 403, 200, 200, 200, 403, 403, 403,
+                        "PERMISSION_DENIED", "PERMISSION_DENIED"),
+    "write":           (200, 200, 200, 200, 200, 403, 200, 403, "OK", "OK"),
+    "admin":           (200, 200, 200, 200, 200, 200, 200, 200, "OK", "OK"),
+    "wrong workspace": (403, 403, 403, 403, 403, 403, 403, 403,
+                        "PERMISSION_DENIED", "PERMISSION_DENIED"),
+    **{row: (401, 401, 401, 401, 401, 401, 401, 401, "UNAUTHENTICATED", "UNAUTHENTICATED")
        for row in ("revoked", "expired", "unknown", "no key")},
 }
 Keyed = tuple[str, dict[str, tuple[str | None, str | None]], str]  # URL, keys by row, owner's
 COLUMNS = ("create run", "log", "read run", "query", "dashboard data", "manage keys",
-           "gRPC create run", "gRPC log")
+           "edit run", "delete run", "gRPC create run", "gRPC log")
 
 
 @pytest.fixture
@@ -121,9 +121,9 @@ def grpc_log(stub: Any, metadata: list[tuple[str, str]], token: bytes, step: int
 
 def test_every_key_against_every_request(keyed: Keyed) -> None:
     """{read, write, admin, wrong workspace, revoked, expired, unknown, no key} × {create run,
-    log, read run, query, dashboard data, manage keys, and gRPC's create and log}: each cell's
-    status; a 403 names the workspace and the key's prefix, a 401 the key's prefix (never its
-    secret)."""
+    log, read run, query, dashboard data, manage keys, edit a run's tags, delete a run, and
+    gRPC's create and log}: each cell's status; a 403 names the workspace and the key's prefix,
+    a 401 the key's prefix (never its secret). A run refused its deletion is still there."""
     url, keys, owner = keyed
     counter = itertools.count()
     observed: dict[str, tuple[object, ...]] = {}
@@ -135,6 +135,9 @@ def test_every_key_against_every_request(keyed: Keyed) -> None:
     try:
         for row in ROWS:
             key, prefix = keys[row]
+            doomed = f"doomed-{next(counter)}"
+            with httpx.Client(base_url=url, headers=bearer(owner)) as owner_http:
+                assert create_run(owner_http, WS, doomed).status_code == 200
             metadata = [("authorization", f"Bearer {key}")] if key else []
             with httpx.Client(base_url=url, headers=bearer(key)) as http:
                 answers = [
@@ -146,7 +149,15 @@ def test_every_key_against_every_request(keyed: Keyed) -> None:
                 dash = dashboard_data(http, key)
                 answers.append(http.post("/api/keys/create", json={"workspaces": [WS],
                                                                    "role": "read"}))
-            observed[row] = (*(a.status_code for a in answers[:4]), dash, answers[4].status_code,
+                answers.append(http.post("/api/manage/edit_run", json={
+                    "workspace": WS, "project": PROJECT, "run": "base", "tags": [row]}))
+                answers.append(http.post("/api/manage/delete_run", json={
+                    "workspace": WS, "project": PROJECT, "run": doomed}))
+            with httpx.Client(base_url=url, headers=bearer(owner)) as owner_http:
+                still_there = owner_http.get(f"/api/runs/{WS}/{PROJECT}/{doomed}").status_code
+            assert still_there == (404 if answers[6].status_code == 200 else 200), row
+            observed[row] = (*(a.status_code for a in answers[:4]), dash,
+                             *(a.status_code for a in answers[4:]),
                              grpc_create(stub, metadata, f"grpc-{next(counter)}"),
                              grpc_log(stub, metadata, token, next(counter)))
             for answer in answers:
@@ -176,7 +187,8 @@ def grpc_update(token: bytes, step: int) -> Any:
 def test_every_route_of_the_tables_is_refused_without_a_key_or_outside_its_scope(
         keyed: Keyed) -> None:
     """The route tables are the routing: each route of ``app.ENDPOINTS`` and of the tables
-    under a prefix (``app.TABLES``: the read API's ``POST /api/query/<route>``) is refused
+    under a prefix (``app.TABLES``: the read API's ``POST /api/query/<route>``, the run edits'
+    ``POST /api/manage/<route>``) is refused
     without a key (401) and, for a key of another workspace, 403; so a route added to them
     later is covered as it is."""
     url, keys, _ = keyed
@@ -193,7 +205,7 @@ def test_every_route_of_the_tables_is_refused_without_a_key_or_outside_its_scope
         assert sorted(app.ENDPOINTS) == ["/api/keys/create", "/api/keys/list",
                                          "/api/keys/revoke", "/api/session", "/v1/runs",
                                          "/v1/runs:update"]
-        assert list(app.TABLES) == [app.QUERY_PREFIX]
+        assert list(app.TABLES) == [app.QUERY_PREFIX, app.MANAGE_PREFIX]
         for prefix, table in app.TABLES.items():
             for route in table.routes:
                 path = f"{prefix}{route}"
@@ -257,30 +269,3 @@ def test_lists_show_only_the_workspaces_a_key_covers(keyed: Keyed) -> None:
             {"runs": []}
     with httpx.Client(base_url=url, headers=bearer(owner)) as http:
         assert {r["workspace"] for r in http.get("/api/runs").json()["runs"]} == {WS, OTHER}
-
-
-def test_what_each_role_may_do_to_runs_of_its_workspaces() -> None:
-    """Issue 25's run edits, on the access model (their routes are not served yet): tags and
-    notes need write, delete and rename need admin, each in the run's workspace; the owner of
-    the database may do everything."""
-    body = {"workspace": WS, "project": PROJECT, "run": "base"}
-    outcomes: dict[tuple[str, str], bool] = {}
-    principals: dict[str, Principal] = {
-        role.word: key_principal("1a2b3c4d", role, [WS]) for role in Role}
-    principals["other workspace"] = key_principal("1a2b3c4d", Role.ADMIN, [OTHER])
-    principals["owner"] = OWNER
-    for name, principal in principals.items():
-        for need in (EDIT_RUNS, DELETE_RUNS):
-            try:
-                principal.require(need, body)
-                outcomes[(name, need.what)] = True
-            except Forbidden as refused:
-                assert "mk_1a2b3c4d_…" in str(refused) and f"'{WS}'" in str(refused)
-                outcomes[(name, need.what)] = False
-    assert outcomes == {
-        ("read", "edit tags and notes"): False, ("read", "delete or rename runs"): False,
-        ("write", "edit tags and notes"): True, ("write", "delete or rename runs"): False,
-        ("admin", "edit tags and notes"): True, ("admin", "delete or rename runs"): True,
-        ("other workspace", "edit tags and notes"): False,
-        ("other workspace", "delete or rename runs"): False,
-        ("owner", "edit tags and notes"): True, ("owner", "delete or rename runs"): True}

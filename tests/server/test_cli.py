@@ -59,12 +59,12 @@ def test_serve_prints_url_and_db_and_stops_cleanly_on_sigterm(served) -> None:  
 
 
 def test_runs_lists_status_times_and_counts(served, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    """`metrana runs` shows each run's status (live / finished), when it was created and last
+    """`metrana runs` shows each run's status (running / finished), when it was created and last
     written, and its series and point counts — from the file or the URL, the newest last."""
     import metrana
 
     _, url, db = served
-    post_small_run(url)  # written just now, never closed: live
+    post_small_run(url)  # written just now, never closed: running
     with metrana.session(workspace_name="ws", project_name="p", run_name="done",
                          ingestion_url=url, log_level="Off") as run:
         run.log("x", 1.0)  # closed: finished
@@ -72,8 +72,8 @@ def test_runs_lists_status_times_and_counts(served, capsys: pytest.CaptureFixtur
     for source in (["--db", str(db)], ["--url", url]):
         assert main(["runs", *source]) == 0
         out = capsys.readouterr().out
-        assert re.search(rf"ws/p/r\s+-\s+live\s+{stamp}\s+\d+s ago\s+2\s+6", out), out
-        assert re.search(rf"ws/p/done\s+-\s+finished\s+{stamp}\s+\d+s ago\s+1\s+1", out), out
+        assert re.search(rf"ws/p/r\s+-\s+running\s+-\s+{stamp}\s+\d+s ago\s+2\s+6", out), out
+        assert re.search(rf"ws/p/done\s+-\s+finished\s+-\s+{stamp}\s+\d+s ago\s+1\s+1", out), out
         assert out.index("ws/p/r") < out.index("ws/p/done")
 
 

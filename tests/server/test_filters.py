@@ -5,13 +5,15 @@ name the project does not have is refused before any SQL runs."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from metrana.server.errors import QueryError
-from metrana.server.store import Store, read
+from metrana.server.filter_text import parse_filter
+from metrana.server.store import Store, liveness, read
 from metrana.server.store.filters import Compiler, SeriesName, parse_series
 
 # name: (lr, optimizer, augment, loss values or None)
@@ -22,6 +24,9 @@ RUNS: dict[str, tuple[float | None, str | None, bool | None, list[float] | None]
     "d": (None, "adamw", True, None),
     "e": (0.001, None, None, [2.5, math.nan]),
 }
+# tags (a string set) and notes (a string) of some runs
+TAGS = {"a": ["baseline", "gpu"], "b": ["gpu"], "c": ["Baseline"], "d": []}
+NOTES = {"a": "first try", "b": "a baseline run, retried", "e": "nothing to say"}
 
 
 def attribute(path: str, value: Any) -> dict[str, Any]:
@@ -44,6 +49,11 @@ def targets(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
             attributes = [attribute(path, value) for path, value in (
                 ("config/lr", lr), ("config/optimizer", optimizer), ("config/augment", augment))
                 if value is not None]
+            if name in TAGS:
+                attributes.append({"path": "sys/tags",
+                                   "string_set_value": {"values": TAGS[name]}})
+            if name in NOTES:
+                attributes.append(attribute("sys/notes", NOTES[name]))
             series = [] if loss is None else [{
                 "metric_name": "loss", "scale": "ML_STEP", "ordering": 1,
                 "points": [{"step": i, "float_value": v} for i, v in enumerate(loss)]}]
@@ -64,10 +74,12 @@ def compile_and_run(targets: list[str], request: pytest.FixtureRequest) -> Itera
             cursor: tuple[Any, int] | None = None) -> list[str]:
         with store.db.read() as tx:
             project_id = read.project_id(tx, "ws", "p")
-            compiler = Compiler(tx, project_id, "ws/p")
+            status = liveness.status_sql(time.time_ns(), 120)
+            compiler = Compiler(tx, project_id, "ws/p", status=status)
             where = None if condition is None else compiler.condition(condition)
             key, descending = compiler.order_key(order)
-            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit)
+            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit,
+                                  status)
         return [row[1] for row in rows]
 
     yield run
@@ -161,6 +173,29 @@ def test_what_cannot_match_is_refused_naming_it(compile_and_run: Any, condition:
                                                 message: str) -> None:
     with pytest.raises(QueryError, match=message.replace("(", r"\(")):
         compile_and_run(condition)
+
+
+def test_tags_contains_a_tag_and_notes_contain_a_part(compile_and_run: Any) -> None:
+    """`tags contains "baseline"` matches the runs tagged exactly so (case-sensitive, a whole
+    tag); on a string attribute, contains matches a part of it; sys/status is a run field."""
+    assert compile_and_run({"attr": "sys/tags", "op": "contains", "value": "baseline"}) == ["a"]
+    assert compile_and_run(parse_filter('sys/tags contains "baseline"')) == ["a"]  # as typed
+    assert sorted(compile_and_run({"attr": "sys/tags", "op": "contains", "value": "gpu"})) \
+        == ["a", "b"]
+    assert compile_and_run({"attr": "sys/tags", "op": "contains", "value": "base"}) == []
+    assert compile_and_run({"attr": "sys/notes", "op": "contains", "value": "baseline"}) \
+        == ["b"]
+    both = {"and": [{"attr": "sys/tags", "op": "contains", "value": "gpu"},
+                    {"attr": "config/lr", "op": "<", "value": 0.05}]}
+    assert compile_and_run(both) == ["b"]
+    # Written just now by a session that never closed: every run is running.
+    assert sorted(compile_and_run({"attr": "sys/status", "op": "==", "value": "running"})) \
+        == sorted(RUNS)
+    assert compile_and_run({"attr": "sys/status", "op": "==", "value": "crashed"}) == []
+    with pytest.raises(QueryError, match="contains asks a string set"):
+        compile_and_run({"attr": "config/lr", "op": "contains", "value": "1"})
+    with pytest.raises(QueryError, match="contains takes a non-empty string"):
+        compile_and_run({"attr": "sys/tags", "op": "contains", "value": 3})
 
 
 def test_a_filter_too_deep_or_too_large_is_refused(compile_and_run: Any) -> None:

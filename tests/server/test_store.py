@@ -20,7 +20,7 @@ import pytest
 from metrana.server.errors import Conflict, NotFound, SchemaError, Unprocessable
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
-from tests.support import UNDO_V5, in_background, writers_held_at
+from tests.support import UNDO_V5, UNDO_V6, UNDO_V7, in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
 RELATIVE, ABSOLUTE = 1, 2
@@ -502,7 +502,8 @@ def test_a_version_4_database_gains_the_key_tables(db_target: str) -> None:
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(100)))))
     store.close()
-    _execute(db_target, *UNDO_V5, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    _execute(db_target, *UNDO_V7, *UNDO_V6, *UNDO_V5,
+             "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert steps(store, "loss") == [(s, 0) for s in range(100)]
@@ -513,19 +514,32 @@ def test_a_version_4_database_gains_the_key_tables(db_target: str) -> None:
         store.close()
 
 
-def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) -> None:
-    """A database of schema version 2 (before chunks were indexed by session) gets the index
-    and the version on opening; its data is untouched and retries find stored points."""
+@pytest.mark.parametrize("version", [2, 3, 4, 5, 6])
+def test_an_older_database_is_brought_to_the_current_version(db_target: str, version: int
+                                                             ) -> None:
+    """A database of schema version 2 (before chunks were indexed by session), 3 (before RL
+    tails), 4 (before API keys), 5 (before histograms) or 6 (before writer sessions were
+    recorded) gets what it lacks and the version on opening; its data is untouched, retries
+    find stored points, and its runs have a state (written just now: running; quiet for longer
+    than the timeout and never closed: crashed)."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session", *UNDO_V5,
-             "ALTER TABLE series DROP COLUMN tail_points", "ALTER TABLE series DROP COLUMN tail_mean",
-             "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    later = {3: ["DROP INDEX chunks_by_session"],
+             4: ["ALTER TABLE series DROP COLUMN tail_points",
+                 "ALTER TABLE series DROP COLUMN tail_mean"],
+             5: list(UNDO_V5),
+             6: list(UNDO_V6),
+             7: list(UNDO_V7)}
+    _execute(db_target, *[sql for v in range(SCHEMA_VERSION, version, -1) for sql in later[v]],
+             f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert steps(store, "loss") == [(s, 0) for s in range(5000)]
+        assert store.get_run("ws", "proj", "run")["status"] == "running"  # written just now
+        store.heartbeat_timeout_s = 1e-9
+        assert store.get_run("ws", "proj", "run")["status"] == "crashed"
         assert store.update_runs(update("run", 1, std("loss", list(range(4000, 5000))))) == 0
     finally:
         store.close()
@@ -538,6 +552,26 @@ def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) 
             assert conn.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
             assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_by_session'"
                                 ).fetchall() == [(1,)]
+
+
+def test_a_run_closed_by_no_session_ends_the_sessions_a_replay_made_look_alive(
+        store: Store) -> None:
+    """Two writer sessions, one closed, one whose points came last (a replay of an ended
+    process's spool looks the same): the run is running. A close that no session sends
+    (session 0: metrana sync, or a process that delivered what ended ones left) ends the
+    run: finished. A session heard from after it (a resume) makes it running again."""
+    create(store)
+    closing = update("run", 1, std("loss", [0]))
+    closing["run_updates"][0]["close_run"] = {}
+    store.update_runs(closing)
+    store.update_runs(update("run", 2, std("loss", [1])))
+    assert store.get_run("ws", "proj", "run")["status"] == "running"
+    run_close = update("run", 0)
+    run_close["run_updates"][0]["close_run"] = {}
+    store.update_runs(run_close)
+    assert store.get_run("ws", "proj", "run")["status"] == "finished"
+    store.update_runs(update("run", 3, std("loss", [2])))
+    assert store.get_run("ws", "proj", "run")["status"] == "running"
 
 
 def test_servers_starting_at_once_on_an_empty_database_all_open_it(db_target: str) -> None:
@@ -581,7 +615,7 @@ def test_a_run_reads_back_its_rules_last_points_and_activity(store: Store) -> No
     assert run["last_activity_ns"] == max(loss["last_activity_ns"], acc["last_activity_ns"])
     (listed,) = [r for r in store.list_runs() if r["run"] == "run"]
     assert (listed["last_activity_ns"], listed["status"], listed["series_count"],
-            listed["point_count"]) == (run["last_activity_ns"], "live", 2, 5)
+            listed["point_count"]) == (run["last_activity_ns"], "running", 2, 5)
 
 
 def test_a_series_without_points_and_reads_past_the_end(store: Store) -> None:

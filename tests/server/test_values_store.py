@@ -17,6 +17,7 @@ from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
 from metrana.server.store.values import decode_numbers, encode_numbers
 from tests.server.test_store import _execute, create, update
+from tests.support import UNDO_V6, UNDO_V7
 
 SESSION = "77"
 
@@ -146,16 +147,14 @@ def test_counts_are_stored_in_their_narrowest_type() -> None:
 
 
 def test_a_database_from_before_histograms_gets_their_tables(db_target: str) -> None:
-    """A database of the schema version before histograms (``SCHEMA_VERSION - 1``) is
-    upgraded on opening: its points stay, and histograms can be stored."""
+    """A database of the schema version before histograms (5) is upgraded on opening: its
+    points stay, and histograms can be stored."""
     store = Store(db_target)
     create(store)
     store.update_runs(update("run", 1, {"metric_name": "loss", "scale": "ML_STEP", "ordering": 1,
                                         "points": [{"step": 0, "float_value": 1.5}]}))
     store.close()
-    _execute(db_target, "DROP TABLE scatter_points", "DROP TABLE histogram_points",
-             "DROP TABLE histogram_edges", "DROP TABLE value_series",
-             f"UPDATE meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'")
+    _execute(db_target, *UNDO_V7, *UNDO_V6, "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:
         assert [s["metric_name"] for s in store.get_run("ws", "proj", "run")["series"]] == ["loss"]

@@ -38,9 +38,9 @@ import attrs
 
 from ..api_keys import KeyRecord
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
-from . import keys, read, values, views, write
+from . import keys, liveness, manage, read, values, views, write
 from .database import Database, Tx, open_database
-from .filters import RL_LAST_EPISODES, Compiler, SeriesName
+from .filters import RL_LAST_EPISODES, SYS_FIELDS, Compiler, SeriesName
 from .groups import BAND_KINDS
 from .schema import ensure_schema
 from .views import Binary
@@ -76,9 +76,15 @@ class Store:
     :class:`Binary`); a missing run or project raises :class:`NotFound`.
     """
 
-    def __init__(self, target: str | Path, *, insert_method: str = "copy") -> None:
+    def __init__(self, target: str | Path, *, insert_method: str = "copy",
+                 heartbeat_timeout_s: float = liveness.DEFAULT_HEARTBEAT_TIMEOUT_S) -> None:
         """``insert_method``: how PostgreSQL inserts a request's chunks (``copy``, the default
-        and fastest measured; ``executemany``; ``each``). SQLite ignores it."""
+        and fastest measured; ``executemany``; ``each``). SQLite ignores it.
+        ``heartbeat_timeout_s``: a run not closed and not heard from for this long is
+        ``crashed`` (:mod:`.liveness`)."""
+        if not heartbeat_timeout_s > 0:
+            raise ValueError("heartbeat_timeout_s must be > 0 seconds")
+        self.heartbeat_timeout_s = float(heartbeat_timeout_s)
         self.db: Database = open_database(target, insert_method=insert_method)
         try:
             ensure_schema(self.db)
@@ -103,6 +109,30 @@ class Store:
         ``writer``: the prefix of the key that sent it, added to each run's writers."""
         return write.update_runs(self.db, request, writer)
 
+    # ----------------------------------------------------------------- cleanup
+
+    def delete_run(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
+        """Delete a run and everything stored for it; the series and points it had."""
+        return manage.delete_run(self.db, workspace, project, run_name)
+
+    def rename_run(self, workspace: str, project: str, run_name: str, new_name: str
+                   ) -> dict[str, Any]:
+        """Rename a run (Conflict if the new name is taken)."""
+        return manage.rename_run(self.db, workspace, project, run_name, new_name)
+
+    def edit_run(self, workspace: str, project: str, run_name: str, *,
+                 tags: list[str] | None = None, notes: str | None = None) -> None:
+        """Set a run's tags (the whole set) and/or notes."""
+        manage.edit_run(self.db, workspace, project, run_name, tags=tags, notes=notes)
+
+    def compact(self) -> bool:
+        """Give deleted runs' space back to the disk (SQLite: VACUUM); False if the
+        database does that by itself (PostgreSQL)."""
+        return manage.compact(self.db)
+
+    def _statuses(self, tx: Tx, run_ids: list[int], now: int) -> dict[int, str]:
+        return liveness.statuses(tx, run_ids, now, self.heartbeat_timeout_s)
+
     # ------------------------------------------------------------------- runs
 
     def list_runs(self, workspaces: frozenset[str] | None = None) -> list[dict[str, Any]]:
@@ -111,7 +141,11 @@ class Store:
         now = time.time_ns()
         with self.db.read() as tx:
             rows = read.run_list(tx, workspaces)
-        return [views.run_summary(run, activity, series, points, now)
+            ids = [run.id for run, _, _, _ in rows]
+            status = self._statuses(tx, ids, now)
+            tags = read.tags_of(tx, ids)
+        return [views.run_summary(run, activity, series, points, status[run.id],
+                                  tags.get(run.id))
                 for run, activity, series, points in rows]
 
     def get_run(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
@@ -121,8 +155,9 @@ class Store:
             run = read.run(tx, workspace, project, run_name)
             attributes = read.attributes_of(tx, run.id)
             series = read.series_of_run(tx, run.id)
+            status = self._statuses(tx, [run.id], now)[run.id]
             writers = keys.writers_of(tx, run.id)
-        return views.run_detail(run, attributes, series, now, writers)
+        return views.run_detail(run, attributes, series, status, writers)
 
     # ------------------------------------------------------ histograms and point clouds
 
@@ -180,9 +215,10 @@ class Store:
             for workspace, project, run_name in names:
                 run = read.run(tx, workspace, project, run_name)
                 found.append((run, read.attributes_of(tx, run.id), read.series_of_run(tx, run.id),
+                              self._statuses(tx, [run.id], now)[run.id],
                               keys.writers_of(tx, run.id)))
-        return [views.run_detail(run, attributes, series, now, writers)
-                for run, attributes, series, writers in found]
+        return [views.run_detail(run, attributes, series, status, writers)
+                for run, attributes, series, status, writers in found]
 
     def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
                        ) -> dict[str, Any]:
@@ -198,7 +234,8 @@ class Store:
             run = read.run(tx, workspace, project, run_name)
             activity = read.series_activity(tx, run.id)
             series = read.series_of_run(tx, run.id, since_ns)
-        return {"now_ns": now, **run.activity(activity, now),
+            status = self._statuses(tx, [run.id], now)[run.id]
+        return {"now_ns": now, **run.activity(activity, status),
                 "series": [views.series_json(row) for row in series]}
 
     def list_series(self, workspace: str, project: str, runs: list[str] | None) -> bytes:
@@ -360,16 +397,19 @@ class Store:
         now = time.time_ns()
         with self.db.read() as tx:
             project_id = read.project_id(tx, workspace, project)
-            compiler = Compiler(tx, project_id, f"{workspace}/{project}")
+            status = liveness.status_sql(now, self.heartbeat_timeout_s)
+            compiler = Compiler(tx, project_id, f"{workspace}/{project}", status=status)
             for path in attributes:
                 compiler.attribute_kinds(path)
             resolved = [(compiler.check_series(name), fn) for name, fn in summaries]
             where = compiler.condition(filter) if filter is not None else None
             key, descending = compiler.order_key(order_by)
-            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit, offset)
+            rows = read.runs_page(tx, project_id, where, key, descending, cursor, limit, status,
+                                  offset)
             ids = [int(row[0]) for row in rows]
             values = read.attribute_values(tx, ids, [p for p in attributes
-                                                     if not p.startswith("sys/")])
+                                                     if p not in SYS_FIELDS
+                                                     and p != liveness.STATUS_PATH])
             aggregates = read.summary_rows(tx, ids, {name.metric for name, _ in resolved
                                                      if not name.rl})
             rl_columns = [(name, fn) for name, fn in resolved if name.rl]
@@ -377,7 +417,7 @@ class Store:
                 tx, ids, [compiler.series_value(name, fn) for name, fn in rl_columns])
             count = read.count_runs(tx, project_id, where) if total else None
         columns = views.summary_columns(ids, resolved, aggregates, rl_values)
-        return views.runs_page(rows, attributes, columns, values, now, limit, count,
+        return views.runs_page(rows, attributes, columns, values, limit, count,
                                [views.series_label(name, fn) for name, fn in resolved],
                                columnar)
 
@@ -406,7 +446,8 @@ class Store:
             raise QueryError(f"unknown band {band!r}; one of {', '.join(BAND_KINDS)}")
         with self.db.read() as tx:
             project_id = read.project_id(tx, workspace, project)
-            compiler = Compiler(tx, project_id, f"{workspace}/{project}")
+            status = liveness.status_sql(time.time_ns(), self.heartbeat_timeout_s)
+            compiler = Compiler(tx, project_id, f"{workspace}/{project}", status=status)
             name = compiler.check_series(series)
             matched, truncated, total, values = self._grouped_runs(
                 tx, compiler, project_id, filter, runs, group_by, order_by, max_runs)

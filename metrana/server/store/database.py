@@ -261,6 +261,14 @@ class SQLiteDatabase(Database):
     def exclusive(self) -> Any:
         return self.write()  # BEGIN IMMEDIATE: the one writer of the file
 
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (after deletes), the WAL folded in first
+        and emptied after, so that the disk gets the space back."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:

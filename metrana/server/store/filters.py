@@ -10,7 +10,7 @@ only this module writes SQL text. The tree::
                | {"series": SERIES, "op": "exists"}
     order     := {"attr": PATH, "dir": "asc" | "desc"} | {"series": SERIES, "fn": FN, "dir": ...}
     SERIES    := {"metric": NAME, "scale": SCALE, "labels": {...}, "kind": "standard" | "rl"}
-    OP        := "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not_in" | "exists"
+    OP        := "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not_in" | "exists" | "contains"
     FN        := "last" | "min" | "max" | "mean" | "count"
 
 A series is a standard series (one per run) or an RL metric (a series per environment, and per
@@ -21,7 +21,10 @@ environments of each environment's mean of its last 10 episodes (:data:`RL_LAST_
 the ``ENVIRONMENT_STEP`` scale, of its last 10 episodes' means); ``min``, ``max``, ``mean`` and
 ``count`` are over every point of every environment.
 
-A path is a run attribute (``config/lr``) or one of the run's own fields (:data:`SYS_FIELDS`).
+A path is a run attribute (``config/lr``, ``sys/tags``) or one of the run's own fields
+(:data:`SYS_FIELDS`, and ``sys/status``: running, finished or crashed, :mod:`.liveness`).
+``contains`` asks whether a string set (``sys/tags``) holds a string, or a string attribute
+(``sys/notes``) has it as a part.
 Checked against the project before any SQL runs: an attribute no run has, a series no run has,
 or a value of the wrong type (``<`` a number on a string attribute) is a :class:`QueryError`
 (HTTP 400) naming it — a typo never comes back as an empty table. A run without the attribute
@@ -44,11 +47,11 @@ from ..errors import QueryError
 from ..ingest import labels_key
 from .database import Tx
 
-__all__ = ["FUNCTIONS", "RL_LAST_EPISODES", "RL_SCALES", "SYS_FIELDS", "Compiled", "Compiler",
-           "SeriesName", "after_cursor", "parse_series"]
+__all__ = ["FUNCTIONS", "RL_LAST_EPISODES", "RL_SCALES", "STATUS_PATH", "SYS_FIELDS", "Compiled",
+           "Compiler", "SeriesName", "after_cursor", "parse_series"]
 
 FUNCTIONS = ("last", "min", "max", "mean", "count")
-_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")
+_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists", "contains")
 _ORDERING = ("<", "<=", ">", ">=")
 _NUMERIC = frozenset({"int", "float"})
 MAX_DEPTH = 32
@@ -66,7 +69,8 @@ _FN_SQL = {
     "count": "s.point_count",
 }
 
-# A run's own fields, usable wherever an attribute path is: (SQL, kind).
+# A run's own fields, usable wherever an attribute path is: (SQL, kind). (And sys/status,
+# whose SQL depends on the time of the query: Compiler(status=...).)
 SYS_FIELDS = {
     "sys/name": ("runs.run_name", "string"),
     "sys/experiment": ("runs.experiment", "string"),
@@ -75,6 +79,7 @@ SYS_FIELDS = {
     "sys/duration": ("(COALESCE(runs.closed_ns, (SELECT MAX(s.last_activity_ns) FROM series s "
                      "WHERE s.run_id = runs.id), runs.created_ns) - runs.created_ns)", "int"),
 }
+STATUS_PATH = "sys/status"
 
 # An RL metric's summaries over its series (environments, episodes) of one run.
 _RL_FN_SQL = {
@@ -171,8 +176,14 @@ class Compiler:
     with a message, and to pick numeric or text comparison.
     """
 
-    def __init__(self, tx: Tx, project_id: int, project: str) -> None:
+    def __init__(self, tx: Tx, project_id: int, project: str, *,
+                 status: Compiled | None = None) -> None:
+        """``status``: the SQL of ``sys/status`` at the time of the query (no arguments)."""
         self._tx = tx
+        self._sys = dict(SYS_FIELDS)
+        if status is not None:
+            assert not status.args
+            self._sys[STATUS_PATH] = (status.sql, "string")
         self._project_id = project_id
         self._project = project
         self._kinds: dict[str, frozenset[str]] = {}
@@ -185,17 +196,18 @@ class Compiler:
         """The kinds ``path`` holds across the project's runs; QueryError if none has it."""
         if not isinstance(path, str) or not path:
             raise QueryError(f"an attribute path is a non-empty string, got {path!r:.80}")
-        if path.startswith("sys/"):
-            if path not in SYS_FIELDS:
-                raise QueryError(f"unknown run field {path!r}; the run fields are "
-                                 f"{', '.join(SYS_FIELDS)}")
-            return frozenset({SYS_FIELDS[path][1]})
+        if path in self._sys:
+            return frozenset({self._sys[path][1]})
         kinds = self._kinds.get(path)
         if kinds is None:
             kinds = frozenset(str(row[0]) for row in self._tx.all(
                 "SELECT DISTINCT kind FROM attributes WHERE path = ? AND run_id IN "
                 "(SELECT id FROM runs WHERE project_id = ?)", (path, self._project_id)))
             if not kinds:
+                if path.startswith("sys/"):
+                    raise QueryError(f"unknown run field {path!r}: the run fields are "
+                                     f"{', '.join(self._sys)}, and no run of project "
+                                     f"{self._project} has an attribute {path!r}")
                 raise QueryError(f"unknown attribute {path!r}: no run of project "
                                  f"{self._project} has it (config keys are 'config/<key>')")
             self._kinds[path] = kinds
@@ -256,8 +268,8 @@ class Compiler:
     def _attr_value(self, path: str, kinds: frozenset[str], as_kind: str) -> tuple[str, str]:
         """(SQL of the value, SQL restricting the attribute row) for a comparison as
         ``as_kind`` ("number", "string", "bool" or "json": its stored JSON text)."""
-        if path in SYS_FIELDS:
-            column = SYS_FIELDS[path][0]
+        if path in self._sys:
+            column = self._sys[path][0]
             if as_kind == "string" and self._tx.dialect == "postgresql":
                 column = f"{column} COLLATE \"C\""
             return column, ""
@@ -327,10 +339,12 @@ class Compiler:
     def _attr_condition(self, path: Any, op: str, value: Any) -> Compiled:
         kinds = self.attribute_kinds(path)
         if op == "exists":
-            if path in SYS_FIELDS:
-                return Compiled(f"{SYS_FIELDS[path][0]} IS NOT NULL")
+            if path in self._sys:
+                return Compiled(f"{self._sys[path][0]} IS NOT NULL")
             return Compiled("EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = runs.id AND "
                             "a.path = ?)", (path,))
+        if op == "contains":
+            return self._contains(path, kinds, value)
         values = value if op in ("in", "not_in") else [value]
         if op in ("in", "not_in"):
             if not isinstance(value, list) or not value or len(value) > MAX_IN:
@@ -354,8 +368,8 @@ class Compiler:
         elif value_kind == "string" and op in _ORDERING:
             expr, restrict = self._attr_value(path, kinds, "string")
             args = list(values)
-        elif path in SYS_FIELDS:
-            expr, restrict = SYS_FIELDS[path][0], ""
+        elif path in self._sys:
+            expr, restrict = self._sys[path][0], ""
             args = list(values)
         else:  # equality of strings and booleans: their stored JSON text
             expr, restrict = "a.value", ""
@@ -364,10 +378,31 @@ class Compiler:
             test = f"{expr} {'IN' if op == 'in' else 'NOT IN'} ({', '.join('?' for _ in args)})"
         else:
             test = f"{expr} {'<>' if op == '!=' else '=' if op == '==' else op} ?"
-        if path in SYS_FIELDS:
+        if path in self._sys:
             return Compiled(f"({test})", tuple(args))
         return Compiled(f"EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = runs.id AND "
                         f"a.path = ?{restrict} AND {test})", (path, *args))
+
+    def _contains(self, path: str, kinds: frozenset[str], value: Any) -> Compiled:
+        """A string set holding ``value`` (``sys/tags contains "baseline"``), or a string
+        with ``value`` in it (case-sensitive)."""
+        if not isinstance(value, str) or not value:
+            raise QueryError(f"{path} contains takes a non-empty string, got {value!r:.80}")
+        if path in self._sys or not kinds & {"string_set", "string"}:
+            raise QueryError(f"{path!r} holds {', '.join(sorted(kinds))} values; contains "
+                             "asks a string set (sys/tags) or a string")
+        postgres = self._tx.dialect == "postgresql"
+        if postgres:
+            member = "CAST(a.value AS jsonb) @> CAST(? AS jsonb)"
+            part = f"strpos({self._text('a.value')}, ?) > 0"
+        else:
+            member = "EXISTS (SELECT 1 FROM json_each(a.value) j WHERE j.value = ?)"
+            part = f"instr({self._text('a.value')}, ?) > 0"
+        member_arg = json.dumps([value]) if postgres else value
+        return Compiled(
+            "EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = runs.id AND a.path = ? AND "
+            f"((a.kind = 'string_set' AND {member}) OR (a.kind = 'string' AND {part})))",
+            (path, member_arg, value))
 
     def _series_condition(self, key: SeriesName, fn: Any, op: str, value: Any) -> Compiled:
         if op == "exists":
@@ -401,8 +436,8 @@ class Compiler:
         if "attr" in node:
             path = node["attr"]
             kinds = self.attribute_kinds(path)
-            if path in SYS_FIELDS:
-                expr, _ = self._attr_value(path, kinds, SYS_FIELDS[path][1].replace(
+            if path in self._sys:
+                expr, _ = self._attr_value(path, kinds, self._sys[path][1].replace(
                     "int", "number"))
                 return Compiled(expr), descending
             as_kind = self._sortable_kind(path, kinds)

@@ -40,7 +40,8 @@ __all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_sa
            "project_run_count", "project_runs", "rl_points_series", "rl_series", "run",
            "run_bucket_means", "run_ids", "run_list", "runs_page", "series_activity",
            "series_extent", "series_listing", "series_of_run", "series_of_runs",
-           "standard_points_series", "standard_series_id", "standard_tail_means", "summary_rows"]
+           "standard_points_series", "standard_series_id", "standard_tail_means", "summary_rows",
+           "tags_of"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -61,9 +62,11 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
                   None if row[6] is None else int(row[6]), row[7])
 
 
-def find_run(tx: Tx, workspace: str, project: str, run_name: str) -> RunRow | None:
-    """The run named so, or None: the one lookup of a run by its names (reads and writes)."""
-    row = tx.one(f"{_RUN} WHERE workspace = ? AND project = ? AND run_name = ?",
+def find_run(tx: Tx, workspace: str, project: str, run_name: str, *, lock: str = ""
+             ) -> RunRow | None:
+    """The run named so, or None: the one lookup of a run by its names (reads and writes;
+    ``lock``: a locking clause for a writer)."""
+    row = tx.one(f"{_RUN} WHERE workspace = ? AND project = ? AND run_name = ?{lock}",
                  (workspace, project, run_name))
     return None if row is None else _run_row(row)
 
@@ -487,15 +490,15 @@ def project_run_count(tx: Tx, project_id: int) -> int:
 
 
 def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, descending: bool,
-              cursor: tuple[Any, int] | None, limit: int, offset: int = 0
+              cursor: tuple[Any, int] | None, limit: int, status: Compiled, offset: int = 0
               ) -> list[tuple[Any, ...]]:
     """One page of the project's runs matching ``where``, ordered by ``key`` (nulls last)
     then id, after ``cursor`` (or skipping ``offset`` rows: a table scrolled far down):
-    (id, name, experiment, created, closed, latest series write, sort key)."""
+    (id, name, experiment, created, closed, latest series write, sort key, status)."""
     sql = ("SELECT runs.id, runs.run_name, runs.experiment, runs.created_ns, runs.closed_ns, "
            "(SELECT MAX(s.last_activity_ns) FROM series s WHERE s.run_id = runs.id), "
-           f"{key.sql} AS sort_key FROM runs WHERE runs.project_id = ?")
-    args: list[Any] = [*key.args, project_id]
+           f"{key.sql} AS sort_key, {status.sql} FROM runs WHERE runs.project_id = ?")
+    args: list[Any] = [*key.args, *status.args, project_id]
     if where is not None:
         sql += f" AND {where.sql}"
         args += where.args
@@ -508,6 +511,12 @@ def runs_page(tx: Tx, project_id: int, where: Compiled | None, key: Compiled, de
         sql += " OFFSET ?"
         return tx.all(sql, (*args, limit, offset))
     return tx.all(sql, (*args, limit))
+
+
+def tags_of(tx: Tx, ids: list[int]) -> dict[int, list[str]]:
+    """Each run's tags (its ``sys/tags`` string set), by run id."""
+    return {run_id: values["sys/tags"] for run_id, values
+            in attribute_values(tx, ids, ["sys/tags"]).items()}
 
 
 def count_runs(tx: Tx, project_id: int, where: Compiled | None) -> int:

@@ -7,11 +7,13 @@ points it already stored without reading the whole table. Version 4 keeps an RL 
 10 points and their mean beside its aggregates (``tail_points``, ``tail_mean``): the "mean of
 the last 10 episodes" a project's run table sorts and filters on in SQL; an older database gets
 them computed from its points. Version 5 adds who may do what: API keys (their hashes), the
-dashboard's sign-in sessions, and which keys wrote to each run (:mod:`.keys`). An older
-database is migrated in place, in one transaction, the first time a newer server opens it
-(version 1 exists only on SQLite; PostgreSQL support started at version 2). A database whose
-version is newer than this server knows is refused with a message saying so, and left as it
-was. Version 6 adds histograms and point clouds (:mod:`.values`).
+dashboard's sign-in sessions, and which keys wrote to each run (:mod:`.keys`). Version 6
+adds histograms and point clouds (:mod:`.values`). Version 7 records each writer session of a
+run (:mod:`.liveness`: when it started, was last heard from, and closed) and the names of runs
+deleted or renamed (:mod:`.retired`). An older database is migrated in place, in one
+transaction, the first time a newer server opens it (version 1 exists only on SQLite;
+PostgreSQL support started at version 2). A database whose version is newer than this server
+knows is refused with a message saying so, and left as it was.
 
 Creating or migrating runs in one exclusive transaction (on PostgreSQL it holds an advisory
 lock), so servers starting together on an empty database create it once.
@@ -32,7 +34,7 @@ from .write import Aggregates, SeriesSession, Writer, write_aggregates
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _TYPES = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY", "INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB",
@@ -169,6 +171,28 @@ CREATE TABLE run_writers (
 );
 """
 
+# Version 7: what makes a run running, finished or crashed (one row per writer session, so
+# that several writers of one run each count), and what became of runs that are gone.
+_V7 = """
+CREATE TABLE writer_sessions (
+    run_id {INT} NOT NULL REFERENCES runs (id),
+    session_id {INT} NOT NULL,
+    started_ns {INT} NOT NULL,
+    last_seen_ns {INT} NOT NULL,
+    closed_ns {INT},
+    PRIMARY KEY (run_id, session_id)
+);
+CREATE TABLE retired_runs (
+    workspace TEXT NOT NULL,
+    project TEXT NOT NULL,
+    run_name TEXT NOT NULL,
+    fate TEXT NOT NULL CHECK (fate IN ('deleted', 'renamed')),
+    renamed_to TEXT,
+    at_ns {INT} NOT NULL,
+    PRIMARY KEY (workspace, project, run_name)
+);
+"""
+
 # PostgreSQL: the points (already compressed) out of line and not compressed again; the block
 # statistics (at most 32 blocks of 80 bytes) inline, so a chart reads them with the chunk rows
 # instead of one TOAST lookup per chunk (a 1M-point chart: 2.6 ms instead of 4.8).
@@ -276,21 +300,24 @@ def ensure_schema(db: Database) -> None:
             return
         if version is None:
             steps: list[str | Callable[[Tx], None]] = [_META + _V1_TABLES + _V2_COLUMNS
-                                                       + _V2_TABLES + _V3 + _V4 + _V5 + _VALUES]
+                                                       + _V2_TABLES + _V3 + _V4 + _V5 + _VALUES
+                                                       + _V7]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)
         elif version == 1:
-            steps = [_META + _V2_COLUMNS + _V2_TABLES + _V4, _migrate_v1, _V3, _V5, _VALUES]
+            steps = [_META + _V2_COLUMNS + _V2_TABLES + _V4, _migrate_v1, _V3, _V5, _VALUES, _V7]
         elif version == 2:
-            steps = [_V3, _V4, _rl_tails, _V5, _VALUES]
+            steps = [_V3, _V4, _rl_tails, _V5, _VALUES, _V7]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)  # new rows get it; old rows stay as they are
         elif version == 3:
-            steps = [_V4, _rl_tails, _V5, _VALUES]
+            steps = [_V4, _rl_tails, _V5, _VALUES, _V7]
         elif version == 4:
-            steps = [_V5, _VALUES]
+            steps = [_V5, _VALUES, _V7]
         elif version == 5:
-            steps = [_VALUES]
+            steps = [_VALUES, _V7]
+        elif version == 6:
+            steps = [_V7]
         else:
             raise SchemaError(f"{db.description} has unknown schema version {version}")
         for step in steps:

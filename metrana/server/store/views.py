@@ -22,14 +22,12 @@ from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
 from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
-__all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
+__all__ = ["Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
            "compact_raw", "dumps", "encoded", "group_label", "group_order", "jsonable", "point_dicts",
            "points_page", "project_overview", "run_activity", "run_detail", "run_groups",
-           "run_status", "run_summary", "runs_page", "series_json", "series_label",
+           "run_summary", "runs_page", "series_json", "series_label",
            "series_listing", "spelt", "spelt_buckets", "spelt_column", "summary_columns",
            "summary_value", "tagged", "untagged"]
-
-LIVE_WINDOW_NS = 120 * 10**9  # a run that wrote within this is "live"
 
 
 # ------------------------------------------------------------------- non-finite floats
@@ -125,18 +123,11 @@ def untagged(value: Any) -> Any:
 # ------------------------------------------------------------------------------- runs
 
 
-def run_status(closed_ns: int | None, last_activity: int, now: int) -> str:
-    if closed_ns is not None and closed_ns >= last_activity:
-        return "finished"
-    return "live" if now - last_activity < LIVE_WINDOW_NS else "idle"
-
-
-def run_activity(created_ns: int, closed_ns: int | None, series_activity: int | None, now: int
-                 ) -> dict[str, Any]:
+def run_activity(created_ns: int, series_activity: int | None, status: str) -> dict[str, Any]:
     """A run's ``last_activity_ns`` (its newest series' write, or its creation) and
-    ``status``: the same in every answer about runs."""
-    last = max(int(created_ns), int(series_activity or 0))
-    return {"last_activity_ns": last, "status": run_status(closed_ns, last, now)}
+    ``status`` (:mod:`.liveness`): the same in every answer about runs."""
+    return {"last_activity_ns": max(int(created_ns), int(series_activity or 0)),
+            "status": status}
 
 
 @attrs.frozen
@@ -152,32 +143,32 @@ class RunRow:
     closed_ns: int | None
     aggregation_rules: str  # JSON
 
-    def activity(self, series_activity: int | None, now: int) -> dict[str, Any]:
-        return run_activity(self.created_ns, self.closed_ns, series_activity, now)
+    def activity(self, series_activity: int | None, status: str) -> dict[str, Any]:
+        return run_activity(self.created_ns, series_activity, status)
 
-    def head(self, series_activity: int | None, now: int) -> dict[str, Any]:
+    def head(self, series_activity: int | None, status: str) -> dict[str, Any]:
         """What every answer about a run says first."""
         return {"workspace": self.workspace, "project": self.project, "run": self.name,
                 "experiment": self.experiment, "created_ns": self.created_ns,
-                **self.activity(series_activity, now)}
+                **self.activity(series_activity, status)}
 
 
 def run_summary(run: RunRow, series_activity: int | None, series_count: int,
-                point_count: int, now: int) -> dict[str, Any]:
+                point_count: int, status: str, tags: list[str] | None) -> dict[str, Any]:
     """A run as ``all_runs`` lists it."""
-    return {**run.head(series_activity, now), "series_count": int(series_count),
-            "point_count": int(point_count)}
+    return {**run.head(series_activity, status), "series_count": int(series_count),
+            "point_count": int(point_count), "tags": tags or []}
 
 
 def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
-               series: list[tuple[Any, ...]], now: int,
+               series: list[tuple[Any, ...]], status: str,
                writers: list[tuple[str, int, int]]) -> dict[str, Any]:
     """A run with its aggregation rules, attributes (path, kind, JSON value), series
     (:data:`.read.SERIES_COLUMNS` rows) and writers (key prefix, first and last write)."""
     shown = [series_json(row) for row in series]
     activity = max([0] + [s["last_activity_ns"] for s in shown])
     return {
-        **run.head(activity, now),
+        **run.head(activity, status),
         "aggregation_rules": json.loads(run.aggregation_rules),
         "attributes": {path: {"kind": kind, "value": json.loads(value)}
                        for path, kind, value in attributes},
@@ -187,7 +178,8 @@ def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
     }
 
 
-_SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3}  # in a runs-page row
+_SYS_VALUES = {"sys/name": 1, "sys/experiment": 2, "sys/created": 3,
+               "sys/status": 7}  # in a runs-page row
 
 
 def _duration(created_ns: int, closed_ns: int | None, activity: int | None) -> int:
@@ -225,7 +217,7 @@ def summary_columns(ids: list[int], resolved: list[tuple[Any, str]],
 
 
 def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int, list[Any]],
-              attributes: dict[int, dict[str, Any]], now: int, limit: int,
+              attributes: dict[int, dict[str, Any]], limit: int,
               total: int | None = None, labels: list[str] | None = None,
               columnar: bool = False) -> bytes:
     """A page of ``runs``: each row of :func:`.read.runs_page` with its attribute values
@@ -234,18 +226,18 @@ def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int
     names as shown."""
     more = len(rows) == limit
     if columnar:  # a column per field: what parallel coordinates read for thousands of runs
-        return _runs_columns(rows, paths, summaries, attributes, now, total, labels,
+        return _runs_columns(rows, paths, summaries, attributes, total, labels,
                              [tagged(rows[-1][6]), int(rows[-1][0])] if more else None)
     out = []
     for row in rows:
         run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
         values = attributes.get(run_id, {})
-        shown = run_activity(created_ns, closed_ns, activity, now)
+        shown = run_activity(created_ns, activity, row[7])
         out.append({
             "name": name, "experiment": experiment, "created_ns": int(created_ns), **shown,
             "duration_ns": _duration(created_ns, closed_ns, activity),
             "attributes": [_duration(created_ns, closed_ns, activity) if p == "sys/duration"
-                           else row[_SYS_VALUES[p]] if p.startswith("sys/")
+                           else row[_SYS_VALUES[p]] if p in _SYS_VALUES
                            else tagged(values.get(p)) for p in paths],
             "summaries": summaries.get(run_id, []),
         })
@@ -256,7 +248,7 @@ def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int
 
 def _runs_columns(rows: list[tuple[Any, ...]], paths: list[str],
                   summaries: dict[int, list[Any]], attributes: dict[int, dict[str, Any]],
-                  now: int, total: int | None, labels: list[str] | None, after: Any) -> bytes:
+                  total: int | None, labels: list[str] | None, after: Any) -> bytes:
     """:func:`runs_page` as columns, built column by column (10,000 runs: no dict per run,
     no transposing; the project page's parallel coordinates wait for it)."""
     ids = [row[0] for row in rows]
@@ -275,7 +267,7 @@ def _runs_columns(rows: list[tuple[Any, ...]], paths: list[str],
     per_run = [summaries.get(run_id, [None] * width) for run_id in ids]
     page: dict[str, Any] = {"runs": {
         "name": [row[1] for row in rows],
-        "status": [run_status(row[4], max(int(row[3]), int(row[5] or 0)), now) for row in rows],
+        "status": [row[7] for row in rows],
         "attributes": columns,
         "summaries": [list(c) for c in zip(*per_run, strict=True)] or [[] for _ in range(width)],
     }, "next": after}

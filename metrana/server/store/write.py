@@ -31,17 +31,19 @@ import attrs
 import numpy as np
 
 from ..._wire import json_number
-from ..errors import Conflict, NotFound, Unprocessable
+from ..errors import Conflict, Gone, NotFound, Unprocessable
 from ..ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_update
 from ..point_arrays import PointArrays
 from ..value_ingest import parse_values
 from .chunks import CHUNK_POINTS, Blocks, decode_points, encode_blocks, encode_points
 from .database import Database, Tx
 from .keys import CREATED_BY, record_writer
+from .liveness import heard_from
 from .read import find_project, find_run
+from .retired import gone_message, unretire
 from .values import write_values
 
-__all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer",
+__all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer", "set_attribute",
            "create_run", "update_runs", "write_aggregates"]
 
 MERGE_BELOW = 1024  # a session's last chunk smaller than this takes the next points in
@@ -327,6 +329,7 @@ def create_run(db: Database, request: dict[str, Any], writer: str | None = None)
             (project_id, key.run_name, run.get("experiment"), now, json.dumps(rules)))
         if created is None:
             raise Conflict(f"run {key} already exists")
+        unretire(tx, key.workspace, key.project, key.run_name)
         if writer is not None:
             tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
                    (int(created[0]), CREATED_BY, "string", json.dumps(writer)))
@@ -360,18 +363,27 @@ def update_runs(db: Database, request: dict[str, Any], writer: str | None = None
         # Stable: several values of one path keep their request order (the last wins).
         attributes.sort(key=lambda item: (item[0], str(item[1].get("path", ""))))
         for run_id, attribute in attributes:
-            _set_attribute(tx, run_id, attribute, db.for_update)
+            set_attribute(tx, run_id, attribute, db.for_update)
         for run_id in sorted({run_id for run_id, run in zip(run_ids, runs, strict=True)
                               if run.close}):
             tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
+        heard_from(tx, [(run_id, session, run.close)
+                        for run_id, run in zip(run_ids, runs, strict=True)], now)
         if writer is not None:  # last: a writer's row is locked only until the commit
             record_writer(tx, run_ids, writer, now)
     return stored
 
 
 def _run_id(tx: Tx, key: RunKey) -> int:
-    run = find_run(tx, key.workspace, key.project, key.run_name)
+    """The run's id, its row share-locked on PostgreSQL (a delete or rename waits for this
+    request, and this request for them)."""
+    run = find_run(tx, key.workspace, key.project, key.run_name,
+                   lock=" FOR SHARE OF runs" if tx.dialect == "postgresql" else "")
     if run is None:
+        gone = gone_message(tx, key.workspace, key.project, key.run_name)
+        if gone is not None:
+            raise Gone(f"{gone}: its points are refused (log to another run_name, or init() "
+                       "this one again to start it anew)")
         raise NotFound(f"run {key} does not exist; create it with POST /v1/runs first")
     return run.id
 
@@ -482,7 +494,7 @@ def _write_points(tx: Tx, session_id: int, found: list[tuple[int, IncomingSeries
     return stored
 
 
-def _set_attribute(tx: Tx, run_id: int, attribute: dict[str, Any], for_update: str) -> None:
+def set_attribute(tx: Tx, run_id: int, attribute: dict[str, Any], for_update: str) -> None:
     path = attribute.get("path", "")
     if not path:
         raise Unprocessable("attribute path must not be empty")

@@ -10,13 +10,14 @@
 //   POST /api/query/many_runs_buckets               several runs' series' buckets at once
 //                                                  (compact: raw points without repeats)
 //   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
+//   POST /api/manage/edit_run|rename_run|delete_run   a run's tags and notes, its name, its end
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
 import { csrfHeaders, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
-export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
+export const POLL_QUIET_MS = 5000;  // finished or crashed runs (they may be resumed)
 export const POLL_HIDDEN_MS = 15000; // a tab nobody looks at
 export const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
@@ -77,6 +78,11 @@ export const api = (path, signal, body) => send(path, body === undefined ? {} : 
 export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
 
 export const isAbort = (error) => error?.name === "AbortError";
+
+/** A change to a run (POST /api/manage/<route>, see metrana/server/manage_api.py); a write, so
+ *  it carries the session's CSRF header like every POST of send(). */
+export const manage = (route, [workspace, project, run], fields) =>
+  api(`/api/manage/${route}`, undefined, { workspace, project, run, ...fields });
 
 /** Bucket reads asked for in the same moment go out together, whichever runs they are of: a
  *  page of a hundred charts, twenty runs compared, or a live poll of a hundred series, is one

@@ -82,7 +82,7 @@ export class ChartsView {
 
   pollDelay() {
     if (document.hidden) return POLL_HIDDEN_MS;
-    return this.runs.some((r) => r.detail.status === "live") ? POLL_LIVE_MS : POLL_QUIET_MS;
+    return this.runs.some((r) => r.detail.status === "running") ? POLL_LIVE_MS : POLL_QUIET_MS;
   }
 
   layout() {

@@ -36,7 +36,8 @@ export function setConnection(problem) {
 
 export function statusBadge(status) {
   return el("span", { class: `status ${status}`, title: {
-    live: "written to within the last two minutes", finished: "closed by the client",
-    idle: "neither closed nor written to recently" }[status] }, status);
+    running: "its client is logging (heard from within the server's heartbeat timeout)",
+    finished: "closed by its client",
+    crashed: "its client stopped without closing it (killed, or lost)" }[status] }, status);
 }
 

@@ -4,6 +4,7 @@
 import { ChartsView } from "./charts_view.js";
 import { crumbs, el, statusBadge } from "./dom.js";
 import { fmtAgo, fmtDate, fmtInt } from "./format.js";
+import { dangerButtons, editBox } from "./run_edit.js";
 
 const CONFIG_OPEN_UP_TO = 6;  // config keys; more start collapsed
 
@@ -17,8 +18,12 @@ export class RunPage extends ChartsView {
     const run = this.runs[0].detail;
     const points = run.series.reduce((a, s) => a + s.point_count, 0);
     if (!this.configBox) this.configBox = attributesBox(run.attributes);
+    if (!this.editBox) {  // made once: a poll must not undo what is being typed
+      this.editBox = editBox(run, this.runs[0].id);
+      this.dangerButtons = dangerButtons(run, this.runs[0].id);
+    }
     this.header.replaceChildren(
-      el("h1", {}, run.run, " ", statusBadge(run.status)),
+      el("div", { class: "title" }, el("h1", {}, run.run, " ", statusBadge(run.status)), this.dangerButtons),
       el("div", { class: "meta" },
         el("span", {}, "workspace ", el("b", {}, run.workspace)),
         el("span", {}, "project ", el("b", {}, run.project)),
@@ -27,7 +32,7 @@ export class RunPage extends ChartsView {
         el("span", {}, "last activity ", el("b", {}, fmtAgo(run.last_activity_ns))),
         el("span", {}, el("b", {}, fmtInt(run.series.length)), " series"),
         el("span", {}, el("b", { id: "run-points" }, fmtInt(points)), " points")),
-      this.configBox);
+      this.editBox, this.configBox);
   }
 }
 
@@ -37,7 +42,7 @@ export class RunPage extends ChartsView {
 function attributesBox(attributes) {
   const entries = Object.entries(attributes);
   const config = entries.filter(([path]) => path.startsWith("config/"));
-  const other = entries.filter(([path]) => !path.startsWith("config/"));
+  const other = entries.filter(([path]) => !path.startsWith("config/") && path !== "sys/tags" && path !== "sys/notes");
   const value = (a) => (Array.isArray(a.value) ? a.value.join(", ") : String(a.value));
   const table = (rows, strip) => el("table", { class: "data config" },
     el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", {}, "value"), el("th", {}, "type"))),

@@ -21,13 +21,16 @@ export class RunsView {
     this.table = el("table", { class: "data", id: "runs" },
       el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "run"), el("th", {}, "workspace / project"),
         el("th", {}, "experiment"), el("th", {}, "created"), el("th", {}, "last activity"),
-        el("th", {}, "status"), el("th", { class: "num" }, "series"), el("th", { class: "num" }, "points"))),
+        el("th", {}, "status"), el("th", {}, "tags"), el("th", { class: "num" }, "series"), el("th", { class: "num" }, "points"))),
       this.body);
     this.empty = el("div", { class: "empty", hidden: true },
       el("p", {}, "No runs yet. Log one to this server:"),
       el("pre", {}, `import metrana\n\nmetrana.init(workspace_name="ws", project_name="p", run_name="run-1",\n` +
                     `             ingestion_url="${location.origin}")\nmetrana.log("loss", 0.5)\nmetrana.close()`));
+    const deleted = sessionStorage.getItem("metrana.deleted");  // said once, after a delete
+    sessionStorage.removeItem("metrana.deleted");
     main.replaceChildren(el("h1", {}, "Runs"),
+      deleted ? el("p", { class: "notice", role: "status" }, deleted) : null,
       el("div", { class: "toolbar" }, this.search, this.count, el("span", { class: "grow" }), this.compare),
       this.table, this.empty);
     crumbs(el("span", {}, "runs"));
@@ -50,7 +53,7 @@ export class RunsView {
   render() {
     const terms = this.search.value.toLowerCase().split(/\s+/).filter(Boolean);
     const match = (r) => {
-      const text = [r.workspace, r.project, r.run, r.experiment ?? "", r.status].join("\n").toLowerCase();
+      const text = [r.workspace, r.project, r.run, r.experiment ?? "", r.status, ...(r.tags ?? [])].join("\n").toLowerCase();
       return terms.every((t) => text.includes(t));
     };
     const shown = this.runs.filter(match);
@@ -65,6 +68,7 @@ export class RunsView {
         el("td", { title: fmtDate(r.created_ns) }, fmtDate(r.created_ns)),
         el("td", { title: fmtDate(r.last_activity_ns) }, fmtAgo(r.last_activity_ns)),
         el("td", {}, statusBadge(r.status)),
+        el("td", {}, el("span", { class: "tags" }, (r.tags ?? []).map((t) => el("span", { class: "tag" }, t)))),
         el("td", { class: "num" }, fmtInt(r.series_count)),
         el("td", { class: "num" }, fmtInt(r.point_count)));
     }));
