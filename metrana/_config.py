@@ -94,6 +94,7 @@ class AggregationRule(BaseModel):
         return self
 
     def to_wire(self) -> dict[str, Any]:
+        """The rule as the protocol's JSON (camelCase field names), as ``init()`` sends it."""
         body: dict[str, Any] = {
             "sourceScale": self.source_scale,
             "outputScale": self.output_scale,

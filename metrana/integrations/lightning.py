@@ -159,6 +159,7 @@ class MetranaLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log Lightning's metrics at its step (one value per key and step; see the class)."""
         session = self._target()
         for key, value in metrics.items():
             number = as_number(value)
