@@ -1,4 +1,4 @@
-"""The metrana command: serve, runs, export, import, sync and demo.
+"""The metrana command: serve, runs, export, import, sync, keys and demo.
 
 Every failure a user can cause (a busy port, a wrong run name, a missing API key, a closed
 pipe) is one line on stderr that says what is wrong and what to do, and a non-zero exit status
@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from ._cli_common import (
+    KEY_ADVICE,
     CLIError as _CLIError,
     check_database as _check_database,
     default_db as _default_db,
     is_url as _is_url,
 )
+from ._cli_keys import add_keys_parser, keys_command
 from ._wire import json_number, number_from_json
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ environment:
   METRANA_SERVER_DB       database of serve/runs/export: a SQLite file or a postgresql:// URL
                           (default ~/.metrana/metrana.sqlite3)
   METRANA_DB              the same, when METRANA_SERVER_DB is not set
-  METRANA_API_KEY         API key that runs/export/sync send
-  METRANA_SERVER_API_KEY  API key that serve requires
+  METRANA_API_KEY         API key that runs/export/sync/keys send
+  METRANA_SERVER_API_KEY  serve's own key: an admin key of every workspace
   METRANA_INGESTION_URL   where sync sends (default: the URL each run was logged to)
   METRANA_SPOOL_DIR       spool that sync reads (default ~/.metrana/spool)
 
@@ -65,9 +67,13 @@ share one). Each request is one transaction, so everything the server acknowledg
 Prints: the URL to pass to metrana.init(ingestion_url=...), and the database (never its
 password).
 
-It listens on loopback (127.0.0.1) unless --host says otherwise. To require an API key, set
-METRANA_SERVER_API_KEY in its environment (preferred: a --api-key argument is visible to
-every user of the machine in 'ps'); clients then send it as api_key= or METRANA_API_KEY.
+It listens on loopback (127.0.0.1) unless --host says otherwise. Keys: once 'metrana keys
+create' has made one in its database, every request needs a key (read, write or admin, for
+some workspaces); METRANA_SERVER_API_KEY in its environment is a key of its own, admin of
+every workspace (preferred to --api-key, which every user of the machine sees in 'ps').
+Clients send a key as api_key= or METRANA_API_KEY; the dashboard asks to sign in. Without any
+key it is open to whoever reaches it, so on an address beyond loopback it refuses to start
+unless --allow-anonymous.
 
 It answers requests addressed to localhost, to an IP address, to the name given as --host, or
 to a name given with --allowed-host (repeatable), and refuses others (403): a web page could
@@ -79,8 +85,8 @@ page can write to it.
 _READ_SOURCE_HELP = """\
 Reads: the database --db (a SQLite file or a postgresql:// URL; default $METRANA_SERVER_DB or
 $METRANA_DB, else ~/.metrana/metrana.sqlite3), or a running server's read API with --url.
-A server started with an API key needs it here too: --api-key KEY, or METRANA_API_KEY in
-the environment (preferred: arguments show in 'ps').
+A server with keys needs one here too (a read key shows its workspaces' runs only):
+--api-key KEY, or METRANA_API_KEY in the environment (preferred: arguments show in 'ps').
 """
 
 _RUNS_HELP = "List the stored runs with their series and point counts.\n\n" + _READ_SOURCE_HELP + """\
@@ -171,8 +177,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite database file, or postgresql://USER@HOST/DATABASE (default "
                             "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
     serve.add_argument("--api-key", default=None, metavar="KEY",
-                       help="require 'Authorization: Bearer KEY' on every request; prefer "
+                       help="the server's own key (an admin key of every workspace); prefer "
                             "METRANA_SERVER_API_KEY, which 'ps' does not show")
+    serve.add_argument("--max-auth-failures", type=_positive, default=10, metavar="N",
+                       help="refused keys an address may send per minute before it must wait "
+                            "(HTTP 429; default 10)")
+    serve.add_argument("--allow-anonymous", action="store_true",
+                       help="with --host beyond loopback and no key at all, serve anyway, open "
+                            "to anyone who can reach it (refused otherwise)")
 
     for name, summary, description in (
             ("runs", "list stored runs with series and point counts", _RUNS_HELP),
@@ -233,6 +245,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--api-key", default=None, metavar="KEY",
                          help="API key of a server started with one (default $METRANA_API_KEY)")
 
+    add_keys_parser(sub, _Parser)
+
     sync = sub.add_parser("sync", help="deliver spooled points (offline runs, outages)",
                           description=_SYNC_HELP, formatter_class=raw)
     sync.add_argument("path", nargs="?", default=None, metavar="PATH",
@@ -264,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "sync":
             return _sync(args)
+        if args.command == "keys":
+            return keys_command(args)
         if args.command == "import":
             from ._import.command import run_import
 
@@ -288,6 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metrana {args.command}: interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -348,7 +370,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ._config import is_loopback_host
     from .server.guard import RequestGuard
-    from .server.runner import serve, startup_problem, warn_if_public
+    from .server.runner import serve, startup_problem
+    from .server.throttle import FailureLimiter
 
     try:
         guard = RequestGuard(args.host, args.allowed_host)
@@ -363,7 +386,6 @@ def _serve(args: argparse.Namespace) -> int:
               "METRANA_SERVER_API_KEY=... metrana serve", file=sys.stderr)
     if isinstance(db, Path):
         _check_database(db)
-    warn_if_public(args.host, api_key)
     # A request body parses into ~10 objects a point, all acyclic and freed by reference
     # counting; the default collector thresholds would walk them hundreds of times a request.
     # (Only in the server's own process: the client library never touches the collector.)
@@ -378,6 +400,8 @@ def _serve(args: argparse.Namespace) -> int:
                     port=args.port,
                     api_key=api_key,
                     allowed_hosts=args.allowed_host,
+                    allow_anonymous=args.allow_anonymous,
+                    auth_failures=FailureLimiter(args.max_auth_failures),
                     handle_signals=True,
                     task_status=task_status,
                 )
@@ -387,9 +411,13 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"metrana serve: {_names_accepted(guard, info.url)}", flush=True)
             print(f"metrana serve: database {info.db_path}", flush=True)
             print(f"metrana serve: clients use ingestion_url={info.url}"
-                  + (" and an api_key" if api_key else "")
+                  + (" and an api_key" if info.needs_key else "")
                   + " (the official client metrana>=1.11 too: gRPC on the same port)", flush=True)
-            key = "METRANA_API_KEY=<the key> " if api_key else ""
+            if not info.needs_key:
+                print("metrana serve: no keys, so every request is served ('metrana keys "
+                      "create' makes the first; from then on each request needs one)",
+                      flush=True)
+            key = "METRANA_API_KEY=<the key> " if info.needs_key else ""
             print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
                   "stop with Ctrl-C", flush=True)
 
@@ -456,7 +484,8 @@ class _Reader:
             self.where = f"database {where}"
             self.source = f"--db {_shell(where)}"
         else:
-            self._transport = HttpTransport(self._url, self._api_key, timeout=60)
+            self._transport = HttpTransport(self._url, self._api_key, timeout=60,
+                                            key_advice=KEY_ADVICE)
             self.where = f"the server at {self._url}"
             self.source = f"--url {_shell(self._url)}"
 
@@ -470,11 +499,8 @@ class _Reader:
         except MetranaQueryError as exc:
             if exc.status == 404 and missing_ok and "no query route" not in str(exc):
                 return None
-            if exc.status == 401:
-                what = "refused the API key given" if self._api_key else "needs an API key"
-                raise _CLIError(f"{self._url} {what} (HTTP 401): pass --api-key KEY or set "
-                                "METRANA_API_KEY to the key the server was started with "
-                                "(its METRANA_SERVER_API_KEY or --api-key)") from None
+            if exc.status in (401, 403):  # which key, what to do (._auth_refusal)
+                raise _CLIError(f"{self._url}: {exc}") from None
             if self._url is None:
                 raise _CLIError(str(exc)) from None
             if exc.status is None:  # never answered

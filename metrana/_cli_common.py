@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CLIError", "check_database", "default_db", "is_url"]
+__all__ = ["KEY_ADVICE", "CLIError", "check_database", "default_db", "is_url"]
+
+# How a command of the CLI is given a key, as refusals say it.
+KEY_ADVICE = "--api-key KEY or METRANA_API_KEY (environment variables do not show in 'ps')"
 
 
 class CLIError(Exception):

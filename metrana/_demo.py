@@ -134,8 +134,8 @@ def _reachable(url: str) -> str | None:
         if exc.status is None:
             return f"{exc}; is 'metrana serve' running there?"
         if exc.status == 401:
-            return (f"{url} needs an API key: set METRANA_API_KEY to the key the server was "
-                    "started with")
+            return (f"{url} needs an API key: set METRANA_API_KEY to a write key of the "
+                    "workspace 'demo' (or the server's own key)")
         return f"{url} answered HTTP {exc.status}; is it a metrana server?"
     return None
 

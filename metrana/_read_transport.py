@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from ._auth_refusal import auth_refusal
 from ._exceptions import MetranaError
 
 __all__ = ["BINARY_TYPE", "HttpTransport", "LocalTransport", "MetranaQueryError",
@@ -57,10 +58,11 @@ class HttpTransport:
     """``metrana serve`` over HTTP (sync httpx: a notebook has no event loop to share)."""
 
     def __init__(self, url: str, api_key: str | None, *,
-                 transport: httpx.BaseTransport | None = None, timeout: float = TIMEOUT_S
-                 ) -> None:
+                 transport: httpx.BaseTransport | None = None, timeout: float = TIMEOUT_S,
+                 key_advice: str = "api_key= or METRANA_API_KEY") -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url
+        self._key_advice = key_advice  # how this reader's user passes a key
         self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout,
                                     transport=transport)
 
@@ -75,6 +77,9 @@ class HttpTransport:
             raise MetranaQueryError(f"cannot reach the metrana server at {self.url}: "
                                     f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
+            refused = auth_refusal(response, self._key_advice)  # which key and workspace
+            if refused is not None:
+                raise MetranaQueryError(refused, status=response.status_code)
             raise _error(response.status_code, response.content, self.url)
         if response.headers.get("content-type") == BINARY_TYPE:
             return decode_binary(response.content)

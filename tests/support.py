@@ -14,10 +14,13 @@ from typing import Any
 
 from tests.helpers import wait_until
 
-__all__ = ["STORES", "QuietHandler", "in_background", "plain_http_server", "start_serve",
-           "stop_serve", "writers_held_at"]
+__all__ = ["STORES", "QuietHandler", "in_background", "make_key", "plain_http_server",
+           "start_serve", "stop_serve", "writers_held_at"]
 
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
+# What schema version 5 added (API keys, dashboard sessions, writers), undone: with the meta
+# version set back, a database as an older metrana left it (tests of upgrades).
+UNDO_V5 = ("DROP TABLE run_writers", "DROP TABLE web_sessions", "DROP TABLE api_keys")
 
 
 def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,
@@ -118,3 +121,31 @@ def plain_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def make_key(db: str | Path, role: str, *workspaces: str, expired: bool = False,
+             revoked: bool = False) -> tuple[str, str]:
+    """A key made in the database ``db`` as ``metrana keys create --db`` makes it, without
+    starting a process: the key and its prefix. ``expired``: it expired a second ago."""
+    import time
+
+    from metrana.server.access import OWNER
+    from metrana.server.api_keys import KeyRecord, Role, hash_key, new_key
+    from metrana.server.keys_admin import create_key
+    from metrana.server.store import Store
+
+    store = Store(db)
+    try:
+        if expired:  # no command makes a key out of date: the store keeps what it is given
+            key, prefix = new_key()
+            now = time.time_ns()
+            assert store.add_key(KeyRecord(prefix, hash_key(key), "", Role.named(role),
+                                           workspaces, now - 10**10, now - 10**9, None, None))
+        else:
+            key, record = create_key(store, OWNER, workspaces=list(workspaces), role=role)
+            prefix = record.prefix
+        if revoked:
+            store.revoke_key(prefix)
+    finally:
+        store.close()
+    return key, prefix

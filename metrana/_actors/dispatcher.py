@@ -15,6 +15,7 @@ import attrs
 import httpx
 import trio
 
+from .._auth_refusal import auth_refusal
 from .._delivery import Delivery
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._run_spool import RunSpool
@@ -251,7 +252,9 @@ def encode_parcel(target: RunTarget, parcel: Parcel, headers: dict[Any, str]) ->
 
 
 def refusal_error(count: int, response: httpx.Response, what: str = "points") -> MetranaApiError:
+    refused = auth_refusal(response)  # a key refused or out of its scope: say which
     return MetranaApiError(
+        f"the service refused {count:,} {what}: {refused}" if refused is not None else
         f"the service refused {count:,} {what} with HTTP {response.status_code}: "
         f"{response.text[:500]}",
         status=response.status_code, body=response.text[:2000], points=count,

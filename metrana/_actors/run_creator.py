@@ -17,6 +17,7 @@ import attrs
 import httpx
 import trio
 
+from .._auth_refusal import auth_refusal
 from .._config import is_local_url
 from .._delivery import Delivery
 from .._exceptions import (
@@ -106,6 +107,10 @@ async def create_run(post: Post, spec: RunSpec, session_id: int, *,
             "look like a Metrana ingestion service. Check ingestion_url (the local server is "
             "`metrana serve`, at http://127.0.0.1:8787 by default; give the server's base URL, "
             "without /v1)", status=response.status_code, body=response.text[:2000])
+    refused = auth_refusal(response)
+    if refused is not None:  # a wrong key, or one outside its workspace: say which
+        raise MetranaApiError(f"creating run {spec.name}: {refused}",
+                              status=response.status_code, body=response.text[:2000])
     if not resumed and not is_ok(response.status_code):
         raise MetranaApiError(
             f"creating run {spec.name} failed with HTTP {response.status_code}: "

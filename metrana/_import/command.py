@@ -41,12 +41,14 @@ def _check_extra(source: str) -> None:
 
 
 @contextmanager
-def _destination(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """The server to log to, and how to name it in the summary."""
+def _destination(args: argparse.Namespace) -> Iterator[tuple[str, str, str | None]]:
+    """The server to log to, how to name it in the summary, and the key it takes (the
+    import's own server: its own key; a server of ``--url``: the user's, if any)."""
     from .._cli_common import check_database as _check_database, default_db as _default_db, is_url as _is_url
 
     if args.url:
-        yield args.url.rstrip("/"), args.url
+        yield args.url.rstrip("/"), args.url, args.api_key or os.environ.get(
+            "METRANA_API_KEY") or None
         return
     db = args.db or _default_db()
     if not _is_url(db):
@@ -57,13 +59,13 @@ def _destination(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 
     try:
         server = local_server(db)
-        url = server.__enter__()
+        url, key = server.__enter__()
     except RuntimeError as exc:
         raise _error(str(exc)) from None
     try:
         from ..server.store.database import redact
 
-        yield url, f"database {redact(db) if _is_url(db) else db}"
+        yield url, f"database {redact(db) if _is_url(db) else db}", key
     finally:
         server.__exit__(None, None, None)
 
@@ -89,10 +91,9 @@ def run_import(args: argparse.Namespace) -> int:
         runs = _mlflow_runs(args)
         project = args.project or "mlflow"
     workspace = args.workspace or DEFAULT_WORKSPACE
-    api_key = args.api_key or os.environ.get("METRANA_API_KEY") or None
     reports: list[RunReport] = []
     started = time.perf_counter()
-    with _destination(args) as (url, where):
+    with _destination(args) as (url, where, api_key):
         loader = Loader(Target(url, api_key, workspace, project))
         bars = report.Bars(len(runs))
         pending = None

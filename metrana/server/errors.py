@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "DatabaseError", "NotFound", "QueryError", "SchemaError", "Unavailable",
-           "Unprocessable"]
+__all__ = ["Conflict", "DatabaseError", "Forbidden", "NotFound", "QueryError", "SchemaError",
+           "Throttled", "Unauthenticated", "Unavailable", "Unprocessable"]
 
 
 class NotFound(LookupError):
@@ -36,3 +36,22 @@ class Unavailable(RuntimeError):
     """The database failed this request for a reason that passes (the connection dropped, a
     deadlock or serialization failure was resolved by aborting us): HTTP 503, which clients
     retry. Nothing of the request was stored (its transaction was rolled back)."""
+
+
+class Unauthenticated(Exception):
+    """No key, or one that is unknown, wrong, expired or revoked (HTTP 401, gRPC
+    UNAUTHENTICATED); the message names the key by its prefix, never more."""
+
+
+class Forbidden(Exception):
+    """A known key outside its scope: another workspace, or more than its role allows (HTTP
+    403, gRPC PERMISSION_DENIED); the message names the workspace and the key's prefix."""
+
+
+class Throttled(Exception):
+    """Too many failed authentications from this address (HTTP 429, gRPC
+    RESOURCE_EXHAUSTED): ``retry_after`` seconds until it may try again."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -37,8 +37,17 @@ from google.protobuf import json_format
 from loguru import logger
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 
-from .auth import key_problem
-from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .access import CREATE_RUNS, LOG, Principal
+from .auth import Authenticator
+from .errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+    Unprocessable,
+)
 from .grpc_codec import (
     SERVICE,
     Declarations,
@@ -56,6 +65,7 @@ from .grpc_codec import (
     trailers,
 )
 from .ingest import RunKey
+from .request import client_address, server_port
 from .store import Store
 
 __all__ = ["ORCHESTRATION_PATH", "GrpcIngest"]
@@ -70,11 +80,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class GrpcIngest:
     """The ``IngestService`` over one :class:`Store`; an ASGI callable for gRPC requests."""
 
-    def __init__(self, store: Store, *, limiter: trio.CapacityLimiter, api_key: bytes | None,
+    def __init__(self, store: Store, *, limiter: trio.CapacityLimiter, auth: Authenticator,
                  max_message_bytes: int) -> None:
         self.store = store
         self._limiter = limiter  # shared with HTTP/JSON ingest: one write at a time
-        self._api_key = api_key
+        self._auth = auth  # shared with HTTP/JSON: the same keys, scopes and failure limits
         self._max = max_message_bytes
         self._tokens: dict[bytes, RunKey] = {}
         # Create-or-resume is one decision per run: two processes of one job starting together
@@ -108,16 +118,22 @@ class GrpcIngest:
         try:
             if scope.get("http_version") != "2":
                 raise GrpcError(Status.UNIMPLEMENTED, "gRPC needs HTTP/2")
-            self._authorize(headers)
+            principal = await self._authenticate(scope, headers)
             handler = self._methods().get(method)
             if scope["path"] != f"/{SERVICE}/{method}" or handler is None:
                 raise GrpcError(Status.UNIMPLEMENTED, f"no method {scope['path']} here; this "
                                 f"server implements {SERVICE} of metrana-protobuf 0.7")
             encoding = headers.get(b"grpc-encoding", b"identity").decode("latin-1").strip()
             messages = _messages(receive, FrameReader(self._max, encoding))
-            await handler(messages, partial(_send_message, send))
+            await handler(principal, messages, partial(_send_message, send))
         except GrpcError as exc:
             code, message = exc.code, exc.message
+        except Unauthenticated as exc:
+            code, message = Status.UNAUTHENTICATED, str(exc)
+        except Forbidden as exc:
+            code, message = Status.PERMISSION_DENIED, str(exc)
+        except Throttled as exc:
+            code, message = Status.RESOURCE_EXHAUSTED, str(exc)
         except Unavailable as exc:
             logger.warning("metrana serve: {}", exc)
             code, message = Status.UNAVAILABLE, f"{exc}; nothing of this update was stored, retry"
@@ -135,7 +151,8 @@ class GrpcIngest:
         await send({"type": "http.response.trailers", "headers": trailers(code, message),
                     "more_trailers": False})
 
-    def _methods(self) -> dict[str, Callable[[AsyncIterator[bytes], _Sender], Awaitable[None]]]:
+    def _methods(self) -> dict[str, Callable[[Principal, AsyncIterator[bytes], _Sender],
+                                              Awaitable[None]]]:
         unimplemented = partial(_unimplemented, "agent traces are not stored by metrana serve")
         return {
             "InitializeRunLogging": self._initialize_run_logging,
@@ -147,35 +164,41 @@ class GrpcIngest:
             "UpdateTracesStream": unimplemented,
         }
 
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        reason = key_problem(headers, self._api_key)
-        if reason is not None:
-            raise GrpcError(Status.UNAUTHENTICATED,
-                            f"{reason} API key: give init() the key metrana serve was started with")
+    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Principal:
+        """Who the call speaks for, as an HTTP/JSON request's (``authorization`` metadata)."""
+        address = client_address(scope)
+        principal = self._auth.quick(headers, address)
+        if principal is None:
+            principal = await trio.to_thread.run_sync(self._auth.authenticate, headers, address,
+                                                      server_port(scope))
+        return principal
 
     # ------------------------------------------------------------------ runs
 
-    async def _initialize_run_logging(self, messages: AsyncIterator[bytes], send: _Sender
-                                      ) -> None:
+    async def _initialize_run_logging(self, principal: Principal,
+                                      messages: AsyncIterator[bytes], send: _Sender) -> None:
         request = parse(api_pb2.InitializeRunLoggingRequest, await _one(messages))
+        principal.require_in(CREATE_RUNS, [request.run.workspace])
         if request.run.HasField("fork_point") and request.run.fork_point.parent_run_name:
             raise GrpcError(Status.UNIMPLEMENTED, "forking a run (fork_from_run) is not "
                             "supported by metrana serve")
         async with self._init_lock, self._limiter:
-            responses = await trio.to_thread.run_sync(self._initialize, request)
+            responses = await trio.to_thread.run_sync(self._initialize, request,
+                                                       principal.writer)
         for response in responses:
             await send(response)
 
-    def _initialize(self, request: Any) -> list[Any]:
+    def _initialize(self, request: Any, writer: str | None) -> list[Any]:
         key = _run_key(request.run)
         try:
-            self.store.create_run(_create_request(request))
+            self.store.create_run(_create_request(request), writer)
             created = True
             if request.run.orchestration_identifier:
                 self.store.update_runs({"session_id": 0, "run_updates": [{
                     **_names(key), "attributes": [{"path": ORCHESTRATION_PATH,
                                                    "string_value":
-                                                   request.run.orchestration_identifier}]}]})
+                                                   request.run.orchestration_identifier}]}]},
+                    writer)
         except Conflict:
             created = False
         run = self.store.get_run(key.workspace, key.project, key.run_name)
@@ -184,17 +207,21 @@ class GrpcIngest:
         orchestration = run["attributes"].get(ORCHESTRATION_PATH, {}).get("value", "")
         return init_responses(run, token, created, str(orchestration))
 
-    async def _create_run(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+    async def _create_run(self, principal: Principal, messages: AsyncIterator[bytes],
+                          send: _Sender) -> None:
         request = parse(api_pb2.CreateRunRequest, await _one(messages))
         _run_key(request.run)
+        principal.require_in(CREATE_RUNS, [request.run.workspace])
         try:
             async with self._limiter:
-                await trio.to_thread.run_sync(self.store.create_run, _create_request(request))
+                await trio.to_thread.run_sync(self.store.create_run, _create_request(request),
+                                              principal.writer)
         except Conflict as exc:
             raise GrpcError(ALREADY_EXISTS, str(exc)) from None
         await send(api_pb2.CreateRunResponse(operation_id=str(uuid.uuid4())))
 
-    async def _check_op_statuses(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+    async def _check_op_statuses(self, principal: Principal, messages: AsyncIterator[bytes],
+                                 send: _Sender) -> None:
         request = parse(api_pb2.CheckOpStatusesRequest, await _one(messages))
         # Every operation id we hand out is acknowledged only once it is committed.
         await send(api_pb2.CheckOpStatusesResponse(
@@ -215,7 +242,8 @@ class GrpcIngest:
 
     # ------------------------------------------------------------------ updates
 
-    async def _update_run_stream(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+    async def _update_run_stream(self, principal: Principal, messages: AsyncIterator[bytes],
+                                 send: _Sender) -> None:
         declarations = Declarations()
         run: RunKey | None = None
         token = b""
@@ -228,25 +256,28 @@ class GrpcIngest:
                                     "the stream's first message must carry run_id")
                 token = request.run_id
                 run = await trio.to_thread.run_sync(self._resolve, token)
+                principal.require_in(LOG, [run.workspace])
                 rl_base = RlBase(_StoredRl(self.store, run))
             assert rl_base is not None
             unsupported = Unsupported()
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, run, request, declarations,
-                                              rl_base, unsupported)
+                                              rl_base, unsupported, principal.writer)
             if unsupported.parts:
                 raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
             await send(api_pb2.UpdateRunResponse(operation_id=str(uuid.uuid4())))
 
     def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
-                      rl_base: RlBase, unsupported: Unsupported) -> None:
+                      rl_base: RlBase, unsupported: Unsupported, writer: str | None) -> None:
         update = convert_update(run, request, declarations, rl_base, unsupported)
         part = update["run_updates"][0]
         if part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part:
-            self.store.update_runs(update)
+            self.store.update_runs(update, writer)
 
-    async def _update_runs(self, messages: AsyncIterator[bytes], send: _Sender) -> None:
+    async def _update_runs(self, principal: Principal, messages: AsyncIterator[bytes],
+                           send: _Sender) -> None:
         request = parse(api_pb2.UpdateRunsRequest, await _one(messages))
+        principal.require_in(LOG, [update.workspace for update in request.run_updates])
         unsupported = Unsupported()
         for update in request.run_updates:
             if update.series or update.rl_series:
@@ -259,7 +290,8 @@ class GrpcIngest:
             shim = _StreamingShape(update, request.logger_session_id)
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, key, shim, Declarations(),
-                                              RlBase(_StoredRl(self.store, key)), unsupported)
+                                              RlBase(_StoredRl(self.store, key)), unsupported,
+                                              principal.writer)
         if unsupported.parts:
             raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
         await send(api_pb2.UpdateRunsResponse(operation_id=str(uuid.uuid4())))
@@ -361,5 +393,6 @@ async def _send_message(send: Send, message: Any) -> None:
     await send({"type": "http.response.body", "body": frame(message), "more_body": True})
 
 
-async def _unimplemented(reason: str, messages: AsyncIterator[bytes], send: _Sender) -> None:
+async def _unimplemented(reason: str, principal: Principal, messages: AsyncIterator[bytes],
+                         send: _Sender) -> None:
     raise GrpcError(Status.UNIMPLEMENTED, reason)

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["WRITE_CONTENT_TYPES", "Refusal", "RequestGuard", "host_name", "machine_name"]
+__all__ = ["SAFE_METHODS", "WRITE_CONTENT_TYPES", "Refusal", "RequestGuard", "host_name", "machine_name"]
 
 # Media types a write may carry: what metrana's clients send (JSON, sometimes gzip-encoded: the
 # encoding is a separate header) and gRPC's. None is a CORS-safelisted type, so a web page can

@@ -10,7 +10,8 @@ asking a server.
 
 Routes (every run-level route takes ``workspace``, ``project``, ``run``):
 
-- ``all_runs``: every run of every project, newest first, with series and point counts;
+- ``all_runs``: every run of every project (of ``workspaces``, when given), newest first, with
+  series and point counts;
 - ``run``: one run with its attributes and series (ids, identity, extent, last point);
 - ``changed_series``: the run's status and its series written after ``since_ns`` (the
   dashboard's live cursor);
@@ -43,6 +44,11 @@ and a body, and nothing else differs.
 
 Bad requests raise :class:`.errors.QueryError` (HTTP 400), unknown projects, runs and series
 ids :class:`.errors.NotFound` (404).
+
+Who may ask (:mod:`.access`): every route needs role ``read`` in the ``workspace`` its body
+names (:data:`~.access.READ_RUNS`), checked by :func:`answer` before the route runs, so a route
+added to :data:`ROUTES` is covered as it is; a route without a workspace is declared in
+:data:`NEEDS` (``all_runs``: a listing, answered with the caller's workspaces only).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from .access import LIST_RUNS, OWNER, READ_RUNS, Need, Principal
 from .errors import NotFound, QueryError
 from .filter_text import parse_filter
 from .ingest import INT64_MAX
@@ -58,8 +65,8 @@ from .store import Binary, SeriesSpec, Store
 from .store.filters import FUNCTIONS, SeriesName, parse_series
 from .store.views import dumps, untagged
 
-__all__ = ["MAX_BATCH", "MAX_BUCKETS", "MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "ROUTES", "Binary",
-           "QueryError", "alias", "answer", "parse_series_specs"]
+__all__ = ["MAX_BATCH", "MAX_BUCKETS", "MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "NEEDS", "ROUTES",
+           "Binary", "QueryError", "alias", "answer", "need_of", "parse_series_specs"]
 
 MAX_PAGE_RUNS = 1000
 MAX_COLUMN_RUNS = 20_000  # runs in one columnar answer (parallel coordinates)
@@ -74,13 +81,25 @@ INT64_MIN = -INT64_MAX - 1
 Route = Callable[[Store, dict[str, Any]], Any]
 
 
-def answer(store: Store, name: str, body: Any) -> bytes | Binary:
-    """The answer to ``POST /api/query/<name>``: JSON (encoded), or :class:`Binary`."""
+def answer(store: Store, name: str, body: Any, principal: Principal = OWNER
+           ) -> bytes | Binary:
+    """The answer to ``POST /api/query/<name>`` for ``principal`` (default: the database
+    opened in this process, which may read everything): JSON (encoded), or :class:`Binary`.
+
+    Raises:
+        Forbidden: the principal may not read the workspace the body names.
+    """
     if not isinstance(body, dict):
         raise QueryError("the body is a JSON object")
     route = ROUTES.get(name)
     if route is None:
         raise NotFound(f"no query route {name!r}; one of {', '.join(ROUTES)}")
+    need = need_of(name)
+    principal.require(need, body)
+    visible = principal.visible()
+    if need.workspaces is None and visible is not None:  # a listing: the caller's part only
+        asked = _optional(body, "workspaces", list, "a list of workspace names")
+        body = {**body, "workspaces": sorted(visible & set(asked) if asked else visible)}
     result = route(store, body)
     return result if isinstance(result, (bytes, Binary)) else dumps(result)
 
@@ -134,7 +153,10 @@ def _optional(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
 
 
 def _all_runs(store: Store, body: dict[str, Any]) -> Any:
-    return {"runs": store.list_runs()}
+    workspaces = _optional(body, "workspaces", list, "a list of workspace names, or null")
+    if workspaces is not None and not all(isinstance(w, str) for w in workspaces):
+        raise QueryError("'workspaces' is a list of workspace names, or null")
+    return {"runs": store.list_runs(None if workspaces is None else frozenset(workspaces))}
 
 
 def _run(store: Store, body: dict[str, Any]) -> Any:
@@ -321,6 +343,15 @@ def _points(store: Store, body: dict[str, Any]) -> Any:
             (run, name.metric, item.get("scale")) for (run, name), item in zip(named, items,
                                                                                 strict=True)])
     return store.query_points(workspace, project, **common, standard=named)
+
+
+# What each route needs, when it is not READ_RUNS (role read in the body's workspace).
+NEEDS: dict[str, Need] = {"all_runs": LIST_RUNS}
+
+
+def need_of(name: str) -> Need:
+    """What route ``name`` needs of its caller (:mod:`.access`)."""
+    return NEEDS.get(name, READ_RUNS)
 
 
 ROUTES: dict[str, Route] = {

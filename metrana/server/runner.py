@@ -27,17 +27,23 @@ from .errors import DatabaseError, SchemaError
 from .guard import RequestGuard
 from .store import Store
 from .store.database import sqlite_file_problem
+from .throttle import FailureLimiter
 
-__all__ = ["DEFAULT_DB_PATH", "ServerInfo", "background_server", "database_problem", "serve",
-           "startup_problem", "warn_if_public"]
+__all__ = ["DEFAULT_DB_PATH", "OpenToOthers", "ServerInfo", "background_server",
+           "database_problem", "serve", "startup_problem"]
 
 DEFAULT_DB_PATH = Path.home() / ".metrana" / "metrana.sqlite3"
+
+
+class OpenToOthers(RuntimeError):
+    """``--host`` reaches other machines, and the server has no key to ask them for."""
 
 
 @attrs.frozen
 class ServerInfo:
     url: str
     db_path: Path | str  # a SQLite file, or the PostgreSQL URL without its password
+    needs_key: bool = False  # it had a key when it started (its own, or in its database)
 
 
 async def serve(
@@ -47,6 +53,8 @@ async def serve(
     port: int = 8787,
     api_key: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    allow_anonymous: bool = False,
+    auth_failures: FailureLimiter | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
@@ -55,17 +63,29 @@ async def serve(
 
     ``db_path``: a SQLite file, or a ``postgresql://`` URL. Requests are served when their
     ``Host`` is ``localhost``, an IP address, ``host`` or one of ``allowed_hosts`` (see
-    :mod:`metrana.server.guard`).
+    :mod:`metrana.server.guard`). ``api_key``: the server's own key (an admin key of every
+    workspace); the keys of ``metrana keys create`` are in the database. Without either, the
+    server is open to whoever reaches it: on a ``host`` other than loopback only with
+    ``allow_anonymous``. ``auth_failures``: how many failed authentications an address may
+    make in a window (default 10 a minute).
 
     Raises:
         ValueError: an allowed host that is not a host name (before anything starts).
+        OpenToOthers: ``host`` is not loopback, the server has no key, and
+            ``allow_anonymous`` is false.
     """
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
     guard = RequestGuard(host, allowed_hosts)
     store = Store(db_path)
-    app = IngestApp(store, api_key=api_key, max_body_bytes=max_body_bytes, guard=guard)
+    try:
+        _check_open(host, api_key, allow_anonymous, store)
+    except BaseException:
+        store.close()
+        raise
+    app = IngestApp(store, api_key=api_key, max_body_bytes=max_body_bytes, guard=guard,
+                    auth_failures=auth_failures)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.loglevel = "WARNING"
@@ -88,7 +108,8 @@ async def serve(
             binds = await nursery.start(
                 partial(hypercorn_serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
             )
-            task_status.started(ServerInfo(url=binds[0], db_path=store.path or store.location))
+            task_status.started(ServerInfo(url=binds[0], db_path=store.path or store.location,
+                                           needs_key=not app.auth.is_open()))
             await shutdown.wait()
             # Let hypercorn finish in-flight requests (each is one committed transaction).
             nursery.cancel_scope.deadline = trio.current_time() + 10
@@ -99,7 +120,7 @@ async def serve(
 @contextmanager
 def background_server(
     db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-    allowed_hosts: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (), auth_failures: FailureLimiter | None = None,
 ) -> Iterator[ServerInfo]:
     """Run a server on its own thread for the duration of the ``with`` block."""
     started = threading.Event()
@@ -121,6 +142,7 @@ def background_server(
                             port=port,
                             api_key=api_key,
                             allowed_hosts=allowed_hosts,
+                            auth_failures=auth_failures,
                             task_status=task_status,
                         )
                     )
@@ -147,14 +169,26 @@ def background_server(
         thread.join(timeout=30)
 
 
-def warn_if_public(host: str, api_key: str | None) -> None:
-    if not is_loopback_host(host) and not api_key:
-        print(
-            f"WARNING: listening on {host}, which is reachable from other machines, without "
-            "--api-key: anyone who can reach it can write to and read this database. Set "
-            "METRANA_SERVER_API_KEY to require a key.",
-            file=sys.stderr,
-        )
+def _check_open(host: str, api_key: str | None, allow_anonymous: bool, store: Store) -> None:
+    """Refuse to serve other machines without a key (or warn, when told to anyway)."""
+    if is_loopback_host(host) or api_key or store.any_key():
+        return
+    if not allow_anonymous:
+        raise OpenToOthers(
+            f"refusing to listen on {host}, which other machines can reach, without an API key: "
+            "anyone who reaches it could read and write every run. Make an admin key first "
+            f"(metrana keys create --db {_shell(str(store.location))} --workspace '*' --role "
+            "admin; then keys of their workspaces for the others), or set "
+            "METRANA_SERVER_API_KEY; to serve it open anyway, add --allow-anonymous")
+    print(f"WARNING: listening on {host}, which is reachable from other machines, without an "
+          "API key (--allow-anonymous): anyone who can reach it can write to and read this "
+          "database. Make keys with 'metrana keys create' to require them.", file=sys.stderr)
+
+
+def _shell(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)
 
 
 # ------------------------------------------------------------------------- diagnostics
@@ -185,7 +219,7 @@ def startup_problem(exc: BaseException, host: str, port: int, db: str | Path) ->
     for leaf in _leaves(exc):
         if isinstance(leaf, KeyboardInterrupt):
             return "interrupted before it started"
-        if isinstance(leaf, (DatabaseError, SchemaError)):
+        if isinstance(leaf, (DatabaseError, SchemaError, OpenToOthers)):
             return str(leaf)
         if isinstance(leaf, socket.gaierror):
             return (f"cannot listen on {host!r}: no such address ({leaf.strerror}); use "

@@ -1,9 +1,9 @@
 """The dashboard's files: ``static/`` (the page, its ES modules and stylesheet, and uPlot,
 vendored), served at ``/`` and ``/static/...``.
 
-They are served without the API key: they hold nothing but code. Everything the page shows
-comes from the read API (:mod:`.read_api`), which requires the key when the server has one
-(the page asks for it once and keeps it in the tab's ``sessionStorage``).
+They are served without a key: they hold nothing but code. Everything the page shows comes
+from the read API (:mod:`.read_api`), which requires a key when the server has any (the page
+signs in once per browser session: :mod:`.sessions`).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ async def test_a_refusal_when_the_run_is_finally_created_stops_the_engine_and_ke
     assert service.point_updates() == []
     (line,) = [m for m in loguru_messages if "closed run" in m]
     assert "5 points logged after the run could not be logged to were discarded (creating " \
-        "run ws/proj/run failed with HTTP 401" in line
+        "run ws/proj/run: the server needs an API key (HTTP 401)" in line
     assert "close_timeout" not in line, line
     assert "20 points wait in " in line
 

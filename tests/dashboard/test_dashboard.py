@@ -278,19 +278,22 @@ def test_million_point_series_page_is_ready_and_zooms(live_server: ServerInfo,
 
 
 def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -> None:
+    """The server's own key (METRANA_SERVER_API_KEY) signs in too; a refused key says so and
+    asks again; once signed in, navigating never asks again and the key is nowhere."""
     key = "s3cret-dashboard-key"
     with background_server(tmp_path / "auth.sqlite3", api_key=key) as info:
         with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="keyed",
                              ingestion_url=info.url, api_key=key) as session:
             session.log("loss", 1.0)
         page.goto(info.url + "/")
-        dialog = page.locator("dialog")
+        dialog = page.locator("dialog#sign-in")
         dialog.get_by_label("API key").fill("wrong")
-        dialog.get_by_role("button", name="Continue").click()
+        dialog.get_by_role("button", name="Sign in").click()
         expect(dialog).to_contain_text("That key was refused")
         dialog.get_by_label("API key").fill(key)
-        dialog.get_by_role("button", name="Continue").click()
+        dialog.get_by_role("button", name="Sign in").click()
         expect(page.locator('#runs tr[data-run="keyed"]')).to_contain_text("1")
+        expect(page.locator("#who")).to_contain_text("the server's key")
         # Navigating on does not ask again; the key is in no URL and not in the page.
         page.locator('#runs a', has_text="keyed").click()
         # The run page's own chart (the runs page sets data-ready too: not a signal here).

@@ -115,6 +115,29 @@ def test_a_restarted_job_keeps_what_it_wrote_later(tmp_path: Path) -> None:
                                            5: 105.0, 6: 106.0, 7: 107.0}
 
 
+def test_an_import_into_a_database_with_keys_needs_none(tmp_path: Path) -> None:
+    """``--db`` of a database that has keys: the import's own server lets the importer in
+    (whoever can open the database may write to it), and records its runs as ``server-key``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from metrana.server.store import Store
+    from tests.support import make_key
+
+    with SummaryWriter(str(tmp_path / "logs" / "keyed")) as writer:
+        for step in range(3):
+            writer.add_scalar("loss", float(step), step)
+    db = str(tmp_path / "db.sqlite3")
+    make_key(db, "read", "elsewhere")
+    assert main(["import", "tensorboard", str(tmp_path / "logs"), "--db", db]) == 0
+    store = Store(db)
+    try:
+        run = store.get_run("imported", "logs", "keyed")
+    finally:
+        store.close()
+    assert run["attributes"]["created_by"]["value"] == "server-key"
+    assert sum(s["point_count"] for s in run["series"]) == 3
+
+
 def test_an_interrupted_import_completes_when_run_again(tb_logdir: Path, tmp_path: Path) -> None:
     """Killed (SIGKILL) in the middle, then run again: every point stored exactly once."""
     proc, url = start_serve(tmp_path / "db.sqlite3")

@@ -81,7 +81,8 @@ def test_api_key_is_sent_and_never_shown(tmp_path: Path) -> None:
                 client.fetch_runs(filter=AttrFilter("config/nope") < 1)
             assert key not in str(refused.value)
         with QueryClient("w", "p", url=info.url, api_key="wrong") as client, \
-                pytest.raises(MetranaQueryError, match="HTTP 401: invalid API key") as wrong:
+                pytest.raises(MetranaQueryError, match=r"refused the API key given \(HTTP 401\): "
+                                                      "invalid API key") as wrong:
             client.fetch_runs()
         assert "wrong" not in str(wrong.value) and wrong.value.status == 401
 

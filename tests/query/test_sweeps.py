@@ -14,6 +14,7 @@ import pytest
 
 from metrana.query import QueryClient, QueryRequestError, SeriesFilter, SeriesSummary
 from metrana.server.store import Store
+from tests.support import UNDO_V5
 from tests.sweep import SweepRun, bucket_means, write_sweep
 
 WS, PROJECT = "lab", "sweep"
@@ -243,7 +244,7 @@ def test_a_version_3_database_gets_its_rl_tails(db_target: str) -> None:
     """Opening a version-3 database computes every RL series' last points (schema 4)."""
     runs = write_sweep(db_target, WS, PROJECT, lrs=(1e-3,), algos=("ppo",), seeds=2, points=5,
                        envs=2, episodes=15)
-    statements = ["ALTER TABLE series DROP COLUMN tail_points",
+    statements = [*UNDO_V5, "ALTER TABLE series DROP COLUMN tail_points",
                   "ALTER TABLE series DROP COLUMN tail_mean",
                   "UPDATE meta SET value = '3' WHERE key = 'schema_version'"]
     if db_target.startswith("postgresql"):

@@ -285,7 +285,7 @@ def test_runs_and_export_against_a_server_with_a_key_say_how_to_pass_it(tmp_path
             assert "needs an API key (HTTP 401)" in message
             assert "--api-key" in message and "METRANA_API_KEY" in message
         wrong = metrana("runs", "--url", url, "--api-key", "wrong-key-1")
-        assert "refused the API key" in one_line(wrong.stderr)
+        assert "refused the API key given (HTTP 401)" in one_line(wrong.stderr)
         assert "wrong-key-1" not in wrong.stderr
         with_flag = metrana("runs", "--url", url, "--api-key", "s3cret-key-77")
         assert with_flag.returncode == 0 and "ws/p/r" in with_flag.stdout
@@ -298,18 +298,30 @@ def test_runs_and_export_against_a_server_with_a_key_say_how_to_pass_it(tmp_path
         proc.communicate(timeout=30)
 
 
-def test_public_bind_without_api_key_warns(tmp_path: Path) -> None:
-    """Listening beyond loopback without --api-key prints a warning."""
-    proc = subprocess.Popen(
-        metrana_command("serve", "--host", "0.0.0.0", "--port", "0", "--db",
-                        str(tmp_path / "w.db")),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        assert "without --api-key" in proc.stderr.readline()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+def test_public_bind_without_any_key_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """Listening beyond loopback with no key at all is refused, in one line that says how to
+    make the first key; --allow-anonymous serves anyway, with a warning; a key made in the
+    database (no server needed) lets it start."""
+    db = str(tmp_path / "w.db")
+    refused = metrana("serve", "--host", "0.0.0.0", "--port", "0", "--db", db)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert "refusing to listen on 0.0.0.0" in line and "--allow-anonymous" in line
+    assert f"metrana keys create --db {db} --workspace '*' --role admin" in line
+    for extra, warning in ((["--allow-anonymous"], True), ([], False)):
+        if not warning:
+            assert metrana("keys", "create", "--db", db, "--workspace", "*", "--role",
+                           "admin").returncode == 0
+        proc = subprocess.Popen(
+            metrana_command("serve", "--host", "0.0.0.0", "--port", "0", "--db", db, *extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            assert "listening on" in proc.stdout.readline()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        assert ("reachable from other machines, without an API key" in err) is warning
 
 
 def test_demo_keeps_its_database_and_its_next_commands_work(tmp_path: Path) -> None:

@@ -234,3 +234,28 @@ def test_a_server_with_an_api_key_refuses_the_official_client_without_it(
             assert "invalid API key" in result.stderr
     finally:
         stop_serve(proc)
+
+
+def test_the_official_client_with_scoped_keys(tmp_path: Path) -> None:
+    """A key of the database works for the official client as for ours: a write key of the
+    run's workspace logs (and is recorded as its writer); a read key is refused at init()
+    with PERMISSION_DENIED naming the workspace and the key's prefix."""
+    from tests.support import make_key
+
+    db = tmp_path / "db.sqlite3"
+    writer, writer_prefix = make_key(db, "write", "ws")
+    reader, reader_prefix = make_key(db, "read", "ws")
+    proc, url = start_serve(db)
+    try:
+        script = "init(api_key=sys.argv[3])\nmetrana.log('x', 1.0)\nmetrana.close()\nprint('ok')"
+        assert "ok" in ran(run_official(script, url, "scoped", writer, cwd=tmp_path))
+        refused = run_official(script, url, "refused", reader, cwd=tmp_path)
+        assert refused.returncode != 0
+        assert f"API key mk_{reader_prefix}_… may not create runs in workspace 'ws'" \
+            in refused.stderr
+        assert reader not in refused.stderr + refused.stdout
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {writer}"}) as http:
+            run = http.get("/api/runs/ws/proj/scoped").json()
+        assert [w["key"] for w in run["writers"]] == [writer_prefix]
+    finally:
+        stop_serve(proc)

@@ -20,7 +20,7 @@ import pytest
 from metrana.server.errors import Conflict, NotFound, SchemaError, Unprocessable
 from metrana.server.store import Store
 from metrana.server.store.schema import SCHEMA_VERSION
-from tests.support import in_background, writers_held_at
+from tests.support import UNDO_V5, in_background, writers_held_at
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "server-schema-v1.sqlite3"
 RELATIVE, ABSOLUTE = 1, 2
@@ -495,6 +495,24 @@ def test_a_newer_schema_is_refused_with_a_clear_message_and_left_unchanged(
     assert _snapshot(db_target) == before
 
 
+def test_a_version_4_database_gains_the_key_tables(db_target: str) -> None:
+    """A database of schema version 4 (before API keys) gets the keys, sessions and writers
+    tables on opening; its runs are untouched, and keys and writers then work."""
+    store = Store(db_target)
+    create(store)
+    store.update_runs(update("run", 1, std("loss", list(range(100)))))
+    store.close()
+    _execute(db_target, *UNDO_V5, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    store = Store(db_target)
+    try:
+        assert steps(store, "loss") == [(s, 0) for s in range(100)]
+        assert not store.any_key()
+        store.update_runs(update("run", 1, std("loss", [100])), "1a2b3c4d")
+        assert [w["key"] for w in store.get_run("ws", "proj", "run")["writers"]] == ["1a2b3c4d"]
+    finally:
+        store.close()
+
+
 def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) -> None:
     """A database of schema version 2 (before chunks were indexed by session) gets the index
     and the version on opening; its data is untouched and retries find stored points."""
@@ -502,8 +520,8 @@ def test_a_version_2_database_is_brought_to_the_current_version(db_target: str) 
     create(store)
     store.update_runs(update("run", 1, std("loss", list(range(5000)))))
     store.close()
-    _execute(db_target, "DROP INDEX chunks_by_session", "ALTER TABLE series DROP COLUMN tail_points",
-             "ALTER TABLE series DROP COLUMN tail_mean",
+    _execute(db_target, "DROP INDEX chunks_by_session", *UNDO_V5,
+             "ALTER TABLE series DROP COLUMN tail_points", "ALTER TABLE series DROP COLUMN tail_mean",
              "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     store = Store(db_target)
     try:

@@ -14,7 +14,8 @@
 //   js/chart.js          one chart (uPlot): envelopes, band, legend, zoom, live updates
 //   js/source.js         one line of a chart and where its buckets come from
 //   js/columns.js        bucket columns: made drawable, joined, compacted, smoothed
-//   js/api.js            reading from the server: the API key, batching, polling intervals
+//   js/api.js            reading from the server: batching, polling intervals, sign-in on 401
+//   js/session.js        signing in with a key (a session cookie), signing out, CSRF headers
 //   js/dom.js            building elements (text only as text: no innerHTML), links, status
 //   js/format.js         numbers, times and labels as shown
 //   js/settings.js       the chart settings, kept in localStorage
@@ -25,6 +26,7 @@ import { setConnection } from "./js/dom.js";
 import { ProjectPage } from "./js/project_page.js";
 import { RunPage } from "./js/run_page.js";
 import { RunsView } from "./js/runs_page.js";
+import { refreshSession } from "./js/session.js";
 
 let view = null;
 
@@ -66,3 +68,4 @@ function route() {
 
 window.addEventListener("hashchange", route);
 route();
+refreshSession();  // who is signed in (the header's sign-out button); no wait for it

@@ -21,7 +21,8 @@ The package, by job:
 - :mod:`.read`: every query the server answers; :mod:`.filters` compiles a query's filters
   and orderings into SQL; :mod:`.chunks` and :mod:`.buckets` are how points are stored and
   reduced for charts;
-- :mod:`.views`: rows to JSON (and raw columns), with one spelling of NaN and ±inf.
+- :mod:`.views`: rows to JSON (and raw columns), with one spelling of NaN and ±inf;
+- :mod:`.keys`: API keys (hashes only), the dashboard's sessions, and each run's writers.
 
 :class:`Store` is their face: each method is one transaction.
 """
@@ -33,8 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..api_keys import KeyRecord
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
-from . import read, views, write
+from . import keys, read, views, write
 from .database import Database, Tx, open_database
 from .filters import Compiler, SeriesName
 from .groups import BAND_KINDS
@@ -73,21 +75,24 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def create_run(self, request: dict[str, Any]) -> None:
-        """Store a CreateRunRequest; raises Conflict if the run exists."""
-        write.create_run(self.db, request)
+    def create_run(self, request: dict[str, Any], writer: str | None = None) -> None:
+        """Store a CreateRunRequest; raises Conflict if the run exists. ``writer``: the
+        prefix of the key that sent it (the run's ``created_by``), None without keys."""
+        write.create_run(self.db, request, writer)
 
-    def update_runs(self, request: dict[str, Any]) -> int:
-        """Store an UpdateRunsRequest in one transaction; returns the points newly stored."""
-        return write.update_runs(self.db, request)
+    def update_runs(self, request: dict[str, Any], writer: str | None = None) -> int:
+        """Store an UpdateRunsRequest in one transaction; returns the points newly stored.
+        ``writer``: the prefix of the key that sent it, added to each run's writers."""
+        return write.update_runs(self.db, request, writer)
 
     # ------------------------------------------------------------------- runs
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        """Every run, newest first, with its series and point counts and its status."""
+    def list_runs(self, workspaces: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """Every run (of ``workspaces``, when given), newest first, with its series and point
+        counts and its status."""
         now = time.time_ns()
         with self.db.read() as tx:
-            rows = read.run_list(tx)
+            rows = read.run_list(tx, workspaces)
         return [views.run_summary(run, activity, series, points, now)
                 for run, activity, series, points in rows]
 
@@ -98,7 +103,8 @@ class Store:
             run = read.run(tx, workspace, project, run_name)
             attributes = read.attributes_of(tx, run.id)
             series = read.series_of_run(tx, run.id)
-        return views.run_detail(run, attributes, series, now)
+            writers = keys.writers_of(tx, run.id)
+        return views.run_detail(run, attributes, series, now, writers)
 
     def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
                        ) -> dict[str, Any]:
@@ -345,6 +351,62 @@ class Store:
         return views.run_groups(name, group_by, keys, [run_name for _, run_name in used],
                                 buckets, lo, hi, n, BAND_KINDS[band], matched=total,
                                 truncated=truncated, per_run=per_run)
+
+    # --------------------------------------------------------- keys and sessions
+
+    def add_key(self, key: KeyRecord) -> bool:
+        """Store a new key (its hash); False when its prefix is taken."""
+        with self.db.write() as tx:
+            return keys.add_key(tx, key)
+
+    def find_key(self, prefix: str) -> KeyRecord | None:
+        with self.db.read() as tx:
+            return keys.find_key(tx, prefix)
+
+    def key_records(self) -> list[KeyRecord]:
+        """Every key, revoked and expired ones too, oldest first."""
+        with self.db.read() as tx:
+            return keys.key_records(tx)
+
+    def any_key(self) -> bool:
+        """Whether a key was ever made in this database (then every request needs one)."""
+        with self.db.read() as tx:
+            return keys.any_key(tx)
+
+    def revoke_key(self, prefix: str) -> KeyRecord | None:
+        """Revoke the key (and end its dashboard sessions); the key as it is now, or None if
+        there is no such key."""
+        with self.db.write() as tx:
+            keys.revoke_key(tx, prefix, time.time_ns())
+            return keys.find_key(tx, prefix)
+
+    def touch_key(self, prefix: str, now: int) -> None:
+        """Record that the key was used at ``now``."""
+        with self.db.write() as tx:
+            keys.touch_key(tx, prefix, now)
+
+    def add_session(self, token_hash: str, prefix: str, binding: str | None,
+                    expires_ns: int) -> None:
+        """A dashboard session of the key ``prefix`` (expired ones are forgotten now)."""
+        now = time.time_ns()
+        with self.db.write() as tx:
+            keys.purge_sessions(tx, now)
+            keys.add_session(tx, token_hash, prefix, binding, now, expires_ns)
+
+    def find_session(self, token_hash: str
+                     ) -> tuple[str, str | None, KeyRecord | None] | None:
+        """A live session's key prefix, binding and key (None for the server's own key, or a
+        key since deleted); None when the session is unknown or expired. One read: the
+        dashboard's every request asks."""
+        with self.db.read() as tx:
+            found = keys.find_session(tx, token_hash, time.time_ns())
+            if found is None:
+                return None
+            return found[0], found[1], keys.find_key(tx, found[0])
+
+    def end_session(self, token_hash: str) -> None:
+        with self.db.write() as tx:
+            keys.end_session(tx, token_hash)
 
     # ---------------------------------------------------------------- helpers
 

@@ -90,16 +90,20 @@ def project_id(tx: Tx, workspace: str, project: str) -> int:
     return found
 
 
-def run_list(tx: Tx) -> list[tuple[RunRow, int | None, int, int]]:
-    """Every run, newest first, with its series' latest write, series count and point count."""
+def run_list(tx: Tx, workspaces: Iterable[str] | None = None
+             ) -> list[tuple[RunRow, int | None, int, int]]:
+    """Every run (of ``workspaces``, when given), newest first, with its series' latest
+    write, series count and point count."""
+    where, args = ("", []) if workspaces is None else tx.among("workspace", sorted(workspaces))
     rows = tx.all(
         "SELECT runs.id, workspace, project, run_name, experiment, runs.created_ns, "
         "runs.closed_ns, aggregation_rules, MAX(series.last_activity_ns), COUNT(series.id), "
         "COALESCE(SUM(series.point_count), 0) FROM runs "
         "JOIN projects ON projects.id = runs.project_id "
         "LEFT JOIN series ON series.run_id = runs.id "
+        + (f"WHERE {where} " if where else "") +
         "GROUP BY runs.id, workspace, project, run_name, experiment, runs.created_ns, "
-        "runs.closed_ns, aggregation_rules ORDER BY runs.created_ns DESC, runs.id DESC")
+        "runs.closed_ns, aggregation_rules ORDER BY runs.created_ns DESC, runs.id DESC", args)
     return [(_run_row(r), r[8], int(r[9]), int(r[10])) for r in rows]
 
 

@@ -3,13 +3,15 @@
 Version 1 is what ``metrana serve`` wrote up to 0.3.0.dev0 on SQLite: a row per point and no
 version table. Version 2 stores points in chunks (:mod:`.chunks`) with per-series aggregates and
 per-session step bases. Version 3 indexes chunks by session, so a retried request finds the
-points it already stored without reading the whole table. An older database is migrated in
-place, in one transaction, the first time a newer server opens it (version 1 exists only on
-SQLite; PostgreSQL support started at version 2). A database whose version is newer than this
-server knows is refused with a message saying so, and left as it was. Version 4 keeps an RL
-series' last 10 points and their mean beside its aggregates (``tail_points``, ``tail_mean``):
-the "mean of the last 10 episodes" a project's run table sorts and filters on in SQL; an
-older database gets them computed from its points.
+points it already stored without reading the whole table. Version 4 keeps an RL series' last
+10 points and their mean beside its aggregates (``tail_points``, ``tail_mean``): the "mean of
+the last 10 episodes" a project's run table sorts and filters on in SQL; an older database gets
+them computed from its points. Version 5 adds who may do what: API keys (their hashes), the
+dashboard's sign-in sessions, and which keys wrote to each run (:mod:`.keys`). An older
+database is migrated in place, in one transaction, the first time a newer server opens it
+(version 1 exists only on SQLite; PostgreSQL support started at version 2). A database whose
+version is newer than this server knows is refused with a message saying so, and left as it
+was.
 
 Creating or migrating runs in one exclusive transaction (on PostgreSQL it holds an advisory
 lock), so servers starting together on an empty database create it once.
@@ -30,7 +32,7 @@ from .write import Aggregates, SeriesSession, Writer, write_aggregates
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TYPES = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY", "INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
@@ -135,6 +137,37 @@ ALTER TABLE series ADD COLUMN tail_points {BLOB};
 ALTER TABLE series ADD COLUMN tail_mean {REAL};
 """
 
+# API keys (only a hash of each: see metrana.server.api_keys), the dashboard's sessions (only a
+# hash of each token), and the keys that wrote to each run. Additive: no table above changes.
+_V5 = """
+CREATE TABLE api_keys (
+    prefix TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+    workspaces TEXT NOT NULL,
+    created_ns {INT} NOT NULL,
+    expires_ns {INT},
+    last_used_ns {INT},
+    revoked_ns {INT}
+);
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    key_prefix TEXT NOT NULL,
+    key_binding TEXT,
+    created_ns {INT} NOT NULL,
+    expires_ns {INT} NOT NULL
+);
+CREATE INDEX web_sessions_by_key ON web_sessions (key_prefix);
+CREATE TABLE run_writers (
+    run_id {INT} NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    key_prefix TEXT NOT NULL,
+    first_ns {INT} NOT NULL,
+    last_ns {INT} NOT NULL,
+    PRIMARY KEY (run_id, key_prefix)
+);
+"""
+
 # PostgreSQL: the points (already compressed) out of line and not compressed again; the block
 # statistics (at most 32 blocks of 80 bytes) inline, so a chart reads them with the chunk rows
 # instead of one TOAST lookup per chunk (a 1M-point chart: 2.6 ms instead of 4.8).
@@ -189,17 +222,19 @@ def ensure_schema(db: Database) -> None:
             return
         if version is None:
             steps: list[str | Callable[[Tx], None]] = [_META + _V1_TABLES + _V2_COLUMNS
-                                                       + _V2_TABLES + _V3 + _V4]
+                                                       + _V2_TABLES + _V3 + _V4 + _V5]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)
         elif version == 1:
-            steps = [_META + _V2_COLUMNS + _V2_TABLES + _V4, _migrate_v1, _V3]
+            steps = [_META + _V2_COLUMNS + _V2_TABLES + _V4, _migrate_v1, _V3, _V5]
         elif version == 2:
-            steps = [_V3, _V4, _rl_tails]
+            steps = [_V3, _V4, _rl_tails, _V5]
             if db.dialect == "postgresql":
                 steps.append(_PG_STORAGE)  # new rows get it; old rows stay as they are
         elif version == 3:
-            steps = [_V4, _rl_tails]
+            steps = [_V4, _rl_tails, _V5]
+        elif version == 4:
+            steps = [_V5]
         else:
             raise SchemaError(f"{db.description} has unknown schema version {version}")
         for step in steps:

@@ -165,9 +165,10 @@ def run_summary(run: RunRow, series_activity: int | None, series_count: int,
 
 
 def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
-               series: list[tuple[Any, ...]], now: int) -> dict[str, Any]:
-    """A run with its aggregation rules, attributes (path, kind, JSON value) and series
-    (:data:`.read.SERIES_COLUMNS` rows)."""
+               series: list[tuple[Any, ...]], now: int,
+               writers: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """A run with its aggregation rules, attributes (path, kind, JSON value), series
+    (:data:`.read.SERIES_COLUMNS` rows) and writers (key prefix, first and last write)."""
     shown = [series_json(row) for row in series]
     activity = max([0] + [s["last_activity_ns"] for s in shown])
     return {
@@ -176,6 +177,8 @@ def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
         "attributes": {path: {"kind": kind, "value": json.loads(value)}
                        for path, kind, value in attributes},
         "series": shown,
+        "writers": [{"key": prefix, "first_ns": first, "last_ns": last}
+                    for prefix, first, last in writers],
     }
 
 

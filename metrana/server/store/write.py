@@ -36,6 +36,7 @@ from ..ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_up
 from ..point_arrays import PointArrays
 from .chunks import CHUNK_POINTS, Blocks, decode_points, encode_blocks, encode_points
 from .database import Database, Tx
+from .keys import CREATED_BY, record_writer
 from .read import find_project, find_run
 
 __all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer",
@@ -294,8 +295,9 @@ def write_aggregates(tx: Tx, aggregates: dict[int, Aggregates]) -> None:
             [(*a.row(), series_id) for series_id, a in sorted(aggregates.items()) if a.changed])
 
 
-def create_run(db: Database, request: dict[str, Any]) -> None:
-    """Store a CreateRunRequest; raises Conflict if the run exists."""
+def create_run(db: Database, request: dict[str, Any], writer: str | None = None) -> None:
+    """Store a CreateRunRequest; raises Conflict if the run exists. ``writer``: the prefix of
+    the key that sent it, kept as the run's ``created_by`` and its first writer."""
     run = request.get("run") or {}
     key = RunKey(run.get("workspace", ""), run.get("project", ""), run.get("run_name", ""))
     for name, value in (("workspace", key.workspace), ("project", key.project),
@@ -323,15 +325,20 @@ def create_run(db: Database, request: dict[str, Any]) -> None:
             (project_id, key.run_name, run.get("experiment"), now, json.dumps(rules)))
         if created is None:
             raise Conflict(f"run {key} already exists")
+        if writer is not None:
+            tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
+                   (int(created[0]), CREATED_BY, "string", json.dumps(writer)))
+            record_writer(tx, [int(created[0])], writer, now)
 
 
-def update_runs(db: Database, request: dict[str, Any]) -> int:
+def update_runs(db: Database, request: dict[str, Any], writer: str | None = None) -> int:
     """Store an UpdateRunsRequest in one transaction; returns the points newly stored.
+    ``writer``: the prefix of the key that sent it, added to each run's writers.
 
     Locks are taken in one order by every request, so two servers writing the same runs
     wait for each other but never deadlock: new series are inserted in identity order,
     series rows locked in id order, attributes written in (run, path) order, runs closed
-    in id order.
+    in id order, writers recorded last in run id order.
     """
     session, runs = parse_update(request)
     now = time.time_ns()
@@ -350,6 +357,8 @@ def update_runs(db: Database, request: dict[str, Any]) -> int:
         for run_id in sorted({run_id for run_id, run in zip(run_ids, runs, strict=True)
                               if run.close}):
             tx.run("UPDATE runs SET closed_ns = ? WHERE id = ?", (now, run_id))
+        if writer is not None:  # last: a writer's row is locked only until the commit
+            record_writer(tx, run_ids, writer, now)
     return stored
 
 
@@ -470,6 +479,9 @@ def _set_attribute(tx: Tx, run_id: int, attribute: dict[str, Any], for_update: s
     path = attribute.get("path", "")
     if not path:
         raise Unprocessable("attribute path must not be empty")
+    if path == CREATED_BY:
+        raise Unprocessable(f"attribute {CREATED_BY!r} is set by the server (the key that "
+                            "created the run); log yours under another name")
     for kind in _ATTR_KINDS:
         if kind in attribute:
             value: Any = attribute[kind]

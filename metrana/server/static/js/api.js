@@ -1,6 +1,6 @@
 // Reading from the server: the read API's GET aliases (/api/runs…, see metrana/server/read_api.py),
-// the API key asked for once, at most a few requests at once, and the bucket reads of one run's
-// series batched into few requests.
+// signing in when the server asks for a key (session.js: a cookie, never the key itself), at most a
+// few requests at once, and the bucket reads of one run's series batched into few requests.
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
@@ -10,7 +10,8 @@
 //   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
 import { columns } from "./columns.js";
-import { el, setConnection } from "./dom.js";
+import { setConnection } from "./dom.js";
+import { csrfHeaders, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resumed)
@@ -19,7 +20,6 @@ export const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
 const BATCH = 25;            // series per bucket request (several requests draw progressively)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
-const KEY_STORAGE = "metrana.apiKey";
 
 /** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
 const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
@@ -43,45 +43,19 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-let keyPrompt = null;
-
-/** Ask for the server's API key once (a server started with --api-key); kept for this tab. */
-function askForKey(refused) {
-  if (keyPrompt) return keyPrompt;
-  keyPrompt = new Promise((resolve) => {
-    const input = el("input", { type: "password", autocomplete: "off", required: true,
-                                 "aria-label": "API key", placeholder: "API key" });
-    const dialog = el("dialog", {},
-      el("form", { method: "dialog", onsubmit: () => {
-        sessionStorage.setItem(KEY_STORAGE, input.value.trim());
-        dialog.remove();
-        keyPrompt = null;
-        resolve();
-      } },
-      el("h2", {}, "This server needs an API key"),
-      el("p", { class: "muted" }, refused ? "That key was refused. " : "",
-         "It is kept in this tab only (sessionStorage) and sent as ",
-         el("code", {}, "Authorization: Bearer …"), "."),
-      input, el("button", { type: "submit" }, "Continue")));
-    dialog.addEventListener("cancel", (e) => e.preventDefault());
-    document.body.append(dialog);
-    dialog.showModal();
-    input.focus();
-  });
-  return keyPrompt;
-}
-
-/** One request, with the API key (asked for once on a 401), a timeout, and the server's
- *  message in the error of a refusal. */
+/** One request, signing in first when the server asks (401); a request that changes anything
+ *  (every method but GET: the server's request guard takes them only as JSON) carries the
+ *  session's CSRF header, as the server requires of the cookie's writes. */
 async function send(path, init, signal) {
   for (;;) {
-    const key = sessionStorage.getItem(KEY_STORAGE);
-    const headers = { ...(init.headers ?? {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const write = (init.method ?? "GET") !== "GET";
+    const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    // Same-origin: the browser sends the session cookie, if there is one.
     const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
-    if (response.status === 401) {
-      await askForKey(Boolean(key));
+    if (response.status === 401) {  // no session, or it ended (signed out, key revoked)
+      await signIn();
       continue;
     }
     const body = await response.json().catch(() => null);
@@ -91,12 +65,14 @@ async function send(path, init, signal) {
   }
 }
 
-export const api = (path, signal) => send(path, {}, signal);
+/** A GET of the read API, or with `body` a POST of it as JSON. */
+export const api = (path, signal, body) => send(path, body === undefined ? {} : {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+  signal);
 
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export const query = (route, body, signal) => send(`/api/query/${route}`, {
-  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }, signal);
+export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
 
 export const isAbort = (error) => error?.name === "AbortError";
 

@@ -1,0 +1,92 @@
+"""Signing in to the dashboard with a key, in a real browser: once per browser session, a
+cookie no script can read, the key kept nowhere, the key's workspaces only, sign-out, and a
+revoked key's session ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+import metrana
+from metrana.server import background_server
+from metrana.server.store import Store
+from tests.dashboard.conftest import WAIT_MS
+from tests.support import make_key
+
+pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
+
+
+def log_run(url: str, key: str, workspace: str, run: str) -> None:
+    with metrana.session(api_key=key, workspace_name=workspace, project_name="p",
+                         run_name=run, ingestion_url=url) as session:
+        session.log("loss", 1.0)
+
+
+def sign_in(page: Page, key: str) -> None:
+    dialog = page.locator("dialog#sign-in")
+    dialog.get_by_label("API key").fill(key)
+    dialog.get_by_role("button", name="Sign in").click()
+    expect(dialog).to_have_count(0, timeout=WAIT_MS)
+
+
+def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> None:
+    db = tmp_path / "s.sqlite3"
+    owner, _ = make_key(db, "admin", "*")
+    key, prefix = make_key(db, "read", "team-a")
+    with background_server(db) as info:
+        log_run(info.url, owner, "team-a", "mine")
+        log_run(info.url, owner, "team-b", "theirs")
+        page.goto(info.url + "/")
+        sign_in(page, key)
+        expect(page.locator('#runs tr[data-run="mine"]')).to_be_visible(timeout=WAIT_MS)
+        # not its workspace (the same answer as "mine": absent now, absent for good)
+        expect(page.locator('#runs tr[data-run="theirs"]')).to_have_count(0, timeout=WAIT_MS)
+        expect(page.locator("#who")).to_contain_text(f"API key mk_{prefix}_… · read", timeout=WAIT_MS)
+        (cookie,) = page.context.cookies()
+        port = info.url.rsplit(":", 1)[1]
+        assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"], cookie["expires"]) == (
+            f"metrana_session_{port}", True, "Strict", -1)  # -1: ends with the browser session
+        assert key not in cookie["value"]
+        kept = page.evaluate("() => document.cookie + JSON.stringify({...localStorage}) + "
+                             "JSON.stringify({...sessionStorage})")
+        assert kept == "{}{}"  # the cookie is invisible to scripts; nothing else is stored
+        assert key not in page.content() and key not in page.url
+        # The page's own writes (a POST of api.js) carry the session's CSRF header: accepted.
+        posted = page.evaluate("""async () => (await (await import("/static/js/api.js"))
+                                   .api("/api/query/all_runs", undefined, {})).runs.length""")
+        assert posted == 1
+        # Another page of the run: no second sign-in.
+        page.locator("#runs a", has_text="mine").click()
+        page.wait_for_selector("body[data-ready]")
+        expect(page.locator("dialog#sign-in")).to_have_count(0, timeout=WAIT_MS)
+        # Sign out: the session ends on the server, and the page asks again.
+        page.locator("#sign-out").click()
+        expect(page.locator("dialog#sign-in")).to_be_visible(timeout=WAIT_MS)
+        with httpx.Client(base_url=info.url, cookies={cookie["name"]: cookie["value"]}) as old:
+            assert old.get("/api/runs").status_code == 401
+        assert page.context.cookies() == []
+
+
+def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) -> None:
+    """The runs page re-reads every few seconds: once the key is revoked, it is refused, and
+    the page asks to sign in again, with another key."""
+    db = tmp_path / "s.sqlite3"
+    key, prefix = make_key(db, "write", "team-a")
+    other, _ = make_key(db, "read", "team-a")
+    with background_server(db) as info:
+        log_run(info.url, key, "team-a", "r")
+        page.goto(info.url + "/")
+        sign_in(page, key)
+        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
+        store = Store(db)
+        try:
+            store.revoke_key(prefix)
+        finally:
+            store.close()
+        expect(page.locator("dialog#sign-in")).to_be_visible(timeout=WAIT_MS)
+        sign_in(page, other)
+        expect(page.locator("#who")).to_contain_text("· read", timeout=WAIT_MS)
+        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
