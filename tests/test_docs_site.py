@@ -39,3 +39,20 @@ def test_the_site_builds_strictly_and_loads_nothing_from_elsewhere(tmp_path: Pat
     loaded |= {m["url"] for css in site.rglob("*.css") for m in CSS_URL.finditer(css.read_text())}
     assert loaded, "the pattern found no resources at all"
     assert sorted(url for url in loaded if external(url)) == []
+
+
+def test_the_configuration_page_names_every_argument_and_variable() -> None:
+    """The configuration table cannot fall behind the code: every parameter of ``init()`` and
+    every ``METRANA_*`` variable metrana reads is on the page."""
+    import inspect
+
+    import metrana
+    from metrana import _config
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    parameters = [name for name, p in inspect.signature(metrana.init).parameters.items()
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    variables = [*_config._ENV.values(), *_config._OTHER_ENV]
+    assert len(parameters) > 15 and len(variables) > 15
+    missing = [name for name in [*parameters, "compress", *variables] if f"`{name}`" not in page]
+    assert missing == []
