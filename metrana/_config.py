@@ -226,8 +226,8 @@ def unknown_environment(env: Mapping[str, str]) -> list[str]:
         if name.startswith("METRANA_") and name not in known:
             hint = _meant_variable(name)
             out.append(f"environment variable {name} is not a metrana setting and is "
-                       f"ignored{'; ' + hint if hint else ''} (the README's Environment "
-                       "variables lists them)")
+                       f"ignored{'; ' + hint if hint else ''} (docs/configuration.md "
+                       "lists them)")
     return out
 
 
