@@ -118,7 +118,7 @@ EXPECTED: dict[tuple[str, str, int], dict[str, int | None]] = {
     ("query.md", "Read your runs from Python", 0): {"me/sweep/lr-0.3": 400,
                                                     "me/sweep/lr-0.03": 400,
                                                     "me/sweep/lr-0.003": 400},
-    ("comparing.md", "Sweeps: seeds grouped, RL summaries", 0): {
+    ("comparing.md", "From Python: seeds grouped, RL summaries", 0): {
         f"me/seeds/lr{lr}-s{seed}": 120 for lr in (0.01, 0.1) for seed in range(3)},
 }
 
