@@ -159,7 +159,7 @@ RUN = [block[:4] for block in BLOCKS if block[4] is None]
 def doc_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A `metrana serve` per Markdown file, started when its first block runs: the file's run
     names meet no other file's or test's."""
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[str]] = []
 
     class _Servers(dict[str, str]):
         def __missing__(self, name: str) -> str:
