@@ -14,13 +14,18 @@ Cases (each database written straight through the store, then served by ``metran
 Goals (issue 22): project page ≤ 300 ms (1,000 runs) and ≤ 1 s (10,000); grouped view server
 ≤ 100 ms and page ≤ 600 ms; compare 20 runs ≤ 600 ms. Medians of ``--loads`` loads.
 
-    python scripts/bench_project.py [--loads 5] [--sizes 1000,10000]
+``--before TREE`` (a checkout of another commit, e.g. ``main``'s worktree) serves each database
+from that tree's code as well, its page loads interleaved with this tree's (before, after,
+before, ...): on a busy machine only numbers taken in the same moments compare.
+
+    python scripts/bench_project.py [--loads 5] [--sizes 1000,10000] [--before ../main]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -80,9 +85,11 @@ def runs_project(db: Path, project: str, runs: int, points: int, metrics: int = 
 
 
 @contextmanager
-def served(db: Path) -> Iterator[str]:
+def served(db: Path, tree: Path | None = None) -> Iterator[str]:
+    """``metrana serve`` of ``db``; of the code in ``tree`` if given (else this one's)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
     server = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0",
-                               "--db", str(db)], stdout=subprocess.PIPE, text=True)
+                               "--db", str(db)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout is not None
         yield next(m.group(1) for line in server.stdout
@@ -92,17 +99,39 @@ def served(db: Path) -> Iterator[str]:
         server.wait()
 
 
-def page_ready(browser: Any, url: str, wait: str, mark: str, loads: int) -> list[float]:
-    """ms from navigation start to the page's own ready mark, ``loads`` cold loads."""
-    times = []
+def page_ready(browser: Any, urls: list[str], wait: str, mark: str, loads: int
+               ) -> list[list[float]]:
+    """ms from navigation start to the page's own ready mark, ``loads`` cold loads of each
+    URL (the same page served by different trees), interleaved."""
+    times: list[list[float]] = [[] for _ in urls]
     for _ in range(loads):
-        context = browser.new_context(viewport={"width": 1300, "height": 900})
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_function(wait, timeout=60_000)
-        times.append(float(page.evaluate(f"window.{mark}.at")))
-        context.close()
+        for url, got in zip(urls, times, strict=True):
+            context = browser.new_context(viewport={"width": 1300, "height": 900})
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_function(wait, timeout=60_000)
+            got.append(float(page.evaluate(f"window.{mark}.at")))
+            context.close()
     return times
+
+
+@contextmanager
+def servers(db: Path, before: Path | None) -> Iterator[list[tuple[str, str]]]:
+    """(label, URL) of ``db`` served by this tree and, if given, by the ``before`` tree."""
+    with served(db) as url:
+        if before is None:
+            yield [("", url)]
+            return
+        with served(db, before) as old:
+            yield [(" [before]", old), (" [after]", url)]
+
+
+def pages(browser: Any, rows: list[tuple[str, str, list[float], str]], data: str, what: str,
+          urls: list[tuple[str, str]], path: str, wait: str, mark: str, loads: int,
+          goal: str) -> None:
+    got = page_ready(browser, [url + path for _, url in urls], wait, mark, loads)
+    for (label, _), times in zip(urls, got, strict=True):
+        rows.append((data, what + label, times, goal))
 
 
 def in_process(db: Path, route: str, body: dict[str, Any], repeat: int) -> list[float]:
@@ -123,7 +152,12 @@ def main() -> int:
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout whose server's pages load interleaved with ours")
+    parser.add_argument("--only", default="project,grouped,compare",
+                        help="which cases: project, grouped, compare (comma-separated)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     from playwright.sync_api import sync_playwright
 
     rows: list[tuple[str, str, list[float], str]] = []
@@ -131,7 +165,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, headless=True,
                                              args=LAUNCH_ARGS)
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in (int(s) for s in args.sizes.split(",")) if "project" in only else ():
             db = Path(tmp) / f"runs{size}.sqlite3"
             t0 = time.perf_counter()
             runs_project(db, "sweep", size, 100)
@@ -151,38 +185,36 @@ def main() -> int:
                 label = route + (" (columns)" if extra.get("format") else "")
                 rows.append((f"{size:,} runs", f"server: {label}",
                              in_process(db, route, {**body, **extra}, 7), ""))
-            with served(db) as url:
-                goal = "≤ 300 ms" if size <= 1000 else "≤ 1 s"
-                rows.append((f"{size:,} runs", "project page ready",
-                             page_ready(browser, f"{url}/#/project/bench/sweep", READY,
-                                        "metranaProjectReady", args.loads), goal))
-        # Grouped: 3 groups × 10 runs × 100,000 points.
-        db = Path(tmp) / "grouped.sqlite3"
-        runs_project(db, "grouped", 30, 100_000, lrs=(1e-4, 1e-3, 1e-2))
-        body = {"workspace": "bench", "project": "grouped", "series": {"metric": "loss"},
-                "group_by": ["config/lr"], "band": "ci95"}
-        for n in (300, 1000):
-            rows.append(("3 × 10 runs × 100k points", f"server: aggregate_runs n={n}",
-                         in_process(db, "aggregate_runs", {**body, "n": n}, 7),
-                         "≤ 100 ms" if n == 300 else ""))
-        with served(db) as url:
-            rows.append(("3 × 10 runs × 100k points", "grouped page ready",
-                         page_ready(browser, f"{url}/#/project/bench/grouped?group=config/lr"
-                                    "&band=ci95", READY, "metranaProjectReady", args.loads),
-                         "≤ 600 ms"))
-        # Compare 20 runs × 4 metrics × 1,000 points; baseline: one run's page.
-        db = Path(tmp) / "compare.sqlite3"
-        runs_project(db, "compare", 20, 1000, metrics=4)
-        with served(db) as url:
-            names = ",".join(f"bench/compare/run-{i:05d}" for i in range(20))
-            wait = "() => document.body.dataset.ready && window.metranaReady"
-            rows.append(("20 runs × 4 × 1,000 points", "compare page ready",
-                         page_ready(browser, f"{url}/#/compare/{names}", wait, "metranaReady",
-                                    args.loads), "≤ 600 ms"))
-            rows.append(("1 run × 4 × 1,000 points", "baseline: run page ready",
-                         page_ready(browser, f"{url}/#/run/bench/compare/run-00000", wait,
-                                    "metranaReady", args.loads), ""))
+            with servers(db, args.before) as urls:
+                pages(browser, rows, f"{size:,} runs", "project page ready", urls,
+                      "/#/project/bench/sweep", READY, "metranaProjectReady", args.loads,
+                      "≤ 300 ms" if size <= 1000 else "≤ 1 s")
+        if "grouped" in only:  # 3 groups × 10 runs × 100,000 points
+            db = Path(tmp) / "grouped.sqlite3"
+            runs_project(db, "grouped", 30, 100_000, lrs=(1e-4, 1e-3, 1e-2))
+            body = {"workspace": "bench", "project": "grouped", "series": {"metric": "loss"},
+                    "group_by": ["config/lr"], "band": "ci95"}
+            for n in (300, 1000):
+                rows.append(("3 × 10 runs × 100k points", f"server: aggregate_runs n={n}",
+                             in_process(db, "aggregate_runs", {**body, "n": n}, 7),
+                             "≤ 100 ms" if n == 300 else ""))
+            with servers(db, args.before) as urls:
+                pages(browser, rows, "3 × 10 runs × 100k points", "grouped page ready", urls,
+                      "/#/project/bench/grouped?group=config/lr&band=ci95", READY,
+                      "metranaProjectReady", args.loads, "≤ 600 ms")
+        if "compare" in only:  # 20 runs × 4 metrics × 1,000 points; baseline: one run's page
+            db = Path(tmp) / "compare.sqlite3"
+            runs_project(db, "compare", 20, 1000, metrics=4)
+            with servers(db, args.before) as urls:
+                names = ",".join(f"bench/compare/run-{i:05d}" for i in range(20))
+                wait = "() => document.body.dataset.ready && window.metranaReady"
+                pages(browser, rows, "20 runs × 4 × 1,000 points", "compare page ready", urls,
+                      f"/#/compare/{names}", wait, "metranaReady", args.loads, "≤ 600 ms")
+                pages(browser, rows, "1 run × 4 × 1,000 points", "baseline: run page ready",
+                      urls, "/#/run/bench/compare/run-00000", wait, "metranaReady", args.loads,
+                      "")
         browser.close()
+    print(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"\n{'data':<28} {'what':<38} {'median ms':>10} {'min':>8} {'max':>8}  goal")
     for data, what, times, goal in rows:
         print(f"{data:<28} {what:<38} {median(times):>10.1f} {min(times):>8.1f} "

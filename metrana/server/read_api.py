@@ -20,6 +20,10 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
 - ``buckets``: one series' chart buckets, by ``series_id`` or by name (``series``: metric,
   scale, labels);
 - ``many_buckets``: several series' buckets in one answer, each over its own range;
+- ``many_runs`` (``runs``: a list of ``{workspace, project, run}``): several runs as ``run``
+  answers each, and ``many_runs_buckets`` (each of ``runs`` with its ``series`` as in
+  ``many_buckets``): their buckets, in one answer: the compare page reads 20 runs in two
+  requests, not forty;
 - ``band``: an RL metric reduced across environments (or within one ``environment``);
 - ``series``: every series of some ``runs`` of a project (null: of all its runs), with its
   identity, point count and first and last step, from the per-series aggregates (no point is
@@ -58,6 +62,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .access import LIST_RUNS, OWNER, READ_RUNS, Need, Principal
+from .api_keys import Role
 from .errors import NotFound, QueryError
 from .filter_text import parse_filter
 from .ingest import INT64_MAX
@@ -74,7 +79,8 @@ MAX_GROUP_RUNS = 1000  # runs reduced into groups in one aggregate_runs answer
 MAX_PAGE_POINTS = 1_000_000
 MAX_COLUMNS = 1000
 MAX_BUCKETS = 10_000
-MAX_BATCH = 100  # series in one many_buckets request
+MAX_BATCH = 100  # series in one many_buckets request; runs in a many_runs(_buckets) one
+MAX_BATCH_SERIES = 1000  # series in one many_runs_buckets request
 MAX_POINT_SERIES = 10_000  # (run, series) pairs in one points request
 INT64_MIN = -INT64_MAX - 1
 
@@ -184,8 +190,8 @@ def _buckets(store: Store, body: dict[str, Any]) -> Any:
     return store.series_buckets(*_run_names(body), series, n, start, end)
 
 
-def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
-    n, _, _ = _range(body)
+def _series_specs(body: dict[str, Any]) -> list[SeriesSpec]:
+    """``series``: a list of ``{"id", "start", "end"}``, at most :data:`MAX_BATCH`."""
     items = body.get("series")
     if not isinstance(items, list) or not items:
         raise QueryError("'series' is a non-empty list of {\"id\": ID, \"start\": STEP, "
@@ -198,7 +204,35 @@ def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
             raise QueryError(f"each of 'series' is {{\"id\": ID, \"start\": STEP, \"end\": "
                              f"STEP}}, got {item!r:.80}")
         specs.append((_required_int(item, "id"), _int(item, "start"), _int(item, "end")))
-    return store.many_buckets(*_run_names(body), specs, n, body.get("compact") is True)
+    return specs
+
+
+def _many_buckets(store: Store, body: dict[str, Any]) -> Any:
+    n, _, _ = _range(body)
+    return store.many_buckets(*_run_names(body), _series_specs(body), n,
+                              body.get("compact") is True)
+
+
+def _runs_list(body: dict[str, Any], most: int) -> list[dict[str, Any]]:
+    runs = body.get("runs")
+    if not isinstance(runs, list) or not runs or len(runs) > most \
+            or not all(isinstance(r, dict) for r in runs):
+        raise QueryError(f"'runs' is a list of 1 to {most} {{\"workspace\": ..., "
+                         "\"project\": ..., \"run\": ...}")
+    return runs
+
+
+def _many_runs(store: Store, body: dict[str, Any]) -> Any:
+    return {"runs": store.get_runs([_run_names(r) for r in _runs_list(body, MAX_BATCH)])}
+
+
+def _many_runs_buckets(store: Store, body: dict[str, Any]) -> Any:
+    n, _, _ = _range(body)
+    asked = [(_run_names(r), _series_specs(r)) for r in _runs_list(body, MAX_BATCH)]
+    total = sum(len(specs) for _, specs in asked)
+    if total > MAX_BATCH_SERIES:
+        raise QueryError(f"at most {MAX_BATCH_SERIES} series per request, got {total}")
+    return store.runs_buckets(asked, n, body.get("compact") is True)
 
 
 def _band(store: Store, body: dict[str, Any]) -> Any:
@@ -346,7 +380,29 @@ def _points(store: Store, body: dict[str, Any]) -> Any:
 
 
 # What each route needs, when it is not READ_RUNS (role read in the body's workspace).
-NEEDS: dict[str, Need] = {"all_runs": LIST_RUNS}
+def _runs_workspaces(body: Any) -> list[str]:
+    """Every workspace ``many_runs``' and ``many_runs_buckets``' body names (each run's, and a
+    ``workspace`` beside them): the caller must cover each."""
+    found = set()
+    if isinstance(body, dict):
+        if isinstance(body.get("workspace"), str) and body["workspace"]:
+            found.add(body["workspace"])
+        runs = body.get("runs")
+        for run in runs if isinstance(runs, list) else ():
+            if not isinstance(run, dict) or not isinstance(run.get("workspace"), str) \
+                    or not run["workspace"]:
+                raise QueryError("each of 'runs' is {\"workspace\": ..., \"project\": ..., "
+                                 "\"run\": ...}, each a non-empty string")
+            found.add(run["workspace"])
+    if not found:
+        raise QueryError("'runs' is a list of {\"workspace\": ..., \"project\": ..., "
+                         "\"run\": ...}")
+    return sorted(found)
+
+
+READ_MANY_RUNS = Need(Role.READ, _runs_workspaces, "read")
+NEEDS: dict[str, Need] = {"all_runs": LIST_RUNS, "many_runs": READ_MANY_RUNS,
+                          "many_runs_buckets": READ_MANY_RUNS}
 
 
 def need_of(name: str) -> Need:
@@ -361,6 +417,8 @@ ROUTES: dict[str, Route] = {
     "series_points": _series_points,
     "buckets": _buckets,
     "many_buckets": _many_buckets,
+    "many_runs": _many_runs,
+    "many_runs_buckets": _many_runs_buckets,
     "band": _band,
     "series": _series,
     "runs": _runs,

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Request
 
 from metrana.server.store import Store
 
@@ -80,17 +80,22 @@ def store_series(db: Path | str, workspace: str, project: str, run: str, points:
         store.close()
 
 
-def bucket_reads(urls: list[str]) -> list[tuple[str, int | None, int | None]]:
-    """Every bucket read in these request URLs as (what, start, end): what is ``series <id>``
-    (several per batched request) or ``band <metric>``."""
+def bucket_reads(requests: list[Request]) -> list[tuple[str, int | None, int | None]]:
+    """Every bucket read in these requests as (what, start, end): what is ``series <id>``
+    (several per batched request, ``POST /api/query/many_runs_buckets`` or
+    ``GET .../buckets?series=``) or ``band <metric>``."""
     def number(text: str) -> int | None:
         return int(text) if text else None
 
     reads: list[tuple[str, int | None, int | None]] = []
-    for url in urls:
-        parts = urlsplit(url)
+    for request in requests:
+        parts = urlsplit(request.url)
         query = parse_qs(parts.query)
-        if parts.path.endswith("/buckets") and "series" in query:
+        if parts.path == "/api/query/many_runs_buckets":
+            body = request.post_data_json or {}
+            reads.extend((f"series {spec['id']}", spec["start"], spec["end"])
+                         for run in body["runs"] for spec in run["series"])
+        elif parts.path.endswith("/buckets") and "series" in query:
             for spec in query["series"][0].split(","):
                 series_id, start, end = (spec.split(":") + ["", ""])[:3]
                 reads.append((f"series {series_id}", number(start), number(end)))

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, expect
 
 import metrana
 from metrana.server import ServerInfo, background_server
@@ -152,8 +152,8 @@ def test_user_text_is_shown_as_text(live_server: ServerInfo, page: Page) -> None
 
 
 def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, page: Page) -> None:
-    requests: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
     with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="live-run",
                          ingestion_url=live_server.url) as session:
         for i in range(500):
@@ -187,10 +187,10 @@ def test_points_logged_while_the_page_is_open_appear(live_server: ServerInfo, pa
     (loss,) = {what for what, _, _ in reads[:first_load] if what.startswith("series")}
     assert reads[:first_load].count((loss, None, None)) == 1
     later = [start for what, start, _ in reads[first_load:] if what == loss]
-    assert later, requests
+    assert later, [r.url for r in requests]
     assert all(start is not None and start > 0 for start in later), later
     # And polling asked only for series changed since its cursor.
-    assert any(re.search(r"/series\?since=\d+", u) for u in requests)
+    assert any(re.search(r"/series\?since=\d+", r.url) for r in requests)
 
 
 def test_compare_overlays_runs(live_server: ServerInfo, page: Page) -> None:
@@ -210,8 +210,8 @@ def test_compare_overlays_runs(live_server: ServerInfo, page: Page) -> None:
 
 
 def test_rl_run_shows_a_band_across_environments(live_server: ServerInfo, page: Page) -> None:
-    requests: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
     with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="rl-run",
                          ingestion_url=live_server.url) as session:
         for env in range(4):
@@ -237,15 +237,15 @@ def test_rl_run_shows_a_band_across_environments(live_server: ServerInfo, page: 
     band.locator("summary", has_text="single environments (4)").click()
     band.locator('input[data-env="env-2"]').check()
     expect(band.locator(".legend .item", has_text="env env-2")).to_have_count(1)
-    assert any("environment=env-2" in u for u in requests)
+    assert any("environment=env-2" in r.url for r in requests)
     expect(band).to_have_attribute("data-points", "120")  # still the band's points
 
 
 def test_million_point_series_page_is_ready_and_zooms(live_server: ServerInfo,
                                                       page: Page) -> None:
     store_series(live_server.db_path, WS, PROJECT, "million", 1_000_000)
-    requests: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
     page.goto(live_server.url + "/" + run_hash(WS, PROJECT, "million"))
     page.wait_for_selector("body[data-ready]")
     chart = page.locator('[data-metric="loss"]')

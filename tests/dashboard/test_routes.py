@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -129,3 +130,54 @@ def test_buckets_of_several_series_in_one_request(any_live_server: ServerInfo) -
                                ("", 400)):
             response = client.get(f"{base}/buckets", params={"series": series})
             assert response.status_code == status, (series, response.text)
+
+
+def test_several_runs_and_their_buckets_in_one_request_each(any_live_server: ServerInfo
+                                                            ) -> None:
+    """The compare page's two reads: every run (many_runs), then every chart's buckets of
+    every run (many_runs_buckets), each the same as the one-run routes answer."""
+    url = any_live_server.url
+    for name, sign in (("multi-a", 1.0), ("multi-b", -1.0)):
+        with metrana.session(workspace_name="dash", project_name="routes", run_name=name,
+                             ingestion_url=url) as session:
+            for i in range(50):
+                session.log({"loss": sign * i, "acc": sign * i / 2})
+            session.log("odd", [1.0, math.nan, math.inf])
+    names = [{"workspace": "dash", "project": "routes", "run": r} for r in ("multi-a", "multi-b")]
+    with httpx.Client(base_url=url) as client:
+        runs = client.post("/api/query/many_runs", json={"runs": names})
+        assert runs.status_code == 200, runs.text
+        details = runs.json()["runs"]
+        for detail, named in zip(details, names, strict=True):
+            one = client.get(f"/api/runs/dash/routes/{named['run']}").json()
+            assert {k: v for k, v in detail.items() if k != "now_ns"} == \
+                {k: v for k, v in one.items() if k != "now_ns"}
+        ids = [{s["metric_name"]: s["id"] for s in d["series"]} for d in details]
+        whole = {"start": None, "end": None}
+        asked: list[dict[str, Any]] = [
+            {**names[0], "series": [{"id": ids[0]["loss"], **whole}, {"id": ids[0]["odd"], **whole}]},
+            {**names[1], "series": [{"id": ids[1]["acc"], "start": 10, "end": 19}]}]
+        body = client.post("/api/query/many_runs_buckets",
+                           json={"n": 10, "compact": True, "runs": asked})
+        assert body.status_code == 200, body.text
+        got = body.json()["runs"]
+        for run, want in zip(got, asked, strict=True):
+            base = f"/api/runs/dash/routes/{want['run']}/buckets"
+            specs = ",".join(f"{s['id']}:{s['start'] or ''}:{s['end'] or ''}".rstrip(":")
+                             for s in want["series"])
+            one = client.get(base, params={"n": 10, "compact": "1", "series": specs}).json()
+            assert run == one
+        assert got[0]["series"][1]["mean"] == [1.0, "NaN", "Infinity"]
+        assert got[1]["series"][0]["x"] == list(range(10, 20))
+        assert got[1]["series"][0]["mean"] == [-i / 2 for i in range(10, 20)]
+        # A series of another run, an unknown run, and malformed bodies: refused whole.
+        wrong = [{**names[0], "series": [{"id": ids[1]["loss"]}]}]
+        for route, payload, status in (
+                ("many_runs_buckets", {"runs": wrong}, 404),
+                ("many_runs", {"runs": [{**names[0], "run": "nope"}]}, 404),
+                ("many_runs", {"runs": []}, 400),
+                ("many_runs", {"runs": [names[0]] * 101}, 400),
+                ("many_runs_buckets", {"runs": [{**names[0], "series": []}]}, 400),
+                ("many_runs_buckets", {"runs": [{**names[0], "series": [{"id": "x"}]}]}, 400)):
+            response = client.post(f"/api/query/{route}", json=payload)
+            assert response.status_code == status, (route, payload, response.text)

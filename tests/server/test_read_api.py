@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,11 @@ import pytest
 import metrana
 from metrana._read_transport import HttpTransport, LocalTransport, QueryRequestError
 from metrana.server import ServerInfo, background_server
+from metrana.server.access import key_principal
+from metrana.server.api_keys import Role
+from metrana.server.errors import Forbidden, NotFound
+from metrana.server.read_api import answer
+from metrana.server.store import Store
 
 
 @pytest.fixture
@@ -144,3 +150,22 @@ def test_an_unknown_get_path_or_a_bad_number_is_refused(live_server: ServerInfo)
             assert says in response.json()["message"], (path, response.text)
         assert client.post("/api/runs", json={}).status_code == 405
         assert client.get("/api/query/run").status_code == 405
+
+
+def test_many_runs_routes_check_every_workspace_they_name(tmp_path: Path) -> None:
+    """A key of one workspace cannot read another's runs by naming them among its own."""
+    store = Store(tmp_path / "scoped.sqlite3")
+    try:
+        mine = key_principal("abc", Role.READ, ["mine"])
+        run = {"project": "p", "run": "r"}
+        for route, body in (
+                ("many_runs", {"runs": [{"workspace": "mine", **run},
+                                        {"workspace": "theirs", **run}]}),
+                ("many_runs_buckets", {"runs": [{"workspace": "theirs", **run,
+                                                 "series": [{"id": 1}]}]})):
+            with pytest.raises(Forbidden, match="workspace 'theirs'"):
+                answer(store, route, body, mine)
+        with pytest.raises(NotFound):  # its own workspace: asked, and not there
+            answer(store, "many_runs", {"runs": [{"workspace": "mine", **run}]}, mine)
+    finally:
+        store.close()

@@ -33,8 +33,10 @@ def _json_floats(values: npt.NDArray[np.float64]) -> list[float | None]:
 
 def raw_columns(columns: PointArrays) -> dict[str, Any]:
     """Every point, as bucket columns of one point each (``raw: true``)."""
-    values = [None if m else v for v, m in zip(columns.v.tolist(), columns.missing.tolist(),
-                                                 strict=True)]
+    values = columns.v.tolist()
+    if columns.missing.any():
+        values = [None if m else v for v, m in zip(values, columns.missing.tolist(),
+                                                     strict=True)]
     return {"x": columns.x.tolist(), "t": columns.t.tolist(), "min": values, "max": values,
             "mean": values, "last": values, "count": [1] * columns.n, "raw": True}
 

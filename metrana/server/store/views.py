@@ -45,6 +45,11 @@ def spelt(value: Any) -> Any:
 def spelt_column(column: list[Any]) -> list[Any]:
     """A list of numbers (and None) with its non-finite floats spelt; the same list, not a
     copy, when it has none (the common case, checked without building anything)."""
+    try:  # numpy checks a column of numbers (None as NaN) 30x faster than a Python loop
+        if np.isfinite(np.array(column, dtype=np.float64)).all():
+            return column
+    except (TypeError, ValueError, OverflowError):  # not numbers only: ask each value
+        pass
     if not any(type(v) is float and v - v != 0.0 for v in column):
         return column
     return [spelt(v) for v in column]
@@ -227,6 +232,10 @@ def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int
     (by path) and its summary values; ``next`` is the last row's sort key and id when the
     page is full; ``total`` (when asked) how many runs match; ``labels`` the summary columns'
     names as shown."""
+    more = len(rows) == limit
+    if columnar:  # a column per field: what parallel coordinates read for thousands of runs
+        return _runs_columns(rows, paths, summaries, attributes, now, total, labels,
+                             [tagged(rows[-1][6]), int(rows[-1][0])] if more else None)
     out = []
     for row in rows:
         run_id, name, experiment, created_ns, closed_ns, activity = row[:6]
@@ -240,18 +249,42 @@ def runs_page(rows: list[tuple[Any, ...]], paths: list[str], summaries: dict[int
                            else tagged(values.get(p)) for p in paths],
             "summaries": summaries.get(run_id, []),
         })
-    more = len(rows) == limit
     page: dict[str, Any] = {"runs": out,
                             "next": [tagged(rows[-1][6]), int(rows[-1][0])] if more else None}
+    return _page_json(page, total, labels)
+
+
+def _runs_columns(rows: list[tuple[Any, ...]], paths: list[str],
+                  summaries: dict[int, list[Any]], attributes: dict[int, dict[str, Any]],
+                  now: int, total: int | None, labels: list[str] | None, after: Any) -> bytes:
+    """:func:`runs_page` as columns, built column by column (10,000 runs: no dict per run,
+    no transposing; the project page's parallel coordinates wait for it)."""
+    ids = [row[0] for row in rows]
+    no_values: dict[str, Any] = {}
+    columns: list[list[Any]] = []
+    for path in paths:
+        if path == "sys/duration":
+            columns.append([_duration(row[3], row[4], row[5]) for row in rows])
+        elif path.startswith("sys/"):
+            at = _SYS_VALUES[path]
+            columns.append([row[at] for row in rows])
+        else:
+            columns.append([tagged(attributes.get(run_id, no_values).get(path))
+                            for run_id in ids])
+    width = len(labels or [])
+    per_run = [summaries.get(run_id, [None] * width) for run_id in ids]
+    page: dict[str, Any] = {"runs": {
+        "name": [row[1] for row in rows],
+        "status": [run_status(row[4], max(int(row[3]), int(row[5] or 0)), now) for row in rows],
+        "attributes": columns,
+        "summaries": [list(c) for c in zip(*per_run, strict=True)] or [[] for _ in range(width)],
+    }, "next": after}
+    return _page_json(page, total, labels)
+
+
+def _page_json(page: dict[str, Any], total: int | None, labels: list[str] | None) -> bytes:
     if total is not None:
         page["total"] = total
-    if columnar:  # a column per field: what parallel coordinates read for thousands of runs
-        page["runs"] = {"name": [r["name"] for r in out], "status": [r["status"] for r in out],
-                        "attributes": [list(c) for c in zip(*(r["attributes"] for r in out),
-                                                            strict=True)] or [[] for _ in paths],
-                        "summaries": [list(c) for c in zip(*(r["summaries"] for r in out),
-                                                           strict=True)]
-                        or [[] for _ in (labels or [])]}
     if labels is not None:
         page["summary_labels"] = labels
     # Spelt and tagged already: orjson straight (the careful path of dumps() would be taken

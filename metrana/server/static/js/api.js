@@ -1,12 +1,14 @@
 // Reading from the server: the read API's GET aliases (/api/runs…, see metrana/server/read_api.py),
 // signing in when the server asks for a key (session.js: a cookie, never the key itself), at most a
-// few requests at once, and the bucket reads of one run's series batched into few requests.
+// few requests at once, and the bucket reads of the page's series, of every run, batched into few
+// requests.
 //   GET /api/runs                                  the runs
 //   GET /api/runs/W/P/R                            a run: attributes, series
 //   GET /api/runs/W/P/R/series?since=NS            series written since NS (the live cursor)
-//   GET /api/runs/W/P/R/buckets?n=&compact=1&series=ID:START:END,...   several series' buckets
-//                                                  at once (compact: raw points without repeats)
 //   GET /api/runs/W/P/R/bands?metric=&scale=&evaluation=&environment=&n=&start=&end=
+//   POST /api/query/many_runs                       several runs' details at once
+//   POST /api/query/many_runs_buckets               several runs' series' buckets at once
+//                                                  (compact: raw points without repeats)
 //   POST /api/query/{project,runs,aggregate_runs}   a project's page (JSON bodies)
 
 import { columns } from "./columns.js";
@@ -18,7 +20,7 @@ export const POLL_QUIET_MS = 5000;  // finished or idle runs (they may be resume
 export const POLL_HIDDEN_MS = 15000; // a tab nobody looks at
 export const CURSOR_SLACK_NS = 5e9; // ask again from a little before the cursor (see changed_series)
 const FETCHES_AT_ONCE = 6;   // the browser's connections per host
-const BATCH = 25;            // series per bucket request (several requests draw progressively)
+const BATCH = 100;           // series per bucket request (the server's MAX_BATCH)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
 
 /** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
@@ -76,18 +78,17 @@ export const query = (route, body, signal) => api(`/api/query/${route}`, signal,
 
 export const isAbort = (error) => error?.name === "AbortError";
 
-/** Bucket reads of one run's series asked for in the same moment go out together: a page of a
- *  hundred charts, or a live poll of a hundred series, is a few requests, not a hundred. */
+/** Bucket reads asked for in the same moment go out together, whichever runs they are of: a
+ *  page of a hundred charts, twenty runs compared, or a live poll of a hundred series, is one
+ *  or a few requests (POST many_runs_buckets), not one per chart or per run. */
 class Batcher {
-  constructor(base) {
-    this.base = base;
-    this.queue = [];
-  }
+  constructor() { this.queue = []; }
 
-  get(seriesId, params, signal) {
+  /** `run`: [workspace, project, run]. */
+  get(run, seriesId, params, signal) {
     return new Promise((resolve, reject) => {
       if (!this.queue.length) setTimeout(() => this.flush(), 0);
-      this.queue.push({ seriesId, params, signal, resolve, reject });
+      this.queue.push({ run, seriesId, params, signal, resolve, reject });
     });
   }
 
@@ -100,14 +101,23 @@ class Batcher {
     for (const [n, items] of byN) {
       for (let i = 0; i < items.length; i += BATCH) {
         const chunk = items.slice(i, i + BATCH);
-        const specs = chunk.map(({ seriesId, params }) =>
-          [seriesId, params.start ?? "", params.end ?? ""].join(":").replace(/:+$/, ""));
-        limit(() => api(`${this.base}/buckets?n=${n}&compact=1&series=${specs.join(",")}`, chunk[0].signal))
-          .then((body) => body.series.forEach((cols, j) => chunk[j].resolve(columns(cols))),
+        const byRun = new Map();  // run key → [items]
+        for (const item of chunk) {
+          const key = JSON.stringify(item.run);
+          if (!byRun.has(key)) byRun.set(key, []);
+          byRun.get(key).push(item);
+        }
+        const groups = [...byRun.values()];
+        const runs = groups.map((g) => ({
+          workspace: g[0].run[0], project: g[0].run[1], run: g[0].run[2],
+          series: g.map(({ seriesId, params }) => ({ id: seriesId, start: params.start ?? null, end: params.end ?? null })),
+        }));
+        // One signal for the request: it is aborted when every reader's page is gone.
+        limit(() => query("many_runs_buckets", { n, compact: true, runs }, chunk[0].signal))
+          .then((body) => body.runs.forEach((r, k) => r.series.forEach((cols, j) => groups[k][j].resolve(columns(cols)))),
                 (error) => chunk.forEach((item) => item.reject(error)));
       }
     }
   }
 }
-const batchers = new Map();
-export const batcher = (base) => batchers.get(base) ?? batchers.set(base, new Batcher(base)).get(base);
+export const batcher = new Batcher();

@@ -1,7 +1,7 @@
 // A page of charts grouped by metric, shared by the run page (js/run_page.js) and the compare
 // page (js/compare_page.js), which add their headers. Live: polls each run's changed series.
 
-import { api, CURSOR_SLACK_NS, isAbort, POLL_HIDDEN_MS, POLL_LIVE_MS, POLL_QUIET_MS, runApi } from "./api.js";
+import { api, CURSOR_SLACK_NS, isAbort, POLL_HIDDEN_MS, POLL_LIVE_MS, POLL_QUIET_MS, query, runApi } from "./api.js";
 import { Chart, DASHES, PALETTE } from "./chart.js";
 import { el, setConnection } from "./dom.js";
 import { fmtLabels, naturalOrder } from "./format.js";
@@ -28,7 +28,10 @@ export class ChartsView {
   }
 
   async start() {
-    const details = await Promise.all(this.runIds.map((id) => api(runApi(id), this.abort.signal)));
+    // Every run in one request (the compare page's first read), then every chart's buckets
+    // in one more (js/api.js: batcher).
+    const { runs: details } = await query("many_runs", {
+      runs: this.runIds.map(([workspace, project, run]) => ({ workspace, project, run })) }, this.abort.signal);
     this.runs = details.map((detail, i) => ({
       id: this.runIds[i], detail, color: PALETTE[i % PALETTE.length],
       series: new Map(detail.series.map((s) => [s.id, s])),

@@ -4,7 +4,7 @@
 // compact legend where hovering the plot highlights the nearest curve.
 
 import { isAbort, query } from "./api.js";
-import { COMPACT_AFTER, PALETTE } from "./chart.js";
+import { COMPACT_AFTER, lineWidth, PALETTE } from "./chart.js";
 import { smooth } from "./columns.js";
 import { el } from "./dom.js";
 import { fmtInt, fmtTick, fmtValue, num } from "./format.js";
@@ -78,7 +78,7 @@ export class GroupChart {
         series.push({ label: `${label(g)} raw`, stroke: faint(color, 0.3), width: 1, spanGaps: true, points: { show: false } });
         data.push(g.avg.map(num));
       }
-      series.push({ label: label(g), stroke: color, width: 2, spanGaps: true });
+      series.push({ label: label(g), stroke: color, width: lineWidth(a.groups.length, 2), spanGaps: true });
       data.push(smooth(g.avg.map(num), smoothing));
       return { group: g, color, label: label(g), series: [...Array(series.length - first).keys()].map((i) => first + i) };
     });

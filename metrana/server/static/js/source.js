@@ -7,7 +7,7 @@ import { before, columns, compact, concat, emptyColumns } from "./columns.js";
 export class Source {
   constructor({ url, seriesId = null, query = {}, label, color, dash = [], band = false, run,
                 counts = true }) {
-    this.url = url;          // the run's API path (series buckets, batched), or .../bands
+    this.url = url;          // the run's .../bands API path (series buckets: batched by run)
     this.seriesId = seriesId;
     this.query = query;      // fixed query parameters (metric, scale, ...)
     this.label = label;
@@ -24,7 +24,7 @@ export class Source {
   }
 
   async get(params, signal) {
-    if (this.seriesId != null) return batcher(this.url).get(this.seriesId, params, signal);
+    if (this.seriesId != null) return batcher.get([this.run.workspace, this.run.project, this.run.run], this.seriesId, params, signal);
     const query = new URLSearchParams({ ...this.query });
     for (const [k, v] of Object.entries(params)) if (v != null) query.set(k, String(v));
     return columns(await limit(() => api(`${this.url}?${query}`, signal)));
