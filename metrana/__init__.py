@@ -10,9 +10,12 @@ from ._api import (
     get_metrics as get_metrics,
     init as init,
     log as log,
+    log_histogram as log_histogram,
     log_rl_environment_step as log_rl_environment_step,
     log_rl_episode as log_rl_episode,
     log_rl_step as log_rl_step,
+    log_scatter as log_scatter,
+    log_scatter3d as log_scatter3d,
     open_session as open_session,
     session as session,
 )
@@ -45,6 +48,7 @@ from ._stats import Metrics as Metrics
 from ._sync import SyncReport as SyncReport, sync as sync
 from ._thread_session import Session as Session
 from ._trio_session import TrioSession as TrioSession
+from ._values import Histogram as Histogram
 
 __version__ = "0.3.0.dev0"
 
@@ -54,6 +58,7 @@ __all__ = [
     "BackpressureStrategy",
     "CloseStrategy",
     "ErrorStrategy",
+    "Histogram",
     "LogLevel",
     "MetranaApiError",
     "MetranaConfigError",
@@ -79,9 +84,12 @@ __all__ = [
     "get_metrics",
     "init",
     "log",
+    "log_histogram",
     "log_rl_environment_step",
     "log_rl_episode",
     "log_rl_step",
+    "log_scatter",
+    "log_scatter3d",
     "open_session",
     "session",
     "sync",

@@ -303,6 +303,34 @@ def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluati
                                        episode, env_id, labels, timestamp)
 
 
+def log_histogram(metric_name: str, histogram: Any, step: int | None = None, *,
+                  scale: Any = None, labels: Mapping[str, str] | None = None,
+                  evaluation: bool = False, timestamp: int | None = None) -> None:
+    """Log a histogram (a :class:`metrana.Histogram`, or values to bin).
+    See :meth:`Session.log_histogram`."""
+    _current().log_histogram(metric_name, histogram, step, scale=scale, labels=labels,
+                             evaluation=evaluation, timestamp=timestamp)
+
+
+def log_scatter(metric_name: str, xs: Any, ys: Any, step: int | None = None, *,
+                x_title: str | None = None, y_title: str | None = None,
+                labels: Mapping[str, str] | None = None, evaluation: bool = False,
+                timestamp: int | None = None) -> None:
+    """Log one step's 2-D point cloud. See :meth:`Session.log_scatter`."""
+    _current().log_scatter(metric_name, xs, ys, step, x_title=x_title, y_title=y_title,
+                           labels=labels, evaluation=evaluation, timestamp=timestamp)
+
+
+def log_scatter3d(metric_name: str, xs: Any, ys: Any, zs: Any, step: int | None = None, *,
+                  x_title: str | None = None, y_title: str | None = None,
+                  z_title: str | None = None, labels: Mapping[str, str] | None = None,
+                  evaluation: bool = False, timestamp: int | None = None) -> None:
+    """Log one step's 3-D point cloud. See :meth:`Session.log_scatter3d`."""
+    _current().log_scatter3d(metric_name, xs, ys, zs, step, x_title=x_title, y_title=y_title,
+                             z_title=z_title, labels=labels, evaluation=evaluation,
+                             timestamp=timestamp)
+
+
 def close(timeout: float | None = None, *, strategy: Any = None) -> Metrics:
     """Close the run started by :func:`init`. See :meth:`Session.close`.
 

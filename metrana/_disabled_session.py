@@ -58,6 +58,15 @@ class DisabledSession(Session):
     def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def log_histogram(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_scatter(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_scatter3d(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
     def flush(self, timeout: float | None = None) -> None:
         return None
 

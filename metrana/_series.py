@@ -17,6 +17,7 @@ import attrs
 
 from ._enums import StandardMetricScale
 from ._exceptions import MetranaMetricNameError
+from ._values import KIND_NAMES
 
 __all__ = [
     "MAX_STEP",
@@ -64,6 +65,10 @@ class SeriesKey:
     # Position in the session's SeriesTable; inbox items carry this int, not the key (see
     # metrana._items for why).
     index: int = -1
+    # The value kind (metrana._values: SCALAR, HISTOGRAM, SCATTER, SCATTER3D) and, for a
+    # scatter, its axis titles as (("x_title", "..."), ...): fixed at the series' first call.
+    kind: int = 0
+    meta: tuple[tuple[str, str], ...] = ()
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -221,6 +226,12 @@ class SeriesTable:
         self.eval_by_name: dict[str, SeriesKey] = {}
         self.other: dict[tuple[Any, ...], SeriesKey] = {}
         self._interned: dict[tuple[Any, ...], SeriesKey] = {}
+        # Each metric name's value kind: one for the run's lifetime (scalar unless a
+        # log_histogram/log_scatter call made it something else first).
+        self.kind_of: dict[str, int] = {}
+        # Histogram and scatter series by (name, kind, scale, evaluation), for calls without
+        # labels; kept apart from the scalar caches so log() never finds one.
+        self.valued_keys: dict[tuple[Any, ...], SeriesKey] = {}
         self._lock = threading.Lock()
         # In a distributed job (see metrana._distributed): this process's rank, as a label.
         self._rank_label = rank_label
@@ -229,10 +240,17 @@ class SeriesTable:
         return len(self.keys)
 
     def _intern(self, key: SeriesKey) -> SeriesKey:
-        """The one SeriesKey object of this identity, numbered."""
+        """The one SeriesKey object of this identity, numbered; a name keeps its first kind."""
         with self._lock:
+            kind = self.kind_of.setdefault(key.name, key.kind)
+            if kind != key.kind:
+                raise TypeError(_kind_message(key.name, kind, key.kind))
             known = self._interned.get(key.identity)
             if known is not None:
+                if key.meta and known.meta != key.meta:  # none given: the series' own
+                    raise ValueError(
+                        f"{key.name!r} was first logged with axis titles {dict(known.meta)}; a "
+                        f"series keeps its titles, got {dict(key.meta)}")
                 return known
             key.index = len(self.keys)
             self.keys.append(key)  # before it can be queued: the engine looks it up by index
@@ -260,6 +278,20 @@ class SeriesTable:
                 self.other[(name, scale, evaluation)] = key
         return key
 
+    def valued(self, name: Any, kind: int, scale: Any, labels: Any, evaluation: bool,
+               meta: tuple[tuple[str, str], ...] = ()) -> SeriesKey:
+        """The series of a ``log_histogram``/``log_scatter*`` call (a standard series whose
+        points are histograms or clouds), created if new."""
+        cache_key = (name, kind, scale, evaluation, meta)
+        key = self.valued_keys.get(cache_key) if labels is None else None
+        if key is None:
+            check_name(name)
+            key = self._intern(SeriesKey(False, name, resolve_scale(scale),
+                                         self.labels(labels, evaluation), kind=kind, meta=meta))
+            if labels is None:
+                self.valued_keys[cache_key] = key
+        return key
+
     def rl(self, name: Any, scale: str, env_id: Any, episode: int | None, labels: Any,
            evaluation: bool) -> SeriesKey:
         """The series of an RL call: (name, scale, env_id, episode, labels)."""
@@ -281,3 +313,10 @@ class SeriesTable:
             if cacheable:
                 self.other[cache_key] = key
         return key
+
+
+
+def _kind_message(name: str, first: int, now: int) -> str:
+    return (f"metric {name!r} holds {KIND_NAMES[first]} values in this run; it cannot also "
+            f"take {KIND_NAMES[now]} values. A metric keeps one kind: log these under another "
+            "name")

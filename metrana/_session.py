@@ -32,6 +32,7 @@ from ._series import (
     coerce_value,
 )
 from ._stats import Counters, Metrics
+from ._values import HISTOGRAM, SCATTER, SCATTER3D, Histogram, as_histogram, make_scatter
 from ._vector import (
     ArrayLike,
     Block,
@@ -48,6 +49,17 @@ from ._vector import (
 __all__ = ["BaseSession", "State", "close_advice"]
 
 _time_ns = time.time_ns
+
+
+def _titles(**titles: str | None) -> tuple[tuple[str, str], ...]:
+    """Axis titles as a scatter series keeps them (``x_title`` ... as metadata labels)."""
+    out = []
+    for axis, title in titles.items():
+        if title is not None:
+            if not isinstance(title, str):
+                raise TypeError(f"{axis}_title must be a str, got {type(title).__name__}")
+            out.append((f"{axis}_title", title))
+    return tuple(out)
 
 
 class State(enum.Enum):
@@ -398,6 +410,81 @@ class BaseSession:
                 return
         elif column is not None:
             self._demote(key)
+        if step is not None:
+            key.manual_seen = True
+        key.queued_seen = True
+        self._queue((key.index, step, None, value, ts))
+
+    def log_histogram(
+        self,
+        metric_name: str,
+        histogram: Histogram | ArrayLike,
+        step: int | None = None,
+        *,
+        scale: Any = None,
+        labels: Mapping[str, str] | None = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one histogram: a :class:`metrana.Histogram`, or an array of values binned by
+        ``Histogram.from_values`` (64 bins over their range).
+
+        ``step``: automatic per series (as ``log``), or given; a given step that is already
+        stored is overwritten (the last write wins).
+
+        Raises:
+            TypeError: not a Histogram or array; the metric already holds another kind.
+            ValueError: a bad histogram (see :class:`metrana.Histogram`).
+        """
+        key = self._table.valued(metric_name, HISTOGRAM, scale, labels, evaluation)
+        self._queue_value(key, step, as_histogram(histogram, key.name), timestamp)
+
+    def log_scatter(
+        self,
+        metric_name: str,
+        xs: ArrayLike,
+        ys: ArrayLike,
+        step: int | None = None,
+        *,
+        x_title: str | None = None,
+        y_title: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one step's 2-D point cloud: ``xs`` and ``ys`` of equal length, 0 to 32,768
+        finite points. Axis titles are the series' own, fixed at its first call. Steps as
+        :meth:`log_histogram` (a given step already stored is overwritten)."""
+        key = self._table.valued(metric_name, SCATTER, None, labels, evaluation,
+                                 _titles(x=x_title, y=y_title))
+        self._queue_value(key, step, make_scatter(key.name, xs, ys), timestamp)
+
+    def log_scatter3d(
+        self,
+        metric_name: str,
+        xs: ArrayLike,
+        ys: ArrayLike,
+        zs: ArrayLike,
+        step: int | None = None,
+        *,
+        x_title: str | None = None,
+        y_title: str | None = None,
+        z_title: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one step's 3-D point cloud; see :meth:`log_scatter`."""
+        key = self._table.valued(metric_name, SCATTER3D, None, labels, evaluation,
+                                 _titles(x=x_title, y=y_title, z=z_title))
+        self._queue_value(key, step, make_scatter(key.name, xs, ys, zs, three_d=True), timestamp)
+
+    def _queue_value(self, key: SeriesKey, step: Any, value: Any, timestamp: Any) -> None:
+        """A checked histogram or cloud into the deque, as a scalar point with a manual or
+        automatic step goes (never a column: its value is not a float)."""
+        if step is not None:
+            step = check_int(step, "step")
+        ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
         if step is not None:
             key.manual_seen = True
         key.queued_seen = True

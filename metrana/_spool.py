@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from ._series import SeriesKey
+from ._values import value_from_record, value_record
 
 __all__ = [
     "DEFAULT_SPOOL_MAX_BYTES",
@@ -51,7 +52,8 @@ _HEADER = struct.Struct(">II")
 _MAX_RECORD = 512 * 1024**2
 MANIFEST = "run.json"
 
-Point = tuple[int, "int | None", float, int]
+# (step, major, value, ts): the value a float, or a histogram or cloud (metrana._values).
+Point = tuple[int, "int | None", Any, int]
 SeriesPoints = tuple[SeriesKey, bool, Sequence[Point]]
 
 
@@ -90,14 +92,23 @@ def run_spool_dir(root: Path, workspace: str, project: str, run_name: str) -> Pa
     return root / _component(workspace) / _component(project) / _component(run_name)
 
 
+def _series_record(key: SeriesKey, manual: bool, points: Sequence[Point]) -> list[Any]:
+    record: list[Any] = [key.rl, key.name, key.scale, [list(p) for p in key.labels], key.env_id,
+                         key.episode, manual]
+    if not key.kind:
+        record.append([list(point) for point in points])
+        return record
+    # A histogram's or cloud's series adds its kind and axis titles (older records end at
+    # the points); its values are spelt by metrana._values.
+    record.append([[step, major, value_record(value), ts] for step, major, value, ts in points])
+    record += [key.kind, [list(p) for p in key.meta]]
+    return record
+
+
 def encode_record(session_id: int, series: Sequence[SeriesPoints]) -> bytes:
     payload = {
         "session": session_id,
-        "series": [
-            [key.rl, key.name, key.scale, [list(p) for p in key.labels], key.env_id, key.episode,
-             manual, [list(point) for point in points]]
-            for key, manual, points in series
-        ],
+        "series": [_series_record(key, manual, points) for key, manual, points in series],
     }
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -105,8 +116,12 @@ def encode_record(session_id: int, series: Sequence[SeriesPoints]) -> bytes:
 def decode_record(payload: bytes) -> tuple[int, list[SeriesPoints]]:
     data = json.loads(payload)
     series: list[SeriesPoints] = []
-    for rl, name, scale, labels, env_id, episode, manual, points in data["series"]:
+    for rl, name, scale, labels, env_id, episode, manual, points, *valued in data["series"]:
         key = SeriesKey(bool(rl), name, scale, tuple((k, v) for k, v in labels), env_id, episode)
+        if valued:
+            key.kind, key.meta = int(valued[0]), tuple((k, v) for k, v in valued[1])
+            points = [(step, major, value_from_record(value), ts)
+                      for step, major, value, ts in points]
         series.append((key, bool(manual), [tuple(p) for p in points]))
     return int(data["session"]), series
 

@@ -21,11 +21,20 @@ import orjson
 
 from ._items import MAJOR, STEP, TS, VALUE, Points
 from ._series import SeriesKey
+from ._values import HISTOGRAM, SCATTER3D, value_json
 
 __all__ = ["JSON_HEADERS", "encode_update", "is_ok", "json_number", "number_from_json",
-           "series_header", "timestamp_json"]
+           "series_header", "timestamp_json", "wire_group"]
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def wire_group(key: SeriesKey) -> int:
+    """Where a series goes in a ``RunUpdate``: 0 ``series``, 1 ``rlSeries``, 2
+    ``histogramSeries``, 3 ``scatterSeries``."""
+    if key.rl:
+        return 1
+    return 0 if not key.kind else (2 if key.kind == HISTOGRAM else 3)
 
 
 def is_ok(status: int) -> bool:
@@ -92,6 +101,8 @@ def _s(text: str) -> str:
 
 def series_header(key: SeriesKey, manual: bool) -> str:
     """The JSON of a series update up to and including ``"points":[``."""
+    if key.kind:
+        return _valued_header(key)
     parts = ['{"metricName":', _s(key.name)]
     if key.rl:
         if key.env_id:
@@ -103,6 +114,29 @@ def series_header(key: SeriesKey, manual: bool) -> str:
         parts += [',"labels":', json.dumps(dict(key.labels), sort_keys=True)]
     parts += [',"ordering":"', _ORDERING[1 if manual else 0], '","points":[']
     return "".join(parts)
+
+
+def _valued_header(key: SeriesKey) -> str:
+    """A ``HistogramSeriesUpdate`` or ``ScatterSeriesUpdate`` up to ``"points":[``: no
+    ordering (their steps are absolute), a scatter's axis titles as metadata labels."""
+    parts = ['{"metricName":', _s(key.name), ',"scale":', _s(key.scale)]
+    if key.labels:
+        parts += [',"labels":', json.dumps(dict(key.labels), sort_keys=True)]
+    if key.meta:
+        parts += [',"metadataLabels":', json.dumps(dict(key.meta), sort_keys=True)]
+    if key.kind == SCATTER3D:
+        parts.append(',"is3d":true')
+    parts.append(',"points":[')
+    return "".join(parts)
+
+
+def _valued_points(runs: Sequence[tuple[int | None, Sequence[Any]]]) -> bytes:
+    """Histogram or scatter points: one JSON object each (:func:`metrana._values.value_json`)."""
+    out = []
+    for first, items in runs:
+        for index, (_, given, _major, value, ts) in enumerate(items):
+            out.append(value_json(value, given if first is None else first + index, ts))
+    return b",".join(out)
 
 
 def _point_slow(rl: bool, step: int, major: int | None, value: float, prefix: str,
@@ -272,20 +306,22 @@ def encode_update(
     workspace: str,
     project: str,
     run_name: str,
-    series: Iterable[tuple[str, bool, Sequence[tuple[int | None, Sequence[Any]]]]],
+    series: Iterable[tuple[str, int, Sequence[tuple[int | None, Sequence[Any]]]]],
     attributes: Sequence[dict[str, Any]] = (),
     *,
     close_run: bool = False,
 ) -> bytes:
     """An ``UpdateRunsRequest`` for one run.
 
-    ``series`` yields ``(header, is_rl, runs)`` (see :func:`_points`); for RL series the step
-    is the minor step and the item's major is the major step.
+    ``series`` yields ``(header, group, runs)`` (see :func:`_points`): ``group`` is
+    :func:`wire_group` of the series (False/0 standard, True/1 RL, then histograms and
+    scatter). For RL series the step is the minor step and the item's major is the major step.
     """
-    std: list[bytes] = []
-    rl: list[bytes] = []
-    for header, is_rl, runs in series:
-        (rl if is_rl else std).append(header.encode() + _points(runs, is_rl) + b"]}")
+    groups: tuple[list[bytes], ...] = ([], [], [], [])
+    for header, group, runs in series:
+        points = _points(runs, group == 1) if group < 2 else _valued_points(runs)
+        groups[group].append(header.encode() + points + b"]}")
+    std, rl, histograms, scatters = groups
     run = ['{"workspace":', _s(workspace), ',"project":', _s(project), ',"runName":', _s(run_name)]
     tail: list[str] = []
     if attributes:
@@ -297,6 +333,10 @@ def encode_update(
     body = [(head + "".join(run)).encode()]
     if std:
         body += [b',"series":[', b",".join(std), b"]"]
+    if histograms:
+        body += [b',"histogramSeries":[', b",".join(histograms), b"]"]
+    if scatters:
+        body += [b',"scatterSeries":[', b",".join(scatters), b"]"]
     if rl:
         body += [b',"rlSeries":[', b",".join(rl), b"]"]
     body.append(("".join(tail) + "]}").encode())

@@ -107,6 +107,10 @@ EXPECTED: dict[tuple[str, str, int], dict[str, int | None]] = {
     ("logging.md", "Logging", 0): {"ws/p/logging-1": 8},
     ("rl.md", "RL helpers", 0): {"readme/snippets/rl-helpers-1": 3},
     ("rl.md", "RL helpers", 1): {"readme/snippets/rl-helpers-2": 64 * 1000 + 2},
+    # Histograms and clouds are not in a run's point count (that counts scalar points):
+    # tests/query/test_values.py reads them back exactly.
+    ("logging.md", "Histograms and scatter plots", 0): {
+        "readme/snippets/histograms-and-scatter-plots-1": 0},
     # The offline example; the test then runs the `metrana sync --url` the page shows next.
     ("guarantees.md", "Offline mode", 0): {"ws/p/offline-001": 1},
     ("distributed.md", "Distributed training", 0): {"ws/p/ddp-1": 1},

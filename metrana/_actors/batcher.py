@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._items import VALUE
 from .flush import FlushMarker
 from .parcel import Parcel
 from .step_counter import SeriesState
@@ -29,6 +30,13 @@ class Batch:
 
     parcel: Parcel
     count: int
+    # How much of a request it fills, in scalar points: a histogram or cloud weighs more than
+    # one (metrana._values), so a request stays a few MB whatever it holds.
+    weight: int = attrs.field()
+
+    @weight.default
+    def _weight(self) -> int:
+        return self.count
 
 
 class Batcher:
@@ -46,6 +54,7 @@ class Batcher:
         self._max_age = max_age
         self._pending: list[dict[SeriesState, list[Any]]] = [{} for _ in lanes]
         self._counts = [0] * len(lanes)
+        self._weights = [0] * len(lanes)  # the same as counts unless histograms or clouds
         self._since = [math.inf] * len(lanes)
         # A series belongs to one lane for its whole life (its requests then go one after
         # another); lanes are handed out round-robin as series appear.
@@ -89,21 +98,43 @@ class Batcher:
                 lane = lane_of[state] = len(lane_of) % len(self._lanes)
             if since[lane] == math.inf:
                 since[lane] = now
+            if state.key.kind:
+                await self._add_weighted(lane, state, first, items, now)
+                continue
             while items:
                 room = limit - counts[lane]
                 if len(items) > room:  # split: a request carries at most `limit` points
                     head, items = items[:room], items[room:]
                     pending[lane].setdefault(state, []).append((first, head))
                     counts[lane] += room
+                    self._weights[lane] += room
                     first = None if first is None else first + room
                 else:
                     pending[lane].setdefault(state, []).append((first, items))
                     counts[lane] += len(items)
+                    self._weights[lane] += len(items)
                     items = []
-                if counts[lane] >= limit:
+                if self._weights[lane] >= limit:
                     await self._cut(lane)
                     if items:
                         since[lane] = now
+
+    async def _add_weighted(self, lane: int, state: SeriesState, first: int | None,
+                            items: Any, now: float) -> None:
+        """Histograms or clouds, one at a time: the lane is cut when the next would overfill
+        its request (a value heavier than a whole request goes alone)."""
+        weights, limit = self._weights, self._max_points
+        for index, item in enumerate(items):
+            weight = item[VALUE].weight
+            if weights[lane] and weights[lane] + weight > limit:
+                await self._cut(lane)
+                self._since[lane] = now
+            step = None if first is None else first + index
+            self._pending[lane].setdefault(state, []).append((step, [item]))
+            self._counts[lane] += 1
+            weights[lane] += weight
+        if weights[lane] >= limit:
+            await self._cut(lane)
 
     async def _cut_expired(self) -> None:
         now = trio.current_time()
@@ -116,8 +147,9 @@ class Batcher:
     async def _cut(self, lane: int) -> None:
         if not self._counts[lane]:
             return
-        batch = Batch(list(self._pending[lane].items()), self._counts[lane])
+        batch = Batch(list(self._pending[lane].items()), self._counts[lane], self._weights[lane])
         self._pending[lane] = {}
         self._counts[lane] = 0
+        self._weights[lane] = 0
         self._since[lane] = math.inf
         await self._lanes[lane].send(batch)

@@ -21,7 +21,7 @@ from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._run_spool import RunSpool
 from .._scheme import PLAIN_HTTP_SERVER, answered_in_plain_http
 from .._stats import Counters
-from .._wire import JSON_HEADERS, encode_update, series_header
+from .._wire import JSON_HEADERS, encode_update, series_header, wire_group
 from .batcher import MAX_BATCH_POINTS, Batch
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
@@ -246,7 +246,7 @@ def encode_parcel(target: RunTarget, parcel: Parcel, headers: dict[Any, str]) ->
         header = headers.get(state)
         if header is None:
             header = headers[state] = series_header(state.key, state.manual)
-        series.append((header, state.key.rl, runs))
+        series.append((header, wire_group(state.key), runs))
     return encode_update(target.session_id, target.workspace, target.project, target.run_name,
                          series)
 
@@ -313,24 +313,26 @@ class Dispatcher:
         merged into one request of up to MAX_BATCH_POINTS: a backlog drains in big requests
         instead of many small ones. Returns the merged batch and what did not fit, if any."""
         merged: dict[Any, list[Any]] | None = None
-        count = batch.count
-        while count < MAX_BATCH_POINTS:
+        count, weight = batch.count, batch.weight
+        while weight < MAX_BATCH_POINTS:
             try:
                 following = self._receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-            if type(following) is FlushMarker or count + following.count > MAX_BATCH_POINTS:
-                return self._merged(batch, merged, count), following
+            if type(following) is FlushMarker or weight + following.weight > MAX_BATCH_POINTS:
+                return self._merged(batch, merged, count, weight), following
             if merged is None:
                 merged = {state: list(runs) for state, runs in batch.parcel}
             for state, runs in following.parcel:
                 merged.setdefault(state, []).extend(runs)
             count += following.count
-        return self._merged(batch, merged, count), None
+            weight += following.weight
+        return self._merged(batch, merged, count, weight), None
 
     @staticmethod
-    def _merged(batch: Batch, merged: dict[Any, list[Any]] | None, count: int) -> Batch:
-        return batch if merged is None else Batch(list(merged.items()), count)
+    def _merged(batch: Batch, merged: dict[Any, list[Any]] | None, count: int,
+                weight: int) -> Batch:
+        return batch if merged is None else Batch(list(merged.items()), count, weight)
 
     def encode(self, batch: Batch) -> bytes:
         return encode_parcel(self._target, batch.parcel, self._headers)

@@ -111,7 +111,9 @@ def merge_records(records: list[tuple[int, list[Any]]], max_points: int = MAX_BA
         current, size = {}, 0
 
     for session, series_list in records:
-        count = sum(len(points) for _, _, points in series_list)
+        # A histogram or cloud fills more of a request than a scalar (see Batch.weight).
+        count = sum(sum(point[2].weight for point in points) if key.kind else len(points)
+                    for key, _, points in series_list)
         if session != current_session or size + count > max_points:
             close_current()
             current_session = session

@@ -201,7 +201,7 @@ class StepCounter:
                 if state.mode == _AUTO:
                     self._reject(state, f"got manual step {step} in a series with automatic steps")
                     continue
-                if step < state.next_step:
+                if step < state.next_step and not state.key.kind:
                     self._reject(
                         state,
                         f"step {step} does not increase (last step was {state.next_step - 1}); "
@@ -213,7 +213,9 @@ class StepCounter:
                                        "step the run already stores for it")
                     continue
                 state.mode = _MANUAL
-                state.next_step = step + 1
+                # A histogram or cloud at a step already logged overwrites it (the store keeps
+                # the last one); a scalar's steps must increase (checked above).
+                state.next_step = max(state.next_step, step + 1)
             if major is not None:
                 state.last_major = major
             out.append((key, step, major, value, ts))

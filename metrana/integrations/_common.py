@@ -20,6 +20,7 @@ from .._exceptions import MetranaFlushTimeoutError
 from .._flatten import MAX_CONFIG_LEAVES, flatten_config
 from .._log import say
 from .._thread_session import Session
+from .._values import Histogram
 
 __all__ = [
     "OwnRun",
@@ -317,3 +318,26 @@ def rank_guard(rank_zero_only: bool) -> Callable[[], bool]:
     if not rank_zero_only:
         return lambda: True
     return lambda: global_rank() == 0
+
+
+def histogram_every(value: Any, who: str) -> int | None:
+    """``log_weight_histograms_every=``: None (off) or a positive int of steps."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{who}: log_weight_histograms_every must be a positive int of steps "
+                         f"(or None, off), got {value!r}")
+    return value
+
+
+def log_weight_histograms(session: Session, model: Any, step: int) -> int:
+    """A histogram (64 bins) of each parameter tensor of ``model`` as ``weights/<name>`` at
+    ``step``; returns how many. Duck-typed ``named_parameters()``: torch is never imported."""
+    count = 0
+    for name, parameter in model.named_parameters():
+        if getattr(parameter, "numel", lambda: 1)() == 0:
+            continue
+        session.log_histogram(metric_name(f"weights/{name}"),
+                              Histogram.from_values(parameter), step=step)
+        count += 1
+    return count

@@ -13,6 +13,8 @@ from ._common import (
     as_number,
     current_session,
     flush_quietly,
+    histogram_every,
+    log_weight_histograms,
     metric_name,
     safe_config,
 )
@@ -33,12 +35,17 @@ class TrainerHooks:
       ``eval_<name>`` is logged as ``<name>`` with ``evaluation=True``.
     - ``on_evaluate``: the evaluation metrics, ``evaluation=True`` (those ``on_log`` already
       logged at this step are not logged twice).
+    - ``on_step_end``: with ``log_weight_histograms_every=N`` (off by default), a 64-bin
+      histogram of every parameter tensor (``weights/<parameter name>``) at each global step
+      that N divides.
     - ``on_train_end``: flushes, and closes the run if the callback opened it.
     """
 
-    def __init__(self, session: Session | None = None, **init_kwargs: Any) -> None:
+    def __init__(self, session: Session | None = None, *,
+                 log_weight_histograms_every: int | None = None, **init_kwargs: Any) -> None:
         if session is not None and init_kwargs:
             raise TypeError(f"{WHO}: pass either session= or metrana.init() keyword arguments")
+        self._histograms_every = histogram_every(log_weight_histograms_every, WHO)
         self._session = session
         self._own = OwnRun(WHO, init_kwargs) if init_kwargs else None
         self._steps = StepFilter(WHO)
@@ -82,6 +89,15 @@ class TrainerHooks:
         """Open the callback's own run (given ``metrana.init`` arguments), with the trainer's config."""
         if state.is_world_process_zero:
             self._target(args, model)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
+                    **kwargs: Any) -> None:
+        """Every ``log_weight_histograms_every`` steps, log a histogram of each parameter tensor."""
+        every = self._histograms_every
+        if (every is None or model is None or not state.is_world_process_zero
+                or int(state.global_step) % every):
+            return
+        log_weight_histograms(self._target(args, model), model, int(state.global_step))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                model: Any = None, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ with ``pytorch_lightning``. Only the process of global rank 0 logs.
 from __future__ import annotations
 
 import sys
+import weakref
 from argparse import Namespace
 from collections.abc import Mapping
 from types import FrameType
@@ -37,6 +38,8 @@ from ._common import (
     as_number,
     current_session,
     flush_quietly,
+    histogram_every,
+    log_weight_histograms,
     metric_name,
     safe_config,
     say_for,
@@ -72,6 +75,10 @@ class MetranaLogger(Logger):
     Args:
         session: the run to log to; default the one of ``metrana.init()``.
         prefix: put before every metric name (e.g. ``"lightning/"``).
+        log_weight_histograms_every: off by default; N logs a 64-bin histogram of every
+            parameter tensor of the model (``weights/<parameter name>``) with the metrics of
+            the first logged step and then of each logged step at least N steps later (Lightning
+            logs every ``log_every_n_steps``).
         **init_kwargs: instead, the keyword arguments of ``metrana.init()``: the logger opens
             its own run on rank 0 at its first use (the hyper-parameters Lightning logs first
             become the run's config, with your ``config=``), and closes it in ``finalize``; a
@@ -83,8 +90,11 @@ class MetranaLogger(Logger):
     """
 
     def __init__(self, session: Session | None = None, *, prefix: str = "",
-                 **init_kwargs: Any) -> None:
+                 log_weight_histograms_every: int | None = None, **init_kwargs: Any) -> None:
         super().__init__()
+        self._histograms_every = histogram_every(log_weight_histograms_every, WHO)
+        self._model: weakref.ref[Any] | None = None
+        self._histogram_step: int | None = None
         if session is not None and init_kwargs:
             raise TypeError(f"{WHO}: pass either session= or metrana.init() keyword arguments")
         self._session = session
@@ -158,9 +168,22 @@ class MetranaLogger(Logger):
                     f"{len(values)} hyper-parameters were not sent")
 
     @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Lightning hands every logger the module at the start of fit: kept (weakly) for
+        ``log_weight_histograms_every``; no graph is logged."""
+        if self._histograms_every is not None:
+            self._model = weakref.ref(model)
+
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log Lightning's metrics at its step (one value per key and step; see the class)."""
         session = self._target()
+        model = self._model() if self._model is not None else None
+        every = self._histograms_every
+        if model is not None and every is not None and step is not None and (
+                self._histogram_step is None or step >= self._histogram_step + every):
+            self._histogram_step = int(step)
+            log_weight_histograms(session, model, int(step))
         for key, value in metrics.items():
             number = as_number(value)
             if number is None:

@@ -40,7 +40,12 @@ class MetranaCallback(TrainerHooks, TrainerCallback):
             ``TrainingArguments.to_dict()``) and ``model/<name>`` (the model's config), plus
             your ``config=``, and closes it at ``on_train_end`` (an ``evaluate()`` after that
             resumes it).
+        log_weight_histograms_every: off by default; N logs a 64-bin histogram of every
+            parameter tensor of the model as ``weights/<parameter name>`` every N steps.
     """
 
-    def __init__(self, session: Session | None = None, **init_kwargs: Any) -> None:
-        TrainerHooks.__init__(self, session, **init_kwargs)
+    def __init__(self, session: Session | None = None, *,
+                 log_weight_histograms_every: int | None = None, **init_kwargs: Any) -> None:
+        TrainerHooks.__init__(self, session,
+                              log_weight_histograms_every=log_weight_histograms_every,
+                              **init_kwargs)

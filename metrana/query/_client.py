@@ -295,6 +295,31 @@ class QueryClient:
             end=end))
         return _frames.buckets_frame(answer, ("min", "max", "mean", "last", "count"))
 
+    # ------------------------------------------------------ histograms and point clouds
+
+    def fetch_histogram_series(self, run: str, metric: str) -> pd.DataFrame:
+        """Every histogram a run logged under ``metric`` (``log_histogram``), in step order.
+
+        Returns:
+            One row a step: ``step``, ``timestamp``, ``edges`` (a float64 array; the same
+            array object for the steps that share edges), ``counts`` (an int64 array, or None
+            for densities), ``densities`` (a float64 array, or None), and the stats ``min``,
+            ``max``, ``sum``, ``sum_of_squares`` (NaN when not logged).
+        """
+        answer = self._transport.call("histograms", self._body(run=run, metric=metric))
+        return _frames.histogram_frame(answer)
+
+    def fetch_scatter_series(self, run: str, metric: str, step: int | None = None
+                             ) -> pd.DataFrame:
+        """The point clouds a run logged under ``metric`` (``log_scatter``/``log_scatter3d``):
+        every step's, or the one at ``step``.
+
+        Returns:
+            One row a point: ``step``, ``x``, ``y`` (and ``z`` for a 3-D scatter).
+        """
+        answer = self._transport.call("scatter", self._body(run=run, metric=metric, step=step))
+        return _frames.scatter_frame(answer)
+
     # ---------------------------------------------------------------- every series
 
     def _series_rows(self, runs: Sequence[str] | str | None) -> list[dict[str, Any]]:

@@ -246,6 +246,39 @@ def long_points_frame(parts: list[tuple[dict[str, Any], Any, Any, Any, Any]]) ->
     return pd.DataFrame(data)
 
 
+def histogram_frame(answer: dict[str, Any]) -> Any:
+    """``histograms``' answer as one row a step (edges shared as one array object each)."""
+    edges = [np.array(e, dtype=np.float64) for e in answer["edges"]]
+    points = answer["points"]
+    stats = [p["stats"] or [np.nan] * 4 for p in points]
+    return pd.DataFrame({
+        "step": np.array([p["step"] for p in points], dtype=np.int64),
+        "timestamp": pd.to_datetime(np.array([p["t"] for p in points], dtype=np.int64),
+                                    unit="ns", utc=True),
+        "edges": pd.Series([edges[p["edges"]] for p in points], dtype=object),
+        "counts": pd.Series([None if p["counts"] is None else np.array(p["counts"], np.int64)
+                             for p in points], dtype=object),
+        "densities": pd.Series([None if p["densities"] is None
+                                else np.array(p["densities"], np.float64) for p in points],
+                               dtype=object),
+        **{name: np.array([s[i] for s in stats], dtype=np.float64)
+           for i, name in enumerate(("min", "max", "sum", "sum_of_squares"))},
+    })
+
+
+def scatter_frame(answer: dict[str, Any]) -> Any:
+    """``scatter``'s answer as one row a point."""
+    points = answer["points"]
+    three_d = answer["series"]["kind"] == "scatter3d"
+    columns: dict[str, Any] = {
+        "step": np.concatenate([np.full(len(p["xs"]), p["step"], np.int64) for p in points])
+        if points else np.empty(0, np.int64)}
+    for axis in ("x", "y", "z") if three_d else ("x", "y"):
+        columns[axis] = (np.concatenate([np.array(p[axis + "s"], np.float64) for p in points])
+                         if points else np.empty(0, np.float64))
+    return pd.DataFrame(columns)
+
+
 def aggregate_frame(answer: dict[str, Any], group_by: Sequence[str],
                     aggregations: Sequence[str]) -> Any:
     """``aggregate_runs``: a row per (group, bucket) where the group has runs with points;

@@ -364,10 +364,41 @@ def _attribute(update: Any) -> dict[str, Any]:
     return out
 
 
+def _histograms(declared: _Declared, update: Any) -> dict[str, Any]:
+    """A ``StreamingHistogramSeriesUpdate`` as the HTTP/JSON ``HistogramSeriesUpdate`` the
+    store reads (it checks the points, as for HTTP)."""
+    points = []
+    for p in update.points:
+        point: dict[str, Any] = {"step": p.step, "bin_edges": list(p.bin_edges),
+                                 "counts": list(p.counts), "densities": list(p.densities)}
+        if p.HasField("timestamp_millis"):
+            point["timestamp_millis"] = p.timestamp_millis
+        if p.HasField("stats"):
+            point["stats"] = {"min": p.stats.min, "max": p.stats.max, "sum": p.stats.sum,
+                              "sum_of_squares": p.stats.sum_of_squares}
+        points.append(point)
+    return {"metric_name": declared.metric_name, "scale": declared.scale,
+            "labels": declared.labels, "points": points}
+
+
+def _scatter(declared: _Declared, update: Any) -> dict[str, Any]:
+    """A ``StreamingScatterSeriesUpdate`` as the HTTP/JSON ``ScatterSeriesUpdate``."""
+    points = []
+    for p in update.points:
+        point: dict[str, Any] = {"step": p.step, "xs": list(p.xs), "ys": list(p.ys),
+                                 "zs": list(p.zs)}
+        if p.HasField("timestamp_millis"):
+            point["timestamp_millis"] = p.timestamp_millis
+        points.append(point)
+    return {"metric_name": declared.metric_name, "scale": declared.scale,
+            "labels": declared.labels, "metadata_labels": dict(update.metadata_labels),
+            "is_3d": update.is_3d, "points": points}
+
+
 def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_base: RlBase,
                    unsupported: Unsupported) -> dict[str, Any]:
     """An ``UpdateRunRequest`` as the dict :meth:`.Store.update_runs` stores (one run update);
-    histograms, scatters and environment attributes go to ``unsupported`` instead."""
+    environment attributes go to ``unsupported`` instead."""
     declarations.add(request.series_declarations)
     now_ms = time.time_ns() // 1_000_000
     series: dict[int, _Columns] = {}
@@ -405,10 +436,6 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
             if numbered and n:
                 rl_base.wrote(key, batch.rl_step, first + n - 1)
             gathered.add(batch, minors, batch.rl_step, now_ms)
-    unsupported.add("histograms", [declarations.name(s.series_id)
-                                   for s in request.histogram_series])
-    unsupported.add("scatter plots", [declarations.name(s.series_id)
-                                      for s in request.scatter_series])
     unsupported.add("environment attributes", [e.environment_id
                                                for e in request.env_attr_updates])
     part: dict[str, Any] = {
@@ -416,6 +443,10 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
         "series": [g.finish(False) for g in series.values()],
         "rl_series": [g.finish(True) for g in rl_series.values()],
         "attributes": [_attribute(a) for a in request.attributes],
+        "histogram_series": [_histograms(declarations.get(s.series_id), s)
+                             for s in request.histogram_series],
+        "scatter_series": [_scatter(declarations.get(s.series_id), s)
+                           for s in request.scatter_series],
     }
     if request.HasField("close_run"):
         part["close_run"] = {}

@@ -16,9 +16,10 @@ What the client does, and what we answer (measured against the real client):
    (declarations, point batches, attributes, ``close_run``) is stored, in one transaction,
    before its response is sent, in order. The logger session is the store's session, so an
    update resent after a reconnect (same ``logger_session_id``, same steps) is stored once.
-   Histograms, scatter plots and environment attributes are not stored yet: the rest of that
-   update is stored, then the stream ends with UNIMPLEMENTED naming them (the client stops, or
-   with ``delivery_policy="tolerate_loss"`` drops that update and goes on).
+   Histograms and scatter plots are stored as over HTTP/JSON (:mod:`.value_ingest`: a bad one
+   is INVALID_ARGUMENT naming the field). Environment attributes are not stored yet: the rest
+   of that update is stored, then the stream ends with UNIMPLEMENTED naming them (the client
+   stops, or with ``delivery_policy="tolerate_loss"`` drops that update and goes on).
 3. ``CheckOpStatuses``: every operation we acknowledged is stored (writes are synchronous).
 
 Errors are statuses with a message, never a hang: a database that went away is UNAVAILABLE
@@ -271,7 +272,8 @@ class GrpcIngest:
                       rl_base: RlBase, unsupported: Unsupported, writer: str | None) -> None:
         update = convert_update(run, request, declarations, rl_base, unsupported)
         part = update["run_updates"][0]
-        if part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part:
+        if (part["series"] or part["rl_series"] or part["attributes"] or "close_run" in part
+                or part["histogram_series"] or part["scatter_series"]):
             self.store.update_runs(update, writer)
 
     async def _update_runs(self, principal: Principal, messages: AsyncIterator[bytes],

@@ -36,8 +36,6 @@ ORDERING_NAMES = {
 # dropping them would lose data silently, so they are refused with 422.
 _UNSUPPORTED = (
     "env_attr_updates",
-    "histogram_series",
-    "scatter_series",
     "series_declarations",
     "streaming_series",
     "streaming_rl_series",

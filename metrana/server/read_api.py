@@ -38,6 +38,11 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
 - ``aggregate_runs``: the matching runs grouped by attribute values, each group reduced on
   aligned step buckets (mean of each run's points per bucket; across runs avg, std, min, max,
   count) with a band (:mod:`.store.groups`);
+- ``value_series``: a run's histogram and scatter series, with their last point's summary;
+  ``value_chart``: one (``series_id``) as a distribution-over-steps chart of at most ``n``
+  columns, or a scatter series' steps; ``value_at``: its histogram or cloud at ``step``;
+  ``histograms``: every histogram of the run's series ``metric``; ``scatter``: its clouds
+  (all, or the one at ``step``);
 - ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
   with ``"encoding": "binary"`` a :class:`~.store.views.Binary` answer (its arrays are views
   of the body for the client); paginated by point count.
@@ -379,6 +384,32 @@ def _points(store: Store, body: dict[str, Any]) -> Any:
     return store.query_points(workspace, project, **common, standard=named)
 
 
+# ------------------------------------------------------ histograms and point clouds
+
+
+def _value_series(store: Store, body: dict[str, Any]) -> Any:
+    return store.value_series(*_run_names(body))
+
+
+def _value_chart(store: Store, body: dict[str, Any]) -> Any:
+    columns = _int(body, "n", 300, 1, MAX_BUCKETS)
+    assert columns is not None
+    return store.value_chart(*_run_names(body), _required_int(body, "series_id"), columns)
+
+
+def _value_at(store: Store, body: dict[str, Any]) -> Any:
+    return store.value_at(*_run_names(body), _required_int(body, "series_id"),
+                          _required_int(body, "step"))
+
+
+def _histograms(store: Store, body: dict[str, Any]) -> Any:
+    return store.histograms(*_run_names(body), _text(body, "metric"))
+
+
+def _scatter(store: Store, body: dict[str, Any]) -> Any:
+    return store.scatter(*_run_names(body), _text(body, "metric"), _int(body, "step"))
+
+
 # What each route needs, when it is not READ_RUNS (role read in the body's workspace).
 def _runs_workspaces(body: Any) -> list[str]:
     """Every workspace ``many_runs``' and ``many_runs_buckets``' body names (each run's, and a
@@ -425,6 +456,11 @@ ROUTES: dict[str, Route] = {
     "project": _project,
     "aggregate_runs": _aggregate_runs,
     "points": _points,
+    "value_series": _value_series,
+    "value_chart": _value_chart,
+    "value_at": _value_at,
+    "histograms": _histograms,
+    "scatter": _scatter,
 }
 
 
@@ -494,6 +530,13 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
                         "evaluation": None if evaluation is None
                         else evaluation.lower() in ("1", "true", "yes"),
                         **{k: numbers.get(k) for k in ("n", "start", "end")}}
+    if rest == ["values"]:  # histogram and scatter series
+        return "value_series", body
+    if len(rest) == 3 and rest[0] == "values" and rest[2] in ("chart", "at"):
+        body["series_id"] = _param_int(rest[1], "series id")
+        if rest[2] == "chart":
+            return "value_chart", {**body, "n": numbers.get("n")}
+        return "value_at", {**body, "step": _param_int(_param(query, "step"), "step")}
     if len(rest) == 3 and rest[0] == "series" and rest[2] in ("points", "buckets"):
         body["series_id"] = _param_int(rest[1], "series id")
         if rest[2] == "points":

@@ -15,6 +15,7 @@ from metrana_protobuf.ingestion.v1.svc import api_pb2, api_pb2_grpc
 from metrana_protobuf.ingestion.v1.types import run_definition_pb2, updates_pb2
 
 from metrana.server import ServerInfo
+from metrana.server.store import Store
 from tests.helpers import read_points
 from tests.support import start_serve, stop_serve
 
@@ -120,12 +121,11 @@ def test_refusals_are_statuses_with_a_message(served: tuple[ServerInfo, Stub]) -
             updates_pb2.PointBatch(values=[1.0], first_step=0)])])
     code, message = status(lambda: stream(stub, token, undeclared))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "series_id 9 was not declared" in message
-    scatter = update(token, 1, 2, 0, [1.0])
-    scatter.series_declarations.add(metric_name="latents", scale="ML_STEP", declaration_id=2)
-    scatter.scatter_series.add(series_id=2).points.add(step=0, xs=[1.0], ys=[2.0])
-    code, message = status(lambda: stream(stub, token, scatter))
+    envs = update(token, 1, 2, 0, [1.0])
+    envs.env_attr_updates.add(environment_id="env-0").attributes.add(path="seed", int_value=1)
+    code, message = status(lambda: stream(stub, token, envs))
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "does not store scatter plots ('latents') yet" in message
+    assert "does not store environment attributes ('env-0') yet" in message
     assert steps(info, "refused") == [(0, 1.0)]  # the rest of that update was stored
     code, message = status(lambda: stub.UpdateTraces(api_pb2.UpdateTracesRequest(), timeout=30))
     assert (code, message) == (grpc.StatusCode.UNIMPLEMENTED,
@@ -154,3 +154,43 @@ def test_unknown_methods_say_what_is_served(tmp_path: Path) -> None:
         assert "metrana_protobuf.ingestion.v1.svc.IngestService of metrana-protobuf 0.7" in message
     finally:
         stop_serve(proc)
+
+
+def test_histograms_and_clouds_are_stored_and_checked(served: tuple[ServerInfo, Stub]) -> None:
+    """The official client's histogram and scatter updates are stored as over HTTP/JSON, on
+    either store; a bad one is INVALID_ARGUMENT naming the field, and nothing of it stored."""
+    info, stub = served
+    token = initialize(stub, "values")
+    values = api_pb2.UpdateRunRequest(logger_session_id=3, sequence_number=1, series_declarations=[
+        updates_pb2.SeriesDeclaration(metric_name="w", scale="ML_STEP", declaration_id=1),
+        updates_pb2.SeriesDeclaration(metric_name="emb", scale="ML_STEP", declaration_id=2)])
+    histogram = values.histogram_series.add(series_id=1)
+    histogram.points.add(step=3, timestamp_millis=1_700_000_000_000, bin_edges=[0.0, 1.0, 2.0],
+                         counts=[4, 5]).stats.CopyFrom(
+        updates_pb2.HistogramPoint.HistogramStats(min=0.5, max=1.5, sum=9.0, sum_of_squares=11.0))
+    cloud = values.scatter_series.add(series_id=2, is_3d=True)
+    cloud.metadata_labels["x_title"] = "u"
+    cloud.points.add(step=0, xs=[1.0, 2.0], ys=[3.0, 4.0], zs=[5.0, 6.0])
+    assert len(stream(stub, token, values)) == 2
+    store = Store(info.db_path)
+    try:
+        stored = store.histograms("ws", "proj", "values", "w")
+        assert [(p["step"], p["counts"], p["stats"]) for p in stored["points"]] == [
+            (3, [4, 5], [0.5, 1.5, 9.0, 11.0])]
+        assert stored["points"][0]["t"] == 1_700_000_000_000 * 1_000_000
+        clouds = store.scatter("ws", "proj", "values", "emb", None)
+        assert clouds["series"]["titles"] == {"x_title": "u"}
+        assert clouds["points"][0]["zs"] == [5.0, 6.0]
+    finally:
+        store.close()
+    bad = api_pb2.UpdateRunRequest(logger_session_id=3, sequence_number=2, series_declarations=[
+        updates_pb2.SeriesDeclaration(metric_name="w", scale="ML_STEP", declaration_id=1)])
+    bad.histogram_series.add(series_id=1).points.add(step=4, bin_edges=[0.0, 1.0], counts=[1, 2])
+    code, message = status(lambda: stream(stub, token, bad))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "histogramSeries[0].points[0].binEdges: 2 edges for 2 bins" in message
+    store = Store(info.db_path)
+    try:
+        assert [p["step"] for p in store.histograms("ws", "proj", "values", "w")["points"]] == [3]
+    finally:
+        store.close()

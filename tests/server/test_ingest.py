@@ -15,7 +15,6 @@ import httpx
 import numpy as np
 import pytest
 
-from metrana.server import ServerInfo
 from metrana.server.errors import Unprocessable
 from metrana.server.ingest import INT64_MAX, parse_update, signed_session
 from metrana.server.validate import compile_message
@@ -147,10 +146,6 @@ def test_step_and_timestamp_bounds_are_exactly_int64() -> None:
 UNSUPPORTED = [
     ("envAttrUpdates", [{"environmentId": "e", "attributes": [{"path": "x", "intValue": "1"}]}],
      "runUpdates[0].env_attr_updates is valid but not stored by this server"),
-    ("histogramSeries", [{"metricName": "h", "scale": "ML_STEP", "points": [{}]}],
-     "runUpdates[0].histogram_series is valid but not stored by this server"),
-    ("scatterSeries", [{"metricName": "s", "points": [{}]}],
-     "runUpdates[0].scatter_series is valid but not stored by this server"),
     ("seriesDeclarations", [{"metricName": "d", "declarationId": "1"}],
      "runUpdates[0].series_declarations is valid but not stored by this server"),
     ("streamingSeries", [{"seriesId": "1", "pointBatches": [{"values": [1.0]}]}],
@@ -188,15 +183,6 @@ def test_empty_parts_of_the_schema_are_no_data_and_are_accepted() -> None:
 
 
 # ------------------------------------------------------------------ over HTTP, read back
-
-@pytest.fixture
-async def client(server: ServerInfo) -> Any:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
-        response = await c.post("/v1/runs", json={
-            "run": {"workspace": "ws", "project": "proj", "runName": "run-001"},
-            "createProjectIfMissing": True})
-        assert response.status_code == 200
-        yield c
 
 
 async def stored(client: httpx.AsyncClient) -> dict[str, list[tuple[int, int, Any]]]:

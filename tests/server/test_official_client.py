@@ -98,31 +98,27 @@ def test_the_official_client_logs_scalars_rl_and_config(db_target: str, tmp_path
         stop_serve(proc)
 
 
-def test_histograms_are_refused_by_name_and_the_rest_is_stored(tmp_path: Path) -> None:
-    """A histogram (not stored yet) ends the stream with UNIMPLEMENTED naming it; the scalars
-    sent with it are stored, and with ``tolerate_loss`` the run goes on."""
+def test_histograms_of_the_official_client_are_stored(tmp_path: Path) -> None:
+    """The official client's histogram (over gRPC) is stored with its counts and edges, next to
+    its scalars."""
     script = """
-init(delivery_policy="tolerate_loss")
+init()
 metrana.log("loss", 1.0)
-metrana.flush()
-metrana.log("loss", 2.0)
 metrana.log_histogram("weights", metrana.Histogram.from_numpy(np.histogram([1.0, 2.0, 2.5])),
                       step=1)
-try:
-    metrana.flush()
-except Exception as exc:
-    print("refused:", type(exc).__name__, exc)
-metrana.log("loss", 3.0)
+metrana.log("loss", 2.0)
 metrana.close()
 """
     proc, url = start_serve(tmp_path / "db.sqlite3")
     try:
-        out = ran(run_official(script, url, "run-h", cwd=tmp_path))
-        assert "refused: MetranaSenderError" in out
-        assert "metrana serve does not store histograms ('weights') yet" in out
-        assert "Everything else in this update was stored" in out
+        ran(run_official(script, url, "run-h", cwd=tmp_path))
         with query(url) as client:
-            assert client.fetch_float_series("run-h", "loss")["loss"].tolist() == [1.0, 2.0, 3.0]
+            assert client.fetch_float_series("run-h", "loss")["loss"].tolist() == [1.0, 2.0]
+            frame = client.fetch_histogram_series("run-h", "weights")
+            counts, edges = np.histogram([1.0, 2.0, 2.5])
+            assert frame["step"].tolist() == [1]
+            assert frame["counts"][0].tolist() == counts.tolist()
+            assert frame["edges"][0].tolist() == edges.tolist()
     finally:
         stop_serve(proc)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..api_keys import KeyRecord
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
-from . import keys, read, views, write
+from . import keys, read, values, views, write
 from .database import Database, Tx, open_database
 from .filters import Compiler, SeriesName
 from .groups import BAND_KINDS
@@ -105,6 +105,52 @@ class Store:
             series = read.series_of_run(tx, run.id)
             writers = keys.writers_of(tx, run.id)
         return views.run_detail(run, attributes, series, now, writers)
+
+    # ------------------------------------------------------ histograms and point clouds
+
+    def value_series(self, workspace: str, project: str, run_name: str) -> dict[str, Any]:
+        """The run's histogram and scatter series, with their last point's summary."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            return {"series": values.value_series(tx, run.id)}
+
+    def value_chart(self, workspace: str, project: str, run_name: str, series_id: int,
+                    columns: int) -> bytes:
+        """A histogram series as a distribution-over-steps chart (:func:`.values.histogram_chart`),
+        or a scatter series' steps."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.one_series(tx, run.id, series_id)
+            if series["kind"] == values.HISTOGRAM:
+                chart = values.histogram_chart(tx, series_id, columns)
+            else:
+                chart = {"steps": values.value_steps(tx, series)}
+        # Finite numbers and None only (numpy columns as they are): encoded once.
+        return views.encoded({"series": series, **chart})
+
+    def value_at(self, workspace: str, project: str, run_name: str, series_id: int,
+                 step: int) -> dict[str, Any]:
+        """The histogram or point cloud a series holds at ``step``."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            return values.value_at(tx, values.one_series(tx, run.id, series_id), step)
+
+    def histograms(self, workspace: str, project: str, run_name: str, metric: str
+                   ) -> dict[str, Any]:
+        """Every histogram of a run's series ``metric``, in step order, edges shared."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.find_series(tx, run.id, metric, (values.HISTOGRAM,))
+            return {"series": series, **values.histogram_points(tx, series["id"])}
+
+    def scatter(self, workspace: str, project: str, run_name: str, metric: str,
+                step: int | None) -> dict[str, Any]:
+        """A run's scatter series ``metric``: every step's cloud, or the one at ``step``."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            series = values.find_series(tx, run.id, metric, ("scatter", "scatter3d"))
+            return {"series": series, "points": values.scatter_points(
+                tx, series["id"], series["kind"] == "scatter3d", step)}
 
     def get_runs(self, names: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
         """Several runs as :meth:`get_run` answers each, in one transaction: the compare

@@ -34,10 +34,12 @@ from ..._wire import json_number
 from ..errors import Conflict, NotFound, Unprocessable
 from ..ingest import INT64_MAX, ORDERING_NAMES, IncomingSeries, RunKey, parse_update
 from ..point_arrays import PointArrays
+from ..value_ingest import parse_values
 from .chunks import CHUNK_POINTS, Blocks, decode_points, encode_blocks, encode_points
 from .database import Database, Tx
 from .keys import CREATED_BY, record_writer
 from .read import find_project, find_run
+from .values import write_values
 
 __all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer",
            "create_run", "update_runs", "write_aggregates"]
@@ -341,6 +343,8 @@ def update_runs(db: Database, request: dict[str, Any], writer: str | None = None
     in id order, writers recorded last in run id order.
     """
     session, runs = parse_update(request)
+    valued = [parse_values(update, index)
+              for index, update in enumerate(request.get("run_updates", []))]
     now = time.time_ns()
     with db.write() as tx:
         run_ids = [_run_id(tx, run.key) for run in runs]
@@ -348,6 +352,9 @@ def update_runs(db: Database, request: dict[str, Any], writer: str | None = None
                                  in zip(run_ids, runs, strict=True)
                                  for incoming in run.series])
         stored = _write_points(tx, session, found, now, db.for_update)
+        for run_id, values in zip(run_ids, valued, strict=True):
+            if values:
+                stored += write_values(tx, run_id, values, now)
         attributes = [(run_id, attribute) for run_id, run in zip(run_ids, runs, strict=True)
                       for attribute in run.attributes]
         # Stable: several values of one path keep their request order (the last wins).

@@ -7,6 +7,7 @@ import { el, setConnection } from "./dom.js";
 import { fmtLabels, naturalOrder } from "./format.js";
 import { saveSettings, settings } from "./settings.js";
 import { Source } from "./source.js";
+import { ValueChart, valueSeries } from "./value_charts.js";
 
 /** Charts grouped by metric: one run (labels as lines, RL bands, environments), or several
  *  runs overlaid (one colour per run). Live: polls each run's changed series. A page says
@@ -40,14 +41,35 @@ export class ChartsView {
     this.layout();
     this.sync();
     const t0 = performance.now();
+    const valued = await this.addValueCharts();
     // In page order: the first requests bring the charts at the top.
-    const byNode = new Map([...this.charts.values()].map((c) => [c.node, c]));
+    const byNode = new Map([...this.charts.values(), ...valued].map((c) => [c.node, c]));
     const ordered = [...this.groups.querySelectorAll(".chart")].map((node) => byNode.get(node));
     await Promise.all(ordered.map((c) => this.loadChart(c)));
     await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
     window.metranaReady = { at: performance.now(), charts: this.charts.size, load: performance.now() - t0 };
     document.body.dataset.ready = "1";
     this.timer = setTimeout(() => this.poll(), this.pollDelay());
+  }
+
+  /** A card per histogram or scatter series of each run (js/value_charts.js), placed among
+   *  the metric's group like a chart; in the compare view, one per run, named by it. */
+  async addValueCharts() {
+    const lists = await Promise.all(this.runs.map((run) => valueSeries(run.id, this.abort.signal)));
+    const charts = [];
+    this.runs.forEach((run, i) => {
+      for (const series of lists[i]) {
+        const chart = new ValueChart({ run: run.id, series, label: this.compare ? run.id[2] : fmtLabels(series.labels) });
+        const name = series.metric;
+        const grid = this.section(name.includes("/") ? name.slice(0, name.indexOf("/")) : "").grid;
+        chart.node.dataset.title = name;
+        const after = [...grid.children].find((node) => naturalOrder(node.dataset.title, name) > 0);
+        grid.insertBefore(chart.node, after ?? null);
+        charts.push(chart);
+      }
+    });
+    this.valueCharts = charts;
+    return charts;
   }
 
   async loadChart(chart) {
@@ -281,6 +303,9 @@ export class ChartsView {
     const terms = text.toLowerCase().split(/\s+/).filter(Boolean);
     for (const chart of this.charts.values()) {
       chart.node.hidden = !terms.every((t) => chart.metric.toLowerCase().includes(t));
+    }
+    for (const chart of this.valueCharts ?? []) {
+      chart.node.hidden = !terms.every((t) => chart.series.metric.toLowerCase().includes(t));
     }
     for (const section of this.sections.values()) {
       section.node.hidden = [...section.grid.children].every((c) => c.hidden);
