@@ -124,6 +124,9 @@ EXPECTED: dict[tuple[str, str, int], dict[str, int | None]] = {
                                                     "me/sweep/lr-0.003": 400},
     ("comparing.md", "From Python: seeds grouped, RL summaries", 0): {
         f"me/seeds/lr{lr}-s{seed}": 120 for lr in (0.01, 0.1) for seed in range(3)},
+    ("comparing.md", "Groups compared with statistical confidence", 0): {
+        f"me/bench/{algo}-{task}-s{seed}": 20 for algo in ("dqn", "ppo", "sac")
+        for task in ("breakout", "pong") for seed in range(5)},
 }
 
 NOT_RUN = re.compile(r"^<!-- not-run: (?P<reason>\S.*\S) -->$")

@@ -26,13 +26,22 @@ DEFAULT_URL = "http://127.0.0.1:8787"  # where `metrana serve` listens by defaul
 _RUNS_PAGE = 1000
 _POINTS_PAGE = 1_000_000
 _SERIES_PER_REQUEST = 10_000  # what one points request may name
-_AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi")
+_AGGREGATIONS = ("avg", "std", "stderr", "min", "max", "count", "lo", "hi", "mid")
 
 
 def _check_filter(filter: Any) -> None:
     if filter is not None and not isinstance(filter, (Condition, str)):
         raise TypeError(f"filter must be a Condition (AttrFilter(...) < 1, combined with & and "
                         f"|) or its text ('config/lr < 0.01'), got {type(filter).__name__}")
+
+
+def _group_name(group: Any, paths: list[str]) -> Any:
+    """A group as ``compare_groups`` names it: its label, or its values by path."""
+    if isinstance(group, Mapping):
+        return dict(group)
+    if len(paths) == 1 and not (isinstance(group, str) and group.startswith(f"{paths[0]}=")):
+        return {paths[0]: group}
+    return group
 
 
 def _filter_body(filter: Condition | str | None) -> Any:
@@ -199,7 +208,10 @@ class QueryClient:
         bucket (an RL metric: of every environment's points there); across the group's runs
         with points in the bucket: ``avg``, sample ``std`` (ddof=1), ``stderr`` (std /
         sqrt(count)), ``min``, ``max``, ``count`` (runs), and the band's ``lo`` and ``hi``
-        (``band``: ``std``, ``stderr``, ``ci95`` = avg ± 1.96·stderr, ``minmax``).
+        (``band``: ``std``, ``stderr``, ``ci95`` = avg ± 1.96·stderr, ``minmax``, or
+        ``iqm95``: the interquartile mean across the runs, ``mid``, with its stratified
+        bootstrap 95% interval, 2,000 repetitions seeded, rliable's sample-efficiency curves)
+        and ``mid``, the curve the band is drawn around (``avg``, or the IQM for ``iqm95``).
 
         Returns:
             A row per group and bucket where the group has points: one column per
@@ -225,6 +237,131 @@ class QueryClient:
                 f"{answer['runs_matched']:,} runs match, more than max_runs={max_runs:,}: "
                 "narrow the filter (or raise max_runs, up to 1,000)", status=400)
         return _frames.aggregate_frame(answer, paths, list(aggregations))
+
+    # ------------------------------------------------------------------ statistics
+
+    def _statistics(self, metric: str, *, summary: str, group_by: Sequence[str] | str,
+                    filter: Condition | str | None, task_key: str | None,
+                    normalize: tuple[float, float] | Mapping[str, tuple[float, float]] | None,
+                    reps: int, seed: int, scale: str | None,
+                    labels: Mapping[str, str] | None, max_runs: int, **parts: Any
+                    ) -> dict[str, Any]:
+        """One ``compare_groups`` request (the parts asked: aggregates, profile, improvement)."""
+        _check_filter(filter)
+        paths = [group_by] if isinstance(group_by, str) else list(group_by)
+        if isinstance(normalize, Mapping):
+            references: Any = {str(task): list(pair) for task, pair in normalize.items()}
+        else:
+            references = None if normalize is None else list(normalize)
+        answer: dict[str, Any] = self._transport.call("compare_groups", self._body(
+            series=series_node(metric, scale, labels), summary=summary,
+            filter=_filter_body(filter), group_by=paths, task_key=task_key,
+            normalize=references, reps=reps, seed=seed, max_runs=max_runs, **parts))
+        if answer["truncated"]:
+            raise QueryRequestError(
+                f"{answer['runs_matched']:,} runs match, more than max_runs={max_runs:,}: "
+                "narrow the filter (or raise max_runs, up to 1,000)", status=400)
+        return answer
+
+    def compare_groups(self, metric: str, *, summary: str = "last10",
+                       group_by: Sequence[str] | str = (),
+                       filter: Condition | str | None = None,
+                       aggregates: Sequence[str] = ("iqm", "median", "mean"),
+                       reps: int = 2000, seed: int = 0, task_key: str | None = None,
+                       normalize: tuple[float, float] | Mapping[str, tuple[float, float]]
+                       | None = None, gamma: float = 1.0, scale: str | None = None,
+                       labels: Mapping[str, str] | None = None, max_runs: int = 1000
+                       ) -> pd.DataFrame:
+        """Aggregates of each group's scores with stratified bootstrap 95% intervals, as
+        ``rliable`` computes them (Agarwal et al., 2021): is group A really better than B?
+
+        A run's score is its ``summary`` of ``metric``: ``last10`` (an RL metric: the mean
+        over environments of each one's mean of its last 10 episodes; a standard series: the
+        mean of its last 10 points), ``last``, ``min``, ``max`` or ``mean``. With
+        ``task_key`` (e.g. ``"config/task"``) each group's scores are a runs × tasks matrix
+        (as many runs on each task) and the bootstrap resamples runs within each task;
+        ``normalize`` maps each task to its (min, max) reference scores (or is one pair for
+        every task): scores become ``(score - min) / (max - min)``.
+
+        Args:
+            aggregates: some of ``iqm`` (interquartile mean), ``median``, ``mean``,
+                ``optimality_gap`` (how far below ``gamma`` the scores fall, on average).
+            reps: bootstrap repetitions (up to 50,000); ``seed``: the same seed gives the same
+                intervals (those of ``rliable`` after ``np.random.seed(seed)``).
+
+        Returns:
+            A row per group and aggregate: ``group`` (its label, e.g. ``config/algo=ppo``),
+            ``aggregate``, ``value``, ``ci_low``, ``ci_high``, ``runs``.
+
+        Raises:
+            QueryRequestError: an unknown metric, path or filter; a group without a task or
+                with more runs on one task than another; the server lacks the ``stats``
+                extra (the message says what to install).
+        """
+        answer = self._statistics(
+            metric, summary=summary, group_by=group_by, filter=filter, task_key=task_key,
+            normalize=normalize, reps=reps, seed=seed, scale=scale, labels=labels,
+            max_runs=max_runs, aggregates=list(aggregates), gamma=gamma)
+        return _frames.statistics_frame(answer)
+
+    def performance_profile(self, metric: str, *, summary: str = "last10",
+                            group_by: Sequence[str] | str = (),
+                            filter: Condition | str | None = None,
+                            thresholds: Sequence[float] | None = None, points: int = 51,
+                            reps: int = 2000, seed: int = 0, task_key: str | None = None,
+                            normalize: tuple[float, float]
+                            | Mapping[str, tuple[float, float]] | None = None,
+                            scale: str | None = None, labels: Mapping[str, str] | None = None,
+                            max_runs: int = 1000) -> pd.DataFrame:
+        """Each group's performance profile: the fraction of its runs (across tasks) scoring
+        above each threshold, with a stratified bootstrap 95% band (``rliable``'s score
+        distributions). Scores as in :meth:`compare_groups`; ``thresholds`` default to
+        ``points`` evenly spaced from the lowest score to the highest.
+
+        Returns:
+            A row per group and threshold: ``group``, ``threshold``, ``fraction``,
+            ``ci_low``, ``ci_high``.
+        """
+        profile: dict[str, Any] = ({"points": points} if thresholds is None
+                                   else {"thresholds": [float(t) for t in thresholds]})
+        answer = self._statistics(
+            metric, summary=summary, group_by=group_by, filter=filter, task_key=task_key,
+            normalize=normalize, reps=reps, seed=seed, scale=scale, labels=labels,
+            max_runs=max_runs, aggregates=["mean"], profile=profile)
+        return _frames.profile_frame(answer)
+
+    def probability_of_improvement(self, metric: str, group_x: Any = None, group_y: Any = None,
+                                   *, summary: str = "last10",
+                                   group_by: Sequence[str] | str = (),
+                                   filter: Condition | str | None = None, reps: int = 2000,
+                                   seed: int = 0, task_key: str | None = None,
+                                   normalize: tuple[float, float]
+                                   | Mapping[str, tuple[float, float]] | None = None,
+                                   scale: str | None = None,
+                                   labels: Mapping[str, str] | None = None,
+                                   max_runs: int = 1000) -> pd.DataFrame:
+        """P(X > Y): the probability that a run of group X scores above a run of group Y
+        (ties count half; averaged over tasks), with a stratified bootstrap 95% interval
+        (``rliable``'s, resampling each group independently). Scores as in
+        :meth:`compare_groups`.
+
+        ``group_x`` and ``group_y`` name groups by label (``"config/algo=ppo"``), by values
+        (``{"config/algo": "ppo"}``) or, grouping by one key, by its value (``"ppo"``).
+        Without them: every ordered pair of groups.
+
+        Returns:
+            A row per pair: ``x``, ``y`` (labels), ``value``, ``ci_low``, ``ci_high``.
+        """
+        paths = [group_by] if isinstance(group_by, str) else list(group_by)
+        if (group_x is None) != (group_y is None):
+            raise TypeError("name both groups (group_x and group_y), or neither for every pair")
+        improvement: Any = "all" if group_x is None else [
+            [_group_name(group_x, paths), _group_name(group_y, paths)]]
+        answer = self._statistics(
+            metric, summary=summary, group_by=paths, filter=filter, task_key=task_key,
+            normalize=normalize, reps=reps, seed=seed, scale=scale, labels=labels,
+            max_runs=max_runs, aggregates=["mean"], improvement=improvement)
+        return _frames.improvement_frame(answer)
 
     # ---------------------------------------------------------------------- points
 

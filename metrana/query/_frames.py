@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["aggregate_frame", "band_frame", "buckets_frame", "long_points_frame", "points_columns",
-           "rl_points_frame", "runs_frame", "series_frame", "series_list_frame"]
+__all__ = ["aggregate_frame", "band_frame", "buckets_frame", "improvement_frame",
+           "long_points_frame", "points_columns", "profile_frame", "rl_points_frame",
+           "runs_frame", "series_frame", "series_list_frame", "statistics_frame"]
 
 _NONFINITE = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf, None: np.nan}
 
@@ -295,8 +296,9 @@ def aggregate_frame(answer: dict[str, Any], group_by: Sequence[str],
         for name in aggregations:
             if name == "count":
                 data[name] = count[keep]
-            else:
-                data[name] = np.array([_float(v) for v in group[name]], np.float64)[keep]
+            else:  # "mid": the band's centre, the mean unless the band has its own
+                values = group.get(name, group["avg"]) if name == "mid" else group[name]
+                data[name] = np.array([_float(v) for v in values], np.float64)[keep]
         parts.append(pd.DataFrame(data))
     if not parts:
         empty: dict[str, Any] = {path: pd.Series([], dtype=object) for path in group_by}
@@ -305,3 +307,35 @@ def aggregate_frame(answer: dict[str, Any], group_by: Sequence[str],
             empty[name] = pd.Series([], dtype=np.int64 if name == "count" else np.float64)
         return pd.DataFrame(empty)
     return pd.concat(parts, ignore_index=True)
+
+
+def statistics_frame(answer: dict[str, Any]) -> Any:
+    """``compare_groups``: a row per (group, aggregate): the group's label, the aggregate,
+    its value and 95% interval, and the group's number of runs."""
+    rows = [(group["label"], name, _float(stat["value"]), _float(stat["ci_low"]),
+             _float(stat["ci_high"]), int(group["runs"]))
+            for group in answer["groups"] for name, stat in group["aggregates"].items()]
+    return pd.DataFrame(rows, columns=["group", "aggregate", "value", "ci_low", "ci_high",
+                                       "runs"]).astype({"runs": np.int64})
+
+
+def profile_frame(answer: dict[str, Any]) -> Any:
+    """``performance_profile``: a row per (group, threshold): the fraction of the group's
+    runs scoring above the threshold, and its 95% interval."""
+    thresholds = np.asarray(answer["profile"]["thresholds"], np.float64)
+    parts = [pd.DataFrame({"group": [curve["label"]] * len(thresholds), "threshold": thresholds,
+                           **{name: np.asarray(curve[name], np.float64)
+                              for name in ("fraction", "ci_low", "ci_high")}})
+             for curve in answer["profile"]["groups"]]
+    if not parts:
+        return pd.DataFrame({"group": pd.Series([], dtype=object),
+                             **{name: pd.Series([], dtype=np.float64)
+                                for name in ("threshold", "fraction", "ci_low", "ci_high")}})
+    return pd.concat(parts, ignore_index=True)
+
+
+def improvement_frame(answer: dict[str, Any]) -> Any:
+    """``probability_of_improvement``: a row per (X, Y) pair: P(X > Y) and its interval."""
+    return pd.DataFrame([(p["x"], p["y"], float(p["value"]), float(p["ci_low"]),
+                          float(p["ci_high"])) for p in answer["improvement"]],
+                        columns=["x", "y", "value", "ci_low", "ci_high"])

@@ -43,6 +43,10 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
   columns, or a scatter series' steps; ``value_at``: its histogram or cloud at ``step``;
   ``histograms``: every histogram of the run's series ``metric``; ``scatter``: its clouds
   (all, or the one at ``step``);
+- ``compare_groups``: the matching runs' scores (a summary of a metric per run, optionally
+  normalised per task), grouped, with IQM, median, mean and optimality gap and their
+  stratified bootstrap 95% intervals, and if asked performance profiles and probabilities of
+  improvement (:mod:`.statistics`; needs the ``stats`` extra);
 - ``points``: raw points of (run, series) pairs, standard or RL, as columns: JSON arrays, or
   with ``"encoding": "binary"`` a :class:`~.store.views.Binary` answer (its arrays are views
   of the body for the client); paginated by point count.
@@ -66,6 +70,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from . import statistics
 from .access import LIST_RUNS, OWNER, READ_RUNS, Need, Principal
 from .api_keys import Role
 from .errors import NotFound, QueryError
@@ -325,14 +330,8 @@ def _project(store: Store, body: dict[str, Any]) -> Any:
 def _aggregate_runs(store: Store, body: dict[str, Any]) -> Any:
     workspace, project = _text(body, "workspace"), _text(body, "project")
     n, start, end = _range(body)
-    group_by = body.get("group_by") or []
-    if not isinstance(group_by, list) or len(group_by) > 10 or not all(
-            isinstance(p, str) and p for p in group_by):
-        raise QueryError("'group_by' is a list of at most 10 attribute paths (config/lr)")
-    runs = body.get("runs")
-    if runs is not None and (not isinstance(runs, list) or len(runs) > MAX_GROUP_RUNS
-                             or not all(isinstance(r, str) for r in runs)):
-        raise QueryError(f"'runs' is a list of at most {MAX_GROUP_RUNS:,} run names, or null")
+    group_by = _group_paths(body)
+    runs = _run_names_among(body)
     max_runs = _int(body, "max_runs", MAX_GROUP_RUNS, 1, MAX_GROUP_RUNS)
     assert max_runs is not None
     band = body.get("band") or "std"
@@ -341,6 +340,48 @@ def _aggregate_runs(store: Store, body: dict[str, Any]) -> Any:
         filter=_filter(body), runs=runs, group_by=group_by, n=n, start=start, end=end,
         band=band, order_by=body.get("order_by"), max_runs=max_runs,
         per_run=body.get("per_run") is True)
+
+
+def _group_paths(body: dict[str, Any]) -> list[str]:
+    group_by = body.get("group_by") or []
+    if not isinstance(group_by, list) or len(group_by) > 10 or not all(
+            isinstance(p, str) and p for p in group_by):
+        raise QueryError("'group_by' is a list of at most 10 attribute paths (config/lr)")
+    return group_by
+
+
+def _run_names_among(body: dict[str, Any]) -> list[str] | None:
+    runs = body.get("runs")
+    if runs is not None and (not isinstance(runs, list) or len(runs) > MAX_GROUP_RUNS
+                             or not all(isinstance(r, str) for r in runs)):
+        raise QueryError(f"'runs' is a list of at most {MAX_GROUP_RUNS:,} run names, or null")
+    return runs
+
+
+def _compare_groups(store: Store, body: dict[str, Any]) -> Any:
+    workspace, project = _text(body, "workspace"), _text(body, "project")
+    group_by = _group_paths(body)
+    task_key = _optional(body, "task_key", str, "an attribute path (config/task), or null")
+    reps = _int(body, "reps", 2000, 1, statistics.MAX_REPS)
+    seed = _int(body, "seed", 0, 0, 2**32 - 1)
+    max_runs = _int(body, "max_runs", MAX_GROUP_RUNS, 1, MAX_GROUP_RUNS)
+    gamma = body.get("gamma", 1.0)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma != gamma:
+        raise QueryError("'gamma' (the optimality gap's threshold) is a number")
+    aggregates = body.get("aggregates") or ["iqm", "median", "mean", "optimality_gap"]
+    if not isinstance(aggregates, list):
+        raise QueryError(f"'aggregates' is a list, some of {', '.join(statistics.AGGREGATES)}")
+    assert reps is not None and max_runs is not None
+    statistics.rliable_metrics()  # before any read: the message says how to install it
+    scores = store.run_scores(
+        workspace, project, series=parse_series(body.get("series"), "compare_groups"),
+        summary=body.get("summary") or "last10", filter=_filter(body),
+        runs=_run_names_among(body), group_by=group_by, task_key=task_key or None,
+        max_runs=max_runs)
+    return statistics.compare(
+        scores, group_by=group_by, task_key=task_key or None, normalize=body.get("normalize"),
+        aggregates=aggregates, reps=reps, seed=seed, gamma=float(gamma),
+        profile=body.get("profile"), improvement=body.get("improvement"))
 
 
 def _series(store: Store, body: dict[str, Any]) -> Any:
@@ -455,6 +496,7 @@ ROUTES: dict[str, Route] = {
     "runs": _runs,
     "project": _project,
     "aggregate_runs": _aggregate_runs,
+    "compare_groups": _compare_groups,
     "points": _points,
     "value_series": _value_series,
     "value_chart": _value_chart,

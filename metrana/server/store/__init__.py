@@ -34,20 +34,38 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ..api_keys import KeyRecord
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
 from . import keys, read, values, views, write
 from .database import Database, Tx, open_database
-from .filters import Compiler, SeriesName
+from .filters import RL_LAST_EPISODES, Compiler, SeriesName
 from .groups import BAND_KINDS
 from .schema import ensure_schema
 from .views import Binary
 
-__all__ = ["Binary", "Conflict", "NotFound", "SchemaError", "SeriesName", "SeriesSpec", "Store",
-           "Unprocessable"]
+__all__ = ["SCORE_SUMMARIES", "Binary", "Conflict", "NotFound", "RunScores", "SchemaError",
+           "SeriesName", "SeriesSpec", "Store", "Unprocessable"]
 
 _SAMPLED = 50  # an attribute with at most this many distinct values lists them
 SeriesSpec = tuple[int, int | None, int | None]  # a series id and the steps [start, end] asked
+# A run's score for the statistics: last10 is an RL metric's last (each environment's mean of
+# its last 10 episodes, averaged) or a standard series' mean of its last 10 points.
+SCORE_SUMMARIES = ("last10", "last", "min", "max", "mean")
+
+
+@attrs.frozen
+class RunScores:
+    """Matching runs in name order: each one's group key, task and score (None: none)."""
+
+    series: SeriesName
+    names: list[str]
+    keys: list[tuple[Any, ...]]
+    tasks: list[Any]
+    scores: list[float | None]
+    matched: int
+    truncated: bool
 
 
 class Store:
@@ -390,23 +408,9 @@ class Store:
             project_id = read.project_id(tx, workspace, project)
             compiler = Compiler(tx, project_id, f"{workspace}/{project}")
             name = compiler.check_series(series)
-            for path in group_by:
-                if path.startswith("sys/") and path != "sys/name":
-                    raise QueryError(f"group by config keys or sys/name, not {path!r}")
-                compiler.attribute_kinds(path)
-            conditions = [filter] if filter is not None else []
-            if runs is not None:
-                conditions.append({"attr": "sys/name", "op": "in", "value": runs} if runs
-                                  else {"attr": "sys/name", "op": "in", "value": [""]})
-            where = (compiler.condition({"and": conditions}) if conditions else None)
-            key, descending = compiler.order_key(order_by)
-            matched = read.matching_run_ids(tx, project_id, where, key, descending,
-                                            max_runs + 1)
-            truncated = len(matched) > max_runs
-            matched = matched[:max_runs]
+            matched, truncated, total, values = self._grouped_runs(
+                tx, compiler, project_id, filter, runs, group_by, order_by, max_runs)
             ids = [run_id for run_id, _ in matched]
-            total = read.count_runs(tx, project_id, where) if truncated else len(matched)
-            values = read.attribute_values(tx, ids, [p for p in group_by if p != "sys/name"])
             owned = read.series_of_runs(tx, ids, name)
             used = [(run_id, run_name) for run_id, run_name in matched if run_id in owned]
             extent = read.series_extent(tx, [i for ids_ in owned.values() for i in ids_])
@@ -420,6 +424,50 @@ class Store:
         return views.run_groups(name, group_by, keys, [run_name for _, run_name in used],
                                 buckets, lo, hi, n, BAND_KINDS[band], matched=total,
                                 truncated=truncated, per_run=per_run)
+
+    def run_scores(self, workspace: str, project: str, *, series: SeriesName, summary: str,
+                   filter: Any, runs: list[str] | None, group_by: list[str],
+                   task_key: str | None, max_runs: int) -> RunScores:
+        """One score per run matching ``filter`` (and among ``runs``, if named): its
+        ``summary`` of ``series`` (:data:`SCORE_SUMMARIES`), with its group key (values of
+        ``group_by``) and task (value of ``task_key``), by run name. Runs without the series
+        (or without a value) are counted but get no score. At most ``max_runs`` runs, by name
+        (``truncated`` says when more matched)."""
+        if summary not in SCORE_SUMMARIES:
+            raise QueryError(f"unknown summary {summary!r}; one of {', '.join(SCORE_SUMMARIES)}")
+        if task_key is not None and task_key in group_by:
+            raise QueryError(f"{task_key!r} is the task key; group by other keys (each group "
+                             "is scored over its tasks)")
+        paths = [*group_by, *([task_key] if task_key else [])]
+        with self.db.read() as tx:
+            project_id = read.project_id(tx, workspace, project)
+            compiler = Compiler(tx, project_id, f"{workspace}/{project}")
+            name = compiler.check_series(series)
+            matched, truncated, total, values = self._grouped_runs(
+                tx, compiler, project_id, filter, runs, paths,
+                {"attr": "sys/name", "dir": "asc"}, max_runs)
+            ids = [run_id for run_id, _ in matched]
+            scores: dict[int, float]
+            if summary == "last10" and not name.rl:
+                owned = read.series_of_runs(tx, ids, name)
+                scores = read.standard_tail_means(
+                    tx, {run_id: ids_[0] for run_id, ids_ in owned.items()},
+                    RL_LAST_EPISODES)
+            else:
+                fn = "last" if summary == "last10" else summary
+                found = read.expression_values(tx, ids, [compiler.series_value(name, fn)])
+                scores = {run_id: row[0] for run_id, row in found.items()
+                          if row[0] is not None and row[0] == row[0]}
+
+        def value(run_id: int, run_name: str, path: str) -> Any:
+            return run_name if path == "sys/name" else values.get(run_id, {}).get(path)
+
+        return RunScores(
+            series=name, names=[run_name for _, run_name in matched],
+            keys=[tuple(value(i, n, p) for p in group_by) for i, n in matched],
+            tasks=[value(i, n, task_key) if task_key else None for i, n in matched],
+            scores=[scores.get(run_id) for run_id, _ in matched], matched=total,
+            truncated=truncated)
 
     # --------------------------------------------------------- keys and sessions
 
@@ -488,6 +536,30 @@ class Store:
                  **views.spelt_buckets(views.compact_raw(
                      read.buckets(tx, [series_id], n, start, end), compact))}
                 for series_id, start, end in specs]
+
+    @staticmethod
+    def _grouped_runs(tx: Tx, compiler: Compiler, project_id: int, filter: Any,
+                      runs: list[str] | None, paths: list[str], order_by: Any, max_runs: int
+                      ) -> tuple[list[tuple[int, str]], bool, int, dict[int, dict[str, Any]]]:
+        """The first ``max_runs`` runs matching ``filter`` (and among ``runs``, if named) in
+        ``order_by``'s order, whether more matched, how many did, and their values of
+        ``paths`` (config keys or sys/name, checked against the project)."""
+        for path in paths:
+            if path.startswith("sys/") and path != "sys/name":
+                raise QueryError(f"group by config keys or sys/name, not {path!r}")
+            compiler.attribute_kinds(path)
+        conditions = [filter] if filter is not None else []
+        if runs is not None:
+            conditions.append({"attr": "sys/name", "op": "in", "value": runs or [""]})
+        where = compiler.condition({"and": conditions}) if conditions else None
+        key, descending = compiler.order_key(order_by)
+        matched = read.matching_run_ids(tx, project_id, where, key, descending, max_runs + 1)
+        truncated = len(matched) > max_runs
+        matched = matched[:max_runs]
+        total = read.count_runs(tx, project_id, where) if truncated else len(matched)
+        found = read.attribute_values(tx, [run_id for run_id, _ in matched],
+                                      [p for p in paths if p != "sys/name"])
+        return matched, truncated, total, found
 
     @staticmethod
     def _series_of(tx: Tx, workspace: str, project: str, run_name: str,

@@ -40,7 +40,7 @@ __all__ = ["LISTING_COLUMNS", "SERIES_COLUMNS", "SUMMARY_COLUMNS", "attribute_sa
            "project_run_count", "project_runs", "rl_points_series", "rl_series", "run",
            "run_bucket_means", "run_ids", "run_list", "runs_page", "series_activity",
            "series_extent", "series_listing", "series_of_run", "series_of_runs",
-           "standard_points_series", "standard_series_id", "summary_rows"]
+           "standard_points_series", "standard_series_id", "standard_tail_means", "summary_rows"]
 
 SERIES_COLUMNS = ("id, kind, metric_name, scale, labels, environment_id, has_episode, episode, "
                   "ordering, point_count, valid_count, x_min, x_max, minor_max, vmin, vmax, "
@@ -420,6 +420,32 @@ def series_of_runs(tx: Tx, run_ids: list[int], name: SeriesName) -> dict[int, li
                 "metric_name = ? AND scale = ? AND labels = ?",
                 (*args, "rl" if name.rl else "standard", name.metric, name.scale, name.labels)):
             out.setdefault(int(run_id), []).append(int(series_id))
+    return out
+
+
+def standard_tail_means(tx: Tx, series_ids: dict[int, int], k: int) -> dict[int, float]:
+    """Per run (``series_ids``: run id -> its standard series), the mean of the values of the
+    series' last ``k`` points (NaN and value-less points skipped, as an RL tail does); runs
+    without one are left out. Only the chunks that can hold those points are read: the
+    latest chunks (by last step) until they hold ``k`` points give a step below which none of
+    the last ``k`` can lie (sessions' chunks may overlap, so every chunk reaching it is read)."""
+    out: dict[int, float] = {}
+    for run_id, series_id in series_ids.items():
+        low = None
+        held = 0
+        for n, x_first in tx.all("SELECT n, x_first FROM chunks WHERE series_id = ? "
+                                 "ORDER BY x_last DESC LIMIT ?", (series_id, k)):
+            held += int(n)
+            low = int(x_first) if low is None else min(low, int(x_first))
+            if held >= k:
+                break
+        if low is None:
+            continue
+        rows = _chunk_rows(tx, [series_id], low, INT64_MAX)
+        tail = _points_of_chunks(tx, [r[0] for r in rows], low, INT64_MAX).take(slice(-k, None))
+        values = tail.v[~(tail.missing | np.isnan(tail.v))]
+        if values.size:
+            out[run_id] = float(values.mean())
     return out
 
 

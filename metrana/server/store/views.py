@@ -23,7 +23,7 @@ from ..point_arrays import PointArrays
 from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["LIVE_WINDOW_NS", "Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
-           "compact_raw", "dumps", "encoded", "group_label", "jsonable", "point_dicts",
+           "compact_raw", "dumps", "encoded", "group_label", "group_order", "jsonable", "point_dicts",
            "points_page", "project_overview", "run_activity", "run_detail", "run_groups",
            "run_status", "run_summary", "runs_page", "series_json", "series_label",
            "series_listing", "spelt", "spelt_buckets", "spelt_column", "summary_columns",
@@ -494,7 +494,7 @@ def group_label(paths: list[str], key: tuple[Any, ...]) -> str:
     return ", ".join(f"{p}={shown(v)}" for p, v in zip(paths, key, strict=True)) or "all runs"
 
 
-def _group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+def group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
     """Groups sorted by their values: numbers as numbers, then strings, missing last."""
     return tuple((2, "") if v is None else (0, float(v), "") if isinstance(v, (int, float))
                  and not isinstance(v, bool) else (1, 0.0, str(v)) for v in key)
@@ -509,14 +509,15 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
     members: dict[tuple[Any, ...], list[int]] = {}
     for row, key in enumerate(keys):
         members.setdefault(key, []).append(row)
-    ordered = sorted(members, key=_group_order)
+    ordered = sorted(members, key=group_order)
     width, starts = bucket_grid(lo, hi, n)
     computed = []
+    rs = np.random.RandomState(0)  # a bootstrapped band: the same view draws the same band
     for key in ordered:
         rows = members[key]
         mine = RunBuckets(buckets.means[rows])
         stats = group_stats(mine)
-        low, high = band.edges(stats, mine)
+        low, high = band.edges(stats, mine, rs)
         computed.append((key, rows, mine, stats, low, high))
     present = np.zeros(n, bool)
     for _, _, _, stats, _, _ in computed:
@@ -533,6 +534,8 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
             "max": column(stats.max[keep]), "count": stats.count[keep].tolist(),
             "lo": column(low[keep]), "hi": column(high[keep]),
         }
+        if band.center is not None:  # the curve the band is around, when not the mean
+            group["mid"] = column(band.center(mine)[keep])
         if per_run:
             group["per_run"] = [column(values[keep]) for values in mine.means]
         groups.append(group)

@@ -1,7 +1,8 @@
 // Charts of runs in groups: per chart, one curve per group (the mean across its runs on
-// aligned step buckets, computed by the server: POST /api/query/aggregate_runs) and a band
-// of the chosen kind. One colour per group on every chart (`GroupColors`); past 8 groups a
-// compact legend where hovering the plot highlights the nearest curve.
+// aligned step buckets, computed by the server: POST /api/query/aggregate_runs; with the
+// "IQM, 95% bootstrap CI" band, their interquartile mean) and a band of the chosen kind.
+// One colour per group on every chart (`GroupColors`); past 8 groups a compact legend where
+// hovering the plot highlights the nearest curve.
 
 import { isAbort, query } from "./api.js";
 import { COMPACT_AFTER, lineWidth, PALETTE } from "./chart.js";
@@ -17,6 +18,10 @@ export class GroupColors {
     return this.map.get(label);
   }
 }
+
+const IQM_BUCKETS = 100;  // a bootstrap per bucket and group: 2,000 repetitions each
+/** A group's curve: the band's own centre (the IQM band's IQM) or the mean. */
+const center = (g) => g.mid ?? g.avg;
 
 const faint = (c, a) => c + Math.round(a * 255).toString(16).padStart(2, "0");
 
@@ -42,12 +47,13 @@ export class GroupChart {
   }
 
   width() { return Math.max(200, this.area.clientWidth); }
-  buckets() { return Math.min(500, Math.max(50, Math.round(this.width() / 2))); }
+  /** Buckets to ask for: one per 2 px; a bootstrapped band (IQM) at most IQM_BUCKETS. */
+  buckets(band) { return Math.min(band === "iqm95" ? IQM_BUCKETS : 500, Math.max(50, Math.round(this.width() / 2))); }
 
   /** Read this chart's groups: `body` is the page's question (filter, group_by, band, ...). */
   async load(body, signal) {
     const { metric, scale, labels, kind } = this.metric;
-    const answer = await query("aggregate_runs", { ...body, n: this.buckets(),
+    const answer = await query("aggregate_runs", { ...body, n: this.buckets(body.band),
       series: { metric, scale, labels, kind } }, signal);
     this.answer = answer;
     return answer;
@@ -76,10 +82,10 @@ export class GroupChart {
       }
       if (smoothing > 0) {
         series.push({ label: `${label(g)} raw`, stroke: faint(color, 0.3), width: 1, spanGaps: true, points: { show: false } });
-        data.push(g.avg.map(num));
+        data.push(center(g).map(num));
       }
       series.push({ label: label(g), stroke: color, width: lineWidth(a.groups.length, 2), spanGaps: true });
-      data.push(smooth(g.avg.map(num), smoothing));
+      data.push(smooth(center(g).map(num), smoothing));
       return { group: g, color, label: label(g), series: [...Array(series.length - first).keys()].map((i) => first + i) };
     });
     const compact = this.lines.length > COMPACT_AFTER;
@@ -156,14 +162,15 @@ export class GroupChart {
       const g = line.group;
       const d = line.node.dataset;
       d.avg = String(g.avg[at] ?? "");
+      d.mid = String(center(g)[at] ?? "");
       d.lo = String(g.lo[at] ?? "");
       d.hi = String(g.hi[at] ?? "");
       d.count = String(g.count[at] ?? 0);
       d.x = String(xs[at] ?? "");
-      line.valueNode.textContent = fmtValue(g.avg[at]) + (g.count[at] > 1 ? ` [${fmtValue(g.lo[at])}, ${fmtValue(g.hi[at])}] · ${g.count[at]} runs` : "");
+      line.valueNode.textContent = fmtValue(center(g)[at]) + (g.count[at] > 1 ? ` [${fmtValue(g.lo[at])}, ${fmtValue(g.hi[at])}] · ${g.count[at]} runs` : "");
     }
     const focused = this.lines.find((l) => l.series.includes(this.focused));
-    this.focusNode.textContent = focused ? `${focused.label}: ${fmtValue(focused.group.avg[at])}` : "";
+    this.focusNode.textContent = focused ? `${focused.label}: ${fmtValue(center(focused.group)[at])}` : "";
   }
 
   destroy() {

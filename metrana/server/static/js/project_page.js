@@ -1,7 +1,8 @@
 // A project's page (#/project/W/P?...): its runs as a table (config keys and metric summaries
 // as columns, sorted, filtered and paged by the server), parallel coordinates whose brushes
 // filter further, and a chart per metric: the runs grouped by config keys, one curve per
-// group with a band (or, ungrouped, the first runs one line each). The whole view is in the
+// group with a band (or, ungrouped, the first runs one line each); grouped, a statistics panel
+// compares the groups with bootstrap intervals (js/stats_panel.js). The whole view is in the
 // URL (js/url_state.js).
 //
 // Test hooks: `#project[data-generation]` counts the views asked for and `[data-done]` the
@@ -14,6 +15,7 @@ import { fmtInt } from "./format.js";
 import { GroupChart, GroupColors, loadCharts } from "./groups.js";
 import { brushConditions, ParallelCoords } from "./parallel_coords.js";
 import { attributeColumn, RUN_FIELDS, RunTable, summaryColumn } from "./run_table.js";
+import { StatsPanel } from "./stats_panel.js";
 import { parseState, projectHash } from "./url_state.js";
 
 const UNGROUPED_RUNS = 20;   // lines on a chart when runs are not grouped
@@ -131,6 +133,8 @@ export class ProjectPage {
     });
     this.parcoords = new ParallelCoords({ onBrush: (brush) => this.change({ brush }, { table: true, charts: true }) });
     this.grid = el("div", { class: "grid" });
+    this.stats = new StatsPanel({ colors: this.colors, onChange: (patch) => this.change(patch, { stats: true }) });
+    this.stats.setChoices(this.attributes.filter((a) => a.path.startsWith("config/") && a.distinct > 1).map((a) => a.path), s);
     this.count = el("span", { class: "muted" });
     this.root.replaceChildren(
       el("h1", {}, `${this.workspace} / ${this.project}`),
@@ -146,6 +150,7 @@ export class ProjectPage {
       this.table.node,
       el("details", { class: "box", open: true }, el("summary", {}, "Parallel coordinates ", this.axisBox),
         el("div", { class: "inner" }, this.parcoords.node)),
+      this.stats.node,
       el("section", { class: "group" }, this.grid));
     this.rebuildChoosers();
     this.makeCharts();
@@ -241,6 +246,14 @@ export class ProjectPage {
     if (what.table) tasks.push(this.loadTable(signal));
     if (what.charts) tasks.push(this.loadCharts(signal));
     if (what.parcoords) tasks.push(this.loadParcoords(signal));
+    // The statistics (a bootstrap per group) are asked for once the charts are drawn (or by
+    // the next view drawn, if this one is superseded), and have their own marks
+    // (#stats[data-done] reaching [data-generation], counted from now): the page is ready
+    // without them.
+    if (what.charts || what.stats || what.rebuild) {
+      this.stats.begin();
+      this.statsPending = true;
+    }
     try {
       await Promise.all(tasks);
     } catch (error) {
@@ -258,6 +271,10 @@ export class ProjectPage {
     this.root.dataset.done = String(generation);
     window.metranaProjectReady = { at: performance.now(), generation, charts: this.charts.length };
     document.body.dataset.ready = "1";
+    if (this.statsPending) {
+      this.statsPending = false;
+      this.loadStats();
+    }
   }
 
   async loadTable(signal) {
@@ -284,6 +301,16 @@ export class ProjectPage {
     await loadCharts(this.charts, this.chartBody(), signal, (chart) => chart.draw(this.state.smooth, grouped));
   }
 
+  /** The statistics of the current view; a newer one aborts it (a table-only change does not). */
+  loadStats() {
+    this.statsAbort?.abort();
+    this.statsAbort = new AbortController();
+    const signal = AbortSignal.any([this.abort.signal, this.statsAbort.signal]);
+    this.stats.load(this.chartBody(), this.metricEntry(), this.state, signal).catch((error) => {
+      if (!isAbort(error)) setConnection(error.message);
+    });
+  }
+
   redraw() {
     const grouped = this.state.group.length > 0;
     for (const chart of this.charts) chart.draw(this.state.smooth, grouped);
@@ -306,5 +333,6 @@ export class ProjectPage {
     document.removeEventListener("pointerdown", this.closeChoosers);
     for (const c of this.charts) c.destroy();
     this.parcoords?.destroy();
+    this.stats?.destroy();
   }
 }

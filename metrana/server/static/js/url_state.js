@@ -1,12 +1,13 @@
 // The project page's view as the URL's hash: `#/project/<ws>/<project>?group=..&filter=..`.
 // Everything a user sets (filter, grouping, band, columns, sort, metric, zoomed steps,
-// smoothing, parallel-coordinate axes and brushes) is here, so a copied URL reopens the view.
+// smoothing, parallel-coordinate axes and brushes, the statistics' score, task key and bootstrap repetitions) are
+// here, so a copied URL reopens the view.
 
 const LISTS = ["group", "cols", "axes"];
 
 export const DEFAULT_STATE = {
   filter: "", group: [], band: "std", cols: null, sort: null, metric: null,
-  x: null, smooth: 0.6, axes: null, brush: {},
+  x: null, smooth: 0.6, axes: null, brush: {}, score: "last10", task: "", reps: 2000,
 };
 
 /** The state in a hash's query string (what follows `?`). */
@@ -18,6 +19,9 @@ export function parseState(search) {
     else if (key === "smooth") {
       const v = Number(value);
       if (Number.isFinite(v) && v >= 0 && v < 1) state.smooth = v;
+    } else if (key === "reps") {
+      const v = Number(value);
+      if (Number.isInteger(v) && v >= 1 && v <= 50000) state.reps = v;
     } else if (key === "x") {
       const [lo, hi] = value.split(":").map(Number);
       if (Number.isFinite(lo) && Number.isFinite(hi) && lo < hi) state.x = [lo, hi];
@@ -43,7 +47,7 @@ export function stateQuery(state) {
     const value = state[key];
     if (value == null || value === "" || (Array.isArray(value) && !value.length && key !== "cols")) continue;
     if (key === "smooth") { if (value !== DEFAULT_STATE.smooth) params.set(key, String(value)); continue; }
-    if (key === "band" && value === DEFAULT_STATE.band) continue;
+    if (["band", "score", "reps"].includes(key) && value === DEFAULT_STATE[key]) continue;
     if (key === "x") { params.set(key, `${value[0]}:${value[1]}`); continue; }
     if (key === "sort") { params.set(key, `${value.id}:${value.dir}`); continue; }
     if (key === "brush") {
