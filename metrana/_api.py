@@ -273,7 +273,7 @@ def not_initialized(message: str) -> MetranaNotInitializedError:
         message += (". This is a worker process, and a spawned worker starts empty, without "
                     "its parent's run: call metrana.init(...) in the worker with the same "
                     "workspace_name, project_name and run_name to log to the same run (see "
-                    "'Worker processes' in the README)")
+                    "'Worker processes' in docs/guarantees.md)")
     return MetranaNotInitializedError(message)
 
 

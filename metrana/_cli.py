@@ -481,8 +481,11 @@ def _serve(args: argparse.Namespace) -> int:
                       "create' makes the first; from then on each request needs one)",
                       flush=True)
             key = "METRANA_API_KEY=<the key> " if info.needs_key else ""
-            print(f"metrana serve: see what was stored: {key}metrana runs --url {info.url}; "
-                  "stop with Ctrl-C", flush=True)
+            print(f"metrana serve: see what was stored: open {info.url}/ in a browser, or "
+                  f"{key}metrana runs --url {info.url}; stop with Ctrl-C", flush=True)
+            hint = docs_hint()
+            if hint is not None:
+                print(f"metrana serve: {hint}", flush=True)
 
     try:
         trio.run(main)
@@ -493,6 +496,17 @@ def _serve(args: argparse.Namespace) -> int:
         raise _CLIError(problem) from None
     print("metrana serve: stopped; all acknowledged data is committed", flush=True)
     return 0
+
+
+def docs_hint(package: Path | None = None) -> str | None:
+    """Where the guides are, for a source checkout only (``mkdocs.yml`` beside the package):
+    the docs are built from the repository, offline, so an installed wheel has nothing local to
+    point at, and a hint that needs the internet would be no help on a cluster node."""
+    root = (package or Path(__file__).resolve().parent).parent
+    if not (root / "mkdocs.yml").is_file() or not (root / "docs").is_dir():
+        return None
+    return (f"guides: {root / 'docs'} (as a site: pip install -e '.[docs]' && mkdocs serve, "
+            f"in {root})")
 
 
 def _names_accepted(guard: RequestGuard, url: str) -> str:

@@ -98,6 +98,7 @@ class AggregationRule(BaseModel):
         return self
 
     def to_wire(self) -> dict[str, Any]:
+        """The rule as the protocol's JSON (camelCase field names), as ``init()`` sends it."""
         body: dict[str, Any] = {
             "sourceScale": self.source_scale,
             "outputScale": self.output_scale,
@@ -238,8 +239,8 @@ def unknown_environment(env: Mapping[str, str]) -> list[str]:
         if name.startswith("METRANA_") and name not in known:
             hint = _meant_variable(name)
             out.append(f"environment variable {name} is not a metrana setting and is "
-                       f"ignored{'; ' + hint if hint else ''} (the README's Environment "
-                       "variables lists them)")
+                       f"ignored{'; ' + hint if hint else ''} (docs/configuration.md "
+                       "lists them)")
     return out
 
 

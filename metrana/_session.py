@@ -219,6 +219,7 @@ class BaseSession:
 
     @property
     def run_name(self) -> str:
+        """The run's name, as given to ``init()``."""
         return self.settings.run_name
 
     @property

@@ -47,6 +47,7 @@ class Metrics:
                 + self.invalid + self.in_doubt)
 
     def summary(self) -> str:
+        """The counts as one line of text: what ``close()`` prints."""
         text = (
             f"{self.sent:,} of {self.logged:,} points delivered, {self.spooled:,} spooled; "
             f"{self.discarded:,} discarded at close, {self.dropped_backpressure:,} dropped "

@@ -176,10 +176,12 @@ class Histogram:
 
     @property
     def bins(self) -> int:
+        """The number of bins (one fewer than the edges)."""
         return int(self.edges.shape[0] - 1)
 
     @property
     def weight(self) -> int:
+        """How much of a request it fills, in scalar points (a number ~ 1/8 point)."""
         return 1 + 2 * self.bins // _NUMBERS_PER_WEIGHT
 
     def __eq__(self, other: object) -> bool:

@@ -15,7 +15,7 @@ mutant changes nothing a user could observe (an equivalent mutant, listed with i
     python scripts/mutation.py --max-mutants 60 --json run1.json
     python scripts/mutation.py --max-mutants 60 --recheck run1.json   # only run1's survivors
 
-Results, and why each surviving mutant is left: docs/mutation-survivors.md and the README's
+Results, and why each surviving mutant is left: docs/mutation-survivors.md and docs/development.md's
 development notes.
 
 The working tree is never written: each job copies ``metrana/``, ``tests/`` and

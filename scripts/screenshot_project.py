@@ -1,4 +1,4 @@
-"""The README's picture of a grouped sweep: a generated sweep (2 algorithms × 3 learning
+"""The picture of a grouped sweep in docs/comparing.md: a generated sweep (2 algorithms × 3 learning
 rates × 5 seeds, a loss and an RL return) served by ``metrana serve``, its project page
 grouped by learning rate in Debian's headless Chromium (the test suite's), saved as a PNG.
 

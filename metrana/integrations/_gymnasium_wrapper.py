@@ -96,6 +96,7 @@ class MetranaEpisodeStatistics(gym.Wrapper[Any, Any, Any, Any], _Logging):
         self._setup(session, rl_step, prefix, env_ids, evaluation, labels, rank_zero_only)
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        """Step the env and log the episodes it finished."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.env_steps += 1
         self._log(info, vector=False)
@@ -121,6 +122,7 @@ class _VectorMetranaEpisodeStatistics(VectorWrapper, _Logging):
         self._setup(session, rl_step, prefix, env_ids, evaluation, labels, rank_zero_only)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Step the envs and log the episodes they finished."""
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
         self.env_steps += self.num_envs
         self._log(infos, vector=True)

@@ -86,6 +86,7 @@ class TrainerHooks:
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
+        """Open the callback's own run (given ``metrana.init`` arguments), with the trainer's config."""
         if state.is_world_process_zero:
             session = self._target(args, model)
             if self._own is None:  # the run of metrana.init: its config gains the arguments
@@ -93,6 +94,7 @@ class TrainerHooks:
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                     **kwargs: Any) -> None:
+        """Every ``log_weight_histograms_every`` steps, log a histogram of each parameter tensor."""
         every = self._histograms_every
         if (every is None or model is None or not state.is_world_process_zero
                 or int(state.global_step) % every):
@@ -101,6 +103,7 @@ class TrainerHooks:
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                model: Any = None, **kwargs: Any) -> None:
+        """Log the trainer's numeric logs at ``state.global_step`` (``eval_*`` as evaluation series)."""
         if not state.is_world_process_zero or not logs:
             return
         session = self._target(args, model)
@@ -117,6 +120,7 @@ class TrainerHooks:
     def on_evaluate(self, args: Any, state: Any, control: Any,
                     metrics: Mapping[str, Any] | None = None, model: Any = None,
                     **kwargs: Any) -> None:
+        """Log evaluation metrics the trainer did not already pass to ``on_log`` at this step."""
         if not state.is_world_process_zero or not metrics:
             return
         session = self._target(args, model)
@@ -130,6 +134,7 @@ class TrainerHooks:
             self._log(session, metric_name(name or key), number, step, True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Flush the run, and close it if the callback opened it (a later ``evaluate()`` resumes it)."""
         if not state.is_world_process_zero:
             return
         session = self.session

@@ -173,6 +173,7 @@ class MetranaLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log Lightning's metrics at its step (one value per key and step; see the class)."""
         session = self._target()
         model = self._model() if self._model is not None else None
         every = self._histograms_every

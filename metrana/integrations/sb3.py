@@ -100,6 +100,7 @@ class MetranaOutputFormat(KVWriter):
 
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
               step: int = 0) -> None:
+        """Log the logger's numeric values at step ``num_timesteps`` (others are skipped)."""
         if self._rank_zero_only and global_rank() != 0:
             return
         session = current_session(self._session, "MetranaOutputFormat")

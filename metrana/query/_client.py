@@ -94,6 +94,7 @@ class QueryClient:
                 f"project_name={self.project_name!r}, at={self._where!r})")
 
     def close(self) -> None:
+        """Close the connection to the server (or the database file); ``with QueryClient(...)`` does it."""
         self._transport.close()
 
     def __enter__(self) -> QueryClient:

@@ -105,9 +105,11 @@ class _Comparable:
     __hash__ = None  # type: ignore[assignment]  # == builds a condition: not a dict key
 
     def is_in(self, values: Sequence[Any]) -> Condition:
+        """Runs whose value is one of ``values``."""
         return Condition(self._node("in", list(values)))
 
     def not_in(self, values: Sequence[Any]) -> Condition:
+        """Runs whose value is none of ``values`` (a run without it matches no comparison)."""
         return Condition(self._node("not_in", list(values)))
 
     def __bool__(self) -> bool:
@@ -137,6 +139,7 @@ class AttrFilter(_Comparable):
         return {"attr": self.path, "op": op, "value": _scalar(value, where)}
 
     def exists(self) -> Condition:
+        """Runs that have this attribute, whatever its value."""
         return Condition({"attr": self.path, "op": "exists"})
 
     def contains(self, value: str) -> Condition:
@@ -182,26 +185,33 @@ class SeriesFilter:
         self.series = series_node(metric, scale, labels)
 
     def function(self, fn: str) -> SeriesValue:
+        """The summary ``fn`` (``last``, ``min``, ``max``, ``mean``, ``count``) of the series, to compare."""
         if fn not in FUNCTIONS:
             raise ValueError(f"unknown summary function {fn!r}; one of {', '.join(FUNCTIONS)}")
         return SeriesValue(self.series, fn)
 
     def last(self) -> SeriesValue:
+        """The series' last value (for an RL metric: the mean of each environment's last 10 episodes)."""
         return self.function("last")
 
     def min(self) -> SeriesValue:
+        """The smallest value of the series."""
         return self.function("min")
 
     def max(self) -> SeriesValue:
+        """The largest value of the series."""
         return self.function("max")
 
     def mean(self) -> SeriesValue:
+        """The mean of the series' values (over the points with a number)."""
         return self.function("mean")
 
     def count(self) -> SeriesValue:
+        """The number of points logged to the series."""
         return self.function("count")
 
     def exists(self) -> Condition:
+        """Runs that have this series."""
         return Condition({"series": self.series, "op": "exists"})
 
     def __repr__(self) -> str:
@@ -231,9 +241,11 @@ class AttrOrderBy:
         self.path = path
 
     def asc(self) -> OrderBy:
+        """Smallest first."""
         return OrderBy({"attr": self.path, "dir": "asc"})
 
     def desc(self) -> OrderBy:
+        """Largest first."""
         return OrderBy({"attr": self.path, "dir": "desc"})
 
 
@@ -256,9 +268,11 @@ class SeriesOrderBy(_OfSeries):
     __slots__ = ()
 
     def asc(self) -> OrderBy:
+        """Smallest first."""
         return OrderBy({"series": self.series, "fn": self.fn, "dir": "asc"})
 
     def desc(self) -> OrderBy:
+        """Largest first."""
         return OrderBy({"series": self.series, "fn": self.fn, "dir": "desc"})
 
 
@@ -270,10 +284,12 @@ class SeriesSummary(_OfSeries):
 
     @property
     def column(self) -> str:
+        """The DataFrame column ``fetch_runs`` gives it: ``"<metric>:<fn>"``."""
         return f"{self.series['metric']}:{self.fn}"
 
     @staticmethod
     def of(spec: SeriesSummary | tuple[str, str] | str) -> SeriesSummary:
+        """A ``SeriesSummary`` from any of its spellings: itself, ``(metric, fn)`` or ``"metric:fn"``."""
         if isinstance(spec, SeriesSummary):
             return spec
         if isinstance(spec, tuple) and len(spec) == 2:

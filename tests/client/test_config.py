@@ -157,7 +157,7 @@ def test_init_reads_its_configuration_from_the_environment(
 
 def unknown(name: str, hint: str) -> str:
     return (f"environment variable {name} is not a metrana setting and is ignored{hint} "
-            "(the README's Environment variables lists them)")
+            "(docs/configuration.md lists them)")
 
 
 def test_an_unknown_metrana_variable_is_named_with_the_one_meant(

@@ -204,7 +204,7 @@ def _log_without_init() -> str:
 WORKER_HINT = (". This is a worker process, and a spawned worker starts empty, without its "
                "parent's run: call metrana.init(...) in the worker with the same "
                "workspace_name, project_name and run_name to log to the same run (see "
-               "'Worker processes' in the README)")
+               "'Worker processes' in docs/guarantees.md)")
 
 
 def test_a_spawned_worker_is_told_to_call_init_with_the_same_names() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from metrana._cli import main
+from metrana._cli import docs_hint, main
 from tests.helpers import metrana_command
 from tests.support import start_serve
 
@@ -56,6 +56,28 @@ def test_serve_prints_url_and_db_and_stops_cleanly_on_sigterm(served) -> None:  
     assert proc.returncode == 0
     assert "stopped" in out
     assert main(["runs", "--db", str(db)]) == 0
+
+
+def test_serve_names_the_dashboard_and_in_a_checkout_the_local_docs(served) -> None:  # type: ignore[no-untyped-def]
+    """After its URL, serve says where the dashboard is and, run from this checkout, where the
+    guides are (a folder, and the command that builds them into a site offline)."""
+    proc, url, _ = served
+    lines = [proc.stdout.readline() for _ in range(5)]
+    printed = "".join(lines)
+    assert f"see what was stored: open {url}/ in a browser" in printed, printed
+    root = Path(__file__).resolve().parents[2]
+    assert f"guides: {root / 'docs'} (as a site: pip install -e '.[docs]' && mkdocs serve" in printed
+
+
+def test_the_docs_hint_is_local_and_only_in_a_source_checkout(tmp_path: Path) -> None:
+    """An installed package (no mkdocs.yml beside it) gets no hint; no hint needs the internet."""
+    root = Path(__file__).resolve().parents[2]
+    hint = docs_hint()
+    assert hint is not None and str(root / "docs") in hint and "mkdocs serve" in hint
+    assert "http" not in hint
+    installed = tmp_path / "site-packages" / "metrana"
+    installed.mkdir(parents=True)
+    assert docs_hint(installed) is None
 
 
 def test_runs_lists_status_times_and_counts(served, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
