@@ -1,0 +1,106 @@
+"""The troubleshooting page cannot fall behind the code: every message the client raises to user
+code, and every warning it prints, is on ``docs/troubleshooting.md``.
+
+The messages are read from the source with ``ast``: the first argument of each ``raise X(...)``
+for X one of metrana's errors (or ``TypeError``/``ValueError``/``RuntimeError`` from the public
+API, or the command line's ``CLIError``), and of each warning metrana prints (``say(...,
+"WARNING"|"ERROR", ...)`` and ``warnings.warn``). A message is its string literal or f-string; its
+*stable part* is the first constant piece of at least 10 characters (the text between the
+interpolated names), cut to 40 characters. The page writes the interpolated parts as ``<name>``,
+so the stable part appears on it verbatim. A message built elsewhere (passed as a variable) is not
+seen here; the check is that no literal message is missing, not that every path is listed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import metrana
+import metrana.query
+
+ROOT = Path(__file__).parent.parent
+PAGE = ROOT / "docs" / "troubleshooting.md"
+
+_EXPORTED = [getattr(module, name) for module in (metrana, metrana.query) for name in module.__all__]
+RAISED = {obj.__name__ for obj in _EXPORTED
+          if isinstance(obj, type) and issubclass(obj, BaseException)}
+RAISED |= {"TypeError", "ValueError", "RuntimeError", "CLIError"}
+SPEAKERS = {"say", "say_for", "_say"}  # metrana's voice (metrana/_log.py) and its wrappers
+SHOWN_LEVELS = {"WARNING", "ERROR"}  # printed at the default log level
+
+# (file, stable part): messages a user does not see, each with the reason.
+SKIP: dict[tuple[str, str], str] = {}
+
+
+def _pieces(node: ast.expr) -> list[str] | None:
+    """The constant pieces of a message, split where a value is interpolated."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        pieces: list[str] = []
+        current = ""
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                current += str(part.value)
+            else:
+                pieces, current = [*pieces, current], ""
+        return [*pieces, current]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return (_pieces(node.left) or [""]) + (_pieces(node.right) or [""])
+    return None
+
+
+def stable_part(node: ast.expr) -> str | None:
+    for piece in _pieces(node) or []:
+        piece = re.sub(r"\s+", " ", piece).strip(" :;,.(")
+        if len(piece) >= 10:
+            return piece[:40]
+    return None
+
+
+def _name(call: ast.Call) -> str | None:
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
+
+
+def messages() -> Iterator[tuple[str, int, str]]:
+    """(file, line, stable part) of every literal message the client shows a user."""
+    for path in sorted((ROOT / "metrana").rglob("*.py")):
+        if "server" in path.relative_to(ROOT).parts:
+            continue  # the server's own messages reach users as HTTP answers, checked by hand
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Raise, ast.Call)):
+                continue
+            message: ast.expr | None = None
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and _name(node.exc) in RAISED and node.exc.args):
+                message = node.exc.args[0]
+            elif isinstance(node, ast.Call) and node.args:
+                name = _name(node)
+                if name == "warn" and isinstance(node.func, ast.Attribute):
+                    message = node.args[0]
+                elif name in SPEAKERS and any(
+                        isinstance(a, ast.Constant) and a.value in SHOWN_LEVELS for a in node.args):
+                    message = node.args[-1]
+            part = None if message is None else stable_part(message)
+            if part is not None:
+                yield str(path.relative_to(ROOT)), node.lineno, part
+
+
+def test_every_message_of_the_client_is_on_the_troubleshooting_page() -> None:
+    page = re.sub(r"\s+", " ", PAGE.read_text())
+    found = list(messages())
+    # The extraction finds the messages at all (a broken walk would pass vacuously).
+    assert len(found) > 150
+    assert any(part.startswith("Histogram counts must be whole numbers") for _, _, part in found)
+    missing = [f"{file}:{line}: {part!r}" for file, line, part in found
+               if part not in page and (file, part) not in SKIP]
+    assert missing == [], "add these messages to docs/troubleshooting.md:\n" + "\n".join(missing)
+
+
+def test_the_stable_part_is_the_text_between_the_interpolated_values() -> None:
+    raised = ast.parse('raise ValueError(f"{who}: unexpected keyword argument(s) {names}; it")')
+    node = next(n for n in ast.walk(raised) if isinstance(n, ast.Call))
+    assert stable_part(node.args[0]) == "unexpected keyword argument(s)"
