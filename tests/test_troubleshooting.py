@@ -1,9 +1,12 @@
 """The troubleshooting page cannot fall behind the code: every message the client raises to user
-code, and every warning it prints, is on ``docs/troubleshooting.md``.
+code, every warning it prints, and every refusal the server sends a client or a dashboard user,
+is on ``docs/troubleshooting.md``.
 
 The messages are read from the source with ``ast``: the first argument of each ``raise X(...)``
 for X one of metrana's errors (or ``TypeError``/``ValueError``/``RuntimeError`` from the public
-API, or the command line's ``CLIError``), and of each warning metrana prints (``say(...,
+API, or the command line's ``CLIError``), of each refusal the server raises (the errors
+``metrana/server/app.py`` maps to a 4xx/5xx status, and its request guard's ``HTTPError``), and
+of each warning metrana prints (``say(...,
 "WARNING"|"ERROR", ...)`` and ``warnings.warn``). A message is its string literal or f-string; its
 *stable part* is the first constant piece of at least 10 characters (the text between the
 interpolated names), cut to 40 characters. The page writes the interpolated parts as ``<name>``,
@@ -28,6 +31,11 @@ _EXPORTED = [getattr(module, name) for module in (metrana, metrana.query) for na
 RAISED = {obj.__name__ for obj in _EXPORTED
           if isinstance(obj, type) and issubclass(obj, BaseException)}
 RAISED |= {"TypeError", "ValueError", "RuntimeError", "CLIError"}
+# The server's errors that become an HTTP status and message (metrana/server/errors.py, app.py),
+# and what ``metrana serve`` refuses to start with.
+SERVER_RAISED = {"QueryError", "Unprocessable", "NotFound", "Gone", "Conflict", "Unauthenticated",
+                 "Forbidden", "Throttled", "HTTPError", "ValidationError", "OpenToOthers",
+                 "CLIError"}
 SPEAKERS = {"say", "say_for", "_say"}  # metrana's voice (metrana/_log.py) and its wrappers
 SHOWN_LEVELS = {"WARNING", "ERROR"}  # printed at the default log level
 
@@ -55,7 +63,7 @@ def _pieces(node: ast.expr) -> list[str] | None:
 
 def stable_part(node: ast.expr) -> str | None:
     for piece in _pieces(node) or []:
-        piece = re.sub(r"\s+", " ", piece).strip(" :;,.(")
+        piece = re.sub(r"\s+", " ", piece).lstrip(" :;,.)]").rstrip(" :;,.([")
         if len(piece) >= 10:
             return piece[:40]
     return None
@@ -66,18 +74,20 @@ def _name(call: ast.Call) -> str | None:
 
 
 def messages() -> Iterator[tuple[str, int, str]]:
-    """(file, line, stable part) of every literal message the client shows a user."""
+    """(file, line, stable part) of every literal message a user can see."""
     for path in sorted((ROOT / "metrana").rglob("*.py")):
-        if "server" in path.relative_to(ROOT).parts:
-            continue  # the server's own messages reach users as HTTP answers, checked by hand
+        server = "server" in path.relative_to(ROOT).parts
+        raised = SERVER_RAISED if server else RAISED
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, (ast.Raise, ast.Call)):
                 continue
             message: ast.expr | None = None
             if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-                    and _name(node.exc) in RAISED and node.exc.args):
-                message = node.exc.args[0]
-            elif isinstance(node, ast.Call) and node.args:
+                    and _name(node.exc) in raised and node.exc.args):
+                # HTTPError(status, message): the message is the second argument.
+                http = _name(node.exc) == "HTTPError" and len(node.exc.args) > 1
+                message = node.exc.args[1] if http else node.exc.args[0]
+            elif isinstance(node, ast.Call) and node.args and not server:
                 name = _name(node)
                 if name == "warn" and isinstance(node.func, ast.Attribute):
                     message = node.args[0]
@@ -89,12 +99,15 @@ def messages() -> Iterator[tuple[str, int, str]]:
                 yield str(path.relative_to(ROOT)), node.lineno, part
 
 
-def test_every_message_of_the_client_is_on_the_troubleshooting_page() -> None:
+def test_every_message_a_user_can_see_is_on_the_troubleshooting_page() -> None:
     page = re.sub(r"\s+", " ", PAGE.read_text())
     found = list(messages())
     # The extraction finds the messages at all (a broken walk would pass vacuously).
-    assert len(found) > 150
-    assert any(part.startswith("Histogram counts must be whole numbers") for _, _, part in found)
+    assert len([f for f in found if "server" not in f[0]]) > 150
+    assert len([f for f in found if "server" in f[0]]) > 150
+    parts = {part for _, _, part in found}
+    assert "Histogram counts must be whole numbers; " in parts  # a client ValueError
+    assert "accepts POST only" in parts  # the request guard's HTTPError(405, ...)
     missing = [f"{file}:{line}: {part!r}" for file, line, part in found
                if part not in page and (file, part) not in SKIP]
     assert missing == [], "add these messages to docs/troubleshooting.md:\n" + "\n".join(missing)
