@@ -40,7 +40,7 @@ RAISED |= {"TypeError", "ValueError", "RuntimeError", "ImportError",
 # and what ``metrana serve`` refuses to start with.
 SERVER_RAISED = {"QueryError", "Unprocessable", "NotFound", "Gone", "Conflict", "Unauthenticated",
                  "Forbidden", "Throttled", "HTTPError", "ValidationError", "OpenToOthers",
-                 "CLIError", "ValueError", "DatabaseError", "SchemaError", "Unavailable",
+                 "GrpcError", "CLIError", "ValueError", "DatabaseError", "SchemaError", "Unavailable",
                  "_fail",  # metrana/server/validate.py builds its ValidationError (HTTP 400)
                  "fail"}  # metrana/server/filter_text.py: what the filter parser expected
 SPEAKERS = {"say", "say_for", "_say"}  # metrana's voice (metrana/_log.py) and its wrappers
@@ -109,8 +109,8 @@ def messages() -> Iterator[tuple[str, int, str]]:
             message: ast.expr | None = None
             if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
                     and _name(node.exc) in raised and node.exc.args):
-                # HTTPError(status, message): the message is the second argument.
-                http = _name(node.exc) == "HTTPError" and len(node.exc.args) > 1
+                # HTTPError/GrpcError(status, message): the message is the second argument.
+                http = _name(node.exc) in ("HTTPError", "GrpcError") and len(node.exc.args) > 1
                 message = node.exc.args[1] if http else node.exc.args[0]
             elif isinstance(node, ast.Call) and node.args and not server:
                 name = _name(node)
