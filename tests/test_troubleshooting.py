@@ -2,12 +2,17 @@
 code, every warning it prints, and every refusal the server sends a client or a dashboard user,
 is on ``docs/troubleshooting.md``.
 
-The messages are read from the source with ``ast``: the first argument of each ``raise X(...)``
-for X one of metrana's errors (or ``TypeError``/``ValueError``/``RuntimeError`` from the public
-API, or the command line's ``CLIError``), of each refusal the server raises (the errors
-``metrana/server/app.py`` maps to a 4xx/5xx status, and its request guard's ``HTTPError``), and
-of each warning metrana prints (``say(...,
-"WARNING"|"ERROR", ...)`` and ``warnings.warn``). A message is its string literal or f-string; its
+The messages are read from the source with ``ast``, as the first argument of:
+
+- each ``raise X(...)`` in the client for X one of metrana's errors, ``TypeError``,
+  ``ValueError``, ``RuntimeError``, ``ImportError`` or a command-line error; and each metrana
+  error built without ``raise`` (reported through the error strategy, a warning by default);
+- each refusal the server raises: the errors ``metrana/server/app.py`` maps to a 4xx/5xx status,
+  the request guard's ``HTTPError``, gRPC's ``GrpcError``, and what ``metrana serve`` refuses
+  to start with;
+- each warning metrana prints (``say(..., "WARNING" or "ERROR", ...)``, ``warnings.warn``).
+
+A message is its string literal or f-string; its
 *stable part* is the first constant piece of at least 10 characters (the text between the
 interpolated names), cut to 40 characters. The page writes the interpolated parts as ``<name>``,
 so the stable part appears on it verbatim. A message built elsewhere (passed as a variable) is not
@@ -32,6 +37,9 @@ PAGE = ROOT / "docs" / "troubleshooting.md"
 _EXPORTED = [getattr(module, name) for module in (metrana, metrana.query) for name in module.__all__]
 RAISED = {obj.__name__ for obj in _EXPORTED
           if isinstance(obj, type) and issubclass(obj, BaseException)}
+# metrana's own errors are also built without ``raise`` and reported through the error strategy
+# (a warning by default), e.g. ``MetranaMetricStepError`` for a point that was dropped.
+PUBLIC = frozenset(RAISED)
 RAISED |= {"TypeError", "ValueError", "RuntimeError", "ImportError",
            "CLIError", "_CLIError", "ArgumentTypeError",  # a command-line error, one stderr line
            "_error",  # metrana/_import/command.py: its CLIError
@@ -114,7 +122,9 @@ def messages() -> Iterator[tuple[str, int, str]]:
                 message = node.exc.args[1] if http else node.exc.args[0]
             elif isinstance(node, ast.Call) and node.args and not server:
                 name = _name(node)
-                if name == "warn" and isinstance(node.func, ast.Attribute):
+                if name in PUBLIC:  # made and reported through the error strategy
+                    message = node.args[0]
+                elif name == "warn" and isinstance(node.func, ast.Attribute):
                     message = node.args[0]
                 elif name in SPEAKERS and any(
                         isinstance(a, ast.Constant) and a.value in SHOWN_LEVELS for a in node.args):
