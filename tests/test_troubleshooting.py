@@ -10,7 +10,8 @@ The messages are read from the source with ``ast``, as the first argument of:
 - each refusal the server raises: the errors ``metrana/server/app.py`` maps to a 4xx/5xx status,
   the request guard's ``HTTPError``, gRPC's ``GrpcError``, and what ``metrana serve`` refuses
   to start with;
-- each warning metrana prints (``say(..., "WARNING" or "ERROR", ...)``, ``warnings.warn``).
+- each warning metrana prints (``say(..., "WARNING" or "ERROR", ...)``, ``warnings.warn``), and
+  each line the command line prints to stderr.
 
 A message is its string literal or f-string; its
 *stable part* is the first constant piece of at least 10 characters (the text between the
@@ -66,6 +67,10 @@ SKIP: dict[tuple[str, str], str] = {
         "an internal argument of the store, never set from user input",
     ("metrana/server/throttle.py", "limit must be at least 1"):
         "an internal constructor check; the limit is a constant of the server",
+    ("metrana/_cli.py", "metrana export: wrote"): "a success line, not an error",
+    ("metrana/_export_parquet.py", "metrana export: wrote"): "a success line, not an error",
+    ("metrana/_cli_keys.py", "metrana keys: made key mk_"):
+        "a success line (the new key's prefix and scope), not an error",
 }
 
 
@@ -123,6 +128,10 @@ def messages() -> Iterator[tuple[str, int, str]]:
             elif isinstance(node, ast.Call) and node.args and not server:
                 name = _name(node)
                 if name in PUBLIC:  # made and reported through the error strategy
+                    message = node.args[0]
+                elif name == "print" and any(
+                        k.arg == "file" and ast.unparse(k.value) == "sys.stderr"
+                        for k in node.keywords):  # the command line's stderr lines
                     message = node.args[0]
                 elif name == "warn" and isinstance(node.func, ast.Attribute):
                     message = node.args[0]
