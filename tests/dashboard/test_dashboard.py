@@ -56,6 +56,8 @@ def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page
     expect(alpha).to_contain_text("exp-1")
     expect(alpha).to_contain_text("finished")
     expect(alpha.locator("td.num").last).to_have_text("111")  # 50 + 50 + 5 + 5 + 1 points
+    # Nothing stray under the title (no notice after a delete: no text for it either).
+    assert page.locator("main h1").evaluate("h => h.nextSibling.nodeName") == "DIV"
     # Newest first.
     names = page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
     assert names.index("list-beta") < names.index("list-alpha")

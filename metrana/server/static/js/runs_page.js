@@ -29,10 +29,11 @@ export class RunsView {
                     `             ingestion_url="${location.origin}")\nmetrana.log("loss", 0.5)\nmetrana.close()`));
     const deleted = sessionStorage.getItem("metrana.deleted");  // said once, after a delete
     sessionStorage.removeItem("metrana.deleted");
-    main.replaceChildren(el("h1", {}, "Runs"),
+    // replaceChildren() would write a null as the text "null": leave the notice out instead.
+    main.replaceChildren(...[el("h1", {}, "Runs"),
       deleted ? el("p", { class: "notice", role: "status" }, deleted) : null,
       el("div", { class: "toolbar" }, this.search, this.count, el("span", { class: "grow" }), this.compare),
-      this.table, this.empty);
+      this.table, this.empty].filter(Boolean));
     crumbs(el("span", {}, "runs"));
     this.poll();
   }
