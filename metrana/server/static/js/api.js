@@ -14,7 +14,8 @@
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
-import { csrfHeaders, signIn } from "./session.js";
+import { takeEarly } from "./first_read.js";
+import { csrfHeaders, sessionKnown, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 export const POLL_QUIET_MS = 5000;  // finished or crashed runs (they may be resumed)
@@ -50,13 +51,25 @@ export class ApiError extends Error {
  *  (every method but GET: the server's request guard takes them only as JSON) carries the
  *  session's CSRF header, as the server requires of the cookie's writes. */
 async function send(path, init, signal) {
+  const write = (init.method ?? "GET") !== "GET";
+  // The page's first read, if this is it, was asked before the page loaded (js/first_read.js):
+  // its answer is taken once; refused for want of the CSRF value (signed in), it is asked again.
+  let early = write ? takeEarly(path, init.body) : null;
   for (;;) {
-    const write = (init.method ?? "GET") !== "GET";
-    const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
-    const limited = AbortSignal.any([signal ?? new AbortController().signal,
-                                     AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-    // Same-origin: the browser sends the session cookie, if there is one.
-    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
+    let response;
+    if (early) {
+      response = await early;
+      early = null;
+      signal?.throwIfAborted();  // the page is gone (what fetch does with the signal)
+      if (response.status === 403) continue;
+    } else {
+      if (write) await sessionKnown();
+      const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
+      const limited = AbortSignal.any([signal ?? new AbortController().signal,
+                                       AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+      // Same-origin: the browser sends the session cookie, if there is one.
+      response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
+    }
     if (response.status === 401) {  // no session, or it ended (signed out, key revoked)
       await signIn();
       continue;

@@ -31,8 +31,12 @@ export class ChartsView {
   async start() {
     // Every run in one request (the compare page's first read), then every chart's buckets
     // in one more (js/api.js: batcher).
-    const { runs: details } = await query("many_runs", {
+    const asked = query("many_runs", {
       runs: this.runIds.map(([workspace, project, run]) => ({ workspace, project, run })) }, this.abort.signal);
+    // Each run's histogram and scatter series, asked at the same time (not after).
+    this.valueLists = Promise.all(this.runIds.map((id) => valueSeries(id, this.abort.signal)));
+    this.valueLists.catch(() => {});  // a failure is reported by addValueCharts, if it gets there
+    const { runs: details } = await asked;
     this.runs = details.map((detail, i) => ({
       id: this.runIds[i], detail, color: PALETTE[i % PALETTE.length],
       series: new Map(detail.series.map((s) => [s.id, s])),
@@ -55,7 +59,7 @@ export class ChartsView {
   /** A card per histogram or scatter series of each run (js/value_charts.js), placed among
    *  the metric's group like a chart; in the compare view, one per run, named by it. */
   async addValueCharts() {
-    const lists = await Promise.all(this.runs.map((run) => valueSeries(run.id, this.abort.signal)));
+    const lists = await this.valueLists;
     const charts = [];
     this.runs.forEach((run, i) => {
       for (const series of lists[i]) {

@@ -243,9 +243,11 @@ export class ProjectPage {
     const signal = AbortSignal.any([this.abort.signal, abort.signal]);
     const tasks = [];
     this.filterError.hidden = true;
+    // The charts last: their bucket counts read the charts' widths (a layout of the page),
+    // after the table's and parallel coordinates' requests are out.
     if (what.table) tasks.push(this.loadTable(signal));
-    if (what.charts) tasks.push(this.loadCharts(signal));
     if (what.parcoords) tasks.push(this.loadParcoords(signal));
+    if (what.charts) tasks.push(this.loadCharts(signal));
     // The statistics (a bootstrap per group) are asked for once the charts are drawn (or by
     // the next view drawn, if this one is superseded), and have their own marks
     // (#stats[data-done] reaching [data-generation], counted from now): the page is ready
