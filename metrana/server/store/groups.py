@@ -8,7 +8,8 @@ The semantics, the same for the dashboard's grouped charts and ``QueryClient.agg
 2. Per run and bucket, the **mean of the run's points there** (an RL metric: of every
    environment's points there — the run's across-environment mean). A run without points in
    a bucket does not take part in it. (Above 32 points a bucket the store reduces 128-point
-   blocks, each counted whole in the bucket of its first step, as charts do.)
+   blocks, each spread over the buckets its steps span, by the steps each holds: no bucket
+   is left without the run between its blocks, and no point is decompressed.)
 3. Per group and bucket, across the runs that take part: ``avg``, sample ``std`` (ddof=1;
    NaN for one run), ``min``, ``max``, ``count`` (runs), and the band of the asked kind.
 
