@@ -90,3 +90,28 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
         sign_in(page, other)
         expect(page.locator("#who")).to_contain_text("· read", timeout=WAIT_MS)
         expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
+
+
+def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) -> None:
+    """A run's page and a project's page opened anew (a reload) while signed in: their first
+    reads, POSTs asked before the page's modules load (js/first_read.js), carry the session's
+    CSRF value: served at once (nothing refused), the page drawn, no second sign-in. (They
+    were refused with 403 before: the page asked before it knew its session.)"""
+    db = tmp_path / "s.sqlite3"
+    key, _ = make_key(db, "admin", "*")
+    with background_server(db) as info:
+        log_run(info.url, key, "team-a", "mine")
+        page.goto(info.url + "/")
+        sign_in(page, key)
+        expect(page.locator('#runs tr[data-run="mine"]')).to_be_visible(timeout=WAIT_MS)
+        refused: list[str] = []
+        page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+        for path, drawn in (("/#/run/team-a/p/mine", "#main .chart[data-metric='loss'] canvas"),
+                            ("/#/project/team-a/p", "#project[data-done='1'] #run-table "
+                                                    ".rt-row[data-run='mine']")):
+            page.goto(info.url + path)
+            page.reload()
+            expect(page.locator(drawn).first).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#main p.error")).to_have_count(0)
+            expect(page.locator("dialog#sign-in")).to_have_count(0)
+        assert refused == []

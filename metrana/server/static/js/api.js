@@ -53,7 +53,8 @@ export class ApiError extends Error {
 async function send(path, init, signal) {
   const write = (init.method ?? "GET") !== "GET";
   // The page's first read, if this is it, was asked before the page loaded (js/first_read.js):
-  // its answer is taken once; refused for want of the CSRF value (signed in), it is asked again.
+  // its answer is taken once; refused with 403 (a CSRF value gone stale: the session changed
+  // meanwhile), it is asked again like any other.
   let early = write ? takeEarly(path, init.body) : null;
   for (;;) {
     let response;

@@ -2,12 +2,15 @@
 // dashboard has loaded.
 //
 // index.html loads this module on its own (`<script type="module" async>`, no imports), so it
-// runs as soon as it arrives: the first read of the page (a run's or runs' details, a
-// project's overview) is on its way while the browser still fetches and evaluates the other
-// modules and uPlot. The page then asks for the same thing through js/api.js, which takes
-// this answer instead of asking again (once, and only for the same request: same path, same
-// body). Same-origin: the session cookie goes with it, so it works signed in; refused (401,
-// no session yet), it is asked again after signing in, like any other read.
+// runs as soon as it arrives: who the page is (GET /api/session), then the page's first read
+// (a run's or runs' details, a project's overview), are on their way while the browser still
+// fetches and evaluates the other modules and uPlot. The page then asks for the same thing
+// through js/api.js, which takes this answer instead of asking again (once, and only for the
+// same request: same path, same body). Signed in, the read carries the session's CSRF value
+// (a POST must: js/session.js), so it is served like any other; refused (401: no session
+// yet), it is asked again after signing in.
+
+export const CSRF_HEADER = "X-Metrana-CSRF";
 
 /** What the hash names: {page: "project", workspace, project, search} | {page: "runs", runs:
  *  [[w, p, r], ...]} | {page: "home"}. The router (dashboard.js) and the first read share it. */
@@ -57,16 +60,17 @@ export function takeEarly(path, body) {
 /** Another page was opened: the early answer is not for it (nor for a later visit). */
 export function dropEarly() { early = null; }
 
-/** GET /api/session, asked at once too: a read sent as a POST must carry the session's CSRF
- *  value when the page is signed in (js/session.js), so the page learns it early. */
-export const earlySession = fetch("/api/session", { cache: "no-store" });
-earlySession.catch(() => {});
+/** The answer of GET /api/session (null when refused or failed), asked at once. */
+export const earlySession = fetch("/api/session", { cache: "no-store" })
+  .then((response) => (response.ok ? response.json() : null)).catch(() => null);
 
 const read = firstRead(parseRoute(location.hash));
 if (read) {
   const [path, body] = read;
   const json = JSON.stringify(body);
-  early = { path, body: json, response: fetch(path, { method: "POST", cache: "no-store", body: json,
-                                                      headers: { "Content-Type": "application/json" } }) };
-  early.response.catch(() => {});  // a failure is the page's to report, when it asks
+  const response = earlySession.then((who) => fetch(path, {
+    method: "POST", cache: "no-store", body: json,
+    headers: { "Content-Type": "application/json", ...(who?.csrf ? { [CSRF_HEADER]: who.csrf } : {}) } }));
+  response.catch(() => {});  // a failure is the page's to report, when it asks
+  early = { path, body: json, response };
 }

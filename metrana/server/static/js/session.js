@@ -8,7 +8,7 @@
 //   DELETE /api/session                sign out
 
 import { el } from "./dom.js";
-import { earlySession } from "./first_read.js";
+import { CSRF_HEADER, earlySession } from "./first_read.js";
 
 let current = null;   // the last answer of /api/session
 let known = null;     // the first answer's promise: who the page is, once asked
@@ -16,13 +16,14 @@ let prompt = null;    // the sign-in dialog's promise, while it is open
 
 /** Headers a request that changes anything sends (the session's CSRF value, when signed in). */
 export function csrfHeaders() {
-  return current?.csrf ? { "X-Metrana-CSRF": current.csrf } : {};
+  return current?.csrf ? { [CSRF_HEADER]: current.csrf } : {};
 }
 
-/** The server's answer of who we are, shown (with a sign-out button) in the page's header. */
-async function ask(asked) {
-  const response = await asked;
-  if (response.ok) show(await response.json());
+/** The server's answer of who we are (null: none), shown (with a sign-out button) in the
+ *  page's header. */
+async function ask(answer) {
+  const who = await answer;
+  if (who) show(who);
   return current;
 }
 
