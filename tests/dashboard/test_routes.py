@@ -153,6 +153,11 @@ def test_several_runs_and_their_buckets_in_one_request_each(any_live_server: Ser
             one = client.get(f"/api/runs/dash/routes/{named['run']}").json()
             assert {k: v for k, v in detail.items() if k != "now_ns"} == \
                 {k: v for k, v in one.items() if k != "now_ns"}
+        # A project's overview is a GET too (the project page's first read: no CSRF header).
+        overview = client.get("/api/runs/dash/routes")
+        assert overview.status_code == 200 and overview.json()["runs"] >= 2
+        assert overview.json() == client.post("/api/query/project", json={
+            "workspace": "dash", "project": "routes"}).json()
         ids = [{s["metric_name"]: s["id"] for s in d["series"]} for d in details]
         whole = {"start": None, "end": None}
         asked: list[dict[str, Any]] = [

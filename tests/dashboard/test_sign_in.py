@@ -94,9 +94,10 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
 
 def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) -> None:
     """A run's page and a project's page opened anew (a reload) while signed in: their first
-    reads, POSTs asked before the page's modules load (js/first_read.js), carry the session's
-    CSRF value: served at once (nothing refused), the page drawn, no second sign-in. (They
-    were refused with 403 before: the page asked before it knew its session.)"""
+    reads, asked before the page's modules load (js/first_read.js, GETs) and then its POSTs
+    (with the session's CSRF value, learnt first) are served (nothing refused), the page
+    drawn, no second sign-in. (They were refused with 403 before: the page's first POST went
+    before it knew its session.)"""
     db = tmp_path / "s.sqlite3"
     key, _ = make_key(db, "admin", "*")
     with background_server(db) as info:

@@ -14,7 +14,7 @@
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
-import { takeEarly } from "./first_read.js";
+import { seg, takeEarly } from "./first_read.js";
 import { csrfHeaders, sessionKnown, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
@@ -25,8 +25,6 @@ const FETCHES_AT_ONCE = 6;   // the browser's connections per host
 const BATCH = 100;           // series per bucket request (the server's MAX_BATCH)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
 
-/** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
-const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
 export const runApi = ([w, p, r]) => `/api/runs/${seg(w)}/${seg(p)}/${seg(r)}`;
 
 /** Run at most `n` of the given async functions at once. */
@@ -52,25 +50,13 @@ export class ApiError extends Error {
  *  session's CSRF header, as the server requires of the cookie's writes. */
 async function send(path, init, signal) {
   const write = (init.method ?? "GET") !== "GET";
-  // The page's first read, if this is it, was asked before the page loaded (js/first_read.js):
-  // its answer is taken once; refused with 403 (a CSRF value gone stale: the session changed
-  // meanwhile), it is asked again like any other.
-  let early = write ? takeEarly(path, init.body) : null;
   for (;;) {
-    let response;
-    if (early) {
-      response = await early;
-      early = null;
-      signal?.throwIfAborted();  // the page is gone (what fetch does with the signal)
-      if (response.status === 403) continue;
-    } else {
-      if (write) await sessionKnown();
-      const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
-      const limited = AbortSignal.any([signal ?? new AbortController().signal,
-                                       AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-      // Same-origin: the browser sends the session cookie, if there is one.
-      response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
-    }
+    if (write) await sessionKnown();  // its CSRF value, when signed in
+    const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
+    const limited = AbortSignal.any([signal ?? new AbortController().signal,
+                                     AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    // Same-origin: the browser sends the session cookie, if there is one.
+    const response = await fetch(path, { ...init, headers, signal: limited, cache: "no-store" });
     if (response.status === 401) {  // no session, or it ended (signed out, key revoked)
       await signIn();
       continue;
@@ -89,7 +75,13 @@ export const api = (path, signal, body) => send(path, body === undefined ? {} : 
 
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
+export async function query(route, body, signal) {
+  // The page's first read, if this is it, was asked before the page loaded (js/first_read.js).
+  const early = takeEarly(route, body);
+  const answer = early && await early;
+  signal?.throwIfAborted();  // the page is gone (what fetch does with the signal)
+  return answer ?? api(`/api/query/${route}`, signal, body);
+}
 
 export const isAbort = (error) => error?.name === "AbortError";
 

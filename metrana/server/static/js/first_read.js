@@ -2,13 +2,14 @@
 // dashboard has loaded.
 //
 // index.html loads this module on its own (`<script type="module" async>`, no imports), so it
-// runs as soon as it arrives: who the page is (GET /api/session), then the page's first read
-// (a run's or runs' details, a project's overview), are on their way while the browser still
-// fetches and evaluates the other modules and uPlot. The page then asks for the same thing
-// through js/api.js, which takes this answer instead of asking again (once, and only for the
-// same request: same path, same body). Signed in, the read carries the session's CSRF value
-// (a POST must: js/session.js), so it is served like any other; refused (401: no session
-// yet), it is asked again after signing in.
+// runs as soon as it arrives: the page's first read (a run's details, a project's overview)
+// and who the page is (GET /api/session) are on their way while the browser still fetches and
+// evaluates the other modules and uPlot. The page then asks for the same thing through
+// js/api.js (query()), which takes this answer instead of asking again (once, and only for
+// the same route and body). The early reads are GETs (the read API's aliases, the same
+// answers): same-origin, the session cookie goes with them, and a GET needs no CSRF value,
+// so they are served signed in too. Refused (401: no session yet), the page asks again,
+// signing in first.
 
 export const CSRF_HEADER = "X-Metrana-CSRF";
 
@@ -35,42 +36,48 @@ export function parseRoute(hash) {
   return { page: "home" };
 }
 
-/** The first read's path and JSON body for a route (the pages ask exactly this first). */
+/** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
+export const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
+
+/** The first read of a route: the query route and body the page asks first, the GET alias
+ *  that answers it, and how its answer becomes the route's. A compare page (several runs)
+ *  has none: it reads them in one POST, after its modules. */
 export function firstRead(route) {
   if (route.page === "project") {
-    return ["/api/query/project", { workspace: route.workspace, project: route.project }];
+    return { route: "project", body: { workspace: route.workspace, project: route.project },
+             get: `/api/runs/${seg(route.workspace)}/${seg(route.project)}`, answer: (a) => a };
   }
-  if (route.page === "runs") {
-    return ["/api/query/many_runs", { runs: route.runs.map(([workspace, project, run]) => ({ workspace, project, run })) }];
+  if (route.page === "runs" && route.runs.length === 1) {
+    const [workspace, project, run] = route.runs[0];
+    return { route: "many_runs", body: { runs: [{ workspace, project, run }] },
+             get: `/api/runs/${seg(workspace)}/${seg(project)}/${seg(run)}`, answer: (a) => ({ runs: [a] }) };
   }
   return null;
 }
 
-let early = null;  // {path, body, response}: the read asked when this module ran
+let early = null;  // {route, body, answer}: the read asked when this module ran
 
-/** The early answer (a fetch's promise) to this request, if it is the one asked early; at
- *  most once. */
-export function takeEarly(path, body) {
-  if (!early || early.path !== path || early.body !== body) return null;
-  const { response } = early;
+/** The early answer (a promise of it; null inside: refused or failed, ask again) to this
+ *  query, if it is the one asked early; at most once. */
+export function takeEarly(route, body) {
+  if (!early || early.route !== route || early.body !== JSON.stringify(body)) return null;
+  const { answer } = early;
   early = null;
-  return response;
+  return answer;
 }
 
 /** Another page was opened: the early answer is not for it (nor for a later visit). */
 export function dropEarly() { early = null; }
 
-/** The answer of GET /api/session (null when refused or failed), asked at once. */
+/** The answer of GET /api/session (null when refused or failed), asked at once: the page's
+ *  POSTs carry the session's CSRF value when signed in (js/session.js). */
 export const earlySession = fetch("/api/session", { cache: "no-store" })
   .then((response) => (response.ok ? response.json() : null)).catch(() => null);
 
 const read = firstRead(parseRoute(location.hash));
 if (read) {
-  const [path, body] = read;
-  const json = JSON.stringify(body);
-  const response = earlySession.then((who) => fetch(path, {
-    method: "POST", cache: "no-store", body: json,
-    headers: { "Content-Type": "application/json", ...(who?.csrf ? { [CSRF_HEADER]: who.csrf } : {}) } }));
-  response.catch(() => {});  // a failure is the page's to report, when it asks
-  early = { path, body: json, response };
+  early = { route: read.route, body: JSON.stringify(read.body),
+            answer: fetch(read.get, { cache: "no-store" })
+              .then(async (response) => (response.ok ? read.answer(await response.json()) : null))
+              .catch(() => null) };
 }
