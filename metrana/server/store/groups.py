@@ -175,9 +175,11 @@ def bucket_index(x: npt.NDArray[np.int64], lo: int, width: float, n: int
     return out
 
 
-def sums_to_means(sums: F64, valid: npt.NDArray[np.int64]) -> F64:
+def sums_to_means(sums: F64, valid: F64 | npt.NDArray[np.int64]) -> F64:
+    """``valid``: how many values each sum adds up (a part of a block's count when blocks are
+    spread over buckets: fractional, maybe below 1)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        out: F64 = np.where(valid > 0, sums / np.maximum(valid, 1), np.nan)
+        out: F64 = np.where(valid > 0, sums / np.where(valid > 0, valid, 1), np.nan)
     return out
 
 
