@@ -32,6 +32,14 @@ def sign_in(page: Page, key: str) -> None:
     expect(dialog).to_have_count(0, timeout=WAIT_MS)
 
 
+def signed_in(page: Page, url: str, key: str, run: str) -> None:
+    """A run of team-a logged with ``key``, the runs page opened and signed in with it."""
+    log_run(url, key, "team-a", run)
+    page.goto(url + "/")
+    sign_in(page, key)
+    expect(page.locator(f'#runs tr[data-run="{run}"]')).to_be_visible(timeout=WAIT_MS)
+
+
 def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> None:
     db = tmp_path / "s.sqlite3"
     owner, _ = make_key(db, "admin", "*")
@@ -77,10 +85,7 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
     key, prefix = make_key(db, "write", "team-a")
     other, _ = make_key(db, "read", "team-a")
     with background_server(db) as info:
-        log_run(info.url, key, "team-a", "r")
-        page.goto(info.url + "/")
-        sign_in(page, key)
-        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
+        signed_in(page, info.url, key, "r")
         store = Store(db)
         try:
             store.revoke_key(prefix)
@@ -101,10 +106,7 @@ def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) 
     db = tmp_path / "s.sqlite3"
     key, _ = make_key(db, "admin", "*")
     with background_server(db) as info:
-        log_run(info.url, key, "team-a", "mine")
-        page.goto(info.url + "/")
-        sign_in(page, key)
-        expect(page.locator('#runs tr[data-run="mine"]')).to_be_visible(timeout=WAIT_MS)
+        signed_in(page, info.url, key, "mine")
         refused: list[str] = []
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
         for path, drawn in (("/#/run/team-a/p/mine", "#main .chart[data-metric='loss'] canvas"),
