@@ -98,18 +98,22 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
 
 
 def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) -> None:
-    """A run's page and a project's page opened anew (a reload) while signed in: their first
-    reads, asked before the page's modules load (js/first_read.js, GETs) and then its POSTs
-    (with the session's CSRF value, learnt first) are served (nothing refused), the page
-    drawn, no second sign-in. (They were refused with 403 before: the page's first POST went
-    before it knew its session.)"""
+    """A run's page, a compare page and a project's page opened anew (a reload) while signed
+    in: their first reads, asked before the page's modules load (js/first_read.js: a GET, or
+    for runs compared a POST once the session is known), and the page's POSTs (with the
+    session's CSRF value, learnt first) are served (nothing refused), the page drawn, no
+    second sign-in. (They were refused with 403 before: the page's first POST went before it
+    knew its session.)"""
     db = tmp_path / "s.sqlite3"
     key, _ = make_key(db, "admin", "*")
     with background_server(db) as info:
+        log_run(info.url, key, "team-a", "yours")
         signed_in(page, info.url, key, "mine")
         refused: list[str] = []
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
-        for path, drawn in (("/#/run/team-a/p/mine", "#main .chart[data-metric='loss'] canvas"),
+        chart = "#main .chart[data-metric='loss'] canvas"
+        for path, drawn in (("/#/run/team-a/p/mine", chart),
+                            ("/#/compare/team-a/p/mine,team-a/p/yours", chart),
                             ("/#/project/team-a/p", "#project[data-done='1'] #run-table "
                                                     ".rt-row[data-run='mine']")):
             page.goto(info.url + path)

@@ -6,10 +6,10 @@
 // and who the page is (GET /api/session) are on their way while the browser still fetches and
 // evaluates the other modules and uPlot. The page then asks for the same thing through
 // js/api.js (query()), which takes this answer instead of asking again (once, and only for
-// the same route and body). The early reads are GETs (the read API's aliases, the same
-// answers): same-origin, the session cookie goes with them, and a GET needs no CSRF value,
-// so they are served signed in too. Refused (401: no session yet), the page asks again,
-// signing in first.
+// the same route and body). The early reads are GETs where the read API has an alias (the
+// same answers; a GET needs no CSRF value), else a POST sent once the session is known (with
+// its CSRF value when signed in): same-origin, the session cookie goes with them, so they are
+// served signed in too. Refused (401: no session yet), the page asks again, signing in first.
 
 export const CSRF_HEADER = "X-Metrana-CSRF";
 
@@ -39,18 +39,19 @@ export function parseRoute(hash) {
 /** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
 export const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
 
-/** The first read of a route: the query route and body the page asks first, the GET alias
- *  that answers it, and how its answer becomes the route's. A compare page (several runs)
- *  has none: it reads them in one POST, after its modules. */
+/** The first read of a route: the query route and body the page asks first, and the GET
+ *  alias that answers it with how its answer becomes the route's (none: the route itself,
+ *  POSTed once the session is known: several runs compared). */
 export function firstRead(route) {
   if (route.page === "project") {
     return { route: "project", body: { workspace: route.workspace, project: route.project },
              get: `/api/runs/${seg(route.workspace)}/${seg(route.project)}`, answer: (a) => a };
   }
-  if (route.page === "runs" && route.runs.length === 1) {
-    const [workspace, project, run] = route.runs[0];
-    return { route: "many_runs", body: { runs: [{ workspace, project, run }] },
-             get: `/api/runs/${seg(workspace)}/${seg(project)}/${seg(run)}`, answer: (a) => ({ runs: [a] }) };
+  if (route.page === "runs") {
+    const body = { runs: route.runs.map(([workspace, project, run]) => ({ workspace, project, run })) };
+    if (route.runs.length > 1) return { route: "many_runs", body, get: null, answer: (a) => a };
+    return { route: "many_runs", body, get: `/api/runs/${route.runs[0].map(seg).join("/")}`,
+             answer: (a) => ({ runs: [a] }) };
   }
   return null;
 }
@@ -76,8 +77,11 @@ export const earlySession = fetch("/api/session", { cache: "no-store" })
 
 const read = firstRead(parseRoute(location.hash));
 if (read) {
-  early = { route: read.route, body: JSON.stringify(read.body),
-            answer: fetch(read.get, { cache: "no-store" })
-              .then(async (response) => (response.ok ? read.answer(await response.json()) : null))
-              .catch(() => null) };
+  const body = JSON.stringify(read.body);
+  const asked = read.get ? fetch(read.get, { cache: "no-store" }) : earlySession.then((who) => fetch(
+    `/api/query/${read.route}`, { method: "POST", cache: "no-store", body, headers: {
+      "Content-Type": "application/json", ...(who?.csrf ? { [CSRF_HEADER]: who.csrf } : {}) } }));
+  early = { route: read.route, body, answer: asked
+    .then(async (response) => (response.ok ? read.answer(await response.json()) : null))
+    .catch(() => null) };
 }
