@@ -31,12 +31,8 @@ export class ChartsView {
   async start() {
     // Every run in one request (the compare page's first read), then every chart's buckets
     // in one more (js/api.js: batcher).
-    const asked = query("many_runs", {
+    const { runs: details } = await query("many_runs", {
       runs: this.runIds.map(([workspace, project, run]) => ({ workspace, project, run })) }, this.abort.signal);
-    // Each run's histogram and scatter series, asked at the same time (not after).
-    this.valueLists = Promise.all(this.runIds.map((id) => valueSeries(id, this.abort.signal)));
-    this.valueLists.catch(() => {});  // a failure is reported by addValueCharts, if it gets there
-    const { runs: details } = await asked;
     this.runs = details.map((detail, i) => ({
       id: this.runIds[i], detail, color: PALETTE[i % PALETTE.length],
       series: new Map(detail.series.map((s) => [s.id, s])),
@@ -46,9 +42,11 @@ export class ChartsView {
     this.sync();
     const t0 = performance.now();
     // In page order: the first requests bring the charts at the top. The line charts' reads
-    // go out now; the histogram and scatter cards' once their lists are in.
+    // (batched: one request, sent on the next task) go out first, then each run's list of
+    // histogram and scatter series (20 runs compared: 20 requests, not ahead of the charts').
     const byNode = new Map([...this.charts.values()].map((c) => [c.node, c]));
     const loads = [...this.groups.querySelectorAll(".chart")].map((node) => this.loadChart(byNode.get(node)));
+    await new Promise((resolve) => setTimeout(resolve, 0));
     const valued = await this.addValueCharts();
     await Promise.all([...loads, ...valued.map((c) => this.loadChart(c))]);
     await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
@@ -60,7 +58,7 @@ export class ChartsView {
   /** A card per histogram or scatter series of each run (js/value_charts.js), placed among
    *  the metric's group like a chart; in the compare view, one per run, named by it. */
   async addValueCharts() {
-    const lists = await this.valueLists;
+    const lists = await Promise.all(this.runs.map((run) => valueSeries(run.id, this.abort.signal)));
     const charts = [];
     this.runs.forEach((run, i) => {
       for (const series of lists[i]) {
