@@ -238,14 +238,17 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     # (see above) is written whole in place of its pieces.
     if majors is None:
         return _standard(steps, values, seconds, nanos, special)
-    pieces = _RL_PIECES
-    width = len(pieces)
-    parts = pieces * total
-    if majors is not None:
-        parts[1::width] = _numbers(majors)
-        parts[3::width] = _numbers(steps)
-    else:
-        parts[1::width] = _numbers(steps)
+    return _rl(steps, majors, values, seconds, nanos, special)
+
+
+def _rl(steps: npt.NDArray[Any], majors: npt.NDArray[Any], values: npt.NDArray[Any],
+        seconds: npt.NDArray[Any], nanos: npt.NDArray[Any], special: npt.NDArray[Any]) -> bytes:
+    """RL points as :data:`_RL_PIECES` (see :func:`_standard` for the standard ones)."""
+    total = len(steps)
+    width = len(_RL_PIECES)
+    parts = _RL_PIECES * total
+    parts[1::width] = _numbers(majors)
+    parts[3::width] = _numbers(steps)
     # 10 digits "1xxxxxxxxx": drop the 1 of each (no other digit follows a comma) = %09d.
     parts[width - 4::width] = orjson.dumps(nanos + 1_000_000_000, option=_NUMPY)[2:-1] \
         .replace(b",1", b",").split(b",")
@@ -258,8 +261,8 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
             [_prefix(int(seconds[a])).encode() + b"."] * (b - a)
     for i in np.flatnonzero(special).tolist():
         parts[i * width:(i + 1) * width] = [b""] * (width - 1) + [
-            _point_slow(rl, int(steps[i]), int(majors[i]) if majors is not None else None,
-                        float(values[i]), _prefix(int(seconds[i])), int(nanos[i])).encode()
+            _point_slow(True, int(steps[i]), int(majors[i]), float(values[i]),
+                        _prefix(int(seconds[i])), int(nanos[i])).encode()
             + b","]
     return b"".join(parts)[:-1]
 

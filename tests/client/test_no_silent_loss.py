@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until
