@@ -23,15 +23,15 @@ import attrs
 import httpx
 import trio
 
-from ._actors.batcher import Batcher
+from ._actors.batcher import Batcher, ToLane
 from ._actors.dispatcher import Dispatcher
 from ._actors.error_collector import ErrorCollector
-from ._actors.pump import Pump
+from ._actors.pump import Intake, Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
 from ._actors.run_updates import HEARTBEAT_S, RunUpdates
-from ._actors.step_counter import StepCounter, StoredEnds
+from ._actors.step_counter import Numbered, StepCounter, StoredEnds
 from ._actors.supervisor import supervised
 from ._actors.system_sampler import SystemSampler
 from ._config import Settings, is_local_url
@@ -101,7 +101,7 @@ class Engine:
         self._check_reruns = check_reruns and not settings.offline
         if not self._check_reruns:
             self.ends.ready.set()
-        self._raw_send, self._raw_receive = trio.open_memory_channel[Any](1)
+        self._raw_send, self._raw_receive = trio.open_memory_channel[Intake](1)
         self.pump = Pump(inbox, self._raw_send)
         self.creator: RunCreator | None = None
         self.creation_done = trio.Event()  # init() may stop waiting
@@ -271,8 +271,8 @@ class Engine:
         s = self.settings
         # A bounded event queue bounds memory only if the lanes behind it are bounded too.
         dispatch_size = s.dispatch_queue_max_size or (2 if s.event_queue_max_size else float("inf"))
-        lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
-        step_send, step_receive = trio.open_memory_channel[Any](1)
+        lane_channels = [trio.open_memory_channel[ToLane](dispatch_size) for _ in range(lanes)]
+        step_send, step_receive = trio.open_memory_channel[Numbered](1)
         step_counter = StepCounter(self._raw_receive, step_send, self.errors, self.counters,
                                    self.series, self.ends)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],

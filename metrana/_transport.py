@@ -287,11 +287,11 @@ def encode_parcel(target: RunTarget, parcel: Parcel, headers: dict[Any, str]) ->
     """An UpdateRunsRequest carrying a parcel's points; ``headers`` caches each series' JSON
     head (name, labels, ordering), which never changes, by series object."""
     series = []
-    for state, runs in parcel:
+    for state, spans in parcel:
         header = headers.get(state)
         if header is None:
             header = headers[state] = series_header(state.key, state.manual)
-        series.append((header, wire_group(state.key), runs))
+        series.append((header, wire_group(state.key), spans))
     return encode_update(target.session_id, target.workspace, target.project, target.run_name,
                          series)
 

@@ -18,7 +18,7 @@ from .._run_spool import RunSpool
 from .._stats import Counters
 from .._transport import RetryPolicy, RunTarget, encode_parcel, post_with_retries, refusal_error
 from .._wire import JSON_HEADERS
-from .batcher import MAX_BATCH_POINTS, Batch
+from .batcher import MAX_BATCH_POINTS, Batch, ToLane
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
 from .parcel import InFlight, Parcel, Progress, deliver_isolating, parcel_count
@@ -29,7 +29,7 @@ __all__ = ["Dispatcher"]
 class Dispatcher:
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[Any],
+        receive: trio.MemoryReceiveChannel[ToLane],
         client: httpx.AsyncClient,
         target: RunTarget,
         errors: ErrorCollector,
@@ -55,7 +55,7 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._receive:
             task_status.started()
-            carry: Any = None
+            carry: ToLane | None = None
             while True:
                 if carry is not None:
                     item, carry = carry, None
@@ -73,7 +73,7 @@ class Dispatcher:
                 item, carry = self._merge_queued(item)
                 await self.send(item)
 
-    def _merge_queued(self, batch: Batch) -> tuple[Batch, Any]:
+    def _merge_queued(self, batch: Batch) -> tuple[Batch, ToLane | None]:
         """Batches that queued up behind this one (the service is slower than the batch age),
         merged into one request of up to MAX_BATCH_POINTS: a backlog drains in big requests
         instead of many small ones. Returns the merged batch and what did not fit, if any."""
@@ -87,9 +87,9 @@ class Dispatcher:
             if type(following) is FlushMarker or weight + following.weight > MAX_BATCH_POINTS:
                 return self._merged(batch, merged, count, weight), following
             if merged is None:
-                merged = {state: list(runs) for state, runs in batch.parcel}
-            for state, runs in following.parcel:
-                merged.setdefault(state, []).extend(runs)
+                merged = {state: list(spans) for state, spans in batch.parcel}
+            for state, spans in following.parcel:
+                merged.setdefault(state, []).extend(spans)
             count += following.count
             weight += following.weight
         return self._merged(batch, merged, count, weight), None
