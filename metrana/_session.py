@@ -338,9 +338,13 @@ class BaseSession:
             if (value is None and scale is None and step is None and labels is None
                     and timestamp is None and not evaluation and self._fast):
                 columns = self._named
+                pairs = []
                 try:  # every name and value checked before any point is appended
-                    pairs = [(columns[name], raw if type(raw) is float
-                              else coerce_value(raw, name)) for name, raw in metric_name.items()]
+                    # (a loop, not a comprehension: one would make `columns` a cell, built
+                    # on every call of log(), the scalar calls too)
+                    for name, raw in metric_name.items():
+                        pairs.append((columns[name], raw if type(raw) is float
+                                      else coerce_value(raw, name)))
                 except (KeyError, TypeError):
                     pass  # a new or bad name: the general path says what is wrong
                 else:
