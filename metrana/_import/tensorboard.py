@@ -109,7 +109,8 @@ def _read_file(path: Path, reading: _Reading, first: int) -> int:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             return 0
-        buffer = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        stack.callback(_close_map, buffer)
         framing = frame(buffer)
         if framing.problem is not None:
             reading.data.notes.append(f"{path.name}: stopped at {framing.problem}; the rest of "
@@ -131,6 +132,16 @@ def _read_file(path: Path, reading: _Reading, first: int) -> int:
             event = parse(buffer[start:start + int(framing.lengths[i])])
             _event(event, first + i, reading)
         return len(framing.starts)
+
+
+def _close_map(buffer: mmap.mmap) -> None:
+    """Close an event file's map, unless numpy views of it are still referenced: by the frames
+    of an exception on its way out (Ctrl-C while reading), whose own error must not be
+    replaced by BufferError. The map is closed when they are collected."""
+    try:
+        buffer.close()
+    except BufferError:
+        pass
 
 
 def _event(event: Any, order: int, reading: _Reading) -> None:
