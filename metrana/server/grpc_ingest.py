@@ -17,9 +17,8 @@ What the client does, and what we answer (measured against the real client):
    before its response is sent, in order. The logger session is the store's session, so an
    update resent after a reconnect (same ``logger_session_id``, same steps) is stored once.
    Histograms and scatter plots are stored as over HTTP/JSON (:mod:`.value_ingest`: a bad one
-   is INVALID_ARGUMENT naming the field). Environment attributes are not stored yet: the rest
-   of that update is stored, then the stream ends with UNIMPLEMENTED naming them (the client
-   stops, or with ``delivery_policy="tolerate_loss"`` drops that update and goes on).
+   is INVALID_ARGUMENT naming the field). Environment attributes become run attributes under
+   ``env/<environment_id>/`` (:func:`.grpc_codec.env_attributes`).
 3. ``CheckOpStatuses``: every operation we acknowledged is stored (writes are synchronous).
 
 Errors are statuses with a message, never a hang: a database that went away is UNAVAILABLE
@@ -56,7 +55,6 @@ from .grpc_codec import (
     GrpcError,
     RlBase,
     Status,
-    Unsupported,
     convert_update,
     frame,
     init_responses,
@@ -68,10 +66,10 @@ from .grpc_codec import (
 from .ingest import RunKey
 from .request import client_address, server_port
 from .store import Store
+from .store.write import ORCHESTRATION_PATH
 
 __all__ = ["ORCHESTRATION_PATH", "GrpcIngest"]
 
-ORCHESTRATION_PATH = "sys/orchestration_id"
 ALREADY_EXISTS = 6
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -192,14 +190,9 @@ class GrpcIngest:
     def _initialize(self, request: Any, writer: str | None) -> list[Any]:
         key = _run_key(request.run)
         try:
+            # The orchestration id is stored with the run, in its transaction (as over HTTP).
             self.store.create_run(_create_request(request), writer)
             created = True
-            if request.run.orchestration_identifier:
-                self.store.update_runs({"session_id": 0, "run_updates": [{
-                    **_names(key), "attributes": [{"path": ORCHESTRATION_PATH,
-                                                   "string_value":
-                                                   request.run.orchestration_identifier}]}]},
-                    writer)
         except Conflict:
             created = False
         run = self.store.get_run(key.workspace, key.project, key.run_name)
@@ -260,17 +253,14 @@ class GrpcIngest:
                 principal.require_in(LOG, [run.workspace])
                 rl_base = RlBase(_StoredRl(self.store, run))
             assert rl_base is not None
-            unsupported = Unsupported()
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, run, request, declarations,
-                                              rl_base, unsupported, principal.writer)
-            if unsupported.parts:
-                raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
+                                              rl_base, principal.writer)
             await send(api_pb2.UpdateRunResponse(operation_id=str(uuid.uuid4())))
 
     def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
-                      rl_base: RlBase, unsupported: Unsupported, writer: str | None) -> None:
-        update = convert_update(run, request, declarations, rl_base, unsupported)
+                      rl_base: RlBase, writer: str | None) -> None:
+        update = convert_update(run, request, declarations, rl_base)
         # Stored even when it carries nothing (declarations only): every message says its
         # logger session is alive (the run's running/crashed state, store.liveness).
         self.store.update_runs(update, writer)
@@ -279,7 +269,6 @@ class GrpcIngest:
                            send: _Sender) -> None:
         request = parse(api_pb2.UpdateRunsRequest, await _one(messages))
         principal.require_in(LOG, [update.workspace for update in request.run_updates])
-        unsupported = Unsupported()
         for update in request.run_updates:
             if update.series or update.rl_series:
                 raise GrpcError(Status.UNIMPLEMENTED, "UpdateRuns with series/rl_series (points "
@@ -291,10 +280,8 @@ class GrpcIngest:
             shim = _StreamingShape(update, request.logger_session_id)
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, key, shim, Declarations(),
-                                              RlBase(_StoredRl(self.store, key)), unsupported,
+                                              RlBase(_StoredRl(self.store, key)),
                                               principal.writer)
-        if unsupported.parts:
-            raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
         await send(api_pb2.UpdateRunsResponse(operation_id=str(uuid.uuid4())))
 
 
@@ -362,7 +349,8 @@ def _names(key: RunKey) -> dict[str, str]:
 
 
 def _create_request(request: Any) -> dict[str, Any]:
-    run = {**_names(_run_key(request.run)), "experiment": request.run.experiment or None}
+    run = {**_names(_run_key(request.run)), "experiment": request.run.experiment or None,
+           "orchestration_identifier": request.run.orchestration_identifier}
     rules = [json_format.MessageToDict(rule, preserving_proto_field_name=True,
                                        use_integers_for_enums=True)
              for rule in request.aggregation_rules]
