@@ -58,6 +58,13 @@ class DisabledSession(Session):
     def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def log_distributed(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    @property
+    def joined(self) -> bool:
+        return False
+
     def log_histogram(self, *args: Any, **kwargs: Any) -> None:
         return None
 

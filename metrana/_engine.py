@@ -87,7 +87,7 @@ class Engine:
         self.spec = RunSpec(settings.workspace_name, settings.project_name, settings.run_name,
                             settings.experiment_name,
                             tuple(rule.to_wire() for rule in settings.aggregation_rules),
-                            tuple(attributes))
+                            tuple(attributes), settings.orchestration_id)
         self.errors = ErrorCollector(settings.error_strategy, counters,
                                      lambda m: say("WARNING", m), settings.error_queue_max_size)
         self.spool_dir: Path | None = settings.run_spool_dir()

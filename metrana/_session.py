@@ -464,6 +464,57 @@ class BaseSession:
         key.queued_seen = True
         self._queue((key.index, step, None, value, ts))
 
+    def log_distributed(
+        self,
+        metric_name: str,
+        value: Any,
+        step: int,
+        *,
+        labels: Mapping[str, str] | None = None,
+        scale: Any = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one value of a series every process of the job writes, at a global ``step``
+        they agree on (``log_distributed("loss", loss, step=global_step)`` in each rank).
+
+        Each process's point is kept under its ``logger_id`` (the rank, else ``host:pid``);
+        the server serves the series merged: per step the mean across the writers, with min,
+        max and count (the dashboard's merged curve and band; ``metrana.query``'s
+        ``fetch_distributed_series``). Steps are absolute and strictly increasing per process.
+
+        Raises:
+            TypeError: the value, step or labels have the wrong type (``step`` is required).
+            ValueError: the labels use ``writer`` (metrana sets it).
+            MetranaMetricNameError: the name is empty or has whitespace.
+        """
+        if step is None:
+            raise TypeError(f"log_distributed({metric_name!r}, ...) needs step=: the global "
+                            "step every process of the job logs this value at")
+        key = self._table.distributed(metric_name, scale, labels, evaluation,
+                                      self.settings.logger_id)
+        if type(value) is not float:
+            value = coerce_value(value, key.name)
+        self._queue_point(key, check_int(step, "step"), value,
+                          _time_ns() if timestamp is None else self._timestamp(timestamp))
+
+    @property
+    def logger_id(self) -> str:
+        """This process's name among the run's writers (``init(logger_id=...)``)."""
+        return self.settings.logger_id
+
+    @property
+    def orchestration_id(self) -> str | None:
+        """The job this process belongs to (None: not part of one); see ``init()``."""
+        return self.settings.orchestration_id
+
+    @property
+    def joined(self) -> bool:
+        """True when another process of the same job had created the run and this one
+        joined it (not a rerun)."""
+        creator = self._engine.creator
+        return creator is not None and creator.joined
+
     def log_histogram(
         self,
         metric_name: str,

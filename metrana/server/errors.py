@@ -21,7 +21,13 @@ class QueryError(ValueError):
 
 
 class Conflict(Exception):
-    """The run to create already exists (HTTP 409)."""
+    """The run to create already exists (HTTP 409). ``orchestration_id``: the job that
+    created it (its ``sys/orchestration_id`` attribute; "" when none), so a process of that
+    job joins it while another job's is told whose run it is."""
+
+    def __init__(self, message: str, orchestration_id: str = "") -> None:
+        super().__init__(message)
+        self.orchestration_id = orchestration_id
 
 
 class Unprocessable(ValueError):

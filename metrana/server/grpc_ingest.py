@@ -68,10 +68,10 @@ from .grpc_codec import (
 from .ingest import RunKey
 from .request import client_address, server_port
 from .store import Store
+from .store.write import ORCHESTRATION_PATH
 
 __all__ = ["ORCHESTRATION_PATH", "GrpcIngest"]
 
-ORCHESTRATION_PATH = "sys/orchestration_id"
 ALREADY_EXISTS = 6
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -192,14 +192,9 @@ class GrpcIngest:
     def _initialize(self, request: Any, writer: str | None) -> list[Any]:
         key = _run_key(request.run)
         try:
+            # The orchestration id is stored with the run, in its transaction (as over HTTP).
             self.store.create_run(_create_request(request), writer)
             created = True
-            if request.run.orchestration_identifier:
-                self.store.update_runs({"session_id": 0, "run_updates": [{
-                    **_names(key), "attributes": [{"path": ORCHESTRATION_PATH,
-                                                   "string_value":
-                                                   request.run.orchestration_identifier}]}]},
-                    writer)
         except Conflict:
             created = False
         run = self.store.get_run(key.workspace, key.project, key.run_name)
@@ -362,7 +357,8 @@ def _names(key: RunKey) -> dict[str, str]:
 
 
 def _create_request(request: Any) -> dict[str, Any]:
-    run = {**_names(_run_key(request.run)), "experiment": request.run.experiment or None}
+    run = {**_names(_run_key(request.run)), "experiment": request.run.experiment or None,
+           "orchestration_identifier": request.run.orchestration_identifier}
     rules = [json_format.MessageToDict(rule, preserving_proto_field_name=True,
                                        use_integers_for_enums=True)
              for rule in request.aggregation_rules]

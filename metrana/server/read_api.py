@@ -255,6 +255,21 @@ def _band(store: Store, body: dict[str, Any]) -> Any:
         environment=_optional(body, "environment", str, "an environment id (a string)"))
 
 
+def _merged(store: Store, body: dict[str, Any]) -> Any:
+    """A log_distributed series merged across writers, in ``n`` buckets of steps (a bucket
+    per step when [start, end] spans at most ``n`` steps)."""
+    metric = _text(body, "metric")
+    labels = _optional(body, "labels", dict, "an object of label names to values, or null")
+    if labels is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                      for k, v in labels.items()):
+        raise QueryError("'labels' is an object of label names to values (strings)")
+    n = _int(body, "n", 1000, 1, MAX_BUCKETS)
+    assert n is not None
+    return store.merged(*_run_names(body), metric, labels=labels or {},
+                        scale=_optional(body, "scale", str, "a string such as 'ML_STEP'"),
+                        n=n, start=_int(body, "start"), end=_int(body, "end"))
+
+
 # ------------------------------------------------------------------- a project's runs
 
 
@@ -492,6 +507,7 @@ ROUTES: dict[str, Route] = {
     "many_runs": _many_runs,
     "many_runs_buckets": _many_runs_buckets,
     "band": _band,
+    "merged": _merged,
     "series": _series,
     "runs": _runs,
     "project": _project,

@@ -181,6 +181,13 @@ def rl_series(tx: Tx, run_id: int, metric: str) -> list[tuple[int, str, str, str
                             "ORDER BY id", (run_id, metric))]
 
 
+def standard_series_of(tx: Tx, run_id: int, metric: str) -> list[tuple[int, str, str]]:
+    """A run's standard series of one metric, in id order: (id, scale, labels (JSON))."""
+    return [(int(r[0]), str(r[1]), str(r[2]))
+            for r in tx.all("SELECT id, scale, labels FROM series WHERE run_id = ? AND "
+                            "kind = 'standard' AND metric_name = ? ORDER BY id", (run_id, metric))]
+
+
 def standard_series_id(tx: Tx, run_id: int, name: SeriesName) -> int | None:
     row = tx.one("SELECT id FROM series WHERE run_id = ? AND kind = 'standard' AND "
                  "metric_name = ? AND scale = ? AND labels = ?",

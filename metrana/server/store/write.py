@@ -43,8 +43,13 @@ from .read import find_project, find_run
 from .retired import gone_message, unretire
 from .values import write_values
 
-__all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "Aggregates", "SeriesSession", "Writer", "set_attribute",
-           "create_run", "update_runs", "write_aggregates"]
+__all__ = ["AGGREGATE_FIELDS", "CHUNK_COLUMNS", "ORCHESTRATION_PATH", "Aggregates", "SeriesSession",
+           "Writer", "create_run", "set_attribute", "update_runs", "write_aggregates"]
+
+# The job (torchrun, Slurm, Ray, or the user's own id) whose processes write a run: stored with
+# the run when it is created, in the same transaction, so a process of the same job that finds
+# the run joins it, and a process of another job is told so (HTTP/JSON and gRPC alike).
+ORCHESTRATION_PATH = "sys/orchestration_id"
 
 MERGE_BELOW = 1024  # a session's last chunk smaller than this takes the next points in
 _ATTR_KINDS = ("bool_value", "string_value", "float_value", "int_value", "timestamp_value")
@@ -327,9 +332,19 @@ def create_run(db: Database, request: dict[str, Any], writer: str | None = None)
             "INSERT INTO runs (project_id, run_name, experiment, created_ns, "
             "aggregation_rules) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
             (project_id, key.run_name, run.get("experiment"), now, json.dumps(rules)))
+        orchestration = str(run.get("orchestration_identifier") or "")
         if created is None:
-            raise Conflict(f"run {key} already exists")
+            # READ COMMITTED (PostgreSQL) or the write lock (SQLite): the creator has committed,
+            # so its orchestration id, written with the run, is visible here.
+            existing = tx.one("SELECT a.value FROM attributes a JOIN runs r ON r.id = a.run_id "
+                              "WHERE r.project_id = ? AND r.run_name = ? AND a.path = ?",
+                              (project_id, key.run_name, ORCHESTRATION_PATH))
+            raise Conflict(f"run {key} already exists",
+                           str(json.loads(existing[0])) if existing is not None else "")
         unretire(tx, key.workspace, key.project, key.run_name)
+        if orchestration:
+            tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
+                   (int(created[0]), ORCHESTRATION_PATH, "string", json.dumps(orchestration)))
         if writer is not None:
             tx.run("INSERT INTO attributes (run_id, path, kind, value) VALUES (?, ?, ?, ?)",
                    (int(created[0]), CREATED_BY, "string", json.dumps(writer)))
