@@ -10,7 +10,8 @@ job (another id, or none) is not merged into: that is a rerun, and ``resume_stra
 The id is, in order: ``init(orchestration_id=...)``, ``METRANA_ORCHESTRATION_ID``, then what the
 launcher set — ``TORCHELASTIC_RUN_ID`` (torchrun; its default ``none``, without
 ``--rdzv-id``, is made unique by the host and the agent's pid), ``SLURM_JOB_ID`` (with ``.SLURM_STEP_ID``
-when set: each ``srun`` step of a job is a job of its own), ``RAY_JOB_ID``. ``init()`` exports
+when set, as ``<job>.<step>``: each ``srun`` step of a job is a job of its own),
+``RAY_JOB_ID``. ``init()`` exports
 the id it resolved as ``METRANA_ORCHESTRATION_ID``, so children it starts (multiprocessing
 workers, subprocesses) inherit it and join the same run.
 
@@ -43,24 +44,21 @@ def _launcher_id(env: Mapping[str, str]) -> str | None:
     if torchrun == "none":
         # torchrun without --rdzv-id (or --standalone) names every job "none": the agent that
         # started this worker (its parent) is what the job's workers on this host share.
-        return f"torchelastic:none@{socket.gethostname()}:{os.getppid()}"
+        return f"none@{socket.gethostname()}:{os.getppid()}"
     if torchrun:
-        return f"torchelastic:{torchrun}"
+        return torchrun
     slurm = env.get("SLURM_JOB_ID", "").strip()
     if slurm:
         step = env.get("SLURM_STEP_ID", "").strip()
-        return f"slurm:{slurm}.{step}" if step else f"slurm:{slurm}"
-    ray = env.get("RAY_JOB_ID", "").strip()
-    if ray:
-        return f"ray:{ray}"
-    return None
+        return f"{slurm}.{step}" if step else slurm
+    return env.get("RAY_JOB_ID", "").strip() or None
 
 
 def resolve_orchestration_id(given: str | None, environ: Mapping[str, str] | None = None, *,
                              launchers: bool = True) -> str | None:
     """The job's id: ``given``, else ``METRANA_ORCHESTRATION_ID``, else the launcher's
-    (prefixed with its name, so a Slurm job and a torchrun job never share an id by chance;
-    ``launchers=False``, as with ``distributed="off"``, skips them). None: no job.
+    (as the official client reads them; ``launchers=False``, as with ``distributed="off"``,
+    skips them). None: no job.
 
     Raises:
         ValueError: ``given`` is not a non-empty string of at most 256 characters.

@@ -24,6 +24,7 @@ from .._exceptions import (
     MetranaApiError,
     MetranaConnectionError,
     MetranaError,
+    MetranaOrchestrationIdMismatchError,
     MetranaRunAlreadyExistsError,
 )
 from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
@@ -121,11 +122,15 @@ async def create_run(post: Post, spec: RunSpec, session_id: int, *,
     theirs = _creator_job(response) if resumed else None
     joined = resumed and bool(spec.orchestration_id) and theirs == spec.orchestration_id
     if resumed and refuse_existing and not joined:
-        other_job = (f" ({_jobs(spec.orchestration_id, theirs)})"
-                     if spec.orchestration_id and theirs is not None else "")
+        if spec.orchestration_id and theirs is not None:
+            raise MetranaOrchestrationIdMismatchError(
+                f"run {spec.name} already exists: {_jobs(spec.orchestration_id, theirs)}, and "
+                "resume_strategy is Never; give this job another run_name (or the same "
+                "orchestration_id in every process of one job), or resume_strategy='Allow' "
+                "to add to that run")
         raise MetranaRunAlreadyExistsError(
-            f"run {spec.name} already exists{other_job} and resume_strategy is Never; choose "
-            "another run_name or resume_strategy='Allow'")
+            f"run {spec.name} already exists and resume_strategy is Never; choose another "
+            "run_name or resume_strategy='Allow'")
     if (response.status_code == 400 and response.request.url.scheme == "http"
             and await speaks_tls(str(response.request.url))):  # as nginx answers plain HTTP
         root = str(response.request.url).removesuffix("/runs").removesuffix("/v1")
