@@ -23,13 +23,15 @@ launcher gave (see :mod:`metrana._distributed`), else ``<host>:<pid>``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from ._distributed import process_rank
 
 __all__ = ["ORCHESTRATION_ENV", "WRITER_LABEL", "export_orchestration_id", "resolve_logger_id",
-           "resolve_orchestration_id"]
+           "resolve_orchestration_id", "writer_attributes"]
 
 ORCHESTRATION_ENV = "METRANA_ORCHESTRATION_ID"
 # The label that keeps each writer's points of a log_distributed series apart: the server
@@ -100,3 +102,11 @@ def resolve_logger_id(given: str | None, environ: Mapping[str, str] | None = Non
     if rank is not None:
         return str(rank[0])
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def writer_attributes(logger_id: str, session_id: int) -> list[dict[str, Any]]:
+    """What a process of a job says of itself when it joins the run (the dashboard's list of
+    writers: host, and the session whose liveness the server tracks)."""
+    name = re.sub(r"[^a-zA-Z0-9._\-:]", "_", logger_id)
+    return [{"path": f"sys/writers/{name}/host", "stringValue": socket.gethostname()},
+            {"path": f"sys/writers/{name}/session", "stringValue": str(session_id)}]

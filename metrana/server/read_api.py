@@ -66,6 +66,7 @@ added to :data:`ROUTES` is covered as it is; a route without a workspace is decl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -588,6 +589,16 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
                         "evaluation": None if evaluation is None
                         else evaluation.lower() in ("1", "true", "yes"),
                         **{k: numbers.get(k) for k in ("n", "start", "end")}}
+    if rest == ["merged"]:  # a log_distributed series merged across its writers
+        labels = _param(query, "labels")
+        try:
+            parsed = json.loads(labels) if labels else None
+        except ValueError:
+            raise QueryError("query parameter 'labels' is a JSON object of label names to "
+                             "values") from None
+        return "merged", {**body, "metric": _param(query, "metric"),
+                          "scale": _param(query, "scale"), "labels": parsed,
+                          **{k: numbers.get(k) for k in ("n", "start", "end")}}
     if rest == ["values"]:  # histogram and scatter series
         return "value_series", body
     if len(rest) == 3 and rest[0] == "values" and rest[2] in ("chart", "at"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -63,9 +64,10 @@ def test_a_writer_is_named_by_its_rank_else_host_and_pid(
 def test_a_bad_id_is_refused_at_init(thread_server: ServerInfo, argument: str,
                                      value: str) -> None:
     """An empty or overlong id is a MetranaConfigError from init(), naming the argument."""
+    given: dict[str, Any] = {argument: value}
     with pytest.raises(metrana.MetranaConfigError, match=argument):
         metrana.init(workspace_name="ws", project_name="proj", run_name="bad-id",
-                     ingestion_url=thread_server.url, **{argument: value})
+                     ingestion_url=thread_server.url, **given)
 
 
 def test_init_exports_the_job_id_for_the_processes_it_starts(

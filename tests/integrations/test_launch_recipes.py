@@ -12,6 +12,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,7 +22,7 @@ from metrana.query import QueryClient
 from metrana.server import ServerInfo
 
 
-def merged_and_status(info: ServerInfo, name: str) -> tuple[object, str, list[str]]:
+def merged_and_status(info: ServerInfo, name: str) -> tuple[Any, str, list[str]]:
     """The merged loss, the run's status and the sorted rank labels of its throughput."""
     with QueryClient("ws", "proj", url=info.url) as client:
         merged = client.fetch_distributed_series(name, "loss")
@@ -85,8 +86,8 @@ def test_torchrun_with_four_processes_writes_one_run(live_server: ServerInfo,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     merged, status, ranks = merged_and_status(live_server, name)
-    assert merged["count"].tolist() == [4] * 5  # type: ignore[index]
-    assert sorted(merged.attrs["writers"]) == ["0", "1", "2", "3"]  # type: ignore[attr-defined]
+    assert merged["count"].tolist() == [4] * 5
+    assert sorted(merged.attrs["writers"]) == ["0", "1", "2", "3"]
     assert ranks == ["0", "1", "2", "3"]
     assert status == "finished"
 
@@ -116,8 +117,8 @@ def test_a_slurm_job_of_three_tasks_writes_one_run(live_server: ServerInfo) -> N
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     merged, status, ranks = merged_and_status(live_server, name)
-    assert merged["count"].tolist() == [3] * 10  # type: ignore[index]
-    np.testing.assert_allclose(merged["mean"], [float(s) for s in range(10)])  # type: ignore[index]
+    assert merged["count"].tolist() == [3] * 10
+    np.testing.assert_allclose(merged["mean"], [float(s) for s in range(10)])
     assert ranks == ["0", "1", "2"]
     assert status == "finished"
     with QueryClient("ws", "proj", url=live_server.url) as client:
@@ -159,9 +160,9 @@ def test_multiprocessing_spawn_workers_write_one_run(live_server: ServerInfo,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     merged, status, _ = merged_and_status(live_server, name)
-    assert merged["count"].tolist() == [3] * 10  # type: ignore[index]
-    assert merged["mean"].tolist() == [1.0] * 10  # type: ignore[index]
-    assert sorted(merged.attrs["writers"]) == [  # type: ignore[attr-defined]
+    assert merged["count"].tolist() == [3] * 10
+    assert merged["mean"].tolist() == [1.0] * 10
+    assert sorted(merged.attrs["writers"]) == [
         "worker-0", "worker-1", "worker-2"]
     assert status == "finished"
 
@@ -195,7 +196,7 @@ def test_ray_tasks_of_one_job_write_one_run(live_server: ServerInfo, tmp_path: P
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     merged, status, _ = merged_and_status(live_server, name)
-    assert merged["count"].tolist() == [2] * 10  # type: ignore[index]
+    assert merged["count"].tolist() == [2] * 10
     assert status == "finished"
     with QueryClient("ws", "proj", url=live_server.url) as client:
         runs = client.fetch_runs(attributes=["sys/orchestration_id"])

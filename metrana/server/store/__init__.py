@@ -158,7 +158,8 @@ class Store:
             series = read.series_of_run(tx, run.id)
             status = self._statuses(tx, [run.id], now)[run.id]
             writers = keys.writers_of(tx, run.id)
-        return views.run_detail(run, attributes, series, status, writers)
+            processes = liveness.processes(tx, run.id, attributes)
+        return views.run_detail(run, attributes, series, status, writers, processes)
 
     # ------------------------------------------------------ histograms and point clouds
 
@@ -215,11 +216,13 @@ class Store:
             found = []
             for workspace, project, run_name in names:
                 run = read.run(tx, workspace, project, run_name)
-                found.append((run, read.attributes_of(tx, run.id), read.series_of_run(tx, run.id),
+                attributes = read.attributes_of(tx, run.id)
+                found.append((run, attributes, read.series_of_run(tx, run.id),
                               self._statuses(tx, [run.id], now)[run.id],
-                              keys.writers_of(tx, run.id)))
-        return [views.run_detail(run, attributes, series, status, writers)
-                for run, attributes, series, status, writers in found]
+                              keys.writers_of(tx, run.id),
+                              liveness.processes(tx, run.id, attributes)))
+        return [views.run_detail(run, attributes, series, status, writers, processes)
+                for run, attributes, series, status, writers, processes in found]
 
     def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
                        ) -> dict[str, Any]:
