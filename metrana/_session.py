@@ -22,6 +22,7 @@ from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
 from ._exceptions import MetranaLoggerClosedError
 from ._flatten import flatten_config
 from ._inbox import Inbox
+from ._job_summary import run_total
 from ._log import say
 from ._run_attributes import notes_change, tag_changes
 from ._series import (
@@ -292,7 +293,10 @@ class BaseSession:
         self._state = State.CLOSED
         self._final = self._snapshot() if ended_by is None else self._inbox.snapshot(wait=0.1)
         final = self._final
-        message = f"closed run {self.settings.run_name}: {final.summary()}"
+        s = self.settings
+        who = (f" (writer {s.logger_id} of job {s.orchestration_id}: this process's points)"
+               if s.orchestration_id is not None else "")
+        message = f"closed run {s.run_name}{who}: {final.summary()}"
         if ended_by is not None:
             message = f"{ended_by}: {message}"
             if final.pending:
@@ -317,6 +321,10 @@ class BaseSession:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
                         f"delivered by {by}the next init() of this run, or by `metrana sync "
                         f"{self._engine.spool_dir}`")
+        if who and ended_by is None and not final.spooled:
+            total = run_total(s)  # rank 0 only: the whole run, as the server has it
+            if total is not None:
+                message += f". {total}"
         self._say(level, message)
 
     def _checked_final(self) -> Metrics:

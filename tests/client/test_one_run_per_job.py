@@ -27,7 +27,8 @@ print("ready", flush=True)
 sys.stdin.readline()
 try:
     run = metrana.init(workspace_name="ws", project_name="proj", run_name=name,
-                       ingestion_url=url, resume_strategy=resume, log_level="Error")
+                       ingestion_url=url, resume_strategy=resume,
+                       log_level=os.environ.get("TEST_LOG_LEVEL", "Error"))
 except metrana.MetranaRunAlreadyExistsError as exc:
     print("refused", type(exc).__name__, exc, flush=True)
     sys.exit(3)
@@ -151,3 +152,25 @@ def test_a_writer_that_starts_again_adds_nothing_twice(any_live_server: ServerIn
     with QueryClient("ws", "proj", url=any_live_server.url) as client:
         merged = client.fetch_distributed_series(name, "loss")
     assert merged["count"].tolist() == [2] * 20
+
+
+def test_each_close_summary_speaks_for_its_process_and_rank_zero_adds_the_run(
+        live_server: ServerInfo) -> None:
+    """Rank 1's summary counts its own points and says whose they are; rank 0, closing last,
+    adds the run's total from the server: both processes' points, none still open."""
+    name = f"summary-{uuid.uuid4().hex[:8]}"
+    said = {}
+    for rank in (1, 0):
+        env = {**os.environ, "TORCHELASTIC_RUN_ID": name, "RANK": str(rank), "WORLD_SIZE": "2",
+               "TEST_LOG_LEVEL": "Success"}
+        result = subprocess.run([sys.executable, "-c", WORKER, live_server.url, name, "10",
+                                 "Allow"], input="go\n", env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        said[rank] = result.stderr
+    assert f"closed run {name} (writer 1 of job {name}: this process's points): 20 of 20 " \
+           "points delivered" in said[1]
+    assert "the run holds" not in said[1]
+    assert f"closed run {name} (writer 0 of job {name}: this process's points): 20 of 20 " \
+           "points delivered" in said[0]
+    assert f"the run holds 40 points from 2 processes of job {name} (0 still open)" in said[0]
