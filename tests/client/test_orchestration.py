@@ -110,3 +110,21 @@ def test_a_rank_told_not_to_log_accepts_log_distributed_and_does_nothing(
     metrana.log_distributed("loss", 1.0, step=1)
     assert not run.joined
     assert run.close().logged == 0
+
+
+async def test_a_trio_session_logs_distributed_points(thread_server: ServerInfo) -> None:
+    """open_session's run has log_distributed too: its points are served merged."""
+    from metrana.query import QueryClient
+
+    async with metrana.open_session(workspace_name="ws", project_name="proj",
+                                    run_name="trio-dist", ingestion_url=thread_server.url,
+                                    orchestration_id="trio-job", logger_id="t0") as run:
+        run.log_distributed("loss", 1.0, step=0)
+        run.log_distributed("loss", 3.0, step=5, labels={"split": "a"})
+        assert run.orchestration_id == "trio-job"
+    with QueryClient("ws", "proj", url=thread_server.url) as client:
+        plain = client.fetch_distributed_series("trio-dist", "loss")
+        split = client.fetch_distributed_series("trio-dist", "loss", labels={"split": "a"})
+    assert (plain.index.tolist(), plain["mean"].tolist()) == ([0], [1.0])
+    assert (split.index.tolist(), split["count"].tolist()) == ([5], [1])
+    assert plain.attrs["writers"] == ["t0"]

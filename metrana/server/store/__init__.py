@@ -409,7 +409,7 @@ class Store:
                 raise NotFound(f"run {workspace}/{project}/{run_name} has no series {metric!r}"
                                f" logged with log_distributed (labels {labels})")
             merged = read.buckets(tx, [series_id for _, series_id in writers], n, start, end,
-                                  spread=True)
+                                  spread=True, merged=True)
         return views.encoded({"metric": metric, "labels": labels,
                               "writers": [{"writer": w, "series_id": i} for w, i in writers],
                               **views.spelt_buckets(merged)})
