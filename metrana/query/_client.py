@@ -578,8 +578,9 @@ class QueryClient:
         and ``count`` (how many writers' points).
 
         Each row is one step when ``buckets_count`` is at least the number of steps in
-        [start, end] and the range holds at most 32 points a bucket; beyond that a row is a
-        bucket of steps (the mean of every writer's points in it; min, max and count exact).
+        [start, end] and the range holds at most 50,000 points (every writer's); beyond that a
+        row is a bucket of steps holding a 128-point block of each writer (the mean of every
+        writer's points in it; min, max and count exact), so there may be fewer rows.
         Each writer's own points: :meth:`fetch_float_series` (its series has the label
         ``writer``).
 
