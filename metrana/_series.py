@@ -283,7 +283,7 @@ class SeriesTable:
                     writer: str) -> SeriesKey:
         """The series of a ``log_distributed`` call: this writer's own series of the metric,
         labelled ``writer=<logger_id>`` instead of the rank (the server merges the writers)."""
-        cache_key = ("distributed", name, scale, evaluation)
+        cache_key = ("distributed", name, scale, evaluation, writer)  # a forked child: its own
         key = self.other.get(cache_key) if labels is None else None
         if key is None:
             check_name(name)

@@ -499,6 +499,8 @@ class BaseSession:
         if step is None:
             raise TypeError(f"log_distributed({metric_name!r}, ...) needs step=: the global "
                             "step every process of the job logs this value at")
+        if self._state is State.FORKED:
+            self._not_open()  # a forked child's engine, and its own logger_id, first
         key = self._table.distributed(metric_name, scale, labels, evaluation,
                                       self.settings.logger_id)
         if type(value) is not float:

@@ -174,3 +174,35 @@ def test_each_close_summary_speaks_for_its_process_and_rank_zero_adds_the_run(
     assert f"closed run {name} (writer 0 of job {name}: this process's points): 20 of 20 " \
            "points delivered" in said[0]
     assert f"the run holds 40 points from 2 processes of job {name} (0 still open)" in said[0]
+
+
+FORKED = """
+import multiprocessing, sys, metrana
+metrana.init(workspace_name="ws", project_name="proj", run_name=sys.argv[2],
+             ingestion_url=sys.argv[1], orchestration_id=sys.argv[2], logger_id="parent",
+             log_level="Error")
+metrana.log_distributed("loss", 1.0, step=0)
+
+def child():
+    metrana.log_distributed("loss", 3.0, step=0)
+
+worker = multiprocessing.get_context("fork").Process(target=child)
+worker.start()
+worker.join()
+print(worker.pid, flush=True)
+metrana.close()
+"""
+
+
+def test_a_forked_worker_is_a_writer_of_its_own(live_server: ServerInfo) -> None:
+    """A worker forked after init() logs log_distributed points as a writer of its own
+    (its parent's logger_id and its pid), so parent and child both count at the step."""
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    result = subprocess.run([sys.executable, "-c", FORKED, live_server.url, name],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    child_pid = result.stdout.split()[-1]
+    with QueryClient("ws", "proj", url=live_server.url) as client:
+        merged = client.fetch_distributed_series(name, "loss")
+    assert (merged["count"].tolist(), merged["mean"].tolist()) == ([2], [2.0])
+    assert sorted(merged.attrs["writers"]) == ["parent", f"parent:{child_pid}"]
