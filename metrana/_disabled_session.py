@@ -21,18 +21,15 @@ class DisabledSession(Session):
     """
 
     def __init__(self, settings: Settings, rank: int) -> None:  # noqa: D107 - no engine
+        # A Session's public surface without its engine: nothing of BaseSession.__init__ is
+        # built (no inbox, no engine, no client), so nothing here may reach for them.
         self.settings = settings
         self.rank = rank
         self._state = State.OPEN
         self._final = None
 
-    @property
-    def _state(self) -> State:
-        return self._lifecycle
-
-    @_state.setter
-    def _state(self, value: State) -> None:
-        self._lifecycle = value
+    def _refresh_fast(self) -> None:
+        return None  # no inbox: there is no fast path to switch
 
     def __repr__(self) -> str:
         s = self.settings
@@ -46,33 +43,16 @@ class DisabledSession(Session):
     def start(self, init_timeout: float = 0.0) -> None:
         return None
 
-    def log(self, *args: Any, **kwargs: Any) -> None:
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def log_rl_step(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_rl_episode(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_rl_environment_step(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_distributed(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    # Every log call: accepted, unchecked, dropped.
+    log = log_rl_step = log_rl_episode = log_rl_environment_step = _ignore
+    log_histogram = log_scatter = log_scatter3d = log_distributed = _ignore
 
     @property
     def joined(self) -> bool:
         return False
-
-    def log_histogram(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_scatter(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log_scatter3d(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
     def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
         return

@@ -23,15 +23,15 @@ import attrs
 import httpx
 import trio
 
-from ._actors.batcher import Batcher
-from ._actors.dispatcher import Dispatcher, RetryPolicy, RunTarget, post_with_retries
+from ._actors.batcher import Batcher, ToLane
+from ._actors.dispatcher import Dispatcher
 from ._actors.error_collector import ErrorCollector
-from ._actors.pump import Pump
+from ._actors.pump import Intake, Pump
 from ._actors.recovery import Recovery
 from ._actors.replay import Answer, ask
 from ._actors.run_creator import RunCreator, RunSpec
 from ._actors.run_updates import HEARTBEAT_S, RunUpdates
-from ._actors.step_counter import StepCounter, StoredEnds
+from ._actors.step_counter import Numbered, StepCounter, StoredEnds
 from ._actors.supervisor import supervised
 from ._actors.system_sampler import SystemSampler
 from ._config import Settings, is_local_url
@@ -43,7 +43,7 @@ from ._orchestration import writer_attributes
 from ._run_spool import RunSpool
 from ._series import SeriesKey
 from ._stats import Counters
-from ._wire import encode_update
+from ._transport import RetryPolicy, RunTarget, make_client, send_close
 
 __all__ = ["Engine"]
 
@@ -104,7 +104,7 @@ class Engine:
         self._check_reruns = check_reruns and not settings.offline
         if not self._check_reruns:
             self.ends.ready.set()
-        self._raw_send, self._raw_receive = trio.open_memory_channel[Any](1)
+        self._raw_send, self._raw_receive = trio.open_memory_channel[Intake](1)
         self.pump = Pump(inbox, self._raw_send)
         self.creator: RunCreator | None = None
         self.creation_done = trio.Event()  # init() may stop waiting
@@ -124,7 +124,11 @@ class Engine:
         self.crashed: BaseException | None = None
         self.terminated = False  # SIGTERM: spooled for another process to deliver
         self.finished = trio.Event()
-        self._client = self._make_client()
+        # Built here, in the caller's thread (see make_client).
+        key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+        self._client = make_client(settings.api_url, key,
+                                   connections=settings.num_dispatch_workers + 1,
+                                   transport=options.transport)
         self.run_updates = RunUpdates(self._client, self.target, self.delivery,
                                       policy=self._retry, counters=counters, say=say,
                                       report=self.errors.report,
@@ -222,24 +226,6 @@ class Engine:
 
     # ------------------------------------------------------------------ the run
 
-    def _make_client(self) -> httpx.AsyncClient:
-        """Built in the caller's thread (during ``init()``), not the engine's: building the
-        first client imports httpcore and h11 and may load the CA bundle (~0.1 s of CPU),
-        which on the engine thread would compete for the interpreter with the first
-        ``log()`` calls. A plain ``http://`` service never uses TLS, so no CA bundle is read
-        for it (redirects are not followed, so the connection cannot become TLS later)."""
-        s = self.settings
-        headers = {"User-Agent": "metrana-python"}
-        if s.api_key is not None:
-            headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
-        lanes = s.num_dispatch_workers
-        limits = httpx.Limits(max_connections=lanes + 1, max_keepalive_connections=lanes + 1)
-        return httpx.AsyncClient(
-            base_url=s.api_url, headers=headers, transport=self._options.transport,
-            timeout=httpx.Timeout(30.0, connect=10.0), limits=limits,
-            verify=not s.api_url.lower().startswith("http://"),
-        )
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         lanes = self.settings.num_dispatch_workers
         try:
@@ -288,8 +274,8 @@ class Engine:
         s = self.settings
         # A bounded event queue bounds memory only if the lanes behind it are bounded too.
         dispatch_size = s.dispatch_queue_max_size or (2 if s.event_queue_max_size else float("inf"))
-        lane_channels = [trio.open_memory_channel[Any](dispatch_size) for _ in range(lanes)]
-        step_send, step_receive = trio.open_memory_channel[Any](1)
+        lane_channels = [trio.open_memory_channel[ToLane](dispatch_size) for _ in range(lanes)]
+        step_send, step_receive = trio.open_memory_channel[Numbered](1)
         step_counter = StepCounter(self._raw_receive, step_send, self.errors, self.counters,
                                    self.series, self.ends)
         batcher = Batcher(step_receive, [send for send, _ in lane_channels],
@@ -435,17 +421,14 @@ class Engine:
                                          "not delivered; the run is shown finished once `metrana "
                                          f"sync {self.spool_dir}` delivers them")
             return
-        s = self.settings
         # Having delivered what ended processes left in the spool, the close is the run's, not
         # only this session's (session 0): the server then counts their sessions, which the
         # replay made look alive, as closed too (metrana.server.store.liveness).
-        closing = 0 if self.from_others else self.session_id
-        body = encode_update(closing, s.workspace_name, s.project_name, s.run_name, (),
-                             close_run=True)
+        closing = attrs.evolve(self.target, session_id=0 if self.from_others else self.session_id)
         with trio.move_on_after(PROBE_TIMEOUT):
             try:
-                await post_with_retries(client, "/runs:update", body,
-                                        attrs.evolve(self._retry, max_attempts=1), self.counters)
+                await send_close(client, closing, attrs.evolve(self._retry, max_attempts=1),
+                                 self.counters)
             except MetranaConnectionError:
                 pass
 

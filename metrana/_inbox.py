@@ -3,11 +3,16 @@
 The common case — an open logger with an unbounded queue — costs one ``list.append``, which
 the GIL makes atomic: no lock, no wake-up. A standard series numbered automatically has its
 own list here, its *column* of ``(value, ts)`` pairs (see :mod:`metrana._items`); every other
-point is an item in one shared deque. (Waking a trio thread costs tens of microseconds;
-the engine drains on its own short timer instead, and is woken early only when someone waits:
-a flush, a close, a caller blocked by backpressure.) Everything else — a bounded queue and its
+point is an item in one shared deque. (Waking a trio thread costs tens of microseconds; the
+engine drains on its own short timer instead, and is woken early only when someone waits: a
+flush, a close, a caller blocked by backpressure.) Everything else — a bounded queue and its
 backpressure strategy, a closed or failed logger — takes :meth:`Inbox.put`, under a lock, in the
 caller's thread, so the caller feels backpressure immediately.
+
+The inbox owns the columns outright: which series has one (:meth:`Inbox.put_point` opens it),
+which may never have one (a series whose points went to the deque), and moving one into the
+deque (:meth:`Inbox.demote`). ``log()``'s fast path reads :attr:`Inbox.named` (a plain name →
+its column's ``extend``) and nothing else of it.
 
 A point appended by one thread while another closes the logger can land after the engine's
 final drain; it is then counted as discarded when the engine settles, never silently lost.
@@ -25,6 +30,9 @@ Everything that crosses between callers' threads and the engine's, and why it is
   table's lock) before any item naming the new index is queued, never removed; a key's
   ``manual_seen`` / ``vector_seen`` flags only ever go from False to True, set before the item
   that needs them is queued;
+- **which series have a column**: ``named`` and the open columns only ever lose a series once
+  it is demoted (a caller that looked its column up just before appends to the same list,
+  which the engine still takes); the set of series in the deque only grows;
 - **counters** (:class:`~metrana._stats.Counters`): each field has one writer; callers' fields
   are written under this inbox's lock, which drains and snapshots also take;
 - **flush markers** (:class:`~metrana._actors.flush.FlushMarker`): a ``threading.Event`` the
@@ -41,13 +49,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._actors.flush import FlushMarker
 from ._enums import BackpressureStrategy
 from ._exceptions import MetranaEventQueueFullError, MetranaLoggerClosedError
-from ._items import Columns, Pair, Points
+from ._items import Columns, Item, Pair, Points
+from ._series import SeriesKey
 from ._stats import Counters, Metrics
 
 __all__ = ["Inbox"]
@@ -58,14 +67,25 @@ class Inbox:
         self,
         counters: Counters,
         *,
+        plain_names: Mapping[Any, int] | None = None,
         maxsize: int = 0,
         strategy: BackpressureStrategy = BackpressureStrategy.DropNew,
         can_block: bool = True,
     ) -> None:
         self._queue: deque[Any] = deque()
         self._columns: dict[int, list[Any]] = {}  # series index -> its column (never replaced)
+        # The columns open to log(): series index -> its column's extend, and plain name (the
+        # default scale, no labels, not evaluation: log("loss", 0.5)) -> the same. A demoted
+        # series leaves both; its list stays in _columns for what callers still append.
+        self._open: dict[int, Callable[[Pair], None]] = {}
+        self.named: dict[Any, Callable[[Pair], None]] = {}
+        self._plain_names: Mapping[Any, int] = plain_names if plain_names is not None else {}
+        # Series whose points went to the deque (a manual step, a vectorized call, another
+        # path): they never open a column, so a series' points are never in both at once.
+        self._in_deque: set[int] = set()
         self.append = self._queue.append  # the lock-free fast path (open and unbounded)
         self.extend = self._queue.extend
+        self._lock_free = not maxsize  # open and unbounded: appends need no lock
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._counters = counters
@@ -102,13 +122,18 @@ class Inbox:
                     raise MetranaLoggerClosedError("the logger was closed while log() waited for room")
             self._queue.append(item)
 
-    def put_internal(self, items: list[Any]) -> None:
+    def put_internal(self, points: list[tuple[SeriesKey, float]], ts: int) -> None:
         """Points the engine logs itself (system metrics), from the engine's thread: queued
         while the inbox is open, dropped once it closed (the run is ending), outside the
-        bound (a handful every interval: never worth blocking the engine for)."""
+        bound (a handful every interval: never worth blocking the engine for). A name the
+        user logs themselves from a column of their thread is left to them."""
         with self._lock:
-            if self.open:
-                self._queue.extend(items)
+            if not self.open:
+                return
+            for key, value in points:
+                if key.index not in self._open:
+                    self._in_deque.add(key.index)
+                    self._queue.append((key.index, None, None, value, ts))
 
     def put_blocks(self, blocks: list[Any], points: int) -> None:
         """Vectorized calls: each block counts as one queue entry, its points as points."""
@@ -132,37 +157,75 @@ class Inbox:
         if points > 10_000:
             self.wake()
 
-    def column(self, series: int) -> Callable[[Pair], None]:
-        """The ``extend`` of a series' column: ``log()`` calls it with ``(value, ts)``, which
-        lands as two consecutive entries (one C call: atomic, so the column's length is always
-        even and a concurrent take never splits a point).
+    # ------------------------------------------------------------- the columns
 
-        Only for an unbounded queue (a column has no bound to apply) and a series none of whose
-        points went to the deque: the two never hold the same series' points at once, so the
-        pump may take them in either order."""
-        assert not self._maxsize
+    def put_point(self, key: SeriesKey, step: int | None, value: float, ts: int) -> None:
+        """A checked point of a standard scalar series (``log()``'s general path): into its
+        column when it has one or may open one, else into the deque as an item, after its
+        column's points (:meth:`demote`), so the series keeps its order.
+
+        A column opens for a series numbered automatically whose points never went to the
+        deque, in an open unbounded inbox (a column has no bound to apply). The caller has
+        already checked the session may take points."""
+        index = key.index
+        if step is None:
+            column = self._open.get(index)
+            if column is not None:
+                if self._lock_free:
+                    column((value, ts))
+                else:
+                    self._put_pair(index, (value, ts))
+                return
+            if self._lock_free and index not in self._in_deque:
+                self._open_column(key)((value, ts))
+                return
+        else:
+            self.demote(key)
+            key.manual_seen = True
+        self._in_deque.add(index)
+        item: Item = (index, step, None, value, ts)
+        if self._lock_free:
+            self._queue.append(item)
+        else:
+            self.put(item)
+
+    def _open_column(self, key: SeriesKey) -> Callable[[Pair], None]:
+        """The ``extend`` of a series' new column: ``log()`` calls it with ``(value, ts)``,
+        which lands as two consecutive entries (one C call: atomic, so the column's length is
+        always even and a concurrent take never splits a point)."""
         with self._lock:
-            column = self._columns.get(series)
+            column = self._columns.get(key.index)
             if column is None:
-                column = self._columns[series] = []
-            return column.extend
+                column = self._columns[key.index] = []
+        extend = self._open[key.index] = column.extend
+        if self._plain_names.get(key.name) == key.index:
+            self.named[key.name] = extend
+        return extend
 
-    def put_pair(self, series: int, pair: Pair) -> None:
-        """A column's point on the general path (the logger closing or closed)."""
+    def _put_pair(self, series: int, pair: Pair) -> None:
+        """A column's point while the inbox is closing or closed: refused like any other."""
         with self._lock:
             if not self.open:
                 self._closed()
                 return
             self._columns[series].extend(pair)
 
-    def demote(self, series: int) -> None:
-        """Move a column's points into the deque as items, before a point that must go there
-        (a manual step, a vectorized call): the series keeps its order."""
+    def demote(self, key: SeriesKey) -> None:
+        """The series' points go to the deque from now on (a manual step, a vectorized call):
+        ``log()`` forgets its column first, then the column's points move into the deque as
+        items, before the point that demoted it, so the series keeps its order."""
+        index = key.index
+        self._in_deque.add(index)
+        extend = self._open.pop(index, None)
+        if extend is None:
+            return
+        if self.named.get(key.name) is extend:
+            del self.named[key.name]
         with self._lock:
-            column = self._columns.get(series)
-            if column:
-                n = len(column)
-                self._queue.extend(Points(series, column[:n]))  # as items
+            column = self._columns[index]
+            n = len(column)
+            if n:
+                self._queue.extend(Points(index, column[:n]))  # as items
                 del column[:n]
 
     def take_columns(self) -> Columns:
@@ -269,6 +332,7 @@ class Inbox:
         """Stop intake; wake callers blocked on a full queue."""
         with self._lock:
             self.open = False
+            self._lock_free = False
             self._space.notify_all()
         self.on_change()
 
@@ -276,5 +340,6 @@ class Inbox:
         with self._lock:
             self.failure = error
             self.open = False
+            self._lock_free = False
             self._space.notify_all()
         self.on_change()

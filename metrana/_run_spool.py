@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._actors.parcel import Parcel, run_points
+from ._actors.parcel import Parcel, spool_points
 from ._exceptions import MetranaSpoolError
 from ._spool import (
     MANIFEST,
@@ -58,8 +58,8 @@ class RunSpool:
         if self.writer is None:
             self._counters.failed += count
             return
-        series = [(state.key, state.manual, run_points(runs))
-                  for parcel in parcels for state, runs in parcel]
+        series = [(state.key, state.manual, spool_points(spans))
+                  for parcel in parcels for state, spans in parcel]
         try:
             self.write_manifest()
             self.writer.append(encode_record(self._session_id, series))

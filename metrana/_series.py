@@ -60,9 +60,6 @@ class SeriesKey:
     manual_seen: bool = False
     # Set once a Block (vectorized call) of this series was queued: the engine expands them.
     vector_seen: bool = False
-    # Set once a point of this series went to the inbox's deque rather than a column: the
-    # series then never opens a column (see BaseSession._queue_point).
-    queued_seen: bool = False
     # Position in the session's SeriesTable; inbox items carry this int, not the key (see
     # metrana._items for why).
     index: int = -1

@@ -10,9 +10,8 @@ how the engine starts, is waited for, and stops.
 from __future__ import annotations
 
 import enum
-import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._config import Settings, check_notes, check_tags
@@ -34,7 +33,7 @@ from ._series import (
     check_timestamp,
     coerce_value,
 )
-from ._stats import Counters, Metrics
+from ._stats import Counters, Metrics, close_advice
 from ._values import HISTOGRAM, SCATTER, SCATTER3D, Histogram, as_histogram, make_scatter
 from ._vector import (
     ArrayLike,
@@ -49,7 +48,7 @@ from ._vector import (
     timestamps_for,
 )
 
-__all__ = ["BaseSession", "State", "close_advice"]
+__all__ = ["BaseSession", "State"]
 
 _time_ns = time.time_ns
 
@@ -72,81 +71,6 @@ class State(enum.Enum):
     FORKED = "forked"  # inherited by a forked child: restarts on first use (thread sessions)
 
 
-def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None,
-                 timeout: float, stopped: BaseException | None = None) -> list[str]:
-    """For every kind of drop in ``final``: why it happened and which setting keeps it.
-    ``stopped``: why the engine stopped taking points (a refused run), if it did."""
-    out = []
-    if final.discarded:
-        if stopped is not None:
-            out.append(f"{final.discarded:,} points logged after the run could not be logged "
-                       f"to were discarded ({stopped})")
-        elif strategy in (CloseStrategy.Immediate, CloseStrategy.CompletePending):
-            out.append(f"{final.discarded:,} points were discarded by close_strategy="
-                       f"'{strategy.value}'; close_strategy='CompleteAll' (the default) "
-                       "delivers them")
-        else:
-            out.append(f"{final.discarded:,} points were discarded: close_timeout="
-                       f"{timeout:g}s ran out with no spool to keep them; a longer "
-                       "close_timeout, or a spool_dir, keeps them")
-    if final.in_doubt:
-        if strategy is CloseStrategy.Immediate:
-            out.append(f"{final.in_doubt:,} points were cut off in flight by close_strategy="
-                       "'Immediate' (the service may have stored them); close_strategy="
-                       "'CompleteAll' waits for their answer")
-        else:
-            out.append(f"{final.in_doubt:,} points were cut off in flight when close_timeout="
-                       f"{timeout:g}s ran out (the service may have stored them); "
-                       "a longer close_timeout, or a spool_dir, keeps them")
-    if final.dropped_backpressure:
-        out.append(f"{final.dropped_backpressure:,} points were dropped because the queue was "
-                   f"full (event_queue_max_size={settings.event_queue_max_size:,}); a larger "
-                   "event_queue_max_size or backpressure_strategy='Block' keeps them")
-    if final.failed:
-        where = ("the spool is off (spool_dir)" if settings.spool_dir is None
-                 else "the spool was full or unwritable (spool_max_bytes, spool_dir)")
-        out.append(f"{final.failed:,} points could be neither delivered nor spooled: {where}")
-    return out
-
-
-def _fast_log(session: BaseSession) -> tuple[Callable[..., None], Callable[[bool], None],
-                                             Callable[[dict[Any, Any]], None]]:
-    """``session.log`` for the call users make millions of times, and its two setters.
-
-    ``log("loss", 0.5)`` with a known name needs the fast-path flag, the name's column (see
-    :mod:`metrana._items`) and a clock: as the closure's own variables they are read without a
-    single attribute lookup (~60 ns of a ~300 ns call). Anything else goes to
-    :meth:`BaseSession.log`, which checks and explains.
-    """
-    fast = False
-    columns: dict[Any, Callable[[Any], None]] = {}
-    now = time.time_ns
-    general = session._log
-    real = float
-
-    def log(metric_name: Any, value: Any = None, scale: Any = None, step: Any = None,
-            labels: Any = None, evaluation: bool = False, timestamp: Any = None) -> None:
-        if (fast and value.__class__ is real and scale is None and labels is None
-                and step is None and timestamp is None and not evaluation):
-            try:
-                columns[metric_name]((value, now()))
-                return
-            except (KeyError, TypeError):
-                pass  # a name without a column yet (or not a name): the general path
-        general(metric_name, value, scale, step, labels, evaluation, timestamp)
-
-    def set_fast(value: bool) -> None:
-        nonlocal fast
-        fast = value
-
-    def set_columns(mapping: dict[Any, Callable[[Any], None]]) -> None:
-        nonlocal columns
-        columns = mapping
-
-    functools.update_wrapper(log, BaseSession.log)
-    return log, set_fast, set_columns
-
-
 class BaseSession:
     """A run being logged: thread-safe ``log*`` calls, each cheap and never waiting on I/O."""
 
@@ -164,32 +88,22 @@ class BaseSession:
         # Kept across a forked child's restart: items already built name its indices.
         self._table = SeriesTable(("rank", str(rank[0])) if rank is not None else None)
         self._check_reruns = True  # a forked child's restart logs alongside its parent
-        self._set_fast: Callable[[bool], None] = lambda value: None
-        self._set_columns: Callable[[dict[Any, Any]], None] | None = None
         self._build_engine()
 
     def _build_engine(self) -> None:
         """A fresh inbox, counters and engine (also a forked child's restart)."""
         s = self.settings
         self._counters = Counters()
-        self._inbox = Inbox(self._counters, maxsize=s.event_queue_max_size,
-                            strategy=s.backpressure_strategy, can_block=self._can_block)
+        self._inbox = Inbox(self._counters, plain_names=self._table.plain_index,
+                            maxsize=s.event_queue_max_size, strategy=s.backpressure_strategy,
+                            can_block=self._can_block)
         self._engine = Engine(s, self._inbox, self._counters, self._table.keys, say=self._say,
                               attributes=self._attributes, options=self._options,
                               emit_system=self._log_system, check_reruns=self._check_reruns)
         self._errors = self._engine.errors
         self._append = self._inbox.append
-        # This inbox's columns: series index -> append, and plain name -> append (the names
-        # log("loss", 0.5) uses). A column is opened for a standard series whose first point
-        # is numbered automatically in an open, unbounded session, and closed (demoted) when
-        # the series takes a point that must go to the deque; see _queue_point.
-        self._columns: dict[int, Callable[[Any], None]] = {}
-        self._named_columns: dict[Any, Callable[[Any], None]] = {}
-        if self._set_columns is None:  # once: metrana.log may be bound to it (a fork's restart
-            # gives the same closure the new inbox)
-            log, self._set_fast, self._set_columns = _fast_log(self)
-            self.log = log  # type: ignore[method-assign]  # the instance's fast log()
-        self._set_columns(self._named_columns)
+        # The inbox's columns by plain name: what log("loss", 0.5) appends to (see log()).
+        self._named = self._inbox.named
         self._inbox.on_change = self._refresh_fast
         self._errors.on_pending = self._refresh_fast
         self._state = State.OPEN
@@ -269,14 +183,9 @@ class BaseSession:
     def _log_system(self, values: list[tuple[str, float]], ts: int) -> None:
         """Engine side: a reading of the system metrics, queued as points of ``system/…``
         series (see :mod:`metrana._actors.system_sampler`)."""
-        items = []
-        for name, value in values:
-            key = self._table.standard(name, None, None, False)
-            if key.index in self._columns:
-                continue  # the user logs this name themselves (a column of their thread)
-            key.queued_seen = True  # in the deque from now on, like a point of another thread
-            items.append((key.index, None, None, value, ts))
-        self._inbox.put_internal(items)
+        table = self._table
+        self._inbox.put_internal([(table.standard(name, None, None, False), value)
+                                  for name, value in values], ts)
 
     # ----------------------------------------------------------- closing, counting
 
@@ -345,14 +254,13 @@ class BaseSession:
     # ------------------------------------------------------------- the log path
 
     def _refresh_fast(self) -> None:
-        """Recompute the one flag the hot paths read (see :meth:`log` and :func:`_fast_log`)."""
+        """Recompute the one flag the hot paths read (see :meth:`log`)."""
         self._fast = (
             self._lifecycle is State.OPEN
             and self._inbox.open
             and not self._inbox.bounded
             and not self._errors.raise_pending
         )
-        self._set_fast(self._fast)
 
     def _queue(self, item: Any) -> None:
         """Queue one checked item: lock-free when open and unbounded, else the general path."""
@@ -363,11 +271,23 @@ class BaseSession:
 
     def _put(self, item: Any) -> None:
         """The general path: state checks, held errors, backpressure."""
+        self._admit()
+        self._inbox.put(item)
+
+    def _admit(self) -> None:
+        """What the general path checks before the inbox takes a point: the session is open
+        (a forked child restarts here, with a fresh inbox), and held errors are raised."""
         if self._state is not State.OPEN:
             self._not_open()
         if self._errors.raise_pending:
             self._raise_held()
-        self._inbox.put(item)
+
+    def _put_point(self, key: SeriesKey, step: int | None, value: float, ts: int) -> None:
+        """One checked point of a standard scalar series, to the inbox (which decides between
+        the series' column and the deque)."""
+        if not self._fast:
+            self._admit()
+        self._inbox.put_point(key, step, value, ts)
 
     def _not_open(self) -> None:
         raise MetranaLoggerClosedError(
@@ -410,17 +330,29 @@ class BaseSession:
             MetranaMetricNameError: the name is empty or has whitespace.
             MetranaEventQueueFullError: the queue is full and backpressure is Raise.
         """
-        # The common call — a known name, a float, nothing else — is a few identity checks, one
-        # dict lookup, a clock read and one list append (the instance's log() does just that,
-        # see _fast_log). Everything else takes the general path below, which validates,
-        # explains errors and applies backpressure.
+        # The call users make millions of times — a known name, a float, nothing else — is a
+        # few identity checks, one dict lookup (the name's column in the inbox), a clock read
+        # and one list.extend. Everything else takes the general path below, which validates,
+        # explains errors and applies backpressure. (metrana.log is this very method, bound to
+        # the global session: see metrana._api._bind_log.)
+        if (self._fast and value.__class__ is float and scale is None and labels is None
+                and step is None and timestamp is None and not evaluation):
+            try:
+                self._named[metric_name]((value, _time_ns()))
+                return
+            except (KeyError, TypeError):
+                pass  # a name without a column yet (or not a name): the general path
         if type(metric_name) is dict:
             if (value is None and scale is None and step is None and labels is None
                     and timestamp is None and not evaluation and self._fast):
-                columns = self._named_columns
+                columns = self._named
+                pairs = []
                 try:  # every name and value checked before any point is appended
-                    pairs = [(columns[name], raw if type(raw) is float
-                              else coerce_value(raw, name)) for name, raw in metric_name.items()]
+                    # (a loop, not a comprehension: one would make `columns` a cell, built
+                    # on every call of log(), the scalar calls too)
+                    for name, raw in metric_name.items():
+                        pairs.append((columns[name], raw if type(raw) is float
+                                      else coerce_value(raw, name)))
                 except (KeyError, TypeError):
                     pass  # a new or bad name: the general path says what is wrong
                 else:
@@ -448,29 +380,8 @@ class BaseSession:
             value = coerce_value(value, key.name)
         if step is not None:
             step = check_int(step, "step")
-        self._queue_point(key, step, value,
-                          _time_ns() if timestamp is None else self._timestamp(timestamp))
-
-    def _queue_point(self, key: SeriesKey, step: int | None, value: float, ts: int) -> None:
-        """Queue one checked point of a standard series: to its column when it has or may
-        open one, else to the deque (after moving the column there, to keep the order)."""
-        column = self._columns.get(key.index)
-        if step is None:
-            if column is not None:
-                if self._fast:
-                    column((value, ts))
-                else:
-                    self._put_pair(key, value, ts)
-                return
-            if self._fast and not (key.manual_seen or key.vector_seen or key.queued_seen):
-                self._open_column(key)((value, ts))
-                return
-        elif column is not None:
-            self._demote(key)
-        if step is not None:
-            key.manual_seen = True
-        key.queued_seen = True
-        self._queue((key.index, step, None, value, ts))
+        self._put_point(key, step, value,
+                        _time_ns() if timestamp is None else self._timestamp(timestamp))
 
     def log_distributed(
         self,
@@ -505,8 +416,8 @@ class BaseSession:
                                       self.settings.logger_id)
         if type(value) is not float:
             value = coerce_value(value, key.name)
-        self._queue_point(key, check_int(step, "step"), value,
-                          _time_ns() if timestamp is None else self._timestamp(timestamp))
+        self._put_point(key, check_int(step, "step"), value,
+                        _time_ns() if timestamp is None else self._timestamp(timestamp))
 
     @property
     def logger_id(self) -> str:
@@ -597,36 +508,7 @@ class BaseSession:
         ts = _time_ns() if timestamp is None else self._timestamp(timestamp)
         if step is not None:
             key.manual_seen = True
-        key.queued_seen = True
         self._queue((key.index, step, None, value, ts))
-
-    def _open_column(self, key: SeriesKey) -> Callable[[Any], None]:
-        append = self._columns[key.index] = self._inbox.column(key.index)
-        if self._table.plain_index.get(key.name) == key.index:
-            self._named_columns[key.name] = append
-        return append
-
-    def _demote(self, key: SeriesKey) -> None:
-        """The series' points go to the deque from now on (a manual step, a vectorized call):
-        the callers' fast path forgets its column first, then its points move over."""
-        append = self._columns.pop(key.index, None)
-        if append is None:
-            return
-        if self._named_columns.get(key.name) is append:
-            self._named_columns.pop(key.name, None)
-        self._inbox.demote(key.index)
-
-    def _put_pair(self, key: SeriesKey, value: float, ts: int) -> None:
-        """A column's point on the general path: state checks and held errors."""
-        if self._state is not State.OPEN:
-            self._not_open()
-            # Returned: a forked child restarted with a fresh inbox, without the parent's
-            # columns; the point is queued as the child's first.
-            self._queue_point(key, None, value, ts)
-            return
-        if self._errors.raise_pending:
-            self._raise_held()
-        self._inbox.put_pair(key.index, (value, ts))
 
     def _log_block(self, key: SeriesKey, values: Any, step: Any, timestamp: Any) -> None:
         """``log(name, [v0, v1, ...])``: consecutive points of one series in one call;
@@ -644,7 +526,7 @@ class BaseSession:
 
     def _block(self, key: SeriesKey, steps: Any, major: int | None, floats: list[float],
                ts: int | list[int]) -> Block:
-        self._demote(key)
+        self._inbox.demote(key)
         if steps is not None:
             key.manual_seen = True
         key.vector_seen = True
@@ -682,9 +564,7 @@ class BaseSession:
             points.append((key, raw if type(raw) is float else coerce_value(raw, name)))
         # All values are checked before any is queued: a bad one loses nothing else.
         for key, number in points:
-            self._queue_point(key, step, number, ts)
-
-    _log = log  # the general path behind the instance's fast log(); see _fast_log
+            self._put_point(key, step, number, ts)
 
     def log_rl_step(
         self,

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-__all__ = ["Counters", "Metrics"]
+from ._enums import CloseStrategy
+
+if TYPE_CHECKING:
+    from ._config import Settings
+
+__all__ = ["Counters", "Metrics", "close_advice"]
 
 
 @attrs.frozen
@@ -114,3 +121,40 @@ class Counters:
             errors=self.errors,
             in_doubt=self.in_doubt,
         )
+
+
+def close_advice(final: Metrics, settings: Settings, strategy: CloseStrategy | None,
+                 timeout: float, stopped: BaseException | None = None) -> list[str]:
+    """For every kind of drop in ``final``: why it happened and which setting keeps it.
+    ``stopped``: why the engine stopped taking points (a refused run), if it did."""
+    out = []
+    if final.discarded:
+        if stopped is not None:
+            out.append(f"{final.discarded:,} points logged after the run could not be logged "
+                       f"to were discarded ({stopped})")
+        elif strategy in (CloseStrategy.Immediate, CloseStrategy.CompletePending):
+            out.append(f"{final.discarded:,} points were discarded by close_strategy="
+                       f"'{strategy.value}'; close_strategy='CompleteAll' (the default) "
+                       "delivers them")
+        else:
+            out.append(f"{final.discarded:,} points were discarded: close_timeout="
+                       f"{timeout:g}s ran out with no spool to keep them; a longer "
+                       "close_timeout, or a spool_dir, keeps them")
+    if final.in_doubt:
+        if strategy is CloseStrategy.Immediate:
+            out.append(f"{final.in_doubt:,} points were cut off in flight by close_strategy="
+                       "'Immediate' (the service may have stored them); close_strategy="
+                       "'CompleteAll' waits for their answer")
+        else:
+            out.append(f"{final.in_doubt:,} points were cut off in flight when close_timeout="
+                       f"{timeout:g}s ran out (the service may have stored them); "
+                       "a longer close_timeout, or a spool_dir, keeps them")
+    if final.dropped_backpressure:
+        out.append(f"{final.dropped_backpressure:,} points were dropped because the queue was "
+                   f"full (event_queue_max_size={settings.event_queue_max_size:,}); a larger "
+                   "event_queue_max_size or backpressure_strategy='Block' keeps them")
+    if final.failed:
+        where = ("the spool is off (spool_dir)" if settings.spool_dir is None
+                 else "the spool was full or unwritable (spool_max_bytes, spool_dir)")
+        out.append(f"{final.failed:,} points could be neither delivered nor spooled: {where}")
+    return out

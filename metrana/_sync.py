@@ -19,14 +19,14 @@ import attrs
 import httpx
 import trio
 
-from ._actors.dispatcher import RetryPolicy, RunTarget, post_with_retries
 from ._actors.replay import replay_directory
 from ._actors.run_creator import RunSpec, create_run
 from ._config import DEFAULT_SPOOL_DIR, HOSTED_INGESTION_URL, is_local_url, normalize_ingestion_url
 from ._exceptions import MetranaError, NoMetranaApiKeyError
 from ._spool import read_manifest, remove_run_directory, run_directories, segments
 from ._stats import Counters
-from ._wire import encode_update, is_ok
+from ._transport import RetryPolicy, RunTarget, make_client, post_with_retries, send_close
+from ._wire import is_ok
 
 __all__ = ["SyncReport", "sync"]
 
@@ -85,11 +85,9 @@ async def _finish_run(client: httpx.AsyncClient, directory: Path, manifest: dict
     """Everything of the run is delivered: send the close its last session recorded (so it
     shows finished), then remove its spool directory, and the parents it leaves empty."""
     if manifest.get("closed"):
-        body = encode_update(0, manifest["workspace"], manifest["project"],
-                             manifest["run_name"], (), close_run=True)
+        run = RunTarget(0, manifest["workspace"], manifest["project"], manifest["run_name"])
         try:
-            response = await post_with_retries(client, "/runs:update", body, policy, Counters(),
-                                               give_up_if_definite=True)
+            response = await send_close(client, run, policy, Counters(), give_up_if_definite=True)
         except MetranaError as exc:
             errors.append(f"{directory}: the run's points are delivered, its close is not: {exc}")
             return
@@ -136,8 +134,7 @@ async def _sync(root: Path, url: str | None, api_key: str | None, policy: RetryP
         base = (url or manifest.get("ingestion_url") or HOSTED_INGESTION_URL).rstrip("/")
         name = f"{manifest['workspace']}/{manifest['project']}/{manifest['run_name']}"
         tell(f"{name}: sending {len(segments(directory))} spool segment(s) to {base} ...")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        async with httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60) as client:
+        async with make_client(base + "/v1", api_key, timeout=60) as client:
             try:
                 spec = RunSpec.from_manifest(manifest)
                 # A refused connection is not retried: sync says so at once, naming the URL.

@@ -130,10 +130,10 @@ def _valued_header(key: SeriesKey) -> str:
     return "".join(parts)
 
 
-def _valued_points(runs: Sequence[tuple[int | None, Sequence[Any]]]) -> bytes:
+def _valued_points(spans: Sequence[tuple[int | None, Sequence[Any]]]) -> bytes:
     """Histogram or scatter points: one JSON object each (:func:`metrana._values.value_json`)."""
     out = []
-    for first, items in runs:
+    for first, items in spans:
         for index, (_, given, _major, value, ts) in enumerate(items):
             out.append(value_json(value, given if first is None else first + index, ts))
     return b",".join(out)
@@ -148,13 +148,13 @@ def _point_slow(rl: bool, step: int, major: int | None, value: float, prefix: st
     return ('{"step":"%d",' % step if step else "{") + stamp
 
 
-def _points_slow(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
-    """Points of one series, one %-format each: for short runs and unusual timestamps."""
+def _points_slow(spans: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> str:
+    """Points of one series, one %-format each: for short spans and unusual timestamps."""
     out: list[str] = []
     append = out.append
     second_start = second_end = 0  # [start, end) of the whole second `prefix` spells
     prefix = ""
-    for first, items in runs:
+    for first, items in spans:
         step = first if first is not None else 0
         for _, given, major, value, ts in items:  # the layout of metrana._items
             if not second_start <= ts < second_end:
@@ -192,8 +192,8 @@ def _numbers(array: npt.NDArray[Any]) -> list[bytes]:
     return orjson.dumps(array, option=_NUMPY)[1:-1].split(b",")
 
 
-def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes:
-    """Points of one series. ``runs``: ``(first step or None, items)``; an item is an inbox
+def _points(spans: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes:
+    """Points of one series. ``spans``: ``(first step or None, items)``; an item is an inbox
     item (:mod:`metrana._items`) whose step is used when ``first`` is None.
 
     Python's per-point formatting (``repr`` of a float alone costs ~0.5 µs) was most of the
@@ -201,13 +201,13 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     formatted by orjson over whole numpy columns, and each run of points sharing a second is
     one ``%`` over a repeated template. Points the template cannot spell — step or major step
     0 (omitted on the wire), a timestamp whose fraction shortens (``…000`` ns), a value that
-    is not finite — and short or unusual runs take :func:`_points_slow`.
+    is not finite — and short or unusual spans take :func:`_points_slow`.
     """
-    total = sum(len(items) for _, items in runs)
+    total = sum(len(items) for _, items in spans)
     if total < _FAST_MIN:
-        return _points_slow(runs, rl).encode()
+        return _points_slow(spans, rl).encode()
     step_parts, major_parts, value_parts, ts_parts = [], [], [], []
-    for first, items in runs:
+    for first, items in spans:
         n = len(items)  # columns read in C: map(itemgetter) into np.fromiter
         if isinstance(items, Points) and first is not None and not rl:
             flat = items.flat  # a column's points: already the series' own, in order
@@ -223,7 +223,7 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
             major_parts.append(np.fromiter(map(_MAJOR, items), np.int64, n))
     ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]
     if ts.min() < _TS_LOW or ts.max() >= _TS_HIGH:
-        return _points_slow(runs, rl).encode()
+        return _points_slow(spans, rl).encode()
     steps = np.concatenate(step_parts) if len(step_parts) > 1 else step_parts[0]
     values = np.concatenate(value_parts) if len(value_parts) > 1 else value_parts[0]
     majors = (np.concatenate(major_parts) if len(major_parts) > 1 else major_parts[0]) \
@@ -238,14 +238,17 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
     # (see above) is written whole in place of its pieces.
     if majors is None:
         return _standard(steps, values, seconds, nanos, special)
-    pieces = _RL_PIECES
-    width = len(pieces)
-    parts = pieces * total
-    if majors is not None:
-        parts[1::width] = _numbers(majors)
-        parts[3::width] = _numbers(steps)
-    else:
-        parts[1::width] = _numbers(steps)
+    return _rl(steps, majors, values, seconds, nanos, special)
+
+
+def _rl(steps: npt.NDArray[Any], majors: npt.NDArray[Any], values: npt.NDArray[Any],
+        seconds: npt.NDArray[Any], nanos: npt.NDArray[Any], special: npt.NDArray[Any]) -> bytes:
+    """RL points as :data:`_RL_PIECES` (see :func:`_standard` for the standard ones)."""
+    total = len(steps)
+    width = len(_RL_PIECES)
+    parts = _RL_PIECES * total
+    parts[1::width] = _numbers(majors)
+    parts[3::width] = _numbers(steps)
     # 10 digits "1xxxxxxxxx": drop the 1 of each (no other digit follows a comma) = %09d.
     parts[width - 4::width] = orjson.dumps(nanos + 1_000_000_000, option=_NUMPY)[2:-1] \
         .replace(b",1", b",").split(b",")
@@ -258,8 +261,8 @@ def _points(runs: Sequence[tuple[int | None, Sequence[Any]]], rl: bool) -> bytes
             [_prefix(int(seconds[a])).encode() + b"."] * (b - a)
     for i in np.flatnonzero(special).tolist():
         parts[i * width:(i + 1) * width] = [b""] * (width - 1) + [
-            _point_slow(rl, int(steps[i]), int(majors[i]) if majors is not None else None,
-                        float(values[i]), _prefix(int(seconds[i])), int(nanos[i])).encode()
+            _point_slow(True, int(steps[i]), int(majors[i]), float(values[i]),
+                        _prefix(int(seconds[i])), int(nanos[i])).encode()
             + b","]
     return b"".join(parts)[:-1]
 
@@ -313,13 +316,13 @@ def encode_update(
 ) -> bytes:
     """An ``UpdateRunsRequest`` for one run.
 
-    ``series`` yields ``(header, group, runs)`` (see :func:`_points`): ``group`` is
+    ``series`` yields ``(header, group, spans)`` (see :func:`_points`): ``group`` is
     :func:`wire_group` of the series (False/0 standard, True/1 RL, then histograms and
     scatter). For RL series the step is the minor step and the item's major is the major step.
     """
     groups: tuple[list[bytes], ...] = ([], [], [], [])
-    for header, group, runs in series:
-        points = _points(runs, group == 1) if group < 2 else _valued_points(runs)
+    for header, group, spans in series:
+        points = _points(spans, group == 1) if group < 2 else _valued_points(spans)
         groups[group].append(header.encode() + points + b"]}")
     std, rl, histograms, scatters = groups
     run = ['{"workspace":', _s(workspace), ',"project":', _s(project), ',"runName":', _s(run_name)]

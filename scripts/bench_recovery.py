@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))  # for tests.faults, the fault-injecting pr
 import httpx  # noqa: E402
 
 import metrana  # noqa: E402
-from metrana._actors.dispatcher import RetryPolicy  # noqa: E402
+from metrana._transport import RetryPolicy  # noqa: E402
 from tests.faults import running_proxy  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from metrana._actors.dispatcher import RetryPolicy
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, background_server, serve
 from tests.faults import FaultProxy, running_proxy
 from tests.pgcluster import Cluster, throwaway_cluster

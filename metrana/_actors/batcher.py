@@ -17,16 +17,16 @@ import trio
 from .._items import VALUE
 from .flush import FlushMarker
 from .parcel import Parcel
-from .step_counter import SeriesState
+from .step_counter import Numbered, SeriesSpan, SeriesState
 
-__all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher"]
+__all__ = ["MAX_BATCH_POINTS", "Batch", "Batcher", "ToLane"]
 
 MAX_BATCH_POINTS = 10_000
 
 
 @attrs.frozen
 class Batch:
-    """Points of one lane as a parcel: ``[(series state, runs)]`` (see :mod:`.parcel`)."""
+    """Points of one lane as a parcel: ``[(series state, spans)]`` (see :mod:`.parcel`)."""
 
     parcel: Parcel
     count: int
@@ -39,11 +39,15 @@ class Batch:
         return self.count
 
 
+# What the Batcher sends a lane's Dispatcher: a batch, or a flush marker (every lane gets it).
+ToLane = Batch | FlushMarker
+
+
 class Batcher:
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[Any],
-        lanes: list[trio.MemorySendChannel[Any]],
+        receive: trio.MemoryReceiveChannel[Numbered],
+        lanes: list[trio.MemorySendChannel[ToLane]],
         *,
         max_points: int = MAX_BATCH_POINTS,
         max_age: float = 0.2,
@@ -87,7 +91,7 @@ class Batcher:
             for index in range(len(self._lanes)):
                 await self._cut(index)
 
-    async def _add(self, chunk: list[Any]) -> None:
+    async def _add(self, chunk: list[SeriesSpan]) -> None:
         pending, counts, since = self._pending, self._counts, self._since
         limit = self._max_points
         now = trio.current_time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import final
 
 import attrs
 import trio
@@ -10,6 +11,7 @@ import trio
 __all__ = ["FlushMarker"]
 
 
+@final  # so ``type(item) is FlushMarker`` tells the channels' message types apart
 @attrs.define(eq=False)
 class FlushMarker:
     """Queued like a point; the Batcher cuts every lane and hands each dispatcher a copy.

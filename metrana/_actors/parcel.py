@@ -1,6 +1,6 @@
 """Parcels: the points of one request, and delivering them so a refusal costs only bad points.
 
-A parcel is a list of ``(series, runs)``; ``runs`` are ``(first step or None, items)`` as the
+A parcel is a list of ``(series, spans)``; ``spans`` are ``(first step or None, items)`` as the
 StepCounter made them (with a first step, item ``i`` has step ``first + i``; with None each
 item carries its own step). The dispatcher sends a lane's batch as one parcel, the recovery
 actor and ``metrana sync`` send merged spool records as parcels.
@@ -15,7 +15,7 @@ few dozen requests, not thousands.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -29,42 +29,47 @@ __all__ = [
     "Progress",
     "InFlight",
     "Parcel",
-    "Runs",
+    "Span",
+    "Spans",
     "deliver_isolating",
     "parcel_count",
-    "run_points",
+    "span_count",
+    "spool_points",
     "split_parcel",
 ]
 
-Runs = list[tuple["int | None", list[Any]]]
-Parcel = list[tuple[Any, Runs]]
+# A span: consecutive points of one series as the StepCounter numbered them, ``(first step or
+# None, items)`` (not a run: "run" is the ML run). A series' spans are in step order.
+Span = tuple["int | None", Sequence[Any]]
+Spans = list[Span]
+Parcel = list[tuple[Any, Spans]]  # (series state, its spans): the points of one request
 
 # Refusals about the content of the request: a part of it may be acceptable.
 SPLITTABLE = frozenset({400, 413, 422})
 
 
-def runs_count(runs: Runs) -> int:
-    return sum(len(items) for _, items in runs)
+def span_count(spans: Spans) -> int:
+    return sum(len(items) for _, items in spans)
 
 
 def parcel_count(parcel: Parcel) -> int:
-    return sum(runs_count(runs) for _, runs in parcel)
+    return sum(span_count(spans) for _, spans in parcel)
 
 
-def run_points(runs: Runs) -> list[Point]:
+def spool_points(spans: Spans) -> list[Point]:
     """One series' points as the spool stores them: ``(step, major, value, ts)``."""
     out: list[Point] = []
-    for first, items in runs:
+    for first, items in spans:
         for index, (_, given, major, value, ts) in enumerate(items):
             out.append((given if first is None else first + index, major, value, ts))
     return out
 
 
-def _split_runs(runs: Runs, keep: int) -> tuple[Runs, Runs]:
+def _split_spans(spans: Spans, keep: int) -> tuple[Spans, Spans]:
     """The first ``keep`` points of a series and the rest, each still in step order."""
-    head: Runs = []
-    tail: Runs = []
-    for first, items in runs:
+    head: Spans = []
+    tail: Spans = []
+    for first, items in spans:
         if keep >= len(items):
             head.append((first, items))
             keep -= len(items)
@@ -82,12 +87,12 @@ def split_parcel(parcel: Parcel) -> tuple[Parcel, Parcel]:
     if len(parcel) > 1:
         total = parcel_count(parcel)
         running = 0
-        for index, (_, runs) in enumerate(parcel):
-            running += runs_count(runs)
+        for index, (_, spans) in enumerate(parcel):
+            running += span_count(spans)
             if running * 2 >= total or index == len(parcel) - 2:
                 return parcel[:index + 1], parcel[index + 1:]
-    series, runs = parcel[0]
-    head, tail = _split_runs(runs, runs_count(runs) // 2)
+    series, spans = parcel[0]
+    head, tail = _split_spans(spans, span_count(spans) // 2)
     return [(series, head)], [(series, tail)]
 
 

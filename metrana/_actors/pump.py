@@ -18,16 +18,22 @@ from typing import Any
 import trio
 
 from .._inbox import Inbox
+from .._items import Columns, Item
+from .._vector import Block
 from .flush import FlushMarker
 
-__all__ = ["CHUNK", "POLL_INTERVAL", "Pump"]
+__all__ = ["CHUNK", "POLL_INTERVAL", "Intake", "Pump"]
+
+# What the pump sends the StepCounter: a take of the columns, a chunk of the deque (points and
+# vectorized blocks, in the order they were queued), or a flush marker between two chunks.
+Intake = Columns | list[Item | Block] | FlushMarker
 
 POLL_INTERVAL = 0.05  # how often the pump looks at the inbox when nobody wakes it
 CHUNK = 10_000  # items moved at a time
 
 
 class Pump:
-    def __init__(self, inbox: Inbox, send: trio.MemorySendChannel[Any]) -> None:
+    def __init__(self, inbox: Inbox, send: trio.MemorySendChannel[Intake]) -> None:
         self._inbox = inbox
         self._send = send
         self._wake = trio.Event()
@@ -58,7 +64,7 @@ class Pump:
 
     async def _send_split(self, items: list[Any]) -> None:
         """Points before a marker, the marker, points after it: the barrier keeps its place."""
-        chunk: list[Any] = []
+        chunk: list[Item | Block] = []
         for item in items:
             if type(item) is FlushMarker:
                 if chunk:

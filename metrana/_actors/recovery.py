@@ -19,7 +19,7 @@ from .._delivery import Delivery, DeliveryMode
 from .._exceptions import MetranaError
 from .._run_spool import RunSpool
 from .._stats import Counters
-from .dispatcher import RetryPolicy, RunTarget
+from .._transport import RetryPolicy, RunTarget
 from .replay import replay_directory
 from .run_creator import RunCreator
 

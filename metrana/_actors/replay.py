@@ -33,9 +33,7 @@ from .._exceptions import MetranaApiError, MetranaConnectionError, MetranaSpoolE
 from .._series import SeriesKey
 from .._spool import Damage, decode_record, lock_segment, read_segment, segments
 from .._stats import Counters
-from .._wire import encode_update
-from .batcher import MAX_BATCH_POINTS
-from .dispatcher import (
+from .._transport import (
     RetryPolicy,
     RunTarget,
     encode_parcel,
@@ -43,6 +41,8 @@ from .dispatcher import (
     post_with_retries,
     refusal_error,
 )
+from .._wire import encode_update
+from .batcher import MAX_BATCH_POINTS
 from .parcel import SPLITTABLE, InFlight, Parcel, Progress, deliver_isolating
 
 __all__ = ["Answer", "ReplayResult", "ask", "probe", "replay_directory"]

@@ -29,8 +29,8 @@ from .._exceptions import (
 )
 from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
 from .._stats import Counters
+from .._transport import NO_ANSWER, RetryPolicy, post_with_retries
 from .._wire import encode_update, is_ok
-from .dispatcher import NO_ANSWER, RetryPolicy, post_with_retries
 from .series_ends import fetch_ends
 from .step_counter import StoredEnds
 

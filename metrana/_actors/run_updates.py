@@ -8,7 +8,7 @@
   default). Batches of points say so on their own; a run that logs nothing for
   :data:`HEARTBEAT_S` gets an empty update (its session, its run, no points).
 
-Both go through the dispatchers' :func:`~.dispatcher.post_with_retries` (the same client,
+Both go through the dispatchers' :func:`~metrana._transport.post_with_retries` (the same client,
 headers and error handling) and neither ever counts as points. Neither is sent while the
 service is unreachable and batches are being spooled (an outage is the spool's business: a
 heartbeat would only be one more failed request); the heartbeat resumes when delivery does.
@@ -29,8 +29,8 @@ import trio
 from .._delivery import Delivery
 from .._exceptions import MetranaApiError, MetranaConnectionError
 from .._stats import Counters
+from .._transport import RetryPolicy, RunTarget, post_with_retries
 from .._wire import encode_update, is_ok
-from .dispatcher import RetryPolicy, RunTarget, post_with_retries
 
 __all__ = ["HEARTBEAT_S", "RunUpdates"]
 

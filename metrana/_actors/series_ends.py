@@ -27,8 +27,8 @@ import orjson
 import trio
 
 from .._stats import Counters
+from .._transport import RetryPolicy, describe_failure, is_transient, post
 from .._wire import JSON_HEADERS, is_ok
-from .dispatcher import RetryPolicy, describe_failure, is_transient, post
 from .step_counter import Identity
 
 __all__ = ["ENDS_PATH", "ENDS_TIMEOUT", "fetch_ends"]

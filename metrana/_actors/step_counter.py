@@ -11,14 +11,15 @@ import numpy as np
 import trio
 
 from .._exceptions import MetranaMetricStepError
-from .._items import SERIES, Columns
+from .._items import SERIES, Columns, Item
 from .._series import SeriesKey
 from .._stats import Counters
 from .._vector import Block
 from .error_collector import ErrorCollector
 from .flush import FlushMarker
+from .pump import Intake
 
-__all__ = ["Identity", "Segment", "SeriesState", "StepCounter", "StoredEnds"]
+__all__ = ["Identity", "Numbered", "SeriesSpan", "SeriesState", "StepCounter", "StoredEnds"]
 
 _UNSET, _AUTO, _MANUAL = 0, 1, 2
 
@@ -60,9 +61,12 @@ class SeriesState:
         return self.mode == _MANUAL
 
 
-# A run of one series' points: (state, first step or None, inbox items). With a first step,
-# item i has step first + i; with None, each item carries its own step at index 1.
-Segment = tuple[SeriesState, "int | None", Sequence[Any]]
+# A span of one series' points with its series: (state, first step or None, inbox items).
+# With a first step, item i has step first + i; with None, each item carries its own step at
+# index 1 (see .parcel's Span; "segment" is the spool's file).
+SeriesSpan = tuple[SeriesState, "int | None", Sequence[Any]]
+# What the StepCounter sends the Batcher: a chunk's points numbered, or a flush marker.
+Numbered = list[SeriesSpan] | FlushMarker
 
 
 _SERIES = itemgetter(SERIES)
@@ -100,13 +104,13 @@ def _group(chunk: list[Any]) -> dict[int, Sequence[Any]]:
 
 class StepCounter:
     """Inbox chunks of ``(key, step|None, major|None, value, ts)`` (or :class:`Columns`) in;
-    lists of segments out.
+    lists of series spans out.
     Bad steps go to the ErrorCollector, not the wire."""
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[Any],
-        send: trio.MemorySendChannel[Any],
+        receive: trio.MemoryReceiveChannel[Intake],
+        send: trio.MemorySendChannel[Numbered],
         errors: ErrorCollector,
         counters: Counters,
         series: list[SeriesKey],
@@ -135,16 +139,16 @@ class StepCounter:
                 if out:
                     await self._send.send(out)
 
-    def assign(self, chunk: list[Any]) -> list[Segment]:
+    def assign(self, chunk: Columns | list[Item | Block]) -> list[SeriesSpan]:
         """Group a chunk by series and number its points.
 
         The common case — a standard series with automatic steps — numbers a whole group with
         one addition; manual steps and RL series check point by point.
         """
-        groups: Any = ({points.series: points for points in chunk} if type(chunk) is Columns
-                       else _group(chunk))
+        groups: Any = ({points.series: points for points in chunk}
+                       if isinstance(chunk, Columns) else _group(chunk))
         states = self.states
-        out: list[Segment] = []
+        out: list[SeriesSpan] = []
         for index, items in groups.items():
             state = states.get(index)
             if state is None:

@@ -103,6 +103,17 @@ class Pending:
         return self._report
 
 
+def _stored_prefix(steps: Any, stored: tuple[int, int] | None) -> int:
+    """How many of a histogram series' first points are stored already: those up to the last
+    stored step, when the stored count says they are all there. (A stored step sent again is
+    overwritten with the same histogram, so when in doubt everything is sent.)"""
+    if stored is None:
+        return 0
+    count, last = stored
+    after = int(np.searchsorted(steps, last, side="right"))
+    return after if after == count else 0
+
+
 class Loader:
     """Imports runs into one project of one server."""
 
@@ -161,9 +172,11 @@ class Loader:
         report = RunReport(name, source.source_id, resumed, skipped=data.skipped,
                            superseded=data.superseded, notes=list(data.notes))
         stored: dict[str, int] = {}
+        stored_histograms: dict[str, tuple[int, int]] = {}
         if resumed:
             self._deliver_spool(name)
             stored = self._last_steps(name)
+            stored_histograms = self._histogram_steps(name)
         attributes = [{"path": "import/source", "stringValue": source.source_id}]
         attributes += [{"path": f"tags/{key}", "stringValue": value}
                        for key, value in sorted(data.tags.items())]
@@ -187,6 +200,18 @@ class Loader:
                             timestamp=stamps[start:end])
                     if progress is not None:
                         progress(len(steps[start:end]))
+            for histograms in data.histograms:
+                after = _stored_prefix(histograms.steps, stored_histograms.get(histograms.name))
+                report.already += after
+                report.series += 1
+                if progress is not None:
+                    progress(after)
+                for i in range(after, len(histograms)):
+                    run.log_histogram(histograms.name, histograms.histograms[i],
+                                      step=int(histograms.steps[i]),
+                                      timestamp=int(histograms.timestamps[i]))
+                    if progress is not None:
+                        progress(1)
         except BaseException:
             run.close(timeout=5)  # Ctrl-C: what is queued goes to the spool, for the rerun
             raise
@@ -220,6 +245,17 @@ class Loader:
         }).run_spool_dir()
         if directory is not None and directory.exists() and segments(directory):
             sync(directory, ingestion_url=t.url, api_key=t.api_key)
+
+    def _histogram_steps(self, name: str) -> dict[str, tuple[int, int]]:
+        """Each histogram series' stored count and last step (no labels: what imports log)."""
+        from metrana.query import QueryClient
+
+        t = self.target
+        with QueryClient(t.workspace, t.project, url=t.url, api_key=t.api_key) as client:
+            answer = client._transport.call("value_series", client._body(run=name))
+        return {str(s["metric"]): (int(s["count"]), int(s["last_step"]))
+                for s in answer["series"]
+                if s["kind"] == "histogram" and not s["labels"] and s["last_step"] is not None}
 
     def _last_steps(self, name: str) -> dict[str, int]:
         """Each standard series' last stored step (ML_STEP, no labels: what imports log)."""

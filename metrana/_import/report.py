@@ -18,7 +18,7 @@ from .loader import RunReport
 __all__ = ["Bars", "summary"]
 
 _SKIP_REASONS = {
-    "histograms": "metrana has no histogram series yet",
+    "histograms": "not readable as a histogram: see the notes",
     "images": "not metrics",
     "audio": "not metrics",
     "text": "not metrics",

@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RunData", "SeriesData", "SourceRun", "increasing", "metric_name", "to_ns"]
+__all__ = ["HistogramData", "RunData", "SeriesData", "SourceRun", "increasing", "metric_name", "to_ns"]
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -35,12 +35,27 @@ class SeriesData:
 
 
 @attrs.define(eq=False)
+class HistogramData:
+    """One histogram series: ``steps`` strictly increasing and >= 0, ``timestamps`` Unix ns,
+    a :class:`metrana.Histogram` a step."""
+
+    name: str
+    steps: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]
+    histograms: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@attrs.define(eq=False)
 class RunData:
-    """A run as read: its series, config (flattened into ``config/...``), tags
+    """A run as read: its series and histogram series, config (flattened into ``config/...``), tags
     (``tags/...``), counts of what was not imported by kind (``histograms``: 3), and notes
     for the summary (a damaged file, negative steps)."""
 
     series: list[SeriesData] = attrs.Factory(list)
+    histograms: list[HistogramData] = attrs.Factory(list)
     config: dict[str, Any] = attrs.Factory(dict)
     tags: dict[str, str] = attrs.Factory(dict)
     skipped: Counter[str] = attrs.Factory(Counter)
@@ -49,7 +64,7 @@ class RunData:
 
     @property
     def points(self) -> int:
-        return sum(len(s) for s in self.series)
+        return sum(len(s) for s in self.series) + sum(len(h) for h in self.histograms)
 
 
 @attrs.define(eq=False)

@@ -4,9 +4,9 @@ A run is a directory holding ``*tfevents*`` files, anywhere under the log direct
 its path relative to it (``seed-1``, ``sweep/lr-0.1``; the log directory itself by its own
 name). Its files are read in name order (their names start with the time they were opened), as
 TensorBoard does. What each summary value becomes is decided in one place, :data:`HANDLERS`,
-keyed by the value's kind (its plugin): scalars become series, hparams become config, and every
-other kind — histograms (until metrana stores them), images, audio, text, graphs — is counted
-as skipped, by kind, for the summary.
+keyed by the value's kind (its plugin): scalars become series, histograms histogram series
+(:mod:`.tb_histograms` says how their buckets map), hparams become config, and every other
+kind — images, audio, text, graphs — is counted as skipped, by kind, for the summary.
 
 A restarted job that logs a step again (TensorBoard's "orphaned" data, also marked by a
 ``SessionLog.START`` event) keeps what was written later, as TensorBoard shows it: see
@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
@@ -27,7 +28,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .source import RunData, SeriesData, SourceRun, increasing, metric_name, to_ns
+from .._values import MAX_BINS
+from .source import HistogramData, RunData, SeriesData, SourceRun, increasing, metric_name, to_ns
+from .tb_histograms import from_buckets, from_proto
 from .tfrecord import decode_scalars, frame
 
 __all__ = ["HANDLERS", "find_runs", "read_run"]
@@ -68,10 +71,13 @@ class _Tag:
 
 @attrs.define(eq=False)
 class _Reading:
-    """One run being read: its tags, restarts, config, and what was skipped."""
+    """One run being read: its tags (scalar, histogram), restarts, config, and what was
+    skipped."""
 
     data: RunData
     tags: dict[str, _Tag] = attrs.Factory(dict)
+    histograms: dict[str, _Tag] = attrs.Factory(dict)  # values: metrana Histograms
+    coarsened: Counter[str] = attrs.Factory(Counter)  # tag -> histograms of > 512 bins summed
     plugins: dict[str, str] = attrs.Factory(dict)  # tag -> plugin (TF2 writes it only once)
     restarts: list[tuple[int, int]] = attrs.Factory(list)  # (order, step) of SessionLog.START
 
@@ -103,7 +109,8 @@ def _read_file(path: Path, reading: _Reading, first: int) -> int:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             return 0
-        buffer = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        stack.callback(_close_map, buffer)
         framing = frame(buffer)
         if framing.problem is not None:
             reading.data.notes.append(f"{path.name}: stopped at {framing.problem}; the rest of "
@@ -125,6 +132,16 @@ def _read_file(path: Path, reading: _Reading, first: int) -> int:
             event = parse(buffer[start:start + int(framing.lengths[i])])
             _event(event, first + i, reading)
         return len(framing.starts)
+
+
+def _close_map(buffer: mmap.mmap) -> None:
+    """Close an event file's map, unless numpy views of it are still referenced: by the frames
+    of an exception on its way out (Ctrl-C while reading), whose own error must not be
+    replaced by BufferError. The map is closed when they are collected."""
+    try:
+        buffer.close()
+    except BufferError:
+        pass
 
 
 def _event(event: Any, order: int, reading: _Reading) -> None:
@@ -180,6 +197,33 @@ def _scalar(reading: _Reading, kind: str, event: Any, value: Any, order: int) ->
     into.values.append(number)
 
 
+def _histogram(reading: _Reading, kind: str, event: Any, value: Any, order: int) -> None:
+    """A histogram, as the legacy proto or as the histograms plugin's ``[k, 3]`` tensor."""
+    try:
+        if value.WhichOneof("value") == "histo":
+            histogram, coarsened = from_proto(value.histo)
+        elif value.WhichOneof("value") == "tensor":
+            from tensorboard.util import tensor_util
+
+            histogram, coarsened = from_buckets(tensor_util.make_ndarray(value.tensor))
+        else:  # obsolete_old_style_histogram: never written by TensorBoard's writers
+            raise ValueError("an obsolete old-style histogram")
+    except ValueError as exc:
+        reading.data.skipped["histograms"] += 1
+        reading.data.notes.append(f"{value.tag}: a histogram at step {event.step} not imported "
+                                  f"({exc})")
+        return
+    if coarsened:
+        reading.coarsened[value.tag] += 1
+    into = reading.histograms.get(value.tag)
+    if into is None:
+        into = reading.histograms[value.tag] = _Tag()
+    into.order.append(order)
+    into.steps.append(int(event.step))
+    into.walls.append(float(event.wall_time))
+    into.values.append(histogram)
+
+
 def _hparams(reading: _Reading, kind: str, event: Any, value: Any, order: int) -> None:
     """The hparams plugin's session start holds the run's hyperparameters: its config."""
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -206,13 +250,12 @@ def _skip(reading: _Reading, kind: str, event: Any, value: Any, order: int) -> N
     reading.data.skipped[kind] += 1
 
 
-# What each kind of summary value becomes. Histograms are skipped until metrana stores them
-# (then a handler here turns them into histogram series); images, audio and text are not
-# metrics; any kind not listed is skipped under its plugin's name.
+# What each kind of summary value becomes. Images, audio and text are not metrics; any kind
+# not listed is skipped under its plugin's name.
 HANDLERS: dict[str, Handler] = {
     "scalars": _scalar,
     "hparams": _hparams,
-    "histograms": _skip,
+    "histograms": _histogram,
     "images": _skip,
     "audio": _skip,
     "text": _skip,
@@ -233,33 +276,61 @@ def _finish(reading: _Reading) -> None:
     data = reading.data
     names: set[str] = set()
     for tag, points in sorted(reading.tags.items()):
-        order = _concat(points.order, np.int64)
-        if not len(order):
+        kept = _kept(reading, tag, points)
+        if kept is None:
             continue
-        sort = np.argsort(order, kind="stable")
-        order = order[sort]
-        steps = _concat(points.steps, np.int64)[sort]
-        walls = _concat(points.walls, np.float64)[sort]
-        values = _concat(points.values, np.float64)[sort]
-        keep = np.ones(len(order), dtype=bool)
-        for at, step in reading.restarts:
-            keep &= ~((order < at) & (steps >= step))
-        negative = keep & (steps < 0)
-        if negative.any():
-            data.notes.append(f"{tag}: {int(negative.sum()):,} points with a negative step "
-                              "skipped (metrana steps start at 0)")
-            keep &= ~negative
-        restarted = len(order) - int(keep.sum()) - int(negative.sum())
-        steps, walls, values = steps[keep], walls[keep], values[keep]
-        later = increasing(steps)
-        superseded = restarted + len(steps) - int(later.sum())
-        data.superseded += superseded
-        name = metric_name(tag)
-        if name in names:
-            unique = 2
-            while f"{name}_{unique}" in names:
-                unique += 1
-            data.notes.append(f"tag {tag!r} imported as {name}_{unique} ({name} is taken)")
-            name = f"{name}_{unique}"
-        names.add(name)
-        data.series.append(SeriesData(name, steps[later], values[later], to_ns(walls[later])))
+        steps, walls, positions = kept
+        values = _concat(points.values, np.float64)[positions]
+        data.series.append(SeriesData(_unique(data, tag, names), steps, values, to_ns(walls)))
+    for tag, points in sorted(reading.histograms.items()):
+        kept = _kept(reading, tag, points)
+        if kept is None:
+            continue
+        steps, walls, positions = kept
+        histograms = [points.values[i] for i in positions.tolist()]
+        data.histograms.append(HistogramData(_unique(data, tag, names), steps, to_ns(walls),
+                                             histograms))
+        if reading.coarsened[tag]:
+            data.notes.append(f"{tag}: {reading.coarsened[tag]:,} histograms had more than "
+                              f"{MAX_BINS} bins after merging empty ones: neighbouring bins "
+                              "were summed")
+
+
+def _kept(reading: _Reading, tag: str, points: _Tag) -> tuple[Any, Any, Any] | None:
+    """A tag's points to import: steps, wall times and positions into its values, in event
+    order, without what a restart or a later write at the same step replaced, nor negative
+    steps (None: no point)."""
+    data = reading.data
+    order = _concat(points.order, np.int64)
+    if not len(order):
+        return None
+    sort = np.argsort(order, kind="stable")
+    order = order[sort]
+    steps = _concat(points.steps, np.int64)[sort]
+    walls = _concat(points.walls, np.float64)[sort]
+    keep = np.ones(len(order), dtype=bool)
+    for at, step in reading.restarts:
+        keep &= ~((order < at) & (steps >= step))
+    negative = keep & (steps < 0)
+    if negative.any():
+        data.notes.append(f"{tag}: {int(negative.sum()):,} points with a negative step "
+                          "skipped (metrana steps start at 0)")
+        keep &= ~negative
+    restarted = len(order) - int(keep.sum()) - int(negative.sum())
+    steps, walls, positions = steps[keep], walls[keep], sort[keep]
+    later = increasing(steps)
+    data.superseded += restarted + len(steps) - int(later.sum())
+    return steps[later], walls[later], positions[later]
+
+
+def _unique(data: RunData, tag: str, names: set[str]) -> str:
+    """The tag's metric name, numbered when another tag of the run already has it."""
+    name = metric_name(tag)
+    if name in names:
+        unique = 2
+        while f"{name}_{unique}" in names:
+            unique += 1
+        data.notes.append(f"tag {tag!r} imported as {name}_{unique} ({name} is taken)")
+        name = f"{name}_{unique}"
+    names.add(name)
+    return name

@@ -39,7 +39,7 @@ from metrana_protobuf.ingestion.v1.types import updates_pb2
 from .columnar import PointColumns
 from .ingest import RunKey
 
-__all__ = ["FrameReader", "GrpcError", "RlBase", "Status", "Unsupported", "convert_update",
+__all__ = ["FrameReader", "GrpcError", "RlBase", "Status", "convert_update",
            "frame", "init_responses", "labels_text", "run_token", "trailers"]
 
 SERVICE = "metrana_protobuf.ingestion.v1.svc.IngestService"
@@ -201,23 +201,6 @@ def init_responses(run: dict[str, Any], token: bytes, created: bool, orchestrati
 
 # --------------------------------------------------------------------------- updates
 
-@attrs.define
-class Unsupported:
-    """Parts of an update that were not stored, said in the status that ends the stream."""
-
-    parts: list[str] = attrs.field(factory=list)
-
-    def add(self, what: str, names: list[str]) -> None:
-        if names:
-            shown = ", ".join(repr(n) for n in sorted(set(names))[:5])
-            self.parts.append(f"{what} ({shown})")
-
-    def message(self) -> str:
-        return ("metrana serve does not store " + "; ".join(self.parts) + " yet. Everything else "
-                "in this update was stored; log these kinds to another service, or stop logging "
-                "them to this one.")
-
-
 StoredRl = Callable[[tuple[Any, ...], int], tuple[int | None, tuple[int, int] | None]]
 
 
@@ -364,6 +347,28 @@ def _attribute(update: Any) -> dict[str, Any]:
     return out
 
 
+ENV_PREFIX = "env"
+
+
+def env_attributes(updates: Any) -> list[dict[str, Any]]:
+    """``log_env_attributes`` (``EnvAttrUpdates``) as run attributes: an environment's current
+    config under ``env/<environment_id>/<path>``, an episode's under
+    ``env/<environment_id>/episode/<n>/<path>`` — what the dashboard's attribute columns,
+    filters and ``metrana.query``'s ``fetch_runs(attributes=...)`` read, with no table of
+    their own. A later update of a path replaces its value, as for run attributes."""
+    out = []
+    for update in updates:
+        if not update.environment_id:
+            raise GrpcError(Status.INVALID_ARGUMENT, "env_attr_updates: environment_id must "
+                            "not be empty")
+        prefix = f"{ENV_PREFIX}/{update.environment_id}/"
+        if update.HasField("episode"):
+            prefix += f"episode/{update.episode}/"
+        for attribute in update.attributes:
+            out.append({**_attribute(attribute), "path": prefix + attribute.path})
+    return out
+
+
 def _histograms(declared: _Declared, update: Any) -> dict[str, Any]:
     """A ``StreamingHistogramSeriesUpdate`` as the HTTP/JSON ``HistogramSeriesUpdate`` the
     store reads (it checks the points, as for HTTP)."""
@@ -395,10 +400,10 @@ def _scatter(declared: _Declared, update: Any) -> dict[str, Any]:
             "is_3d": update.is_3d, "points": points}
 
 
-def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_base: RlBase,
-                   unsupported: Unsupported) -> dict[str, Any]:
+def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_base: RlBase
+                   ) -> dict[str, Any]:
     """An ``UpdateRunRequest`` as the dict :meth:`.Store.update_runs` stores (one run update);
-    environment attributes go to ``unsupported`` instead."""
+    environment attributes become run attributes (:func:`env_attributes`)."""
     declarations.add(request.series_declarations)
     now_ms = time.time_ns() // 1_000_000
     series: dict[int, _Columns] = {}
@@ -436,13 +441,12 @@ def convert_update(run: RunKey, request: Any, declarations: Declarations, rl_bas
             if numbered and n:
                 rl_base.wrote(key, batch.rl_step, first + n - 1)
             gathered.add(batch, minors, batch.rl_step, now_ms)
-    unsupported.add("environment attributes", [e.environment_id
-                                               for e in request.env_attr_updates])
     part: dict[str, Any] = {
         "workspace": run.workspace, "project": run.project, "run_name": run.run_name,
         "series": [g.finish(False) for g in series.values()],
         "rl_series": [g.finish(True) for g in rl_series.values()],
-        "attributes": [_attribute(a) for a in request.attributes],
+        "attributes": [_attribute(a) for a in request.attributes]
+        + env_attributes(request.env_attr_updates),
         "histogram_series": [_histograms(declarations.get(s.series_id), s)
                              for s in request.histogram_series],
         "scatter_series": [_scatter(declarations.get(s.series_id), s)

@@ -17,9 +17,8 @@ What the client does, and what we answer (measured against the real client):
    before its response is sent, in order. The logger session is the store's session, so an
    update resent after a reconnect (same ``logger_session_id``, same steps) is stored once.
    Histograms and scatter plots are stored as over HTTP/JSON (:mod:`.value_ingest`: a bad one
-   is INVALID_ARGUMENT naming the field). Environment attributes are not stored yet: the rest
-   of that update is stored, then the stream ends with UNIMPLEMENTED naming them (the client
-   stops, or with ``delivery_policy="tolerate_loss"`` drops that update and goes on).
+   is INVALID_ARGUMENT naming the field). Environment attributes become run attributes under
+   ``env/<environment_id>/`` (:func:`.grpc_codec.env_attributes`).
 3. ``CheckOpStatuses``: every operation we acknowledged is stored (writes are synchronous).
 
 Errors are statuses with a message, never a hang: a database that went away is UNAVAILABLE
@@ -56,7 +55,6 @@ from .grpc_codec import (
     GrpcError,
     RlBase,
     Status,
-    Unsupported,
     convert_update,
     frame,
     init_responses,
@@ -255,17 +253,14 @@ class GrpcIngest:
                 principal.require_in(LOG, [run.workspace])
                 rl_base = RlBase(_StoredRl(self.store, run))
             assert rl_base is not None
-            unsupported = Unsupported()
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, run, request, declarations,
-                                              rl_base, unsupported, principal.writer)
-            if unsupported.parts:
-                raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
+                                              rl_base, principal.writer)
             await send(api_pb2.UpdateRunResponse(operation_id=str(uuid.uuid4())))
 
     def _store_update(self, run: RunKey, request: Any, declarations: Declarations,
-                      rl_base: RlBase, unsupported: Unsupported, writer: str | None) -> None:
-        update = convert_update(run, request, declarations, rl_base, unsupported)
+                      rl_base: RlBase, writer: str | None) -> None:
+        update = convert_update(run, request, declarations, rl_base)
         # Stored even when it carries nothing (declarations only): every message says its
         # logger session is alive (the run's running/crashed state, store.liveness).
         self.store.update_runs(update, writer)
@@ -274,7 +269,6 @@ class GrpcIngest:
                            send: _Sender) -> None:
         request = parse(api_pb2.UpdateRunsRequest, await _one(messages))
         principal.require_in(LOG, [update.workspace for update in request.run_updates])
-        unsupported = Unsupported()
         for update in request.run_updates:
             if update.series or update.rl_series:
                 raise GrpcError(Status.UNIMPLEMENTED, "UpdateRuns with series/rl_series (points "
@@ -286,10 +280,8 @@ class GrpcIngest:
             shim = _StreamingShape(update, request.logger_session_id)
             async with self._limiter:
                 await trio.to_thread.run_sync(self._store_update, key, shim, Declarations(),
-                                              RlBase(_StoredRl(self.store, key)), unsupported,
+                                              RlBase(_StoredRl(self.store, key)),
                                               principal.writer)
-        if unsupported.parts:
-            raise GrpcError(Status.UNIMPLEMENTED, unsupported.message())
         await send(api_pb2.UpdateRunsResponse(operation_id=str(uuid.uuid4())))
 
 

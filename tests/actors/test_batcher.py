@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from metrana._actors.batcher import Batcher
-from metrana._actors.parcel import run_points
+from metrana._actors.parcel import spool_points
 from metrana._actors.step_counter import SeriesState
 from metrana._series import SeriesKey
 
@@ -51,7 +51,7 @@ async def test_batches_never_exceed_the_cap_and_keep_order(autojump_clock: trio.
     received = await run_batcher([[(loss, 0, items(25_000))]])
     batches = [batch for _, batch in received[0]]
     assert [b.count for b in batches] == [10_000, 10_000, 5_000]
-    steps = [p[0] for b in batches for state_, runs in b.parcel for p in run_points(runs)]
+    steps = [p[0] for b in batches for state_, spans in b.parcel for p in spool_points(spans)]
     assert steps == list(range(25_000))
 
 

@@ -18,16 +18,7 @@ import trio
 
 import metrana
 from metrana._actors.batcher import Batch
-from metrana._actors.dispatcher import (
-    Dispatcher,
-    RetryPolicy,
-    RunTarget,
-    describe_failure,
-    is_definite,
-    is_transient,
-    post_with_retries,
-    refusal_error,
-)
+from metrana._actors.dispatcher import Dispatcher
 from metrana._actors.error_collector import ErrorCollector
 from metrana._actors.flush import FlushMarker
 from metrana._actors.parcel import InFlight
@@ -38,6 +29,15 @@ from metrana._exceptions import MetranaConnectionError
 from metrana._run_spool import RunSpool
 from metrana._series import SeriesKey
 from metrana._stats import Counters
+from metrana._transport import (
+    RetryPolicy,
+    RunTarget,
+    describe_failure,
+    is_definite,
+    is_transient,
+    post_with_retries,
+    refusal_error,
+)
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup

@@ -11,6 +11,7 @@ import metrana
 from metrana._enums import BackpressureStrategy
 from metrana._inbox import Inbox
 from metrana._items import SERIES, Points
+from metrana._series import SeriesKey
 from metrana._stats import Counters
 
 
@@ -130,44 +131,80 @@ def test_lock_free_appends_and_concurrent_drains_lose_nothing() -> None:
         assert [i for tt, i in drained if tt == t] == list(range(20_000))
 
 
+def _key(name: str, index: int) -> SeriesKey:
+    key = SeriesKey(False, name, "ML_STEP", ())
+    key.index = index
+    return key
+
+
 def test_columns_count_as_queued_until_taken_and_keep_appends_made_meanwhile() -> None:
     """A column's pairs are pending in a snapshot, accepted once taken; a pair appended after
     a take waits for the next one (nothing counted twice or lost)."""
     counters = Counters()
-    box = Inbox(counters)
-    append = box.column(7)
+    box = Inbox(counters, plain_names={"loss": 7})
+    key = _key("loss", 7)
     for i in range(5):
-        append((float(i), 1_000 + i))
+        box.put_point(key, None, float(i), 1_000 + i)
+    append = box.named["loss"]  # the fast path's column: log("loss", 0.5)
     assert box.snapshot().pending == 5
     taken = box.take_columns()
     assert [(p.series, list(p)) for p in taken] == [
         (7, [(7, None, None, float(i), 1_000 + i) for i in range(5)])]
     append((5.0, 1_005))
     assert counters.accepted == 5 and box.snapshot().logged == 6
-    assert box.column(7) == append  # the same list: a caller's append never goes stale
-    assert [list(p) for p in box.take_columns()] == [[(7, None, None, 5.0, 1_005)]]
-    assert box.take_columns() == [] and counters.accepted == box.snapshot().logged == 6
+    box.put_point(key, None, 6.0, 1_006)
+    assert box.named["loss"] == append  # the same list: a caller's append never goes stale
+    assert [list(p) for p in box.take_columns()] == [
+        [(7, None, None, 5.0, 1_005), (7, None, None, 6.0, 1_006)]]
+    assert box.take_columns() == [] and counters.accepted == box.snapshot().logged == 7
+
+
+def test_only_a_plain_name_is_on_the_fast_path() -> None:
+    """A series with labels (or a scale, or evaluation) has a column, but log()'s fast path
+    finds only the plain names: the others are resolved, and checked, by the general path."""
+    box = Inbox(Counters(), plain_names={"loss": 0})
+    box.put_point(_key("loss", 0), None, 1.0, 10)
+    labelled = SeriesKey(False, "acc", "ML_STEP", (("split", "a"),))
+    labelled.index = 1
+    box.put_point(labelled, None, 2.0, 11)
+    assert set(box.named) == {"loss"}
+    assert sorted((p.series, len(p)) for p in box.take_columns()) == [(0, 1), (1, 1)]
 
 
 def test_demote_moves_a_column_into_the_queue_in_order_before_later_items() -> None:
     """A manual step or vectorized call after column points: the column's points go to the
-    deque first, as items, so the series' order survives."""
-    box = Inbox(Counters())
-    append = box.column(3)
-    append((1.0, 10))
-    append((2.0, 11))
-    box.demote(3)
-    box.put((3, 9, None, 3.0, 12))
+    deque first, as items, so the series' order survives; the series never opens a column
+    again, and leaves the fast path."""
+    box = Inbox(Counters(), plain_names={"loss": 3})
+    key = _key("loss", 3)
+    box.put_point(key, None, 1.0, 10)
+    box.put_point(key, None, 2.0, 11)
+    box.put_point(key, 9, 3.0, 12)
+    box.put_point(key, None, 4.0, 13)
+    assert key.manual_seen and "loss" not in box.named
     assert box.take_columns() == []
-    assert box.drain() == [(3, None, None, 1.0, 10), (3, None, None, 2.0, 11), (3, 9, None, 3.0, 12)]
+    assert box.drain() == [(3, None, None, 1.0, 10), (3, None, None, 2.0, 11),
+                           (3, 9, None, 3.0, 12), (3, None, None, 4.0, 13)]
+
+
+def test_a_series_in_the_deque_never_opens_a_column() -> None:
+    """A series whose first point went to the deque (a bounded queue's, a vectorized call's,
+    the engine's own) keeps to the deque: its points are never in both at once."""
+    box = Inbox(Counters(), plain_names={"cpu": 0})
+    key = _key("cpu", 0)
+    box.put_internal([(key, 1.0)], 10)
+    box.put_point(key, None, 2.0, 11)
+    assert box.named == {} and box.take_columns() == []
+    assert box.drain() == [(0, None, None, 1.0, 10), (0, None, None, 2.0, 11)]
 
 
 def test_a_column_point_after_close_is_refused_like_any_other() -> None:
     box = Inbox(Counters())
-    box.column(1)
+    key = _key("loss", 1)
+    box.put_point(key, None, 1.0, 1)
     box.close()
     with pytest.raises(metrana.MetranaLoggerClosedError):
-        box.put_pair(1, (1.0, 1))
+        box.put_point(key, None, 2.0, 2)
 
 
 def test_points_taken_from_a_column_slice_and_iterate_as_items() -> None:

@@ -16,14 +16,14 @@ from metrana._actors.parcel import (
     InFlight,
     Parcel,
     Progress,
-    Runs,
-    _split_runs,
+    Spans,
+    _split_spans,
     deliver_isolating,
     parcel_count,
-    run_points,
-    runs_count,
+    span_count,
     split_budget,
     split_parcel,
+    spool_points,
 )
 from metrana._exceptions import MetranaConnectionError
 
@@ -34,22 +34,22 @@ def items(values: range | list[int], major: int | None = None) -> list[Any]:
 
 
 def values_of(parcel: Parcel) -> list[float]:
-    return [item[3] for _, runs in parcel for _, chunk in runs for item in chunk]
+    return [item[3] for _, spans in parcel for _, chunk in spans for item in chunk]
 
 
-def steps_of(runs: Runs) -> list[int]:
-    return [point[0] for point in run_points(runs)]
+def steps_of(spans: Spans) -> list[int]:
+    return [point[0] for point in spool_points(spans)]
 
 
-def test_run_points_number_a_run_from_its_first_step_or_keep_given_steps() -> None:
-    """A run with a first step numbers its items first, first+1...; without one, each item
+def test_spool_points_number_a_span_from_its_first_step_or_keep_given_steps() -> None:
+    """A span with a first step numbers its items first, first+1...; without one, each item
     keeps the step it was given. Major steps, values and timestamps pass through."""
     given = [(0, 7, 3, 1.5, 11), (0, 9, 4, 2.5, 12)]
-    runs: Runs = [(100, items(range(3), major=5)), (None, given)]
-    assert run_points(runs) == [(100, 5, 0.0, 10**18), (101, 5, 1.0, 10**18 + 1),
+    spans: Spans = [(100, items(range(3), major=5)), (None, given)]
+    assert spool_points(spans) == [(100, 5, 0.0, 10**18), (101, 5, 1.0, 10**18 + 1),
                                 (102, 5, 2.0, 10**18 + 2), (7, 3, 1.5, 11), (9, 4, 2.5, 12)]
-    assert runs_count(runs) == 5
-    assert parcel_count([("a", runs), ("b", [(0, items(range(4)))])]) == 9
+    assert span_count(spans) == 5
+    assert parcel_count([("a", spans), ("b", [(0, items(range(4)))])]) == 9
 
 
 @pytest.mark.parametrize(("keep", "head", "tail"), [
@@ -64,8 +64,8 @@ def test_split_runs_keeps_steps_and_order(keep: int, head: list[tuple[int | None
     """The first ``keep`` points and the rest: a run cut in two keeps its steps (the tail's
     first step moves on), a run of given steps is cut without renumbering, and no run is
     left empty on either side (it would be a series without points in a request)."""
-    runs: Runs = [(10, items(range(5))), (None, [(0, 0, None, 5.0, 1), (0, 1, None, 6.0, 2)])]
-    first, rest = _split_runs(runs, keep)
+    spans: Spans = [(10, items(range(5))), (None, [(0, 0, None, 5.0, 1), (0, 1, None, 6.0, 2)])]
+    first, rest = _split_spans(spans, keep)
     assert [(start, steps_of([(start, chunk)])) for start, chunk in first] == head
     assert [(start, steps_of([(start, chunk)])) for start, chunk in rest] == tail
 
@@ -87,8 +87,8 @@ def test_split_parcel_cuts_between_series_near_the_middle(sizes: list[int], left
 def test_split_parcel_of_one_series_halves_its_points() -> None:
     """One series of 5 points: 2 and 3, earlier points first, steps kept."""
     head, tail = split_parcel([("s", [(40, items(range(5)))])])
-    assert [(s, steps_of(runs)) for s, runs in head] == [("s", [40, 41])]
-    assert [(s, steps_of(runs)) for s, runs in tail] == [("s", [42, 43, 44])]
+    assert [(s, steps_of(spans)) for s, spans in head] == [("s", [40, 41])]
+    assert [(s, steps_of(spans)) for s, spans in tail] == [("s", [42, 43, 44])]
     head, tail = split_parcel([("s", [(0, items(range(2)))])])
     assert (values_of(head), values_of(tail)) == ([0.0], [1.0])
 

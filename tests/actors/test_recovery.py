@@ -12,8 +12,8 @@ import pytest
 import trio
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import run_spool_dir, segments
+from metrana._transport import RetryPolicy
 from tests.mock_service import MockService, Seen, mock_session
 
 

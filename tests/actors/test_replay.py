@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import trio
 
-from metrana._actors.dispatcher import RetryPolicy, RunTarget
 from metrana._actors.replay import merge_records, probe, replay_directory, spread
 from metrana._series import SeriesKey
 from metrana._spool import SpoolWriter, encode_record, segments
 from metrana._stats import Counters
+from metrana._transport import RetryPolicy, RunTarget
 
 LOSS = SeriesKey(False, "loss", "ML_STEP", ())
 ACC = SeriesKey(False, "acc", "ML_STEP", ())

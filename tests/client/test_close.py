@@ -15,8 +15,8 @@ import pytest
 import trio
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
+from metrana._transport import RetryPolicy
 from metrana._trio_session import TrioSession
 from tests.mock_service import MockService, Seen, mock_session
 

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
 from metrana._cli import main as cli
 from metrana._spool import read_manifest, read_segment, run_spool_dir, segments
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, Store
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until
@@ -142,7 +142,7 @@ def test_flush_waits_for_acknowledgement_and_times_out_without_loss(
 
 CHILD = """
 import sys, metrana
-from metrana._actors.dispatcher import RetryPolicy
+from metrana._transport import RetryPolicy
 metrana.init(workspace_name="ws", project_name="proj", run_name={name!r},
              ingestion_url={url!r}, retry=RetryPolicy(0.01, 1.5, 0.05, 4), init_timeout=1)
 for i in range(100_000):
@@ -405,7 +405,7 @@ INTERRUPTED = """
 import signal
 signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever the launcher did
 import os, socket, threading, time, metrana
-from metrana._actors.dispatcher import RetryPolicy
+from metrana._transport import RetryPolicy
 hole = socket.socket(); hole.bind(("127.0.0.1", 0)); hole.listen(64)  # accepts, never answers
 url = "http://127.0.0.1:%d" % hole.getsockname()[1]
 run = metrana.init(workspace_name="ws", project_name="proj", run_name="interrupted",

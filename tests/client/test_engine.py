@@ -320,7 +320,7 @@ async def test_without_a_spool_a_run_never_created_ends_the_session_at_once(
     """No spool and nothing answers for the whole retry budget of the run's creation: the user
     is told the points are kept in memory (not spooled), the creation failure is reported,
     and close does not wait out close_timeout (30 s) for a run that does not exist."""
-    from metrana._actors.dispatcher import RetryPolicy
+    from metrana._transport import RetryPolicy
     from tests.mock_service import MockService, mock_session
 
     service = MockService(down=True)

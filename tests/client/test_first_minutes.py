@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy, post_with_retries
 from metrana._config import resolve_settings
 from metrana._stats import Counters
+from metrana._transport import RetryPolicy, post_with_retries
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
 from metrana._spool import decode_record, read_segment, run_spool_dir, segments
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until
@@ -208,10 +208,15 @@ def test_threads_using_new_names_at_once_store_every_point_and_balance_at_every_
     snapshots: list[tuple[int, int, metrana.Metrics]] = []
     go = threading.Barrier(9)
     done = threading.Event()
+    # Half-way, each worker waits until the watcher has taken more than ten snapshots: on a busy
+    # machine the workers could otherwise finish before the watcher ever ran.
+    watched = threading.Event()
 
     def worker(index: int) -> None:
         go.wait()
         for i in range(per_thread):
+            if i == per_thread // 2:
+                watched.wait(timeout=60)
             started[index] += 1
             run.log(f"m{i % names}", float(index * per_thread + i))
             finished[index] += 1
@@ -222,6 +227,8 @@ def test_threads_using_new_names_at_once_store_every_point_and_balance_at_every_
             low = sum(finished)
             metrics = run.get_metrics()
             snapshots.append((low, sum(started), metrics))
+            if len(snapshots) > 10:
+                watched.set()
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)

@@ -17,11 +17,11 @@ import trio
 
 import metrana
 from metrana import MetranaConfigError, MetranaLoggerClosedError
-from metrana._actors.dispatcher import RetryPolicy, RunTarget
 from metrana._actors.run_updates import RunUpdates
 from metrana._context import redact_argv, strip_credentials
 from metrana._delivery import Delivery
 from metrana._stats import Counters
+from metrana._transport import RetryPolicy, RunTarget
 from metrana.server import ServerInfo
 from tests.mock_service import MockService, mock_session
 

@@ -17,7 +17,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, Store
 
 

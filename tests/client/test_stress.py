@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import metrana
-from metrana._actors.dispatcher import RetryPolicy
+from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until

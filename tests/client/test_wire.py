@@ -45,8 +45,8 @@ def expected_message(session_id: int, run: tuple[str, str, str], series_list: li
     return msg
 
 
-def as_runs(points, rng: random.Random, rl: bool):  # type: ignore[no-untyped-def]
-    """Points as the engine hands them over: items with their own steps, runs numbered from a
+def as_spans(points, rng: random.Random, rl: bool):  # type: ignore[no-untyped-def]
+    """Points as the engine hands them over: items with their own steps, spans numbered from a
     first step (when the steps are consecutive), or — a standard series numbered from a first
     step — a column's Points."""
     items = [(None, step, major, value, ts) for step, major, value, ts in points]
@@ -94,7 +94,7 @@ def test_encoded_updates_parse_into_the_protobuf_built_message() -> None:
         session_id = rng.choice([1, rng.randrange(2**64)])
         run = ("ws", "proj ü", "run-1")
         body = encode_update(session_id, *run,
-                             [(series_header(k, m), k.rl, as_runs(p, rng, k.rl)) for k, m, p in series_list],
+                             [(series_header(k, m), k.rl, as_spans(p, rng, k.rl)) for k, m, p in series_list],
                              attributes)
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
@@ -112,8 +112,8 @@ def realistic_ts(rng: random.Random, start: int) -> list[int]:
     return out
 
 
-def test_long_runs_take_the_columnar_path_and_parse_the_same() -> None:
-    """Runs of 32-300 points (the engine's usual batch), standard and RL, consecutive or given
+def test_long_spans_take_the_columnar_path_and_parse_the_same() -> None:
+    """Spans of 32-300 points (the engine's usual batch), standard and RL, consecutive or given
     steps, with step 0, major step 0, NaN/inf, whole-µs/ms/s timestamps and second boundaries
     among them: ParseDict(ours) == the protobuf-built message."""
     rng = random.Random(14)
@@ -130,8 +130,8 @@ def test_long_runs_take_the_columnar_path_and_parse_the_same() -> None:
             value = rng.choice(VALUES) if rng.random() < 0.05 else rng.uniform(-1e6, 1e6)
             major = rng.choice([0, 7, rng.randrange(2**40)]) if key.rl else None
             points.append((first + i, major if key.rl else 0, value, t))
-        runs = as_runs(points, rng, key.rl)
-        body = encode_update(3, "ws", "p", "r", [(series_header(key, manual), key.rl, runs)])
+        spans = as_spans(points, rng, key.rl)
+        body = encode_update(3, "ws", "p", "r", [(series_header(key, manual), key.rl, spans)])
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
         assert parsed == expected_message(3, ("ws", "p", "r"), [(key, manual, points)], []), \
@@ -169,8 +169,8 @@ def test_points_the_fast_path_cannot_spell_next_to_each_other_and_at_the_ends() 
         (1, Points(0, [x for _, _, v, t in points for x in (v, t)]))]
     as_items: list[tuple[int | None, Any]] = [
         (None, [(0, s, None, v, t) for s, _, v, t in points])]
-    for runs in (as_column, as_items):
-        body = encode_update(3, "ws", "p", "r", [(series_header(key, False), False, runs)])
+    for spans in (as_column, as_items):
+        body = encode_update(3, "ws", "p", "r", [(series_header(key, False), False, spans)])
         parsed = json_format.ParseDict(json.loads(body), api_pb2.UpdateRunsRequest(),
                                        ignore_unknown_fields=False)
         assert parsed == expected_message(3, ("ws", "p", "r"), [(key, False, points)], [])

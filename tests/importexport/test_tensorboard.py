@@ -35,13 +35,14 @@ def test_import_stores_every_scalar_once_and_exports_typed_parquet(
         tb_logdir: Path, db_target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every scalar of three 100,000-step runs is stored with its step, value (float32, as
-    TensorBoard keeps it) and wall time; hparams become config; histograms, images and text
-    are listed as skipped; a second import adds nothing; the Parquet export reads back equal."""
+    TensorBoard keeps it) and wall time; hparams become config; histograms become histogram
+    series; images and text are listed as skipped; a second import adds nothing; the Parquet
+    export reads back equal."""
     assert main(["import", "tensorboard", str(tb_logdir), "--db", db_target]) == 0
     out = capsys.readouterr().out
-    assert "skipped 3 histograms (metrana has no histogram series yet)" in out
+    assert "histograms" not in out
     assert "skipped 2 images" in out and "skipped 1 text" in out
-    assert f"imported {3 * RUN_STEPS + 3 * RUN_STEPS // 100 + 3 + 1:,} points" in out
+    assert f"imported {3 * RUN_STEPS + 3 * RUN_STEPS // 100 + 3 + 1 + 3:,} points" in out
     stored = counts(db_target)
     assert stored == {**{(run, "train/loss"): RUN_STEPS for run in RUNS},
                       **{(run, "train/lr"): RUN_STEPS // 100 for run in RUNS},
@@ -68,6 +69,8 @@ def test_import_stores_every_scalar_once_and_exports_typed_parquet(
     assert main(["import", "tensorboard", str(tb_logdir), "--db", db_target]) == 0
     assert "imported 0 points" in capsys.readouterr().out
     assert counts(db_target) == stored
+    with client_for(db_target) as client:
+        assert len(client.fetch_histogram_series("seed-0", "weights")) == 3
 
     per_run = tmp_path / "export"
     one_file = tmp_path / "all.parquet"
@@ -138,13 +141,18 @@ def test_an_import_into_a_database_with_keys_needs_none(tmp_path: Path) -> None:
     assert sum(s["point_count"] for s in run["series"]) == 3
 
 
-def test_an_interrupted_import_completes_when_run_again(tb_logdir: Path, tmp_path: Path) -> None:
-    """Killed (SIGKILL) in the middle, then run again: every point stored exactly once."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_an_interrupted_import_completes_when_run_again(tb_logdir: Path, tmp_path: Path,
+                                                        sig: signal.Signals) -> None:
+    """Killed (SIGKILL) or interrupted (Ctrl-C) once some points are stored, then run again:
+    every point stored exactly once (histograms too)."""
     proc, url = start_serve(tmp_path / "db.sqlite3")
     db = str(tmp_path / "db.sqlite3")
+    total = 3 * (RUN_STEPS + RUN_STEPS // 100) + 4
     try:
         command = metrana_command("import", "tensorboard", str(tb_logdir), "--url", url)
-        importer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
 
         def some_stored() -> bool:
             try:
@@ -153,10 +161,13 @@ def test_an_interrupted_import_completes_when_run_again(tb_logdir: Path, tmp_pat
                 return False
 
         wait_until(some_stored, timeout=60)
-        importer.send_signal(signal.SIGKILL)
-        importer.communicate(timeout=30)
+        importer.send_signal(sig)
+        _, err = importer.communicate(timeout=60)
+        if sig == signal.SIGINT:
+            assert importer.returncode == 130, err
+            assert "interrupted; run the same command again" in err
         before = sum(counts(db).values())
-        assert 0 < before < 3 * (RUN_STEPS + RUN_STEPS // 100), "not interrupted mid-way"
+        assert 0 < before < total - 4, "not interrupted mid-way"
         again = subprocess.run(metrana_command("import", "tensorboard", str(tb_logdir), "--url",
                                                url), capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr
@@ -165,8 +176,10 @@ def test_an_interrupted_import_completes_when_run_again(tb_logdir: Path, tmp_pat
         assert after[("seed-0", "train/loss")] == after[("seed-2", "train/loss")] == RUN_STEPS
         with client_for(db) as client:
             points = client.fetch_run_points()
+            histograms = client.fetch_histogram_series("seed-0", "weights")
         assert not points.duplicated(["run", "metric", "step"]).any()
-        assert len(points) == 3 * (RUN_STEPS + RUN_STEPS // 100) + 4
+        assert len(points) == total
+        assert histograms["step"].tolist() == [0, 1, 2]
     finally:
         stop_serve(proc)
 

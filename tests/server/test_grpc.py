@@ -109,7 +109,8 @@ def status(call: Any) -> tuple[grpc.StatusCode, str]:
 
 @pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
 def test_refusals_are_statuses_with_a_message(served: tuple[ServerInfo, Stub]) -> None:
-    """A run this database does not know, an undeclared series, a kind not stored yet, traces:
+    """A run this database does not know, an undeclared series, an environment attribute
+    without its environment, traces:
     each ends the call at once with a status naming the problem."""
     info, stub = served
     assert status(lambda: stream(stub, b"0123456789abcdef")) == (
@@ -122,11 +123,11 @@ def test_refusals_are_statuses_with_a_message(served: tuple[ServerInfo, Stub]) -
     code, message = status(lambda: stream(stub, token, undeclared))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "series_id 9 was not declared" in message
     envs = update(token, 1, 2, 0, [1.0])
-    envs.env_attr_updates.add(environment_id="env-0").attributes.add(path="seed", int_value=1)
+    envs.env_attr_updates.add(environment_id="").attributes.add(path="seed", int_value=1)
     code, message = status(lambda: stream(stub, token, envs))
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert "does not store environment attributes ('env-0') yet" in message
-    assert steps(info, "refused") == [(0, 1.0)]  # the rest of that update was stored
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "env_attr_updates: environment_id must not be empty")
+    assert read_points(info, "refused") == {}  # nothing of that update was stored
     code, message = status(lambda: stub.UpdateTraces(api_pb2.UpdateTracesRequest(), timeout=30))
     assert (code, message) == (grpc.StatusCode.UNIMPLEMENTED,
                                "agent traces are not stored by metrana serve")

@@ -1,6 +1,6 @@
 """The official client (``metrana==1.11.0``, gRPC) logs into a real ``metrana serve``, and what it
 logged is read back through ``metrana.query``, point for point: scalars, RL episodes and
-environment steps, config, resume, a server killed mid-run, and the kinds not stored yet."""
+environment steps, config, environment attributes, resume, a server killed mid-run."""
 
 from __future__ import annotations
 
@@ -119,6 +119,40 @@ metrana.close()
             assert frame["step"].tolist() == [1]
             assert frame["counts"][0].tolist() == counts.tolist()
             assert frame["edges"][0].tolist() == edges.tolist()
+    finally:
+        stop_serve(proc)
+
+
+ENV_ATTRIBUTES = """
+init()
+metrana.log_rl_episode("return", 1.0, rl_step=1, env_id="cartpole-0")
+metrana.log_env_attributes("cartpole-0", {"gravity": 9.8, "level": "easy",
+                                          "physics": {"dt": 0.02, "substeps": 4}})
+metrana.log_env_attributes("cartpole-0", {"level": "hard"})
+metrana.log_env_attributes("cartpole-0", {"seed": 7, "solved": True}, episode=3)
+metrana.log_env_attributes("cartpole-1", {"gravity": 1.6})
+metrana.close()
+print("closed")
+"""
+
+
+def test_environment_attributes_of_the_official_client_are_run_attributes(
+        db_target: str, tmp_path: Path) -> None:
+    """``log_env_attributes`` (sent in UpdateRunStream's ``env_attr_updates``) is stored as run
+    attributes under ``env/<environment>/`` (an episode's under ``.../episode/<n>/``), the
+    later value of a path winning, and read back through ``metrana.query``."""
+    proc, url = start_serve(db_target)
+    try:
+        assert "closed" in ran(run_official(ENV_ATTRIBUTES, url, "run-env", cwd=tmp_path))
+        paths = ["env/cartpole-0/gravity", "env/cartpole-0/level",
+                 "env/cartpole-0/physics/dt", "env/cartpole-0/physics/substeps",
+                 "env/cartpole-0/episode/3/seed", "env/cartpole-0/episode/3/solved",
+                 "env/cartpole-1/gravity"]
+        with query(url) as client:
+            row = client.fetch_runs(attributes=paths).set_index("name").loc["run-env"]
+            assert [row[p] for p in paths] == [9.8, "hard", 0.02, 4, 7, True, 1.6]
+            assert row["status"] == "finished"
+            assert rl_points(client, "run-env", "return") == [("cartpole-0", None, 1, 0, 1.0)]
     finally:
         stop_serve(proc)
 

@@ -212,3 +212,93 @@ def test_servers_opening_a_new_sqlite_file_together_never_fail(tmp_path: Path) -
         for proc in procs:
             proc.join(60)
     assert failures == []
+
+
+def initialize_request(run: str, job: str) -> Any:
+    from metrana_protobuf.ingestion.v1.svc import api_pb2
+    from metrana_protobuf.ingestion.v1.types import run_definition_pb2
+
+    return api_pb2.InitializeRunLoggingRequest(
+        run=run_definition_pb2.Run(workspace="ws", project="proj", run_name=run,
+                                   orchestration_identifier=job),
+        create_project_if_missing=True)
+
+
+def initialize(stub: Any, run: str) -> list[Any]:
+    return list(stub.InitializeRunLogging(initialize_request(run, "job-7"), timeout=60))
+
+
+def test_two_grpc_clients_creating_one_run_on_two_servers_both_join_it(
+        two_servers: tuple[str, str], shared_db: str) -> None:
+    """Two processes of one job (one orchestration id) initialize the same run through A and B
+    at the same moment, over gRPC: one creates it, the other is told it exists *with that
+    job's id* (so the official client joins instead of refusing), and there is one run."""
+    import grpc
+    from metrana_protobuf.ingestion.v1.svc import api_pb2_grpc
+
+    channels = [grpc.insecure_channel(url.removeprefix("http://")) for url in two_servers]
+    try:
+        stubs = [api_pb2_grpc.IngestServiceStub(c) for c in channels]  # type: ignore[no-untyped-call]
+        for attempt in range(3):
+            run = f"grpc-race-{attempt}"
+            with writers_held_at(shared_db, "projects" if attempt == 0 else "runs", 2) as wait:
+                join = in_background(*(partial(initialize, stub, run) for stub in stubs))
+                wait()
+            started = [responses[0].initialized_run for responses in join()]
+            assert sorted(s.created for s in started) == [False, True]
+            assert [s.orchestration_identifier for s in started] == ["job-7", "job-7"]
+            assert started[0].run_id == started[1].run_id
+        with httpx.Client(base_url=two_servers[0]) as a:
+            names = [r["run"] for r in a.get("/api/runs").json()["runs"]]
+        assert all(names.count(f"grpc-race-{attempt}") == 1 for attempt in range(3))
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+RANK = """
+init(orchestration_id="job-9")
+rank = int(sys.argv[3])
+for i in range(100):
+    metrana.log(f"rank{rank}/loss", float(rank * 1000 + i))
+metrana.log("shared", float(rank), step=rank)
+info = metrana.close()
+print("sent", info.metrics.float_points_sent)
+"""
+
+
+def test_two_official_clients_of_one_job_on_two_servers_share_one_run(
+        two_servers: tuple[str, str], shared_db: str, tmp_path: Path) -> None:
+    """Two processes of one job, each with the official client (``metrana==1.11.0``) pointed
+    at its own server, create-or-resume the same run at the same moment: one run, both
+    processes' points stored once, and the run is closed."""
+    from metrana.query import QueryClient
+    from tests.official_client import official_python, start_official
+
+    official_python()  # the virtualenv made (or found) before the race is timed
+    with writers_held_at(shared_db, "projects", 2) as wait:
+        procs = [start_official(RANK, url, "official-race", str(rank), cwd=tmp_path)
+                 for rank, url in enumerate(two_servers)]
+        try:
+            wait()
+        except BaseException:
+            for proc in procs:
+                proc.kill()
+            raise
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "sent 101" in out
+    with QueryClient("ws", "proj", url=two_servers[1]) as client:
+        runs = client.fetch_runs().set_index("name")
+        frame = client.fetch_float_series("official-race", ["rank0/loss", "rank1/loss", "shared"])
+        listing = client.list_series("official-race")
+    assert runs.loc["official-race", "status"] == "finished"
+    assert list(runs.index).count("official-race") == 1
+    assert dict(zip(listing["metric"], listing["count"], strict=True)) == {
+        "rank0/loss": 100, "rank1/loss": 100, "shared": 2}
+    for rank in (0, 1):
+        values = frame[f"rank{rank}/loss"].dropna()
+        assert values.index.get_level_values("step").tolist() == list(range(100))
+        assert values.tolist() == [float(rank * 1000 + i) for i in range(100)]
+    assert frame["shared"].dropna().tolist() == [0.0, 1.0]
