@@ -31,6 +31,7 @@ from ._engine import EngineOptions
 from ._enums import Distributed
 from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
+from ._orchestration import export_orchestration_id
 from ._run_attributes import run_attributes
 from ._session_types import AsyncSession, Session
 from ._stats import Counters, Metrics
@@ -45,6 +46,7 @@ __all__ = [
     "get_metrics",
     "init",
     "log",
+    "log_distributed",
     "log_rl_environment_step",
     "log_rl_episode",
     "log_rl_step",
@@ -101,6 +103,7 @@ def _build(arguments: dict[str, Any], cls: type[ThreadSession] | type[TrioSessio
     init_timeout = float(options.pop("init_timeout", DEFAULT_INIT_TIMEOUT))
     config = arguments.pop("config", None)
     settings = resolve_settings(arguments)
+    export_orchestration_id(settings.orchestration_id)  # children join the same run
     attributes = [*(flatten_config(config) if config is not None else []), *attributes]
     rank = process_rank()
     if settings.distributed is Distributed.rank0 and rank is not None and rank[0] != 0:
@@ -137,6 +140,8 @@ def init(
     notes: str | None = None,
     capture_context: bool | None = None,
     system_metrics_interval: float | None = None,
+    orchestration_id: str | None = None,
+    logger_id: str | None = None,
     **options: Any,
 ) -> Session:
     """Start logging a run; every argument left as None is read from its environment variable.
@@ -150,6 +155,10 @@ def init(
     ``metrana sync`` to deliver later. ``distributed`` (env ``METRANA_DISTRIBUTED``) says what
     each process of a distributed job does: ``"auto"`` labels its series ``rank=<RANK>``,
     ``"rank0"`` logs from rank 0 only, ``"off"`` ignores the launcher's environment.
+    ``orchestration_id`` (env ``METRANA_ORCHESTRATION_ID``; else torchrun's, Slurm's or Ray's
+    job id) makes every process of one job that calls ``init()`` with the same names write one
+    run: the first creates it, the others join it; ``logger_id`` (default: the rank, else
+    ``host:pid``) names this process among the run's writers (see :func:`log_distributed`).
 
     ``tags`` (strings) are added to the run's tags and ``notes`` set its notes (the run
     attributes ``sys/tags`` and ``sys/notes``; change them later with :func:`add_tags`,
@@ -328,6 +337,15 @@ def log_rl_environment_step(metric_name: str, value: Any, rl_step: int, evaluati
     """A per-environment-step metric. See :meth:`Session.log_rl_environment_step`."""
     _current().log_rl_environment_step(metric_name, value, rl_step, evaluation, env_step,
                                        episode, env_id, labels, timestamp)
+
+
+def log_distributed(metric_name: str, value: Any, step: int, *,
+                    labels: Mapping[str, str] | None = None, scale: Any = None,
+                    evaluation: bool = False, timestamp: int | None = None) -> None:
+    """One value of a series every process of the job writes at a global step, merged by
+    the server across the processes. See :meth:`Session.log_distributed`."""
+    _current().log_distributed(metric_name, value, step, labels=labels, scale=scale,
+                               evaluation=evaluation, timestamp=timestamp)
 
 
 def log_histogram(metric_name: str, histogram: Any, step: int | None = None, *,

@@ -31,6 +31,7 @@ from ._enums import (
 )
 from ._exceptions import MetranaConfigError, NoMetranaApiKeyError
 from ._log import say
+from ._orchestration import resolve_logger_id, resolve_orchestration_id
 from ._spool import DEFAULT_SPOOL_MAX_BYTES, run_spool_dir
 
 __all__ = ["SPOOL_DIR_DEFAULT", "AggregationRule", "Settings", "SpoolDirDefault", "check_notes", "check_tags",
@@ -146,6 +147,10 @@ class Settings(BaseModel):
     notes: str | None = None
     capture_context: bool = True
     system_metrics_interval: float = Field(default=DEFAULT_SYSTEM_METRICS_INTERVAL, ge=0)
+    # The job whose processes write this run together, and this process among them
+    # (metrana._orchestration): resolved from the launcher's environment when not given.
+    orchestration_id: str | None = None
+    logger_id: str = ""
 
     def run_spool_dir(self) -> Path | None:
         """Where this run's points wait when they cannot be delivered (None: no spool)."""
@@ -177,6 +182,8 @@ _ENV = {
     "distributed": "METRANA_DISTRIBUTED",
     "capture_context": "METRANA_CAPTURE_CONTEXT",
     "system_metrics_interval": "METRANA_SYSTEM_METRICS_INTERVAL",
+    "orchestration_id": "METRANA_ORCHESTRATION_ID",
+    "logger_id": "METRANA_LOGGER_ID",
 }
 # Read elsewhere: by metrana serve and the CLI (its database and key), and by the test suite.
 _SERVER_ENV = ("METRANA_SERVER_DB", "METRANA_DB", "METRANA_SERVER_API_KEY")
@@ -388,6 +395,13 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
         values["api_key"] = SecretStr(str(values["api_key"]))
     else:
         values["api_key"] = None
+    try:
+        launchers = values.get("distributed", Distributed.auto) is not Distributed.off
+        values["orchestration_id"] = resolve_orchestration_id(
+            values.get("orchestration_id"), env, launchers=launchers)
+        values["logger_id"] = resolve_logger_id(values.get("logger_id"), env)
+    except ValueError as exc:
+        raise MetranaConfigError(str(exc)) from None
     for name in ("workspace_name", "project_name", "run_name"):
         if not isinstance(values.get(name), str) or not values[name]:
             raise MetranaConfigError(f"{name} must be a non-empty string, got {values.get(name)!r}")

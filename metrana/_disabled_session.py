@@ -57,8 +57,20 @@ class DisabledSession:
 
     # Every log call, and the run's tags, notes and config: accepted, dropped.
     log = log_rl_step = log_rl_episode = log_rl_environment_step = _ignore
-    log_histogram = log_scatter = log_scatter3d = _ignore
+    log_histogram = log_scatter = log_scatter3d = log_distributed = _ignore
     add_tags = remove_tags = set_notes = _ignore
+
+    @property
+    def joined(self) -> bool:
+        return False
+
+    @property
+    def logger_id(self) -> str:
+        return self.settings.logger_id
+
+    @property
+    def orchestration_id(self) -> str | None:
+        return self.settings.orchestration_id
 
     def _update_config(self, config: Mapping[str, Any]) -> None:
         return None

@@ -39,6 +39,7 @@ from ._delivery import Delivery, DeliveryMode
 from ._enums import CloseStrategy, ResumeStrategy
 from ._exceptions import MetranaConnectionError
 from ._inbox import Inbox
+from ._orchestration import writer_attributes
 from ._run_spool import RunSpool
 from ._series import SeriesKey
 from ._stats import Counters
@@ -84,10 +85,12 @@ class Engine:
         self.session_id = random.getrandbits(64) or 1
         self.target = RunTarget(self.session_id, settings.workspace_name, settings.project_name,
                                 settings.run_name)
+        if settings.orchestration_id is not None:  # one of a job's processes: say who
+            attributes = [*attributes, *writer_attributes(settings.logger_id, self.session_id)]
         self.spec = RunSpec(settings.workspace_name, settings.project_name, settings.run_name,
                             settings.experiment_name,
                             tuple(rule.to_wire() for rule in settings.aggregation_rules),
-                            tuple(attributes))
+                            tuple(attributes), settings.orchestration_id)
         self.errors = ErrorCollector(settings.error_strategy, counters,
                                      lambda m: say("WARNING", m), settings.error_queue_max_size)
         self.spool_dir: Path | None = settings.run_spool_dir()

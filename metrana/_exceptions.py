@@ -8,6 +8,7 @@
     ├── MetranaNotInitializedError  log() before init()
     ├── MetranaLoggerClosedError    log() after close()
     ├── MetranaRunAlreadyExistsError  resume_strategy=Never and the run exists
+    │   └── MetranaOrchestrationIdMismatchError  ... created by another job (another id)
     ├── MetranaEventQueueFullError  backpressure_strategy=Raise and the queue is full
     ├── MetranaMetricNameError      empty name or a name with whitespace (also ValueError)
     ├── MetranaMetricStepError      a step that goes backwards or mixes manual and automatic
@@ -32,6 +33,7 @@ __all__ = [
     "MetranaMetricNameError",
     "MetranaMetricStepError",
     "MetranaNotInitializedError",
+    "MetranaOrchestrationIdMismatchError",
     "MetranaRunAlreadyExistsError",
     "MetranaSpoolError",
     "NoMetranaApiKeyError",
@@ -60,6 +62,11 @@ class MetranaLoggerClosedError(MetranaError):
 
 class MetranaRunAlreadyExistsError(MetranaError):
     """The run exists and ``resume_strategy`` is ``Never``."""
+
+
+class MetranaOrchestrationIdMismatchError(MetranaRunAlreadyExistsError):
+    """The run exists, created by another job (its orchestration id differs from this
+    process's), and ``resume_strategy`` is ``Never``; the message names both ids."""
 
 
 class MetranaEventQueueFullError(MetranaError):

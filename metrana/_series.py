@@ -17,6 +17,7 @@ import attrs
 
 from ._enums import StandardMetricScale
 from ._exceptions import MetranaMetricNameError
+from ._orchestration import WRITER_LABEL
 from ._values import KIND_NAMES
 
 __all__ = [
@@ -273,6 +274,25 @@ class SeriesTable:
                     self.plain_index[name] = key.index
             else:
                 self.other[(name, scale, evaluation)] = key
+        return key
+
+    def distributed(self, name: Any, scale: Any, labels: Any, evaluation: bool,
+                    writer: str) -> SeriesKey:
+        """The series of a ``log_distributed`` call: this writer's own series of the metric,
+        labelled ``writer=<logger_id>`` instead of the rank (the server merges the writers)."""
+        cache_key = ("distributed", name, scale, evaluation, writer)  # a forked child: its own
+        key = self.other.get(cache_key) if labels is None else None
+        if key is None:
+            check_name(name)
+            pairs = label_tuple(labels, evaluation)
+            if any(k == WRITER_LABEL for k, _ in pairs):
+                raise ValueError(
+                    f"log_distributed({name!r}): the label {WRITER_LABEL!r} is set by metrana "
+                    "(this process's logger_id, init(logger_id=...)); name yours otherwise")
+            key = self._intern(SeriesKey(False, name, resolve_scale(scale),
+                                         tuple(sorted((*pairs, (WRITER_LABEL, writer))))))
+            if labels is None:
+                self.other[cache_key] = key
         return key
 
     def valued(self, name: Any, kind: int, scale: Any, labels: Any, evaluation: bool,

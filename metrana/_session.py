@@ -21,6 +21,7 @@ from ._enums import CloseStrategy, Distributed, ErrorStrategy, parse_choice
 from ._exceptions import MetranaLoggerClosedError
 from ._flatten import flatten_config
 from ._inbox import Inbox
+from ._job_summary import run_total
 from ._log import say
 from ._run_attributes import notes_change, tag_changes
 from ._series import (
@@ -201,7 +202,10 @@ class BaseSession:
         self._state = State.CLOSED
         self._final = self._snapshot() if ended_by is None else self._inbox.snapshot(wait=0.1)
         final = self._final
-        message = f"closed run {self.settings.run_name}: {final.summary()}"
+        s = self.settings
+        who = (f" (writer {s.logger_id} of job {s.orchestration_id}: this process's points)"
+               if s.orchestration_id is not None else "")
+        message = f"closed run {s.run_name}{who}: {final.summary()}"
         if ended_by is not None:
             message = f"{ended_by}: {message}"
             if final.pending:
@@ -226,6 +230,10 @@ class BaseSession:
             message += (f". {final.spooled:,} points wait in {self._engine.spool_dir}: they are "
                         f"delivered by {by}the next init() of this run, or by `metrana sync "
                         f"{self._engine.spool_dir}`")
+        if who and ended_by is None and not final.spooled:
+            total = run_total(s)  # rank 0 only: the whole run, as the server has it
+            if total is not None:
+                message += f". {total}"
         self._say(level, message)
 
     def _checked_final(self) -> Metrics:
@@ -374,6 +382,59 @@ class BaseSession:
             step = check_int(step, "step")
         self._put_point(key, step, value,
                         _time_ns() if timestamp is None else self._timestamp(timestamp))
+
+    def log_distributed(
+        self,
+        metric_name: str,
+        value: Any,
+        step: int,
+        *,
+        labels: Mapping[str, str] | None = None,
+        scale: Any = None,
+        evaluation: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        """Log one value of a series every process of the job writes, at a global ``step``
+        they agree on (``log_distributed("loss", loss, step=global_step)`` in each rank).
+
+        Each process's point is kept under its ``logger_id`` (the rank, else ``host:pid``);
+        the server serves the series merged: per step the mean across the writers, with min,
+        max and count (the dashboard's merged curve and band; ``metrana.query``'s
+        ``fetch_distributed_series``). Steps are absolute and strictly increasing per process.
+
+        Raises:
+            TypeError: the value, step or labels have the wrong type (``step`` is required).
+            ValueError: the labels use ``writer`` (metrana sets it).
+            MetranaMetricNameError: the name is empty or has whitespace.
+        """
+        if step is None:
+            raise TypeError(f"log_distributed({metric_name!r}, ...) needs step=: the global "
+                            "step every process of the job logs this value at")
+        if self._state is State.FORKED:
+            self._not_open()  # a forked child's engine, and its own logger_id, first
+        key = self._table.distributed(metric_name, scale, labels, evaluation,
+                                      self.settings.logger_id)
+        if type(value) is not float:
+            value = coerce_value(value, key.name)
+        self._put_point(key, check_int(step, "step"), value,
+                        _time_ns() if timestamp is None else self._timestamp(timestamp))
+
+    @property
+    def logger_id(self) -> str:
+        """This process's name among the run's writers (``init(logger_id=...)``)."""
+        return self.settings.logger_id
+
+    @property
+    def orchestration_id(self) -> str | None:
+        """The job this process belongs to (None: not part of one); see ``init()``."""
+        return self.settings.orchestration_id
+
+    @property
+    def joined(self) -> bool:
+        """True when another process of the same job had created the run and this one
+        joined it (not a rerun)."""
+        creator = self._engine.creator
+        return creator is not None and creator.joined
 
     def log_histogram(
         self,

@@ -9,6 +9,7 @@ forked child's fresh engine; and closing at process exit when nobody did.
 from __future__ import annotations
 
 import multiprocessing.util as _mp_util
+import os
 import threading
 import time
 import weakref
@@ -319,7 +320,10 @@ class ThreadSession(BaseSession):
     def _restart_in_child(self) -> None:
         """A forked child's first call: its own engine, connection and session (its points
         are appended after the parent's by the server)."""
-        self.settings = self.settings.model_copy(update={"resume_strategy": ResumeStrategy.Allow})
+        # Another writer of the run than its parent: its log_distributed points apart.
+        self.settings = self.settings.model_copy(update={
+            "resume_strategy": ResumeStrategy.Allow,
+            "logger_id": f"{self.settings.logger_id}:{os.getpid()}"})
         self._attributes = []
         self._check_reruns = False  # it logs alongside its parent: not a rerun of the run
         self._final = None

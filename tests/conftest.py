@@ -136,6 +136,11 @@ def clean_metrana(monkeypatch: pytest.MonkeyPatch, spool_root: Path) -> Iterator
     for name in list(os.environ):
         if name.startswith("METRANA_"):
             monkeypatch.delenv(name)
+    # init() exports the job's id for children: undone after the test, as is a launcher's
+    # job id the suite itself may run under (a Slurm allocation).
+    for name in ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID",
+                 "SLURM_STEP_ID", "RAY_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("METRANA_SPOOL_DIR", str(spool_root))
     for name, value in QUIET_ENV.items():
         monkeypatch.setenv(name, value)

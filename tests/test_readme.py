@@ -114,7 +114,10 @@ EXPECTED: dict[tuple[str, str, int], dict[str, int | None]] = {
         "readme/snippets/histograms-and-scatter-plots-1": 0},
     # The offline example; the test then runs the `metrana sync --url` the page shows next.
     ("guarantees.md", "Offline mode", 0): {"ws/p/offline-001": 1},
+    ("README.md", "Distributed training", 0): {"ws/p/ddp-job": 200},
     ("distributed.md", "Distributed training", 0): {"ws/p/ddp-1": 1},
+    ("distributed.md", "One run per job", 0): {"ws/p/job-run": 40},
+    ("distributed.md", "Reading a merged series back", 0): {"ws/p/merged-read": 6},
     ("integrations.md", "Integrations", 0): {"ws/p/cartpole-1": None},
     ("integrations.md", "Integrations", 1): {"readme/snippets/integrations-2": None},
     ("integrations.md", "Integrations", 2): {"ws/p/ppo-1": None},

@@ -24,6 +24,7 @@ from .._exceptions import (
     MetranaApiError,
     MetranaConnectionError,
     MetranaError,
+    MetranaOrchestrationIdMismatchError,
     MetranaRunAlreadyExistsError,
 )
 from .._scheme import TLS_SERVER, speaks_tls, wrong_scheme_advice
@@ -52,6 +53,7 @@ class RunSpec:
     experiment: str | None = None
     aggregation_rules: tuple[dict[str, Any], ...] = ()
     attributes: tuple[dict[str, Any], ...] = ()
+    orchestration_id: str | None = None  # the job whose processes write the run together
 
     @property
     def name(self) -> str:
@@ -62,37 +64,70 @@ class RunSpec:
         return {"workspace": self.workspace, "project": self.project, "run_name": self.run_name,
                 "experiment": self.experiment, "ingestion_url": ingestion_url,
                 "aggregation_rules": list(self.aggregation_rules),
-                "attributes": list(self.attributes)}
+                "attributes": list(self.attributes), "orchestration_id": self.orchestration_id}
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> RunSpec:
         return cls(manifest["workspace"], manifest["project"], manifest["run_name"],
                    manifest.get("experiment"), tuple(manifest.get("aggregation_rules") or ()),
-                   tuple(manifest.get("attributes") or ()))
+                   tuple(manifest.get("attributes") or ()), manifest.get("orchestration_id"))
 
     def create_body(self) -> bytes:
         run: dict[str, Any] = {"workspace": self.workspace, "project": self.project,
                                "runName": self.run_name}
         if self.experiment:
             run["experiment"] = self.experiment
+        if self.orchestration_id:
+            run["orchestrationIdentifier"] = self.orchestration_id
         body: dict[str, Any] = {"run": run, "createProjectIfMissing": True}
         if self.aggregation_rules:
             body["aggregationRules"] = list(self.aggregation_rules)
         return json.dumps(body).encode()
 
 
+CREATED, JOINED, RESUMED = "created", "joined", "resumed"
+
+
+def _creator_job(response: httpx.Response) -> str | None:
+    """The orchestration id a 409 says the run was created with ("" for none; None when the
+    service does not say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    found = body.get("orchestrationIdentifier") if isinstance(body, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _jobs(ours: str | None, theirs: str | None) -> str:
+    """Both jobs' ids, for a message about a run another job created."""
+    return (f"it was created by job {theirs or '(none)'!s}, and this process belongs to job "
+            f"{ours or '(none)'!s}")
+
+
 async def create_run(post: Post, spec: RunSpec, session_id: int, *,
-                     refuse_existing: bool = False) -> bool:
-    """Create the run (or find it) and send its config; True when it already existed.
+                     refuse_existing: bool = False) -> tuple[str, str | None]:
+    """Create the run (or find it) and send its config. Returns :data:`CREATED`,
+    :data:`JOINED` (it exists, created by another process of this job: same orchestration id)
+    or :data:`RESUMED` (it exists from before: a rerun), and the job that created an existing
+    run ("" for none, None when the service does not say).
 
     Raises:
-        MetranaRunAlreadyExistsError: it exists and ``refuse_existing``.
+        MetranaRunAlreadyExistsError: it exists from before and ``refuse_existing``.
         MetranaApiError: the service refused, or the URL is not a Metrana service.
         MetranaConnectionError: from ``post``, when the service cannot be reached.
     """
     response = await post("/runs", spec.create_body())
     resumed = response.status_code == 409
-    if resumed and refuse_existing:
+    theirs = _creator_job(response) if resumed else None
+    joined = resumed and bool(spec.orchestration_id) and theirs == spec.orchestration_id
+    if resumed and refuse_existing and not joined:
+        if spec.orchestration_id and theirs is not None:
+            raise MetranaOrchestrationIdMismatchError(
+                f"run {spec.name} already exists: {_jobs(spec.orchestration_id, theirs)}, and "
+                "resume_strategy is Never; give this job another run_name (or the same "
+                "orchestration_id in every process of one job), or resume_strategy='Allow' "
+                "to add to that run")
         raise MetranaRunAlreadyExistsError(
             f"run {spec.name} already exists and resume_strategy is Never; choose another "
             "run_name or resume_strategy='Allow'")
@@ -123,7 +158,7 @@ async def create_run(post: Post, spec: RunSpec, session_id: int, *,
             raise MetranaApiError(
                 f"sending the config of run {spec.name} failed with HTTP "
                 f"{response.status_code}: {response.text[:500]}", status=response.status_code)
-    return resumed
+    return (JOINED if joined else RESUMED if resumed else CREATED), theirs
 
 
 class RunCreator:
@@ -152,6 +187,7 @@ class RunCreator:
         self.on_done: Callable[[], None] = lambda: None  # told the same (thread-mode init())
         self.error: BaseException | None = None
         self.resumed = False
+        self.joined = False  # it exists, created by another process of the same job
         self.unreachable: str | None = None  # why the service could not be reached, if so
         self.joins_parent = False  # a forked worker's session of its parent's run: it exists
         self.side: trio.Nursery | None = None  # where the scheme check runs (set by the engine)
@@ -212,19 +248,25 @@ class RunCreator:
         """Create the run unless it exists already (Recovery calls this before replaying)."""
         if self._delivery.run_ready.is_set():
             return
-        self.resumed = await create_run(lambda path, body: self._post(persistent, path, body),
-                                        self._spec, self._session_id,
-                                        refuse_existing=self._refuse_existing)
+        outcome, theirs = await create_run(
+            lambda path, body: self._post(persistent, path, body), self._spec,
+            self._session_id, refuse_existing=self._refuse_existing)
+        self.joined = outcome == JOINED
+        self.resumed = outcome != CREATED
         self.unreachable = None
         self._delivery.run_created()
-        if self.resumed and self.joins_parent:
+        ours = self._spec.orchestration_id
+        if self.joined:
+            self._say("DEBUG", f"joined run {self._spec.name} of job {ours} (pid {os.getpid()})")
+        elif self.resumed and self.joins_parent:
             # The parent created it a moment ago: not a resume, nothing the user must know.
             self._say("DEBUG", f"forked worker (pid {os.getpid()}) joined run {self._spec.name}")
         elif self.resumed:
             self._say("SUCCESS", f"resuming run {self._spec.name}, which already exists at "
                                  f"{self._service_url()}: new points of its series are "
                                  "stored after the ones it has (resume_strategy='Never' refuses "
-                                 "instead)")
+                                 "instead)" + (f"; {_jobs(ours, theirs)}" if ours and theirs is not None
+                                              else ""))
         else:
             self._say("DEBUG", f"run {self._spec.name} created")
 

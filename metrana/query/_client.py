@@ -569,3 +569,29 @@ class QueryClient:
             run=run, metric=metric, scale=scale, evaluation=evaluation, n=buckets_count,
             start=start, end=end))
         return _frames.band_frame(answer)
+
+    def fetch_distributed_series(self, run: str, metric: str, *, labels: Mapping[str, str] | None = None,
+                                 buckets_count: int = 1000, start: int | None = None,
+                                 end: int | None = None, scale: str | None = None) -> pd.DataFrame:
+        """A series every process of a job wrote with ``log_distributed``, merged across
+        its writers: per step the ``mean`` across writers, their ``min``, ``max``, ``std``
+        and ``count`` (how many writers' points).
+
+        Each row is one step when ``buckets_count`` is at least the number of steps in
+        [start, end] and the range holds at most 50,000 points (every writer's); beyond that a
+        row is a bucket of steps holding a 128-point block of each writer (the mean of every
+        writer's points in it; min, max and count exact), so there may be fewer rows.
+        Each writer's own points: :meth:`fetch_float_series` (its series has the label
+        ``writer``).
+
+        Returns:
+            Index ``step`` (each bucket's first step); columns ``mean``, ``std``, ``min``,
+            ``max``, ``count``, ``timestamp``; ``attrs["writers"]``: the writers' ids.
+        """
+        answer = self._transport.call("merged", self._body(
+            run=run, metric=metric, labels=dict(labels) if labels else None, scale=scale,
+            n=buckets_count, start=start, end=end))
+        frame = _frames.band_frame(answer)
+        frame.index.name = "step"
+        frame.attrs["writers"] = [w["writer"] for w in answer["writers"]]
+        return frame

@@ -137,11 +137,13 @@ _parse_update = compile_message(descriptor(f"{PACKAGE}.svc.UpdateRunsRequest"))
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None,
+                 fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.fields = fields or {}  # added to the error body (a 409's orchestration id)
 
 
 _REASONS = {
@@ -228,7 +230,7 @@ class IngestApp:
         try:
             status, payload, extra = await self._route(scope, receive)
         except HTTPError as exc:
-            status, payload = exc.status, _error(exc.status, exc.message)
+            status, payload = exc.status, {**_error(exc.status, exc.message), **exc.fields}
             if exc.retry_after is not None:
                 extra.append((b"retry-after", str(exc.retry_after).encode()))
             if exc.status == 401:
@@ -274,7 +276,8 @@ class IngestApp:
         except Throttled as exc:
             raise HTTPError(429, str(exc), retry_after=exc.retry_after) from None
         except Conflict as exc:
-            raise HTTPError(409, str(exc)) from None
+            raise HTTPError(409, str(exc), fields={
+                "orchestrationIdentifier": exc.orchestration_id}) from None
         except Gone as exc:
             raise HTTPError(410, str(exc)) from None
         except NotFound as exc:

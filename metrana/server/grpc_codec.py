@@ -17,6 +17,11 @@ Pure functions and small records, no I/O: :mod:`.grpc_ingest` owns the connectio
   EPISODE scale, its episodes) from 0 within each ``rl_step``, and the server continues them
   across rl_steps. What the store keeps is the flat number, as HTTP/JSON clients send it: the
   points of rl_step ``r`` start at :class:`RlBase`'s base for ``r``.
+- **log_distributed**: the official client declares its series
+  ``ORDERING_MODE_ABSOLUTE_UNORDERED`` and marks nothing else; each process's points are
+  stored as our own client's ``log_distributed`` stores them, a series of the process's own
+  labelled ``writer=<logger_id>`` (:func:`writer_name`), which the merged read route, the
+  dashboard and ``metrana.query`` serve merged across writers.
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ from metrana_protobuf.common.v1 import series_pb2
 from metrana_protobuf.ingestion.v1.svc import api_pb2
 from metrana_protobuf.ingestion.v1.types import updates_pb2
 
+from .._orchestration import WRITER_LABEL
 from .columnar import PointColumns
 from .ingest import RunKey
 
 __all__ = ["FrameReader", "GrpcError", "RlBase", "Status", "convert_update",
-           "frame", "init_responses", "labels_text", "run_token", "trailers"]
+           "frame", "init_responses", "labels_text", "run_token", "trailers", "writer_name"]
 
 SERVICE = "metrana_protobuf.ingestion.v1.svc.IngestService"
 ORDERED = updates_pb2.ORDERING_MODE_ABSOLUTE_ORDERED
+UNORDERED = updates_pb2.ORDERING_MODE_ABSOLUTE_UNORDERED  # the official client's log_distributed
 _HEADER = struct.Struct(">BI")
 
 
@@ -148,13 +155,21 @@ def labels_text(labels: dict[str, str]) -> str:
     return "&".join(f"{k}={labels[k]}" for k in sorted(labels))
 
 
+def writer_name(logger_id: int, session: int = 0) -> str:
+    """The writer a process is: its ``logger_id`` (``init(logger_id=...)``, random per process
+    unless pinned; ``InitializeRunLogging``, the update stream's first message and
+    ``UpdateRuns`` carry it), else its logger session."""
+    return str(logger_id or session)
+
+
 # --------------------------------------------------------------------------- InitializeRunLogging
 
-def init_responses(run: dict[str, Any], token: bytes, created: bool, orchestration: str
-                   ) -> list[Any]:
+def init_responses(run: dict[str, Any], token: bytes, created: bool, orchestration: str,
+                   writer: str) -> list[Any]:
     """What InitializeRunLogging streams back for ``run`` (:meth:`.Store.get_run`'s dict): the
     run, then each series' last step, each environment's last rl_step and episode, and each RL
-    metric's declaration, each part closed by ``is_last``."""
+    metric's declaration, each part closed by ``is_last``. Of a ``log_distributed`` metric,
+    ``writer``'s own series only, as the client declared it (without the ``writer`` label)."""
     response = api_pb2.InitializeRunLoggingResponse
     started = response.InitializedRun(created=created, run_id=token,
                                       orchestration_identifier=orchestration)
@@ -168,9 +183,13 @@ def init_responses(run: dict[str, Any], token: bytes, created: bool, orchestrati
         ordering = updates_pb2.OrderingMode.Value(series["ordering"]) \
             if series["ordering"] in updates_pb2.OrderingMode.keys() else ORDERED
         if series["kind"] == "standard":
+            labels = dict(series["labels"])
+            if ordering == UNORDERED and WRITER_LABEL in labels:
+                if labels.pop(WRITER_LABEL) != writer:
+                    continue  # another process's points of a log_distributed metric
             steps.append(response.LastLoggedSteps.SeriesInfo(
                 metric_name=series["metric_name"], scale=series["scale"],
-                flat_labels=labels_text(series["labels"]), ordering=ordering,
+                flat_labels=labels_text(labels), ordering=ordering,
                 last_step=int(series["last_step"]), value_kind=series_pb2.SERIES_VALUE_KIND_FLOAT))
             continue
         env = envs.setdefault(series["environment_id"], [0, 0])
@@ -304,9 +323,16 @@ class _Declared:
 
 
 class Declarations:
-    """The series a stream declared (``declaration_id`` → identity); ids are per stream."""
+    """The series a stream declared (``declaration_id`` → identity); ids are per stream.
 
-    def __init__(self) -> None:
+    ``writer`` is the stream's process (:func:`writer_name`): a series it declares unordered
+    (``log_distributed``) is its own, labelled ``writer=<writer>``, as our client's
+    ``log_distributed`` labels it, so processes logging the same steps never collide and the
+    server serves the metric merged across them.
+    """
+
+    def __init__(self, writer: str) -> None:
+        self.writer = writer
         self._by_id: dict[int, _Declared] = {}
 
     def add(self, declarations: Any) -> None:
@@ -314,8 +340,14 @@ class Declarations:
             if not d.metric_name or not d.scale:
                 raise GrpcError(Status.INVALID_ARGUMENT, f"series declaration {d.declaration_id} "
                                 "needs a metric_name and a scale")
-            self._by_id[d.declaration_id] = _Declared(d.metric_name, d.scale, dict(d.labels),
-                                                      d.ordering)
+            labels = dict(d.labels)
+            if d.ordering == UNORDERED:
+                if labels.get(WRITER_LABEL, self.writer) != self.writer:
+                    raise GrpcError(Status.INVALID_ARGUMENT, f"log_distributed({d.metric_name!r}):"
+                                    f" the label {WRITER_LABEL!r} is set by metrana serve (this "
+                                    f"process's logger_id, {self.writer}); name yours otherwise")
+                labels[WRITER_LABEL] = self.writer
+            self._by_id[d.declaration_id] = _Declared(d.metric_name, d.scale, labels, d.ordering)
 
     def get(self, series_id: int) -> _Declared:
         found = self._by_id.get(series_id)

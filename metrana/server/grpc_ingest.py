@@ -62,6 +62,7 @@ from .grpc_codec import (
     parse,
     run_token,
     trailers,
+    writer_name,
 )
 from .ingest import RunKey
 from .request import client_address, server_port
@@ -199,7 +200,7 @@ class GrpcIngest:
         token = run_token(key.workspace, key.project, key.run_name, int(run["created_ns"]))
         self._tokens[token] = key
         orchestration = run["attributes"].get(ORCHESTRATION_PATH, {}).get("value", "")
-        return init_responses(run, token, created, str(orchestration))
+        return init_responses(run, token, created, str(orchestration), writer_name(request.logger_id))
 
     async def _create_run(self, principal: Principal, messages: AsyncIterator[bytes],
                           send: _Sender) -> None:
@@ -238,7 +239,7 @@ class GrpcIngest:
 
     async def _update_run_stream(self, principal: Principal, messages: AsyncIterator[bytes],
                                  send: _Sender) -> None:
-        declarations = Declarations()
+        declarations = Declarations("")
         run: RunKey | None = None
         token = b""
         rl_base: RlBase | None = None
@@ -249,6 +250,9 @@ class GrpcIngest:
                     raise GrpcError(Status.INVALID_ARGUMENT,
                                     "the stream's first message must carry run_id")
                 token = request.run_id
+                if not declarations.writer:  # the stream's process, named by its first message
+                    declarations.writer = writer_name(request.logger_id,
+                                                      request.logger_session_id)
                 run = await trio.to_thread.run_sync(self._resolve, token)
                 principal.require_in(LOG, [run.workspace])
                 rl_base = RlBase(_StoredRl(self.store, run))
@@ -279,7 +283,9 @@ class GrpcIngest:
             key = _run_key(update)
             shim = _StreamingShape(update, request.logger_session_id)
             async with self._limiter:
-                await trio.to_thread.run_sync(self._store_update, key, shim, Declarations(),
+                await trio.to_thread.run_sync(self._store_update, key, shim,
+                                              Declarations(writer_name(
+                                                  request.logger_id, request.logger_session_id)),
                                               RlBase(_StoredRl(self.store, key)),
                                               principal.writer)
         await send(api_pb2.UpdateRunsResponse(operation_id=str(uuid.uuid4())))

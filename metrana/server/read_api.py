@@ -66,6 +66,7 @@ added to :data:`ROUTES` is covered as it is; a route without a workspace is decl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -253,6 +254,21 @@ def _band(store: Store, body: dict[str, Any]) -> Any:
         scale=_optional(body, "scale", str, "a string such as 'EPISODE'"),
         evaluation=_optional(body, "evaluation", bool, "true, false or null"),
         environment=_optional(body, "environment", str, "an environment id (a string)"))
+
+
+def _merged(store: Store, body: dict[str, Any]) -> Any:
+    """A log_distributed series merged across writers, in ``n`` buckets of steps (a bucket
+    per step when [start, end] spans at most ``n`` steps)."""
+    metric = _text(body, "metric")
+    labels = _optional(body, "labels", dict, "an object of label names to values, or null")
+    if labels is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                      for k, v in labels.items()):
+        raise QueryError("'labels' is an object of label names to values (strings)")
+    n = _int(body, "n", 1000, 1, MAX_BUCKETS)
+    assert n is not None
+    return store.merged(*_run_names(body), metric, labels=labels or {},
+                        scale=_optional(body, "scale", str, "a string such as 'ML_STEP'"),
+                        n=n, start=_int(body, "start"), end=_int(body, "end"))
 
 
 # ------------------------------------------------------------------- a project's runs
@@ -492,6 +508,7 @@ ROUTES: dict[str, Route] = {
     "many_runs": _many_runs,
     "many_runs_buckets": _many_runs_buckets,
     "band": _band,
+    "merged": _merged,
     "series": _series,
     "runs": _runs,
     "project": _project,
@@ -574,6 +591,16 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
                         "evaluation": None if evaluation is None
                         else evaluation.lower() in ("1", "true", "yes"),
                         **{k: numbers.get(k) for k in ("n", "start", "end")}}
+    if rest == ["merged"]:  # a log_distributed series merged across its writers
+        labels = _param(query, "labels")
+        try:
+            parsed = json.loads(labels) if labels else None
+        except ValueError:
+            raise QueryError("query parameter 'labels' is a JSON object of label names to "
+                             "values") from None
+        return "merged", {**body, "metric": _param(query, "metric"),
+                          "scale": _param(query, "scale"), "labels": parsed,
+                          **{k: numbers.get(k) for k in ("n", "start", "end")}}
     if rest == ["values"]:  # histogram and scatter series
         return "value_series", body
     if len(rest) == 3 and rest[0] == "values" and rest[2] in ("chart", "at"):

@@ -109,6 +109,7 @@ def test_a_disabled_rank_gets_a_null_object_that_is_a_session_and_does_nothing(
     metrana.log("loss", 2.0)
     run.log_rl_episode("return", 1.0, rl_step=1, env_id="env-0")
     run.log_histogram("weights", [1.0, 2.0, 3.0], step=0)
+    run.log_distributed("loss", 1.0, step=0)
     run.add_tags("a")
     run.set_notes("n")
     run.flush()

@@ -101,6 +101,57 @@ def test_http_json_and_grpc_runs_side_by_side(served: tuple[ServerInfo, Stub]) -
     assert steps(info, "both") == [(0, 0.5), (1, 0.25), (2, 0.125)]
 
 
+def distributed(token: bytes, session: int, seq: int, steps: list[int], values: list[float],
+                labels: dict[str, str] | None = None) -> Any:
+    """What the official client's ``log_distributed`` sends: a series declared unordered."""
+    return api_pb2.UpdateRunRequest(
+        run_id=token, logger_session_id=session, sequence_number=seq,
+        series_declarations=[updates_pb2.SeriesDeclaration(
+            metric_name="loss", scale="ML_STEP", declaration_id=4, labels=labels or {},
+            ordering=updates_pb2.ORDERING_MODE_ABSOLUTE_UNORDERED)],
+        series=[updates_pb2.StreamingSeriesUpdate(series_id=4, point_batches=[
+            updates_pb2.PointBatch(values=values, steps=steps,
+                                   timestamp_millis=1_700_000_000_000)])])
+
+
+def writer_stream(stub: Stub, token: bytes, logger_id: int, *updates: Any) -> list[Any]:
+    """A stream as the official client opens it: the first message names the process."""
+    opening = api_pb2.UpdateRunRequest(run_id=token, logger_id=logger_id)
+    return list(stub.UpdateRunStream(iter([opening, *updates]), timeout=30))
+
+
+def test_log_distributed_over_grpc_is_a_series_per_writer_served_merged(
+        served: tuple[ServerInfo, Stub]) -> None:
+    """Two processes (logger_id 7 and 9) send a series declared ORDERING_MODE_ABSOLUTE_UNORDERED
+    at the same steps: each is stored as its own series labelled ``writer=<logger_id>`` (as our
+    client's log_distributed), an update resent on a new stream is stored once, the merged read
+    has both writers at every step, and a process initializing again learns its own last step
+    only."""
+    from metrana.query import QueryClient
+
+    info, stub = served
+    token = initialize(stub, "dist")
+    first = distributed(token, 70, 256, [0, 1], [1.0, 2.0])
+    writer_stream(stub, token, 7, first)
+    writer_stream(stub, token, 7, first, distributed(token, 70, 512, [2], [3.0]), first)
+    writer_stream(stub, token, 9, distributed(token, 90, 256, [0, 1], [5.0, 6.0]))
+    with QueryClient("ws", "proj", url=info.url) as client:
+        merged = client.fetch_distributed_series("dist", "loss")
+        assert sorted(merged.attrs["writers"]) == ["7", "9"]
+        assert merged.index.tolist() == [0, 1, 2]
+        assert merged["count"].tolist() == [2, 2, 1]
+        assert merged["mean"].tolist() == [3.0, 4.0, 3.0]
+        assert (merged["min"].tolist(), merged["max"].tolist()) == ([1.0, 2.0, 3.0],
+                                                                     [5.0, 6.0, 3.0])
+        seven = client.fetch_float_series("dist", "loss", labels={"writer": "7"})
+        assert seven["loss"].tolist() == [1.0, 2.0, 3.0]
+    request = api_pb2.InitializeRunLoggingRequest(
+        run=run_definition_pb2.Run(workspace="ws", project="proj", run_name="dist"),
+        resume_policy=api_pb2.RESUME_POLICY_ALLOW, logger_id=9)
+    (series,) = list(stub.InitializeRunLogging(request, timeout=30))[1].last_logged_steps.series
+    assert (series.metric_name, series.flat_labels, series.last_step) == ("loss", "", 1)
+
+
 def status(call: Any) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as raised:
         call()
@@ -128,6 +179,11 @@ def test_refusals_are_statuses_with_a_message(served: tuple[ServerInfo, Stub]) -
     assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
                                "env_attr_updates: environment_id must not be empty")
     assert read_points(info, "refused") == {}  # nothing of that update was stored
+    mislabelled = distributed(token, 1, 3, [0], [1.0], labels={"writer": "mine"})
+    code, message = status(lambda: writer_stream(stub, token, 12, mislabelled))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "log_distributed('loss'): the "
+                               "label 'writer' is set by metrana serve (this process's logger_id,"
+                               " 12); name yours otherwise")
     code, message = status(lambda: stub.UpdateTraces(api_pb2.UpdateTracesRequest(), timeout=30))
     assert (code, message) == (grpc.StatusCode.UNIMPLEMENTED,
                                "agent traces are not stored by metrana serve")

@@ -89,11 +89,67 @@ def test_the_official_client_logs_scalars_rl_and_config(db_target: str, tmp_path
             assert (row["config/lr"], row["config/optimizer/name"]) == (0.001, "adam")
             assert (row["config/optimizer/betas/1"], row["config/epochs"]) == (0.99, 3)
             assert row["status"] == "finished"
-            grad = client.fetch_float_series("run-1", "grad_norm")
-            assert grad["grad_norm"].to_dict() == {("run-1", 2): 2.5, ("run-1", 4): 1.5}
+            grad = client.fetch_distributed_series("run-1", "grad_norm")  # one writer
+            assert grad["mean"].to_dict() == {2: 2.5, 4: 1.5}
+            assert grad["count"].tolist() == [1, 1]
         attributes = httpx.get(f"{url}/api/runs/ws/proj/run-1").json()["attributes"]
         assert attributes["sys/tags"]["value"] == ["baseline", "mnist", "sweep"]
         assert attributes["sys/description"]["value"] == "first try"
+    finally:
+        stop_serve(proc)
+
+
+DISTRIBUTED = """
+rank = int(sys.argv[4])
+init(orchestration_id=sys.argv[3], logger_id=100 + rank, resume_strategy="never")
+for step in range(200):
+    metrana.log_distributed("loss", np.sin(0.05 * step + rank) + rank, step=step)
+    metrana.log("throughput", 100.0 * rank + step, labels={"rank": str(rank)})
+info = metrana.close()
+print("sent", info.metrics.float_points_sent)
+"""
+
+
+def distributed_values(rank: int) -> list[float]:
+    """What process ``rank`` of DISTRIBUTED logs at steps 0..199, as the client sends it."""
+    return f32([float(np.sin(0.05 * step + rank) + rank) for step in range(200)])
+
+
+def test_log_distributed_of_three_official_client_processes_is_served_merged(
+        db_target: str, tmp_path: Path) -> None:
+    """Three processes of one job (one orchestration id) each ``log_distributed`` the same 200
+    steps and ``log`` a metric of their own: one run, whose merged ``loss`` has each step from
+    the three writers, its mean, min and max those of the values logged; each process's own
+    points and its ``log()`` series are kept as they were sent."""
+    proc, url = start_serve(db_target)
+    try:
+        job = f"job-{tmp_path.name}"
+        writers = [start_official(DISTRIBUTED, url, "ddp", job, str(rank), cwd=tmp_path)
+                   for rank in range(3)]
+        for writer in writers:
+            out, err = writer.communicate(timeout=180)
+            assert writer.returncode == 0, f"official client failed:\n{out}\n{err}"
+            assert "sent 400" in out
+        logged = np.array([distributed_values(rank) for rank in range(3)])
+        with query(url) as client:
+            runs = client.fetch_runs()
+            assert runs["name"].tolist() == ["ddp"]
+            assert runs["status"].tolist() == ["finished"]
+            merged = client.fetch_distributed_series("ddp", "loss")
+            assert sorted(merged.attrs["writers"]) == ["100", "101", "102"]
+            assert merged.index.tolist() == list(range(200))
+            assert merged["count"].tolist() == [3] * 200
+            np.testing.assert_allclose(merged["mean"], logged.mean(axis=0), rtol=1e-12)
+            assert merged["min"].tolist() == logged.min(axis=0).tolist()
+            assert merged["max"].tolist() == logged.max(axis=0).tolist()
+            for rank in range(3):
+                own = client.fetch_float_series("ddp", "loss", labels={"writer": str(100 + rank)})
+                assert own["loss"].tolist() == logged[rank].tolist()
+                throughput = client.fetch_float_series("ddp", "throughput",
+                                                       labels={"rank": str(rank)})
+                assert throughput.index.get_level_values("step").tolist() == list(range(200))
+                assert throughput["throughput"].tolist() == [100.0 * rank + s
+                                                             for s in range(200)]
     finally:
         stop_serve(proc)
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from ..._orchestration import WRITER_LABEL
 from ..api_keys import KeyRecord
 from ..errors import Conflict, NotFound, QueryError, SchemaError, Unprocessable
 from . import keys, liveness, manage, read, values, views, write
@@ -157,7 +158,8 @@ class Store:
             series = read.series_of_run(tx, run.id)
             status = self._statuses(tx, [run.id], now)[run.id]
             writers = keys.writers_of(tx, run.id)
-        return views.run_detail(run, attributes, series, status, writers)
+            processes = liveness.processes(tx, run.id, attributes)
+        return views.run_detail(run, attributes, series, status, writers, processes)
 
     # ------------------------------------------------------ histograms and point clouds
 
@@ -214,11 +216,13 @@ class Store:
             found = []
             for workspace, project, run_name in names:
                 run = read.run(tx, workspace, project, run_name)
-                found.append((run, read.attributes_of(tx, run.id), read.series_of_run(tx, run.id),
+                attributes = read.attributes_of(tx, run.id)
+                found.append((run, attributes, read.series_of_run(tx, run.id),
                               self._statuses(tx, [run.id], now)[run.id],
-                              keys.writers_of(tx, run.id)))
-        return [views.run_detail(run, attributes, series, status, writers)
-                for run, attributes, series, status, writers in found]
+                              keys.writers_of(tx, run.id),
+                              liveness.processes(tx, run.id, attributes)))
+        return [views.run_detail(run, attributes, series, status, writers, processes)
+                for run, attributes, series, status, writers, processes in found]
 
     def changed_series(self, workspace: str, project: str, run_name: str, since_ns: int
                        ) -> dict[str, Any]:
@@ -383,6 +387,32 @@ class Store:
             band = read.buckets(tx, ids, n, start, end, spread=True)
         return views.encoded({"metric": metric, "series": len(ids),
                               **views.spelt_buckets(band)})
+
+    def merged(self, workspace: str, project: str, run_name: str, metric: str, *,
+               labels: dict[str, str], scale: str | None, n: int, start: int | None,
+               end: int | None) -> bytes:
+        """A ``log_distributed`` series merged across its writers (the series of ``metric``
+        with these ``labels`` plus a ``writer`` label, one per writer) into at most ``n``
+        buckets of steps: mean, min, max, std and count (the writers' points in the bucket;
+        with a bucket per step, the mean across writers at that step). ``writers``: each
+        writer's series id, for the per-writer lines. NotFound if there is none."""
+        with self.db.read() as tx:
+            run = read.run(tx, workspace, project, run_name)
+            writers: list[tuple[str, int]] = []
+            for series_id, series_scale, text in read.standard_series_of(tx, run.id, metric):
+                series_labels = json.loads(text)
+                writer = series_labels.pop(WRITER_LABEL, None)
+                if (writer is not None and series_labels == labels
+                        and (scale is None or series_scale == scale)):
+                    writers.append((str(writer), series_id))
+            if not writers:
+                raise NotFound(f"run {workspace}/{project}/{run_name} has no series {metric!r}"
+                               f" logged with log_distributed (labels {labels})")
+            merged = read.buckets(tx, [series_id for _, series_id in writers], n, start, end,
+                                  spread=True, merged=True)
+        return views.encoded({"metric": metric, "labels": labels,
+                              "writers": [{"writer": w, "series_id": i} for w, i in writers],
+                              **views.spelt_buckets(merged)})
 
     # ------------------------------------------------------------ a project's runs
 

@@ -25,12 +25,20 @@ speaking, though its process is gone.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from ..ingest import signed_session
 from .database import Tx
 from .filters import STATUS_PATH, Compiled
 
-__all__ = ["DEFAULT_HEARTBEAT_TIMEOUT_S", "STATES", "STATUS_PATH", "heard_from", "status_sql", "statuses"]
+__all__ = ["DEFAULT_HEARTBEAT_TIMEOUT_S", "STATES", "STATUS_PATH", "WRITERS_PREFIX", "heard_from",
+           "processes", "status_sql", "statuses"]
 
 DEFAULT_HEARTBEAT_TIMEOUT_S = 120.0
+# Each process of a job says who it is when it joins: sys/writers/<logger id>/host and
+# /session (its writer session, as a decimal string), attributes of the run.
+WRITERS_PREFIX = "sys/writers/"
 STATES = ("running", "finished", "crashed")
 
 
@@ -86,3 +94,31 @@ def heard_from(tx: Tx, sessions: list[tuple[int, int, bool]], now_ns: int) -> No
     for run_id in sorted(ended):
         tx.run("UPDATE writer_sessions SET closed_ns = ? WHERE run_id = ? AND closed_ns IS NULL "
                "AND last_seen_ns <= ?", (now_ns, run_id, now_ns))
+
+
+def processes(tx: Tx, run_id: int, attributes: list[tuple[str, str, str]]
+              ) -> list[dict[str, Any]]:
+    """The processes of a job writing this run (those that said who they are), each with its
+    host and its session's start, last request and close (None while open)."""
+    said: dict[str, dict[str, str]] = {}
+    for path, _, value in attributes:
+        if path.startswith(WRITERS_PREFIX):
+            writer, _, field = path[len(WRITERS_PREFIX):].rpartition("/")
+            if writer and field in ("host", "session"):
+                said.setdefault(writer, {})[field] = str(json.loads(value))
+    if not said:
+        return []
+    sessions = {int(r[0]): r for r in tx.all(
+        "SELECT session_id, started_ns, last_seen_ns, closed_ns FROM writer_sessions "
+        "WHERE run_id = ?", (run_id,))}
+    out = []
+    for writer, fields in sorted(said.items()):
+        try:
+            row = sessions.get(signed_session(int(fields.get("session", ""))))
+        except ValueError:
+            row = None
+        out.append({"writer": writer, "host": fields.get("host", ""),
+                    "started_ns": None if row is None else int(row[1]),
+                    "last_seen_ns": None if row is None else int(row[2]),
+                    "closed_ns": None if row is None or row[3] is None else int(row[3])})
+    return out

@@ -182,6 +182,13 @@ def rl_series(tx: Tx, run_id: int, metric: str) -> list[tuple[int, str, str, str
                             "ORDER BY id", (run_id, metric))]
 
 
+def standard_series_of(tx: Tx, run_id: int, metric: str) -> list[tuple[int, str, str]]:
+    """A run's standard series of one metric, in id order: (id, scale, labels (JSON))."""
+    return [(int(r[0]), str(r[1]), str(r[2]))
+            for r in tx.all("SELECT id, scale, labels FROM series WHERE run_id = ? AND "
+                            "kind = 'standard' AND metric_name = ? ORDER BY id", (run_id, metric))]
+
+
 def standard_series_id(tx: Tx, run_id: int, name: SeriesName) -> int | None:
     row = tx.one("SELECT id FROM series WHERE run_id = ? AND kind = 'standard' AND "
                  "metric_name = ? AND scale = ? AND labels = ?",
@@ -332,14 +339,24 @@ def _no_blocks() -> Blocks:
 
 
 def buckets(tx: Tx, series_ids: list[int], n: int, start: int | None, end: int | None, *,
-            spread: bool = False) -> dict[str, Any]:
+            spread: bool = False, merged: bool = False) -> dict[str, Any]:
     """At most ``n`` buckets over [start, end] of one series (or, with ``spread``, of
-    several at once: the RL band across environments)."""
+    several at once: the RL band across environments).
+
+    ``merged`` (the writers of a log_distributed series, whose steps coincide): past
+    :data:`MERGED_POINTS` points in the range, fewer buckets, so that each writer has a block
+    (128 points) per bucket and the buckets come from block statistics — a read of 1M merged
+    points costs what one of a plain series does, not a decode of every point."""
     span = _series_range(tx, series_ids, start, end)
     if span is None:
         return aggregate(_no_blocks(), 0, 0, 1, spread=spread)
     lo, hi = span
     rows = _chunk_rows(tx, series_ids, lo, hi)
+    if merged:  # the points in [lo, hi]: each chunk's share of its steps in the range
+        inside = sum(r[1] * (min(hi, r[3]) - max(lo, r[2]) + 1) / (r[3] - r[2] + 1)
+                     for r in rows)
+        if inside > MERGED_POINTS:
+            n = max(1, min(n, int(inside) // (len(series_ids) * BLOCK_POINTS)))
     if needs_points(sum(r[1] for r in rows), n, len(series_ids), every_bucket=spread):
         return bucket_points(_points_of_chunks(tx, [r[0] for r in rows], lo, hi), lo, hi, n,
                              spread=spread)
@@ -350,6 +367,9 @@ def buckets(tx: Tx, series_ids: list[int], n: int, start: int | None, end: int |
     # block must never span two chunks: it would carry points from far away).
     blocks += [Blocks.of_points(part, BLOCK_POINTS) for part in _chunk_points(tx, edges, lo, hi)]
     return aggregate(Blocks.concat(blocks) if blocks else _no_blocks(), lo, hi, n, spread=spread)
+
+
+MERGED_POINTS = 50_000  # points a merged read decodes at most (~25 ms); more: block statistics
 
 
 def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n: int

@@ -166,9 +166,11 @@ def run_summary(run: RunRow, series_activity: int | None, series_count: int,
 
 def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
                series: list[tuple[Any, ...]], status: str,
-               writers: list[tuple[str, int, int]]) -> dict[str, Any]:
+               writers: list[tuple[str, int, int]],
+               processes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A run with its aggregation rules, attributes (path, kind, JSON value), series
-    (:data:`.read.SERIES_COLUMNS` rows) and writers (key prefix, first and last write)."""
+    (:data:`.read.SERIES_COLUMNS` rows), writers (key prefix, first and last write) and the
+    processes of the job writing it (:func:`.liveness.processes`)."""
     shown = [series_json(row) for row in series]
     activity = max([0] + [s["last_activity_ns"] for s in shown])
     return {
@@ -179,6 +181,7 @@ def run_detail(run: RunRow, attributes: list[tuple[str, str, str]],
         "series": shown,
         "writers": [{"key": prefix, "first_ns": first, "last_ns": last}
                     for prefix, first, last in writers],
+        "processes": processes or [],
     }
 
 

@@ -129,6 +129,7 @@ export class ChartsView {
       for (const s of run.series.values()) {
         const evaluation = s.labels.evaluation === "true";
         const key = s.kind === "rl" ? JSON.stringify(["rl", s.metric_name, s.scale, evaluation])
+          : s.labels.writer !== undefined ? JSON.stringify(["dist", s.metric_name, s.scale, otherLabels(s)])
           : JSON.stringify(["std", s.metric_name, s.scale]);
         if (!byGroup.has(key)) byGroup.set(key, []);
         byGroup.get(key).push(s);
@@ -159,6 +160,26 @@ export class ChartsView {
           for (const env of chart.sources.filter((s) => s.environment !== undefined && s.run === run.detail)) env.expected = envs.get(env.environment) ?? 0;
           source.label = single ? `mean ± std, min–max across ${envs.size} environment${envs.size === 1 ? "" : "s"}` : run.id[2];
           if (single) chart.setEnvironments?.([...envs.keys()].sort(naturalOrder));
+        } else if (first.labels.writer !== undefined) {
+          // log_distributed: one merged line (mean across writers, min–max shaded), and each
+          // writer's own line on demand.
+          let source = chart.sources.find((s) => s.run === run.detail && s.writer === undefined);
+          if (!source) {
+            source = new Source({
+              url: `${base}/merged`, run: run.detail, band: true,
+              query: { metric: first.metric_name, scale: first.scale, labels: JSON.stringify(otherLabels(first)) },
+              label: run.id[2], color: single ? PALETTE[0] : run.color,
+            });
+            chart.add(source);
+            if (!added.includes(chart)) chart.pending = true;
+          }
+          source.expected = members.reduce((a, s) => a + s.point_count, 0);
+          const writers = new Map(members.map((s) => [s.labels.writer, s]));
+          for (const w of chart.sources.filter((s) => s.writer !== undefined && s.run === run.detail)) w.expected = writers.get(w.writer)?.point_count ?? 0;
+          const labels = fmtLabels(otherLabels(first));
+          const what = `mean across ${writers.size} writer${writers.size === 1 ? "" : "s"}, min–max${labels ? ` {${labels}}` : ""}`;
+          source.label = single ? what : `${run.id[2]} (${what})`;
+          if (single) chart.setWriters?.(writers);
         } else {
           members.forEach((s) => {
             let source = chart.sources.find((x) => x.seriesId === s.id && x.run === run.detail);
@@ -185,6 +206,7 @@ export class ChartsView {
 
   newChart(key, first) {
     const rl = first.kind === "rl";
+    const merged = !rl && first.labels.writer !== undefined;
     const evaluation = first.labels.evaluation === "true";
     const title = first.metric_name + (first.scale !== "ML_STEP" ? ` · ${first.scale.toLowerCase().replace("_", " ")}` : "")
       + (rl && evaluation ? " · evaluation" : "");
@@ -205,6 +227,21 @@ export class ChartsView {
         }
       };
     }
+    if (merged && !this.compare) {
+      const list = el("div", { class: "list" });
+      const summary = el("summary", {}, "single writers");
+      envBox = el("details", { class: "envs writers" }, summary, list);
+      const known = new Set();
+      envBox.setWriters = (writers) => {
+        summary.textContent = `single writers (${writers.size})`;
+        for (const writer of [...writers.keys()].sort(naturalOrder)) {
+          if (known.has(writer)) continue;
+          known.add(writer);
+          list.append(el("label", {}, el("input", { type: "checkbox", dataset: { writer },
+            onchange: (e) => this.toggleWriter(chart, writers.get(writer), e.target.checked) }), writer));
+        }
+      };
+    }
     chart = new Chart({
       title, metric: first.metric_name, xName: rl ? "rl_step" : "step", onEnvironments: envBox,
       onResetZoom: (from) => {
@@ -213,6 +250,8 @@ export class ChartsView {
       attrs: { scale: first.scale, kind: first.kind, ...(rl ? { evaluation: String(evaluation) } : {}) },
     });
     chart.setEnvironments = envBox?.setEnvironments;
+    chart.setWriters = envBox?.setWriters;
+    if (merged) chart.node.dataset.merged = "1";
     this.charts.set(key, chart);
     const name = first.metric_name;
     const prefix = name.includes("/") ? name.slice(0, name.indexOf("/")) : "";
@@ -261,6 +300,30 @@ export class ChartsView {
     }
   }
 
+  /** One writer's own line of a merged (log_distributed) chart, on top of the merged one. */
+  async toggleWriter(chart, series, on) {
+    const run = this.runs[0];
+    const writer = series.labels.writer;
+    if (!on) {
+      chart.sources = chart.sources.filter((s) => s.writer !== writer);
+      chart.draw();
+      return;
+    }
+    const color = PALETTE[(1 + chart.sources.length) % PALETTE.length];
+    const source = new Source({ url: runApi(run.id), seriesId: series.id, run: run.detail,
+                                label: `writer ${writer}`, color, counts: false });
+    source.writer = writer;
+    source.expected = series.point_count;
+    chart.add(source);
+    try {
+      await source.loadAll(chart.buckets(), this.abort.signal);
+      if (chart.zoom) source.zoomed = null;
+      chart.draw();
+    } catch (error) {
+      if (!isAbort(error)) setConnection(error.message);
+    }
+  }
+
   async poll() {
     try {
       let changed = false;
@@ -273,6 +336,12 @@ export class ChartsView {
         for (const s of body.series) run.series.set(s.id, s);
       }));
       const added = this.sync();
+      if (changed && !this.compare && this.runs[0].detail.processes?.length) {
+        // a job's writers: who closed, who was heard from last (the run page's list)
+        const [workspace, project, run] = this.runs[0].id;
+        const fresh = await query("run", { workspace, project, run }, this.abort.signal);
+        this.runs[0].detail.processes = fresh.processes;
+      }
       if (changed) this.renderHeader();
       await Promise.all([
         ...added.map((c) => this.loadChart(c)),
@@ -320,4 +389,10 @@ export class ChartsView {
     clearTimeout(this.timer);
     for (const chart of this.charts.values()) chart.destroy();
   }
+}
+
+/** A series' labels without the writer's: what the writers of a merged series share. */
+function otherLabels(series) {
+  const { writer, ...rest } = series.labels;
+  return rest;
 }

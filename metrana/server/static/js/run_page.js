@@ -32,8 +32,29 @@ export class RunPage extends ChartsView {
         el("span", {}, "last activity ", el("b", {}, fmtAgo(run.last_activity_ns))),
         el("span", {}, el("b", {}, fmtInt(run.series.length)), " series"),
         el("span", {}, el("b", { id: "run-points" }, fmtInt(points)), " points")),
-      this.editBox, this.configBox);
+      this.editBox, writersBox(run.processes ?? [], this.writersOpen, (open) => { this.writersOpen = open; }),
+      this.configBox);
   }
+}
+
+/** The processes of a job writing this run (log_distributed, torchrun, Slurm, Ray): how
+ *  many, on which hosts, and when each was last heard from; null for a run of one process. */
+function writersBox(processes, open, onToggle) {
+  if (!processes.length) return null;
+  const hosts = [...new Set(processes.map((p) => p.host))].sort();
+  const closed = processes.filter((p) => p.closed_ns != null).length;
+  const box = el("details", { class: "box", id: "writers", open: Boolean(open) },
+    el("summary", {}, `Writers: ${processes.length} process${processes.length === 1 ? "" : "es"} on `
+      + `${hosts.length} host${hosts.length === 1 ? "" : "s"} (${hosts.join(", ")}) · ${closed} closed`),
+    el("div", { class: "inner" }, el("table", { class: "data writers" },
+      el("thead", {}, el("tr", {}, el("th", {}, "writer"), el("th", {}, "host"),
+        el("th", {}, "last activity"), el("th", {}, "state"))),
+      el("tbody", {}, processes.map((p) => el("tr", { dataset: { writer: p.writer } },
+        el("td", {}, p.writer), el("td", {}, p.host),
+        el("td", {}, p.last_seen_ns == null ? "—" : fmtAgo(p.last_seen_ns)),
+        el("td", {}, p.closed_ns != null ? "closed" : p.last_seen_ns == null ? "not heard from" : "open")))))));
+  box.addEventListener("toggle", () => onToggle(box.open));
+  return box;
 }
 
 /** The run's config (attributes under `config/`, the prefix dropped) and its other
