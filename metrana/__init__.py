@@ -49,9 +49,9 @@ from ._exceptions import (
     MetranaSpoolError as MetranaSpoolError,
     NoMetranaApiKeyError as NoMetranaApiKeyError,
 )
+from ._session_types import AsyncSession as AsyncSession, Session as Session
 from ._stats import Metrics as Metrics
 from ._sync import SyncReport as SyncReport, sync as sync
-from ._thread_session import Session as Session
 from ._trio_session import TrioSession as TrioSession
 from ._values import Histogram as Histogram
 from ._version import __version__ as __version__
@@ -59,6 +59,7 @@ from ._version import __version__ as __version__
 __all__ = [
     "AggregationFn",
     "AggregationRule",
+    "AsyncSession",
     "BackpressureStrategy",
     "CloseStrategy",
     "ErrorStrategy",

@@ -33,8 +33,9 @@ from ._exceptions import MetranaNotInitializedError
 from ._flatten import flatten_config
 from ._orchestration import export_orchestration_id
 from ._run_attributes import run_attributes
+from ._session_types import AsyncSession, Session
 from ._stats import Counters, Metrics
-from ._thread_session import DEFAULT_INIT_TIMEOUT, Session, live_sessions
+from ._thread_session import DEFAULT_INIT_TIMEOUT, ThreadSession, live_sessions
 from ._trio_session import TrioSession
 from ._vector import ArrayLike, Steps
 
@@ -55,7 +56,7 @@ __all__ = [
     "set_notes",
 ]
 
-_session: Session | None = None
+_session: ThreadSession | DisabledSession | None = None
 _lock = threading.Lock()
 
 
@@ -85,8 +86,9 @@ def _unknown_keywords_message(caller: str, unknown: list[str]) -> str:
             f"its arguments are: {', '.join(known)}")
 
 
-def _build(arguments: dict[str, Any], cls: type[Session] | type[TrioSession], caller: str,
-           attributes: Sequence[dict[str, Any]] = ()) -> tuple[Session | TrioSession, float]:
+def _build(arguments: dict[str, Any], cls: type[ThreadSession] | type[TrioSession], caller: str,
+           attributes: Sequence[dict[str, Any]] = (),
+           ) -> tuple[ThreadSession | TrioSession | DisabledSession, float]:
     """Validate init()-style arguments into a (not yet started) session.
 
     ``caller`` names the public function (``init``, ``session``, ``open_session``) in errors;
@@ -186,8 +188,8 @@ def init(
                 stacklevel=2,
             )
             return current
-        created, init_timeout = _build(arguments, Session, "init")
-        assert isinstance(created, Session)
+        created, init_timeout = _build(arguments, ThreadSession, "init")
+        assert not isinstance(created, TrioSession)
         created.start(init_timeout)
         _session = created
         _bind_log(created)
@@ -200,8 +202,8 @@ def session(**arguments: Any) -> Session:
     Takes the keyword arguments of :func:`init`. The block's exit closes the run (also when
     the body raises). Independent of the global run of :func:`init`.
     """
-    created, init_timeout = _build(_with_options(arguments), Session, "session")
-    assert isinstance(created, Session)
+    created, init_timeout = _build(_with_options(arguments), ThreadSession, "session")
+    assert not isinstance(created, TrioSession)
     created.start(init_timeout)
     return created
 
@@ -221,7 +223,7 @@ def _with_options(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
+async def open_session(**arguments: Any) -> AsyncIterator[AsyncSession]:
     """In a trio program: ``async with metrana.open_session(...) as run:``.
 
     Takes the keyword arguments of :func:`init`. The engine runs in this task's nursery (no
@@ -241,14 +243,17 @@ async def open_session(**arguments: Any) -> AsyncIterator[TrioSession]:
             "call run.log(...) as usual") from None
     built, init_timeout = _build(_with_options(arguments), TrioSession, "open_session")
     if isinstance(built, DisabledSession):
-        yield built  # type: ignore[misc]
+        try:
+            yield built
+        finally:
+            await built.aclose()  # closed when the block ends, as a real run is
         return
     assert isinstance(built, TrioSession)
     async with built.running(init_timeout) as run:
         yield run
 
 
-def _bind_log(target: Session | None) -> None:
+def _bind_log(target: ThreadSession | DisabledSession | None) -> None:
     """Point ``metrana.log`` at the global run's bound ``log`` method: the one way ``log`` is
     bound (a session's ``log`` is always :meth:`BaseSession.log`, whose first lines are the
     fast path; nothing replaces it per instance).
@@ -270,7 +275,7 @@ def _reset() -> None:
     _bind_log(None)
 
 
-def _current() -> Session:
+def _current() -> ThreadSession | DisabledSession:
     current = _session
     if current is None:
         raise not_initialized("call metrana.init(...) before logging")

@@ -3,38 +3,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._config import Settings
-from ._session import State
 from ._stats import Counters, Metrics
-from ._thread_session import Session
 
 __all__ = ["DisabledSession"]
 
 
-class DisabledSession(Session):
-    """What ``init()`` returns on ranks other than 0 with ``distributed="rank0"``.
+class DisabledSession:
+    """What ``init()``, ``session()`` and ``open_session()`` give ranks other than 0 with
+    ``distributed="rank0"``: a null object with a session's surface
+    (:class:`metrana.Session` and :class:`metrana.AsyncSession`, so it stands wherever a real
+    run does).
 
     Every call is accepted and does nothing: no engine, no thread, no network, so a rank that
-    is told not to log can never stall the job. ``get_metrics()`` stays all zero.
+    is told not to log can never stall the job. ``get_metrics()`` stays all zero. Its calls
+    are not checked either: a rank that does not log has nothing to say about its values.
     """
 
-    def __init__(self, settings: Settings, rank: int) -> None:  # noqa: D107 - no engine
-        # A Session's public surface without its engine: nothing of BaseSession.__init__ is
-        # built (no inbox, no engine, no client), so nothing here may reach for them.
+    def __init__(self, settings: Settings, rank: int) -> None:
         self.settings = settings
         self.rank = rank
-        self._state = State.OPEN
-        self._final = None
-
-    def _refresh_fast(self) -> None:
-        return None  # no inbox: there is no fast path to switch
+        self._closed = False
 
     def __repr__(self) -> str:
         s = self.settings
         return (f"<metrana.Session {s.workspace_name}/{s.project_name}/{s.run_name} "
                 f"disabled on rank {self.rank} (distributed='rank0')>")
+
+    @property
+    def run_name(self) -> str:
+        return self.settings.run_name
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
 
     @property
     def resumed(self) -> bool:
@@ -46,16 +55,25 @@ class DisabledSession(Session):
     def _ignore(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    # Every log call: accepted, unchecked, dropped.
+    # Every log call, and the run's tags, notes and config: accepted, dropped.
     log = log_rl_step = log_rl_episode = log_rl_environment_step = _ignore
     log_histogram = log_scatter = log_scatter3d = log_distributed = _ignore
+    add_tags = remove_tags = set_notes = _ignore
 
     @property
     def joined(self) -> bool:
         return False
 
-    def _change_attributes(self, attributes: list[dict[str, Any]]) -> None:
-        return
+    @property
+    def orchestration_id(self) -> str | None:
+        return self.settings.orchestration_id
+
+    @property
+    def logger_id(self) -> str:
+        return self.settings.logger_id
+
+    def _update_config(self, config: Mapping[str, Any]) -> None:
+        return None
 
     def flush(self, timeout: float | None = None) -> None:
         return None
@@ -70,17 +88,14 @@ class DisabledSession(Session):
         return Counters().snapshot()
 
     def close(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
-        self._state = State.CLOSED
+        self._closed = True
         return self.get_metrics()
 
     async def aclose(self, timeout: float | None = None, *, strategy: Any = None) -> Metrics:
         return self.close()
 
-    def _close_at_exit(self) -> None:
-        return None
-
-    def _after_fork_in_child(self) -> None:
-        return None
+    def __enter__(self) -> DisabledSession:
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

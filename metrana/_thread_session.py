@@ -1,4 +1,4 @@
-"""Session: a run whose engine runs on its own background thread (``init()``, ``session()``).
+"""ThreadSession: a run whose engine runs on its own background thread (``init()``, ``session()``).
 
 Everything a thread adds to the shared base: starting the engine thread and waiting (bounded)
 for the run to be created; ``close()`` and ``flush()`` that wait from the caller's thread,
@@ -26,17 +26,17 @@ from ._exceptions import MetranaError, MetranaFlushTimeoutError, MetranaLoggerCl
 from ._session import BaseSession, State
 from ._stats import Metrics
 
-__all__ = ["DEFAULT_INIT_TIMEOUT", "Session", "live_sessions"]
+__all__ = ["DEFAULT_INIT_TIMEOUT", "ThreadSession", "live_sessions"]
 
 DEFAULT_INIT_TIMEOUT = 10.0
 _EXIT_GRACE = 5.0
 _PROGRESS_EVERY = 5.0  # seconds between progress messages while close() drains
 
 # Sessions whose engine thread is running: closed at exit, restarted in a forked child.
-live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+live_sessions: weakref.WeakSet[ThreadSession] = weakref.WeakSet()
 
 
-def _close_at_process_exit(ref: weakref.ref[Session]) -> None:
+def _close_at_process_exit(ref: weakref.ref[ThreadSession]) -> None:
     session = ref()
     if session is not None:
         session._close_at_exit()
@@ -54,7 +54,7 @@ def _spool_at_sigterm(deadline: float) -> None:
         session._end_after_sigterm(deadline)
 
 
-class Session(BaseSession):
+class ThreadSession(BaseSession):
     """A run being logged, its engine on a background thread. Thread-safe."""
 
     def __init__(self, settings: Settings, attributes: list[dict[str, Any]] | None = None, *,
@@ -245,7 +245,7 @@ class Session(BaseSession):
         if marker.aborted:
             raise MetranaLoggerClosedError("the logger stopped before the flush completed")
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> ThreadSession:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -115,6 +115,42 @@ def page_ready(browser: Any, urls: list[str], wait: str, mark: str, loads: int
     return times
 
 
+RUNS_READY = "() => document.querySelector('#runs') && document.body.dataset.ready === '1'"
+
+
+def opened_in_app(browser: Any, urls: list[str], path: str, loads: int) -> list[list[float]]:
+    """ms from following a link on the runs page (a hash change: the app's code is loaded,
+    none of the project's data is) to the project page's own ready mark; a fresh browser
+    context each load, interleaved across ``urls``."""
+    times: list[list[float]] = [[] for _ in urls]
+    for _ in range(loads):
+        for url, got in zip(urls, times, strict=True):
+            context = browser.new_context(viewport={"width": 1300, "height": 900})
+            page = context.new_page()
+            page.goto(url + "/#/")
+            page.wait_for_function(RUNS_READY, timeout=60_000)
+            start = float(page.evaluate(
+                f"() => {{ window.metranaProjectReady = undefined; const t = performance.now();"
+                f" location.hash = {path[1:]!r}; return t; }}"))
+            page.wait_for_function(READY, timeout=60_000)
+            page.wait_for_function("() => window.metranaProjectReady !== undefined")
+            got.append(float(page.evaluate("window.metranaProjectReady.at")) - start)
+            context.close()
+    return times
+
+
+def page_buckets(browser: Any, url: str) -> int:
+    """The bucket count the grouped page asks for (its chart's ``data-n``) at the bench's
+    viewport."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function(READY, timeout=60_000)
+    n = int(page.eval_on_selector("#project .chart[data-n]", "node => node.dataset.n"))
+    context.close()
+    return n
+
+
 @contextmanager
 def servers(db: Path, before: Path | None) -> Iterator[list[tuple[str, str]]]:
     """(label, URL) of ``db`` served by this tree and, if given, by the ``before`` tree."""
@@ -189,19 +225,27 @@ def main() -> int:
                 pages(browser, rows, f"{size:,} runs", "project page ready", urls,
                       "/#/project/bench/sweep", READY, "metranaProjectReady", args.loads,
                       "≤ 300 ms" if size <= 1000 else "≤ 1 s")
+                in_app = opened_in_app(browser, [url for _, url in urls],
+                                       "/#/project/bench/sweep", args.loads)
+                for (label, _), times in zip(urls, in_app, strict=True):
+                    rows.append((f"{size:,} runs", "project page opened from runs page" + label,
+                                 times, ""))
         if "grouped" in only:  # 3 groups × 10 runs × 100,000 points
             db = Path(tmp) / "grouped.sqlite3"
             runs_project(db, "grouped", 30, 100_000, lrs=(1e-4, 1e-3, 1e-2))
             body = {"workspace": "bench", "project": "grouped", "series": {"metric": "loss"},
                     "group_by": ["config/lr"], "band": "ci95"}
-            for n in (300, 1000):
-                rows.append(("3 × 10 runs × 100k points", f"server: aggregate_runs n={n}",
-                             in_process(db, "aggregate_runs", {**body, "n": n}, 7),
-                             "≤ 100 ms" if n == 300 else ""))
+            path = "/#/project/bench/grouped?group=config/lr&band=ci95"
             with servers(db, args.before) as urls:
+                asked = page_buckets(browser, urls[-1][1] + path)
+                # the page's own bucket count (its charts' width / 2), and the query's default
+                for n in (asked, 1000):
+                    rows.append(("3 × 10 runs × 100k points",
+                                 f"server: aggregate_runs n={n}" + (" (page)" if n == asked else ""),
+                                 in_process(db, "aggregate_runs", {**body, "n": n}, 7),
+                                 "≤ 100 ms" if n == asked else ""))
                 pages(browser, rows, "3 × 10 runs × 100k points", "grouped page ready", urls,
-                      "/#/project/bench/grouped?group=config/lr&band=ci95", READY,
-                      "metranaProjectReady", args.loads, "≤ 600 ms")
+                      path, READY, "metranaProjectReady", args.loads, "≤ 600 ms")
         if "compare" in only:  # 20 runs × 4 metrics × 1,000 points; baseline: one run's page
             db = Path(tmp) / "compare.sqlite3"
             runs_project(db, "compare", 20, 1000, metrics=4)

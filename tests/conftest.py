@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from metrana._thread_session import ThreadSession
 from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, background_server, serve
 from tests.faults import FaultProxy, running_proxy
@@ -145,7 +146,7 @@ def clean_metrana(monkeypatch: pytest.MonkeyPatch, spool_root: Path) -> Iterator
         monkeypatch.setenv(name, value)
     yield
     current = api._session
-    if current is not None and current._final is None:
+    if isinstance(current, ThreadSession) and current._final is None:
         try:
             current.close(timeout=5, strategy="Immediate")
         except Exception:  # noqa: BLE001 - the test already reported what matters

@@ -30,7 +30,7 @@ from .._api import _build, _with_options
 from .._config import SPOOL_DIR_DEFAULT, resolve_settings
 from .._spool import segments
 from .._stats import Metrics
-from .._thread_session import Session
+from .._thread_session import ThreadSession
 from .source import RunData, SourceRun
 
 __all__ = ["Loader", "RunReport", "Target"]
@@ -80,7 +80,7 @@ Progress = Callable[[int], None]
 class Pending:
     """A run whose points are all handed to its session, closing on a thread of its own."""
 
-    def __init__(self, run: Session, report: RunReport) -> None:
+    def __init__(self, run: ThreadSession, report: RunReport) -> None:
         self._run = run
         self._report = report
         self._thread = threading.Thread(target=self._close, name="metrana-import-close",
@@ -218,7 +218,7 @@ class Loader:
         return Pending(run, report)
 
     def _session(self, name: str, experiment: str | None, config: dict[str, Any],
-                 attributes: list[dict[str, Any]]) -> Session:
+                 attributes: list[dict[str, Any]]) -> ThreadSession:
         t = self.target
         arguments = _with_options({
             "workspace_name": t.workspace, "project_name": t.project, "run_name": name,
@@ -228,8 +228,8 @@ class Loader:
             "error_strategy": "RaiseOnClose", "log_level": "Warn", "spool_dir": t.spool_dir,
             # The importer's machine and process are not what produced the run.
             "capture_context": False, "system_metrics_interval": 0})
-        created, init_timeout = _build(arguments, Session, "import", attributes)
-        assert isinstance(created, Session)
+        created, init_timeout = _build(arguments, ThreadSession, "import", attributes)
+        assert isinstance(created, ThreadSession)
         created.start(init_timeout)
         return created
 

@@ -19,7 +19,7 @@ from typing import Any
 from .._exceptions import MetranaFlushTimeoutError
 from .._flatten import MAX_CONFIG_LEAVES, flatten_config
 from .._log import say
-from .._thread_session import Session
+from .._session_types import Session
 from .._values import Histogram
 
 __all__ = [

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._thread_session import Session
+from .._session_types import Session
 
 __all__ = ["FIELDS", "Episode", "episode_statistics", "log_episodes"]
 

@@ -14,7 +14,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("MetranaEpisodeStatistics needs gymnasium>=1.0: "
                       "pip install 'metrana[integrations]' (or gymnasium)") from exc
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._common import current_session, global_rank
 from ._episodes import episode_statistics, log_episodes
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._common import (
     OwnRun,
     StepFilter,

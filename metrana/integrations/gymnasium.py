@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._common import current_session, global_rank
 from ._episodes import episode_statistics, log_episodes
 

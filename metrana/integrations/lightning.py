@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("metrana.integrations.lightning needs lightning (or pytorch_lightning): "
                           "pip install 'metrana[integrations]'") from exc
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._common import (
     OwnRun,
     StepFilter,

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("metrana.integrations.sb3 needs stable-baselines3: "
                       "pip install 'metrana[integrations]' (or stable-baselines3)") from exc
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._common import (
     StepFilter,
     as_number,

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("metrana.integrations.transformers needs transformers: "
                       "pip install 'metrana[integrations]' (or transformers)") from exc
 
-from .._thread_session import Session
+from .._session_types import Session
 from ._trainer_hooks import TrainerHooks
 
 __all__ = ["MetranaCallback"]

@@ -565,6 +565,8 @@ def alias(path: str, query_string: bytes) -> tuple[str, dict[str, Any]]:
     query = parse_qs(query_string.decode("utf-8", "replace"))
     if not parts:
         return "all_runs", {}
+    if len(parts) == 2:  # a project's overview (the project page's first read: a GET)
+        return "project", {"workspace": parts[0], "project": parts[1]}
     if len(parts) < 3:
         raise NotFound(f"no route GET {path}")
     body: dict[str, Any] = {"workspace": parts[0], "project": parts[1], "run": parts[2]}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import metrana
+from metrana._thread_session import ThreadSession
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points
@@ -32,6 +33,7 @@ def test_the_at_exit_close_is_bounded_by_close_timeout_and_30_s(
     run = metrana.session(workspace_name="ws", project_name="proj", run_name=new_run(),
                           ingestion_url=live_server.url, close_timeout=close_timeout,
                           log_level="Off")
+    assert isinstance(run, ThreadSession)
     calls: list[tuple[Any, ...]] = []
     real_close = run.close
 

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
+import trio
 
+import metrana
+from metrana._session import BaseSession
 from metrana.server import ServerInfo
 from tests.helpers import read_points
 
@@ -87,3 +91,37 @@ def test_a_world_of_one_process_adds_no_rank_label(live_server: ServerInfo,
                           timeout=60)
     assert done.stdout.split() == ["101", "101"], done.stderr
     assert sorted(read_points(live_server, name)) == ["loss", "return@env-0/None"]
+
+
+def test_a_disabled_rank_gets_a_null_object_that_is_a_session_and_does_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """distributed="rank0" on rank 1: what init()/session()/open_session() give is a Session
+    (the same annotations and isinstance checks hold on every rank) built without an engine:
+    every call is accepted, nothing connects (the URL has no listener), metrics stay zero."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    names: dict[str, Any] = {"workspace_name": "ws", "project_name": "proj", "run_name": "off-rank",
+             "ingestion_url": "http://127.0.0.1:9", "distributed": "rank0"}
+    run: metrana.Session = metrana.init(**names)
+    assert isinstance(run, metrana.Session)
+    assert not isinstance(run, BaseSession)  # a null object, not a session missing its engine
+    run.log({"loss": 1.0, "acc": 0.5})
+    metrana.log("loss", 2.0)
+    run.log_rl_episode("return", 1.0, rl_step=1, env_id="env-0")
+    run.log_histogram("weights", [1.0, 2.0, 3.0], step=0)
+    run.add_tags("a")
+    run.set_notes("n")
+    run.flush()
+    assert run.close().logged == 0 and run.is_closed
+    with metrana.session(**names) as scoped:
+        assert isinstance(scoped, metrana.Session)
+        scoped.log("loss", 1.0)
+
+    async def in_trio() -> None:
+        async with metrana.open_session(**names) as arun:
+            assert isinstance(arun, metrana.AsyncSession)
+            arun.log("loss", 1.0)
+            await arun.aflush()
+        assert arun.is_closed
+
+    trio.run(in_trio)

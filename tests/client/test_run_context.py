@@ -21,6 +21,7 @@ from metrana._actors.run_updates import RunUpdates
 from metrana._context import redact_argv, strip_credentials
 from metrana._delivery import Delivery
 from metrana._stats import Counters
+from metrana._thread_session import ThreadSession
 from metrana._transport import RetryPolicy, RunTarget
 from metrana.server import ServerInfo
 from tests.mock_service import MockService, mock_session
@@ -195,6 +196,7 @@ def test_system_metrics_are_sampled_off_the_callers_thread(live_server: ServerIn
     monkeypatch.setattr(_system_metrics.Sampler, "sample", recorded)
     run = metrana.session(workspace_name="ws", project_name="proj", run_name=f"sys-{nvml}",
                           ingestion_url=live_server.url, system_metrics_interval=0.2)
+    assert isinstance(run, ThreadSession)
     sampler = run._engine.sampler
     assert sampler is not None
     # Four readings queued (one still being read when close() comes is abandoned: close does
@@ -221,6 +223,7 @@ def test_system_metrics_every_15_s_by_default_and_0_turns_them_off(
     monkeypatch.delenv("METRANA_SYSTEM_METRICS_INTERVAL")
     with metrana.session(workspace_name="ws", project_name="proj", run_name="sys-default",
                          ingestion_url=live_server.url) as run:
+        assert isinstance(run, ThreadSession)
         assert run._engine.sampler is not None and run._engine.sampler.interval == 15.0
     for source in ("argument", "environment"):
         if source == "environment":
@@ -229,6 +232,7 @@ def test_system_metrics_every_15_s_by_default_and_0_turns_them_off(
                              ingestion_url=live_server.url,
                              **({"system_metrics_interval": 0} if source == "argument" else {})
                              ) as run:
+            assert isinstance(run, ThreadSession)
             assert run._engine.sampler is None
             run.log("loss", 1.0)
         series = httpx.get(f"{live_server.url}/api/runs/ws/proj/off-{source}").json()["series"]
@@ -272,6 +276,7 @@ def test_gpus_are_read_through_nvml_when_it_answers(live_server: ServerInfo,
     run = metrana.session(workspace_name="ws", project_name="proj", run_name="gpus",
                           ingestion_url=live_server.url, system_metrics_interval=0.2,
                           capture_context=True)
+    assert isinstance(run, ThreadSession)
     sampler = run._engine.sampler
     assert sampler is not None
     while sampler.samples < 2:

@@ -17,6 +17,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
 
 import metrana
+from metrana._thread_session import ThreadSession
 from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, Store
 
@@ -37,11 +38,13 @@ def stored_steps(info: ServerInfo, run: str, series: str = "loss") -> list[int]:
     return [p["step"] for p in read_points(info, run).get(series, [])]
 
 
-def open_run(proxy: FaultProxy, retry: RetryPolicy, **kwargs: Any) -> metrana.Session:
+def open_run(proxy: FaultProxy, retry: RetryPolicy, **kwargs: Any) -> ThreadSession:
     options: dict[str, Any] = {"workspace_name": "ws", "project_name": "proj",
                "run_name": f"run-{uuid.uuid4().hex[:8]}", "ingestion_url": proxy.url,
                "retry": retry, "log_level": "Warn", **kwargs}
-    return metrana.session(**options)
+    run = metrana.session(**options)
+    assert isinstance(run, ThreadSession)
+    return run
 
 
 def close_in_thread(run: metrana.Session, **kwargs: object) -> tuple[threading.Thread, list[object]]:

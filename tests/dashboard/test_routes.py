@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 import metrana
 from metrana.server import ServerInfo, background_server
@@ -152,6 +153,11 @@ def test_several_runs_and_their_buckets_in_one_request_each(any_live_server: Ser
             one = client.get(f"/api/runs/dash/routes/{named['run']}").json()
             assert {k: v for k, v in detail.items() if k != "now_ns"} == \
                 {k: v for k, v in one.items() if k != "now_ns"}
+        # A project's overview is a GET too (the project page's first read: no CSRF header).
+        overview = client.get("/api/runs/dash/routes")
+        assert overview.status_code == 200 and overview.json()["runs"] >= 2
+        assert overview.json() == client.post("/api/query/project", json={
+            "workspace": "dash", "project": "routes"}).json()
         ids = [{s["metric_name"]: s["id"] for s in d["series"]} for d in details]
         whole = {"start": None, "end": None}
         asked: list[dict[str, Any]] = [
@@ -169,6 +175,11 @@ def test_several_runs_and_their_buckets_in_one_request_each(any_live_server: Ser
             assert run == one
         assert got[0]["series"][1]["mean"] == [1.0, "NaN", "Infinity"]
         assert got[1]["series"][0]["x"] == list(range(10, 20))
+        # Timestamps as differences (the first one whole): they add up to the points' own.
+        full = client.post("/api/query/many_runs_buckets",
+                           json={"n": 10, "runs": asked}).json()["runs"][1]["series"][0]
+        assert full["x"] == list(range(10, 20)) and "dt" not in full
+        assert np.cumsum(got[1]["series"][0]["dt"]).tolist() == full["t"]
         assert got[1]["series"][0]["mean"] == [-i / 2 for i in range(10, 20)]
         # A series of another run, an unknown run, and malformed bodies: refused whole.
         wrong = [{**names[0], "series": [{"id": ids[1]["loss"]}]}]

@@ -32,6 +32,14 @@ def sign_in(page: Page, key: str) -> None:
     expect(dialog).to_have_count(0, timeout=WAIT_MS)
 
 
+def signed_in(page: Page, url: str, key: str, run: str) -> None:
+    """A run of team-a logged with ``key``, the runs page opened and signed in with it."""
+    log_run(url, key, "team-a", run)
+    page.goto(url + "/")
+    sign_in(page, key)
+    expect(page.locator(f'#runs tr[data-run="{run}"]')).to_be_visible(timeout=WAIT_MS)
+
+
 def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> None:
     db = tmp_path / "s.sqlite3"
     owner, _ = make_key(db, "admin", "*")
@@ -77,10 +85,7 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
     key, prefix = make_key(db, "write", "team-a")
     other, _ = make_key(db, "read", "team-a")
     with background_server(db) as info:
-        log_run(info.url, key, "team-a", "r")
-        page.goto(info.url + "/")
-        sign_in(page, key)
-        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
+        signed_in(page, info.url, key, "r")
         store = Store(db)
         try:
             store.revoke_key(prefix)
@@ -90,3 +95,30 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
         sign_in(page, other)
         expect(page.locator("#who")).to_contain_text("· read", timeout=WAIT_MS)
         expect(page.locator('#runs tr[data-run="r"]')).to_be_visible(timeout=WAIT_MS)
+
+
+def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) -> None:
+    """A run's page, a compare page and a project's page opened anew (a reload) while signed
+    in: their first reads, asked before the page's modules load (js/first_read.js: a GET, or
+    for runs compared a POST once the session is known), and the page's POSTs (with the
+    session's CSRF value, learnt first) are served (nothing refused), the page drawn, no
+    second sign-in. (They were refused with 403 before: the page's first POST went before it
+    knew its session.)"""
+    db = tmp_path / "s.sqlite3"
+    key, _ = make_key(db, "admin", "*")
+    with background_server(db) as info:
+        log_run(info.url, key, "team-a", "yours")
+        signed_in(page, info.url, key, "mine")
+        refused: list[str] = []
+        page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+        chart = "#main .chart[data-metric='loss'] canvas"
+        for path, drawn in (("/#/run/team-a/p/mine", chart),
+                            ("/#/compare/team-a/p/mine,team-a/p/yours", chart),
+                            ("/#/project/team-a/p", "#project[data-done='1'] #run-table "
+                                                    ".rt-row[data-run='mine']")):
+            page.goto(info.url + path)
+            page.reload()
+            expect(page.locator(drawn).first).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#main p.error")).to_have_count(0)
+            expect(page.locator("dialog#sign-in")).to_have_count(0)
+        assert refused == []

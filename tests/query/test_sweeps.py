@@ -103,6 +103,41 @@ def test_aggregate_runs_of_long_runs_reads_block_statistics(db_target: str) -> N
                                rtol=1e-12)
 
 
+def test_aggregate_runs_spreads_blocks_over_the_buckets_they_span(db_target: str) -> None:
+    """Past 32 points a bucket, 128-point blocks that straddle buckets are spread over them
+    (by the steps each holds): every bucket keeps every run, each run's value within half a
+    block of its exact mean (the loss falls by at most ``slope`` a step); a block across a
+    gap in the steps is read from its points (exact: numpy's)."""
+    runs = write_sweep(db_target, WS, PROJECT, lrs=(1e-3,), algos=("ppo",), seeds=3,
+                       points=4096, ragged=False)
+    store = Store(db_target)
+    try:  # one more run: 300 points, then 300 more 100,000 steps later
+        steps = np.r_[np.arange(300), 100_000 + np.arange(300)]
+        store.create_run({"run": {"workspace": WS, "project": PROJECT, "run_name": "gap"},
+                          "create_project_if_missing": True})
+        store.update_runs({"session_id": 1, "run_updates": [{
+            "workspace": WS, "project": PROJECT, "run_name": "gap",
+            "attributes": [{"path": "config/algo", "string_value": "gap"}],
+            "series": [{"metric_name": "loss", "scale": "ML_STEP", "ordering": 1, "points": [
+                {"step": int(x), "timestamp": 1, "float_value": float(x % 7)} for x in steps]}],
+            "close_run": {}}]})
+    finally:
+        store.close()
+    with QueryClient(WS, PROJECT, db=db_target) as client:
+        frame = client.aggregate_runs("loss", buckets_count=100, filter='config/algo == "ppo"',
+                                      aggregations=("avg", "count"))
+        # 600 points in 16 buckets: blocks, one of them across the gap (16 buckets)
+        gap = client.aggregate_runs("loss", buckets_count=16, filter='config/algo == "gap"',
+                                    aggregations=("avg", "count"))
+    exact = reference(runs, 0, 4095, 100).mean(axis=0)
+    assert frame["count"].tolist() == [3] * 100  # 41 steps a bucket: none left empty
+    slope = 3.0 * np.max(np.abs(np.diff(np.exp(-np.arange(4096) * 3 / 4096))))
+    assert np.abs(frame["avg"].to_numpy() - exact).max() <= 64 * slope + 0.05
+    assert np.abs(frame["avg"].to_numpy() - exact).max() > 0  # blocks, not points
+    want = bucket_means(steps, (steps % 7).astype(float), 0, int(steps[-1]), 16)
+    np.testing.assert_allclose(gap["avg"], want[~np.isnan(want)], rtol=1e-12)
+
+
 def test_aggregate_runs_of_an_rl_metric_takes_each_runs_environment_mean(
         sweep: tuple[QueryClient, list[SweepRun]]) -> None:
     client, runs = sweep

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import metrana
@@ -58,6 +59,7 @@ def test_every_get_url_answers_as_its_query_route(fresh_server: ServerInfo) -> N
         loss, odd = series[("loss", "", "{}")], series[("odd", "", "{}")]
         aliases: list[tuple[str, str, dict[str, Any]]] = [
             ("/api/runs", "all_runs", {}),
+            ("/api/runs/reads/alias", "project", {"workspace": "reads", "project": "alias"}),
             (base, "run", names),
             (f"{base}/series?since=0", "changed_series", {**names, "since_ns": 0}),
             (f"{base}/series/{odd}/points?start=3&end=20&limit=5", "series_points",
@@ -87,14 +89,15 @@ def test_every_get_url_answers_as_its_query_route(fresh_server: ServerInfo) -> N
         # What the answers say (their content is checked against the logged values by the
         # tests of each route; here, that the aliases are not all errors).
         statuses = [client.get(path).status_code for path, _, _ in aliases]
-        assert statuses == [200] * 8 + [404, 404, 404, 400]
-        # compact=1 (the dashboard's): raw points without the columns repeating their value.
+        assert statuses == [200] * 9 + [404, 404, 404, 400]
+        # compact=1 (the dashboard's): raw points without the columns repeating their value,
+        # timestamps as differences from the one before (the first one whole).
         full = client.get(f"{base}/buckets?n=500&series={odd}").json()["series"][0]
         compact = client.get(f"{base}/buckets?n=500&compact=1&series={odd}").json()["series"][0]
-        assert full["raw"] and set(compact) == {"series_id", "start", "end", "x", "t", "mean",
+        assert full["raw"] and set(compact) == {"series_id", "start", "end", "x", "dt", "mean",
                                                 "raw", "compact"}
-        assert (compact["x"], compact["t"], compact["mean"]) == (full["x"], full["t"],
-                                                                 full["min"])
+        assert (compact["x"], np.cumsum(compact["dt"]).tolist(), compact["mean"]) == (
+            full["x"], full["t"], full["min"])
         assert compact["mean"][:2] == ["NaN", "Infinity"]
         assert client.post("/api/query/many_buckets", json={
             **names, "n": 500, "compact": True, "series": [{"id": odd}]}).json()["series"][0] \

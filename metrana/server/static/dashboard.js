@@ -14,6 +14,7 @@
 //   js/chart.js          one chart (uPlot): envelopes, band, legend, zoom, live updates
 //   js/source.js         one line of a chart and where its buckets come from
 //   js/columns.js        bucket columns: made drawable, joined, compacted, smoothed
+//   js/first_read.js     the route, and the page's first read asked before the rest loads
 //   js/api.js            reading from the server: batching, polling intervals, sign-in on 401
 //   js/session.js        signing in with a key (a session cookie), signing out, CSRF headers
 //   js/dom.js            building elements (text only as text: no innerHTML), links, status
@@ -23,10 +24,11 @@
 
 import { ComparePage } from "./js/compare_page.js";
 import { setConnection } from "./js/dom.js";
+import { dropEarly, parseRoute } from "./js/first_read.js";
 import { ProjectPage } from "./js/project_page.js";
 import { RunPage } from "./js/run_page.js";
 import { RunsView } from "./js/runs_page.js";
-import { refreshSession } from "./js/session.js";
+import { sessionKnown } from "./js/session.js";
 
 let view = null;
 
@@ -35,37 +37,19 @@ function route() {
   delete document.body.dataset.ready;
   setConnection(null);
   const main = document.getElementById("main");
-  const full = location.hash.replace(/^#\/?/, "");
-  const cut = full.indexOf("?");
-  const hash = cut < 0 ? full : full.slice(0, cut);
-  const [name, ...rest] = hash.split("/");
-  try {
-    if (name === "project" && rest.length === 2) {
-      const [w, p] = rest.map(decodeURIComponent);
-      view = new ProjectPage(main, w, p, cut < 0 ? "" : full.slice(cut + 1));
-      document.title = `${p} · metrana`;
-      return;
-    }
-    if (name === "run" && rest.length === 3) {
-      view = new RunPage(main, [rest.map(decodeURIComponent)]);
-      document.title = `${decodeURIComponent(rest[2])} · metrana`;
-      return;
-    }
-    if (name === "compare") {
-      const runs = rest.join("/").split(",").filter(Boolean).map((r) => r.split("/").map(decodeURIComponent));
-      if (runs.length && runs.every((r) => r.length === 3)) {
-        view = runs.length > 1 ? new ComparePage(main, runs) : new RunPage(main, runs);
-        document.title = `compare ${runs.length} runs · metrana`;
-        return;
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof URIError)) throw error;
+  const to = parseRoute(location.hash);
+  if (to.page === "project") {
+    view = new ProjectPage(main, to.workspace, to.project, to.search);
+    document.title = `${to.project} · metrana`;
+  } else if (to.page === "runs") {
+    view = to.runs.length > 1 ? new ComparePage(main, to.runs) : new RunPage(main, to.runs);
+    document.title = to.runs.length > 1 ? `compare ${to.runs.length} runs · metrana` : `${to.runs[0][2]} · metrana`;
+  } else {
+    document.title = "metrana";
+    view = new RunsView(main);
   }
-  document.title = "metrana";
-  view = new RunsView(main);
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { dropEarly(); route(); });
 route();
-refreshSession();  // who is signed in (the header's sign-out button); no wait for it
+sessionKnown();  // who is signed in (the header's sign-out button); no wait for it

@@ -8,7 +8,8 @@ The semantics, the same for the dashboard's grouped charts and ``QueryClient.agg
 2. Per run and bucket, the **mean of the run's points there** (an RL metric: of every
    environment's points there — the run's across-environment mean). A run without points in
    a bucket does not take part in it. (Above 32 points a bucket the store reduces 128-point
-   blocks, each counted whole in the bucket of its first step, as charts do.)
+   blocks, each spread over the buckets its steps span, by the steps each holds: no bucket
+   is left without the run between its blocks, and no point is decompressed.)
 3. Per group and bucket, across the runs that take part: ``avg``, sample ``std`` (ddof=1;
    NaN for one run), ``min``, ``max``, ``count`` (runs), and the band of the asked kind.
 
@@ -174,9 +175,11 @@ def bucket_index(x: npt.NDArray[np.int64], lo: int, width: float, n: int
     return out
 
 
-def sums_to_means(sums: F64, valid: npt.NDArray[np.int64]) -> F64:
+def sums_to_means(sums: F64, valid: F64 | npt.NDArray[np.int64]) -> F64:
+    """``valid``: how many values each sum adds up (a part of a block's count when blocks are
+    spread over buckets: fractional, maybe below 1)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        out: F64 = np.where(valid > 0, sums / np.maximum(valid, 1), np.nan)
+        out: F64 = np.where(valid > 0, sums / np.where(valid > 0, valid, 1), np.nan)
     return out
 
 

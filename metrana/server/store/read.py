@@ -21,13 +21,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ..errors import NotFound, QueryError
 from ..ingest import INT64_MAX
 from ..point_arrays import PointArrays
 from .buckets import aggregate, bucket_points, needs_points
-from .chunks import BLOCK_POINTS, Blocks, decode_blocks, decode_points
+from .chunks import BLOCK_DTYPE, BLOCK_POINTS, Blocks, decode_blocks, decode_points
 from .database import Tx
 from .filters import Compiled, SeriesName, after_cursor
 from .groups import RunBuckets, bucket_index, sums_to_means
@@ -375,9 +376,11 @@ def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n
                      ) -> RunBuckets:
     """Per run (each a list of its series: one, or an RL metric's environments) the mean of
     its points in each of ``n`` equal-width buckets over [lo, hi] (:mod:`.groups`). The
-    chunks of every run are listed in one query; a run of few points a bucket is reduced
-    from its points, else from its block statistics (and the points of chunks cut by the
-    range's ends)."""
+    chunks of every run are listed in one query; a run of at most 32 points a bucket is
+    reduced from its points, a longer one from its block statistics, each block spread over
+    the buckets its steps span (and the points of chunks cut by the range's ends, or holding
+    a block that spans many buckets: a gap in the steps). 30 runs of 100,000 points in 1,000
+    buckets: 30 ms from blocks, 210 from their points (decompressing them is most of it)."""
     means = np.full((len(series_by_run), n), np.nan)
     owner = {series_id: k for k, ids in enumerate(series_by_run) for series_id in ids}
     if not owner or hi < lo:
@@ -394,27 +397,56 @@ def run_bucket_means(tx: Tx, series_by_run: list[list[int]], lo: int, hi: int, n
         if not rows:
             continue
         sums = np.zeros(n)
-        valid = np.zeros(n, np.int64)
-        if needs_points(sum(int(r[2]) for r in rows), n, len(series_by_run[k]),
-                        every_bucket=True):
-            from_points = [int(r[0]) for r in rows]
-            inner = []
-        else:  # blocks, and the points of chunks cut by the range's ends
-            from_points = [int(r[0]) for r in rows if int(r[3]) < lo or int(r[4]) > hi]
-            inner = [r for r in rows if int(r[3]) >= lo and int(r[4]) <= hi]
+        valid = np.zeros(n)
+        from_points = [int(r[0]) for r in rows]
+        inner = [r for r in rows if int(r[3]) >= lo and int(r[4]) <= hi]
+        if inner and not needs_points(sum(int(r[2]) for r in rows), n):
+            blobs = [bytes(r[5]) for r in inner]
+            blocks = decode_blocks(blobs)
+            chunk = np.repeat(np.arange(len(inner)), [len(b) // BLOCK_DTYPE.itemsize
+                                                       for b in blobs])
+            spans = (bucket_index(blocks.x_last, lo, width, n)
+                     - bucket_index(blocks.x_first, lo, width, n))
+            wide = np.zeros(len(inner), np.bool_)
+            wide[chunk[spans >= SPREAD_BUCKETS]] = True
+            _spread_blocks(sums, valid, blocks.take(~wide[chunk]), lo, width, n)
+            done = {int(r[0]) for r, w in zip(inner, wide.tolist(), strict=True) if not w}
+            from_points = [i for i in from_points if i not in done]
         for part in _chunk_points(tx, from_points, lo, hi):
             ok = ~(np.isnan(part.v) | part.missing)
             index = bucket_index(part.x[ok], lo, width, n)
-            np.add.at(sums, index, part.v[ok])
-            np.add.at(valid, index, 1)
-        if inner:
-            blocks = decode_blocks([bytes(r[5]) for r in inner])
-            index = bucket_index(blocks.x_first, lo, width, n)
-            has = blocks.valid > 0
-            sums += np.bincount(index[has], blocks.vsum[has], n)
-            valid += np.bincount(index[has], blocks.valid[has], n).astype(np.int64)
+            sums += np.bincount(index, part.v[ok], n)
+            valid += np.bincount(index, None, n)
         means[k] = sums_to_means(sums, valid)
     return RunBuckets(means)
+
+
+SPREAD_BUCKETS = 8  # buckets a block may span and be spread over (else its chunk's points)
+
+
+def _spread_blocks(sums: npt.NDArray[np.float64], valid: npt.NDArray[np.float64],
+                   blocks: Blocks, lo: int, width: float, n: int) -> None:
+    """Add each block's sum and count of values to the buckets its steps [x_first, x_last]
+    span, in proportion to the steps of it each holds (a block inside one bucket: whole)."""
+    has = blocks.valid > 0
+    a, b = blocks.x_first[has], blocks.x_last[has]
+    total, count = blocks.vsum[has], blocks.valid[has].astype(np.float64)
+    first = bucket_index(a, lo, width, n)
+    last = bucket_index(b, lo, width, n)
+    steps = (b - a + 1).astype(np.float64)
+
+    def start(bucket: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """A bucket's first step (bucket_grid's), as a float; past the last: hi + 1."""
+        out: npt.NDArray[np.float64] = lo + np.ceil(bucket * width)
+        return out
+
+    for d in range(int((last - first).max(initial=0)) + 1):
+        on = first + d <= last
+        bucket = first[on] + d
+        inside = np.minimum(b[on] + 1, start(bucket + 1)) - np.maximum(a[on], start(bucket))
+        share = np.where(first[on] == last[on], 1.0, np.clip(inside, 0, None) / steps[on])
+        sums += np.bincount(bucket, total[on] * share, n)
+        valid += np.bincount(bucket, count[on] * share, n)
 
 
 def series_extent(tx: Tx, series_ids: list[int]) -> tuple[int, int] | None:

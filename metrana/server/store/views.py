@@ -88,11 +88,15 @@ def spelt_buckets(buckets: dict[str, Any]) -> dict[str, Any]:
 
 def compact_raw(buckets: dict[str, Any], compact: bool) -> dict[str, Any]:
     """Raw buckets (one point each) without min, max, last (the value again) and count (1s),
-    when asked: ``{"raw": true, "compact": true, "x", "t", "mean"}``."""
+    and their timestamps as differences (``dt``: the first timestamp, then each one minus
+    the one before: a few digits, not 19), when asked: ``{"raw": true, "compact": true, "x",
+    "dt", "mean"}``. Twenty runs compared are 80 such series: the timestamps were 45% of
+    their bytes."""
     if not compact or not buckets.get("raw"):
         return buckets
-    return {"x": buckets["x"], "t": buckets["t"], "mean": buckets["mean"], "raw": True,
-            "compact": True}
+    t = np.asarray(buckets["t"], np.int64)
+    return {"x": buckets["x"], "dt": np.diff(t, prepend=np.int64(0)).tolist(),
+            "mean": buckets["mean"], "raw": True, "compact": True}
 
 
 def encoded(payload: Any) -> bytes:

@@ -14,7 +14,8 @@
 
 import { columns } from "./columns.js";
 import { setConnection } from "./dom.js";
-import { csrfHeaders, signIn } from "./session.js";
+import { seg, takeEarly } from "./first_read.js";
+import { csrfHeaders, sessionKnown, signIn } from "./session.js";
 
 export const POLL_LIVE_MS = 1000;   // a run written to within the last two minutes
 export const POLL_QUIET_MS = 5000;  // finished or crashed runs (they may be resumed)
@@ -24,8 +25,6 @@ const FETCHES_AT_ONCE = 6;   // the browser's connections per host
 const BATCH = 100;           // series per bucket request (the server's MAX_BATCH)
 const REQUEST_TIMEOUT_MS = 30000;  // a request the server never answers does not stall the page
 
-/** A path segment: percent-encoded, and `.` too (clients drop `.` segments). */
-const seg = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
 export const runApi = ([w, p, r]) => `/api/runs/${seg(w)}/${seg(p)}/${seg(r)}`;
 
 /** Run at most `n` of the given async functions at once. */
@@ -50,8 +49,9 @@ export class ApiError extends Error {
  *  (every method but GET: the server's request guard takes them only as JSON) carries the
  *  session's CSRF header, as the server requires of the cookie's writes. */
 async function send(path, init, signal) {
+  const write = (init.method ?? "GET") !== "GET";
   for (;;) {
-    const write = (init.method ?? "GET") !== "GET";
+    if (write) await sessionKnown();  // its CSRF value, when signed in
     const headers = { ...(init.headers ?? {}), ...(write ? csrfHeaders() : {}) };
     const limited = AbortSignal.any([signal ?? new AbortController().signal,
                                      AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
@@ -75,7 +75,13 @@ export const api = (path, signal, body) => send(path, body === undefined ? {} : 
 
 /** A read route of the table (POST /api/query/<route>, a JSON body): what the project page
  *  asks, whose filters and groupings do not fit a query string. */
-export const query = (route, body, signal) => api(`/api/query/${route}`, signal, body);
+export async function query(route, body, signal) {
+  // The page's first read, if this is it, was asked before the page loaded (js/first_read.js).
+  const early = takeEarly(route, body);
+  const answer = early && await early;
+  signal?.throwIfAborted();  // the page is gone (what fetch does with the signal)
+  return answer ?? api(`/api/query/${route}`, signal, body);
+}
 
 export const isAbort = (error) => error?.name === "AbortError";
 

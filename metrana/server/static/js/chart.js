@@ -18,6 +18,18 @@ export const COMPACT_AFTER = 8;  // lines on a chart; more get a compact legend
  *  wider strokes (20 runs × 4 charts: ~200 ms less per frame, measured; bench_project.py). */
 export const lineWidth = (lines, wide) => (lines > COMPACT_AFTER ? 1 : wide);
 
+/** uPlot, the global of a classic script of index.html: resolves once it has run. Every first
+ *  draw waits for it (so that the script may load `async`, or late, without a page failing). */
+export function uPlotLoaded() {
+  if (window.uPlot) return Promise.resolve();
+  const script = document.getElementById("uplot");
+  return new Promise((resolve) => {
+    // Failed to load: the draw then says "uPlot is not defined" where the chart would be.
+    script.addEventListener("load", resolve, { once: true });
+    script.addEventListener("error", resolve, { once: true });
+  });
+}
+
 /** Rows of several tables (each sorted by x) in one x-sorted table; a row holds one x value
  *  and each table's bucket at that x, if any. Returns xs and, per table, bucket index by row. */
 function align(tables) {
@@ -83,7 +95,7 @@ export class Chart {
   async load(signal) {
     this.signal = signal;
     const n = this.buckets();
-    await Promise.all(this.sources.map((s) => s.loadAll(n, signal)));
+    await Promise.all([...this.sources.map((s) => s.loadAll(n, signal)), uPlotLoaded()]);
     this.draw();
   }
 

@@ -7,7 +7,11 @@ import { hoverNum } from "./format.js";
 export function columns(body) {
   const mean = body.mean.map(hoverNum);
   if (body.compact) {  // raw points sent once (many_buckets' compact=1): min = max = mean
-    return { x: body.x, t: body.t, count: new Array(mean.length).fill(1), min: mean, max: mean, mean, std: null };
+    // Timestamps sent as differences: summed apart from the first (exact while under 2^53
+    // ns), so each is rounded once, as the timestamp itself would be.
+    const t = new Array(body.dt.length);
+    for (let i = 0, since = 0; i < t.length; i++) t[i] = body.dt[0] + (since += i ? body.dt[i] : 0);
+    return { x: body.x, t, count: new Array(mean.length).fill(1), min: mean, max: mean, mean, std: null };
   }
   return {
     x: body.x, t: body.t, count: body.count,

@@ -5,7 +5,7 @@
 // hovering the plot highlights the nearest curve.
 
 import { isAbort, query } from "./api.js";
-import { COMPACT_AFTER, lineWidth, PALETTE } from "./chart.js";
+import { COMPACT_AFTER, lineWidth, PALETTE, uPlotLoaded } from "./chart.js";
 import { smooth } from "./columns.js";
 import { el } from "./dom.js";
 import { fmtInt, fmtTick, fmtValue, num } from "./format.js";
@@ -53,8 +53,8 @@ export class GroupChart {
   /** Read this chart's groups: `body` is the page's question (filter, group_by, band, ...). */
   async load(body, signal) {
     const { metric, scale, labels, kind } = this.metric;
-    const answer = await query("aggregate_runs", { ...body, n: this.buckets(body.band),
-      series: { metric, scale, labels, kind } }, signal);
+    const [answer] = await Promise.all([query("aggregate_runs", { ...body, n: this.buckets(body.band),
+      series: { metric, scale, labels, kind } }, signal), uPlotLoaded()]);
     this.answer = answer;
     return answer;
   }

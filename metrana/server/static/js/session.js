@@ -8,20 +8,31 @@
 //   DELETE /api/session                sign out
 
 import { el } from "./dom.js";
+import { CSRF_HEADER, earlySession } from "./first_read.js";
 
 let current = null;   // the last answer of /api/session
+let known = null;     // the first answer's promise: who the page is, once asked
 let prompt = null;    // the sign-in dialog's promise, while it is open
 
 /** Headers a request that changes anything sends (the session's CSRF value, when signed in). */
 export function csrfHeaders() {
-  return current?.csrf ? { "X-Metrana-CSRF": current.csrf } : {};
+  return current?.csrf ? { [CSRF_HEADER]: current.csrf } : {};
 }
 
-/** Ask the server who we are, and show it (with a sign-out button) in the page's header. */
-export async function refreshSession() {
-  const response = await fetch("/api/session", { cache: "no-store" });
-  if (response.ok) show(await response.json());
+/** The server's answer of who we are (null: none), shown (with a sign-out button) in the
+ *  page's header. */
+async function ask(answer) {
+  const who = await answer;
+  if (who) show(who);
   return current;
+}
+
+/** Who the page is, asked once (the answer js/first_read.js asked for as the page loaded): a
+ *  request that changes anything waits for it, to carry the session's CSRF value when signed
+ *  in. A failed ask counts as known (the request goes without, and is refused if it must). */
+export function sessionKnown() {
+  known ??= ask(earlySession).catch(() => current);
+  return known;
 }
 
 function show(who) {

@@ -13,7 +13,7 @@
 // group's run count `[data-runs]` (and `.few` below MIN_SEEDS runs per task).
 
 import { isAbort, query } from "./api.js";
-import { PALETTE } from "./chart.js";
+import { PALETTE, uPlotLoaded } from "./chart.js";
 import { el } from "./dom.js";
 import { fmtInt, fmtTick, fmtValue } from "./format.js";
 
@@ -77,7 +77,7 @@ export class StatsPanel {
       aggregates: AGGREGATES.map(([id]) => id), profile: { points: 51 },
     };
     try {
-      const answer = await query("compare_groups", body, signal);
+      const [answer] = await Promise.all([query("compare_groups", body, signal), uPlotLoaded()]);
       const pairs = answer.groups.length >= 2 && answer.groups.length <= MATRIX_GROUPS
         ? await query("compare_groups", { ...body, aggregates: ["mean"], profile: null, improvement: "all" }, signal) : null;
       this.draw(answer, pairs?.improvement ?? null);
