@@ -65,12 +65,12 @@ class DisabledSession:
         return False
 
     @property
-    def logger_id(self) -> str:
-        return self.settings.logger_id
-
-    @property
     def orchestration_id(self) -> str | None:
         return self.settings.orchestration_id
+
+    @property
+    def logger_id(self) -> str:
+        return self.settings.logger_id
 
     def _update_config(self, config: Mapping[str, Any]) -> None:
         return None

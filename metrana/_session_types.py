@@ -51,23 +51,24 @@ class RunLog(Protocol):
             evaluation: bool = False, timestamp: Steps = None) -> None:
         """Log one value or a dict of them (see :func:`metrana.log`)."""
 
-    def log_distributed(self, metric_name: str, value: Any, step: int, *,
-                        labels: Mapping[str, str] | None = None, scale: Any = None,
-                        evaluation: bool = False, timestamp: int | None = None) -> None:
-        """Log one value of a series every process of the job writes, at a global step
-        (see :func:`metrana.log_distributed`)."""
-
     @property
-    def logger_id(self) -> str:
-        """This process's name among the run's writers."""
+    def joined(self) -> bool:
+        """True when another process of the same job had created the run and this one
+        joined it (not a rerun)."""
 
     @property
     def orchestration_id(self) -> str | None:
-        """The job this process belongs to (None: not part of one)."""
+        """The job this process belongs to (None: not part of one); see ``init()``."""
 
     @property
-    def joined(self) -> bool:
-        """True when another process of the same job created the run and this one joined."""
+    def logger_id(self) -> str:
+        """This process's name among the run's writers (``init(logger_id=...)``)."""
+
+    def log_distributed(self, metric_name: str, value: Any, step: int, *,
+                        labels: Mapping[str, str] | None = None, scale: Any = None,
+                        evaluation: bool = False, timestamp: int | None = None) -> None:
+        """One value of a series every process of the job writes at a global ``step``,
+        served merged across the processes (see :func:`metrana.log_distributed`)."""
 
     def log_histogram(self, metric_name: str, histogram: Histogram | ArrayLike,
                       step: int | None = None, *, scale: Any = None,
