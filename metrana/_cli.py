@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from ._cli_common import (
     KEY_ADVICE,
     CLIError as _CLIError,
+    add_source_options,
     check_database as _check_database,
     default_db as _default_db,
     is_url as _is_url,
@@ -214,14 +215,12 @@ def _parser() -> argparse.ArgumentParser:
                             "shown as crashed (default 120; clients send a heartbeat every 30 s)")
 
     def source_options(cmd: argparse.ArgumentParser, default: Any = None) -> None:
-        source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--db", default=default, metavar="PATH|URL",
-                            help="this SQLite file or postgresql:// database (default "
-                                 "$METRANA_SERVER_DB, $METRANA_DB or ~/.metrana/metrana.sqlite3)")
-        source.add_argument("--url", default=default,
-                            help="the server running at URL instead")
-        cmd.add_argument("--api-key", default=default, metavar="KEY",
-                         help="API key of a server started with one (default $METRANA_API_KEY)")
+        add_source_options(
+            cmd, default=default,
+            db_help="this SQLite file or postgresql:// database (default $METRANA_SERVER_DB, "
+                    "$METRANA_DB or ~/.metrana/metrana.sqlite3)",
+            url_help="the server running at URL instead",
+            key_help="API key of a server started with one (default $METRANA_API_KEY)")
 
     for name, summary, description in (
             ("runs", "list, delete or rename stored runs", _RUNS_HELP),

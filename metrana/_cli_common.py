@@ -7,10 +7,12 @@ command line's module, which imports them.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["KEY_ADVICE", "CLIError", "check_database", "default_db", "is_url"]
+__all__ = ["KEY_ADVICE", "CLIError", "add_source_options", "check_database", "default_db", "is_url"]
 
 # How a command of the CLI is given a key, as refusals say it.
 KEY_ADVICE = "--api-key KEY or METRANA_API_KEY (environment variables do not show in 'ps')"
@@ -22,6 +24,16 @@ class CLIError(Exception):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+def add_source_options(cmd: argparse.ArgumentParser, *, db_help: str, url_help: str,
+                       key_help: str, default: Any = None) -> None:
+    """``--db`` or ``--url`` (one of them), and ``--api-key``: where a command reads or
+    writes, declared once for every subcommand that takes them."""
+    where = cmd.add_mutually_exclusive_group()
+    where.add_argument("--db", default=default, metavar="PATH|URL", help=db_help)
+    where.add_argument("--url", default=default, help=url_help)
+    cmd.add_argument("--api-key", default=default, metavar="KEY", help=key_help)
 
 
 def default_db() -> str:

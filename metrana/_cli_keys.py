@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import KEY_ADVICE, CLIError, check_database, default_db, is_url
+from ._cli_common import (
+    KEY_ADVICE,
+    CLIError,
+    add_source_options,
+    check_database,
+    default_db,
+    is_url,
+)
 
 __all__ = ["KEYS_HELP", "add_keys_parser", "keys_command"]
 
@@ -67,14 +74,12 @@ def add_keys_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> No
     revoke.add_argument("prefix", metavar="PREFIX",
                         help="the key's prefix, as 'keys list' shows it (1a2b3c4d or mk_1a2b3c4d)")
     for command in actions.choices.values():
-        where = command.add_mutually_exclusive_group()
-        where.add_argument("--db", default=None, metavar="PATH|URL",
-                           help="the database (default $METRANA_SERVER_DB, $METRANA_DB or "
-                                "~/.metrana/metrana.sqlite3)")
-        where.add_argument("--url", default=None,
-                           help="a running server instead, with an admin key")
-        command.add_argument("--api-key", default=None, metavar="KEY",
-                             help="an admin key, with --url (default $METRANA_API_KEY)")
+        add_source_options(
+            command,
+            db_help="the database (default $METRANA_SERVER_DB, $METRANA_DB or "
+                    "~/.metrana/metrana.sqlite3)",
+            url_help="a running server instead, with an admin key",
+            key_help="an admin key, with --url (default $METRANA_API_KEY)")
 
 
 class _Keys:

@@ -12,6 +12,25 @@ import { ValueChart, valueSeries } from "./value_charts.js";
 /** Charts grouped by metric: one run (labels as lines, RL bands, environments), or several
  *  runs overlaid (one colour per run). Live: polls each run's changed series. A page says
  *  what it is about in `showCrumbs()` and `renderHeader()`. */
+/** A "single <what> (N)" box of checkboxes, one per name, added as names appear: a chart's
+ *  single environments (RL) or single writers (a log_distributed metric). */
+function toggleBox(what, className, key, onToggle) {
+  const list = el("div", { class: "list" });
+  const summary = el("summary", {}, `single ${what}`);
+  const details = el("details", { class: className }, summary, list);
+  const known = new Set();
+  const offer = (names, count) => {
+    summary.textContent = `single ${what} (${count})`;
+    for (const name of names) {
+      if (known.has(name)) continue;
+      known.add(name);
+      list.append(el("label", {}, el("input", { type: "checkbox", dataset: { [key]: name },
+        onchange: (e) => onToggle(name, e.target.checked) }), name || "(none)"));
+    }
+  };
+  return { details, offer };
+}
+
 export class ChartsView {
   constructor(main, runs) {
     this.abort = new AbortController();
@@ -213,33 +232,19 @@ export class ChartsView {
     let envBox = null;
     let chart;
     if (rl && !this.compare) {
-      const list = el("div", { class: "list" });
-      const summary = el("summary", {}, "single environments");
-      envBox = el("details", { class: "envs" }, summary, list);
-      const known = new Set();
-      envBox.setEnvironments = (envs) => {
-        summary.textContent = `single environments (${envs.length})`;
-        for (const env of envs) {
-          if (known.has(env)) continue;
-          known.add(env);
-          list.append(el("label", {}, el("input", { type: "checkbox", dataset: { env },
-            onchange: (e) => this.toggleEnvironment(chart, env, e.target.checked) }), env || "(none)"));
-        }
-      };
+      const box = toggleBox("environments", "envs", "env",
+        (env, on) => this.toggleEnvironment(chart, env, on));
+      envBox = box.details;
+      envBox.setEnvironments = (envs) => box.offer(envs, envs.length);
     }
     if (merged && !this.compare) {
-      const list = el("div", { class: "list" });
-      const summary = el("summary", {}, "single writers");
-      envBox = el("details", { class: "envs writers" }, summary, list);
-      const known = new Set();
+      let current = new Map();
+      const box = toggleBox("writers", "envs writers", "writer",
+        (writer, on) => this.toggleWriter(chart, current.get(writer), on));
+      envBox = box.details;
       envBox.setWriters = (writers) => {
-        summary.textContent = `single writers (${writers.size})`;
-        for (const writer of [...writers.keys()].sort(naturalOrder)) {
-          if (known.has(writer)) continue;
-          known.add(writer);
-          list.append(el("label", {}, el("input", { type: "checkbox", dataset: { writer },
-            onchange: (e) => this.toggleWriter(chart, writers.get(writer), e.target.checked) }), writer));
-        }
+        current = writers;
+        box.offer([...writers.keys()].sort(naturalOrder), writers.size);
       };
     }
     chart = new Chart({
