@@ -103,3 +103,18 @@ def bucket_reads(requests: list[Request]) -> list[tuple[str, int | None, int | N
             reads.append((f"band {query['metric'][0]}", number(query.get("start", [""])[0]),
                           number(query.get("end", [""])[0])))
     return reads
+
+
+def stray_text(page: Page) -> list[str]:
+    """Text nodes of the page that are a JavaScript value printed by mistake: `null`,
+    `undefined`, `NaN`, `[object Object]` (what ``replaceChildren(null)`` or a missing field
+    in a template string writes). A user sees them as garbage under a title."""
+    return list(page.evaluate("""() => {
+      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      const found = [];
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const text = n.textContent.trim();
+        if (["null", "undefined", "NaN", "[object Object]"].includes(text)) found.push(text);
+      }
+      return found;
+    }"""))

@@ -16,7 +16,13 @@ from playwright.sync_api import Page, Request, expect
 
 import metrana
 from metrana.server import ServerInfo, background_server
-from tests.dashboard.dashboard_helpers import bucket_reads, charts, run_hash, store_series
+from tests.dashboard.dashboard_helpers import (
+    bucket_reads,
+    charts,
+    run_hash,
+    store_series,
+    stray_text,
+)
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
 
@@ -58,6 +64,7 @@ def test_runs_page_lists_searches_and_selects_runs(live_server: ServerInfo, page
     expect(alpha.locator("td.num").last).to_have_text("111")  # 50 + 50 + 5 + 5 + 1 points
     # Nothing stray under the title (no notice after a delete: no text for it either).
     assert page.locator("main h1").evaluate("h => h.nextSibling.nodeName") == "DIV"
+    assert stray_text(page) == []
     # Newest first.
     names = page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
     assert names.index("list-beta") < names.index("list-alpha")
@@ -84,6 +91,7 @@ def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
     # One chart per metric, each holding its canvas, counting every point it represents.
     assert charts(page) == {"train/loss": "1200", "train/acc": "1200", "eval/loss": "240",
                             "lr": "1", "episode/return": "240"}
+    assert stray_text(page) == []  # e.g. no 'null' where a run of one process has no writers
     for metric in ("train/loss", "eval/loss", "episode/return"):
         assert page.locator(f'[data-metric="{metric}"] canvas').count() >= 1
     # Grouped by prefix: un-prefixed metrics first, then prefixes in order.
@@ -201,6 +209,7 @@ def test_compare_overlays_runs(live_server: ServerInfo, page: Page) -> None:
     page.goto(f"{live_server.url}/#/compare/{WS}/{PROJECT}/cmp-a,{WS}/{PROJECT}/cmp-b")
     page.wait_for_selector("body[data-ready]")
     assert charts(page)["train/loss"] == "200"
+    assert stray_text(page) == []
     legend = page.locator('[data-metric="train/loss"] .legend')
     expect(legend.locator(".item")).to_have_count(2)
     expect(legend).to_contain_text("cmp-a")

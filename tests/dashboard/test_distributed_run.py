@@ -13,7 +13,7 @@ from playwright.sync_api import Page, Request, expect
 
 import metrana
 from metrana.server import ServerInfo
-from tests.dashboard.dashboard_helpers import run_hash
+from tests.dashboard.dashboard_helpers import run_hash, stray_text
 
 WS, PROJECT = "dash", "dist"
 WRITERS, STEPS = 4, 20
@@ -58,6 +58,7 @@ def test_a_jobs_metric_is_one_merged_curve_with_its_writers_on_demand(
     page.wait_for_selector("body[data-ready]")
     chart = page.locator('[data-metric="loss"]')
     expect(chart).to_have_attribute("data-merged", "1")
+    assert stray_text(page) == []
     expect(chart).to_have_attribute("data-points", str(WRITERS * STEPS))
     assert any("/merged?" in r.url for r in requests)
     table = values()

@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 
 from metrana.server import ServerInfo
 from metrana.server.store import Store
-from tests.dashboard.dashboard_helpers import run_hash
+from tests.dashboard.dashboard_helpers import run_hash, stray_text
 from tests.sweep import SweepRun, bucket_means, write_sweep
 
 pytestmark = pytest.mark.timeout(600)
@@ -46,6 +46,7 @@ def open_project(page: Page, server: ServerInfo, query: str = "", project: str =
                  ) -> None:
     page.goto(f"{server.url}/#/project/{WS}/{project}" + (f"?{query}" if query else ""))
     settled(page)
+    assert stray_text(page) == []
 
 
 def settled(page: Page) -> None:

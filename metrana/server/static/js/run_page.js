@@ -32,7 +32,9 @@ export class RunPage extends ChartsView {
         el("span", {}, "last activity ", el("b", {}, fmtAgo(run.last_activity_ns))),
         el("span", {}, el("b", {}, fmtInt(run.series.length)), " series"),
         el("span", {}, el("b", { id: "run-points" }, fmtInt(points)), " points")),
-      this.editBox, writersBox(run.processes ?? [], this.writersOpen, (open) => { this.writersOpen = open; }),
+      // replaceChildren prints a null as text: a run of one process has no writers box at all
+      this.editBox, ...[writersBox(run.processes ?? [], this.writersOpen, (open) => { this.writersOpen = open; })]
+        .filter(Boolean),
       this.configBox);
   }
 }
