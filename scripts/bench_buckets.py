@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_timing import timed
 
 from metrana.server.store import Store
 
@@ -71,14 +71,6 @@ def database_bytes(target: str, *, vacuum: bool = False) -> int:
     assert row is not None
     return int(row[0])
 
-
-def timed(fn: Any, repeat: int) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), result
 
 
 def main() -> int:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_timing import timed
 
 from metrana.server.store import Store
 from metrana.server.store.filters import SeriesName
@@ -55,14 +55,6 @@ def expected(steps: int, writers: int) -> np.ndarray:
         out[w] = np.exp(-xs / steps * 3) + noise * 0.1
     return out
 
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), result
 
 
 def main() -> None:

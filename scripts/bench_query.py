@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_buckets import timed as median_ms  # noqa: E402
+from bench_timing import timed as median_ms  # noqa: E402
 
 from metrana.query import AttrFilter, QueryClient, SeriesFilter, SeriesOrderBy  # noqa: E402
 from metrana.server.store import Store  # noqa: E402

@@ -21,15 +21,13 @@ Goal (issue 30): 10 groups × 20 runs, 2,000 repetitions, ≤ 1 s on the server.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+from bench_timing import timed
 
 from metrana.server.read_api import answer
 from metrana.server.store import Store
@@ -65,16 +63,6 @@ def write(db: Path, project: str, tasks: int) -> None:
     finally:
         store.close()
 
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """The median of ``repeat`` calls (ms), and the last result."""
-    times = []
-    result = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), result
 
 
 def main() -> None:

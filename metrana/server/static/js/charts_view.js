@@ -295,6 +295,11 @@ export class ChartsView {
     source.environment = env;
     source.expected = [...run.series.values()].filter((s) => s.kind === "rl" && s.environment_id === env
       && s.metric_name === band.query.metric && s.scale === band.query.scale).reduce((a, s) => a + s.point_count, 0);
+    await this.addLine(chart, source);
+  }
+
+  /** Add a line to a chart (a single environment, a single writer) and draw it once loaded. */
+  async addLine(chart, source) {
     chart.add(source);
     try {
       await source.loadAll(chart.buckets(), this.abort.signal);
@@ -319,14 +324,7 @@ export class ChartsView {
                                 label: `writer ${writer}`, color, counts: false });
     source.writer = writer;
     source.expected = series.point_count;
-    chart.add(source);
-    try {
-      await source.loadAll(chart.buckets(), this.abort.signal);
-      if (chart.zoom) source.zoomed = null;
-      chart.draw();
-    } catch (error) {
-      if (!isAbort(error)) setConnection(error.message);
-    }
+    await this.addLine(chart, source);
   }
 
   async poll() {
