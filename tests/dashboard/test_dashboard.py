@@ -220,6 +220,22 @@ def test_compare_overlays_runs(live_server: ServerInfo, page: Page) -> None:
     expect(page.locator('[data-metric="eval/loss"] .legend .item')).to_have_count(4)
 
 
+def test_an_answer_cut_off_is_shown_as_an_error_not_read_as_empty(
+        live_server: ServerInfo, page: Page) -> None:
+    """An answer whose body cannot be read (the connection dropped mid-answer) is an error
+    the chart shows, not an empty answer the page trips over (it once threw "Cannot read
+    properties of null" when a page was left while its buckets were read)."""
+    store_series(live_server.db_path, WS, PROJECT, "cut", 500)
+    page.route("**/api/query/many_runs_buckets",
+               lambda route: route.fulfill(status=200, content_type="application/json",
+                                           body='{"runs": [{"series": ['))
+    page.goto(f"{live_server.url}/" + run_hash(WS, PROJECT, "cut"))
+    error = page.locator('[data-metric="loss"] .placeholder.error')
+    expect(error).to_contain_text(
+        "the server's answer to /api/query/many_runs_buckets could not be read")
+    assert stray_text(page) == []  # and the page fixture: no JavaScript error
+
+
 def test_rl_run_shows_a_band_across_environments(live_server: ServerInfo, page: Page) -> None:
     requests: list[Request] = []
     page.on("request", lambda request: requests.append(request))

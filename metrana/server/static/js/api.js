@@ -61,7 +61,12 @@ async function send(path, init, signal) {
       await signIn();
       continue;
     }
-    const body = await response.json().catch(() => null);
+    // An answer cut off (its page left while it was read, or a dropped connection) is an
+    // error, never an empty answer its reader would trip over.
+    const body = await response.json().catch((error) => {
+      if (response.ok) throw isAbort(error) ? error : new ApiError(response.status, `the server's answer to ${path} could not be read: ${error.message}`);
+      return null;
+    });
     if (!response.ok) throw new ApiError(response.status, body?.message ?? response.statusText);
     setConnection(null);
     return body;

@@ -27,8 +27,11 @@ const faint = (c, a) => c + Math.round(a * 255).toString(16).padStart(2, "0");
 
 export class GroupChart {
   /** `metric`: an entry of the project overview ({kind, metric, scale, labels}). */
-  constructor({ metric, colors, onZoom, onResetZoom, nameOnly }) {
+  /** `widthHint`: the plot's width as the page expects it, until the chart is drawn (see
+   *  buckets()). */
+  constructor({ metric, colors, onZoom, onResetZoom, nameOnly, widthHint = null }) {
     this.metric = metric;
+    this.widthHint = widthHint;
     this.colors = colors;
     this.onZoom = onZoom;
     this.onResetZoom = onResetZoom;
@@ -47,8 +50,13 @@ export class GroupChart {
   }
 
   width() { return Math.max(200, this.area.clientWidth); }
-  /** Buckets to ask for: one per 2 px; a bootstrapped band (IQM) at most IQM_BUCKETS. */
-  buckets(band) { return Math.min(band === "iqm95" ? IQM_BUCKETS : 500, Math.max(50, Math.round(this.width() / 2))); }
+  /** Buckets to ask for: one per 2 px; a bootstrapped band (IQM) at most IQM_BUCKETS. Before
+   *  the chart is first drawn, of the page's expected width: reading the chart's own would
+   *  lay out the page just built (20-60 ms on a cold page) before the read could go out. */
+  buckets(band) {
+    const width = this.widthHint ?? this.width();
+    return Math.min(band === "iqm95" ? IQM_BUCKETS : 500, Math.max(50, Math.round(width / 2)));
+  }
 
   /** Read this chart's groups: `body` is the page's question (filter, group_by, band, ...). */
   async load(body, signal) {
@@ -62,6 +70,7 @@ export class GroupChart {
   draw(smoothing, grouped) {
     const a = this.answer;
     if (!a) return;
+    this.widthHint = null;
     const d = this.node.dataset;
     d.groups = grouped ? String(a.groups.length) : "";
     if (!grouped) delete d.groups;
@@ -179,19 +188,26 @@ export class GroupChart {
   }
 }
 
-/** Read and draw several charts at a few at once; resolves when all are drawn. */
+/** Read several charts, a few at once; resolves, once all are read, to what draws them
+ *  (`draw(chart)` each; a chart whose read failed shows why). */
 export async function loadCharts(charts, body, signal, draw) {
   const queue = [...charts];
+  const failed = new Map();
   const worker = async () => {
     for (let chart = queue.shift(); chart; chart = queue.shift()) {
       try {
         await chart.load(body, signal);
-        draw(chart);
       } catch (error) {
         if (isAbort(error)) throw error;
-        chart.area.replaceChildren(el("div", { class: "placeholder error" }, error.message));
+        failed.set(chart, error);
       }
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
+  return () => {
+    for (const chart of charts) {
+      if (failed.has(chart)) chart.area.replaceChildren(el("div", { class: "placeholder error" }, failed.get(chart).message));
+      else draw(chart);
+    }
+  };
 }

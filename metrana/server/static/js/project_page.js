@@ -22,6 +22,15 @@ const UNGROUPED_RUNS = 20;   // lines on a chart when runs are not grouped
 const SUMMARY_FNS = ["last", "min", "max", "mean"];
 const DEFAULT_AXES = 6;      // config keys on the parallel coordinates by default
 
+/** A chart's plot width on a page `width` px wide (#main's, padding included): the grid's
+ *  columns (dashboard.css `.grid`: minmax(460px, 1fr), 12 px gaps; #main's 20 px padding)
+ *  less a chart's padding and border. Only the charts' first bucket counts use it. */
+function plotWidth(width) {
+  const inner = width - 40;
+  const columns = Math.max(1, Math.floor((inner + 12) / 472));
+  return (inner - 12 * (columns - 1)) / columns - 22;
+}
+
 export class ProjectPage {
   constructor(main, workspace, project, search) {
     this.workspace = workspace;
@@ -30,6 +39,9 @@ export class ProjectPage {
     this.abort = new AbortController();
     this.colors = new GroupColors();
     this.charts = [];
+    // Read before the page is built: the layout the loading page was drawn with (free to
+    // read) tells the charts' first bucket counts, so their reads go out with the table's.
+    this.widthHint = plotWidth(main.clientWidth);
     this.root = el("div", { class: "project-page", id: "project", dataset: { generation: "0" } },
       el("p", { class: "muted" }, "Loading…"));
     main.replaceChildren(this.root);
@@ -194,7 +206,7 @@ export class ProjectPage {
       seen.add(key);
       return true;
     }).map((metric) => new GroupChart({
-      metric, colors: this.colors, nameOnly,
+      metric, colors: this.colors, nameOnly, widthHint: this.widthHint,
       onZoom: (range) => this.change({ x: range }, { charts: true }),
       onResetZoom: () => this.change({ x: null }, { charts: true }),
     }));
@@ -243,7 +255,8 @@ export class ProjectPage {
     const signal = AbortSignal.any([this.abort.signal, abort.signal]);
     const tasks = [];
     this.filterError.hidden = true;
-    // The charts last: their bucket counts read the charts' widths (see loadCharts).
+    // Each part is read, then all are drawn in one go: the page is laid out and painted once
+    // for the view, not once per answer (each a full layout of the page on a cold load).
     if (what.table) tasks.push(this.loadTable(signal));
     if (what.parcoords) tasks.push(this.loadParcoords(signal));
     if (what.charts) tasks.push(this.loadCharts(signal));
@@ -255,9 +268,11 @@ export class ProjectPage {
       this.stats.begin();
       this.statsPending = true;
     }
-    try {
-      await Promise.all(tasks);
-    } catch (error) {
+    const settled = await Promise.allSettled(tasks);
+    if (Number(this.root.dataset.generation) !== generation) return;
+    for (const part of settled) if (part.status === "fulfilled") part.value?.();
+    const error = settled.find((part) => part.status === "rejected")?.reason;
+    if (error) {
       if (isAbort(error)) return;
       if (error instanceof ApiError && error.status === 400) {
         this.filterError.textContent = error.message;
@@ -270,6 +285,7 @@ export class ProjectPage {
     await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
     if (Number(this.root.dataset.generation) !== generation) return;
     this.root.dataset.done = String(generation);
+    this.widthHint = null;  // laid out: charts made from now on measure themselves
     window.metranaProjectReady = { at: performance.now(), generation, charts: this.charts.length };
     document.body.dataset.ready = "1";
     if (this.statsPending) {
@@ -279,10 +295,12 @@ export class ProjectPage {
   }
 
   async loadTable(signal) {
-    await this.table.load({ workspace: this.workspace, project: this.project, filter: this.filterTree(),
-                            orderBy: this.orderBy(), sort: this.state.sort, columns: this.columns() }, signal);
-    const total = this.table.total;
-    this.count.textContent = `${fmtInt(total)} of ${fmtInt(this.overview.runs)} runs`;
+    const draw = await this.table.load({ workspace: this.workspace, project: this.project, filter: this.filterTree(),
+                                         orderBy: this.orderBy(), sort: this.state.sort, columns: this.columns() }, signal);
+    return draw && (() => {
+      draw();
+      this.count.textContent = `${fmtInt(this.table.total)} of ${fmtInt(this.overview.runs)} runs`;
+    });
   }
 
   chartBody() {
@@ -298,13 +316,8 @@ export class ProjectPage {
   }
 
   async loadCharts(signal) {
-    // The table's and parallel coordinates' requests go out first (their fetches run once
-    // this task's promises settle): the charts' bucket counts read their widths, which lays
-    // out the page just built (20-60 ms), time the server spends answering those two.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    signal.throwIfAborted();
     const grouped = this.state.group.length > 0;
-    await loadCharts(this.charts, this.chartBody(), signal, (chart) => chart.draw(this.state.smooth, grouped));
+    return loadCharts(this.charts, this.chartBody(), signal, (chart) => chart.draw(this.state.smooth, grouped));
   }
 
   /** The statistics of the current view; a newer one aborts it (a table-only change does not). */
@@ -331,7 +344,7 @@ export class ProjectPage {
       attributes, summaries, format: "columns", limit: 20000 }, signal);
     let ai = 0, si = 0;
     const data = axes.map((a) => ({ id: a.id, label: a.label, values: a.request.attr ? answer.runs.attributes[ai++] : answer.runs.summaries[si++] }));
-    this.parcoords.setData(data, answer.runs.name, this.state.brush);
+    return () => this.parcoords.setData(data, answer.runs.name, this.state.brush);
   }
 
   destroy() {

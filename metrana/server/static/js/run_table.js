@@ -66,7 +66,9 @@ export class RunTable {
     this.rows = new Map();    // row index -> element in the page
   }
 
-  /** A new question: columns, filter, order. Resolves once its first page is drawn. */
+  /** A new question: columns, filter, order. Resolves, once its first page is read, to what
+   *  draws it (null: a newer question replaced this one), so that the page can draw the
+   *  table with its other parts in one go. */
   async load({ workspace, project, filter, orderBy, sort, columns }, signal) {
     this.generation = (this.generation ?? 0) + 1;
     this.signal = signal;
@@ -80,10 +82,13 @@ export class RunTable {
     });
     this.body_ = { workspace, project, filter, order_by: orderBy, attributes, summaries };
     this.pages = new Map();
-    this.drawHead();
     const first = await this.page(0, true);
-    if (first === null) return;
-    this.drawRows(true);
+    if (first === null) return null;
+    return () => {
+      this.drawHead();
+      this.drawRows(true);
+      this.node.dataset.total = String(this.total);
+    };
   }
 
   drawHead() {
@@ -107,8 +112,7 @@ export class RunTable {
       .then((answer) => {
         if (generation !== this.generation) return null;
         if (first) {
-          this.total = answer.total;
-          this.node.dataset.total = String(answer.total);
+          this.total = answer.total;  // shown (data-total) when the first page is drawn
           this.labels = answer.summary_labels;
         }
         this.pages.set(i, answer.runs);
