@@ -42,7 +42,8 @@ export class ParallelCoords {
     this.node = el("div", { class: "parcoords", id: "parcoords" }, this.canvas, this.layer);
     this.axes = [];
     this.brush = {};
-    this.resize = new ResizeObserver(() => this.draw());
+    // Drawn again when its width changes (not when it is first observed: setData draws).
+    this.resize = new ResizeObserver(() => { if (Math.max(300, this.node.clientWidth) !== this.drawnWidth) this.draw(); });
     this.resize.observe(this.node);
   }
 
@@ -77,6 +78,7 @@ export class ParallelCoords {
 
   draw() {
     const width = Math.max(300, this.node.clientWidth);
+    this.drawnWidth = width;
     const ratio = window.devicePixelRatio || 1;
     this.canvas.width = width * ratio;
     this.canvas.height = HEIGHT * ratio;

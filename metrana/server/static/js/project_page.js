@@ -148,7 +148,9 @@ export class ProjectPage {
     this.stats = new StatsPanel({ colors: this.colors, onChange: (patch) => this.change(patch, { stats: true }) });
     this.stats.setChoices(this.attributes.filter((a) => a.path.startsWith("config/") && a.distinct > 1).map((a) => a.path), s);
     this.count = el("span", { class: "muted" });
-    this.root.replaceChildren(
+    // Put in the page with the first view's parts (update()): laid out and painted once, with
+    // its data, not first empty and then again.
+    this.content = [
       el("h1", {}, `${this.workspace} / ${this.project}`),
       el("div", { class: "meta" }, el("span", {}, el("b", {}, fmtInt(o.runs)), " runs"),
         el("span", {}, el("b", {}, fmtInt(this.attributes.length)), " attributes"),
@@ -163,7 +165,7 @@ export class ProjectPage {
       el("details", { class: "box", open: true }, el("summary", {}, "Parallel coordinates ", this.axisBox),
         el("div", { class: "inner" }, this.parcoords.node)),
       this.stats.node,
-      el("section", { class: "group" }, this.grid));
+      el("section", { class: "group" }, this.grid)];
     this.rebuildChoosers();
     this.makeCharts();
   }
@@ -270,6 +272,10 @@ export class ProjectPage {
     }
     const settled = await Promise.allSettled(tasks);
     if (Number(this.root.dataset.generation) !== generation) return;
+    if (this.content) {
+      this.root.replaceChildren(...this.content);
+      this.content = null;
+    }
     for (const part of settled) if (part.status === "fulfilled") part.value?.();
     const error = settled.find((part) => part.status === "rejected")?.reason;
     if (error) {
