@@ -178,8 +178,9 @@ export class ProjectPage {
       const names = chosen.map((c) => c.replace(/^(config|sys)\//, ""));
       summary.textContent = `${label}${names.length > 4 ? ` (${names.length})` : names.length ? ": " + names.join(", ") : ""} ▾`;
     };
+    const chosen = new Set(get());  // once, not per option: get() builds every column
     const list = el("div", { class: "chooser-list" }, options.map(([value, text]) => el("label", {},
-      el("input", { type: "checkbox", value, checked: get().includes(value), onchange: () => {
+      el("input", { type: "checkbox", value, checked: chosen.has(value), onchange: () => {
         const now = get().filter((v) => v !== value);
         const box = list.querySelector(`input[value="${CSS.escape(value)}"]`);
         set(box.checked ? [...now, value] : now);
