@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ from typing import Any
 from tests.helpers import wait_until
 
 __all__ = ["STORES", "QuietHandler", "in_background", "make_key", "plain_http_server",
-           "start_serve", "stop_serve", "writers_held_at"]
+           "start_serve", "stop_serve", "unused_port", "writers_held_at"]
 
 STORES = ["sqlite", "postgresql"]  # the values of every store-parametrized fixture
 # What schema version 5 added (API keys, dashboard sessions, writers), undone: with the meta
@@ -26,6 +28,26 @@ UNDO_V6 = ("DROP TABLE scatter_points", "DROP TABLE histogram_points",
            "DROP TABLE histogram_edges", "DROP TABLE value_series")
 # What schema version 7 added (writer sessions, retired runs), undone: applied before UNDO_V6.
 UNDO_V7 = ("DROP TABLE writer_sessions", "DROP TABLE retired_runs")
+
+_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on, for a server started there later or a connection
+    that must be refused. Chosen below the kernel's ephemeral range: a port-0 bind (any other
+    server, any client's source port) is never handed it meanwhile, and a client connecting to
+    it cannot connect to itself (TCP self-connect needs the source and destination ports
+    equal, and source ports come from that range)."""
+    low = int(_PORT_RANGE.read_text().split()[0]) if _PORT_RANGE.exists() else 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below {low}")
 
 
 def start_serve(db: str | Path, *extra: str, env: dict[str, str] | None = None,

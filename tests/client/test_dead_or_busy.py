@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from metrana._spool import run_spool_dir, segments
 from metrana.server import ServerInfo
 from tests.faults import FaultProxy
 from tests.helpers import read_points
+from tests.support import unused_port
 
 
 def new_run() -> str:
@@ -30,10 +30,7 @@ def new_run() -> str:
 
 def refused_url() -> str:
     """A loopback URL where nothing listens: connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{unused_port()}"
 
 
 def stored(info: ServerInfo, run: str) -> list[float]:

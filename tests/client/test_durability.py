@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +26,7 @@ from metrana._transport import RetryPolicy
 from metrana.server import ServerInfo, Store
 from tests.faults import FaultProxy
 from tests.helpers import read_points, wait_until
+from tests.support import unused_port
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -40,16 +40,10 @@ def stored_steps(info: ServerInfo, run: str, series: str = "loss") -> list[int]:
     return [p["step"] for p in read_points(info, run).get(series, [])]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def late_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[], ServerInfo]]]:
     """A URL with nothing listening yet, and a function that starts the server there."""
-    port = free_port()
+    port = unused_port()
     procs: list[subprocess.Popen[str]] = []
 
     def start() -> ServerInfo:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import pytest
 
 from metrana.query import QueryClient
 from metrana.server import ServerInfo
+from tests.support import unused_port
 
 
 def merged_and_status(info: ServerInfo, name: str) -> tuple[Any, str, list[str]]:
@@ -70,12 +70,6 @@ os._exit(0)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_torchrun_with_four_processes_writes_one_run(live_server: ServerInfo,
                                                     tmp_path: Path) -> None:
     """`torchrun --nproc_per_node=4 train.py` (no --rdzv-id: torchrun's job id is "none"):
@@ -86,7 +80,7 @@ def test_torchrun_with_four_processes_writes_one_run(live_server: ServerInfo,
     script.write_text(TRAIN)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4",
-         "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script), name,
+         "--master_addr=127.0.0.1", f"--master_port={unused_port()}", str(script), name,
          live_server.url],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"})

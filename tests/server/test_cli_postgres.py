@@ -9,7 +9,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from metrana.server import Store
 from tests.pgcluster import PASSWORD, PASSWORD_USER, Cluster
 from tests.server.test_cli import metrana, one_line, post_small_run
 from tests.server.test_store import _execute, _snapshot
+from tests.support import unused_port
 
 
 def test_serve_runs_and_export_on_postgresql_never_print_the_password(
@@ -56,14 +56,6 @@ def test_serve_runs_and_export_on_postgresql_never_print_the_password(
         assert PASSWORD not in text
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("case", ["wrong password", "no such database", "nothing listening",
                                   "unknown scheme", "malformed URL"])
 def test_a_database_that_cannot_be_used_is_one_line_saying_why(pg_cluster: Cluster,
@@ -76,7 +68,7 @@ def test_a_database_that_cannot_be_used_is_one_line_saying_why(pg_cluster: Clust
                            "password authentication failed"),
         "no such database": (pg_cluster.url("no_such_db", password=PASSWORD),
                              'database "no_such_db" does not exist'),
-        "nothing listening": (f"postgresql://u:{PASSWORD}@127.0.0.1:{_closed_port()}/db",
+        "nothing listening": (f"postgresql://u:{PASSWORD}@127.0.0.1:{unused_port()}/db",
                               "Connection refused"),
         "unknown scheme": (f"mysql://u:{PASSWORD}@localhost/db",
                            "unsupported database URL scheme 'mysql'"),
