@@ -25,9 +25,10 @@ def values() -> np.ndarray:
     return np.asarray((w * 10.0 + s) * (1 + (s % 3)), dtype=np.float64)
 
 
-def log_job(url: str, run: str) -> None:
-    """Four writers of one job, one after the other (each its own writer session)."""
-    table = values()
+def log_job(url: str, run: str, scale: float = 1.0) -> None:
+    """Four writers of one job, one after the other (each its own writer session); writer w
+    logs ``values()[w] * scale``."""
+    table = values() * scale
     for writer in range(WRITERS):
         with metrana.session(workspace_name=WS, project_name=PROJECT, run_name=run,
                              ingestion_url=url, orchestration_id=f"job-{run}",
@@ -92,3 +93,38 @@ def test_a_jobs_metric_is_one_merged_curve_with_its_writers_on_demand(
     expect(page.locator("main h1")).to_contain_text("finished")
     # Plain log() of the same processes stays a line per process (no rank here: one series).
     expect(page.locator('[data-metric="lr"]')).not_to_have_attribute("data-merged", "1")
+
+
+def test_jobs_compared_are_each_one_merged_curve(live_server: ServerInfo, page: Page) -> None:
+    """Two jobs on the compare page: each run's log_distributed metric is its own merged
+    curve, not a line per writer; at the hovered step each run's entry shows the mean, min
+    and max across its own writers (numpy's) and their count."""
+    runs = [f"cmp-merged-{uuid.uuid4().hex[:6]}-{k}" for k in range(2)]
+    for k, run in enumerate(runs):
+        log_job(live_server.url, run, scale=k + 1.0)
+    page.goto(f"{live_server.url}/#/compare/" + ",".join(f"{WS}/{PROJECT}/{r}" for r in runs))
+    page.wait_for_selector("body[data-ready]")
+    assert stray_text(page) == []
+    chart = page.locator('[data-metric="loss"]')
+    expect(chart).to_have_attribute("data-merged", "1")
+    expect(chart).to_have_attribute("data-points", str(2 * WRITERS * STEPS))
+    expect(chart.locator(".legend .item")).to_have_count(2)  # a line per run, not per writer
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    for fraction in (0.02, 0.5, 0.98):
+        chart.locator(".u-over").hover(position={"x": box["width"] * fraction,
+                                                 "y": box["height"] / 2})
+        legend = chart.locator(".legend")
+        step_text = re.search(r"step (\d+)", legend.inner_text())
+        assert step_text is not None
+        step = int(step_text.group(1))
+        for k, run in enumerate(runs):
+            item = legend.locator(".item", has_text=run).inner_text()
+            found = re.search(r"min–max\)\s*([-\d.e]+)\s.*?min ([-\d.e]+) max ([-\d.e]+)"
+                              r".*?· (\d+) pts", item, re.S)
+            assert found is not None, item
+            column = values()[:, step] * (k + 1)
+            assert float(found.group(1)) == float(f"{column.mean():.5g}"), item
+            assert (float(found.group(2)), float(found.group(3))) == (column.min(),
+                                                                      column.max()), item
+            assert int(found.group(4)) == WRITERS, item
