@@ -1,8 +1,8 @@
 """A minimal ingestion sink for benchmarks: parses every body and counts its points.
 
 It answers the two write routes of the wire contract (200 to both) and ``GET /count``
-(``{"runName": points, ...}``), so a benchmark can check that what the client claims it
-delivered was received. Run: ``python scripts/counting_sink.py`` (prints its URL).
+(``{"runName": points, ...}``, leaving out ``system/`` series), so a benchmark can check that
+what the client claims it delivered was received. Run: ``python scripts/counting_sink.py`` (prints its URL).
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             body = gzip.decompress(body)
         data = orjson.loads(body)
         for update in data.get("runUpdates", []):
-            points = sum(len(s.get("points", [])) for s in update.get("series", []))
+            # The run's own points: the client's system/ samples are left out (see
+            # scripts/bench.py served_count).
+            points = sum(len(s.get("points", [])) for s in update.get("series", [])
+                         if not s.get("metricName", "").startswith("system/"))
             points += sum(len(s.get("points", [])) for s in update.get("rlSeries", []))
             counts[update.get("runName", "")] += points
         reply = b'{"operationId": "sink"}'
