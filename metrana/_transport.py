@@ -27,6 +27,7 @@ import trio
 
 from ._actors.parcel import InFlight, Parcel
 from ._auth_refusal import auth_refusal
+from ._closing_backend import close_cancelled_handshakes
 from ._exceptions import MetranaApiError, MetranaConnectionError
 from ._scheme import PLAIN_HTTP_SERVER, answered_in_plain_http
 from ._stats import Counters
@@ -70,10 +71,12 @@ def make_client(base_url: str, api_key: str | None, *, connections: int | None =
         headers["Authorization"] = f"Bearer {api_key}"
     limits = (httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
               if connections is not None else httpx.Limits())
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=base_url, headers=headers, transport=transport, timeout=timeout,
         limits=limits, verify=not base_url.lower().startswith("http://"),
     )
+    close_cancelled_handshakes(client)  # see metrana/_closing_backend.py
+    return client
 
 
 class _Body(httpx.AsyncByteStream):
