@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 import socket
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
-from playwright.sync_api import Page, Request, expect
+from playwright.sync_api import Locator, Page, Request, expect
 
 import metrana
 from metrana.server import ServerInfo
@@ -47,6 +48,17 @@ def legend_numbers(text: str) -> tuple[int, float, float, float, int]:
     return int(step), float(mean), float(low), float(high), int(count)
 
 
+def hovered_legends(chart: Locator, fractions: tuple[float, ...] = (0.02, 0.5, 0.98)
+                    ) -> Iterator[Locator]:
+    """The chart's legend with the cursor at each fraction of the plot's width."""
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    for fraction in fractions:
+        chart.locator(".u-over").hover(position={"x": box["width"] * fraction,
+                                                 "y": box["height"] / 2})
+        yield chart.locator(".legend")
+
+
 def test_a_jobs_metric_is_one_merged_curve_with_its_writers_on_demand(
         live_server: ServerInfo, page: Page) -> None:
     """The merged curve's mean, min and max at the hovered step are numpy's across the four
@@ -63,12 +75,7 @@ def test_a_jobs_metric_is_one_merged_curve_with_its_writers_on_demand(
     expect(chart).to_have_attribute("data-points", str(WRITERS * STEPS))
     assert any("/merged?" in r.url for r in requests)
     table = values()
-    box = chart.locator(".u-over").bounding_box()
-    assert box is not None
-    for fraction in (0.02, 0.5, 0.98):
-        chart.locator(".u-over").hover(position={"x": box["width"] * fraction,
-                                                 "y": box["height"] / 2})
-        legend = chart.locator(".legend")
+    for legend in hovered_legends(chart):
         expect(legend).to_contain_text("mean across 4 writers, min–max")
         step, mean, low, high, count = legend_numbers(legend.inner_text())
         assert count == WRITERS
@@ -79,7 +86,7 @@ def test_a_jobs_metric_is_one_merged_curve_with_its_writers_on_demand(
     chart.locator("summary", has_text="single writers (4)").click()
     chart.locator('input[data-writer="rank-2"]').check()
     expect(chart.locator(".legend .item", has_text="writer rank-2")).to_have_count(1)
-    chart.locator(".u-over").hover(position={"x": box["width"] * 0.98, "y": box["height"] / 2})
+    next(hovered_legends(chart, (0.98,)))  # the last step
     item = chart.locator(".legend .item", has_text="writer rank-2")
     expect(item).to_contain_text(f"{table[2, STEPS - 1]:g}")
     expect(chart).to_have_attribute("data-points", str(WRITERS * STEPS))  # still the merged
@@ -109,12 +116,7 @@ def test_jobs_compared_are_each_one_merged_curve(live_server: ServerInfo, page: 
     expect(chart).to_have_attribute("data-merged", "1")
     expect(chart).to_have_attribute("data-points", str(2 * WRITERS * STEPS))
     expect(chart.locator(".legend .item")).to_have_count(2)  # a line per run, not per writer
-    box = chart.locator(".u-over").bounding_box()
-    assert box is not None
-    for fraction in (0.02, 0.5, 0.98):
-        chart.locator(".u-over").hover(position={"x": box["width"] * fraction,
-                                                 "y": box["height"] / 2})
-        legend = chart.locator(".legend")
+    for legend in hovered_legends(chart):
         step_text = re.search(r"step (\d+)", legend.inner_text())
         assert step_text is not None
         step = int(step_text.group(1))
