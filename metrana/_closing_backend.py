@@ -77,15 +77,13 @@ class _ClosingBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def close_cancelled_handshakes(client: httpx.AsyncClient) -> int:
+def close_cancelled_handshakes(client: httpx.AsyncClient) -> None:
     """Wrap the network backend of each of ``client``'s own connection pools (its default
-    transport and any proxy mounts httpx made from the environment); returns how many were
-    wrapped. A transport given by the caller is left as it is. httpx keeps the pool and
+    transport and any proxy mounts httpx made from the environment). A transport given by
+    the caller is left as it is. httpx keeps the pool and
     httpcore the backend in private attributes: where a later version moved them, nothing is
     wrapped (and the test of this module fails), the client works as before."""
-    wrapped = 0
-    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
-    for transport in transports:
+    for transport in [client._transport, *client._mounts.values()]:
         if not isinstance(transport, httpx.AsyncHTTPTransport):
             continue
         pool = getattr(transport, "_pool", None)
@@ -93,5 +91,3 @@ def close_cancelled_handshakes(client: httpx.AsyncClient) -> int:
         if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
                 backend, _ClosingBackend):
             pool._network_backend = _ClosingBackend(backend)  # type: ignore[union-attr]
-            wrapped += 1
-    return wrapped
