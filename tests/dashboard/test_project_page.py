@@ -17,10 +17,11 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from metrana.server import ServerInfo
 from metrana.server.store import Store
+from tests.dashboard.conftest import LAUNCH_ARGS
 from tests.dashboard.dashboard_helpers import run_hash, stray_text
 from tests.sweep import SweepRun, bucket_means, write_sweep
 
@@ -343,6 +344,43 @@ def test_a_long_table_holds_only_the_rows_in_view(live_server: ServerInfo, page:
     page.wait_for_selector('#run-table .rt-row[data-index="299"]')
     shown = table_runs(page)
     assert shown == names[::-1][-len(shown):] and len(shown) < 60
+
+
+WIDTHS = """async () => {
+  const { parcoordsWidth, plotWidth } = await import("/static/js/project_page.js");
+  const page = document.getElementById("main").clientWidth;
+  return { scrollbar: window.innerWidth - document.documentElement.clientWidth,
+           parcoords: [document.getElementById("parcoords").clientWidth, parcoordsWidth(page)],
+           charts: [...document.querySelectorAll(".group-chart .plot")]
+             .map((a) => [a.clientWidth, plotWidth(page)]) };
+}"""
+
+
+def test_the_first_view_is_drawn_at_the_widths_the_page_lays_out(
+        live_server: ServerInfo, sweep: list[SweepRun], browser: Browser, chromium: str) -> None:
+    """The first view is drawn without reading the page's layout (each read would lay out the
+    half-built page): the parallel coordinates' and the charts' widths are computed from the
+    page's width. In a browser that shows scrollbars, at one, two and three chart columns and
+    past the page's widest, they are the widths the browser then lays out."""
+    shown = browser.browser_type.launch(executable_path=chromium, headless=True, args=LAUNCH_ARGS,
+                                        ignore_default_args=["--hide-scrollbars"])
+    errors: list[str] = []
+    try:
+        for width in (700, 1000, 1300, 1900):
+            context = shown.new_context(viewport={"width": width, "height": 900})
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            open_project(page, live_server)
+            got = page.evaluate(WIDTHS)
+            context.close()
+            assert got["scrollbar"] > 0 and not errors, (width, got, errors)
+            laid_out, computed = got["parcoords"]
+            assert laid_out == computed, (width, got)
+            assert len(got["charts"]) == 2, got
+            for laid_out, computed in got["charts"]:
+                assert abs(laid_out - computed) <= 1, (width, got)  # a column's width rounds
+    finally:
+        shown.close()
 
 
 def test_the_runs_page_links_to_projects(live_server: ServerInfo, sweep: list[SweepRun],

@@ -3,7 +3,7 @@
 
 import { api, CURSOR_SLACK_NS, isAbort, POLL_HIDDEN_MS, POLL_LIVE_MS, POLL_QUIET_MS, query, runApi } from "./api.js";
 import { Chart, DASHES, PALETTE } from "./chart.js";
-import { el, setConnection } from "./dom.js";
+import { el, painted, setConnection } from "./dom.js";
 import { fmtLabels, naturalOrder } from "./format.js";
 import { saveSettings, settings } from "./settings.js";
 import { Source } from "./source.js";
@@ -68,7 +68,7 @@ export class ChartsView {
     await new Promise((resolve) => setTimeout(resolve, 0));
     const valued = await this.addValueCharts();
     await Promise.all([...loads, ...valued.map((c) => this.loadChart(c))]);
-    await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
+    await painted();
     window.metranaReady = { at: performance.now(), charts: this.charts.size, load: performance.now() - t0 };
     document.body.dataset.ready = "1";
     this.timer = setTimeout(() => this.poll(), this.pollDelay());

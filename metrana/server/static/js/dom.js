@@ -19,6 +19,11 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Resolves once what the page changed is on screen: after the next frame's style, layout and
+ *  paint (a task posted from requestAnimationFrame runs after the frame it was called in), so
+ *  a page's ready mark counts that work too rather than stopping just before it. */
+export const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
 /** Links to the page's views (the URL hash) and a run's key among selected runs. */
 export const runKey = ([w, p, r]) => JSON.stringify([w, p, r]);
 export const runHash = (run) => "#/run/" + run.map(encodeURIComponent).join("/");

@@ -70,6 +70,7 @@ export class GroupChart {
   draw(smoothing, grouped) {
     const a = this.answer;
     if (!a) return;
+    const width = this.widthHint ?? this.width();  // as buckets(): no layout on the first view
     this.widthHint = null;
     const d = this.node.dataset;
     d.groups = grouped ? String(a.groups.length) : "";
@@ -105,7 +106,7 @@ export class GroupChart {
       this.plot = null;
     } else {
       this.plot = new uPlot({
-        width: this.width(), height: 220, legend: { show: false }, series, bands,
+        width, height: 220, legend: { show: false }, series, bands,
         focus: { alpha: compact ? 0.15 : 1 },
         axes: [{ label: this.metric.kind === "rl" ? "rl_step" : "step", labelSize: 16, labelGap: 0, size: 36, space: 70 },
                { values: (u, splits) => splits.map(fmtTick),

@@ -47,14 +47,15 @@ export class ParallelCoords {
     this.resize.observe(this.node);
   }
 
-  /** `axes`: [{id, label, values}] (values in run order); `names`: the runs. */
-  setData(axes, names, brush) {
+  /** `axes`: [{id, label, values}] (values in run order); `names`: the runs; `widthHint`: the
+   *  width the page expects this to have (first view: see draw()). */
+  setData(axes, names, brush, widthHint = null) {
     this.axes = axes.map((a) => ({ ...a, scale: scaleOf(a.values) }));
     this.names = names;
     this.brush = { ...brush };
     this.node.dataset.axes = String(axes.length);
     this.node.dataset.lines = String(names.length);
-    this.draw();
+    this.draw(widthHint);
   }
 
   /** Which runs every brush keeps. */
@@ -76,8 +77,10 @@ export class ParallelCoords {
   y(p) { return PAD_TOP + (1 - p) * (HEIGHT - PAD_TOP - PAD_BOTTOM); }
   p(y) { return 1 - (y - PAD_TOP) / (HEIGHT - PAD_TOP - PAD_BOTTOM); }
 
-  draw() {
-    const width = Math.max(300, this.node.clientWidth);
+  /** Drawn at `widthHint` if given: on the page's first view its own width is not read, which
+   *  would lay out the page half drawn; were the hint wrong, the resize observer draws again. */
+  draw(widthHint = null) {
+    const width = Math.max(300, widthHint ?? this.node.clientWidth);
     this.drawnWidth = width;
     const ratio = window.devicePixelRatio || 1;
     this.canvas.width = width * ratio;

@@ -10,7 +10,7 @@
 // `data-group` and `data-runs`; the table's `data-total`; `body[data-ready]` once drawn.
 
 import { ApiError, isAbort, query } from "./api.js";
-import { compareHash, crumbs, el, setConnection } from "./dom.js";
+import { compareHash, crumbs, el, painted, setConnection } from "./dom.js";
 import { fmtInt } from "./format.js";
 import { GroupChart, GroupColors, loadCharts } from "./groups.js";
 import { brushConditions, ParallelCoords } from "./parallel_coords.js";
@@ -24,12 +24,16 @@ const DEFAULT_AXES = 6;      // config keys on the parallel coordinates by defau
 
 /** A chart's plot width on a page `width` px wide (#main's, padding included): the grid's
  *  columns (dashboard.css `.grid`: minmax(460px, 1fr), 12 px gaps; #main's 20 px padding)
- *  less a chart's padding and border. Only the charts' first bucket counts use it. */
-function plotWidth(width) {
+ *  less a chart's padding and border. The charts' first view uses it (bucket count, width). */
+export function plotWidth(width) {
   const inner = width - 40;
   const columns = Math.max(1, Math.floor((inner + 12) / 472));
-  return (inner - 12 * (columns - 1)) / columns - 22;
+  return Math.floor((inner - 12 * (columns - 1)) / columns - 22);
 }
+
+/** The parallel coordinates' width on a page `width` px wide: #main's padding, the box's
+ *  border and its inner padding (dashboard.css `details.box`). */
+export const parcoordsWidth = (width) => width - 40 - 2 - 24;
 
 export class ProjectPage {
   constructor(main, workspace, project, search) {
@@ -41,7 +45,8 @@ export class ProjectPage {
     this.charts = [];
     // Read before the page is built: the layout the loading page was drawn with (free to
     // read) tells the charts' first bucket counts, so their reads go out with the table's.
-    this.widthHint = plotWidth(main.clientWidth);
+    this.pageWidth = main.clientWidth;
+    this.widthHint = plotWidth(this.pageWidth);
     this.root = el("div", { class: "project-page", id: "project", dataset: { generation: "0" } },
       el("p", { class: "muted" }, "Loading…"));
     main.replaceChildren(this.root);
@@ -289,7 +294,7 @@ export class ProjectPage {
       } else setConnection(error.message);
     }
     if (Number(this.root.dataset.generation) !== generation) return;
-    await new Promise((resolve) => requestAnimationFrame(resolve));  // drawn, on screen
+    await painted();
     if (Number(this.root.dataset.generation) !== generation) return;
     this.root.dataset.done = String(generation);
     this.widthHint = null;  // laid out: charts made from now on measure themselves
@@ -351,7 +356,8 @@ export class ProjectPage {
       attributes, summaries, format: "columns", limit: 20000 }, signal);
     let ai = 0, si = 0;
     const data = axes.map((a) => ({ id: a.id, label: a.label, values: a.request.attr ? answer.runs.attributes[ai++] : answer.runs.summaries[si++] }));
-    return () => this.parcoords.setData(data, answer.runs.name, this.state.brush);
+    const hint = this.widthHint === null ? null : parcoordsWidth(this.pageWidth);  // first view only
+    return () => this.parcoords.setData(data, answer.runs.name, this.state.brush, hint);
   }
 
   destroy() {

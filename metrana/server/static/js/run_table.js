@@ -12,6 +12,7 @@ import { fmtDate, fmtDuration, fmtValue, hoverNum } from "./format.js";
 const ROW_HEIGHT = 30;   // px; rows are absolutely placed at i * ROW_HEIGHT
 const PAGE = 100;        // rows per request
 const OVERSCAN = 8;      // rows drawn above and below the visible ones
+const BODY_HEIGHT = 360; // px; the rows' box (set here, not in dashboard.css: the first draw counts on it)
 
 /** A column. `request`: {attr: PATH} or {summary: {series, fn}} (or none: a field of every
  *  row); `read(row, index)` its value (index: where its request sits in the answer);
@@ -60,7 +61,7 @@ export class RunTable {
     this.total = 0;
     this.head = el("div", { class: "rt-head", role: "row" });
     this.spacer = el("div", { class: "rt-spacer" });
-    this.body = el("div", { class: "rt-body", role: "rowgroup", onscroll: () => this.schedule() }, this.spacer);
+    this.body = el("div", { class: "rt-body", role: "rowgroup", style: `height:${BODY_HEIGHT}px`, onscroll: () => this.schedule() }, this.spacer);
     this.node = el("div", { class: "run-table", id: "run-table", role: "table", dataset: { total: "" } },
       this.head, this.body);
     this.rows = new Map();    // row index -> element in the page
@@ -140,9 +141,14 @@ export class RunTable {
       this.rows.clear();
       this.spacer.style.height = `${this.total * ROW_HEIGHT}px`;
     }
-    const top = this.body.scrollTop;
+    // The first draw, of a table just put in the page, reads no layout (which would lay out
+    // the whole page before it is complete): nothing is scrolled and the box's height is ours.
+    const fresh = !this.drawn;
+    this.drawn = true;
+    const top = fresh ? 0 : this.body.scrollTop;
+    const height = fresh ? BODY_HEIGHT : this.body.clientHeight;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(this.total, Math.ceil((top + this.body.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+    const last = Math.min(this.total, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
     for (const [i, row] of this.rows) if (i < first || i >= last) { row.remove(); this.rows.delete(i); }
     const missing = new Set();
     for (let i = first; i < last; i++) {
