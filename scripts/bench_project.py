@@ -5,7 +5,7 @@ Cases (each database written straight through the store, then served by ``metran
 
 - **project page** of 1,000 and 10,000 runs (config lr × algo × seed, a 100-point ``loss``):
   ready = the page's own mark (table's first page, parallel coordinates over every run, the
-  ungrouped chart of the first 20 runs, drawn), from navigation start, cold cache;
+  ungrouped chart of the first 20 runs, drawn and painted), from navigation start, cold cache;
 - **grouped view**: 3 groups × 10 runs × 100,000 points, grouped by lr with a 95% CI band:
   the server's ``aggregate_runs`` answer (in process, the page's bucket count) and the page;
 - **compare 20 runs** × 4 metrics × 1,000 points (the compare page ready);
@@ -13,6 +13,12 @@ Cases (each database written straight through the store, then served by ``metran
 
 Goals (issue 22): project page ≤ 300 ms (1,000 runs) and ≤ 1 s (10,000); grouped view server
 ≤ 100 ms and page ≤ 600 ms; compare 20 runs ≤ 600 ms. Medians of ``--loads`` loads.
+
+Each page is timed twice per load, interleaved: in Chromium driven over its DevTools pipe with
+nothing attached (``devtools_pipe.py``: what a user's browser does; the goals are for these
+rows), and under Playwright as the browser tests drive it (``… under Playwright``: it follows
+every request and compiles its injected script on the page's main thread, 40-80 ms more on
+this 2-core machine). Both launch Chromium with the same flags, a fresh context each load.
 
 ``--before TREE`` (a checkout of another commit, e.g. ``main``'s worktree) serves each database
 from that tree's code as well, its page loads interleaved with this tree's (before, after,
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from devtools_pipe import PipeBrowser  # scripts/, on sys.path when run
 
 from metrana.server.read_api import answer
 from metrana.server.store import Store
@@ -99,18 +106,20 @@ def served(db: Path, tree: Path | None = None) -> Iterator[str]:
         server.wait()
 
 
-def page_ready(browser: Any, urls: list[str], wait: str, mark: str, loads: int
-               ) -> list[list[float]]:
+def page_ready(browser: Any, pipe: PipeBrowser, urls: list[str], wait: str, mark: str,
+               loads: int) -> list[tuple[list[float], list[float]]]:
     """ms from navigation start to the page's own ready mark, ``loads`` cold loads of each
-    URL (the same page served by different trees), interleaved."""
-    times: list[list[float]] = [[] for _ in urls]
+    URL (the same page served by different trees), interleaved: per URL, (over the DevTools
+    pipe, under Playwright)."""
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in urls]
     for _ in range(loads):
-        for url, got in zip(urls, times, strict=True):
+        for url, (bare, driven) in zip(urls, times, strict=True):
+            bare.append(pipe.cold_load(url, wait, mark))
             context = browser.new_context(viewport={"width": 1300, "height": 900})
             page = context.new_page()
             page.goto(url)
             page.wait_for_function(wait, timeout=60_000)
-            got.append(float(page.evaluate(f"window.{mark}.at")))
+            driven.append(float(page.evaluate(f"window.{mark}.at")))
             context.close()
     return times
 
@@ -162,12 +171,14 @@ def servers(db: Path, before: Path | None) -> Iterator[list[tuple[str, str]]]:
             yield [(" [before]", old), (" [after]", url)]
 
 
-def pages(browser: Any, rows: list[tuple[str, str, list[float], str]], data: str, what: str,
-          urls: list[tuple[str, str]], path: str, wait: str, mark: str, loads: int,
-          goal: str) -> None:
-    got = page_ready(browser, [url + path for _, url in urls], wait, mark, loads)
-    for (label, _), times in zip(urls, got, strict=True):
-        rows.append((data, what + label, times, goal))
+def pages(browser: Any, pipe: PipeBrowser, rows: list[tuple[str, str, list[float], str]],
+          data: str, what: str, urls: list[tuple[str, str]], path: str, wait: str, mark: str,
+          loads: int, goal: str) -> None:
+    got = page_ready(browser, pipe, [url + path for _, url in urls], wait, mark, loads)
+    for (label, _), (bare, _driven) in zip(urls, got, strict=True):
+        rows.append((data, what + label, bare, goal))
+    for (label, _), (_bare, driven) in zip(urls, got, strict=True):
+        rows.append((data, f"{what} under Playwright{label}", driven, ""))
 
 
 def in_process(db: Path, route: str, body: dict[str, Any], repeat: int) -> list[float]:
@@ -198,7 +209,8 @@ def main() -> int:
 
     rows: list[tuple[str, str, list[float], str]] = []
     median: Callable[[list[float]], float] = statistics.median
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright, \
+            PipeBrowser(args.chromium, LAUNCH_ARGS) as pipe:
         browser = playwright.chromium.launch(executable_path=args.chromium, headless=True,
                                              args=LAUNCH_ARGS)
         for size in (int(s) for s in args.sizes.split(",")) if "project" in only else ():
@@ -222,7 +234,7 @@ def main() -> int:
                 rows.append((f"{size:,} runs", f"server: {label}",
                              in_process(db, route, {**body, **extra}, 7), ""))
             with servers(db, args.before) as urls:
-                pages(browser, rows, f"{size:,} runs", "project page ready", urls,
+                pages(browser, pipe, rows, f"{size:,} runs", "project page ready", urls,
                       "/#/project/bench/sweep", READY, "metranaProjectReady", args.loads,
                       "≤ 300 ms" if size <= 1000 else "≤ 1 s")
                 in_app = opened_in_app(browser, [url for _, url in urls],
@@ -244,7 +256,7 @@ def main() -> int:
                                  f"server: aggregate_runs n={n}" + (" (page)" if n == asked else ""),
                                  in_process(db, "aggregate_runs", {**body, "n": n}, 7),
                                  "≤ 100 ms" if n == asked else ""))
-                pages(browser, rows, "3 × 10 runs × 100k points", "grouped page ready", urls,
+                pages(browser, pipe, rows, "3 × 10 runs × 100k points", "grouped page ready", urls,
                       path, READY, "metranaProjectReady", args.loads, "≤ 600 ms")
         if "compare" in only:  # 20 runs × 4 metrics × 1,000 points; baseline: one run's page
             db = Path(tmp) / "compare.sqlite3"
@@ -252,9 +264,9 @@ def main() -> int:
             with servers(db, args.before) as urls:
                 names = ",".join(f"bench/compare/run-{i:05d}" for i in range(20))
                 wait = "() => document.body.dataset.ready && window.metranaReady"
-                pages(browser, rows, "20 runs × 4 × 1,000 points", "compare page ready", urls,
+                pages(browser, pipe, rows, "20 runs × 4 × 1,000 points", "compare page ready", urls,
                       f"/#/compare/{names}", wait, "metranaReady", args.loads, "≤ 600 ms")
-                pages(browser, rows, "1 run × 4 × 1,000 points", "baseline: run page ready",
+                pages(browser, pipe, rows, "1 run × 4 × 1,000 points", "baseline: run page ready",
                       urls, "/#/run/bench/compare/run-00000", wait, "metranaReady", args.loads,
                       "")
         browser.close()
