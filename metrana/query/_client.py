@@ -238,7 +238,10 @@ class QueryClient:
         answer = self._transport.call("aggregate_runs", self._body(
             series=series_node(metric, scale, labels), filter=_filter_body(filter),
             group_by=paths, n=buckets_count, start=start, end=end, band=band,
-            max_runs=max_runs))
+            max_runs=max_runs,
+            # only these are sent (and the count, always); "mid" is the mean when the band
+            # has no curve of its own
+            aggregations=sorted({*aggregations, *(["avg"] if "mid" in aggregations else [])})))
         if answer["truncated"]:
             raise QueryRequestError(
                 f"{answer['runs_matched']:,} runs match, more than max_runs={max_runs:,}: "

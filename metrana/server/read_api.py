@@ -37,7 +37,7 @@ Routes (every run-level route takes ``workspace``, ``project``, ``run``):
   band kinds: what its page needs first;
 - ``aggregate_runs``: the matching runs grouped by attribute values, each group reduced on
   aligned step buckets (mean of each run's points per bucket; across runs avg, std, min, max,
-  count) with a band (:mod:`.store.groups`);
+  count) with a band (:mod:`.store.groups`); ``aggregations`` names those sent (count always);
 - ``value_series``: a run's histogram and scatter series, with their last point's summary;
   ``value_chart``: one (``series_id``) as a distribution-over-steps chart of at most ``n``
   columns, or a scatter series' steps; ``value_at``: its histogram or cloud at ``step``;
@@ -79,6 +79,7 @@ from .filter_text import parse_filter
 from .ingest import INT64_MAX
 from .store import Binary, SeriesSpec, Store
 from .store.filters import FUNCTIONS, SeriesName, parse_series
+from .store.groups import AGGREGATIONS
 from .store.views import dumps, untagged
 
 __all__ = ["MAX_BATCH", "MAX_BUCKETS", "MAX_PAGE_POINTS", "MAX_PAGE_RUNS", "NEEDS", "ROUTES",
@@ -351,11 +352,16 @@ def _aggregate_runs(store: Store, body: dict[str, Any]) -> Any:
     max_runs = _int(body, "max_runs", MAX_GROUP_RUNS, 1, MAX_GROUP_RUNS)
     assert max_runs is not None
     band = body.get("band") or "std"
+    aggregations = body.get("aggregations")
+    if aggregations is not None and (not isinstance(aggregations, list) or not all(
+            a in AGGREGATIONS for a in aggregations)):
+        raise QueryError(f"'aggregations' is a list, some of {', '.join(AGGREGATIONS)} (each "
+                         "bucket's count is always sent), or null for all of them")
     return store.aggregate_runs(
         workspace, project, series=parse_series(body.get("series"), "aggregate_runs"),
         filter=_filter(body), runs=runs, group_by=group_by, n=n, start=start, end=end,
         band=band, order_by=body.get("order_by"), max_runs=max_runs,
-        per_run=body.get("per_run") is True)
+        per_run=body.get("per_run") is True, aggregations=aggregations)
 
 
 def _group_paths(body: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ numpy on the data written; filters typed as text; the RL messages and bucket cou
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 
 from metrana.query import QueryClient, QueryRequestError, SeriesFilter, SeriesSummary
+from metrana.server.errors import QueryError
+from metrana.server.read_api import answer
 from metrana.server.store import Store
 from tests.support import UNDO_V5, UNDO_V6, UNDO_V7
 from tests.sweep import SweepRun, bucket_means, write_sweep
@@ -171,6 +174,40 @@ def test_aggregate_runs_refuses_what_it_cannot_do(sweep: tuple[QueryClient, list
         client.aggregate_runs("loss", max_runs=5)
     with pytest.raises(ValueError, match="aggregations are some of avg, std"):
         client.aggregate_runs("loss", aggregations=("median",))
+
+
+def test_aggregate_runs_sends_only_the_aggregations_asked(
+        sweep: tuple[QueryClient, list[SweepRun]], db_target: str) -> None:
+    """A chart of a line per run asks for the means alone: each group then carries its count
+    and avg (the same numbers as in the full answer), nothing else; the client asks the
+    server for what its frame shows."""
+    client, _ = sweep
+    store = Store(db_target)
+    try:
+        body = {"workspace": WS, "project": PROJECT, "series": {"metric": "loss"},
+                "group_by": ["sys/name"], "n": 9, "band": "iqm95"}
+        full, slim = (answer(store, "aggregate_runs", b)
+                      for b in (body, {**body, "aggregations": ["avg"]}))
+        assert isinstance(full, bytes) and isinstance(slim, bytes)  # JSON, not Binary
+        with pytest.raises(QueryError, match="'aggregations' is a list, some of avg, std, "
+                                             "stderr, min, max, count, lo, hi, mid"):
+            answer(store, "aggregate_runs", {**body, "aggregations": ["median"]})
+    finally:
+        store.close()
+    full, slim = json.loads(full), json.loads(slim)
+    assert len(slim["groups"]) == len(full["groups"]) == 12
+    assert slim["x"] == full["x"]
+    for thin, whole in zip(slim["groups"], full["groups"], strict=True):
+        assert set(thin) == {"key", "label", "runs", "count", "avg"}
+        assert {"std", "lo", "hi", "mid"} <= set(whole)
+        assert (thin["avg"], thin["count"]) == (whole["avg"], whole["count"])
+    # "mid" without a band curve of its own is the mean (the client asks for avg with it)
+    frame = client.aggregate_runs("loss", group_by="config/lr", aggregations=("mid",),
+                                  buckets_count=9)
+    means = client.aggregate_runs("loss", group_by="config/lr", aggregations=("avg",),
+                                  buckets_count=9)
+    assert list(frame.columns) == ["config/lr", "x", "mid"] and len(frame) > 9
+    np.testing.assert_array_equal(frame["mid"], means["avg"])
 
 
 def last10(run: SweepRun) -> float:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -467,11 +468,13 @@ class Store:
     def aggregate_runs(self, workspace: str, project: str, *, series: SeriesName, filter: Any,
                        runs: list[str] | None, group_by: list[str], n: int,
                        start: int | None, end: int | None, band: str, order_by: Any,
-                       max_runs: int, per_run: bool = False) -> bytes:
+                       max_runs: int, per_run: bool = False,
+                       aggregations: Sequence[str] | None = None) -> bytes:
         """The runs matching ``filter`` (and among ``runs``, if named), grouped by the values
         of ``group_by``, each group reduced on one grid of aligned step buckets with a band
-        (:mod:`.groups`). At most ``max_runs`` runs, the first in ``order_by``'s order
-        (``truncated`` says when more matched)."""
+        (:mod:`.groups`): each bucket's count of runs and ``aggregations`` (default: all).
+        At most ``max_runs`` runs, the first in ``order_by``'s order (``truncated`` says when
+        more matched)."""
         if band not in BAND_KINDS:
             raise QueryError(f"unknown band {band!r}; one of {', '.join(BAND_KINDS)}")
         with self.db.read() as tx:
@@ -494,7 +497,8 @@ class Store:
                       for p in group_by) for run_id, run_name in used]
         return views.run_groups(name, group_by, keys, [run_name for _, run_name in used],
                                 buckets, lo, hi, n, BAND_KINDS[band], matched=total,
-                                truncated=truncated, per_run=per_run)
+                                truncated=truncated, per_run=per_run,
+                                aggregations=aggregations)
 
     def run_scores(self, workspace: str, project: str, *, series: SeriesName, summary: str,
                    filter: Any, runs: list[str] | None, group_by: list[str],

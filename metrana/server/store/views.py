@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -20,7 +21,7 @@ import orjson
 
 from ..._wire import json_number, number_from_json
 from ..point_arrays import PointArrays
-from .groups import BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
+from .groups import AGGREGATIONS, BAND_KINDS, BandKind, RunBuckets, bucket_grid, column, group_stats
 
 __all__ = ["Binary", "Buffers", "RunRow", "columns_binary", "columns_json",
            "compact_raw", "dumps", "encoded", "group_label", "group_order", "jsonable", "point_dicts",
@@ -501,10 +502,16 @@ def group_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_names: list[str],
                buckets: RunBuckets, lo: int, hi: int, n: int, band: BandKind, *, matched: int,
-               truncated: bool, per_run: bool) -> bytes:
+               truncated: bool, per_run: bool, aggregations: Sequence[str] | None = None
+               ) -> bytes:
     """Groups of runs on aligned buckets (:mod:`.groups`): the grid, then per group its key,
-    runs and, per bucket, avg, std, stderr, min, max, count and the band's edges. Only the
-    buckets where some group has a value are listed."""
+    runs and, per bucket, its ``count`` of runs and ``aggregations`` (default all of
+    :data:`.groups.AGGREGATIONS`: avg, std, stderr, min, max, the band's edges lo and hi, and
+    mid, the curve the band is around when it is not the mean). Only the buckets where some
+    group has a value are listed. A chart that draws one line per run asks for avg alone: a
+    fifth of the bytes, and no band computed (a bootstrapped one costs most of the answer)."""
+    wanted = set(AGGREGATIONS if aggregations is None else aggregations)
+    edges = bool(wanted & {"lo", "hi"})
     members: dict[tuple[Any, ...], list[int]] = {}
     for row, key in enumerate(keys):
         members.setdefault(key, []).append(row)
@@ -516,7 +523,7 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
         rows = members[key]
         mine = RunBuckets(buckets.means[rows])
         stats = group_stats(mine)
-        low, high = band.edges(stats, mine, rs)
+        low, high = band.edges(stats, mine, rs) if edges else (stats.avg, stats.avg)
         computed.append((key, rows, mine, stats, low, high))
     present = np.zeros(n, bool)
     for _, _, _, stats, _, _ in computed:
@@ -528,12 +535,14 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
             "key": {p: tagged(v) for p, v in zip(paths, key, strict=True)},
             "label": group_label(paths, key),
             "runs": [run_names[r] for r in rows],
-            "avg": column(stats.avg[keep]), "std": column(stats.std[keep]),
-            "stderr": column(stats.stderr[keep]), "min": column(stats.min[keep]),
-            "max": column(stats.max[keep]), "count": stats.count[keep].tolist(),
-            "lo": column(low[keep]), "hi": column(high[keep]),
+            "count": stats.count[keep].tolist(),
         }
-        if band.center is not None:  # the curve the band is around, when not the mean
+        arrays = {"avg": stats.avg, "std": stats.std, "stderr": stats.stderr, "min": stats.min,
+                  "max": stats.max, "lo": low, "hi": high}
+        for aggregation in AGGREGATIONS:
+            if aggregation in wanted and aggregation in arrays:
+                group[aggregation] = column(arrays[aggregation][keep])
+        if "mid" in wanted and band.center is not None:  # the band's curve, when not the mean
             group["mid"] = column(band.center(mine)[keep])
         if per_run:
             group["per_run"] = [column(values[keep]) for values in mine.means]

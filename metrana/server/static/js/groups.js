@@ -61,8 +61,10 @@ export class GroupChart {
   /** Read this chart's groups: `body` is the page's question (filter, group_by, band, ...). */
   async load(body, signal) {
     const { metric, scale, labels, kind } = this.metric;
+    // What the chart draws and its legend shows: a line per run needs only the means.
+    const aggregations = this.nameOnly ? ["avg"] : ["avg", "lo", "hi", "mid"];
     const [answer] = await Promise.all([query("aggregate_runs", { ...body, n: this.buckets(body.band),
-      series: { metric, scale, labels, kind } }, signal), uPlotLoaded()]);
+      series: { metric, scale, labels, kind }, aggregations }, signal), uPlotLoaded()]);
     this.answer = answer;
     return answer;
   }
@@ -84,7 +86,7 @@ export class GroupChart {
       const color = this.colors.of(label(g));
       const first = series.length;
       const edge = { stroke: faint(color, 0.45), width: 1, points: { show: false }, spanGaps: true };
-      const hasBand = g.hi.some((v) => v != null) && !this.nameOnly;
+      const hasBand = !this.nameOnly && g.hi.some((v) => v != null);
       if (hasBand) {
         series.push({ ...edge, label: `${label(g)} hi` }, { ...edge, label: `${label(g)} lo` });
         data.push(smooth(g.hi.map(num), smoothing), smooth(g.lo.map(num), smoothing));
@@ -173,11 +175,11 @@ export class GroupChart {
       const d = line.node.dataset;
       d.avg = String(g.avg[at] ?? "");
       d.mid = String(center(g)[at] ?? "");
-      d.lo = String(g.lo[at] ?? "");
-      d.hi = String(g.hi[at] ?? "");
+      d.lo = String(g.lo?.[at] ?? "");
+      d.hi = String(g.hi?.[at] ?? "");
       d.count = String(g.count[at] ?? 0);
       d.x = String(xs[at] ?? "");
-      line.valueNode.textContent = fmtValue(center(g)[at]) + (g.count[at] > 1 ? ` [${fmtValue(g.lo[at])}, ${fmtValue(g.hi[at])}] · ${g.count[at]} runs` : "");
+      line.valueNode.textContent = fmtValue(center(g)[at]) + (g.count[at] > 1 && g.lo ? ` [${fmtValue(g.lo[at])}, ${fmtValue(g.hi[at])}] · ${g.count[at]} runs` : "");
     }
     const focused = this.lines.find((l) => l.series.includes(this.focused));
     this.focusNode.textContent = focused ? `${focused.label}: ${fmtValue(center(focused.group)[at])}` : "";
