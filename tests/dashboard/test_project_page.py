@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from metrana.server import ServerInfo
 from metrana.server.store import Store
@@ -381,6 +381,32 @@ def test_the_first_view_is_drawn_at_the_widths_the_page_lays_out(
                 assert abs(laid_out - computed) <= 1, (width, got)  # a column's width rounds
     finally:
         shown.close()
+
+
+def test_slow_parallel_coordinates_do_not_hold_back_the_table(
+        live_server: ServerInfo, sweep: list[SweepRun], page: Page) -> None:
+    """The parallel coordinates read every run (10,000 runs: ~200 ms of the server's, the
+    table's first page ~50): while their answer is held back, the table and the charts are
+    drawn; the parallel coordinates are drawn when it comes, and only then is the view done."""
+    held: list[Route] = []
+
+    def hold_columns(route: Route) -> None:
+        if '"format":"columns"' in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/query/runs", hold_columns)
+    page.goto(f"{live_server.url}/#/project/{WS}/{PROJECT}")
+    expect(page.locator("#run-table")).to_have_attribute("data-total", "12")
+    expect(page.locator(".group-chart .uplot")).to_have_count(2)
+    assert len(held) == 1
+    assert page.eval_on_selector("#parcoords", "node => node.dataset.lines ?? null") is None
+    assert page.eval_on_selector("#project", "node => node.dataset.done ?? null") is None
+    held[0].continue_()
+    settled(page)
+    expect(page.locator("#parcoords")).to_have_attribute("data-lines", "12")
+    assert stray_text(page) == []
 
 
 def test_the_runs_page_links_to_projects(live_server: ServerInfo, sweep: list[SweepRun],

@@ -21,6 +21,7 @@ import { parseState, projectHash } from "./url_state.js";
 const UNGROUPED_RUNS = 20;   // lines on a chart when runs are not grouped
 const SUMMARY_FNS = ["last", "min", "max", "mean"];
 const DEFAULT_AXES = 6;      // config keys on the parallel coordinates by default
+const LATE_MS = 40;          // how long the table and charts wait for the parallel coordinates
 
 /** A chart's plot width on a page `width` px wide (#main's, padding included): the grid's
  *  columns (dashboard.css `.grid`: minmax(460px, 1fr), 12 px gaps; #main's 20 px padding)
@@ -261,13 +262,17 @@ export class ProjectPage {
     const abort = new AbortController();
     this.current = abort;
     const signal = AbortSignal.any([this.abort.signal, abort.signal]);
-    const tasks = [];
     this.filterError.hidden = true;
     // Each part is read, then all are drawn in one go: the page is laid out and painted once
-    // for the view, not once per answer (each a full layout of the page on a cold load).
+    // for the view, not once per answer (each a full layout of the page on a cold load). The
+    // parallel coordinates (on 10,000 runs the server takes ~200 ms for them, ~50 ms for the
+    // table's first page) are not waited for past LATE_MS after the rest: the table and charts
+    // are drawn, the parallel coordinates when they come (into their box: no new layout).
+    const tasks = [];
     if (what.table) tasks.push(this.loadTable(signal));
-    if (what.parcoords) tasks.push(this.loadParcoords(signal));
     if (what.charts) tasks.push(this.loadCharts(signal));
+    // (settled at once: a refusal is handled here, not reported as unhandled meanwhile)
+    const slow = what.parcoords ? Promise.allSettled([this.loadParcoords(signal)]).then(([part]) => part) : null;
     // The statistics (a bootstrap per group) are asked for once the charts are drawn (or by
     // the next view drawn, if this one is superseded), and have their own marks
     // (#stats[data-done] reaching [data-generation], counted from now): the page is ready
@@ -277,21 +282,23 @@ export class ProjectPage {
       this.statsPending = true;
     }
     const settled = await Promise.allSettled(tasks);
+    let late = null;
+    if (slow) {
+      const inTime = tasks.length ? await Promise.race([slow, new Promise((resolve) => setTimeout(resolve, LATE_MS))])
+        : await slow;
+      if (inTime) settled.push(inTime);
+      else late = slow;
+    }
     if (Number(this.root.dataset.generation) !== generation) return;
     if (this.content) {
       this.root.replaceChildren(...this.content);
       this.content = null;
     }
-    for (const part of settled) if (part.status === "fulfilled") part.value?.();
-    const error = settled.find((part) => part.status === "rejected")?.reason;
-    if (error) {
-      if (isAbort(error)) return;
-      if (error instanceof ApiError && error.status === 400) {
-        this.filterError.textContent = error.message;
-        this.filterError.hidden = false;
-        this.table.clear();
-        this.count.textContent = "";
-      } else setConnection(error.message);
+    if (!this.drawParts(settled)) return;
+    if (late) {
+      const part = await late;
+      if (Number(this.root.dataset.generation) !== generation) return;
+      if (!this.drawParts([part])) return;
     }
     if (Number(this.root.dataset.generation) !== generation) return;
     await painted();
@@ -304,6 +311,22 @@ export class ProjectPage {
       this.statsPending = false;
       this.loadStats();
     }
+  }
+
+  /** Draw the parts read (`Promise.allSettled` results); an error is shown where it belongs.
+   *  False when the view was abandoned (aborted). */
+  drawParts(settled) {
+    for (const part of settled) if (part.status === "fulfilled") part.value?.();
+    const error = settled.find((part) => part.status === "rejected")?.reason;
+    if (!error) return true;
+    if (isAbort(error)) return false;
+    if (error instanceof ApiError && error.status === 400) {
+      this.filterError.textContent = error.message;
+      this.filterError.hidden = false;
+      this.table.clear();
+      this.count.textContent = "";
+    } else setConnection(error.message);
+    return true;
   }
 
   async loadTable(signal) {
