@@ -12,7 +12,7 @@ import numpy as np
 
 import metrana
 from metrana.server import ServerInfo, background_server
-from metrana.server.static_files import STATIC_DIR
+from metrana.server.static_files import COMPILE_HINT, STATIC_DIR
 
 
 def test_page_and_static_files_are_served_from_the_package(live_server: ServerInfo) -> None:
@@ -35,6 +35,10 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
             response = client.get(path)
             assert response.status_code == 200, path
             assert response.headers["content-type"].startswith(kind), path
+        # uPlot is the released file, with V8's compile hint put before it as it is served.
+        served = client.get("/static/vendor/uplot/uPlot.iife.min.js").content
+        assert served == COMPILE_HINT + (STATIC_DIR / "vendor/uplot/uPlot.iife.min.js").read_bytes()
+        assert served.startswith(b"//# allFunctionsCalledOnLoad\n/*! https://github.com/leeoniya/uPlot")
         # Revalidation is cheap: same ETag, no body.
         etag = client.get("/static/dashboard.js").headers["etag"]
         again = client.get("/static/dashboard.js", headers={"If-None-Match": etag})
