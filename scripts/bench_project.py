@@ -229,7 +229,7 @@ def main() -> int:
                         "config/lr", "config/algo", "config/seed"],
                         "summaries": [{"series": {"metric": "loss"}, "fn": "last"}]}),
                     ("aggregate_runs", {"series": {"metric": "loss"}, "group_by": ["sys/name"],
-                                        "max_runs": 20, "n": 300})):
+                                        "max_runs": 20, "n": 300, "aggregations": ["avg"]})):
                 label = route + (" (columns)" if extra.get("format") else "")
                 rows.append((f"{size:,} runs", f"server: {label}",
                              in_process(db, route, {**body, **extra}, 7), ""))
