@@ -6,13 +6,17 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
 from playwright.sync_api import Page, Request
 
+from metrana.server import ServerInfo, background_server
 from metrana.server.store import Store
 
 INSTALL = "apt-get update && apt-get install -y chromium"
@@ -38,6 +42,20 @@ def ensure_chromium() -> str:
             pytest.fail(f"the dashboard tests need Chromium: run `sudo sh -c '{INSTALL}'` "
                         "(or set DASHBOARD_CHROMIUM to a Chromium binary)")
     return path
+
+
+@contextmanager
+def server_for(page: Page, db: Path | str, **options: Any) -> Iterator[ServerInfo]:
+    """``background_server`` for a test that opens its pages in ``page``: the page is left
+    (``about:blank``) before the server stops, so that a live page's next poll never meets the
+    closed port (Chromium logs that as a console error, ``net::ERR_CONNECTION_REFUSED``, which
+    fails the test at teardown: it did, about once in 30 runs)."""
+    with background_server(db, **options) as info:
+        try:
+            yield info
+        finally:
+            if not page.is_closed():
+                page.goto("about:blank")
 
 
 def run_hash(workspace: str, project: str, run: str) -> str:

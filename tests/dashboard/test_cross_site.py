@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, Response, expect
 import metrana
 from metrana.server import ServerInfo, background_server
 from tests.dashboard.conftest import LAUNCH_ARGS, WAIT_MS
-from tests.dashboard.dashboard_helpers import charts, run_hash
+from tests.dashboard.dashboard_helpers import charts, run_hash, server_for
 from tests.helpers import wait_until
 from tests.support import QuietHandler, plain_http_server
 
@@ -212,7 +212,7 @@ def test_hostile_names_in_every_field_run_nothing(tmp_path: Path, page: Page) ->
                          "'securitypolicyviolation', (e) => window.violations.push(e.blockedURI));")
     ws, project = hostile("workspace"), hostile("project")
     runs = [hostile("run"), hostile("second-run")]
-    with background_server(tmp_path / "xss.sqlite3") as info:
+    with server_for(page, tmp_path / "xss.sqlite3") as info:
         for run in runs:
             with metrana.session(workspace_name=ws, project_name=project, run_name=run,
                                  experiment_name=hostile("experiment"), ingestion_url=info.url,

@@ -15,11 +15,12 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 import metrana
-from metrana.server import ServerInfo, background_server
+from metrana.server import ServerInfo
 from tests.dashboard.dashboard_helpers import (
     bucket_reads,
     charts,
     run_hash,
+    server_for,
     store_series,
     stray_text,
 )
@@ -308,7 +309,7 @@ def test_a_server_with_an_api_key_asks_for_it_once(tmp_path: Path, page: Page) -
     """The server's own key (METRANA_SERVER_API_KEY) signs in too; a refused key says so and
     asks again; once signed in, navigating never asks again and the key is nowhere."""
     key = "s3cret-dashboard-key"
-    with background_server(tmp_path / "auth.sqlite3", api_key=key) as info:
+    with server_for(page, tmp_path / "auth.sqlite3", api_key=key) as info:
         with metrana.session(workspace_name=WS, project_name=PROJECT, run_name="keyed",
                              ingestion_url=info.url, api_key=key) as session:
             session.log("loss", 1.0)

@@ -12,8 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import metrana
-from metrana.server import background_server
-from tests.dashboard.dashboard_helpers import run_hash
+from tests.dashboard.dashboard_helpers import run_hash, server_for
 from tests.dashboard.test_sign_in import sign_in
 from tests.support import make_key
 
@@ -28,7 +27,7 @@ def _attributes(url: str, run: str, key: str) -> dict[str, Any]:
 def test_tags_and_notes_are_edited_on_the_run_page(tmp_path: Path, page: Page) -> None:
     db = tmp_path / "e.sqlite3"
     key, _ = make_key(db, "write", "ws")
-    with background_server(db) as info:
+    with server_for(page, db) as info:
         with metrana.session(workspace_name="ws", project_name="p", run_name="r", api_key=key,
                              ingestion_url=info.url, tags=["old"], notes="") as run:
             run.log("loss", 1.0)
@@ -58,7 +57,7 @@ def test_delete_asks_naming_the_run_then_deletes_it(tmp_path: Path, page: Page) 
     db = tmp_path / "d.sqlite3"
     key, _ = make_key(db, "admin", "ws")
     auth = {"Authorization": f"Bearer {key}"}
-    with background_server(db) as info:
+    with server_for(page, db) as info:
         for name in ("keep", "doomed"):
             with metrana.session(workspace_name="ws", project_name="p", run_name=name,
                                  ingestion_url=info.url, api_key=key) as run:
@@ -82,7 +81,7 @@ def test_delete_asks_naming_the_run_then_deletes_it(tmp_path: Path, page: Page) 
 
 
 def test_rename_from_the_dialog_goes_to_the_renamed_run(tmp_path: Path, page: Page) -> None:
-    with background_server(tmp_path / "n.sqlite3") as info:
+    with server_for(page, tmp_path / "n.sqlite3") as info:
         with metrana.session(workspace_name="ws", project_name="p", run_name="before",
                              ingestion_url=info.url) as run:
             run.log("loss", 1.0)

@@ -11,9 +11,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import metrana
-from metrana.server import background_server
 from metrana.server.store import Store
 from tests.dashboard.conftest import WAIT_MS
+from tests.dashboard.dashboard_helpers import server_for
 from tests.support import make_key
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install Chromium (see conftest)
@@ -44,7 +44,7 @@ def test_a_key_signs_in_once_and_is_kept_nowhere(tmp_path: Path, page: Page) -> 
     db = tmp_path / "s.sqlite3"
     owner, _ = make_key(db, "admin", "*")
     key, prefix = make_key(db, "read", "team-a")
-    with background_server(db) as info:
+    with server_for(page, db) as info:
         log_run(info.url, owner, "team-a", "mine")
         log_run(info.url, owner, "team-b", "theirs")
         page.goto(info.url + "/")
@@ -84,7 +84,7 @@ def test_revoking_the_key_signs_the_dashboard_out(tmp_path: Path, page: Page) ->
     db = tmp_path / "s.sqlite3"
     key, prefix = make_key(db, "write", "team-a")
     other, _ = make_key(db, "read", "team-a")
-    with background_server(db) as info:
+    with server_for(page, db) as info:
         signed_in(page, info.url, key, "r")
         store = Store(db)
         try:
@@ -106,7 +106,7 @@ def test_a_signed_in_page_opened_anew_reads_at_once(tmp_path: Path, page: Page) 
     knew its session.)"""
     db = tmp_path / "s.sqlite3"
     key, _ = make_key(db, "admin", "*")
-    with background_server(db) as info:
+    with server_for(page, db) as info:
         log_run(info.url, key, "team-a", "yours")
         signed_in(page, info.url, key, "mine")
         refused: list[str] = []
