@@ -508,10 +508,10 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
     runs and, per bucket, its ``count`` of runs and ``aggregations`` (default all of
     :data:`.groups.AGGREGATIONS`: avg, std, stderr, min, max, the band's edges lo and hi, and
     mid, the curve the band is around when it is not the mean). Only the buckets where some
-    group has a value are listed. A chart that draws one line per run asks for avg alone: a
-    fifth of the bytes, and no band computed (a bootstrapped one costs most of the answer)."""
+    group has a value are listed. A chart that draws one line per run asks for avg alone:
+    about a quarter of the bytes, and no band computed (a bootstrapped one costs most of the
+    answer)."""
     wanted = set(AGGREGATIONS if aggregations is None else aggregations)
-    edges = bool(wanted & {"lo", "hi"})
     members: dict[tuple[Any, ...], list[int]] = {}
     for row, key in enumerate(keys):
         members.setdefault(key, []).append(row)
@@ -523,14 +523,14 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
         rows = members[key]
         mine = RunBuckets(buckets.means[rows])
         stats = group_stats(mine)
-        low, high = band.edges(stats, mine, rs) if edges else (stats.avg, stats.avg)
-        computed.append((key, rows, mine, stats, low, high))
+        edges = band.edges(stats, mine, rs) if wanted & {"lo", "hi"} else None
+        computed.append((key, rows, mine, stats, edges))
     present = np.zeros(n, bool)
-    for _, _, _, stats, _, _ in computed:
+    for _, _, _, stats, _ in computed:
         present |= stats.count > 0
     keep = np.flatnonzero(present)
     groups = []
-    for key, rows, mine, stats, low, high in computed:
+    for key, rows, mine, stats, edges in computed:
         group: dict[str, Any] = {
             "key": {p: tagged(v) for p, v in zip(paths, key, strict=True)},
             "label": group_label(paths, key),
@@ -538,7 +538,9 @@ def run_groups(name: Any, paths: list[str], keys: list[tuple[Any, ...]], run_nam
             "count": stats.count[keep].tolist(),
         }
         arrays = {"avg": stats.avg, "std": stats.std, "stderr": stats.stderr, "min": stats.min,
-                  "max": stats.max, "lo": low, "hi": high}
+                  "max": stats.max}
+        if edges is not None:
+            arrays["lo"], arrays["hi"] = edges
         for aggregation in AGGREGATIONS:
             if aggregation in wanted and aggregation in arrays:
                 group[aggregation] = column(arrays[aggregation][keep])
