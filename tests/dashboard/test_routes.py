@@ -12,7 +12,7 @@ import numpy as np
 
 import metrana
 from metrana.server import ServerInfo, background_server
-from metrana.server.static_files import COMPILE_HINT, STATIC_DIR
+from metrana.server.static_files import BUNDLE, COMPILE_HINT, STATIC_DIR
 
 
 def test_page_and_static_files_are_served_from_the_package(live_server: ServerInfo) -> None:
@@ -21,12 +21,18 @@ def test_page_and_static_files_are_served_from_the_package(live_server: ServerIn
         assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
         assert "script-src 'self'" in page.headers["content-security-policy"]
-        assert '<script src="/static/dashboard.js" type="module">' in page.text
-        # Every module of the page is preloaded (fetched at once, not import after import).
-        modules = {f"/static/js/{p.name}" for p in (STATIC_DIR / "js").glob("*.js")}
-        assert modules and set(re.findall(r'<link rel="modulepreload" href="([^"]+)">',
-                                          page.text)) == modules
-        for path, kind in (("/static/dashboard.js", "text/javascript"),
+        # The page loads its first read's module on its own, then every other module as one
+        # file (one request, not one per module), which imports that same first module.
+        assert re.findall(r'<script src="([^"]+)" type="module"', page.text) == [
+            "/static/js/first_read.js", BUNDLE]
+        assert "modulepreload" not in page.text
+        joined = client.get(BUNDLE)
+        assert joined.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert re.findall(r"^import .*$", joined.text, re.M) == [
+            'import * as __m_js_first_read from "./js/first_read.js";']
+        modules = {f"js/{p.name}" for p in (STATIC_DIR / "js").glob("*.js")} - {"js/first_read.js"}
+        assert set(re.findall(r"^// ---- (\S+)$", joined.text, re.M)) == modules | {"dashboard.js"}
+        for path, kind in (("/static/dashboard.js", "text/javascript"),  # the modules, by themselves too
                            ("/static/js/chart.js", "text/javascript"),  # its modules
                            ("/static/dashboard.css", "text/css"),
                            ("/static/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
