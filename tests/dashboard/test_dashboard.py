@@ -144,6 +144,34 @@ def test_run_page_draws_a_chart_per_metric(live_server: ServerInfo, page: Page,
         shutil.copy(shot, os.environ["DASHBOARD_SCREENSHOT"])
 
 
+def test_the_chart_library_is_fetched_once_and_only_by_pages_with_charts(
+        tmp_path: Path, page: Page) -> None:
+    """uPlot (50 KB) is fetched by a page that draws charts, early (js/first_read.js), and run
+    when its first chart needs it: one request, the preload and the script matched; the list
+    of runs, which has no chart, does not fetch it at all."""
+    db = tmp_path / "s.sqlite3"
+    store_series(db, "w", "p", "r", 500)
+    uplot = "/static/vendor/uplot/uPlot.iife.min.js"
+    with server_for(page, db) as info:
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url.removeprefix(info.url)))
+        page.goto(info.url + "/#/project/w/p")
+        page.wait_for_selector("#project[data-done] .group-chart canvas")
+        assert asked.count(uplot) == 1, asked
+        assert asked.index(uplot) < asked.index("/api/runs/w/p")  # with the page's first read
+        # The list of runs loaded afresh, with nothing cached: no uPlot.
+        page.goto("about:blank")
+        page.context.new_cdp_session(page).send("Network.clearBrowserCache")
+        asked.clear()
+        page.goto(info.url + "/")
+        expect(page.locator('#runs tr[data-run="r"]')).to_be_visible()
+        assert uplot not in asked and "/static/dashboard.bundle.js" in asked
+        # A run opened from it: uPlot fetched and run when the chart is drawn.
+        page.locator("#runs a", has_text="r").click()
+        page.wait_for_selector('[data-metric="loss"] canvas')
+        assert asked.count(uplot) == 1, asked
+
+
 def test_user_text_is_shown_as_text(live_server: ServerInfo, page: Page) -> None:
     hostile = '<img src=x onerror="window.pwned=1">'
     name = f"run {hostile} ./.."

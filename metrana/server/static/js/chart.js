@@ -4,6 +4,7 @@
 import { isAbort } from "./api.js";
 import { emptyColumns, pointsIn, smooth } from "./columns.js";
 import { el, setConnection } from "./dom.js";
+import { UPLOT_URL } from "./first_read.js";
 import { fmtDuration, fmtInt, fmtTick, fmtValue, num } from "./format.js";
 import { settings } from "./settings.js";
 import { xValues } from "./source.js";
@@ -18,16 +19,19 @@ export const COMPACT_AFTER = 8;  // lines on a chart; more get a compact legend
  *  wider strokes (20 runs × 4 charts: ~200 ms less per frame, measured; bench_project.py). */
 export const lineWidth = (lines, wide) => (lines > COMPACT_AFTER ? 1 : wide);
 
-/** uPlot, the global of a classic script of index.html: resolves once it has run. Every first
- *  draw waits for it (so that the script may load `async`, or late, without a page failing). */
+let uPlotScript = null;  // a promise: the script put in the page, until it has run
+
+/** uPlot's global: resolves once its script has run, which the first call starts (the file
+ *  itself is fetched earlier: js/first_read.js). Every first draw waits for it: run only when
+ *  a chart needs it, it runs while the page waits for its reads. */
 export function uPlotLoaded() {
   if (window.uPlot) return Promise.resolve();
-  const script = document.getElementById("uplot");
-  return new Promise((resolve) => {
+  uPlotScript ??= new Promise((resolve) => {
     // Failed to load: the draw then says "uPlot is not defined" where the chart would be.
-    script.addEventListener("load", resolve, { once: true });
-    script.addEventListener("error", resolve, { once: true });
+    const script = el("script", { id: "uplot", src: UPLOT_URL, onload: resolve, onerror: resolve });
+    document.head.append(script);
   });
+  return uPlotScript;
 }
 
 /** Rows of several tables (each sorted by x) in one x-sorted table; a row holds one x value
