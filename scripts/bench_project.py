@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,14 +94,24 @@ def runs_project(db: Path, project: str, runs: int, points: int, metrics: int = 
 
 @contextmanager
 def served(db: Path, tree: Path | None = None) -> Iterator[str]:
-    """``metrana serve`` of ``db``; of the code in ``tree`` if given (else this one's)."""
-    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    """``metrana serve`` of ``db``; of the code in ``tree`` if given (else this one's).
+
+    Run from the tree (``python -m`` puts the working directory first on ``sys.path``, before
+    ``PYTHONPATH``: started from this repository, a ``--before`` tree's server ran this one's
+    code, which made every before/after of this script until 2026-12-07 compare a tree with
+    itself), and checked: the page it serves is the tree's."""
+    root = (tree or Path(__file__).resolve().parent.parent).resolve()
     server = subprocess.Popen([sys.executable, "-m", "metrana", "serve", "--port", "0",
-                               "--db", str(db)], stdout=subprocess.PIPE, text=True, env=env)
+                               "--db", str(db)], stdout=subprocess.PIPE, text=True, cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root)})
     try:
         assert server.stdout is not None
-        yield next(m.group(1) for line in server.stdout
+        url = next(m.group(1) for line in server.stdout
                    if (m := re.search(r"listening on (http://\S+)", line)))
+        with urllib.request.urlopen(url + "/") as page:
+            if page.read() != (root / "metrana/server/static/index.html").read_bytes():
+                raise RuntimeError(f"the server started for {root} does not serve its page")
+        yield url
     finally:
         server.terminate()
         server.wait()
