@@ -33,13 +33,13 @@ _CONTENT_TYPES = {
 # called (a 1,000-run project page: ~10 ms sooner, medians of 40-100 cold loads). Added when
 # served, so the vendored file stays the released one.
 EAGER = frozenset({"/static/vendor/uplot/uPlot.iife.min.js"})
+COMPILE_HINT = b"//# allFunctionsCalledOnLoad\n"
 # The page's modules, from its entry module down, as the one file index.html loads
 # (js_bundle.py: one request instead of 21); js/first_read.js stays its own file (index.html
 # loads it first, on its own). Each module is still served by itself too.
 BUNDLE = "/static/dashboard.bundle.js"
 _ENTRY = "dashboard.js"
 _SEPARATE = frozenset({"js/first_read.js"})
-COMPILE_HINT = b"//# allFunctionsCalledOnLoad\n"
 # The page runs only its own files: no inline script, nothing from another origin.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -51,6 +51,10 @@ class Asset:
     body: bytes
     content_type: str
     etag: bytes
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> Asset:
+        return cls(body, content_type, b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"')
 
 
 class StaticFiles:
@@ -69,12 +73,10 @@ class StaticFiles:
                 continue
             url = "/static/" + file.relative_to(root).as_posix()
             body = (COMPILE_HINT if url in EAGER else b"") + file.read_bytes()
-            etag = b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"'
-            self._assets[url] = Asset(body, _CONTENT_TYPES[file.suffix], etag)
+            self._assets[url] = Asset.of(body, _CONTENT_TYPES[file.suffix])
         if (root / _ENTRY).is_file():
-            body = join_modules(root, _ENTRY, _SEPARATE).encode()
-            etag = b'"' + hashlib.sha256(body).hexdigest()[:20].encode() + b'"'
-            self._assets[BUNDLE] = Asset(body, _CONTENT_TYPES[".js"], etag)
+            joined = join_modules(root, _ENTRY, _SEPARATE).encode()
+            self._assets[BUNDLE] = Asset.of(joined, _CONTENT_TYPES[".js"])
         if "/static/index.html" in self._assets:
             self._assets["/"] = self._assets["/static/index.html"]
 

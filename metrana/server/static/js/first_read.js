@@ -85,7 +85,8 @@ export const UPLOT_URL = "/static/vendor/uplot/uPlot.iife.min.js";
 const read = firstRead(parseRoute(location.hash));
 if (read) {
   // Every route with a first read draws charts (a project, runs); the list of runs does not.
-  document.head.append(Object.assign(document.createElement("link"), { rel: "preload", as: "script", href: UPLOT_URL }));
+  const preload = Object.assign(document.createElement("link"), { rel: "preload", as: "script", href: UPLOT_URL });
+  document.head.append(preload);
   const body = JSON.stringify(read.body);
   const asked = read.get ? fetch(read.get, { cache: "no-store" }) : earlySession.then((who) => fetch(
     `/api/query/${read.route}`, { method: "POST", cache: "no-store", body, headers: {
