@@ -35,6 +35,9 @@ def main() -> int:
             page.goto(f"{url}/#/project/lab/cartpole-sweep?group=config/lr&band=ci95"
                       "&filter=config%2Falgo%20%3D%3D%20%22ppo%22")
             page.wait_for_function(READY)
+            # and the statistics panel, computed after the view is drawn
+            page.wait_for_function("() => { const s = document.getElementById('stats');"
+                                   " return s && s.dataset.done === s.dataset.generation; }")
             page.screenshot(path=str(out), full_page=True)
             browser.close()
     print(out)
