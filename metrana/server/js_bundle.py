@@ -47,24 +47,24 @@ def _line(source: str, offset: int) -> int:
     return source.count("\n", 0, offset) + 1
 
 
-def _bindings(path: str, source: str, offset: int, names: str) -> str:
-    """``a, b as c`` -> ``a, b: c`` (a destructuring of the exporter's object)."""
+def _bindings(path: str, source: str, offset: int, names: str) -> list[tuple[str, str]]:
+    """``a, b as c`` -> ``[(a, a), (b, c)]``: each name imported and the local name it gets."""
     out = []
     for part in (p.strip() for p in names.split(",")):
         if not part:
             continue
         words = part.split()
         if len(words) == 1 and _NAME.fullmatch(words[0]):
-            out.append(words[0])
+            out.append((words[0], words[0]))
         elif len(words) == 3 and words[1] == "as" and all(_NAME.fullmatch(w) for w in words[::2]):
-            out.append(f"{words[0]}: {words[2]}")
+            out.append((words[0], words[2]))
         else:
             raise BundleError(f"{path}:{_line(source, offset)}: cannot join the import of {part!r}")
-    return ", ".join(out)
+    return out
 
 
-def _imports(path: str, source: str) -> list[tuple[str, str]]:
-    """A module's imports as (module path, destructuring), after checking that every
+def _imports(path: str, source: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """A module's imports as (module path, [(name, local name)]), after checking that every
     ``import``/``export`` statement in it is a form the join handles."""
     found = list(_IMPORT.finditer(source))
     starts = {m.start() for m in found}
@@ -92,7 +92,7 @@ def join_modules(root: Path, entry: str, separate: frozenset[str] = frozenset())
     order: list[str] = []  # an import before its importer: the order ES modules run in
     active: list[str] = []
     sources: dict[str, str] = {}
-    imports: dict[str, list[tuple[str, str]]] = {}
+    imports: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {}
 
     def visit(path: str) -> None:
         if path in active:
@@ -114,13 +114,23 @@ def join_modules(root: Path, entry: str, separate: frozenset[str] = frozenset())
 
     visit(entry)
     kept = sorted({target for found in imports.values() for target, _ in found if target in separate})
+    # A name its module does not export: an ES module fails to load, a destructuring would
+    # quietly give `undefined`; so the join refuses it.
+    exported = {path: set(_EXPORT.findall(source)) for path, source in sources.items()}
+    exported |= {path: set(_EXPORT.findall((root / path).read_text(encoding="utf-8"))) for path in kept}
+    for path, found in imports.items():
+        for target, names in found:
+            for name, _ in names:
+                if name not in exported[target]:
+                    raise BundleError(f"{path}: imports {name} from {target}, which does not export it")
     parts = [f'import * as {_module_name(path)} from "./{path}";' for path in kept]
     for path in order:
         body = _IMPORT.sub("", sources[path])
         exports = ", ".join(_EXPORT.findall(body))
         body = re.sub(r"^export ", "", body, flags=re.M)
-        taken = "".join(f"const {{ {names} }} = {_module_name(target)};\n"
-                        for target, names in imports[path] if names)
+        taken = "".join(
+            f"const {{ {', '.join(n if n == local else f'{n}: {local}' for n, local in names)} }} = "
+            f"{_module_name(target)};\n" for target, names in imports[path] if names)
         parts.append(f"// ---- {path}\nconst {_module_name(path)} = (() => {{\n{taken}{body}\n"
                      f"return {{ {exports} }};\n}})();")
     return "\n".join(parts) + "\n"

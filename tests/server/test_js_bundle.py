@@ -57,6 +57,17 @@ def test_a_form_the_join_does_not_handle_is_refused_with_its_file_and_line(
     assert why in str(raised.value)
 
 
+def test_a_name_its_module_does_not_export_is_refused(tmp_path: Path) -> None:
+    # (an ES module would fail to load; a destructuring would quietly give undefined)
+    root = write(tmp_path, {"main.js": 'import { a, b } from "./a.js";\nimport { f } from "./f.js";\n',
+                            "a.js": "export const a = 1;\n", "f.js": "export const f = 1;\n"})
+    with pytest.raises(BundleError, match=r"^main\.js: imports b from a\.js, which does not export it$"):
+        join_modules(root, "main.js")
+    (root / "main.js").write_text('import { a } from "./a.js";\nimport { g } from "./f.js";\n')
+    with pytest.raises(BundleError, match=r"^main\.js: imports g from f\.js, which does not export it$"):
+        join_modules(root, "main.js", frozenset({"f.js"}))  # a module kept separate too
+
+
 def test_a_cycle_or_a_missing_module_is_refused(tmp_path: Path) -> None:
     root = write(tmp_path, {"main.js": 'import { a } from "./a.js";\n',
                             "a.js": 'import { b } from "./b.js";\nexport const a = 1;\n',
