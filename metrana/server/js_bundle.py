@@ -116,8 +116,8 @@ def join_modules(root: Path, entry: str, separate: frozenset[str] = frozenset())
     kept = sorted({target for found in imports.values() for target, _ in found if target in separate})
     # A name its module does not export: an ES module fails to load, a destructuring would
     # quietly give `undefined`; so the join refuses it.
-    exported = {path: set(_EXPORT.findall(source)) for path, source in sources.items()}
-    exported |= {path: set(_EXPORT.findall((root / path).read_text(encoding="utf-8"))) for path in kept}
+    exported = {path: _EXPORT.findall(source) for path, source in sources.items()}
+    exported |= {path: _EXPORT.findall((root / path).read_text(encoding="utf-8")) for path in kept}
     for path, found in imports.items():
         for target, names in found:
             for name, _ in names:
@@ -125,12 +125,10 @@ def join_modules(root: Path, entry: str, separate: frozenset[str] = frozenset())
                     raise BundleError(f"{path}: imports {name} from {target}, which does not export it")
     parts = [f'import * as {_module_name(path)} from "./{path}";' for path in kept]
     for path in order:
-        body = _IMPORT.sub("", sources[path])
-        exports = ", ".join(_EXPORT.findall(body))
-        body = re.sub(r"^export ", "", body, flags=re.M)
+        body = re.sub(r"^export ", "", _IMPORT.sub("", sources[path]), flags=re.M)
         taken = "".join(
             f"const {{ {', '.join(n if n == local else f'{n}: {local}' for n, local in names)} }} = "
             f"{_module_name(target)};\n" for target, names in imports[path] if names)
         parts.append(f"// ---- {path}\nconst {_module_name(path)} = (() => {{\n{taken}{body}\n"
-                     f"return {{ {exports} }};\n}})();")
+                     f"return {{ {', '.join(exported[path])} }};\n}})();")
     return "\n".join(parts) + "\n"
